@@ -1,0 +1,51 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3.11
+UV := $(PYTHON) -m uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+RUN := $(UV) run --frozen --no-sync
+WORKSPACE ?= $(CURDIR)
+CUSTOMERS ?= 20000
+SEED ?= 42
+
+.PHONY: help setup demo test lint format bench clean
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup: .venv/.installed  ## Install uv (from PyPI) and the locked dependencies with the machine's Python.
+
+.venv/.installed: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+demo: setup  ## Simulate a retailer and run the main job on it.
+	$(RUN) cdp simulate --customers $(CUSTOMERS) --seed $(SEED) --out $(WORKSPACE)/data/raw
+	$(RUN) cdp ingest --raw $(WORKSPACE)/data/raw --workspace $(WORKSPACE)
+	@echo
+	@echo "Demo done. Next:"
+	@echo "  lake tables:       $(WORKSPACE)/data/lake/*.parquet"
+	@echo "  quarantined rows:  $(WORKSPACE)/data/quarantine/"
+	@echo "  ingestion report:  $(WORKSPACE)/data/reports/ingest.json"
+	@echo "  all commands:      $(UV) run cdp --help"
+
+test: setup  ## Lint, then run the whole test suite.
+	$(RUN) ruff check .
+	$(RUN) pytest -q
+
+lint:  ## ruff lint and format check.
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format:  ## Apply ruff's fixes and formatting.
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+bench: setup  ## Benchmarks (slow, minutes); JSON results in bench-results/.
+	$(RUN) python -m tests.benchmarks.run --out bench-results
+
+clean:  ## Remove the workspace's data and MLflow store (not the code).
+	rm -rf data mlruns/* bench-results

@@ -1,0 +1,122 @@
+"""One typed configuration for every stage.
+
+Precedence, highest first: values passed in code, environment variables named
+``CDP_<SECTION>__<KEY>`` (e.g. ``CDP_POLICY__CONSENT_MODE=opt_out``), an optional YAML
+file, then the defaults below. Nothing is read until :func:`load_settings` is called.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+CONFIG_FILE_NAME = "cdp.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SimulationSettings(_Section):
+    """Defaults of `cdp simulate`; the command line overrides them."""
+
+    customers: int = Field(20_000, ge=1)
+    seed: int = 42
+    start: dt.date = dt.date(2024, 7, 1)
+    end: dt.date = dt.date(2026, 6, 30)
+    format: Literal["parquet", "csv"] = "parquet"
+
+
+class IngestSettings(_Section):
+    """Streaming ingestion: rows per batch bounds memory, not results."""
+
+    batch_rows: int = Field(1_000_000, ge=1_000)
+    duckdb_memory_limit: str = "2GB"
+    earliest_timestamp: dt.date = dt.date(1970, 1, 1)
+    latest_timestamp: dt.date = dt.date(2100, 1, 1)
+    earliest_birth_date: dt.date = dt.date(1900, 1, 1)
+
+
+class IdentitySettings(_Section):
+    """Standardization rules shared by ingestion checks and identity resolution."""
+
+    default_phone_region: str = "GB"
+    match_threshold: float = Field(0.9, gt=0, lt=1)
+
+
+class PolicySettings(_Section):
+    consent_mode: Literal["opt_in", "opt_out"] = "opt_in"
+
+
+class ServingSettings(_Section):
+    api_token: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CDP_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    simulation: SimulationSettings = SimulationSettings()
+    ingest: IngestSettings = IngestSettings()
+    identity: IdentitySettings = IdentitySettings()
+    policy: PolicySettings = PolicySettings()
+    serving: ServingSettings = ServingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_file = _YAML_FILE.get("path")
+        if yaml_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+
+# The YAML path is handed to the source hook through this holder because pydantic-settings
+# builds sources from the class; it is set only for the duration of one load_settings call.
+_YAML_FILE: dict[str, Path | None] = {"path": None}
+
+
+class ConfigError(ValueError):
+    """The configuration file or an override is invalid; the message names it."""
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from defaults, an optional YAML file, the environment and overrides."""
+    if config_file is not None and not Path(config_file).is_file():
+        raise ConfigError(f"config file not found: {config_file}")
+    _YAML_FILE["path"] = Path(config_file) if config_file is not None else None
+    try:
+        return Settings(**overrides)
+    except Exception as error:  # pydantic's ValidationError lists every bad field
+        where = f" (file {config_file})" if config_file else ""
+        raise ConfigError(f"invalid configuration{where}:\n{error}") from error
+    finally:
+        _YAML_FILE["path"] = None
+
+
+def find_config_file(workspace: Path, explicit: Path | None) -> Path | None:
+    """The explicit --config file, else `cdp.yaml` in the workspace when it exists."""
+    if explicit is not None:
+        return explicit
+    candidate = workspace / CONFIG_FILE_NAME
+    return candidate if candidate.is_file() else None

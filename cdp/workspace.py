@@ -1,0 +1,51 @@
+"""Where a workspace keeps its state: every command reads and writes only below its root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def at(cls, root: Path | str | None = None) -> Workspace:
+        return cls(Path(root).expanduser().resolve() if root is not None else REPOSITORY_ROOT)
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def lake(self) -> Path:
+        """Validated, typed Parquet tables, one file per contract table."""
+        return self.data / "lake"
+
+    @property
+    def quarantine(self) -> Path:
+        """Rows that failed the contract, with file, row, column and reason."""
+        return self.data / "quarantine"
+
+    @property
+    def reports(self) -> Path:
+        return self.data / "reports"
+
+    @property
+    def outputs(self) -> Path:
+        return self.data / "outputs"
+
+    @property
+    def feast(self) -> Path:
+        """Feast registry and the embedded online store."""
+        return self.data / "feast"
+
+    @property
+    def mlruns(self) -> Path:
+        return self.root / "mlruns"
+
+    def lake_table(self, table: str) -> Path:
+        return self.lake / f"{table}.parquet"

@@ -1,0 +1,306 @@
+"""Ingest a raw directory into the lake: stream, validate, quarantine, upsert, report.
+
+Accounting is exact: every record read is either loaded or quarantined with a reason, and the
+report says so per table (loaded + quarantined = read is checked, not assumed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cdp.config import IngestSettings
+from cdp.workspace import Workspace
+from features.contract import CONTRACTS, RAW_SUFFIXES, TableContract
+from features.ingest import lake
+from features.ingest.readers import (
+    RawBatch,
+    TableFileError,
+    parquet_columns,
+    read_csv_header,
+    stream_csv_fast,
+    stream_csv_robust,
+    stream_parquet,
+)
+from features.ingest.validation import (
+    ValidationRules,
+    contract_schema,
+    custom_columns_of,
+    output_schema,
+    validate_batch,
+)
+
+log = logging.getLogger("cdp.ingest")
+
+# Progress is reported as (table, bytes done, bytes total).
+IngestProgress = Callable[[str, int, int], None]
+CSV_BLOCK_BYTES = 64 << 20
+
+
+@dataclass
+class TableReport:
+    table: str
+    file: str
+    status: str = "ok"
+    """ok, or failed (the whole file could not be ingested: see error)."""
+    error: str | None = None
+    read: int = 0
+    loaded: int = 0
+    quarantined: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    nulled_values: dict[str, int] = field(default_factory=dict)
+    """PII values set to null, per column; the originals are kept in quarantine."""
+    inserted: int = 0
+    updated: int = 0
+    lake_rows: int = 0
+    ignored_columns: list[str] = field(default_factory=list)
+    custom_columns: list[str] = field(default_factory=list)
+    reader: str = ""
+    seconds: float = 0.0
+
+    @property
+    def balanced(self) -> bool:
+        return self.loaded + self.quarantined == self.read
+
+
+@dataclass
+class IngestReport:
+    raw_dir: str
+    tables: list[TableReport]
+    skipped_files: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[TableReport]:
+        return [t for t in self.tables if t.status != "ok"]
+
+    def as_dict(self) -> dict:
+        return {
+            "raw_dir": self.raw_dir,
+            "tables": [asdict(t) for t in self.tables],
+            "skipped_files": self.skipped_files,
+        }
+
+
+def find_raw_tables(raw_dir: Path) -> tuple[dict[str, Path], list[str]]:
+    """Map contract tables to their files; files that are not contract tables are listed apart."""
+    if not raw_dir.is_dir():
+        raise TableFileError(f"{raw_dir}: raw directory not found")
+    found: dict[str, Path] = {}
+    skipped: list[str] = []
+    for path in sorted(raw_dir.iterdir()):
+        if not path.is_file():
+            continue
+        if path.suffix.lower() not in RAW_SUFFIXES or path.stem not in CONTRACTS:
+            skipped.append(path.name)
+            continue
+        if path.stem in found:
+            raise TableFileError(
+                f"{raw_dir}: table {path.stem!r} is given twice ({found[path.stem].name} and {path.name}); keep one"
+            )
+        found[path.stem] = path
+    return found, skipped
+
+
+def ingest_directory(
+    raw_dir: Path,
+    workspace: Workspace,
+    settings: IngestSettings,
+    progress: IngestProgress | None = None,
+) -> IngestReport:
+    tables, skipped = find_raw_tables(raw_dir)
+    for name in skipped:
+        log.warning("%s: not a contract table (expected <table>.csv or <table>.parquet), skipped", name)
+    if not tables:
+        raise TableFileError(
+            f"{raw_dir}: no contract tables found (expected files like orders.csv or orders.parquet)"
+        )
+    reports = [ingest_table(path, CONTRACTS[name], workspace, settings, progress) for name, path in tables.items()]
+    report = IngestReport(str(raw_dir), reports, skipped)
+    workspace.reports.mkdir(parents=True, exist_ok=True)
+    (workspace.reports / "ingest.json").write_text(json.dumps(report.as_dict(), indent=2))
+    return report
+
+
+def ingest_table(
+    path: Path,
+    contract: TableContract,
+    workspace: Workspace,
+    settings: IngestSettings,
+    progress: IngestProgress | None = None,
+) -> TableReport:
+    """Ingest one file; a file-level problem fails this table only, with a message naming it."""
+    started = time.perf_counter()
+    path = path.resolve()
+    report = TableReport(table=contract.name, file=str(path))
+    staging = workspace.lake / ".staging" / f"{contract.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        _ingest_into(report, path, contract, workspace, settings, staging, progress)
+    except TableFileError as error:
+        report.status, report.error = "failed", str(error)
+        log.error("%s", error)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report.seconds = round(time.perf_counter() - started, 3)
+    if report.status == "ok" and not report.balanced:
+        raise AssertionError(f"{path}: accounting error: {report.loaded} + {report.quarantined} != {report.read}")
+    _write_table_report(workspace, report)
+    if report.status == "ok":
+        log.info(
+            "%s: read %d, loaded %d, quarantined %d, PII values nulled %d (%s)",
+            path.name, report.read, report.loaded, report.quarantined,
+            sum(report.nulled_values.values()), contract.name,
+        )
+    return report
+
+
+def _ingest_into(
+    report: TableReport,
+    path: Path,
+    contract: TableContract,
+    workspace: Workspace,
+    settings: IngestSettings,
+    staging: Path,
+    progress: IngestProgress | None,
+) -> None:
+    is_csv = path.suffix.lower() == ".csv"
+    columns = read_csv_header(path) if is_csv else parquet_columns(path)
+    missing = [c for c in contract.required_columns if c not in columns]
+    if missing:
+        raise TableFileError(
+            f"{path}: missing required column(s) {', '.join(missing)} for table {contract.name!r} "
+            f"(found: {', '.join(columns)})"
+        )
+    custom = custom_columns_of(contract, columns)
+    report.custom_columns = custom
+    report.ignored_columns = [c for c in columns if c not in contract.column_names and c not in custom]
+    if report.ignored_columns:
+        log.warning("%s: columns not in the contract for %r are ignored: %s",
+                    path, contract.name, ", ".join(report.ignored_columns))
+
+    rules = ValidationRules(
+        earliest_timestamp=settings.earliest_timestamp,
+        latest_timestamp=settings.latest_timestamp,
+        earliest_birth_date=settings.earliest_birth_date,
+    )
+    schema = contract_schema(contract, rules)
+    total_bytes = path.stat().st_size
+    ingested_at = dt.datetime.now(dt.UTC)
+    attempts: list[tuple[str, Callable[[], Iterator[RawBatch]]]]
+    if is_csv:
+        attempts = [
+            ("pyarrow", lambda: stream_csv_fast(path, columns, CSV_BLOCK_BYTES)),
+            ("python-csv", lambda: stream_csv_robust(path, columns, settings.batch_rows)),
+        ]
+    else:
+        attempts = [("parquet", lambda: stream_parquet(path, settings.batch_rows))]
+
+    for attempt, (reader_name, open_stream) in enumerate(attempts):
+        try:
+            counts = _stage_batches(
+                open_stream(), path, contract, rules, schema, custom, staging, ingested_at, progress, total_bytes
+            )
+            report.reader = reader_name
+            break
+        except pa.ArrowInvalid as error:
+            if attempt + 1 == len(attempts):
+                raise TableFileError(f"{path}: cannot be read: {error}") from error
+            log.warning("%s: fast CSV reader stopped (%s); re-reading with the tolerant reader", path.name, error)
+
+    connection = lake.connect(settings.duckdb_memory_limit, staging)
+    try:
+        with pq.ParquetWriter(staging / "rejected-duplicates.parquet", lake.QUARANTINE_SCHEMA) as duplicates:
+            merge = lake.merge_into_lake(
+                connection, contract, staging / "valid.parquet", workspace.lake_table(contract.name),
+                str(path), ingested_at, duplicates,
+            )
+        rejected = [staging / "rejected.parquet", staging / "rejected-duplicates.parquet"]
+        quarantine = workspace.quarantine
+        lake.replace_file_entries(connection, rejected, quarantine / f"{contract.name}.parquet", str(path))
+        lake.replace_file_entries(
+            connection, [staging / "nulled.parquet"], quarantine / f"{contract.name}.nulled.parquet", str(path)
+        )
+        by_reason = lake.count_reasons(connection, rejected)
+    finally:
+        connection.close()
+
+    report.read = counts["read"]
+    report.loaded = counts["valid"] - merge.duplicates
+    report.quarantined = counts["rejected"] + merge.duplicates
+    report.quarantined_by_reason = by_reason
+    report.nulled_values = dict(counts["nulled_by_column"])
+    report.inserted, report.updated, report.lake_rows = merge.inserted, merge.updated, merge.lake_rows
+
+
+def _stage_batches(
+    batches: Iterator[RawBatch],
+    path: Path,
+    contract: TableContract,
+    rules: ValidationRules,
+    schema,
+    custom: list[str],
+    staging: Path,
+    ingested_at: dt.datetime,
+    progress: IngestProgress | None,
+    total_bytes: int,
+) -> dict:
+    """Validate each batch and append it to the staged valid / rejected / nulled files."""
+    counts: dict = {"read": 0, "valid": 0, "rejected": 0, "nulled_by_column": Counter()}
+    file_name = str(path)
+    with (
+        pq.ParquetWriter(staging / "valid.parquet", output_schema(contract, custom)) as valid_out,
+        pq.ParquetWriter(staging / "rejected.parquet", lake.QUARANTINE_SCHEMA) as rejected_out,
+        pq.ParquetWriter(staging / "nulled.parquet", lake.NULLED_SCHEMA) as nulled_out,
+    ):
+        for batch in batches:
+            malformed = pd.DataFrame(
+                {
+                    "row": [m.row for m in batch.malformed],
+                    "columns": [""] * len(batch.malformed),
+                    "reason": [m.reason for m in batch.malformed],
+                    "record": [json.dumps({"raw_text": m.text}, ensure_ascii=False) for m in batch.malformed],
+                }
+            )
+            counts["read"] += batch.table.num_rows + len(batch.malformed)
+            if batch.table.num_rows:
+                checked = validate_batch(batch.table, batch.rows, contract, rules, custom, schema)
+                valid_out.write_table(checked.valid)
+                rejected = pd.concat([malformed, checked.rejected], ignore_index=True)
+                nulled = checked.nulled
+            else:
+                rejected, nulled = malformed, pd.DataFrame(columns=["row", "column", "reason", "original_value"])
+            counts["valid"] += batch.table.num_rows - (len(rejected) - len(malformed))
+            counts["rejected"] += len(rejected)
+            counts["nulled_by_column"].update(nulled["column"].tolist())
+            if len(rejected):
+                rejected_out.write_table(_with_file(rejected, contract.name, file_name, ingested_at, lake.QUARANTINE_SCHEMA))
+            if len(nulled):
+                nulled_out.write_table(_with_file(nulled, contract.name, file_name, ingested_at, lake.NULLED_SCHEMA))
+            if progress is not None:
+                progress(contract.name, batch.bytes_done, total_bytes)
+    return counts
+
+
+def _with_file(
+    frame: pd.DataFrame, table: str, file_name: str, ingested_at: dt.datetime, schema: pa.Schema
+) -> pa.Table:
+    frame = frame.assign(table=table, file=file_name, ingested_at=pd.Timestamp(ingested_at))
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+
+
+def _write_table_report(workspace: Workspace, report: TableReport) -> None:
+    target = workspace.reports / "ingest"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / f"{report.table}.json").write_text(json.dumps(asdict(report), indent=2))

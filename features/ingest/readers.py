@@ -1,0 +1,197 @@
+"""Raw file readers: stream a contract table as batches of text columns with their row numbers.
+
+Row numbers are 1-based positions of records in the file, header excluded, counting malformed
+records too, so a quarantine entry can be found again in the original file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as arrow_csv
+import pyarrow.parquet as pq
+
+
+class TableFileError(ValueError):
+    """The whole file cannot be ingested; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class MalformedRecord:
+    row: int
+    reason: str
+    text: str
+
+
+@dataclass
+class RawBatch:
+    table: pa.Table
+    """Columns as read: binary for CSV (decoded later), native types for Parquet."""
+    rows: np.ndarray
+    """1-based record positions, one per table row."""
+    malformed: list[MalformedRecord] = field(default_factory=list)
+    """Records in this stretch of the file that could not be split into the header's fields."""
+    bytes_done: int = 0
+
+
+ProgressCallback = Callable[[int], None]
+
+
+class _MalformedCollector:
+    """Collects rows pyarrow cannot split; positions map parsed records to file positions."""
+
+    def __init__(self) -> None:
+        self.records: list[MalformedRecord] = []
+        self._handed_out = 0
+
+    def __call__(self, row: pa.csv.InvalidRow) -> str:  # type: ignore[name-defined]
+        line = row.number if row.number is not None else -1
+        self.records.append(
+            MalformedRecord(
+                row=line - 1,
+                reason=f"malformed CSV record: expected {row.expected_columns} fields, "
+                f"found {row.actual_columns}",
+                text=row.text,
+            )
+        )
+        return "skip"
+
+    def take_new(self) -> list[MalformedRecord]:
+        new = self.records[self._handed_out :]
+        self._handed_out = len(self.records)
+        return new
+
+    def positions_of_parsed(self, first_parsed: int, count: int) -> np.ndarray:
+        """File positions of parsed records first_parsed .. first_parsed+count-1 (0-based)."""
+        parsed_index = np.arange(first_parsed, first_parsed + count, dtype=np.int64)
+        malformed_rows = np.array(sorted(r.row for r in self.records), dtype=np.int64)
+        parsed_before = malformed_rows - np.arange(len(malformed_rows), dtype=np.int64)
+        shift = np.searchsorted(parsed_before, parsed_index + 1, side="right")
+        return parsed_index + 1 + shift
+
+
+def read_csv_header(path: Path) -> list[str]:
+    with path.open("r", encoding="utf-8-sig", errors="replace", newline="") as handle:
+        try:
+            header = next(csv.reader(handle))
+        except StopIteration:
+            raise TableFileError(f"{path}: file is empty (expected a header row)") from None
+        except csv.Error as error:
+            raise TableFileError(f"{path}: cannot read the header row: {error}") from error
+    names = [name.strip() for name in header]
+    if not any(names):
+        raise TableFileError(f"{path}: the header row is empty")
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise TableFileError(f"{path}: duplicated column(s) in header: {', '.join(duplicated)}")
+    if "" in names:
+        raise TableFileError(f"{path}: column {names.index('') + 1} of the header has no name")
+    return names
+
+
+def stream_csv_fast(path: Path, header: list[str], batch_bytes: int) -> Iterator[RawBatch]:
+    """pyarrow's streaming reader: single-threaded so malformed rows keep their line numbers."""
+    collector = _MalformedCollector()
+    reader = arrow_csv.open_csv(
+        path,
+        read_options=arrow_csv.ReadOptions(
+            use_threads=False, block_size=batch_bytes, column_names=header, skip_rows=1
+        ),
+        parse_options=arrow_csv.ParseOptions(invalid_row_handler=collector, newlines_in_values=True),
+        convert_options=arrow_csv.ConvertOptions(
+            column_types={name: pa.binary() for name in header}, strings_can_be_null=False
+        ),
+    )
+    parsed = 0
+    size = path.stat().st_size
+    done = 0
+    for record_batch in reader:
+        table = pa.Table.from_batches([record_batch])
+        rows = collector.positions_of_parsed(parsed, table.num_rows)
+        parsed += table.num_rows
+        done = min(size, done + batch_bytes)
+        yield RawBatch(table, rows, collector.take_new(), done)
+    yield RawBatch(
+        pa.table({name: pa.array([], pa.binary()) for name in header}),
+        np.array([], dtype=np.int64),
+        collector.take_new(),
+        size,
+    )
+
+
+def stream_csv_robust(path: Path, header: list[str], batch_rows: int) -> Iterator[RawBatch]:
+    """Python's csv module: slower, but reads files that pyarrow gives up on."""
+    size = path.stat().st_size
+    with path.open("rb") as binary:
+        text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        reader = csv.reader(text, strict=False)
+        next(reader, None)
+        columns: list[list[bytes]] = [[] for _ in header]
+        rows: list[int] = []
+        malformed: list[MalformedRecord] = []
+        position = 0
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as error:
+                position += 1
+                malformed.append(MalformedRecord(position, f"unreadable CSV record: {error}", ""))
+                continue
+            if not record:
+                continue  # blank line: not a record
+            position += 1
+            if len(record) != len(header):
+                malformed.append(
+                    MalformedRecord(
+                        position,
+                        f"malformed CSV record: expected {len(header)} fields, found {len(record)}",
+                        ",".join(record).encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+                    )
+                )
+                continue
+            for values, value in zip(columns, record, strict=True):
+                values.append(value.encode("utf-8", "surrogateescape"))
+            rows.append(position)
+            if len(rows) >= batch_rows:
+                yield _robust_batch(header, columns, rows, malformed, binary.tell())
+                columns, rows, malformed = [[] for _ in header], [], []
+        yield _robust_batch(header, columns, rows, malformed, size)
+
+
+def _robust_batch(
+    header: list[str], columns: list[list[bytes]], rows: list[int], malformed: list, done: int
+) -> RawBatch:
+    table = pa.table({name: pa.array(values, pa.binary()) for name, values in zip(header, columns, strict=True)})
+    return RawBatch(table, np.array(rows, dtype=np.int64), list(malformed), done)
+
+
+def parquet_columns(path: Path) -> list[str]:
+    try:
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    except Exception as error:  # pyarrow raises several types for corrupt files
+        raise TableFileError(f"{path}: not a readable Parquet file: {error}") from error
+
+
+def stream_parquet(path: Path, batch_rows: int) -> Iterator[RawBatch]:
+    try:
+        parquet = pq.ParquetFile(path)
+        position = 0
+        total = max(parquet.metadata.num_rows, 1)
+        size = path.stat().st_size
+        for record_batch in parquet.iter_batches(batch_size=batch_rows):
+            table = pa.Table.from_batches([record_batch])
+            rows = np.arange(position + 1, position + 1 + table.num_rows, dtype=np.int64)
+            position += table.num_rows
+            yield RawBatch(table, rows, [], int(size * position / total))
+    except TableFileError:
+        raise
+    except Exception as error:
+        raise TableFileError(f"{path}: not a readable Parquet file: {error}") from error

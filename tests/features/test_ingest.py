@@ -1,0 +1,254 @@
+"""Ingestion: contract checks, quarantine with reasons, PII nulling, idempotent upserts."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from features.contract import CONTRACTS
+from features.ingest import TableFileError, ingest_directory, ingest_table
+
+ORDERS_HEADER = "order_id,source,source_id,ordered_at,amount,channel,items,discount\n"
+
+
+def lake(workspace, table: str) -> pd.DataFrame:
+    return pd.read_parquet(workspace.lake_table(table))
+
+
+def quarantine(workspace, table: str) -> pd.DataFrame:
+    return pd.read_parquet(workspace.quarantine / f"{table}.parquet")
+
+
+def test_clean_orders_load_typed_and_in_utc(raw_dir, workspace, ingest_settings):
+    # Given orders with a naive, a Z and an offset timestamp
+    (raw_dir / "orders.csv").write_text(
+        ORDERS_HEADER
+        + "o1,web,w1,2025-01-01T10:00:00,10.50,web,1,0\n"
+        + "o2,WEB, w2 ,2025-01-01T10:00:00Z,5,Store,2,1.5\n"
+        + "o3,app,a1,2025-01-01T12:00:00+02:00,7,,,\n"
+    )
+    # When ingested
+    report = ingest_directory(raw_dir, workspace, ingest_settings)
+    # Then every row loads, typed, with timestamps normalized to UTC
+    orders = lake(workspace, "orders").set_index("order_id")
+    assert report.tables[0].read == report.tables[0].loaded == 3
+    assert str(orders["ordered_at"].dtype) == "datetime64[us, UTC]"
+    assert (orders["ordered_at"] == pd.Timestamp("2025-01-01 10:00", tz="UTC")).all()
+    assert orders.loc["o2", "source"] == "web" and orders.loc["o2", "source_id"] == "w2"
+    assert orders.loc["o2", "channel"] == "store"
+    assert orders.loc["o1", "amount"] == 10.5
+    assert pd.isna(orders.loc["o3", "items"]) and pd.isna(orders.loc["o3", "channel"])
+
+
+def test_bad_rows_are_quarantined_with_file_row_column_and_reason(raw_dir, workspace, ingest_settings):
+    # Given one good row and one bad row of each kind
+    (raw_dir / "orders.csv").write_text(
+        ORDERS_HEADER
+        + "o1,web,w1,2025-01-01T10:00:00Z,10,web,1,0\n"  # row 1 good
+        + "o2,web,w1,yesterday,10,web,1,0\n"  # row 2 bad timestamp
+        + "o3,web,w1,2025-01-01,-4,web,1,0\n"  # row 3 negative amount
+        + "o4,web,,2025-01-01,4,web,1,0\n"  # row 4 missing source_id
+        + "o5,web,w1,2025-01-01,4,fax,1,0\n"  # row 5 unknown channel
+        + "o6,web,w1\n"  # row 6 too few fields
+        + "o7,web,w1,2025-01-01,4,web,1.5,0\n"  # row 7 fractional items
+        + "o8,web,w1,1899-01-01,4,web,1,0\n"  # row 8 absurd date
+    )
+    # When ingested
+    report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    # Then only the good row loads and each bad one says where and why
+    assert (report.read, report.loaded, report.quarantined) == (8, 1, 7)
+    bad = quarantine(workspace, "orders").set_index("row")
+    assert set(bad["file"]) == {str((raw_dir / "orders.csv").resolve())}
+    expected = {
+        2: ("ordered_at", "not an ISO-8601 timestamp"),
+        3: ("amount", "must be >= 0"),
+        4: ("source_id", "required value is missing"),
+        5: ("channel", "not one of app, phone, store, web"),
+        6: ("", "expected 8 fields, found 3"),
+        7: ("items", "not a whole number"),
+        8: ("ordered_at", "outside 1970-01-01"),
+    }
+    for row, (column, reason) in expected.items():
+        assert bad.loc[row, "columns"] == column
+        assert reason in bad.loc[row, "reason"]
+    assert json.loads(bad.loc[2, "record"])["ordered_at"] == "yesterday"
+    assert json.loads(bad.loc[6, "record"]) == {"raw_text": "o6,web,w1"}
+
+
+def test_invalid_pii_is_nulled_and_kept_aside_not_logged(raw_dir, workspace, ingest_settings, caplog):
+    # Given customers whose optional PII is partly invalid, plus a custom attribute
+    (raw_dir / "customers.csv").write_text(
+        "source,source_id,first_name,email,phone,date_of_birth,loyalty_tier\n"
+        "web,w1,Ann,ann@example.com,+44 7700 900123,1980-02-29,gold\n"
+        "web,w2,Ζωή,zoe-at-example,call me,2999-01-01,\n"
+        "crm,c1,,,,1980-02-30,silver\n"
+    )
+    # When ingested
+    with caplog.at_level(logging.DEBUG):
+        report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    # Then no record is lost, the bad values are null, and the originals are kept in quarantine
+    assert (report.read, report.loaded, report.quarantined) == (3, 3, 0)
+    assert report.nulled_values == {"email": 1, "phone": 1, "date_of_birth": 2}
+    customers = lake(workspace, "customers").set_index("source_id")
+    assert customers.loc["w2", "first_name"] == "Ζωή"
+    assert customers.loc[["w2", "c1"], ["email", "phone", "date_of_birth"]].isna().all().all()
+    assert customers.loc["w1", "email"] == "ann@example.com"
+    assert customers.loc["w1", "loyalty_tier"] == "gold" and report.custom_columns == ["loyalty_tier"]
+    nulled = pd.read_parquet(workspace.quarantine / "customers.nulled.parquet")
+    assert set(nulled["original_value"]) == {"zoe-at-example", "call me", "2999-01-01", "1980-02-30"}
+    assert set(nulled["row"]) == {2, 3}
+    # ...and the log names counts, never the values
+    assert "zoe-at-example" not in caplog.text and "call me" not in caplog.text
+
+
+def test_missing_required_column_fails_only_that_table(raw_dir, workspace, ingest_settings):
+    # Given an orders file without `amount` and a valid returns file
+    (raw_dir / "orders.csv").write_text("order_id,source,source_id,ordered_at\no1,web,w1,2025-01-01\n")
+    (raw_dir / "returns.csv").write_text("order_id,returned_at,amount\no1,2025-01-05,3\n")
+    # When ingested
+    report = ingest_directory(raw_dir, workspace, ingest_settings)
+    # Then orders fails with a message naming the file and the column; returns still loads
+    by_table = {t.table: t for t in report.tables}
+    assert by_table["orders"].status == "failed"
+    assert "orders.csv" in by_table["orders"].error and "amount" in by_table["orders"].error
+    assert by_table["returns"].loaded == 1
+    assert not workspace.lake_table("orders").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "file is empty"), (b"not,a,parquet", "not a readable Parquet file")],
+)
+def test_unreadable_files_fail_with_the_file_named(raw_dir, workspace, ingest_settings, content, message):
+    suffix = ".csv" if not content else ".parquet"
+    path = raw_dir / f"orders{suffix}"
+    path.write_bytes(content)
+    report = ingest_table(path, CONTRACTS["orders"], workspace, ingest_settings)
+    assert report.status == "failed"
+    assert message in report.error and str(path.name) in report.error
+
+
+def test_reingesting_the_same_file_is_idempotent(raw_dir, workspace, ingest_settings):
+    # Given a file with a bad row, ingested once
+    (raw_dir / "orders.csv").write_text(
+        ORDERS_HEADER + "o1,web,w1,2025-01-01,10,web,1,0\no2,web,w1,bad,10,web,1,0\n"
+    )
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    first_lake, first_quarantine = lake(workspace, "orders"), quarantine(workspace, "orders")
+    # When the same file is ingested again
+    report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    # Then the lake and the quarantine hold the same rows, not twice as many
+    columns = [c for c in first_lake.columns if c != "_ingested_at"]
+    pd.testing.assert_frame_equal(lake(workspace, "orders")[columns], first_lake[columns])
+    assert len(quarantine(workspace, "orders")) == len(first_quarantine) == 1
+    assert (report.inserted, report.updated, report.lake_rows) == (0, 1, 1)
+
+
+def test_a_newer_file_updates_rows_by_primary_key(raw_dir, workspace, ingest_settings, tmp_path):
+    (raw_dir / "orders.csv").write_text(ORDERS_HEADER + "o1,web,w1,2025-01-01,10,web,1,0\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    (newer / "orders.csv").write_text(ORDERS_HEADER + "o1,web,w1,2025-01-01,12,web,1,0\no2,app,a1,2025-01-02,3,app,1,0\n")
+    report = ingest_directory(newer, workspace, ingest_settings).tables[0]
+    orders = lake(workspace, "orders").set_index("order_id")
+    assert orders.loc["o1", "amount"] == 12 and len(orders) == 2
+    assert (report.inserted, report.updated) == (1, 1)
+
+
+def test_repeated_key_in_one_file_keeps_the_last_and_quarantines_the_rest(raw_dir, workspace, ingest_settings):
+    (raw_dir / "orders.csv").write_text(
+        ORDERS_HEADER + "o1,web,w1,2025-01-01,10,web,1,0\no1,web,w1,2025-01-01,11,web,1,0\n"
+    )
+    report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    assert (report.read, report.loaded, report.quarantined) == (2, 1, 1)
+    assert lake(workspace, "orders")["amount"].tolist() == [11.0]
+    bad = quarantine(workspace, "orders")
+    assert bad["row"].tolist() == [1] and "superseded by row 2" in bad["reason"].iloc[0]
+
+
+def test_invalid_utf8_quarantines_the_row_only(raw_dir, workspace, ingest_settings):
+    (raw_dir / "orders.csv").write_bytes(
+        ORDERS_HEADER.encode() + b"o1,web,w1,2025-01-01,10,web,1,0\no2,web,w\xff\xfe,2025-01-01,10,web,1,0\n"
+    )
+    report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    assert (report.loaded, report.quarantined) == (1, 1)
+    assert "invalid UTF-8" in quarantine(workspace, "orders")["reason"].iloc[0]
+
+
+def test_unterminated_quote_does_not_lose_the_rows_before_it(raw_dir, workspace, ingest_settings):
+    (raw_dir / "orders.csv").write_text(
+        ORDERS_HEADER + "o1,web,w1,2025-01-01,10,web,1,0\no2,web,\"w2,2025-01-01,10,web,1,0\n"
+    )
+    report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    assert report.read == 2 and report.loaded == 1 and report.quarantined == 1
+    assert lake(workspace, "orders")["order_id"].tolist() == ["o1"]
+
+
+def test_parquet_input_with_native_types(raw_dir, workspace, ingest_settings):
+    # Given a Parquet file with typed columns, a naive timestamp and an integer source_id
+    table = pa.table(
+        {
+            "order_id": ["o1", "o2"],
+            "source": ["web", "web"],
+            "source_id": pa.array([17, 18], pa.int64()),
+            "ordered_at": pa.array([pd.Timestamp("2025-01-01 10:00"), None], pa.timestamp("ms")),
+            "amount": [10.0, 3.0],
+        }
+    )
+    pq.write_table(table, raw_dir / "orders.parquet")
+    report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    assert (report.read, report.loaded, report.quarantined) == (2, 1, 1)
+    orders = lake(workspace, "orders")
+    assert orders["source_id"].tolist() == ["17"]
+    assert orders["ordered_at"].iloc[0] == pd.Timestamp("2025-01-01 10:00", tz="UTC")
+
+
+def test_orders_only_directory_and_unknown_files(raw_dir, workspace, ingest_settings):
+    (raw_dir / "orders.csv").write_text(ORDERS_HEADER + "o1,web,w1,2025-01-01,10,web,1,0\n")
+    (raw_dir / "notes.txt").write_text("hello")
+    report = ingest_directory(raw_dir, workspace, ingest_settings)
+    assert [t.table for t in report.tables] == ["orders"] and report.skipped_files == ["notes.txt"]
+    assert json.loads((workspace.reports / "ingest.json").read_text())["tables"][0]["loaded"] == 1
+
+
+def test_a_table_given_twice_is_refused(raw_dir, workspace, ingest_settings):
+    (raw_dir / "orders.csv").write_text(ORDERS_HEADER)
+    pq.write_table(pa.table({"order_id": ["o1"]}), raw_dir / "orders.parquet")
+    with pytest.raises(TableFileError, match="given twice"):
+        ingest_directory(raw_dir, workspace, ingest_settings)
+
+
+def test_header_only_file_loads_an_empty_table(raw_dir, workspace, ingest_settings):
+    (raw_dir / "orders.csv").write_text(ORDERS_HEADER)
+    report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    assert (report.status, report.read) == ("ok", 0)
+    assert lake(workspace, "orders").empty
+
+
+def test_empty_raw_directory_is_a_clear_error(raw_dir, workspace, ingest_settings):
+    with pytest.raises(TableFileError, match="no contract tables found"):
+        ingest_directory(raw_dir, workspace, ingest_settings)
+
+
+def test_batches_do_not_change_results(raw_dir, workspace, ingest_settings, tmp_path):
+    # Given a file with a malformed record at its very end, read in batches
+    rows = "".join(f"o{i},web,w{i % 7},2025-01-0{1 + i % 9},{i},web,1,0\n" for i in range(3000))
+    (raw_dir / "orders.csv").write_text(ORDERS_HEADER + rows + "broken\n")
+    report = ingest_directory(raw_dir, workspace, ingest_settings.model_copy(update={"batch_rows": 1000})).tables[0]
+    assert (report.read, report.loaded, report.quarantined) == (3001, 3000, 1)
+    assert quarantine(workspace, "orders")["row"].tolist() == [3001]
+
+
+def test_lake_lineage_points_back_to_the_source_row(raw_dir, workspace, ingest_settings):
+    (raw_dir / "orders.csv").write_text(ORDERS_HEADER + "bad\no1,web,w1,2025-01-01,10,web,1,0\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    orders = lake(workspace, "orders")
+    assert orders["_source_row"].tolist() == [2]
+    assert Path(orders["_source_file"].iloc[0]).name == "orders.csv"
