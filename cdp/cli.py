@@ -193,7 +193,10 @@ def contract(
 def show_config(workspace: WorkspaceOption = None, config: ConfigOption = None) -> None:
     """Print the effective configuration (defaults, YAML file and CDP_* overrides applied)."""
     _, settings = _context(workspace, config)
-    typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
+    shown = settings.model_dump(mode="json")
+    if shown["serving"]["api_token"]:
+        shown["serving"]["api_token"] = "***"  # a secret: say it is set, never print it
+    typer.echo(json.dumps(shown, indent=2))
 
 
 if __name__ == "__main__":

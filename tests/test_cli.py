@@ -72,3 +72,10 @@ def test_simulated_data_passes_the_contract_end_to_end(tmp_path):
         assert table["quarantined"] == 0, (name, table["quarantined_by_reason"])
     orders = pd.read_parquet(workspace / "data" / "lake" / "orders.parquet")
     assert len(orders) == tables["orders"]["read"] > 0
+
+
+def test_config_never_prints_the_api_token(tmp_path, monkeypatch):
+    monkeypatch.setenv("CDP_SERVING__API_TOKEN", "s3cret-token")
+    result = runner.invoke(app, ["config", "--workspace", str(tmp_path)])
+    assert result.exit_code == 0 and "s3cret-token" not in result.output
+    assert json.loads(result.output)["serving"]["api_token"] == "***"

@@ -80,49 +80,36 @@ def merge_into_lake(
     A key already in the lake is replaced by the new row, so re-ingesting a file is a no-op.
     """
     key = ", ".join(_quote(c) for c in contract.primary_key)
-    payload = ", ".join(f"{_literal(c)}: {_quote(c)}" for c in contract.column_names)
+    payload = ", ".join(f"{_literal(c)}: s.{_quote(c)}" for c in contract.column_names)
+    staged_rows = f"read_parquet({_literal(str(staged))})"
+    on_key = " AND ".join(f"s.{_quote(c)} = d.{_quote(c)}" for c in contract.primary_key)
+    # Repeated keys are rare: find them with one hash aggregate instead of a window over every row.
     connection.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE ranked AS
-        SELECT *, max(_source_row) OVER (PARTITION BY {key}) AS _last_row
-        FROM read_parquet({_literal(str(staged))})
+        CREATE OR REPLACE TEMP TABLE repeated AS
+        SELECT {key}, max(_source_row) AS _last_row FROM {staged_rows}
+        GROUP BY {key} HAVING count(*) > 1
         """
     )
     superseded = connection.sql(
         f"""
-        SELECT _source_row AS row, _last_row AS last_row, to_json({{{payload}}})::VARCHAR AS record
-        FROM ranked WHERE _source_row < _last_row ORDER BY _source_row
+        SELECT s._source_row AS row, d._last_row AS last_row, to_json({{{payload}}})::VARCHAR AS record
+        FROM {staged_rows} s JOIN repeated d ON {on_key}
+        WHERE s._source_row < d._last_row ORDER BY s._source_row
         """
     ).to_arrow_table()
     if superseded.num_rows:
-        reasons = [
-            f"duplicate primary key ({', '.join(contract.primary_key)}): superseded by row {last} of the same file"
-            for last in superseded.column("last_row").to_pylist()
-        ]
-        duplicates_out.write_table(
-            pa.table(
-                {
-                    "table": pa.array([contract.name] * superseded.num_rows, pa.string()),
-                    "file": pa.array([source_file] * superseded.num_rows, pa.string()),
-                    "row": superseded.column("row"),
-                    "columns": pa.array([",".join(contract.primary_key)] * superseded.num_rows, pa.string()),
-                    "reason": pa.array(reasons, pa.string()),
-                    "record": superseded.column("record"),
-                    "ingested_at": pa.array([ingested_at] * superseded.num_rows, QUARANTINE_SCHEMA.field("ingested_at").type),
-                },
-                schema=QUARANTINE_SCHEMA,
-            )
-        )
+        _write_superseded(superseded, contract, source_file, ingested_at, duplicates_out)
+    connection.register("superseded_rows", pa.table({"_source_row": superseded.column("row").cast(pa.int64())}))
     connection.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE latest AS
-        SELECT * EXCLUDE (_last_row), {_literal(source_file)} AS _source_file,
+        CREATE OR REPLACE TEMP VIEW latest AS
+        SELECT s.*, {_literal(source_file)} AS _source_file,
                {_literal(ingested_at.isoformat())}::TIMESTAMPTZ AS _ingested_at
-        FROM ranked WHERE _source_row = _last_row
+        FROM {staged_rows} s ANTI JOIN superseded_rows USING (_source_row)
         """
     )
-    connection.execute("DROP TABLE ranked")
-    incoming = connection.execute("SELECT count(*) FROM latest").fetchone()[0]
+    incoming = pq.ParquetFile(staged).metadata.num_rows - superseded.num_rows
     join = " AND ".join(f"n.{_quote(c)} = e.{_quote(c)}" for c in contract.primary_key)
     temporary = lake_file.with_name(f".{lake_file.name}.{os.getpid()}.tmp")
     lake_file.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +126,6 @@ def merge_into_lake(
         updated = 0
         query = "SELECT * FROM latest"
     connection.execute(f"COPY ({query}) TO {_literal(str(temporary))} (FORMAT parquet, COMPRESSION zstd)")
-    connection.execute("DROP TABLE latest")
     os.replace(temporary, lake_file)
     lake_rows = pq.ParquetFile(lake_file).metadata.num_rows
     return MergeResult(
@@ -147,6 +133,35 @@ def merge_into_lake(
         inserted=incoming - updated,
         updated=updated,
         lake_rows=lake_rows,
+    )
+
+
+def _write_superseded(
+    superseded: pa.Table,
+    contract: TableContract,
+    source_file: str,
+    ingested_at: dt.datetime,
+    duplicates_out: pq.ParquetWriter,
+) -> None:
+    count = superseded.num_rows
+    key = ", ".join(contract.primary_key)
+    reasons = [
+        f"duplicate primary key ({key}): superseded by row {last} of the same file"
+        for last in superseded.column("last_row").to_pylist()
+    ]
+    duplicates_out.write_table(
+        pa.table(
+            {
+                "table": pa.array([contract.name] * count, pa.string()),
+                "file": pa.array([source_file] * count, pa.string()),
+                "row": superseded.column("row"),
+                "columns": pa.array([",".join(contract.primary_key)] * count, pa.string()),
+                "reason": pa.array(reasons, pa.string()),
+                "record": superseded.column("record"),
+                "ingested_at": pa.array([ingested_at] * count, QUARANTINE_SCHEMA.field("ingested_at").type),
+            },
+            schema=QUARANTINE_SCHEMA,
+        )
     )
 
 

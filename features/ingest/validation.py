@@ -86,17 +86,18 @@ class _Problems:
     """Per-row problems gathered while parsing and checking, keyed by batch position."""
 
     def __init__(self, size: int) -> None:
-        self.reject_reasons: list[list[str]] = [[] for _ in range(size)]
-        self.reject_columns: list[list[str]] = [[] for _ in range(size)]
+        self.reject_reasons: dict[int, list[str]] = {}
+        self.reject_columns: dict[int, list[str]] = {}
         self.rejected = np.zeros(size, dtype=bool)
         self.nulled: list[tuple[int, str, str]] = []
         self._nulled_cells: set[tuple[int, str]] = set()
 
     def reject(self, positions: np.ndarray, column: str, reason: str) -> None:
-        for position in positions:
-            if column not in self.reject_columns[position]:
-                self.reject_columns[position].append(column)
-                self.reject_reasons[position].append(f"{column}: {reason}")
+        for position in positions.tolist():
+            columns = self.reject_columns.setdefault(position, [])
+            if column not in columns:
+                columns.append(column)
+                self.reject_reasons.setdefault(position, []).append(f"{column}: {reason}")
         self.rejected[positions] = True
 
     def null(self, positions: np.ndarray, column: str, reason: str) -> None:

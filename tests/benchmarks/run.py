@@ -1,0 +1,143 @@
+"""`make bench`: the performance bars, measured on this machine; results as JSON, never asserted in tests.
+
+Each benchmark runs the real CLI in a child process and records wall time and peak memory next to
+its bar. Run one with `--only NAME`; scale down with `--customers` / `--order-rows` for a quick look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as arrow_csv
+import pyarrow.parquet as pq
+
+CDP = [sys.executable, "-m", "cdp.cli"]
+
+
+def measure(command: list[str]) -> dict:
+    output = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.measure", "--", *command],
+        check=True, stdout=subprocess.PIPE, text=True,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def machine() -> dict:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": commit,
+        "cpus": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def bench_simulate(work: Path, customers: int) -> dict:
+    """Bar: `cdp simulate --customers 1000000` in <= 5 min with <= 8 GB peak."""
+    out = work / "simulated"
+    result = measure([*CDP, "simulate", "--customers", str(customers), "--out", str(out), "--format", "parquet"])
+    rows = {p.stem: pq.ParquetFile(p).metadata.num_rows for p in sorted(out.glob("*.parquet"))}
+    return {
+        "name": "simulate",
+        "customers": customers,
+        **result,
+        "rows": rows,
+        "bar": {"seconds": 300, "peak_rss_gb": 8, "at_customers": 1_000_000},
+        "meets_bar": customers >= 1_000_000 and result["exit_code"] == 0
+        and result["seconds"] <= 300 and result["peak_rss_gb"] <= 8,
+    }
+
+
+def write_orders_csv(source: Path | None, target: Path, rows: int) -> int:
+    """A CSV of exactly `rows` orders: simulated orders repeated with distinct ids when needed."""
+    if source is None or not source.exists():
+        sim = target.parent / "sim-for-orders"
+        subprocess.run([*CDP, "simulate", "--customers", "100000", "--out", str(sim)], check=True,
+                       stdout=subprocess.DEVNULL)
+        source = sim / "orders.parquet"
+    orders = pq.read_table(source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    copy = 0
+    with arrow_csv.CSVWriter(target, orders.schema) as writer:
+        while written < rows:
+            part = orders.slice(0, min(orders.num_rows, rows - written))
+            if copy:
+                suffix = pa.scalar(f"-r{copy}")
+                part = part.set_column(0, "order_id", pc.binary_join_element_wise(part["order_id"], suffix, ""))
+            writer.write_table(part)
+            written += part.num_rows
+            copy += 1
+    return written
+
+
+def bench_ingest(work: Path, order_rows: int) -> dict:
+    """Bar: ingesting 10M order rows from CSV in <= 60 s with <= 4 GB peak."""
+    raw = work / "orders-raw"
+    written = write_orders_csv(work / "simulated" / "orders.parquet", raw / "orders.csv", order_rows)
+    workspace = work / "ingest-workspace"
+    result = measure([*CDP, "ingest", "--raw", str(raw), "--workspace", str(workspace)])
+    report = json.loads((workspace / "data" / "reports" / "ingest.json").read_text())["tables"][0]
+    return {
+        "name": "ingest_orders_csv",
+        "order_rows": written,
+        "csv_gb": round((raw / "orders.csv").stat().st_size / 1024**3, 3),
+        **result,
+        "report": {k: report[k] for k in ("read", "loaded", "quarantined", "lake_rows", "reader", "seconds")},
+        "rows_per_second": round(written / result["seconds"]),
+        "bar": {"seconds": 60, "peak_rss_gb": 4, "at_rows": 10_000_000},
+        "meets_bar": written >= 10_000_000 and result["exit_code"] == 0
+        and result["seconds"] <= 60 and result["peak_rss_gb"] <= 4,
+    }
+
+
+BENCHMARKS = {"simulate": bench_simulate, "ingest": bench_ingest}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--order-rows", type=int, default=10_000_000)
+    parser.add_argument("--keep", action="store_true", help="Keep the generated data (in --out/work).")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = args.out / "work" if args.keep else Path(tempfile.mkdtemp(prefix="cdp-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results = []
+    try:
+        for name in args.only or list(BENCHMARKS):
+            print(f"== {name}", flush=True)
+            if name == "simulate":
+                result = bench_simulate(work, args.customers)
+            else:
+                result = bench_ingest(work, args.order_rows)
+            result["machine"] = machine()
+            (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
+            print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2), flush=True)
+            results.append(result)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    summary = {r["name"]: {"seconds": r["seconds"], "peak_rss_gb": r["peak_rss_gb"], "meets_bar": r["meets_bar"]}
+               for r in results}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
