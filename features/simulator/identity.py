@@ -371,12 +371,23 @@ def assemble_emails(parts: dict[str, np.ndarray], names: NameVocabulary) -> pa.A
     )
 
 
+def mailbox_keys(emails: pa.Array) -> pa.Array:
+    """The mailbox an address reaches: case-insensitive, and Gmail ignores dots in the local
+    part, so two people never get john.smith@gmail.com and johnsmith@gmail.com."""
+    lower = pc.utf8_lower(emails)
+    parts = pc.split_pattern(lower, "@")
+    local, domain = pc.list_element(parts, 0), pc.list_element(parts, 1)
+    dotless = pc.binary_join_element_wise(pc.replace_substring(local, ".", ""), domain, "@")
+    gmail = pc.match_substring_regex(lower, r"@(gmail|googlemail)\.com$")
+    return pc.if_else(gmail, dotless, lower)
+
+
 def make_emails_unique(
     groups: list[dict[str, np.ndarray]], owners: list[np.ndarray], names: NameVocabulary
 ) -> None:
     """Give colliding addresses of different owners a distinguishing number (in place)."""
     for attempt in range(6):
-        emails = pa.concat_arrays([assemble_emails(parts, names) for parts in groups])
+        emails = mailbox_keys(pa.concat_arrays([assemble_emails(parts, names) for parts in groups]))
         owner = np.concatenate(owners)
         frame = pa.table({"email": emails, "owner": owner})
         distinct = (

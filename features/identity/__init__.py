@@ -1,0 +1,1 @@
+"""Identity resolution: one golden profile per person, stable ids, explainable merges."""

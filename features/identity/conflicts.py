@@ -1,0 +1,38 @@
+"""When two records clearly belong to different people, whatever else they share.
+
+One definition, used both to spot shared contact points (a household e-mail) and to stop
+clustering from joining people.
+"""
+
+from __future__ import annotations
+
+from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
+
+NAME_TYPO_SIMILARITY = 0.9
+"""First names this alike may be typos of each other; others conflict."""
+TYPO_MIN_LENGTH = 5
+"""Names at least this long may also differ by one edit (hannah/hnanah) and still be one name."""
+
+
+def birth_dates_conflict(x: str | None, y: str | None) -> bool:
+    """Both known and agreeing on fewer than two of year, month and day."""
+    if not x or not y:
+        return False
+    return sum(p == q for p, q in zip(x.split("-"), y.split("-"), strict=True)) < 2
+
+
+def first_names_conflict(
+    x_first: str | None, y_first: str | None, x_last: str | None = None, y_last: str | None = None
+) -> bool:
+    """Different canonical first names that are not an initial, a typo or a first/last swap."""
+    if not x_first or not y_first or x_first == y_first:
+        return False
+    if (len(x_first) == 1 or len(y_first) == 1) and x_first[0] == y_first[0]:
+        return False
+    if (x_last is not None and x_last == y_first) or (y_last is not None and y_last == x_first):
+        return False
+    # One edit in a short name is another name (john/joan, mark/mary), not a typo.
+    typo = JaroWinkler.normalized_similarity(x_first, y_first) >= NAME_TYPO_SIMILARITY or (
+        min(len(x_first), len(y_first)) >= TYPO_MIN_LENGTH and DamerauLevenshtein.distance(x_first, y_first) <= 1
+    )
+    return not typo

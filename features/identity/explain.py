@@ -1,0 +1,47 @@
+"""Why a customer is who it is: its records, the edges that joined them, the joins refused."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from features.identity.matching import LEVELS
+
+
+def explain_customer(query: str, identity_map: pd.DataFrame, edges: pd.DataFrame) -> dict:
+    """`query` is a customer_id or `source:source_id`."""
+    keys = identity_map["source"].astype(str) + ":" + identity_map["source_id"].astype(str)
+    if query in set(identity_map["customer_id"]):
+        customer_id = query
+    elif (keys == query).any():
+        customer_id = identity_map.loc[keys == query, "customer_id"].iloc[0]
+    else:
+        raise KeyError(f"{query!r} is neither a customer_id nor a known source:source_id")
+    members = identity_map[identity_map["customer_id"] == customer_id]
+    inside = edges[(edges["left_customer_id"] == customer_id) & (edges["right_customer_id"] == customer_id)]
+    touching = edges[(edges["left_customer_id"] == customer_id) | (edges["right_customer_id"] == customer_id)]
+    refused = touching[~touching["accepted"]]
+
+    def describe(edge: pd.Series) -> dict:
+        evidence = {
+            name: {"level": edge[f"{name}_level"], "weight": float(edge[f"{name}_weight"])}
+            for name in LEVELS
+            if edge[f"{name}_level"] != "null"
+        }
+        return {
+            "records": [edge["left_record"], edge["right_record"]],
+            "rule": edge["rule"],
+            "kind": edge["kind"],
+            "match_probability": round(float(edge["model_probability"]), 6),
+            "match_weight": round(float(edge["match_weight"]), 3),
+            "evidence": evidence,
+            **({"refused_because": edge["refused_because"]} if not edge["accepted"] else {}),
+            **({"other_customer": edge["right_customer_id"] if edge["left_customer_id"] == customer_id
+                else edge["left_customer_id"]} if not edge["accepted"] else {}),
+        }
+
+    return {
+        "customer_id": customer_id,
+        "records": members[["source", "source_id", "match_probability", "matched_by"]].to_dict("records"),
+        "joined_by": [describe(edge) for _, edge in inside.sort_values("probability", ascending=False).iterrows()],
+        "refused": [describe(edge) for _, edge in refused.iterrows()],
+    }

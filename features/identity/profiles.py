@@ -1,0 +1,89 @@
+"""Golden profiles: one record per customer, each attribute chosen by a configurable rule.
+
+Rules: `most_recent` (latest non-null by `updated_at`), `most_frequent` (ties go to the most
+recent), `source_priority` (first non-null in the configured order of systems). Every e-mail and
+phone a customer has is kept as a list; the profile counts its records and carries the lowest
+match probability among them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pandas as pd
+
+SurvivorshipRule = Literal["most_recent", "most_frequent", "source_priority"]
+
+DEFAULT_RULES: dict[str, SurvivorshipRule] = {
+    "first_name": "most_frequent",
+    "last_name": "most_frequent",
+    "email": "most_recent",
+    "phone": "most_recent",
+    "address_line": "most_recent",
+    "city": "most_recent",
+    "postcode": "most_recent",
+    "region": "most_recent",
+    "country": "most_frequent",
+    "date_of_birth": "most_frequent",
+}
+CUSTOM_ATTRIBUTE_RULE: SurvivorshipRule = "source_priority"
+
+
+def _pick(records: pd.DataFrame, column: str, rule: SurvivorshipRule, source_rank: pd.Series) -> pd.Series:
+    present = records.loc[records[column].notna(), ["customer_id", column, "updated_at", "source"]]
+    if present.empty:
+        return pd.Series(dtype=object, name=column)
+    recency = present["updated_at"].fillna(pd.Timestamp.min.tz_localize("UTC"))
+    if rule == "most_recent":
+        ordered = present.assign(_r=recency).sort_values(["customer_id", "_r"], ascending=[True, False])
+    elif rule == "source_priority":
+        ordered = present.assign(_p=present["source"].map(source_rank).fillna(len(source_rank)), _r=recency)
+        ordered = ordered.sort_values(["customer_id", "_p", "_r"], ascending=[True, True, False])
+    elif rule == "most_frequent":
+        counted = present.assign(_r=recency, _v=present[column].astype(str))
+        stats = counted.groupby(["customer_id", "_v"], sort=False).agg(
+            _n=("_v", "size"), _r=("_r", "max"), value=(column, "first")
+        ).reset_index()
+        ordered = stats.sort_values(["customer_id", "_n", "_r"], ascending=[True, False, False]).rename(
+            columns={"value": column}
+        )
+    else:
+        raise ValueError(f"unknown survivorship rule {rule!r} for {column}")
+    return ordered.drop_duplicates("customer_id").set_index("customer_id")[column]
+
+
+def build_profiles(
+    records: pd.DataFrame,
+    standardized: pd.DataFrame,
+    identity_map: pd.DataFrame,
+    rules: dict[str, SurvivorshipRule] | None = None,
+    source_priority: tuple[str, ...] = ("crm", "web", "app", "store"),
+    custom_columns: tuple[str, ...] = (),
+) -> pd.DataFrame:
+    """One golden record per customer_id from its source records."""
+    rules = {**DEFAULT_RULES, **(rules or {})}
+    data = records.reset_index(drop=True).copy()
+    data["customer_id"] = identity_map["customer_id"].to_numpy()
+    data["match_probability"] = identity_map["match_probability"].to_numpy()
+    if "updated_at" not in data:
+        data["updated_at"] = pd.NaT
+    source_rank = pd.Series({source: rank for rank, source in enumerate(source_priority)})
+
+    grouped = data.groupby("customer_id", sort=True)
+    profiles = pd.DataFrame(index=grouped.size().index)
+    profiles["source_records"] = grouped.size()
+    profiles["sources"] = grouped["source"].agg(lambda s: sorted(set(s)))
+    profiles["min_match_probability"] = grouped["match_probability"].min()
+    profiles["updated_at"] = grouped["updated_at"].max()
+    for column, rule in rules.items():
+        if column in data:
+            profiles[column] = _pick(data, column, rule, source_rank)
+    for column in custom_columns:
+        profiles[column] = _pick(data, column, CUSTOM_ATTRIBUTE_RULE, source_rank)
+    for column, name in (("email", "emails"), ("phone", "phones")):
+        values = pd.DataFrame({"customer_id": data["customer_id"], "value": standardized[column].to_numpy()})
+        values = values.dropna().drop_duplicates().sort_values(["customer_id", "value"])
+        lists = values.groupby("customer_id")["value"].agg(list)
+        profiles[name] = lists.reindex(profiles.index).map(lambda v: v if isinstance(v, list) else [])
+    profiles.index.name = "customer_id"
+    return profiles.reset_index()

@@ -1,0 +1,243 @@
+"""Identity resolution end to end, as one pure function from records to an identity map.
+
+records -> standardize -> deterministic edges + blocked candidate pairs -> comparison levels
+-> Fellegi–Sunter weights (EM or labels) -> edges above the threshold -> constrained clustering
+-> stable customer ids -> golden profiles. Storage is the caller's business (`features.identity.store`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cdp.config import IdentitySettings
+from features.identity.clustering import assign_stable_ids, cluster_records
+from features.identity.matching import (
+    LEVELS,
+    add_blocking_keys,
+    compare_pairs,
+    deterministic_edges,
+    generate_candidate_pairs,
+    personal_agreement,
+)
+from features.identity.profiles import build_profiles
+from features.identity.standardize import EmailRules, has_any_pii, standardize_records
+from features.identity.weights import (
+    MatchModel,
+    score_pairs,
+    term_frequencies,
+    train_with_em,
+    train_with_labels,
+)
+
+log = logging.getLogger("cdp.identity")
+Progress = Callable[[int, int], None]
+STEPS = 7
+RANDOM_PAIRS = 1_000_000
+
+
+@dataclass
+class Resolution:
+    identity_map: pd.DataFrame
+    """source, source_id, customer_id, match_probability, matched_by."""
+    profiles: pd.DataFrame
+    edges: pd.DataFrame
+    """Every deterministic edge and every candidate pair above the threshold: the evidence."""
+    model: MatchModel
+    next_sequence: int
+    report: dict = field(default_factory=dict)
+
+
+def record_keys(frame: pd.DataFrame, source: str = "source", source_id: str = "source_id") -> pd.Series:
+    return frame[source].astype(str) + ":" + frame[source_id].astype(str)
+
+
+def _random_pairs(population: np.ndarray, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random distinct record pairs (deterministic for a seed), for estimating u."""
+    if len(population) < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    rng = np.random.default_rng(seed)
+    left = rng.choice(population, size=count)
+    right = rng.choice(population, size=count)
+    distinct = left != right
+    return left[distinct], right[distinct]
+
+
+def _sample(count: int, limit: int, seed: int = 0) -> np.ndarray:
+    if count <= limit:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size=limit, replace=False))
+
+
+def resolve_identities(
+    records: pd.DataFrame,
+    links: pd.DataFrame | None,
+    settings: IdentitySettings,
+    previous_map: pd.DataFrame | None = None,
+    next_sequence: int = 1,
+    labelled_pairs: pd.DataFrame | None = None,
+    custom_columns: tuple[str, ...] = (),
+    progress: Progress | None = None,
+) -> Resolution:
+    """Resolve identity records (one row per source, source_id) into customers."""
+    def advance(step: int) -> None:
+        if progress is not None:
+            progress(step, STEPS)
+
+    records = records.sort_values(["source", "source_id"]).reset_index(drop=True)
+    keys = record_keys(records)
+    index_of = pd.Series(np.arange(len(records)), index=keys.to_numpy())
+    rules = EmailRules(
+        strip_plus_tags=settings.email_strip_plus_tags, dotless_domains=settings.email_dotless_domains
+    )
+    standardized = standardize_records(records, settings.default_phone_region, rules)
+    keyed = add_blocking_keys(standardized)
+    with_pii = has_any_pii(standardized)
+    advance(1)
+
+    fixed, skipped = deterministic_edges(keyed, links, index_of)
+    candidates = generate_candidate_pairs(keyed, settings.block_window)
+    advance(2)
+    pairs = pd.concat(
+        [
+            fixed.assign(source="deterministic"),
+            pd.DataFrame({"left": candidates.left, "right": candidates.right, "rule": candidates.rule,
+                          "source": "probabilistic"}),
+        ],
+        ignore_index=True,
+    ).drop_duplicates(["left", "right"], keep="first").reset_index(drop=True)
+    levels = compare_pairs(keyed, pairs["left"].to_numpy(), pairs["right"].to_numpy())
+    advance(3)
+
+    frequencies, baselines = {}, {}
+    for name, column in (("first_name", "first_canonical"), ("last_name", "last_name"), ("name_pair", "name_pair")):
+        frequencies[name], baselines[name] = term_frequencies(keyed[column])
+    if labelled_pairs is not None:
+        model = _train_on_labels(keyed, index_of, labelled_pairs)
+    else:
+        training = levels.iloc[_sample(len(levels), settings.em_max_pairs)]
+        random_left, random_right = _random_pairs(np.flatnonzero(with_pii), RANDOM_PAIRS)
+        random_levels = compare_pairs(keyed, random_left, random_right)
+        model = train_with_em(training, random_levels, records=int(with_pii.sum()))
+    model.term_frequency_baseline = baselines
+    agreed = {
+        "first_name": keyed["first_canonical"].iloc[pairs["left"].to_numpy()].reset_index(drop=True),
+        "last_name": keyed["last_name"].iloc[pairs["left"].to_numpy()].reset_index(drop=True),
+        "name_pair": keyed["name_pair"].iloc[pairs["left"].to_numpy()].reset_index(drop=True),
+    }
+    weight, probability, contributions = score_pairs(levels, model, agreed, frequencies)
+    advance(4)
+
+    deterministic = (pairs["source"] == "deterministic").to_numpy()
+    pairs["match_weight"] = weight
+    pairs["probability"] = np.where(deterministic, 1.0, probability)
+    pairs["model_probability"] = probability
+    probable = (probability >= settings.match_threshold) & personal_agreement(levels)
+    edges = pairs[deterministic | probable].copy()
+    clusters = cluster_records(keyed, edges.reset_index(drop=True))
+    edges["accepted"] = clusters.accepted
+    edges["refused_because"] = clusters.refusals
+    advance(5)
+
+    previous = None
+    if previous_map is not None and len(previous_map):
+        previous = pd.Series(previous_map["customer_id"].to_numpy(), index=record_keys(previous_map).to_numpy())
+    customer_ids, next_sequence, id_changes = assign_stable_ids(keys, clusters.labels, previous, next_sequence)
+    identity_map = _identity_map(records, customer_ids, edges, with_pii)
+    advance(6)
+
+    profiles = build_profiles(
+        records, standardized, identity_map,
+        rules=dict(settings.survivorship), source_priority=settings.source_priority,
+        custom_columns=custom_columns,
+    )
+    sizes = identity_map.groupby("customer_id").size()
+    large = sizes[sizes > settings.large_cluster_size].sort_values(ascending=False)
+    for customer_id, size in large.items():
+        log.warning("large cluster for review: %s holds %d records", customer_id, size)
+    edge_table = _edge_table(edges, levels, contributions, keys, customer_ids)
+    report = {
+        "records": int(len(records)),
+        "records_without_pii": int((~with_pii).sum()),
+        "customers": int(identity_map["customer_id"].nunique()),
+        "candidate_pairs": int(len(candidates.left)),
+        "deterministic_edges": fixed["rule"].value_counts().to_dict(),
+        "probabilistic_edges_above_threshold": int((~deterministic & (probability >= settings.match_threshold)).sum()),
+        "probabilistic_edges_without_personal_agreement": int(
+            (~deterministic & (probability >= settings.match_threshold) & ~probable).sum()
+        ),
+        "refused_joins": pd.Series([r for r in clusters.refusals if r]).value_counts().to_dict(),
+        "contact_points_not_used_alone": skipped,
+        "large_clusters": [{"customer_id": c, "records": int(n)} for c, n in large.head(50).items()],
+        "match_threshold": settings.match_threshold,
+        "model": {"trained_on": model.trained_on, "iterations": model.iterations, "prior": round(model.prior, 5)},
+        "ids": id_changes,
+    }
+    advance(7)
+    return Resolution(identity_map, profiles, edge_table, model, next_sequence, report)
+
+
+def _train_on_labels(keyed: pd.DataFrame, index_of: pd.Series, labelled: pd.DataFrame) -> MatchModel:
+    left = (labelled["source_a"].astype(str) + ":" + labelled["id_a"].astype(str)).map(index_of)
+    right = (labelled["source_b"].astype(str) + ":" + labelled["id_b"].astype(str)).map(index_of)
+    known = left.notna() & right.notna()
+    if not known.any():
+        raise ValueError("none of the labelled pairs refers to a known record")
+    levels = compare_pairs(keyed, left[known].to_numpy(np.int64), right[known].to_numpy(np.int64))
+    return train_with_labels(levels, labelled.loc[known, "is_match"].astype(bool).to_numpy())
+
+
+def _identity_map(
+    records: pd.DataFrame, customer_ids: np.ndarray, edges: pd.DataFrame, with_pii: np.ndarray
+) -> pd.DataFrame:
+    """Per record: its strongest accepted edge says how and how surely it joined its customer."""
+    accepted = edges[edges["accepted"]]
+    ends = pd.concat(
+        [accepted[["left", "probability", "rule"]].rename(columns={"left": "record"}),
+         accepted[["right", "probability", "rule"]].rename(columns={"right": "record"})],
+        ignore_index=True,
+    ).sort_values("probability", ascending=False).drop_duplicates("record").set_index("record")
+    index = np.arange(len(records))
+    probability = ends["probability"].reindex(index).to_numpy()
+    rule = ends["rule"].reindex(index).to_numpy(dtype=object)
+    alone = pd.isna(probability)
+    rule[alone] = np.where(with_pii[alone], "unmatched", "no_pii")
+    return pd.DataFrame(
+        {
+            "source": records["source"].to_numpy(),
+            "source_id": records["source_id"].to_numpy(),
+            "customer_id": customer_ids,
+            "match_probability": np.where(alone, 1.0, probability).round(6),
+            "matched_by": [r if r in ("unmatched", "no_pii", "link") or str(r).startswith("exact_")
+                           else f"probabilistic:{r}" for r in rule],
+        }
+    )
+
+
+def _edge_table(
+    edges: pd.DataFrame, levels: pd.DataFrame, contributions: pd.DataFrame, keys: pd.Series, customer_ids: np.ndarray
+) -> pd.DataFrame:
+    rows = edges.index.to_numpy()
+    table = pd.DataFrame(
+        {
+            "left_record": keys.to_numpy()[edges["left"].to_numpy()],
+            "right_record": keys.to_numpy()[edges["right"].to_numpy()],
+            "left_customer_id": customer_ids[edges["left"].to_numpy()],
+            "right_customer_id": customer_ids[edges["right"].to_numpy()],
+            "rule": edges["rule"].to_numpy(),
+            "kind": edges["source"].to_numpy(),
+            "probability": edges["probability"].to_numpy(),
+            "model_probability": edges["model_probability"].to_numpy(),
+            "match_weight": edges["match_weight"].to_numpy(),
+            "accepted": edges["accepted"].to_numpy(),
+            "refused_because": edges["refused_because"].to_numpy(),
+        }
+    )
+    for name, names in LEVELS.items():
+        table[f"{name}_level"] = np.asarray(names, dtype=object)[levels[name].to_numpy()[rows]]
+        table[f"{name}_weight"] = contributions[name].to_numpy()[rows].round(3)
+    return table

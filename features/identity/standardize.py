@@ -1,0 +1,152 @@
+"""Standardize PII so that the same person written two ways compares equal.
+
+Pure functions over DataFrames. Each works on the distinct values of a column and maps back,
+so the cost follows the number of distinct names, e-mails and phones, not the number of rows.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import phonenumbers
+from anyascii import anyascii
+
+from features.identity.nicknames import nickname_table
+
+ADDRESS_ABBREVIATIONS = {
+    "street": "st", "road": "rd", "avenue": "ave", "lane": "ln", "drive": "dr", "close": "cl",
+    "court": "ct", "place": "pl", "crescent": "cres", "gardens": "gdns", "garden": "gdn",
+    "terrace": "ter", "square": "sq", "apartment": "apt", "flat": "flat", "north": "n",
+    "south": "s", "east": "e", "west": "w", "mount": "mt", "saint": "st", "parkway": "pkwy",
+    "boulevard": "blvd", "highway": "hwy", "grove": "gr", "park": "pk",
+}
+_NON_LETTER = re.compile(r"[^\w\s]|[\d_]", flags=re.UNICODE)
+_SPACES = re.compile(r"\s+")
+_NON_ALNUM = re.compile(r"[^\w\s]|_", flags=re.UNICODE)
+_NON_DIGIT = re.compile(r"\D")
+_HOUSE_NUMBER = re.compile(r"\b(\d+[a-z]?)\b")
+
+
+@dataclass(frozen=True)
+class EmailRules:
+    """Provider rules: which parts of an address a mail provider ignores."""
+
+    strip_plus_tags: bool = True
+    dotless_domains: tuple[str, ...] = ("gmail.com", "googlemail.com")
+    domain_aliases: dict[str, str] = field(default_factory=lambda: {"googlemail.com": "gmail.com"})
+
+
+def _map_distinct(values: pd.Series, function: Callable[[str], object]) -> pd.Series:
+    """Apply a Python function once per distinct non-null value."""
+    distinct = values.dropna().unique()
+    mapping = {value: function(value) for value in distinct}
+    return values.map(mapping)
+
+
+def strip_accents(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def standardize_name(text: str) -> str | None:
+    """Transliterated to Latin letters (Γιώργος -> giorgos, Сергей -> sergey, 芳 -> fang),
+    case-folded, without punctuation, so a native-script record meets its Latin twin."""
+    cleaned = _SPACES.sub(" ", _NON_LETTER.sub(" ", anyascii(text).casefold())).strip()
+    return cleaned or None
+
+
+def standardize_email(text: str, rules: EmailRules) -> str | None:
+    address = text.strip().casefold()
+    if address.count("@") != 1:
+        return None
+    local, domain = address.split("@")
+    domain = rules.domain_aliases.get(domain, domain)
+    if rules.strip_plus_tags:
+        local = local.split("+", 1)[0]
+    if domain in rules.dotless_domains:
+        local = local.replace(".", "")
+    if not local or "." not in domain:
+        return None
+    return f"{local}@{domain}"
+
+
+def standardize_phone(text: str, default_region: str) -> str | None:
+    """E.164 when the number is possible for its region, else None."""
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def standardize_address(text: str) -> str | None:
+    words = _SPACES.sub(" ", _NON_ALNUM.sub(" ", strip_accents(text).casefold())).split()
+    cleaned = " ".join(ADDRESS_ABBREVIATIONS.get(word, word) for word in words)
+    return cleaned or None
+
+
+def standardize_postcode(text: str) -> str | None:
+    cleaned = re.sub(r"\s+", "", text).upper()
+    return cleaned or None
+
+
+def _house_number(address: str) -> str | None:
+    match = _HOUSE_NUMBER.search(address)
+    return match.group(1) if match else None
+
+
+def standardize_records(
+    records: pd.DataFrame,
+    default_phone_region: str,
+    email_rules: EmailRules | None = None,
+    nicknames: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """Add standardized comparison columns to identity records (any PII column may be absent)."""
+    rules = email_rules or EmailRules()
+    nicknames = nicknames or nickname_table()
+    out = pd.DataFrame(index=records.index)
+
+    def column(name: str) -> pd.Series:
+        if name in records.columns:
+            return records[name].astype(object).where(records[name].notna(), None)
+        return pd.Series([None] * len(records), index=records.index, dtype=object)
+
+    first = _map_distinct(column("first_name"), standardize_name)
+    last = _map_distinct(column("last_name"), standardize_name)
+    out["first_name"] = first
+    out["last_name"] = last
+    first_word = first.map(lambda n: n.split(" ")[0] if isinstance(n, str) else None)
+    out["first_canonical"] = first_word.map(lambda n: nicknames.get(n, n) if isinstance(n, str) else None)
+    out["email"] = _map_distinct(column("email"), lambda e: standardize_email(e, rules))
+    out["email_local"] = out["email"].map(lambda e: e.split("@")[0] if isinstance(e, str) else None)
+    out["phone"] = _map_distinct(column("phone"), lambda p: standardize_phone(p, default_phone_region))
+    address = _map_distinct(column("address_line"), standardize_address)
+    out["address"] = address
+    out["house_number"] = _map_distinct(address, _house_number)
+    out["postcode"] = _map_distinct(column("postcode"), standardize_postcode)
+    out["postcode_area"] = out["postcode"].map(
+        lambda p: re.match(r"[A-Z]+\d*", p).group(0) if isinstance(p, str) and re.match(r"[A-Z]+\d*", p) else None
+    )
+    out["city"] = _map_distinct(column("city"), standardize_name)
+    birth = pd.to_datetime(column("date_of_birth"), errors="coerce")
+    out["date_of_birth"] = birth.dt.strftime("%Y-%m-%d").where(birth.notna(), None)
+    out["birth_year"] = birth.dt.year.astype("Int64")
+    out["birth_month"] = birth.dt.month.astype("Int64")
+    out["birth_day"] = birth.dt.day.astype("Int64")
+    for name in out.columns:
+        if out[name].dtype == object:
+            out[name] = out[name].where(out[name].notna(), None)
+    return out
+
+
+def has_any_pii(standardized: pd.DataFrame) -> np.ndarray:
+    """Records with nothing to match on become customers of their own."""
+    keys = ["first_name", "last_name", "email", "phone", "address", "date_of_birth"]
+    return standardized[keys].notna().any(axis=1).to_numpy()
