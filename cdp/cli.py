@@ -146,6 +146,132 @@ def ingest(
         raise typer.Exit(1)
 
 
+identity_app = typer.Typer(help="Inspect identity resolution.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Measure results against known truth (e.g. the simulator's).", no_args_is_help=True)
+app.add_typer(identity_app, name="identity")
+app.add_typer(evaluate_app, name="evaluate")
+
+
+@app.command()
+def resolve(workspace: WorkspaceOption = None, config: ConfigOption = None) -> None:
+    """Resolve ingested records into customers: identity map, golden profiles, evidence.
+
+    Writes data/outputs/identity_map.parquet (source, source_id, customer_id, match_probability,
+    matched_by), profiles.parquet (one golden record per customer), identity_edges.parquet (why
+    records joined, or were kept apart) and data/reports/identity.json. Re-running keeps the
+    customer_id of every cluster that persists.
+    """
+    from features.identity.store import IdentityInputError, run_identity_resolution
+
+    space, settings = _context(workspace, config)
+    with step_progress("resolve identities (steps)") as progress:
+        try:
+            resolution = run_identity_resolution(
+                space, settings.identity, lambda done, total: progress.update(done, total)
+            )
+        except (IdentityInputError, ValueError) as error:
+            raise _fail(str(error)) from error
+    report = resolution.report
+    summary = Table(title=f"Resolved {report['records']:,} records into {report['customers']:,} customers")
+    summary.add_column("what")
+    summary.add_column("count", justify="right")
+    for rule, count in report["deterministic_edges"].items():
+        summary.add_row(f"deterministic edges: {rule}", f"{count:,}")
+    summary.add_row("candidate pairs compared", f"{report['candidate_pairs']:,}")
+    summary.add_row(f"probabilistic matches (p >= {report['match_threshold']})",
+                    f"{report['probabilistic_edges_above_threshold']:,}")
+    for reason, count in report["refused_joins"].items():
+        summary.add_row(f"joins refused: {reason}", f"{count:,}")
+    summary.add_row("records without PII (own customer)", f"{report['records_without_pii']:,}")
+    summary.add_row("customer ids kept / new", f"{report['ids']['kept_ids']:,} / {report['ids']['new_ids']:,}")
+    summary.add_row("clusters above the size limit", f"{len(report['large_clusters']):,}")
+    console.print(summary)
+    console.print(f"Outputs in {space.outputs}; report {space.reports / 'identity.json'}")
+
+
+@identity_app.command("explain")
+def identity_explain(
+    query: Annotated[str, typer.Argument(help="A customer_id, or source:source_id of one of its records.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Show which records make up a customer and why: rules, comparison levels and weights."""
+    import pandas as pd
+
+    from features.identity.explain import explain_customer
+    from features.identity.store import identity_paths
+
+    space, _ = _context(workspace, config)
+    paths = identity_paths(space)
+    if not paths["identity_map"].exists():
+        raise _fail(f"{paths['identity_map']} not found; run `cdp resolve` first")
+    try:
+        explanation = explain_customer(
+            query, pd.read_parquet(paths["identity_map"]), pd.read_parquet(paths["edges"])
+        )
+    except KeyError as error:
+        raise _fail(str(error.args[0])) from error
+    if as_json:
+        typer.echo(json.dumps(explanation, indent=2, default=str))
+        return
+    console.print(f"[bold]{explanation['customer_id']}[/bold]: {len(explanation['records'])} record(s)")
+    for record in explanation["records"]:
+        console.print(f"  {record['source']}:{record['source_id']}  matched by {record['matched_by']}"
+                      f" (p={record['match_probability']:.4f})")
+    for title, edges in (("joined because", explanation["joined_by"]), ("kept apart", explanation["refused"])):
+        if not edges:
+            continue
+        console.print(f"[bold]{title}[/bold]")
+        for edge in edges:
+            evidence = ", ".join(f"{name} {e['level']} ({e['weight']:+.1f})" for name, e in edge["evidence"].items())
+            extra = f" — refused: {edge['refused_because']}" if "refused_because" in edge else ""
+            console.print(f"  {edge['records'][0]} ~ {edge['records'][1]}: {edge['rule']}, "
+                          f"p={edge['match_probability']:.4f}, weight {edge['match_weight']:+.1f}{extra}")
+            if evidence:
+                console.print(f"    {evidence}")
+
+
+@evaluate_app.command("identity")
+def evaluate_identity(
+    truth: Annotated[Path, typer.Option("--truth", help="The simulator's output directory (or its truth/ folder).", file_okay=False)],
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Pairwise precision, recall and F1 of the identity map against the simulator's truth."""
+    import pandas as pd
+
+    from features.identity.evaluation import evaluate_identity_map
+    from features.identity.store import identity_paths
+
+    space, _ = _context(workspace, config)
+    truth_file = truth / "record_person.parquet"
+    if not truth_file.exists():
+        truth_file = truth / "truth" / "record_person.parquet"
+    paths = identity_paths(space)
+    for needed in (truth_file, paths["identity_map"]):
+        if not needed.exists():
+            raise _fail(f"{needed} not found")
+    result = evaluate_identity_map(pd.read_parquet(paths["identity_map"]), pd.read_parquet(truth_file))
+    space.reports.mkdir(parents=True, exist_ok=True)
+    (space.reports / "identity_evaluation.json").write_text(json.dumps(result, indent=2))
+    view = Table(title="Identity resolution against truth")
+    for column in ("records", "precision", "recall", "F1", "over-merged customers", "split people", "household merges"):
+        view.add_column(column, justify="right")
+    for scope, scores in result.items():
+        pairwise = scores["pairwise"]
+        households = scores.get("household_merges", {}).get("customers_joining_household_members", "")
+        view.add_row(f"{scope}: {scores['records']:,}", f"{pairwise['precision']:.4f}", f"{pairwise['recall']:.4f}",
+                     f"{pairwise['f1']:.4f}", f"{scores['over_merged_customers']:,}",
+                     f"{scores['under_merged_people']:,}", str(households))
+    console.print(view)
+    worst = result["all_records"]["worst_over_merges"][:5]
+    if worst:
+        console.print("Worst over-merges (explain with `cdp identity explain ID`): "
+                      + ", ".join(f"{w['customer_id']} ({w['people']} people)" for w in worst))
+    console.print(f"Written to {space.reports / 'identity_evaluation.json'}")
+
+
 @app.command()
 def contract(
     table: Annotated[str | None, typer.Argument(help="One table; default: all.")] = None,

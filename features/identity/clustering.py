@@ -116,24 +116,23 @@ def assign_stable_ids(
     whose records are now in several clusters (a split) stays with the part holding most of them.
     `previous` maps record key -> earlier customer id.
     """
-    frame = pd.DataFrame({"key": record_keys.to_numpy(), "label": labels})
+    # Records come sorted, so a record's position stands in for its key when ordering clusters.
+    frame = pd.DataFrame({"key": record_keys.to_numpy(), "label": labels, "position": np.arange(len(labels))})
     frame["previous"] = frame["key"].map(previous) if previous is not None else None
     known = frame.dropna(subset=["previous"])
+    first_key = frame.groupby("label")["position"].min()
     chosen: dict[int, str] = {}
     retired: list[str] = []
     if len(known):
         overlap = known.groupby(["previous", "label"]).size().rename("records").reset_index()
-        overlap["first_key"] = overlap["label"].map(frame.groupby("label")["key"].min())
+        overlap["first_key"] = overlap["label"].map(first_key)
         overlap = overlap.sort_values(["previous", "records", "first_key"], ascending=[True, False, True])
         claims = overlap.drop_duplicates("previous")  # each earlier id goes to its largest part
-        claims = claims.assign(sequence=claims["previous"].map(id_sequence)).sort_values("sequence")
-        for label, group in claims.groupby("label", sort=False):
-            ordered = group.sort_values("sequence")["previous"].tolist()
-            chosen[int(label)] = ordered[0]  # a merge keeps the oldest id
-            retired.extend(ordered[1:])
-    new_labels = (
-        frame.loc[~frame["label"].isin(list(chosen))].groupby("label")["key"].min().sort_values().index
-    )
+        claims = claims.assign(sequence=claims["previous"].map(id_sequence)).sort_values(["label", "sequence"])
+        oldest = ~claims["label"].duplicated()  # a merge keeps the oldest id
+        chosen = dict(zip(claims.loc[oldest, "label"].astype(int), claims.loc[oldest, "previous"], strict=True))
+        retired = claims.loc[~oldest, "previous"].tolist()
+    new_labels = first_key[~first_key.index.isin(list(chosen))].sort_values().index
     for label in new_labels:
         chosen[int(label)] = format_customer_id(next_sequence)
         next_sequence += 1

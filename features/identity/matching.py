@@ -52,6 +52,8 @@ LEVELS: dict[str, tuple[str, ...]] = {
 PERSONAL_FIELDS = ("first_name", "date_of_birth", "email")
 """Fields a household does not share: a probabilistic match needs one of them to agree."""
 TERM_FREQUENCY_FIELDS = ("first_name", "last_name")
+CONTACT_GROUP_WINDOW = 50
+"""Records sharing one e-mail or phone that are compared with each other for conflicts."""
 
 
 @dataclass
@@ -79,12 +81,7 @@ def add_blocking_keys(standardized: pd.DataFrame) -> pd.DataFrame:
 
 def _group_codes(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     """One integer per distinct key; -1 where any key column is missing."""
-    present = frame[list(columns)].notna().all(axis=1).to_numpy()
-    codes = np.full(len(frame), -1, dtype=np.int64)
-    if present.any():
-        keys = frame.loc[present, list(columns)].astype(str).agg("\x1f".join, axis=1)
-        codes[present] = pd.factorize(keys)[0]
-    return codes
+    return frame.groupby(list(columns), sort=False, dropna=True).ngroup().to_numpy(dtype=np.int64)
 
 
 def window_pairs(codes: np.ndarray, window: int, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -124,41 +121,72 @@ def generate_candidate_pairs(keyed: pd.DataFrame, window: int) -> CandidatePairs
     return CandidatePairs(encoded // size, encoded % size, names[rules[first]] if len(first) else np.empty(0, object))
 
 
-def _similarity(left: pd.Series, right: pd.Series, scorer) -> np.ndarray:
-    both = left.notna().to_numpy() & right.notna().to_numpy()
-    scores = np.zeros(len(left), dtype=np.float64)
-    if both.any():
-        scores[both] = cpdist(
-            left.to_numpy()[both].tolist(), right.to_numpy()[both].tolist(), scorer=scorer, workers=-1
+@dataclass
+class EncodedRecords:
+    """Standardized records as integer codes (-1 = missing), so comparing millions of pairs is
+    array arithmetic, and string similarity is computed once per distinct pair of values."""
+
+    codes: dict[str, np.ndarray]
+    values: dict[str, np.ndarray]
+    birth: np.ndarray
+    """Year, month, day per record; -1 where unknown."""
+    first_letter: np.ndarray
+    first_length: np.ndarray
+
+
+ENCODED_COLUMNS = (
+    "first_name", "first_canonical", "last_name", "email", "email_local", "email_domain", "phone",
+    "phone_tail", "address", "postcode", "postcode_area", "city",
+)
+
+
+def encode_records(keyed: pd.DataFrame) -> EncodedRecords:
+    frame = keyed.assign(
+        email_domain=keyed["email"].str.split("@").str[1],
+        phone_tail=keyed["phone"].str[-7:],
+    )
+    codes, values = {}, {}
+    for column in ENCODED_COLUMNS:
+        codes[column], values[column] = pd.factorize(frame[column], use_na_sentinel=True)
+        values[column] = np.asarray(values[column], dtype=object)
+    birth = np.stack(
+        [frame[p].fillna(-1).to_numpy(dtype=np.int64) for p in ("birth_year", "birth_month", "birth_day")], axis=1
+    )
+    first = frame["first_name"].fillna("")
+    first_letter = pd.factorize(first.str[:1])[0]
+    first_letter[first.to_numpy() == ""] = -1
+    return EncodedRecords(codes, values, birth, first_letter, first.str.len().to_numpy())
+
+
+def _pair_similarity(records: EncodedRecords, column: str, a: np.ndarray, b: np.ndarray, scorer) -> np.ndarray:
+    """Similarity of each pair's values, computed once per distinct pair of values."""
+    codes = records.codes[column]
+    left, right = codes[a], codes[b]
+    scores = np.zeros(len(a), dtype=np.float64)
+    mask = (left >= 0) & (right >= 0) & (left != right)
+    if mask.any():
+        distinct_values = len(records.values[column])
+        keys = left[mask].astype(np.int64) * distinct_values + right[mask]
+        unique_keys, inverse = np.unique(keys, return_inverse=True)
+        uniques = records.values[column]
+        computed = cpdist(
+            uniques[unique_keys // distinct_values].tolist(), uniques[unique_keys % distinct_values].tolist(),
+            scorer=scorer, workers=-1,
         )
+        scores[mask] = np.asarray(computed, dtype=np.float64)[inverse]
     return scores
 
 
-def _levels_from_similarity(
-    left: pd.Series,
-    right: pd.Series,
-    exact: np.ndarray | None,
-    similarity: np.ndarray,
-    thresholds: tuple[float, ...],
-) -> np.ndarray:
+def _levels(missing: np.ndarray, exact: np.ndarray | None, similarity: np.ndarray, thresholds: tuple[float, ...]) -> np.ndarray:
     """0 = a value missing, then `exact` (when given), then each threshold, then different."""
     first_similar = 1 if exact is None else 2
-    levels = np.full(len(left), first_similar + len(thresholds), dtype=np.int8)
+    levels = np.full(len(missing), first_similar + len(thresholds), dtype=np.int8)
     for rank, threshold in reversed(list(enumerate(thresholds))):
         levels[similarity >= threshold] = first_similar + rank
     if exact is not None:
         levels[exact] = 1
-    levels[(left.isna() | right.isna()).to_numpy()] = 0
+    levels[missing] = 0
     return levels
-
-
-def _initial_agrees(left: pd.Series, right: pd.Series) -> np.ndarray:
-    a = left.fillna("").to_numpy(dtype=object)
-    b = right.fillna("").to_numpy(dtype=object)
-    return np.array(
-        [bool(x) and bool(y) and (len(x) == 1 or len(y) == 1) and x[0] == y[0] for x, y in zip(a, b, strict=True)],
-        dtype=bool,
-    )
 
 
 def personal_agreement(levels: pd.DataFrame) -> np.ndarray:
@@ -172,16 +200,27 @@ def personal_agreement(levels: pd.DataFrame) -> np.ndarray:
     return agree
 
 
-def _location_levels(a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
-    address = _similarity(a["address"], b["address"], fuzz.token_set_ratio) / 100.0
-    postcode = (a["postcode"] == b["postcode"]).fillna(False).to_numpy(dtype=bool)
-    area = (a["postcode_area"] == b["postcode_area"]).fillna(False).to_numpy(dtype=bool)
-    city = (a["city"] == b["city"]).fillna(False).to_numpy(dtype=bool)
-    known_a = a[["address", "postcode", "city"]].notna().any(axis=1).to_numpy()
-    known_b = b[["address", "postcode", "city"]].notna().any(axis=1).to_numpy()
-    postcodes_differ = (a["postcode"].notna() & b["postcode"].notna()).to_numpy() & ~postcode
+def _same(records: EncodedRecords, column: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(missing on either side, equal) for one encoded column."""
+    left, right = records.codes[column][a], records.codes[column][b]
+    missing = (left < 0) | (right < 0)
+    return missing, ~missing & (left == right)
+
+
+def _location_levels(records: EncodedRecords, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    address_missing, same_address = _same(records, "address", a, b)
+    address = np.where(same_address, 1.0, _pair_similarity(records, "address", a, b, fuzz.token_set_ratio) / 100.0)
+    address[address_missing] = 0.0
+    postcode_missing, postcode = _same(records, "postcode", a, b)
+    _, area = _same(records, "postcode_area", a, b)
+    _, city = _same(records, "city", a, b)
+    known = [np.zeros(len(a), bool), np.zeros(len(a), bool)]
+    for column in ("address", "postcode", "city"):
+        known[0] |= records.codes[column][a] >= 0
+        known[1] |= records.codes[column][b] >= 0
+    postcodes_differ = ~postcode_missing & ~postcode
     conditions = [
-        ~(known_a & known_b),
+        ~(known[0] & known[1]),
         (address >= 0.9) & postcode,
         (address >= 0.9) & ~postcodes_differ,
         postcode,
@@ -192,30 +231,41 @@ def _location_levels(a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
     return np.select(conditions, list(range(len(conditions))), default=len(conditions)).astype(np.int8)
 
 
-def compare_pairs(keyed: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> pd.DataFrame:
+def compare_pairs(records: EncodedRecords, left: np.ndarray, right: np.ndarray) -> pd.DataFrame:
     """Comparison level per field for each pair (see LEVELS), vectorized over pairs."""
-    a = keyed.iloc[left].reset_index(drop=True)
-    b = keyed.iloc[right].reset_index(drop=True)
-    out = pd.DataFrame(index=a.index)
-
-    swapped = (a["first_name"] == b["last_name"]).to_numpy() & (a["last_name"] == b["first_name"]).to_numpy()
+    a, b = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+    out = {}
+    codes = records.codes
+    swapped = (
+        (codes["first_name"][a] >= 0) & (codes["last_name"][b] >= 0)
+        & (records.values["first_name"][np.maximum(codes["first_name"][a], 0)]
+           == records.values["last_name"][np.maximum(codes["last_name"][b], 0)])
+        & (codes["last_name"][a] >= 0) & (codes["first_name"][b] >= 0)
+        & (records.values["last_name"][np.maximum(codes["last_name"][a], 0)]
+           == records.values["first_name"][np.maximum(codes["first_name"][b], 0)])
+    )
     for field, canonical in (("first_name", "first_canonical"), ("last_name", "last_name")):
-        exact = (a[canonical] == b[canonical]).to_numpy() | swapped
-        similarity = _similarity(a[field], b[field], JaroWinkler.normalized_similarity)
+        missing, _ = _same(records, field, a, b)
+        _, exact = _same(records, canonical, a, b)
+        exact |= swapped
+        similarity = _pair_similarity(records, field, a, b, JaroWinkler.normalized_similarity)
         thresholds: tuple[float, ...] = (0.92, 0.80)
         if field == "first_name":
             # "k" and "katherine": an initial agrees with a name that starts with it
             similarity = np.where(similarity >= 0.80, similarity, 0.0)
-            similarity[_initial_agrees(a[field], b[field])] = 0.5
+            initial = (
+                (records.first_letter[a] >= 0) & (records.first_letter[a] == records.first_letter[b])
+                & ((records.first_length[a] == 1) | (records.first_length[b] == 1))
+            )
+            similarity[initial & (similarity < 0.80)] = 0.5
             thresholds = (0.92, 0.80, 0.5)
-        out[field] = _levels_from_similarity(a[field], b[field], exact, similarity, thresholds)
+        out[field] = _levels(missing, exact, similarity, thresholds)
 
-    parts_equal = sum(
-        (a[p] == b[p]).fillna(False).to_numpy(dtype=bool) for p in ("birth_year", "birth_month", "birth_day")
-    )
-    birth_missing = (a["date_of_birth"].isna() | b["date_of_birth"].isna()).to_numpy()
+    birth_a, birth_b = records.birth[a], records.birth[b]
+    birth_missing = (birth_a[:, 0] < 0) | (birth_b[:, 0] < 0)
+    parts_equal = (birth_a == birth_b).sum(axis=1)
     birth = np.full(len(a), 4, dtype=np.int8)
-    birth[(a["birth_year"] == b["birth_year"]).fillna(False).to_numpy(dtype=bool)] = 3
+    birth[birth_a[:, 0] == birth_b[:, 0]] = 3
     birth[parts_equal >= 2] = 2
     birth[parts_equal == 3] = 1
     birth[birth_missing] = 0
@@ -223,42 +273,38 @@ def compare_pairs(keyed: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> p
 
     # Local parts are built from names, so namesakes' addresses look alike: only the same local
     # part at a misspelt domain (gmial.com) counts as similar.
-    email_exact = (a["email"] == b["email"]).to_numpy()
-    same_local = (a["email_local"] == b["email_local"]).fillna(False).to_numpy(dtype=bool)
-    domain_distance = _similarity(a["email"].str.split("@").str[1], b["email"].str.split("@").str[1],
-                                  DamerauLevenshtein.distance)
-    domain_typo = (same_local & (domain_distance <= 2)).astype(float)
-    out["email"] = _levels_from_similarity(a["email"], b["email"], email_exact, domain_typo, (1.0,))
+    email_missing, email_exact = _same(records, "email", a, b)
+    _, same_local = _same(records, "email_local", a, b)
+    domain_distance = _pair_similarity(records, "email_domain", a, b, DamerauLevenshtein.distance)
+    domain_typo = (same_local & ~email_exact & (domain_distance <= 2)).astype(float)
+    out["email"] = _levels(email_missing, email_exact, domain_typo, (1.0,))
 
-    phone_exact = (a["phone"] == b["phone"]).to_numpy()
-    tail_a = a["phone"].str[-7:]
-    tail_b = b["phone"].str[-7:]
-    tail_same = (tail_a == tail_b).fillna(False).to_numpy(dtype=bool)
-    out["phone"] = _levels_from_similarity(
-        a["phone"], b["phone"], phone_exact, tail_same.astype(float), (1.0,)
-    )
-
-    out["location"] = _location_levels(a, b)
-    return out.astype(np.int8)
+    phone_missing, phone_exact = _same(records, "phone", a, b)
+    _, tail_same = _same(records, "phone_tail", a, b)
+    out["phone"] = _levels(phone_missing, phone_exact, tail_same.astype(float), (1.0,))
+    out["location"] = _location_levels(records, a, b)
+    return pd.DataFrame(out)
 
 
 def shared_contact_points(keyed: pd.DataFrame, column: str) -> set[str]:
     """Values of a contact column held by clearly different people (different first names or
     birth dates), which must not merge records on their own."""
-    present = keyed[keyed[column].notna()]
-    counts = present[column].value_counts()
-    repeated = present[present[column].isin(counts[counts > 1].index)]
-    shared: set[str] = set()
-    for value, group in repeated.groupby(column, sort=False):
-        people = list(zip(group["first_canonical"], group["last_name"], group["date_of_birth"], strict=True))
-        for i, (first_a, last_a, birth_a) in enumerate(people):
-            if any(
-                birth_dates_conflict(birth_a, birth_b) or first_names_conflict(first_a, first_b, last_a, last_b)
-                for first_b, last_b, birth_b in people[i + 1 :]
-            ):
-                shared.add(value)
-                break
-    return shared
+    codes = _group_codes(keyed, (column,))
+    left, right = window_pairs(codes, CONTACT_GROUP_WINDOW)
+    if len(left) == 0:
+        return set()
+    first = keyed["first_canonical"].to_numpy(dtype=object)
+    last = keyed["last_name"].to_numpy(dtype=object)
+    birth = keyed["date_of_birth"].to_numpy(dtype=object)
+    conflicting = np.fromiter(
+        (
+            birth_dates_conflict(birth[a], birth[b]) or first_names_conflict(first[a], first[b], last[a], last[b])
+            for a, b in zip(left.tolist(), right.tolist(), strict=True)
+        ),
+        dtype=bool,
+        count=len(left),
+    )
+    return set(keyed[column].to_numpy(dtype=object)[left[conflicting]])
 
 
 def deterministic_edges(
@@ -271,6 +317,9 @@ def deterministic_edges(
         shared = shared_contact_points(keyed, column)
         skipped[f"shared_{column}s"] = len(shared)
         usable = keyed[keyed[column].notna() & ~keyed[column].isin(shared)]
+        if column == "phone":
+            skipped["landlines"] = int(usable["phone_is_landline"].sum())
+            usable = usable[~usable["phone_is_landline"]]
         codes = np.full(len(keyed), -1, dtype=np.int64)
         codes[usable.index.to_numpy()] = pd.factorize(usable[column])[0]
         left, right = window_pairs(codes, 2)  # a chain per group keeps it connected and linear

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 SurvivorshipRule = Literal["most_recent", "most_frequent", "source_priority"]
@@ -33,7 +34,7 @@ def _pick(records: pd.DataFrame, column: str, rule: SurvivorshipRule, source_ran
     present = records.loc[records[column].notna(), ["customer_id", column, "updated_at", "source"]]
     if present.empty:
         return pd.Series(dtype=object, name=column)
-    recency = present["updated_at"].fillna(pd.Timestamp.min.tz_localize("UTC"))
+    recency = pd.to_datetime(present["updated_at"], utc=True).fillna(pd.Timestamp.min.tz_localize("UTC"))
     if rule == "most_recent":
         ordered = present.assign(_r=recency).sort_values(["customer_id", "_r"], ascending=[True, False])
     elif rule == "source_priority":
@@ -50,6 +51,16 @@ def _pick(records: pd.DataFrame, column: str, rule: SurvivorshipRule, source_ran
     else:
         raise ValueError(f"unknown survivorship rule {rule!r} for {column}")
     return ordered.drop_duplicates("customer_id").set_index("customer_id")[column]
+
+
+def _distinct_lists(customer_ids: pd.Series, values: pd.Series, customers: pd.Index) -> list[list]:
+    """Sorted distinct non-null values per customer, in the order of `customers` (empty if none)."""
+    frame = pd.DataFrame({"customer_id": customer_ids.to_numpy(), "value": values.to_numpy()}).dropna()
+    frame = frame.drop_duplicates().sort_values(["customer_id", "value"])
+    ids = frame["customer_id"].to_numpy()
+    boundaries = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    groups = dict(zip(ids[np.r_[0, boundaries]] if len(ids) else [], np.split(frame["value"].to_numpy(), boundaries) if len(ids) else [], strict=True))
+    return [groups[c].tolist() if c in groups else [] for c in customers]
 
 
 def build_profiles(
@@ -72,7 +83,7 @@ def build_profiles(
     grouped = data.groupby("customer_id", sort=True)
     profiles = pd.DataFrame(index=grouped.size().index)
     profiles["source_records"] = grouped.size()
-    profiles["sources"] = grouped["source"].agg(lambda s: sorted(set(s)))
+    profiles["sources"] = _distinct_lists(data["customer_id"], data["source"], profiles.index)
     profiles["min_match_probability"] = grouped["match_probability"].min()
     profiles["updated_at"] = grouped["updated_at"].max()
     for column, rule in rules.items():
@@ -81,9 +92,6 @@ def build_profiles(
     for column in custom_columns:
         profiles[column] = _pick(data, column, CUSTOM_ATTRIBUTE_RULE, source_rank)
     for column, name in (("email", "emails"), ("phone", "phones")):
-        values = pd.DataFrame({"customer_id": data["customer_id"], "value": standardized[column].to_numpy()})
-        values = values.dropna().drop_duplicates().sort_values(["customer_id", "value"])
-        lists = values.groupby("customer_id")["value"].agg(list)
-        profiles[name] = lists.reindex(profiles.index).map(lambda v: v if isinstance(v, list) else [])
+        profiles[name] = _distinct_lists(data["customer_id"], pd.Series(standardized[column].to_numpy()), profiles.index)
     profiles.index.name = "customer_id"
     return profiles.reset_index()

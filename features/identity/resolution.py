@@ -18,9 +18,11 @@ from cdp.config import IdentitySettings
 from features.identity.clustering import assign_stable_ids, cluster_records
 from features.identity.matching import (
     LEVELS,
+    EncodedRecords,
     add_blocking_keys,
     compare_pairs,
     deterministic_edges,
+    encode_records,
     generate_candidate_pairs,
     personal_agreement,
 )
@@ -37,7 +39,7 @@ from features.identity.weights import (
 log = logging.getLogger("cdp.identity")
 Progress = Callable[[int, int], None]
 STEPS = 7
-RANDOM_PAIRS = 1_000_000
+RANDOM_PAIRS = 500_000
 
 
 @dataclass
@@ -110,18 +112,19 @@ def resolve_identities(
         ],
         ignore_index=True,
     ).drop_duplicates(["left", "right"], keep="first").reset_index(drop=True)
-    levels = compare_pairs(keyed, pairs["left"].to_numpy(), pairs["right"].to_numpy())
+    encoded = encode_records(keyed)
+    levels = compare_pairs(encoded, pairs["left"].to_numpy(), pairs["right"].to_numpy())
     advance(3)
 
     frequencies, baselines = {}, {}
     for name, column in (("first_name", "first_canonical"), ("last_name", "last_name"), ("name_pair", "name_pair")):
         frequencies[name], baselines[name] = term_frequencies(keyed[column])
     if labelled_pairs is not None:
-        model = _train_on_labels(keyed, index_of, labelled_pairs)
+        model = _train_on_labels(encoded, index_of, labelled_pairs)
     else:
         training = levels.iloc[_sample(len(levels), settings.em_max_pairs)]
         random_left, random_right = _random_pairs(np.flatnonzero(with_pii), RANDOM_PAIRS)
-        random_levels = compare_pairs(keyed, random_left, random_right)
+        random_levels = compare_pairs(encoded, random_left, random_right)
         model = train_with_em(training, random_levels, records=int(with_pii.sum()))
     model.term_frequency_baseline = baselines
     agreed = {
@@ -181,13 +184,13 @@ def resolve_identities(
     return Resolution(identity_map, profiles, edge_table, model, next_sequence, report)
 
 
-def _train_on_labels(keyed: pd.DataFrame, index_of: pd.Series, labelled: pd.DataFrame) -> MatchModel:
+def _train_on_labels(encoded: EncodedRecords, index_of: pd.Series, labelled: pd.DataFrame) -> MatchModel:
     left = (labelled["source_a"].astype(str) + ":" + labelled["id_a"].astype(str)).map(index_of)
     right = (labelled["source_b"].astype(str) + ":" + labelled["id_b"].astype(str)).map(index_of)
     known = left.notna() & right.notna()
     if not known.any():
         raise ValueError("none of the labelled pairs refers to a known record")
-    levels = compare_pairs(keyed, left[known].to_numpy(np.int64), right[known].to_numpy(np.int64))
+    levels = compare_pairs(encoded, left[known].to_numpy(np.int64), right[known].to_numpy(np.int64))
     return train_with_labels(levels, labelled.loc[known, "is_match"].astype(bool).to_numpy())
 
 

@@ -45,7 +45,8 @@ def _map_distinct(values: pd.Series, function: Callable[[str], object]) -> pd.Se
     """Apply a Python function once per distinct non-null value."""
     distinct = values.dropna().unique()
     mapping = {value: function(value) for value in distinct}
-    return values.map(mapping)
+    mapped = values.map(mapping).astype(object)
+    return mapped.where(mapped.notna(), None)
 
 
 def strip_accents(text: str) -> str:
@@ -84,6 +85,51 @@ def standardize_phone(text: str, default_region: str) -> str | None:
     if not phonenumbers.is_possible_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def is_landline(e164: str) -> bool:
+    """Fixed lines are typically shared by a household, so they do not merge records alone."""
+    number = phonenumbers.parse(e164, None)
+    return phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE
+
+
+def standardize_phones(raw: pd.Series, default_region: str) -> tuple[pd.Series, np.ndarray]:
+    """E.164 numbers and a landline flag, fast for the usual formats of the default region.
+
+    Numbers written as +CC..., 00CC... or with the region's national prefix are rewritten with
+    string operations and checked against the region's possible lengths; anything else goes
+    through `phonenumbers` one distinct value at a time. The number type (landline or not) is
+    looked up once per country code and first four national digits, which decide it.
+    """
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(default_region)
+    country = str(metadata.country_code)
+    prefix = metadata.national_prefix or ""
+    lengths = set(metadata.general_desc.possible_length)
+    text = raw.astype(object).where(raw.notna(), None)
+    present = text.notna().to_numpy()
+    cleaned = text[present].astype(str).str.replace("(0)", "", regex=False).str.strip()
+    digits = cleaned.str.replace(r"\D", "", regex=True)
+    plus = cleaned.str.startswith("+")
+    international = ~plus & digits.str.startswith("00")
+    national = ~plus & ~international & (prefix != "") & digits.str.startswith(prefix)
+    full = pd.Series(None, index=cleaned.index, dtype=object)
+    full[plus] = digits[plus]
+    full[international] = digits[international].str[2:]
+    full[national] = country + digits[national].str[len(prefix):]
+    in_region = full.fillna("").str.startswith(country)
+    national_length = full.fillna("").str.len() - len(country)
+    fast = in_region & national_length.isin(lengths)
+    result = pd.Series(None, index=raw.index, dtype=object)
+    result[fast[fast].index] = "+" + full[fast]
+    slow_index = fast[~fast].index
+    if len(slow_index):
+        result[slow_index] = _map_distinct(text[slow_index], lambda p: standardize_phone(p, default_region))
+    e164 = result.where(result.notna(), None)
+    key = e164.dropna().str[:len(country) + 5]
+    representative = e164.dropna().groupby(key).first()
+    landline_by_key = {k: is_landline(v) for k, v in representative.items()}
+    landline = e164.str[:len(country) + 5].map(landline_by_key).eq(True).to_numpy()
+    return e164, landline
 
 
 def standardize_address(text: str) -> str | None:
@@ -126,7 +172,7 @@ def standardize_records(
     out["first_canonical"] = first_word.map(lambda n: nicknames.get(n, n) if isinstance(n, str) else None)
     out["email"] = _map_distinct(column("email"), lambda e: standardize_email(e, rules))
     out["email_local"] = out["email"].map(lambda e: e.split("@")[0] if isinstance(e, str) else None)
-    out["phone"] = _map_distinct(column("phone"), lambda p: standardize_phone(p, default_phone_region))
+    out["phone"], out["phone_is_landline"] = standardize_phones(column("phone"), default_phone_region)
     address = _map_distinct(column("address_line"), standardize_address)
     out["address"] = address
     out["house_number"] = _map_distinct(address, _house_number)

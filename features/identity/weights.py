@@ -98,8 +98,9 @@ def train_m_with_em(
     fields = [n for n in LEVELS if n not in excluded]
     m = _initial_m()
     prior = 0.5
-    iteration = 0
-    for iteration in range(1, max_iterations + 1):
+    iterations = 0
+    for _ in range(max_iterations):
+        iterations += 1
         posterior = _posterior(levels, m, u, prior, fields)
         new_m = dict(m)
         for name in fields:
@@ -109,7 +110,7 @@ def train_m_with_em(
         m, prior = new_m, new_prior
         if change < tolerance:
             break
-    return {n: m[n] for n in fields}, iteration
+    return {n: m[n] for n in fields}, iterations
 
 
 # Training blocks: pairs that agree exactly on these fields train the m of all other fields.

@@ -1,0 +1,55 @@
+"""Standardization: the same person written two ways compares equal."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from features.identity.standardize import (
+    EmailRules,
+    is_landline,
+    standardize_address,
+    standardize_email,
+    standardize_name,
+    standardize_phone,
+    standardize_records,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("  O'Brien ", "o brien"), ("JOSÉ", "jose"), ("Γιώργος", "giorgos"), ("Сергей", "sergey"), ("芳", "fang"),
+     ("...", None)],
+)
+def test_names_are_transliterated_casefolded_and_stripped(raw, expected):
+    assert standardize_name(raw) == expected
+
+
+def test_email_provider_rules_apply_only_where_configured():
+    rules = EmailRules()
+    assert standardize_email(" John.Smith+shop@GoogleMail.com ", rules) == "johnsmith@gmail.com"
+    assert standardize_email("john.smith+x@yahoo.co.uk", rules) == "john.smith@yahoo.co.uk"
+    assert standardize_email("john.smith+x@yahoo.co.uk", EmailRules(strip_plus_tags=False)) == "john.smith+x@yahoo.co.uk"
+    assert standardize_email("no-at-sign", rules) is None
+
+
+def test_phones_become_e164_with_the_default_region():
+    for raw in ("07700 900123", "+44 7700 900123", "+44 (0)7700 900123", "07700-900-123", "0044 7700 900123"):
+        assert standardize_phone(raw, "GB") == "+447700900123"
+    assert standardize_phone("12", "GB") is None and standardize_phone("abc", "GB") is None
+    assert is_landline("+442079460000") and not is_landline("+447700900123")
+
+
+def test_addresses_use_common_abbreviations():
+    assert standardize_address("12, High Street") == standardize_address("12 high st")
+
+
+def test_records_without_some_columns_still_standardize():
+    frame = standardize_records(pd.DataFrame({"source": ["web"], "source_id": ["1"], "last_name": ["Bill"]}), "GB")
+    assert frame.loc[0, "last_name"] == "bill"
+    assert frame.loc[0, "first_canonical"] is None and frame.loc[0, "email"] is None
+
+
+def test_nicknames_map_to_one_canonical_name():
+    frame = standardize_records(pd.DataFrame({"first_name": ["Bill", "William", "Liz", "Elizabeth"]}), "GB")
+    assert frame["first_canonical"].tolist() == ["william", "william", "elizabeth", "elizabeth"]
