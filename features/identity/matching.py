@@ -81,7 +81,8 @@ def add_blocking_keys(standardized: pd.DataFrame) -> pd.DataFrame:
 
 def _group_codes(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     """One integer per distinct key; -1 where any key column is missing."""
-    return frame.groupby(list(columns), sort=False, dropna=True).ngroup().to_numpy(dtype=np.int64)
+    groups = frame.groupby(list(columns), sort=False, dropna=True).ngroup()
+    return groups.fillna(-1).to_numpy(dtype=np.int64)
 
 
 def window_pairs(codes: np.ndarray, window: int, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -236,14 +237,15 @@ def compare_pairs(records: EncodedRecords, left: np.ndarray, right: np.ndarray) 
     a, b = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
     out = {}
     codes = records.codes
-    swapped = (
-        (codes["first_name"][a] >= 0) & (codes["last_name"][b] >= 0)
-        & (records.values["first_name"][np.maximum(codes["first_name"][a], 0)]
-           == records.values["last_name"][np.maximum(codes["last_name"][b], 0)])
-        & (codes["last_name"][a] >= 0) & (codes["first_name"][b] >= 0)
-        & (records.values["last_name"][np.maximum(codes["last_name"][a], 0)]
-           == records.values["first_name"][np.maximum(codes["first_name"][b], 0)])
-    )
+    first_a, first_b = codes["first_name"][a], codes["first_name"][b]
+    last_a, last_b = codes["last_name"][a], codes["last_name"][b]
+    swapped = np.zeros(len(a), dtype=bool)
+    all_names = (first_a >= 0) & (first_b >= 0) & (last_a >= 0) & (last_b >= 0)
+    if all_names.any():
+        firsts, lasts = records.values["first_name"], records.values["last_name"]
+        swapped[all_names] = (firsts[first_a[all_names]] == lasts[last_b[all_names]]) & (
+            lasts[last_a[all_names]] == firsts[first_b[all_names]]
+        )
     for field, canonical in (("first_name", "first_canonical"), ("last_name", "last_name")):
         missing, _ = _same(records, field, a, b)
         _, exact = _same(records, canonical, a, b)

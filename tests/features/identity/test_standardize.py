@@ -12,6 +12,7 @@ from features.identity.standardize import (
     standardize_email,
     standardize_name,
     standardize_phone,
+    standardize_phones,
     standardize_records,
 )
 
@@ -53,3 +54,16 @@ def test_records_without_some_columns_still_standardize():
 def test_nicknames_map_to_one_canonical_name():
     frame = standardize_records(pd.DataFrame({"first_name": ["Bill", "William", "Liz", "Elizabeth"]}), "GB")
     assert frame["first_canonical"].tolist() == ["william", "william", "elizabeth", "elizabeth"]
+
+
+def test_fast_phone_path_agrees_with_phonenumbers(simulated):
+    # Given every phone the simulator writes (many formats), plus odd ones
+    _, workspace = simulated
+    phones = pd.read_parquet(workspace.lake_table("customers"))["phone"]
+    phones = pd.concat([phones, pd.Series(["+1 212 555 0100", "0033 1 42 68 53 00", "12", "++44", None])])
+    # When standardized in bulk, then one by one with phonenumbers
+    bulk, landline = standardize_phones(phones, "GB")
+    # Then both agree on every value
+    for raw, fast in zip(phones, bulk, strict=True):
+        assert fast == (standardize_phone(raw, "GB") if raw is not None else None), raw
+    assert landline.dtype == bool and landline.any() and not landline.all()
