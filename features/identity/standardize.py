@@ -105,6 +105,8 @@ def standardize_phones(raw: pd.Series, default_region: str) -> tuple[pd.Series, 
     country = str(metadata.country_code)
     prefix = metadata.national_prefix or ""
     lengths = set(metadata.general_desc.possible_length)
+    original_index = raw.index
+    raw = raw.reset_index(drop=True)
     text = raw.astype(object).where(raw.notna(), None)
     present = text.notna().to_numpy()
     cleaned = text[present].astype(str).str.replace("(0)", "", regex=False).str.strip()
@@ -129,7 +131,7 @@ def standardize_phones(raw: pd.Series, default_region: str) -> tuple[pd.Series, 
     representative = e164.dropna().groupby(key).first()
     landline_by_key = {k: is_landline(v) for k, v in representative.items()}
     landline = e164.str[:len(country) + 5].map(landline_by_key).eq(True).to_numpy()
-    return e164, landline
+    return e164.set_axis(original_index), landline
 
 
 def standardize_address(text: str) -> str | None:
