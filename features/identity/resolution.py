@@ -119,12 +119,13 @@ def resolve_identities(
     frequencies, baselines = {}, {}
     for name, column in (("first_name", "first_canonical"), ("last_name", "last_name"), ("name_pair", "name_pair")):
         frequencies[name], baselines[name] = term_frequencies(keyed[column])
+    training = levels.iloc[_sample(len(levels), settings.em_max_pairs)]
+    random_left, random_right = _random_pairs(np.flatnonzero(with_pii), RANDOM_PAIRS)
+    random_levels = compare_pairs(encoded, random_left, random_right)
     if labelled_pairs is not None:
-        model = _train_on_labels(encoded, index_of, labelled_pairs)
+        labelled_levels, is_match = _labelled_levels(encoded, index_of, labelled_pairs)
+        model = train_with_labels(labelled_levels, is_match, random_levels, training, records=int(with_pii.sum()))
     else:
-        training = levels.iloc[_sample(len(levels), settings.em_max_pairs)]
-        random_left, random_right = _random_pairs(np.flatnonzero(with_pii), RANDOM_PAIRS)
-        random_levels = compare_pairs(encoded, random_left, random_right)
         model = train_with_em(training, random_levels, records=int(with_pii.sum()))
     model.term_frequency_baseline = baselines
     agreed = {
@@ -184,14 +185,16 @@ def resolve_identities(
     return Resolution(identity_map, profiles, edge_table, model, next_sequence, report)
 
 
-def _train_on_labels(encoded: EncodedRecords, index_of: pd.Series, labelled: pd.DataFrame) -> MatchModel:
+def _labelled_levels(
+    encoded: EncodedRecords, index_of: pd.Series, labelled: pd.DataFrame
+) -> tuple[pd.DataFrame, np.ndarray]:
     left = (labelled["source_a"].astype(str) + ":" + labelled["id_a"].astype(str)).map(index_of)
     right = (labelled["source_b"].astype(str) + ":" + labelled["id_b"].astype(str)).map(index_of)
     known = left.notna() & right.notna()
     if not known.any():
         raise ValueError("none of the labelled pairs refers to a known record")
     levels = compare_pairs(encoded, left[known].to_numpy(np.int64), right[known].to_numpy(np.int64))
-    return train_with_labels(levels, labelled.loc[known, "is_match"].astype(bool).to_numpy())
+    return levels, labelled.loc[known, "is_match"].astype(bool).to_numpy()
 
 
 def _identity_map(

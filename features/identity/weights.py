@@ -144,7 +144,13 @@ def train_with_em(
             estimates[name].append(values)
     initial = _initial_m()
     m = {n: (np.mean(estimates[n], axis=0).tolist() if estimates[n] else initial[n]) for n in LEVELS}
-    # Prior: expected matches among candidates (m, u fixed), spread over all record pairs.
+    return MatchModel(m=m, u=u, prior=estimate_prior(candidate_levels, m, u, records), iterations=iterations,
+                      trained_on="em")
+
+
+def estimate_prior(candidate_levels: pd.DataFrame, m: dict, u: dict, records: int) -> float:
+    """The chance that two random records match: the expected matches among the candidate
+    pairs (m and u fixed, EM on the share only), spread over all pairs of records."""
     candidate_prior = 0.5
     for _ in range(50):
         updated = float(np.clip(_posterior(candidate_levels, m, u, candidate_prior, list(LEVELS)).mean(), 1e-6, 1 - 1e-6))
@@ -153,18 +159,24 @@ def train_with_em(
         candidate_prior = updated
     expected_matches = candidate_prior * len(candidate_levels)
     all_pairs = max(records * (records - 1) / 2, 1.0)
-    prior = float(np.clip(expected_matches / all_pairs, 1e-12, 0.5))
-    return MatchModel(m=m, u=u, prior=prior, iterations=iterations, trained_on="em")
+    return float(np.clip(expected_matches / all_pairs, 1e-12, 0.5))
 
 
-def train_with_labels(levels: pd.DataFrame, is_match: np.ndarray) -> MatchModel:
-    """m and u counted directly from labelled pairs, for users who have them."""
+def train_with_labels(
+    levels: pd.DataFrame,
+    is_match: np.ndarray,
+    random_levels: pd.DataFrame,
+    candidate_levels: pd.DataFrame,
+    records: int,
+) -> MatchModel:
+    """m counted from labelled matches, for users who have them; u from random pairs as in EM
+    (labelled non-matches are usually hard cases, not typical ones); the prior from the data."""
     weights = np.asarray(is_match, dtype=float)
-    if weights.sum() == 0 or weights.sum() == len(weights):
-        raise ValueError("labelled pairs must include both matches and non-matches")
+    if weights.sum() == 0:
+        raise ValueError("labelled pairs must include matches")
     m = {n: _level_distribution(levels[n].to_numpy(), weights, len(v)) for n, v in LEVELS.items()}
-    u = {n: _level_distribution(levels[n].to_numpy(), 1 - weights, len(v)) for n, v in LEVELS.items()}
-    return MatchModel(m=m, u=u, prior=float(np.clip(weights.mean(), 1e-6, 1 - 1e-6)), trained_on="labels")
+    u = estimate_u(random_levels)
+    return MatchModel(m=m, u=u, prior=estimate_prior(candidate_levels, m, u, records), trained_on="labels")
 
 
 def term_frequencies(values: pd.Series) -> tuple[pd.Series, float]:

@@ -104,7 +104,59 @@ def bench_ingest(work: Path, order_rows: int) -> dict:
     }
 
 
-BENCHMARKS = {"simulate": bench_simulate, "ingest": bench_ingest}
+def bench_identity(work: Path, records: int) -> dict:
+    """Bar: 1M identity records resolved in <= 5 min with <= 8 GB peak."""
+    simulated = work / "simulated"
+    if not (simulated / "customers.parquet").exists():
+        subprocess.run([*CDP, "simulate", "--customers", str(max(records * 62 // 100, 1000)), "--out", str(simulated)],
+                       check=True, stdout=subprocess.DEVNULL)
+    raw = work / "identity-raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    customers = pq.read_table(simulated / "customers.parquet")
+    pq.write_table(customers.slice(0, min(records, customers.num_rows)), raw / "customers.parquet")
+    shutil.copy(simulated / "links.parquet", raw / "links.parquet")
+    workspace = work / "identity-workspace"
+    subprocess.run([*CDP, "ingest", "--raw", str(raw), "--workspace", str(workspace)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result = measure([*CDP, "resolve", "--workspace", str(workspace)])
+    report = json.loads((workspace / "data" / "reports" / "identity.json").read_text())
+    evaluation = subprocess.run(
+        [*CDP, "evaluate", "identity", "--truth", str(simulated), "--workspace", str(workspace)],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    scores = json.loads((workspace / "data" / "reports" / "identity_evaluation.json").read_text())
+    resolved = report["records"]
+    return {
+        "name": "identity",
+        "records": resolved,
+        **result,
+        "customers": report["customers"],
+        "candidate_pairs": report["candidate_pairs"],
+        "pairwise_at_this_scale": scores["all_records"]["pairwise"],
+        "note": "customers are the first N rows of a simulated base, so some people have only part of their records",
+        "bar": {"seconds": 300, "peak_rss_gb": 8, "at_records": 1_000_000},
+        "meets_bar": resolved >= 1_000_000 and result["exit_code"] == 0 and evaluation.returncode == 0
+        and result["seconds"] <= 300 and result["peak_rss_gb"] <= 8,
+    }
+
+
+def bench_identity_vs_splink(work: Path, customers: int) -> dict:
+    """Bars: on 20k simulated people, our F1 >= Splink's and our wall time <= Splink's."""
+    from tests.benchmarks.identity_vs_splink import bench_identity_vs_splink as compare
+
+    result = compare(work / "splink", customers=customers)
+    result["meets_bar"] = bool(result["ours_f1_ge_splink"] and result["ours_faster"])
+    result["seconds"] = result["ours"]["seconds"]
+    result["peak_rss_gb"] = None
+    return result
+
+
+BENCHMARKS = {
+    "simulate": lambda work, args: bench_simulate(work, args.customers),
+    "ingest": lambda work, args: bench_ingest(work, args.order_rows),
+    "identity": lambda work, args: bench_identity(work, args.identity_records),
+    "identity_vs_splink": lambda work, args: bench_identity_vs_splink(work, args.splink_customers),
+}
 
 
 def main() -> None:
@@ -113,6 +165,8 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--order-rows", type=int, default=10_000_000)
+    parser.add_argument("--identity-records", type=int, default=1_000_000)
+    parser.add_argument("--splink-customers", type=int, default=20_000)
     parser.add_argument("--keep", action="store_true", help="Keep the generated data (in --out/work).")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -122,10 +176,7 @@ def main() -> None:
     try:
         for name in args.only or list(BENCHMARKS):
             print(f"== {name}", flush=True)
-            if name == "simulate":
-                result = bench_simulate(work, args.customers)
-            else:
-                result = bench_ingest(work, args.order_rows)
+            result = BENCHMARKS[name](work, args)
             result["machine"] = machine()
             (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
             print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2), flush=True)

@@ -162,3 +162,28 @@ def test_evaluation_counts_pairs_exactly():
     # true pairs: ab, ac, bc; predicted: ab, cd; correct: ab
     assert (scores["true_pairs"], scores["predicted_pairs"], scores["true_positive_pairs"]) == (3, 2, 1)
     assert np.isclose(scores["precision"], 0.5) and np.isclose(scores["recall"], 1 / 3)
+
+
+def test_labelled_pairs_replace_em_when_given(simulated, resolved, tmp_path):
+    # Given labels for a sample of candidate pairs (here from the simulator's truth)
+    raw, workspace = simulated
+    truth = pd.read_parquet(raw / "truth" / "record_person.parquet")
+    edges = resolved.edges.sample(min(400, len(resolved.edges)), random_state=0)
+    person = dict(zip(truth["source"] + ":" + truth["source_id"], truth["person_id"], strict=True))
+    left = edges["left_record"].str.split(":", n=1, expand=True)
+    right = edges["right_record"].str.split(":", n=1, expand=True)
+    labels = pd.DataFrame({"source_a": left[0], "id_a": left[1], "source_b": right[0], "id_b": right[1],
+                           "is_match": [person.get(a) == person.get(b) for a, b in
+                                        zip(edges["left_record"], edges["right_record"], strict=True)]})
+    different = labels.copy()
+    different["id_b"] = labels["id_a"].sample(frac=1, random_state=1).to_numpy()
+    different["source_b"] = labels["source_a"].sample(frac=1, random_state=1).to_numpy()
+    different["is_match"] = False
+    path = tmp_path / "labels.csv"
+    pd.concat([labels, different]).to_csv(path, index=False)
+    # When resolution is told to use them
+    settings = SETTINGS.model_copy(update={"labelled_pairs": path})
+    resolution = run_identity_resolution(workspace, settings)
+    # Then the model says so and still finds matches
+    assert resolution.model.trained_on == "labels"
+    assert resolution.report["probabilistic_edges_above_threshold"] > 0
