@@ -25,12 +25,16 @@ setup: .venv/.installed  ## Install uv (from PyPI) and the locked dependencies w
 demo: setup  ## Simulate a retailer and run the main job on it.
 	$(RUN) cdp simulate --customers $(CUSTOMERS) --seed $(SEED) --out $(WORKSPACE)/data/raw
 	$(RUN) cdp ingest --raw $(WORKSPACE)/data/raw --workspace $(WORKSPACE)
+	$(RUN) cdp resolve --workspace $(WORKSPACE)
+	$(RUN) cdp evaluate identity --truth $(WORKSPACE)/data/raw --workspace $(WORKSPACE)
 	@echo
 	@echo "Demo done. Next:"
-	@echo "  lake tables:       $(WORKSPACE)/data/lake/*.parquet"
-	@echo "  quarantined rows:  $(WORKSPACE)/data/quarantine/"
-	@echo "  ingestion report:  $(WORKSPACE)/data/reports/ingest.json"
-	@echo "  all commands:      $(UV) run cdp --help"
+	@echo "  lake tables:        $(WORKSPACE)/data/lake/*.parquet"
+	@echo "  quarantined rows:   $(WORKSPACE)/data/quarantine/"
+	@echo "  golden profiles:    $(WORKSPACE)/data/outputs/profiles.parquet"
+	@echo "  explain a customer: $(RUN) cdp identity explain C000000001"
+	@echo "  reports:            $(WORKSPACE)/data/reports/"
+	@echo "  all commands:       $(RUN) cdp --help"
 
 test: setup  ## Lint, then run the whole test suite.
 	$(RUN) ruff check .

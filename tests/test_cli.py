@@ -12,12 +12,12 @@ from cdp.cli import app
 from features.contract import CONTRACTS
 
 runner = CliRunner()
-COMMANDS = ["simulate", "ingest", "contract", "config"]
+COMMANDS = ["simulate", "ingest", "resolve", "identity explain", "evaluate identity", "contract", "config"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command):
-    result = runner.invoke(app, [command, "--help"])
+    result = runner.invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
 
@@ -72,6 +72,22 @@ def test_simulated_data_passes_the_contract_end_to_end(tmp_path):
         assert table["quarantined"] == 0, (name, table["quarantined_by_reason"])
     orders = pd.read_parquet(workspace / "data" / "lake" / "orders.parquet")
     assert len(orders) == tables["orders"]["read"] > 0
+    # And identity resolution, its explanation and its evaluation run on it
+    result = runner.invoke(app, ["resolve", "--workspace", str(workspace)])
+    assert result.exit_code == 0, result.output
+    identity_map = pd.read_parquet(workspace / "data" / "outputs" / "identity_map.parquet")
+    customer = identity_map["customer_id"].value_counts().index[0]
+    result = runner.invoke(app, ["identity", "explain", customer, "--json", "--workspace", str(workspace)])
+    assert result.exit_code == 0 and json.loads(result.output)["customer_id"] == customer
+    result = runner.invoke(app, ["evaluate", "identity", "--truth", str(raw), "--workspace", str(workspace)])
+    assert result.exit_code == 0, result.output
+    scores = json.loads((workspace / "data" / "reports" / "identity_evaluation.json").read_text())
+    assert scores["all_records"]["pairwise"]["precision"] > 0.9
+
+
+def test_explain_an_unknown_customer_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["identity", "explain", "C1", "--workspace", str(tmp_path)])
+    assert result.exit_code == 1 and "run `cdp resolve` first" in result.output
 
 
 def test_config_never_prints_the_api_token(tmp_path, monkeypatch):

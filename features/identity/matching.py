@@ -31,8 +31,6 @@ BLOCKING_RULES: dict[str, tuple[str, ...]] = {
     "first_name_birth_date": ("first_canonical", "date_of_birth"),
     "last_name_birth_year_city": ("last_name", "birth_year", "city"),
     "last_name_birth_date": ("last_name", "date_of_birth"),
-    "last_name_first_initial": ("last_name", "first_initial"),
-    "first_name_last_initial": ("first_canonical", "last_initial"),
 }
 
 # Comparison levels per field: 0 means "a value is missing" and carries no evidence.
@@ -75,7 +73,6 @@ def add_blocking_keys(standardized: pd.DataFrame) -> pd.DataFrame:
         "|".join(sorted((f, lst))) for f, lst in zip(first[both], last[both], strict=True)
     ]
     out["first_initial"] = first.map(lambda n: n[0] if isinstance(n, str) and n else None)
-    out["last_initial"] = last.map(lambda n: n[0] if isinstance(n, str) and n else None)
     return out
 
 
