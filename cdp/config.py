@@ -47,10 +47,26 @@ class IngestSettings(_Section):
 
 
 class IdentitySettings(_Section):
-    """Standardization rules shared by ingestion checks and identity resolution."""
+    """Identity resolution: standardization, matching, clustering and survivorship."""
 
     default_phone_region: str = "GB"
-    match_threshold: float = Field(0.9, gt=0, lt=1)
+    """Region assumed for phone numbers written without a country code (ISO 3166 alpha-2)."""
+    email_strip_plus_tags: bool = True
+    email_dotless_domains: tuple[str, ...] = ("gmail.com", "googlemail.com")
+    """Providers that ignore dots in the local part."""
+    match_threshold: float = Field(0.95, gt=0, lt=1)
+    """Match probability from which two records are the same person."""
+    block_window: int = Field(20, ge=2)
+    """Within an over-common blocking key, each record is compared with this many neighbours."""
+    em_max_pairs: int = Field(2_000_000, ge=1_000)
+    """EM trains on a random sample of at most this many candidate pairs."""
+    labelled_pairs: Path | None = None
+    """Optional CSV/Parquet of source_a, id_a, source_b, id_b, is_match: m/u from labels, not EM."""
+    large_cluster_size: int = Field(20, ge=2)
+    """Clusters with more records than this are listed in the report for review."""
+    survivorship: dict[str, Literal["most_recent", "most_frequent", "source_priority"]] = {}
+    """Per-attribute rule overrides for golden profiles (see features/identity/profiles.py)."""
+    source_priority: tuple[str, ...] = ("crm", "web", "app", "store")
 
 
 class PolicySettings(_Section):
