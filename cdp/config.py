@@ -54,7 +54,7 @@ class IdentitySettings(_Section):
     email_strip_plus_tags: bool = True
     email_dotless_domains: tuple[str, ...] = ("gmail.com", "googlemail.com")
     """Providers that ignore dots in the local part."""
-    match_threshold: float = Field(0.95, gt=0, lt=1)
+    match_threshold: float = Field(0.99, gt=0, lt=1)
     """Match probability from which two records are the same person."""
     block_window: int = Field(20, ge=2)
     """Within an over-common blocking key, each record is compared with this many neighbours."""

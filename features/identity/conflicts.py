@@ -36,3 +36,11 @@ def first_names_conflict(
         min(len(x_first), len(y_first)) >= TYPO_MIN_LENGTH and DamerauLevenshtein.distance(x_first, y_first) <= 1
     )
     return not typo
+
+
+def surnames_conflict(x_last: str | None, y_last: str | None, x_first: str | None = None, y_first: str | None = None) -> bool:
+    """Clearly different surnames (not a typo, not a first/last swap): on a shared e-mail or
+    phone this marks a family contact point, though one person's records may differ after a marriage."""
+    if not x_last or not y_last or x_last == y_last or x_last == y_first or y_last == x_first:
+        return False
+    return JaroWinkler.normalized_similarity(x_last, y_last) < NAME_TYPO_SIMILARITY

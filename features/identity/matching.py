@@ -17,7 +17,7 @@ from rapidfuzz import fuzz
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 from rapidfuzz.process import cpdist
 
-from features.identity.conflicts import birth_dates_conflict, first_names_conflict
+from features.identity.conflicts import birth_dates_conflict, first_names_conflict, surnames_conflict
 
 # Blocking rules: each a list of standardized columns that must all be present and equal.
 BLOCKING_RULES: dict[str, tuple[str, ...]] = {
@@ -39,7 +39,9 @@ LEVELS: dict[str, tuple[str, ...]] = {
     "last_name": ("null", "exact", "jaro_winkler_0.92", "jaro_winkler_0.80", "different"),
     "date_of_birth": ("null", "exact", "two_of_three_parts", "same_year", "different"),
     "email": ("null", "exact", "domain_typo", "different"),
-    "phone": ("null", "exact", "same_last_7_digits", "different"),
+    # Two different mobile numbers say more than a mobile and a landline: a person usually has one
+    # mobile, and a household one landline.
+    "phone": ("null", "exact", "different_with_a_landline", "different_mobiles"),
     # Address, postcode and city say the same thing several times over: one comparison, so
     # their agreement is not counted three times.
     "location": (
@@ -130,18 +132,18 @@ class EncodedRecords:
     """Year, month, day per record; -1 where unknown."""
     first_letter: np.ndarray
     first_length: np.ndarray
+    landline: np.ndarray
 
 
 ENCODED_COLUMNS = (
     "first_name", "first_canonical", "last_name", "email", "email_local", "email_domain", "phone",
-    "phone_tail", "address", "postcode", "postcode_area", "city",
+    "address", "postcode", "postcode_area", "city",
 )
 
 
 def encode_records(keyed: pd.DataFrame) -> EncodedRecords:
     frame = keyed.assign(
         email_domain=keyed["email"].str.split("@").str[1],
-        phone_tail=keyed["phone"].str[-7:],
     )
     codes, values = {}, {}
     for column in ENCODED_COLUMNS:
@@ -153,7 +155,8 @@ def encode_records(keyed: pd.DataFrame) -> EncodedRecords:
     first = frame["first_name"].fillna("")
     first_letter = pd.factorize(first.str[:1])[0]
     first_letter[first.to_numpy() == ""] = -1
-    return EncodedRecords(codes, values, birth, first_letter, first.str.len().to_numpy())
+    landline = frame["phone_is_landline"].to_numpy(dtype=bool)
+    return EncodedRecords(codes, values, birth, first_letter, first.str.len().to_numpy(), landline)
 
 
 def _pair_similarity(records: EncodedRecords, column: str, a: np.ndarray, b: np.ndarray, scorer) -> np.ndarray:
@@ -279,15 +282,15 @@ def compare_pairs(records: EncodedRecords, left: np.ndarray, right: np.ndarray) 
     out["email"] = _levels(email_missing, email_exact, domain_typo, (1.0,))
 
     phone_missing, phone_exact = _same(records, "phone", a, b)
-    _, tail_same = _same(records, "phone_tail", a, b)
-    out["phone"] = _levels(phone_missing, phone_exact, tail_same.astype(float), (1.0,))
+    landline_involved = (records.landline[a] | records.landline[b]).astype(float)
+    out["phone"] = _levels(phone_missing, phone_exact, landline_involved, (1.0,))
     out["location"] = _location_levels(records, a, b)
     return pd.DataFrame(out)
 
 
 def shared_contact_points(keyed: pd.DataFrame, column: str) -> set[str]:
-    """Values of a contact column held by clearly different people (different first names or
-    birth dates), which must not merge records on their own."""
+    """Values of a contact column held by clearly different people (different first names,
+    surnames or birth dates), which must not merge records on their own."""
     codes = _group_codes(keyed, (column,))
     left, right = window_pairs(codes, CONTACT_GROUP_WINDOW)
     if len(left) == 0:
@@ -297,7 +300,9 @@ def shared_contact_points(keyed: pd.DataFrame, column: str) -> set[str]:
     birth = keyed["date_of_birth"].to_numpy(dtype=object)
     conflicting = np.fromiter(
         (
-            birth_dates_conflict(birth[a], birth[b]) or first_names_conflict(first[a], first[b], last[a], last[b])
+            birth_dates_conflict(birth[a], birth[b])
+            or first_names_conflict(first[a], first[b], last[a], last[b])
+            or surnames_conflict(last[a], last[b], first[a], first[b])
             for a, b in zip(left.tolist(), right.tolist(), strict=True)
         ),
         dtype=bool,
