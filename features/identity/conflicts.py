@@ -41,6 +41,6 @@ def first_names_conflict(
 def surnames_conflict(x_last: str | None, y_last: str | None, x_first: str | None = None, y_first: str | None = None) -> bool:
     """Clearly different surnames (not a typo, not a first/last swap): on a shared e-mail or
     phone this marks a family contact point, though one person's records may differ after a marriage."""
-    if not x_last or not y_last or x_last == y_last or x_last == y_first or y_last == x_first:
+    if not x_last or not y_last or x_last in (y_last, y_first) or y_last == x_first:
         return False
     return JaroWinkler.normalized_similarity(x_last, y_last) < NAME_TYPO_SIMILARITY

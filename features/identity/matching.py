@@ -17,7 +17,11 @@ from rapidfuzz import fuzz
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 from rapidfuzz.process import cpdist
 
-from features.identity.conflicts import birth_dates_conflict, first_names_conflict, surnames_conflict
+from features.identity.conflicts import (
+    birth_dates_conflict,
+    first_names_conflict,
+    surnames_conflict,
+)
 
 # Blocking rules: each a list of standardized columns that must all be present and equal.
 BLOCKING_RULES: dict[str, tuple[str, ...]] = {
