@@ -1,0 +1,319 @@
+"""Point-in-time customer features, one family per Feast feature view.
+
+Every family is computed for (customer_id, as_of) snapshots from data strictly before `as_of`,
+so training can reproduce what was known then and nothing from the future leaks in. Families are
+SQL over a DuckDB connection on which the lake tables, the identity map and the snapshots are
+registered as views (`orders`, `returns`, `events`, `touches`, `consents`, `tickets`,
+`customers`, `identity_map`, `snapshots`); reading files is the caller's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+CHANNELS = ("email", "push", "sms")
+ORDER_CHANNELS = ("web", "app", "store", "phone")
+WINDOWS = (7, 30, 90, 365)
+AGE_BANDS = ((0, 18, "under_18"), (18, 25, "18_24"), (25, 35, "25_34"), (35, 45, "35_44"), (45, 55, "45_54"),
+             (55, 65, "55_64"), (65, 200, "65_plus"))
+KEY_COLUMNS = ("customer_id", "event_timestamp")
+
+
+def _days_since(expression: str) -> str:
+    """Days (fractional) from a timestamp expression to the snapshot."""
+    return f"date_diff('second', {expression}, as_of) / 86400.0"
+
+
+def _customer_rows(table: str, time_column: str, columns: str = "") -> str:
+    """A lake table's rows with their customer, strictly before each snapshot."""
+    extra = f", {columns}" if columns else ""
+    return f"""
+        SELECT s.customer_id, s.as_of, t.{time_column} AS happened_at{extra}
+        FROM {table} t
+        JOIN identity_map m USING (source, source_id)
+        JOIN snapshots s ON s.customer_id = m.customer_id AND t.{time_column} < s.as_of
+    """
+
+
+def purchase_history(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """RFM, gross and net revenue after returns, windows, regularity, trend, discounts, channel mix."""
+    windows = ",\n".join(
+        f"count(*) FILTER (WHERE happened_at >= as_of - INTERVAL {d} DAY) AS orders_{d}d,\n"
+        f"coalesce(sum(amount) FILTER (WHERE happened_at >= as_of - INTERVAL {d} DAY), 0) AS gross_revenue_{d}d"
+        for d in WINDOWS
+    )
+    mix = ",\n".join(
+        f"avg(CASE WHEN channel = '{c}' THEN 1.0 ELSE 0.0 END) AS share_of_orders_{c}" for c in ORDER_CHANNELS
+    )
+    query = f"""
+    WITH bought AS ({_customer_rows("orders", "ordered_at", "t.order_id, t.amount, t.discount, t.channel")}),
+    gaps AS (
+        SELECT *, date_diff('second', lag(happened_at) OVER (PARTITION BY customer_id, as_of ORDER BY happened_at), happened_at) / 86400.0 AS gap
+        FROM bought
+    ),
+    returned AS (
+        SELECT b.customer_id, b.as_of, b.happened_at AS ordered_at, r.amount, r.returned_at
+        FROM returns r JOIN bought b ON r.order_id = b.order_id AND r.returned_at < b.as_of
+    ),
+    returns_by_snapshot AS (
+        SELECT customer_id, as_of,
+               sum(amount) AS returned_total,
+               coalesce(sum(amount) FILTER (WHERE returned_at >= as_of - INTERVAL 365 DAY), 0) AS returned_365d,
+               coalesce(sum(amount) FILTER (WHERE returned_at >= as_of - INTERVAL 90 DAY), 0) AS returned_90d
+        FROM returned GROUP BY customer_id, as_of
+    ),
+    orders_by_snapshot AS (
+        SELECT customer_id, as_of,
+               count(*) AS orders_total,
+               sum(amount) AS gross_revenue_total,
+               {_days_since("max(happened_at)")} AS days_since_last_order,
+               {_days_since("min(happened_at)")} AS days_since_first_order,
+               avg(amount) AS average_order_value,
+               avg(gap) AS mean_days_between_orders,
+               stddev_samp(gap) AS std_days_between_orders,
+               {windows},
+               count(*) FILTER (WHERE happened_at >= as_of - INTERVAL 180 DAY AND happened_at < as_of - INTERVAL 90 DAY)
+                   AS orders_previous_90d,
+               sum(amount * exp(-date_diff('second', happened_at, as_of) / 86400.0 / 90.0)) AS revenue_smoothed_90d,
+               avg(CASE WHEN coalesce(discount, 0) > 0 THEN 1.0 ELSE 0.0 END) AS discount_share,
+               {mix}
+        FROM gaps GROUP BY customer_id, as_of
+    )
+    SELECT s.customer_id, s.as_of AS event_timestamp,
+           coalesce(o.orders_total, 0) AS orders_total,
+           coalesce(o.gross_revenue_total, 0) AS gross_revenue_total,
+           coalesce(r.returned_total, 0) AS returned_total,
+           coalesce(o.gross_revenue_total, 0) - coalesce(r.returned_total, 0) AS net_revenue_total,
+           coalesce(o.gross_revenue_365d, 0) - coalesce(r.returned_365d, 0) AS net_revenue_365d,
+           coalesce(o.gross_revenue_90d, 0) - coalesce(r.returned_90d, 0) AS net_revenue_90d,
+           CASE WHEN coalesce(o.gross_revenue_total, 0) > 0
+                THEN coalesce(r.returned_total, 0) / o.gross_revenue_total END AS return_rate,
+           o.days_since_last_order, o.days_since_first_order, o.average_order_value,
+           o.mean_days_between_orders, o.std_days_between_orders,
+           o.days_since_last_order / nullif(o.mean_days_between_orders, 0) AS overdue_ratio,
+           {", ".join(f"coalesce(o.orders_{d}d, 0) AS orders_{d}d, coalesce(o.gross_revenue_{d}d, 0) AS gross_revenue_{d}d" for d in WINDOWS)},
+           (coalesce(o.orders_90d, 0) + 1.0) / (coalesce(o.orders_previous_90d, 0) + 1.0) AS order_trend_90d,
+           coalesce(o.revenue_smoothed_90d, 0) AS revenue_smoothed_90d,
+           o.discount_share,
+           {", ".join(f"o.share_of_orders_{c}" for c in ORDER_CHANNELS)}
+    FROM snapshots s
+    LEFT JOIN orders_by_snapshot o ON o.customer_id = s.customer_id AND o.as_of = s.as_of
+    LEFT JOIN returns_by_snapshot r ON r.customer_id = s.customer_id AND r.as_of = s.as_of
+    """
+    return connection.sql(query).df()
+
+
+def behaviour(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Web and app activity: sessions, views, cart adds, abandoned carts, recency of visits."""
+    query = f"""
+    WITH acted AS ({_customer_rows("events", "occurred_at", "t.event_type")}),
+    recent AS (SELECT * FROM acted WHERE happened_at >= as_of - INTERVAL 30 DAY),
+    cart_days AS (SELECT DISTINCT customer_id, as_of, CAST(happened_at AS DATE) AS day FROM recent WHERE event_type = 'add_to_cart'),
+    order_days AS (
+        SELECT DISTINCT customer_id, as_of, CAST(happened_at AS DATE) AS day
+        FROM ({_customer_rows("orders", "ordered_at")}) WHERE happened_at >= as_of - INTERVAL 31 DAY
+    ),
+    abandoned AS (
+        SELECT c.customer_id, c.as_of, count(*) AS abandoned_carts_30d
+        FROM cart_days c
+        WHERE NOT EXISTS (
+            SELECT 1 FROM order_days o WHERE o.customer_id = c.customer_id AND o.as_of = c.as_of
+              AND o.day BETWEEN c.day AND c.day + 1)
+        GROUP BY c.customer_id, c.as_of
+    ),
+    by_snapshot AS (
+        SELECT customer_id, as_of,
+               count(DISTINCT CAST(happened_at AS DATE)) FILTER (WHERE happened_at >= as_of - INTERVAL 30 DAY) AS active_days_30d,
+               count(*) FILTER (WHERE happened_at >= as_of - INTERVAL 30 DAY) AS events_30d,
+               count(*) FILTER (WHERE happened_at >= as_of - INTERVAL 30 DAY AND event_type = 'product_view') AS product_views_30d,
+               count(*) FILTER (WHERE happened_at >= as_of - INTERVAL 30 DAY AND event_type = 'add_to_cart') AS cart_adds_30d,
+               count(*) FILTER (WHERE happened_at >= as_of - INTERVAL 30 DAY AND event_type = 'checkout_start') AS checkout_starts_30d,
+               count(*) FILTER (WHERE happened_at >= as_of - INTERVAL 30 DAY AND event_type = 'search') AS searches_30d,
+               {_days_since("max(happened_at)")} AS days_since_last_visit,
+               {_days_since("max(happened_at) FILTER (WHERE event_type = 'app_open')")} AS days_since_last_app_open
+        FROM acted GROUP BY customer_id, as_of
+    )
+    SELECT s.customer_id, s.as_of AS event_timestamp,
+           coalesce(b.active_days_30d, 0) AS active_days_30d, coalesce(b.events_30d, 0) AS events_30d,
+           coalesce(b.product_views_30d, 0) AS product_views_30d, coalesce(b.cart_adds_30d, 0) AS cart_adds_30d,
+           coalesce(b.checkout_starts_30d, 0) AS checkout_starts_30d, coalesce(b.searches_30d, 0) AS searches_30d,
+           coalesce(a.abandoned_carts_30d, 0) AS abandoned_carts_30d,
+           b.days_since_last_visit, b.days_since_last_app_open
+    FROM snapshots s
+    LEFT JOIN by_snapshot b ON b.customer_id = s.customer_id AND b.as_of = s.as_of
+    LEFT JOIN abandoned a ON a.customer_id = s.customer_id AND a.as_of = s.as_of
+    """
+    return connection.sql(query).df()
+
+
+def engagement(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Per channel: sends, open and click rates, recency of contact; contact fatigue overall.
+    Opens and clicks count only if they happened before the snapshot too."""
+    per_channel = ",\n".join(
+        f"""count(*) FILTER (WHERE channel = '{c}' AND happened_at >= as_of - INTERVAL 90 DAY) AS {c}_sends_90d,
+        avg(CASE WHEN opened_at < as_of THEN 1.0 ELSE 0.0 END) FILTER (WHERE channel = '{c}' AND happened_at >= as_of - INTERVAL 90 DAY) AS {c}_open_rate_90d,
+        avg(CASE WHEN clicked_at < as_of THEN 1.0 ELSE 0.0 END) FILTER (WHERE channel = '{c}' AND happened_at >= as_of - INTERVAL 90 DAY) AS {c}_click_rate_90d,
+        {_days_since(f"max(happened_at) FILTER (WHERE channel = '{c}')")} AS {c}_days_since_last_touch"""
+        for c in CHANNELS
+    )
+    selected = ", ".join(
+        f"coalesce(e.{c}_sends_90d, 0) AS {c}_sends_90d, e.{c}_open_rate_90d, e.{c}_click_rate_90d, e.{c}_days_since_last_touch"
+        for c in CHANNELS
+    )
+    query = f"""
+    WITH sent AS ({_customer_rows("touches", "sent_at", "t.channel, t.opened_at, t.clicked_at")}),
+    by_snapshot AS (
+        SELECT customer_id, as_of, {per_channel},
+               count(*) FILTER (WHERE channel <> 'none' AND happened_at >= as_of - INTERVAL 7 DAY) AS touches_7d,
+               count(*) FILTER (WHERE channel <> 'none' AND happened_at >= as_of - INTERVAL 30 DAY) AS touches_30d
+        FROM sent GROUP BY customer_id, as_of
+    ),
+    withdrawals AS (
+        SELECT customer_id, as_of, count(*) AS consents_withdrawn_total
+        FROM ({_customer_rows("consents", "recorded_at", "t.status")}) WHERE status = 'withdrawn' GROUP BY customer_id, as_of
+    )
+    SELECT s.customer_id, s.as_of AS event_timestamp, {selected},
+           coalesce(e.touches_7d, 0) AS touches_7d, coalesce(e.touches_30d, 0) AS touches_30d,
+           coalesce(w.consents_withdrawn_total, 0) AS consents_withdrawn_total
+    FROM snapshots s
+    LEFT JOIN by_snapshot e ON e.customer_id = s.customer_id AND e.as_of = s.as_of
+    LEFT JOIN withdrawals w ON w.customer_id = s.customer_id AND w.as_of = s.as_of
+    """
+    return connection.sql(query).df()
+
+
+def reachability(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Flags only: the consent in force per channel (1 granted, 0 withdrawn, null never asked),
+    whether the app is installed, and whether an e-mail or phone is on file."""
+    consent_columns = ", ".join(
+        f"max(CASE WHEN channel = '{c}' THEN CASE WHEN status = 'granted' THEN 1 ELSE 0 END END) AS {c}_consent"
+        for c in CHANNELS
+    )
+    query = f"""
+    WITH latest AS (
+        SELECT customer_id, as_of, channel, arg_max(status, happened_at) AS status
+        FROM ({_customer_rows("consents", "recorded_at", "t.channel, t.status")}) GROUP BY customer_id, as_of, channel
+    ),
+    consent AS (SELECT customer_id, as_of, {consent_columns} FROM latest GROUP BY customer_id, as_of),
+    contact AS (
+        SELECT s.customer_id, s.as_of,
+               max(CASE WHEN c.email IS NOT NULL THEN 1 ELSE 0 END) AS has_email,
+               max(CASE WHEN c.phone IS NOT NULL THEN 1 ELSE 0 END) AS has_phone,
+               max(CASE WHEN c.source = 'app' THEN 1 ELSE 0 END) AS has_app_account
+        FROM customers c JOIN identity_map m USING (source, source_id)
+        JOIN snapshots s ON s.customer_id = m.customer_id AND coalesce(c.updated_at, s.as_of - INTERVAL 1 SECOND) < s.as_of
+        GROUP BY s.customer_id, s.as_of
+    ),
+    app AS (
+        SELECT DISTINCT customer_id, as_of FROM ({_customer_rows("events", "occurred_at", "t.event_type")})
+        WHERE event_type = 'app_open'
+    )
+    SELECT s.customer_id, s.as_of AS event_timestamp,
+           {", ".join(f"c.{ch}_consent" for ch in CHANNELS)},
+           CASE WHEN a.customer_id IS NOT NULL OR coalesce(k.has_app_account, 0) = 1 THEN 1 ELSE 0 END AS app_installed,
+           coalesce(k.has_email, 0) AS has_email, coalesce(k.has_phone, 0) AS has_phone
+    FROM snapshots s
+    LEFT JOIN consent c ON c.customer_id = s.customer_id AND c.as_of = s.as_of
+    LEFT JOIN contact k ON k.customer_id = s.customer_id AND k.as_of = s.as_of
+    LEFT JOIN app a ON a.customer_id = s.customer_id AND a.as_of = s.as_of
+    """
+    return connection.sql(query).df()
+
+
+def service(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Support tickets and satisfaction over windows."""
+    query = f"""
+    WITH opened AS ({_customer_rows("tickets", "opened_at", "t.csat")}),
+    by_snapshot AS (
+        SELECT customer_id, as_of,
+               count(*) FILTER (WHERE happened_at >= as_of - INTERVAL 30 DAY) AS tickets_30d,
+               count(*) FILTER (WHERE happened_at >= as_of - INTERVAL 90 DAY) AS tickets_90d,
+               count(*) FILTER (WHERE happened_at >= as_of - INTERVAL 365 DAY) AS tickets_365d,
+               avg(csat) FILTER (WHERE happened_at >= as_of - INTERVAL 365 DAY) AS csat_mean_365d,
+               count(*) FILTER (WHERE happened_at >= as_of - INTERVAL 365 DAY AND csat <= 2) AS low_csat_tickets_365d,
+               {_days_since("max(happened_at)")} AS days_since_last_ticket
+        FROM opened GROUP BY customer_id, as_of
+    )
+    SELECT s.customer_id, s.as_of AS event_timestamp,
+           coalesce(b.tickets_30d, 0) AS tickets_30d, coalesce(b.tickets_90d, 0) AS tickets_90d,
+           coalesce(b.tickets_365d, 0) AS tickets_365d, b.csat_mean_365d,
+           coalesce(b.low_csat_tickets_365d, 0) AS low_csat_tickets_365d, b.days_since_last_ticket
+    FROM snapshots s LEFT JOIN by_snapshot b ON b.customer_id = s.customer_id AND b.as_of = s.as_of
+    """
+    return connection.sql(query).df()
+
+
+def profile(connection: duckdb.DuckDBPyConnection, custom_columns: tuple[str, ...]) -> pd.DataFrame:
+    """Generalized profile from the identity records known before the snapshot (updated_at before
+    it, or undated): age band at the snapshot, region, custom attributes. Never raw PII."""
+    bands = " ".join(f"WHEN age >= {low} AND age < {high} THEN '{name}'" for low, high, name in AGE_BANDS)
+    latest = "".join(
+        f", arg_max(c.{_quote(name)}, coalesce(c.updated_at, TIMESTAMPTZ '1970-01-01')) "
+        f"FILTER (WHERE c.{_quote(name)} IS NOT NULL) AS {_quote('attribute_' + name)}"
+        for name in custom_columns
+    )
+    custom = "".join(f", k.{_quote('attribute_' + name)}" for name in custom_columns)
+    query = f"""
+    WITH known AS (
+        SELECT s.customer_id, s.as_of, count(*) AS source_records,
+               arg_max(c.region, coalesce(c.updated_at, TIMESTAMPTZ '1970-01-01')) FILTER (WHERE c.region IS NOT NULL) AS region,
+               arg_max(c.date_of_birth, coalesce(c.updated_at, TIMESTAMPTZ '1970-01-01'))
+                   FILTER (WHERE c.date_of_birth IS NOT NULL) AS birth
+               {latest}
+        FROM customers c JOIN identity_map m USING (source, source_id)
+        JOIN snapshots s ON s.customer_id = m.customer_id AND (c.updated_at IS NULL OR c.updated_at < s.as_of)
+        GROUP BY s.customer_id, s.as_of
+    )
+    SELECT s.customer_id, s.as_of AS event_timestamp,
+           CASE {bands} END AS age_band, k.region, coalesce(k.source_records, 0) AS source_records{custom}
+    FROM snapshots s
+    LEFT JOIN known k ON k.customer_id = s.customer_id AND k.as_of = s.as_of,
+    LATERAL (SELECT date_diff('year', k.birth, CAST(s.as_of AS DATE))
+                    - CASE WHEN strftime(k.birth, '%m%d') > strftime(CAST(s.as_of AS DATE), '%m%d') THEN 1 ELSE 0 END AS age)
+    """
+    frame = connection.sql(query).df()
+    for name in custom_columns:
+        column = frame[f"attribute_{name}"]
+        numbers = pd.to_numeric(column, errors="coerce")
+        if column.notna().any() and numbers.notna().sum() == column.notna().sum():
+            frame[f"attribute_{name}"] = numbers  # a numeric custom attribute stays numeric
+    return frame
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class FeatureFamily:
+    name: str
+    build: Callable[..., pd.DataFrame]
+    description: str
+
+
+FAMILIES: dict[str, FeatureFamily] = {
+    family.name: family
+    for family in (
+        FeatureFamily("purchase_history", purchase_history, "RFM, revenue net of returns, windows, regularity, trend, mix"),
+        FeatureFamily("behaviour", behaviour, "sessions, views, cart adds, abandoned carts, visit recency"),
+        FeatureFamily("engagement", engagement, "sends, open and click rates per channel, contact fatigue"),
+        FeatureFamily("reachability", reachability, "consent in force per channel, app installed, contact on file"),
+        FeatureFamily("service", service, "tickets and satisfaction"),
+        FeatureFamily("profile", profile, "age band, region, custom attributes"),
+    )
+}
+
+
+def build_customer_features(
+    connection: duckdb.DuckDBPyConnection, custom_columns: tuple[str, ...] = ()
+) -> dict[str, pd.DataFrame]:
+    """Every family for the registered snapshots; keys customer_id and event_timestamp (= as_of)."""
+    tables = {}
+    for name, family in FAMILIES.items():
+        frame = family.build(connection, custom_columns) if name == "profile" else family.build(connection)
+        tables[name] = frame.sort_values(list(KEY_COLUMNS)).reset_index(drop=True)
+    return tables

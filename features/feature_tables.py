@@ -1,0 +1,109 @@
+"""The I/O edge of feature engineering: lake views in, feature tables (Parquet) out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cdp.workspace import Workspace
+from features.contract import CONTRACTS
+from features.customer_features import KEY_COLUMNS, build_customer_features
+from features.identity.store import identity_paths
+
+SQL_TYPES = {"string": "VARCHAR", "timestamp": "TIMESTAMPTZ", "date": "DATE", "float": "DOUBLE", "int": "BIGINT"}
+ACTIVITY_TABLES = {"orders": "ordered_at", "events": "occurred_at", "touches": "sent_at", "consents": "recorded_at",
+                   "tickets": "opened_at"}
+
+
+class FeatureInputError(ValueError):
+    """A stage before features has not run, or an as-of time is unusable; the message says which."""
+
+
+def feature_table_path(workspace: Workspace, family: str) -> Path:
+    return workspace.data / "features" / f"{family}.parquet"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def open_lake(workspace: Workspace, memory_limit: str = "4GB") -> tuple[duckdb.DuckDBPyConnection, tuple[str, ...]]:
+    """A DuckDB connection with every contract table and the identity map as views.
+    Missing tables are empty (orders-only data works); a missing identity map is an error."""
+    paths = identity_paths(workspace)
+    if not paths["identity_map"].exists():
+        raise FeatureInputError(f"{paths['identity_map']} not found; run `cdp resolve` first")
+    connection = duckdb.connect()
+    connection.execute(f"SET memory_limit = {_literal(memory_limit)}")
+    connection.execute("SET TimeZone = 'UTC'")
+    for name, contract in CONTRACTS.items():
+        path = workspace.lake_table(name)
+        if path.exists():
+            connection.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_literal(str(path))})")
+        else:
+            columns = ", ".join(f'"{c.name}" {SQL_TYPES[c.kind]}' for c in contract.columns)
+            connection.execute(f"CREATE TABLE {name} ({columns})")
+    connection.execute(f"CREATE VIEW identity_map AS SELECT * FROM read_parquet({_literal(str(paths['identity_map']))})")
+    known = set(CONTRACTS["customers"].column_names)
+    custom_columns = connection.sql("SELECT * FROM customers LIMIT 0").columns
+    custom = tuple(c for c in custom_columns if c not in known and not c.startswith("_"))
+    return connection, custom
+
+
+def register_snapshots(connection: duckdb.DuckDBPyConnection, as_of: Sequence[dt.datetime]) -> int:
+    """Snapshots: every customer with any dated activity before each as-of time."""
+    if not as_of:
+        raise FeatureInputError("give at least one --as-of time")
+    times = pd.DataFrame({"as_of": pd.to_datetime(list(as_of), utc=True)})
+    connection.register("as_of_times", times)
+    activity = " UNION ALL ".join(
+        f"SELECT source, source_id, min({column}) AS first_seen FROM {table} GROUP BY ALL"
+        for table, column in ACTIVITY_TABLES.items()
+    )
+    connection.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE snapshots AS
+        WITH first_seen AS (
+            SELECT m.customer_id, min(a.first_seen) AS first_seen
+            FROM ({activity}) a JOIN identity_map m USING (source, source_id) GROUP BY ALL
+        )
+        SELECT f.customer_id, t.as_of FROM first_seen f JOIN as_of_times t ON f.first_seen < t.as_of
+        """
+    )
+    return connection.execute("SELECT count(*) FROM snapshots").fetchone()[0]
+
+
+def build_feature_tables(workspace: Workspace, as_of: Sequence[dt.datetime]) -> dict[str, int]:
+    """Compute every family for the as-of times and merge them into the feature tables."""
+    connection, custom = open_lake(workspace)
+    try:
+        snapshots = register_snapshots(connection, as_of)
+        if snapshots == 0:
+            raise FeatureInputError(f"no customer has any activity before {min(as_of)}")
+        tables = build_customer_features(connection, custom)
+    finally:
+        connection.close()
+    created = pd.Timestamp(dt.datetime.now(dt.UTC))
+    for family, frame in tables.items():
+        write_feature_table(feature_table_path(workspace, family), frame.assign(created_timestamp=created))
+    return {family: len(frame) for family, frame in tables.items()}
+
+
+def write_feature_table(path: Path, frame: pd.DataFrame) -> None:
+    """Replace the rows of the same snapshots, keep the others (an idempotent merge)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        existing = pq.read_table(path).to_pandas()
+        existing = existing[~existing["event_timestamp"].isin(frame["event_timestamp"].unique())]
+        frame = pd.concat([existing, frame], ignore_index=True)
+    frame = frame.sort_values(list(KEY_COLUMNS)).reset_index(drop=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), temporary)
+    temporary.replace(path)
