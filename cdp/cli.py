@@ -272,6 +272,57 @@ def evaluate_identity(
     console.print(f"Written to {space.reports / 'identity_evaluation.json'}")
 
 
+features_app = typer.Typer(help="Customer features and the Feast feature store.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+
+
+def _parse_times(values: list[str]) -> list[dt.datetime]:
+    """`2026-06-30` or `2026-06-30T12:00:00[Z|+01:00]`, comma-separated or repeated; naive = UTC."""
+    times = []
+    for value in ",".join(values).split(","):
+        if not value.strip():
+            continue
+        try:
+            moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError as error:
+            raise _fail(f"--as-of {value!r} is not an ISO-8601 date or timestamp", 2) from error
+        times.append(moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC))
+    if not times:
+        raise _fail("--as-of needs at least one date", 2)
+    return sorted(set(times))
+
+
+@features_app.command("build")
+def features_build(
+    as_of: Annotated[list[str], typer.Option("--as-of", help="Snapshot time(s): 2026-06-30 or a timestamp; comma-separated or repeated.")],
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Compute every feature family as of each time, from data strictly before it.
+
+    Writes data/features/<family>.parquet keyed by customer_id and event_timestamp (= the as-of
+    time); building the same as-of time again replaces its rows.
+    """
+    from features.feature_tables import FeatureInputError, build_feature_tables
+
+    space, _ = _context(workspace, config)
+    times = _parse_times(as_of)
+    with step_progress("build features") as progress:
+        progress.update(0, 1)
+        try:
+            counts = build_feature_tables(space, times)
+        except FeatureInputError as error:
+            raise _fail(str(error)) from error
+        progress.update(1, 1)
+    view = Table(title=f"Features as of {', '.join(t.isoformat() for t in times)}")
+    view.add_column("family")
+    view.add_column("rows", justify="right")
+    for family, rows in counts.items():
+        view.add_row(family, f"{rows:,}")
+    console.print(view)
+    console.print(f"Feature tables in {space.data / 'features'}")
+
+
 @app.command()
 def contract(
     table: Annotated[str | None, typer.Argument(help="One table; default: all.")] = None,

@@ -43,18 +43,25 @@ def open_lake(workspace: Workspace, memory_limit: str = "4GB") -> tuple[duckdb.D
     connection = duckdb.connect()
     connection.execute(f"SET memory_limit = {_literal(memory_limit)}")
     connection.execute("SET TimeZone = 'UTC'")
-    for name, contract in CONTRACTS.items():
+    for name in CONTRACTS:
         path = workspace.lake_table(name)
         if path.exists():
             connection.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_literal(str(path))})")
-        else:
-            columns = ", ".join(f'"{c.name}" {SQL_TYPES[c.kind]}' for c in contract.columns)
-            connection.execute(f"CREATE TABLE {name} ({columns})")
+    create_missing_tables(connection)
     connection.execute(f"CREATE VIEW identity_map AS SELECT * FROM read_parquet({_literal(str(paths['identity_map']))})")
     known = set(CONTRACTS["customers"].column_names)
     custom_columns = connection.sql("SELECT * FROM customers LIMIT 0").columns
     custom = tuple(c for c in custom_columns if c not in known and not c.startswith("_"))
     return connection, custom
+
+
+def create_missing_tables(connection: duckdb.DuckDBPyConnection) -> None:
+    """An empty, typed table for every contract table not present: orders-only data works."""
+    present = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    for name, contract in CONTRACTS.items():
+        if name not in present:
+            columns = ", ".join(f'"{c.name}" {SQL_TYPES[c.kind]}' for c in contract.columns)
+            connection.execute(f"CREATE TABLE {name} ({columns})")
 
 
 def register_snapshots(connection: duckdb.DuckDBPyConnection, as_of: Sequence[dt.datetime]) -> int:

@@ -1,0 +1,166 @@
+"""Customer features: known values, point-in-time correctness (nothing after as-of is used), no PII."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features.contract import CONTRACTS
+from features.customer_features import build_customer_features
+from features.feature_tables import create_missing_tables, register_snapshots
+
+AS_OF = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+
+
+def utc(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+def features_for(frames: dict[str, pd.DataFrame], as_of=(AS_OF,), custom=()) -> dict[str, pd.DataFrame]:
+    connection = duckdb.connect()
+    connection.execute("SET TimeZone = 'UTC'")
+    for name, frame in frames.items():
+        if name in CONTRACTS:  # the lake always holds every contract column
+            frame = frame.assign(**{c: None for c in CONTRACTS[name].column_names if c not in frame})
+        connection.register(f"{name}_frame", frame)
+        connection.execute(f"CREATE VIEW {name} AS SELECT * FROM {name}_frame")
+    create_missing_tables(connection)
+    register_snapshots(connection, list(as_of))
+    return build_customer_features(connection, custom)
+
+
+def identity_map(*customers: str) -> pd.DataFrame:
+    return pd.DataFrame({"source": ["web"] * len(customers), "source_id": list(customers),
+                         "customer_id": [f"C{c}" for c in customers]})
+
+
+def test_purchase_features_have_the_expected_values():
+    # Given two orders before the snapshot, one partly returned, and one order and return after it
+    orders = pd.DataFrame({
+        "order_id": ["o1", "o2", "o3"], "source": "web", "source_id": "1",
+        "ordered_at": [utc("2026-01-01"), utc("2026-02-20"), utc("2026-03-05")],
+        "amount": [100.0, 50.0, 70.0], "channel": ["web", "store", "web"], "items": 1, "discount": [0.0, 5.0, 0.0],
+    })
+    returns = pd.DataFrame({"order_id": ["o1", "o2"], "returned_at": [utc("2026-01-10"), utc("2026-03-02")],
+                            "amount": [40.0, 50.0]})
+    # When features are built as of 2026-03-01
+    row = features_for({"orders": orders, "returns": returns, "identity_map": identity_map("1")})[
+        "purchase_history"].iloc[0]
+    # Then only what happened before counts
+    assert row["orders_total"] == 2 and row["gross_revenue_total"] == 150
+    assert row["returned_total"] == 40 and row["net_revenue_total"] == 110
+    assert row["return_rate"] == pytest.approx(40 / 150)
+    assert row["days_since_last_order"] == pytest.approx(9)
+    assert row["orders_30d"] == 1 and row["orders_90d"] == 2
+    assert row["mean_days_between_orders"] == pytest.approx(50)
+    assert row["discount_share"] == 0.5 and row["share_of_orders_store"] == 0.5
+
+
+def test_latest_consent_wins_and_unknown_is_null():
+    consents = pd.DataFrame({
+        "source": "web", "source_id": "1", "channel": ["email", "email", "sms"],
+        "status": ["granted", "withdrawn", "granted"],
+        "recorded_at": [utc("2025-01-01"), utc("2026-02-01"), utc("2026-04-01")],
+    })
+    row = features_for({"consents": consents, "identity_map": identity_map("1")})["reachability"].iloc[0]
+    assert row["email_consent"] == 0 and pd.isna(row["sms_consent"]) and pd.isna(row["push_consent"])
+
+
+@st.composite
+def activity(draw):
+    """Random activity for three customers, some of it after the snapshot."""
+    def moments(count):
+        return [AS_OF + dt.timedelta(hours=draw(st.integers(-24 * 400, 24 * 60))) for _ in range(count)]
+
+    n_orders, n_events, n_touches, n_tickets = (draw(st.integers(1, 25)) for _ in range(4))
+    customers = st.sampled_from(["1", "2", "3"])
+    ordered = moments(n_orders)
+    orders = pd.DataFrame({
+        "order_id": [f"o{i}" for i in range(n_orders)], "source": "web",
+        "source_id": [draw(customers) for _ in range(n_orders)], "ordered_at": ordered,
+        "amount": [float(draw(st.integers(1, 500))) for _ in range(n_orders)],
+        "channel": [draw(st.sampled_from(["web", "app", "store"])) for _ in range(n_orders)],
+        "items": 1, "discount": [float(draw(st.integers(0, 3))) for _ in range(n_orders)],
+    })
+    returns = pd.DataFrame({"order_id": orders["order_id"],
+                            "returned_at": [o + dt.timedelta(days=draw(st.integers(1, 40))) for o in ordered],
+                            "amount": orders["amount"] / 2}).sample(frac=0.5, random_state=0)
+    events = pd.DataFrame({
+        "event_id": [f"e{i}" for i in range(n_events)], "source": "web",
+        "source_id": [draw(customers) for _ in range(n_events)], "occurred_at": moments(n_events),
+        "event_type": [draw(st.sampled_from(["page_view", "add_to_cart", "app_open", "product_view"])) for _ in range(n_events)],
+    })
+    sent = moments(n_touches)
+    touches = pd.DataFrame({
+        "touch_id": [f"t{i}" for i in range(n_touches)], "source": "web",
+        "source_id": [draw(customers) for _ in range(n_touches)], "sent_at": sent,
+        "channel": [draw(st.sampled_from(["email", "push", "sms", "none"])) for _ in range(n_touches)],
+        "opened_at": [s + dt.timedelta(hours=draw(st.integers(1, 200))) for s in sent],
+        "clicked_at": [None] * n_touches,
+    })
+    tickets = pd.DataFrame({
+        "ticket_id": [f"k{i}" for i in range(n_tickets)], "source": "web",
+        "source_id": [draw(customers) for _ in range(n_tickets)], "opened_at": moments(n_tickets),
+        "category": "delivery", "csat": [float(draw(st.integers(1, 5))) for _ in range(n_tickets)],
+    })
+    consents = pd.DataFrame({
+        "source": "web", "source_id": [draw(customers) for _ in range(n_tickets)],
+        "channel": [draw(st.sampled_from(["email", "sms"])) for _ in range(n_tickets)],
+        "status": [draw(st.sampled_from(["granted", "withdrawn"])) for _ in range(n_tickets)],
+        "recorded_at": moments(n_tickets),
+    })
+    customers_table = pd.DataFrame({
+        "source": "web", "source_id": ["1", "2", "3"], "region": ["North", "South", "East"],
+        "date_of_birth": [dt.date(1980, 3, 2), dt.date(1990, 2, 28), None],
+        "updated_at": [AS_OF - dt.timedelta(days=10), AS_OF + dt.timedelta(days=10), None],
+        "tier": ["gold", "silver", None],
+    })
+    return {"orders": orders, "returns": returns, "events": events, "touches": touches, "tickets": tickets,
+            "consents": consents, "customers": customers_table, "identity_map": identity_map("1", "2", "3")}
+
+
+def _clip_to_before(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The same world with everything at or after the snapshot erased, or made unknowable."""
+    time_columns = {"orders": "ordered_at", "returns": "returned_at", "events": "occurred_at", "touches": "sent_at",
+                    "tickets": "opened_at", "consents": "recorded_at"}
+    clipped = {}
+    for name, frame in frames.items():
+        frame = frame.copy()
+        if name in time_columns:
+            frame = frame[frame[time_columns[name]] < AS_OF]
+        if name == "touches":
+            frame["opened_at"] = frame["opened_at"].where(frame["opened_at"] < AS_OF, None)
+        if name == "customers":
+            frame = frame[frame["updated_at"].isna() | (frame["updated_at"] < AS_OF)]
+        clipped[name] = frame
+    return clipped
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=activity())
+def test_no_feature_uses_anything_from_after_the_snapshot(frames):
+    # Given a world with activity straddling the snapshot, and the same world cut at the snapshot
+    full = features_for(frames, custom=("tier",))
+    before = features_for(_clip_to_before(frames), custom=("tier",))
+    # Then every feature of every customer known before the snapshot is identical
+    for family, table in full.items():
+        known = before[family]["customer_id"]
+        expected = before[family].set_index("customer_id").sort_index()
+        actual = table[table["customer_id"].isin(known)].set_index("customer_id").sort_index()
+        pd.testing.assert_frame_equal(actual, expected, check_dtype=False, obj=family)
+    # ...and a customer first seen after the snapshot has no row at all
+    assert set(full["purchase_history"]["customer_id"]) == set(before["purchase_history"]["customer_id"])
+
+
+def test_orders_only_data_builds_every_family():
+    orders = pd.DataFrame({"order_id": ["o1"], "source": "web", "source_id": "1", "ordered_at": [utc("2026-01-01")],
+                           "amount": [10.0], "channel": [None], "items": [None], "discount": [None]})
+    tables = features_for({"orders": orders, "identity_map": identity_map("1")})
+    assert all(len(t) == 1 for t in tables.values())
+    assert np.isnan(tables["service"].iloc[0]["csat_mean_365d"])

@@ -1,0 +1,66 @@
+"""Feature tables from a simulated retailer: shape, idempotent rebuilds, and no PII anywhere."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from cdp.config import load_settings
+from features.contract import CUSTOMERS
+from features.customer_features import FAMILIES
+from features.feature_tables import FeatureInputError, build_feature_tables, feature_table_path
+from features.identity.store import run_identity_resolution
+
+AS_OF = [dt.datetime(2025, 4, 1, tzinfo=dt.UTC), dt.datetime(2025, 6, 1, tzinfo=dt.UTC)]
+
+
+@pytest.fixture(scope="module")
+def built(simulated):
+    _, workspace = simulated
+    run_identity_resolution(workspace, load_settings().identity)
+    counts = build_feature_tables(workspace, AS_OF)
+    return workspace, counts
+
+
+def test_every_family_has_one_row_per_customer_and_snapshot(built):
+    workspace, counts = built
+    assert set(counts) == set(FAMILIES)
+    for family in FAMILIES:
+        table = pd.read_parquet(feature_table_path(workspace, family))
+        assert len(table) == counts[family] > 0
+        assert not table.duplicated(["customer_id", "event_timestamp"]).any()
+        assert set(table["event_timestamp"]) == {pd.Timestamp(t) for t in AS_OF}
+        assert str(table["event_timestamp"].dt.tz) == "UTC"
+
+
+def test_rebuilding_a_snapshot_replaces_it(built):
+    workspace, counts = built
+    build_feature_tables(workspace, AS_OF[-1:])
+    assert len(pd.read_parquet(feature_table_path(workspace, "purchase_history"))) == counts["purchase_history"]
+
+
+def test_no_feature_holds_pii(built, simulated):
+    # Given every PII value the sources hold
+    _, workspace = simulated
+    customers = pd.read_parquet(workspace.lake_table("customers"))
+    pii_columns = ["first_name", "last_name", "email", "phone", "address_line", "postcode", "date_of_birth"]
+    pii_values = {str(v).strip().lower() for c in pii_columns for v in customers[c].dropna()}
+    forbidden_names = set(CUSTOMERS.pii_columns)
+    for family in FAMILIES:
+        table = pd.read_parquet(feature_table_path(workspace, family))
+        # Then no column is named like PII, and no value equals a PII value
+        assert not forbidden_names & set(table.columns), family
+        for column in table.columns:
+            if table[column].dtype == object or str(table[column].dtype).startswith(("date", "string")):
+                values = {str(v).strip().lower() for v in table[column].dropna().unique()}
+                if column != "customer_id":
+                    assert not values & pii_values, (family, column, sorted(values & pii_values)[:3])
+
+
+def test_features_need_the_identity_map(tmp_path):
+    from cdp.workspace import Workspace
+
+    with pytest.raises(FeatureInputError, match="run `cdp resolve` first"):
+        build_feature_tables(Workspace.at(tmp_path), AS_OF)
