@@ -69,6 +69,18 @@ class IdentitySettings(_Section):
     source_priority: tuple[str, ...] = ("crm", "web", "app", "store")
 
 
+class FeatureSettings(_Section):
+    """The Feast feature store: registry and SQLite online store live under the workspace."""
+
+    project: str = "cdp"
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    """sqlite: embedded, nothing to start (default). redis: production, see redis_connection_string."""
+    redis_connection_string: str = "localhost:6379"
+    """Feast's format: host:port[,password=...,ssl=true,db=N]."""
+    ttl_days: int = Field(400, ge=1)
+    """How old a feature snapshot may be and still be served for a later time."""
+
+
 class PolicySettings(_Section):
     consent_mode: Literal["opt_in", "opt_out"] = "opt_in"
 
@@ -88,6 +100,7 @@ class Settings(BaseSettings):
     simulation: SimulationSettings = SimulationSettings()
     ingest: IngestSettings = IngestSettings()
     identity: IdentitySettings = IdentitySettings()
+    features: FeatureSettings = FeatureSettings()
     policy: PolicySettings = PolicySettings()
     serving: ServingSettings = ServingSettings()
 

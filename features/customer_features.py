@@ -308,6 +308,36 @@ FAMILIES: dict[str, FeatureFamily] = {
 }
 
 
+REALTIME_SIGNALS = "realtime_signals"
+FEATURE_TABLES = (*FAMILIES, REALTIME_SIGNALS)
+"""Every feature table, one Feast feature view each."""
+
+
+def realtime_signals(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The facts that fresh events change (consents, last order, cart add, app open), as of each
+    snapshot: the batch value of the view that `cdp push` and the service's /events update online.
+    Derived from the other families so there is one definition of each fact."""
+    keys = list(KEY_COLUMNS)
+    reach = tables["reachability"].set_index(keys)
+    purchases = tables["purchase_history"].set_index(keys)
+    behaviour_table = tables["behaviour"].set_index(keys)
+    as_of = reach.index.get_level_values("event_timestamp")
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+
+    def seconds_at(days_before: pd.Series) -> pd.Series:
+        moment = as_of - pd.to_timedelta(days_before.reindex(reach.index).to_numpy(), unit="D")
+        return pd.Series(((moment - epoch) // pd.Timedelta(seconds=1)), index=reach.index).astype("Int64")
+
+    signals = pd.DataFrame(index=reach.index)
+    for channel in CHANNELS:
+        signals[f"latest_{channel}_consent"] = reach[f"{channel}_consent"]
+    signals["latest_app_installed"] = reach["app_installed"]
+    signals["last_order_epoch_seconds"] = seconds_at(purchases["days_since_last_order"])
+    signals["last_visit_epoch_seconds"] = seconds_at(behaviour_table["days_since_last_visit"])
+    signals["last_app_open_epoch_seconds"] = seconds_at(behaviour_table["days_since_last_app_open"])
+    return signals.reset_index()
+
+
 def build_customer_features(
     connection: duckdb.DuckDBPyConnection, custom_columns: tuple[str, ...] = ()
 ) -> dict[str, pd.DataFrame]:
@@ -316,4 +346,5 @@ def build_customer_features(
     for name, family in FAMILIES.items():
         frame = family.build(connection, custom_columns) if name == "profile" else family.build(connection)
         tables[name] = frame.sort_values(list(KEY_COLUMNS)).reset_index(drop=True)
+    tables[REALTIME_SIGNALS] = realtime_signals(tables)
     return tables

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from features.customer_features import KEY_COLUMNS, build_customer_features
 from features.identity.store import identity_paths
 
 SQL_TYPES = {"string": "VARCHAR", "timestamp": "TIMESTAMPTZ", "date": "DATE", "float": "DOUBLE", "int": "BIGINT"}
+log = logging.getLogger("cdp.features")
 ACTIVITY_TABLES = {"orders": "ordered_at", "events": "occurred_at", "touches": "sent_at", "consents": "recorded_at",
                    "tickets": "opened_at"}
 
@@ -108,8 +110,12 @@ def write_feature_table(path: Path, frame: pd.DataFrame) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         existing = pq.read_table(path).to_pandas()
-        existing = existing[~existing["event_timestamp"].isin(frame["event_timestamp"].unique())]
-        frame = pd.concat([existing, frame], ignore_index=True)
+        if list(existing.columns) != list(frame.columns):
+            log.warning("%s: feature definitions changed; earlier snapshots are dropped (rebuild them with "
+                        "`cdp features build --as-of ...`)", path.name)
+        else:
+            existing = existing[~existing["event_timestamp"].isin(frame["event_timestamp"].unique())]
+            frame = pd.concat([existing, frame], ignore_index=True)
     frame = frame.sort_values(list(KEY_COLUMNS)).reset_index(drop=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), temporary)

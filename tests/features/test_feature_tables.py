@@ -9,7 +9,7 @@ import pytest
 
 from cdp.config import load_settings
 from features.contract import CUSTOMERS
-from features.customer_features import FAMILIES
+from features.customer_features import FEATURE_TABLES
 from features.feature_tables import FeatureInputError, build_feature_tables, feature_table_path
 from features.identity.store import run_identity_resolution
 
@@ -26,8 +26,8 @@ def built(simulated):
 
 def test_every_family_has_one_row_per_customer_and_snapshot(built):
     workspace, counts = built
-    assert set(counts) == set(FAMILIES)
-    for family in FAMILIES:
+    assert set(counts) == set(FEATURE_TABLES)
+    for family in FEATURE_TABLES:
         table = pd.read_parquet(feature_table_path(workspace, family))
         assert len(table) == counts[family] > 0
         assert not table.duplicated(["customer_id", "event_timestamp"]).any()
@@ -48,7 +48,7 @@ def test_no_feature_holds_pii(built, simulated):
     pii_columns = ["first_name", "last_name", "email", "phone", "address_line", "postcode", "date_of_birth"]
     pii_values = {str(v).strip().lower() for c in pii_columns for v in customers[c].dropna()}
     forbidden_names = set(CUSTOMERS.pii_columns)
-    for family in FAMILIES:
+    for family in FEATURE_TABLES:
         table = pd.read_parquet(feature_table_path(workspace, family))
         # Then no column is named like PII, and no value equals a PII value
         assert not forbidden_names & set(table.columns), family
