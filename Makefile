@@ -10,12 +10,17 @@ WORKSPACE ?= $(CURDIR)
 CUSTOMERS ?= 20000
 SEED ?= 42
 
-.PHONY: help setup demo test lint format bench clean
+.PHONY: help setup redis demo test lint format bench clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup: .venv/.installed  ## Install uv (from PyPI) and the locked dependencies with the machine's Python.
+setup: .venv/.installed redis  ## Install uv (from PyPI), the locked dependencies with the machine's Python, and redis-server.
+
+redis:  ## redis-server from Debian's packages (the online-store tests run against a real one).
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "installing redis-server from Debian's packages"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
 .venv/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv

@@ -323,6 +323,71 @@ def features_build(
     console.print(f"Feature tables in {space.data / 'features'}")
 
 
+def _feature_store_call(function, *args):
+    from features.feature_store import FeatureStoreError
+
+    try:
+        return function(*args)
+    except FeatureStoreError as error:
+        raise _fail(str(error)) from error
+
+
+@features_app.command("apply")
+def features_apply(workspace: WorkspaceOption = None, config: ConfigOption = None) -> None:
+    """Register the entity, one feature view per table and one FeatureService per model in Feast."""
+    from features.feature_store import apply_feature_definitions
+
+    space, settings = _context(workspace, config)
+    names = _feature_store_call(apply_feature_definitions, space, settings.features)
+    console.print(f"Applied to the Feast registry in {space.feast} ({settings.features.online_store} online store): "
+                  + ", ".join(names))
+
+
+@features_app.command("materialize")
+def features_materialize(
+    end: Annotated[dt.datetime | None, typer.Option(help="Load snapshots up to this time (default: now).")] = None,
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Load the latest feature snapshot of every customer into the online store."""
+    from features.feature_store import materialize_online
+
+    space, settings = _context(workspace, config)
+    end_time = end.replace(tzinfo=end.tzinfo or dt.UTC) if end else None
+    with step_progress("materialize") as progress:
+        progress.update(0, 1)
+        loaded_to = _feature_store_call(materialize_online, space, settings.features, end_time)
+        progress.update(1, 1)
+    console.print(f"Online store ({settings.features.online_store}) holds the latest snapshots up to {loaded_to}")
+
+
+@app.command()
+def push(
+    customer_id: Annotated[str, typer.Option("--customer-id", help="The customer the signal is about.")],
+    signal: Annotated[list[str], typer.Option("--set", help="FIELD=VALUE, e.g. latest_email_consent=0 or last_order_epoch_seconds=1782000000; repeatable.")],
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Push a fresh signal (consent change, order, visit, app open) straight to the online store."""
+    import pandas as pd
+
+    from features.feature_store import open_feature_store, push_realtime_signals
+
+    space, settings = _context(workspace, config)
+    values: dict[str, object] = {"customer_id": [customer_id]}
+    for item in signal:
+        field, separator, value = item.partition("=")
+        if not separator or not field:
+            raise _fail(f"--set {item!r}: expected FIELD=VALUE", 2)
+        try:
+            values[field] = [int(value)]
+        except ValueError as error:
+            raise _fail(f"--set {item!r}: realtime signals are whole numbers", 2) from error
+    store = open_feature_store(space, settings.features)
+    seconds = _feature_store_call(push_realtime_signals, store, pd.DataFrame(values))
+    console.print(f"Pushed {', '.join(signal)} for {customer_id} in {seconds * 1000:.0f} ms")
+
+
 @app.command()
 def contract(
     table: Annotated[str | None, typer.Argument(help="One table; default: all.")] = None,

@@ -21,7 +21,12 @@ from feast.repo_config import RegistryConfig, RepoConfig
 
 from cdp.config import FeatureSettings
 from cdp.workspace import Workspace
-from feature_repo.definitions import MODEL_FEATURE_VIEWS, REALTIME_PUSH_SOURCE, REALTIME_VIEW, build_definitions
+from feature_repo.definitions import (
+    MODEL_FEATURE_VIEWS,
+    REALTIME_PUSH_SOURCE,
+    REALTIME_VIEW,
+    build_definitions,
+)
 from features.customer_features import FEATURE_TABLES
 from features.feature_tables import feature_table_path
 

@@ -12,7 +12,8 @@ from cdp.cli import app
 from features.contract import CONTRACTS
 
 runner = CliRunner()
-COMMANDS = ["simulate", "ingest", "resolve", "identity explain", "evaluate identity", "contract", "config"]
+COMMANDS = ["simulate", "ingest", "resolve", "identity explain", "evaluate identity", "features build",
+            "features apply", "features materialize", "push", "contract", "config"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -83,6 +84,13 @@ def test_simulated_data_passes_the_contract_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     scores = json.loads((workspace / "data" / "reports" / "identity_evaluation.json").read_text())
     assert scores["all_records"]["pairwise"]["precision"] > 0.9
+    # And the feature store is built, applied, materialized and takes a push
+    for command in (["features", "build", "--as-of", "2025-04-01,2025-06-30"], ["features", "apply"],
+                    ["features", "materialize", "--end", "2025-07-01"],
+                    ["push", "--customer-id", customer, "--set", "latest_email_consent=0"]):
+        result = runner.invoke(app, [*command, "--workspace", str(workspace)])
+        assert result.exit_code == 0, (command, result.output)
+    assert "Pushed latest_email_consent=0" in result.output
 
 
 def test_explain_an_unknown_customer_is_a_clear_error(tmp_path):

@@ -1,0 +1,151 @@
+"""The Feast feature store for real: SQLite and Redis online stores, point-in-time retrieval, push."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import socket
+import subprocess
+import time
+import warnings
+
+import pandas as pd
+import pytest
+
+from cdp.config import FeatureSettings, load_settings
+from features.feature_store import (
+    FeatureStoreError,
+    apply_feature_definitions,
+    get_online_features,
+    get_training_features,
+    materialize_online,
+    open_feature_store,
+    push_realtime_signals,
+)
+from features.feature_tables import build_feature_tables, feature_table_path
+from features.identity.store import run_identity_resolution
+
+warnings.filterwarnings("ignore", message=".*fetch_arrow_table.*", category=DeprecationWarning)
+SNAPSHOTS = [dt.datetime(2025, 4, 1, tzinfo=dt.UTC), dt.datetime(2025, 6, 1, tzinfo=dt.UTC)]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A real redis-server on a free loopback port (`make setup` installs it; never skipped)."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed: run `make setup` (it installs Debian's redis-server)"
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path_factory.mktemp("redis"))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def store_setup(request, simulated, tmp_path_factory):
+    """Features built, applied and materialized, in a workspace of their own per online store."""
+    _, source = simulated
+    from cdp.workspace import Workspace
+
+    workspace = Workspace.at(tmp_path_factory.mktemp(f"feast-{request.param}"))
+    shutil.copytree(source.lake, workspace.lake)
+    run_identity_resolution(workspace, load_settings().identity)
+    build_feature_tables(workspace, SNAPSHOTS)
+    settings = FeatureSettings(online_store=request.param, project=f"cdp_{request.param}",
+                               redis_connection_string=request.getfixturevalue("redis_server")
+                               if request.param == "redis" else "localhost:6379")
+    apply_feature_definitions(workspace, settings)
+    materialize_online(workspace, settings, end=dt.datetime(2025, 7, 1, tzinfo=dt.UTC))
+    return workspace, settings, open_feature_store(workspace, settings)
+
+
+def latest_offline(workspace, family: str) -> pd.DataFrame:
+    table = pd.read_parquet(feature_table_path(workspace, family))
+    return table.sort_values("event_timestamp").drop_duplicates("customer_id", keep="last").set_index("customer_id")
+
+
+def test_online_values_equal_the_latest_offline_values(store_setup):
+    # Given materialized features, when customers are read online
+    workspace, _, store = store_setup
+    offline = latest_offline(workspace, "purchase_history")
+    customers = offline.sample(25, random_state=0).index.tolist()
+    online = get_online_features(store, "churn_v1", customers)
+    # Then each value equals the latest snapshot's value for that customer
+    frame = online.frame.set_index("customer_id")
+    for column in ("orders_total", "net_revenue_total", "days_since_last_order", "orders_90d"):
+        expected = offline.loc[customers, column].astype(float)
+        actual = frame.loc[customers, column].astype(float)
+        pd.testing.assert_series_equal(actual, expected, check_names=False, atol=1e-6)
+    assert all(online.found)
+
+
+def test_unknown_customers_come_back_empty_not_as_errors(store_setup):
+    _, _, store = store_setup
+    online = get_online_features(store, "churn_v1", ["nobody", "also-nobody"])
+    assert online.found == [False, False] and len(online.frame) == 2
+
+
+def test_historical_retrieval_is_point_in_time_and_keeps_duplicates(store_setup):
+    # Given entity rows between and after the snapshots, one of them twice
+    workspace, _, store = store_setup
+    offline = pd.read_parquet(feature_table_path(workspace, "purchase_history"))
+    customer = offline.groupby("customer_id")["orders_total"].nunique().idxmax()
+    rows = pd.DataFrame({
+        "customer_id": [customer, customer, customer],
+        "event_timestamp": [pd.Timestamp("2025-05-15", tz="UTC"), pd.Timestamp("2025-05-15", tz="UTC"),
+                            pd.Timestamp("2025-06-15", tz="UTC")],
+        "label": [1, 1, 0],
+    })
+    # When features are retrieved through the churn FeatureService
+    result = get_training_features(store, "churn_v1", rows).sort_values("event_timestamp")
+    # Then every row comes back, each with the snapshot before it, never a later one
+    assert len(result) == 3 and result["label"].tolist() == [1, 1, 0]
+    by_snapshot = offline[offline["customer_id"] == customer].set_index("event_timestamp")["orders_total"]
+    assert result["orders_total"].tolist() == [by_snapshot[pd.Timestamp(SNAPSHOTS[0])]] * 2 + [
+        by_snapshot[pd.Timestamp(SNAPSHOTS[1])]]
+
+
+def test_a_pushed_consent_withdrawal_is_read_at_once(store_setup):
+    # Given a customer whose latest e-mail consent is granted online
+    workspace, _, store = store_setup
+    offline = latest_offline(workspace, "realtime_signals")
+    customer = offline[offline["latest_email_consent"] == 1].index[0]
+    before = get_online_features(store, "recommendation_v1", [customer]).frame.iloc[0]
+    assert before["latest_email_consent"] == 1
+    # When a withdrawal is pushed
+    started = time.perf_counter()
+    push_realtime_signals(store, pd.DataFrame({"customer_id": [customer], "latest_email_consent": [0]}))
+    after = get_online_features(store, "recommendation_v1", [customer]).frame.iloc[0]
+    elapsed = time.perf_counter() - started
+    # Then the next read sees it, and the other signals are unchanged
+    assert after["latest_email_consent"] == 0 and elapsed < 1.0
+    assert after["last_order_epoch_seconds"] == before["last_order_epoch_seconds"]
+
+
+def test_asking_for_what_is_not_there_is_a_clear_error(store_setup, tmp_path):
+    _, settings, store = store_setup
+    with pytest.raises(FeatureStoreError, match="not registered"):
+        get_online_features(store, "churn_v9", ["C1"])
+    with pytest.raises(FeatureStoreError, match="unknown realtime fields"):
+        push_realtime_signals(store, pd.DataFrame({"customer_id": ["C1"], "favourite_colour": ["red"]}))
+    from cdp.workspace import Workspace
+
+    with pytest.raises(FeatureStoreError, match="cdp features build"):
+        apply_feature_definitions(Workspace.at(tmp_path), settings)
