@@ -32,12 +32,16 @@ demo: setup  ## Simulate a retailer and run the main job on it.
 	$(RUN) cdp ingest --raw $(WORKSPACE)/data/raw --workspace $(WORKSPACE)
 	$(RUN) cdp resolve --workspace $(WORKSPACE)
 	$(RUN) cdp evaluate identity --truth $(WORKSPACE)/data/raw --workspace $(WORKSPACE)
+	$(RUN) cdp features build --as-of 2026-01-01,2026-04-01,2026-06-30 --workspace $(WORKSPACE)
+	$(RUN) cdp features apply --workspace $(WORKSPACE)
+	$(RUN) cdp features materialize --end 2026-07-01 --workspace $(WORKSPACE)
 	@echo
 	@echo "Demo done. Next:"
 	@echo "  lake tables:        $(WORKSPACE)/data/lake/*.parquet"
 	@echo "  quarantined rows:   $(WORKSPACE)/data/quarantine/"
 	@echo "  golden profiles:    $(WORKSPACE)/data/outputs/profiles.parquet"
 	@echo "  explain a customer: $(RUN) cdp identity explain C000000001"
+	@echo "  feature tables:     $(WORKSPACE)/data/features/   (Feast: $(WORKSPACE)/data/feast/)"
 	@echo "  reports:            $(WORKSPACE)/data/reports/"
 	@echo "  all commands:       $(RUN) cdp --help"
 

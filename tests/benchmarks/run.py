@@ -151,11 +151,28 @@ def bench_identity_vs_splink(work: Path, customers: int) -> dict:
     return result
 
 
+def bench_features(work: Path, customers: int) -> dict:
+    """Bars: features for 1M customers in <= 10 min; retrieval of 1M rows <= 2 min; materializing 1M
+    customers <= 3 min; one customer's full online vector p99 <= 2 ms (SQLite), <= 3 ms (Redis)."""
+    from tests.benchmarks.feature_store import bench_feature_store
+
+    result = bench_feature_store(work, customers, materialize_customers=min(customers, 20_000))
+    result["seconds"] = result["build"]["seconds"]
+    result["peak_rss_gb"] = result["build"]["peak_rss_gb"]
+    result["meets_bar"] = bool(
+        result["build"]["seconds"] <= 600 and result["historical_retrieval"]["seconds"] <= 120
+        and all(result[f"materialize_{s}"]["extrapolated_seconds_for_1m"] <= 180 for s in ("sqlite", "redis"))
+        and result["online_sqlite"]["p99_ms"] <= 2 and result["online_redis"]["p99_ms"] <= 3
+    )
+    return result
+
+
 BENCHMARKS = {
     "simulate": lambda work, args: bench_simulate(work, args.customers),
     "ingest": lambda work, args: bench_ingest(work, args.order_rows),
     "identity": lambda work, args: bench_identity(work, args.identity_records),
     "identity_vs_splink": lambda work, args: bench_identity_vs_splink(work, args.splink_customers),
+    "features": lambda work, args: bench_features(work, args.customers),
 }
 
 
