@@ -107,8 +107,8 @@ class SimulationParameters:
     csat_missing_share: float = 0.35
 
     # --- consents ---
-    consent_grant_shares: tuple[float, float, float] = (0.5, 0.3, 0.6)
-    """Probability of granting email, sms, push at signup."""
+    consent_grant_shares: tuple[float, float, float] = (0.5, 0.6, 0.3)
+    """Probability of granting email, push, sms at signup (the order of TOUCH_CHANNELS)."""
     daily_withdrawal_rate: float = 1 / 1500
     fatigue_withdrawal_effect: float = 0.5
     daily_regrant_rate: float = 1 / 3000
