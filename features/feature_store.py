@@ -42,7 +42,7 @@ def repo_config(workspace: Workspace, settings: FeatureSettings) -> RepoConfig:
     if settings.online_store == "redis":
         online = {"type": "redis", "connection_string": settings.redis_connection_string}
     else:
-        online = {"type": "sqlite", "path": str(workspace.feast / "online_store.db")}
+        online = {"type": "features.online_store.BulkSqliteOnlineStore", "path": str(workspace.feast / "online_store.db")}
     return RepoConfig(
         project=settings.project,
         provider="local",

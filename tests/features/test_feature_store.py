@@ -149,3 +149,19 @@ def test_asking_for_what_is_not_there_is_a_clear_error(store_setup, tmp_path):
 
     with pytest.raises(FeatureStoreError, match="cdp features build"):
         apply_feature_definitions(Workspace.at(tmp_path), settings)
+
+
+def test_an_older_value_never_overwrites_a_newer_one(store_setup):
+    # Given a customer's current signals online
+    workspace, _, store = store_setup
+    offline = latest_offline(workspace, "realtime_signals")
+    customer = offline.index[1]
+    current = get_online_features(store, "recommendation_v1", [customer]).frame.iloc[0]
+    # When a row dated before the materialized snapshot arrives late
+    stale = offline.loc[[customer]].reset_index()
+    stale["latest_app_installed"] = 1 - int(current["latest_app_installed"])
+    stale["event_timestamp"] = pd.Timestamp("2020-01-01", tz="UTC")
+    store.write_to_online_store("realtime_signals", stale)
+    # Then the online value does not go back in time
+    after = get_online_features(store, "recommendation_v1", [customer]).frame.iloc[0]
+    assert after["latest_app_installed"] == current["latest_app_installed"]
