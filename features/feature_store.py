@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,6 +56,9 @@ def repo_config(workspace: Workspace, settings: FeatureSettings) -> RepoConfig:
 
 
 def open_feature_store(workspace: Workspace, settings: FeatureSettings) -> FeatureStore:
+    # Feast's DuckDB offline store goes through ibis, which calls a method DuckDB 1.5 deprecates, once per
+    # query; Feast turns deprecation warnings on, so silence that one here rather than in every caller.
+    warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning)
     return FeatureStore(config=repo_config(workspace, settings))
 
 
