@@ -62,6 +62,15 @@ def _context(workspace: Path | None, config: Path | None) -> tuple[Workspace, Se
     return space, settings
 
 
+def _print_row_counts(title: str, label: str, counts: dict[str, int]) -> None:
+    view = Table(title=title)
+    view.add_column(label)
+    view.add_column("rows", justify="right")
+    for name, count in counts.items():
+        view.add_row(name, f"{count:,}")
+    console.print(view)
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
@@ -98,12 +107,7 @@ def simulate(
         rows = simulate_to_directory(
             parameters, out, chosen_format, lambda done, total: progress.update(done, total)
         )
-    table = Table(title=f"Simulated {parameters.customers:,} people, {parameters.start} .. {parameters.end}")
-    table.add_column("table")
-    table.add_column("rows", justify="right")
-    for name, count in rows.items():
-        table.add_row(name, f"{count:,}")
-    console.print(table)
+    _print_row_counts(f"Simulated {parameters.customers:,} people, {parameters.start} .. {parameters.end}", "table", rows)
     console.print(f"Raw tables in {out}; ground truth in {out / 'truth'}")
 
 
@@ -314,12 +318,7 @@ def features_build(
         except FeatureInputError as error:
             raise _fail(str(error)) from error
         progress.update(1, 1)
-    view = Table(title=f"Features as of {', '.join(t.isoformat() for t in times)}")
-    view.add_column("family")
-    view.add_column("rows", justify="right")
-    for family, rows in counts.items():
-        view.add_row(family, f"{rows:,}")
-    console.print(view)
+    _print_row_counts(f"Features as of {', '.join(t.isoformat() for t in times)}", "family", counts)
     console.print(f"Feature tables in {space.data / 'features'}")
 
 
