@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import duckdb
 import pandas as pd
 from feast import FeatureStore
 from feast.data_source import PushMode
@@ -30,6 +31,7 @@ from feature_repo.definitions import (
 )
 from features.customer_features import FEATURE_TABLES
 from features.feature_tables import feature_table_path
+from features.online_store import PackedSqliteOnlineStore
 
 log = logging.getLogger("cdp.features")
 
@@ -43,7 +45,7 @@ def repo_config(workspace: Workspace, settings: FeatureSettings) -> RepoConfig:
     if settings.online_store == "redis":
         online = {"type": "redis", "connection_string": settings.redis_connection_string}
     else:
-        online = {"type": "features.online_store.BulkSqliteOnlineStore", "path": str(workspace.feast / "online_store.db")}
+        online = {"type": "features.online_store.PackedSqliteOnlineStore", "path": str(workspace.feast / "online_store.db")}
     return RepoConfig(
         project=settings.project,
         provider="local",
@@ -81,8 +83,26 @@ def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.
         raise FeatureStoreError("no feature views registered; run `cdp features apply` first")
     end = end or dt.datetime.now(dt.UTC)
     start = end - dt.timedelta(days=settings.ttl_days)
-    store.materialize(start_date=start, end_date=end)
+    online_store = store._get_provider().online_store
+    if isinstance(online_store, PackedSqliteOnlineStore):
+        # Feast's materialize serializes every value as its own protobuf; load the tables directly.
+        for view in store.list_feature_views():
+            latest = latest_rows(feature_table_path(workspace, view.name), start, end)
+            online_store.bulk_load(store.config, view, latest)
+    else:
+        store.materialize(start_date=start, end_date=end)
     return end
+
+
+def latest_rows(path, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    """Each customer's latest snapshot in (start, end]: what Feast's materialize would load."""
+    return duckdb.sql(
+        f"""
+        SELECT * FROM read_parquet('{path}')
+        WHERE event_timestamp > TIMESTAMPTZ '{start.isoformat()}' AND event_timestamp <= TIMESTAMPTZ '{end.isoformat()}'
+        QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY event_timestamp DESC, created_timestamp DESC) = 1
+        """
+    ).df()
 
 
 def _feature_service(store: FeatureStore, name: str):

@@ -1,18 +1,24 @@
-"""A faster SQLite online store for Feast: the same tables and reads, bulk writes.
+"""A packed SQLite online store for Feast: one row per customer per feature view.
 
-Feast's SQLite store upserts one row per feature per customer with one `execute` each; this subclass
-prepares the rows once and writes them with `executemany` in one transaction (about twice as fast),
-and never lets an older value overwrite a newer one (Feast's SQLite store does; its Redis store does not). Select it with `type: features.online_store.BulkSqliteOnlineStore`
+Feast's SQLite store keeps one row per feature per customer and writes each value as its own
+serialized protobuf, so materializing a million customers with ~77 features takes a quarter of an
+hour. This store keeps the same Feast interface (online reads, pushes, `write_to_online_store`) but
+stores a customer's values of one view as one JSON array in one row, bulk-loads the latest snapshot
+straight from the feature tables (`bulk_load`), and never lets an older value overwrite a newer one
+(Feast's SQLite store does). Select it with `type: features.online_store.PackedSqliteOnlineStore`
 (the default of `cdp`, see features/feature_store.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+import json
+import math
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from feast import FeatureView, RepoConfig
+import pandas as pd
+from feast import Entity, FeatureView, RepoConfig
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.sqlite import (
     SqliteOnlineStore,
@@ -22,14 +28,81 @@ from feast.infra.online_stores.sqlite import (
 )
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.type_map import feast_value_type_to_python_type
 from feast.utils import to_naive_utc
+from feast.value_type import ValueType
+
+PROTO_FIELDS = {ValueType.DOUBLE: "double_val", ValueType.FLOAT: "float_val", ValueType.INT64: "int64_val",
+                ValueType.INT32: "int32_val", ValueType.STRING: "string_val", ValueType.BOOL: "bool_val"}
 
 
-class BulkSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
-    type: Literal["features.online_store.BulkSqliteOnlineStore"] = "features.online_store.BulkSqliteOnlineStore"
+class PackedSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
+    type: Literal["features.online_store.PackedSqliteOnlineStore"] = "features.online_store.PackedSqliteOnlineStore"
 
 
-class BulkSqliteOnlineStore(SqliteOnlineStore):
+def _packed_table(config: RepoConfig, table: FeatureView) -> str:
+    name = _table_id(config.project, table, config.registry.enable_online_feature_view_versioning)
+    return _quote_id(f"{name}__packed")
+
+
+def _entity_key(customer_id: str, version: int) -> bytes:
+    key = EntityKeyProto(join_keys=["customer_id"], entity_values=[ValueProto(string_val=customer_id)])
+    return serialize_entity_key(key, entity_key_serialization_version=version)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: NaN, None and pandas' NA become null; numpy scalars become Python numbers."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _epoch_seconds(times: pd.Series) -> list[int]:
+    return ((pd.to_datetime(times, utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).tolist()
+
+
+def _to_proto(value: Any, value_type: ValueType) -> ValueProto:
+    if value is None:
+        return ValueProto()
+    field = PROTO_FIELDS.get(value_type, "string_val")
+    if field == "string_val":
+        value = str(value)
+    elif field in ("int64_val", "int32_val"):
+        value = int(value)
+    return ValueProto(**{field: value})
+
+
+class PackedSqliteOnlineStore(SqliteOnlineStore):
+    def update(
+        self,
+        config: RepoConfig,
+        tables_to_delete: Sequence[FeatureView],
+        tables_to_keep: Sequence[FeatureView],
+        entities_to_delete: Sequence[Entity],
+        entities_to_keep: Sequence[Entity],
+        partial: bool,
+    ) -> None:
+        conn = self._get_conn(config)
+        for table in tables_to_keep:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_packed_table(config, table)} "
+                "(entity_key BLOB PRIMARY KEY, event_ts timestamp, created_ts timestamp, payload TEXT)"
+            )
+        for table in tables_to_delete:
+            conn.execute(f"DROP TABLE IF EXISTS {_packed_table(config, table)}")
+        conn.commit()
+
+    def _upsert(self, config: RepoConfig, table: FeatureView, rows: list[tuple]) -> None:
+        name = _packed_table(config, table)
+        conn = self._get_conn(config)
+        with conn:
+            conn.executemany(
+                f"INSERT INTO {name} (entity_key, event_ts, created_ts, payload) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
+                f"created_ts = excluded.created_ts, payload = excluded.payload WHERE excluded.event_ts >= {name}.event_ts",
+                rows,
+            )
+
     def online_write_batch(
         self,
         config: RepoConfig,
@@ -37,26 +110,58 @@ class BulkSqliteOnlineStore(SqliteOnlineStore):
         data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
         progress: Callable[[int], Any] | None,
     ) -> None:
-        if getattr(config.online_store, "vector_enabled", False) or getattr(
-            config.online_store, "enable_openai_compatible_store", False
-        ):
-            return super().online_write_batch(config, table, data, progress)
-        conn = self._get_conn(config)
-        table_name = _quote_id(_table_id(config.project, table, config.registry.enable_online_feature_view_versioning))
-        upsert = (
-            f"INSERT INTO {table_name} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-            "VALUES (?, ?, ?, NULL, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
-            "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
-            f"created_ts = excluded.created_ts WHERE excluded.event_ts >= {table_name}.event_ts;"
-        )
+        names = [f.name for f in table.features]
         version = config.entity_key_serialization_version
         rows = []
         for entity_key, values, timestamp, created in data:
-            key = serialize_entity_key(entity_key, entity_key_serialization_version=version)
-            event_ts = to_naive_utc(timestamp)
-            created_ts = to_naive_utc(created) if created is not None else None
-            rows.extend((key, name, value.SerializeToString(), event_ts, created_ts) for name, value in values.items())
-        with conn:
-            conn.executemany(upsert, rows)
+            payload = [_plain(feast_value_type_to_python_type(values[n])) if n in values else None for n in names]
+            rows.append((
+                serialize_entity_key(entity_key, entity_key_serialization_version=version),
+                to_naive_utc(timestamp), to_naive_utc(created) if created is not None else None, json.dumps(payload),
+            ))
+        self._upsert(config, table, rows)
         if progress:
             progress(len(data))
+
+    def bulk_load(self, config: RepoConfig, table: FeatureView, latest: pd.DataFrame) -> int:
+        """Write each customer's latest row (customer_id, event_timestamp, created_timestamp, features)."""
+        names = [f.name for f in table.features]
+        version = config.entity_key_serialization_version
+        keys = [_entity_key(str(c), version) for c in latest["customer_id"]]
+        # seconds since the epoch, as Feast's SQLite adapter writes datetimes
+        event_ts = _epoch_seconds(latest["event_timestamp"])
+        created = _epoch_seconds(latest["created_timestamp"])
+        columns = [latest[n].astype(object).where(latest[n].notna(), None).tolist() for n in names]
+        payloads = [json.dumps([_plain(v) for v in row]) for row in zip(*columns, strict=True)] if names else []
+        self._upsert(config, table, list(zip(keys, event_ts, created, payloads, strict=True)))
+        return len(keys)
+
+    def online_read(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        entity_keys: list[EntityKeyProto],
+        requested_features: list[str] | None = None,
+    ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
+        version = config.entity_key_serialization_version
+        keys = [serialize_entity_key(k, entity_key_serialization_version=version) for k in entity_keys]
+        rows = self._get_conn(config).execute(
+            f"SELECT entity_key, event_ts, payload FROM {_packed_table(config, table)} "
+            f"WHERE entity_key IN ({','.join('?' * len(keys))})",
+            keys,
+        ).fetchall()
+        found = {key: (ts, payload) for key, ts, payload in rows}
+        fields = [(f.name, f.dtype.to_value_type()) for f in table.features]
+        wanted = set(requested_features) if requested_features else None
+        result: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
+        for key in keys:
+            if key not in found:
+                result.append((None, None))
+                continue
+            ts, payload = found[key]
+            values = json.loads(payload)
+            protos = {name: _to_proto(value, kind) for (name, kind), value in zip(fields, values, strict=False)
+                      if wanted is None or name in wanted}
+            moment = ts if isinstance(ts, datetime) else datetime.fromisoformat(str(ts))
+            result.append((moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC), protos))
+        return result
