@@ -79,6 +79,8 @@ class FeatureSettings(_Section):
     """Feast's format: host:port[,password=...,ssl=true,db=N]."""
     ttl_days: int = Field(400, ge=1)
     """How old a feature snapshot may be and still be served for a later time."""
+    stale_after_days: float = Field(2.0, gt=0)
+    """Online features loaded longer ago than this are stale: readers are told (and logs say so)."""
 
 
 class PolicySettings(_Section):

@@ -8,6 +8,7 @@ people who use the `feast` command line (`feast -c feature_repo ui`).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 import warnings
@@ -91,7 +92,38 @@ def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.
             online_store.bulk_load(store.config, view, latest)
     else:
         store.materialize(start_date=start, end_date=end)
+    _materialization_record(workspace).write_text(
+        json.dumps({"materialized_at": dt.datetime.now(dt.UTC).isoformat(), "snapshots_until": end.isoformat(),
+                    "online_store": settings.online_store})
+    )
     return end
+
+
+def _materialization_record(workspace: Workspace):
+    return workspace.feast / "materialized.json"
+
+
+@dataclass(frozen=True)
+class Freshness:
+    materialized_at: dt.datetime | None
+    age_days: float | None
+    stale: bool
+    message: str
+
+
+def online_freshness(workspace: Workspace, settings: FeatureSettings, now: dt.datetime | None = None) -> Freshness:
+    """How old the online store is; stale when never loaded or loaded longer ago than the setting."""
+    record = _materialization_record(workspace)
+    if not record.exists():
+        return Freshness(None, None, True, "the online store was never materialized; run `cdp features materialize`")
+    loaded = dt.datetime.fromisoformat(json.loads(record.read_text())["materialized_at"])
+    age = ((now or dt.datetime.now(dt.UTC)) - loaded).total_seconds() / 86400
+    stale = age > settings.stale_after_days
+    message = (f"online features were loaded {age:.1f} days ago (limit {settings.stale_after_days:g}); "
+               "run `cdp features build` and `cdp features materialize`" if stale else "online features are fresh")
+    if stale:
+        log.warning("%s", message)
+    return Freshness(loaded, age, stale, message)
 
 
 def latest_rows(path, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:

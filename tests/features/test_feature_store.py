@@ -19,6 +19,7 @@ from features.feature_store import (
     get_online_features,
     get_training_features,
     materialize_online,
+    online_freshness,
     open_feature_store,
     push_realtime_signals,
 )
@@ -165,3 +166,15 @@ def test_an_older_value_never_overwrites_a_newer_one(store_setup):
     # Then the online value does not go back in time
     after = get_online_features(store, "recommendation_v1", [customer]).frame.iloc[0]
     assert after["latest_app_installed"] == current["latest_app_installed"]
+
+
+def test_a_stale_or_never_loaded_online_store_is_reported(store_setup, tmp_path):
+    workspace, settings, _ = store_setup
+    assert not online_freshness(workspace, settings).stale
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=settings.stale_after_days + 1)
+    stale = online_freshness(workspace, settings, now=later)
+    assert stale.stale and "cdp features materialize" in stale.message and stale.age_days > settings.stale_after_days
+    from cdp.workspace import Workspace
+
+    never = online_freshness(Workspace.at(tmp_path), settings)
+    assert never.stale and "never materialized" in never.message
