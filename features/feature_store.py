@@ -32,7 +32,7 @@ from feature_repo.definitions import (
 )
 from features.customer_features import FEATURE_TABLES
 from features.feature_tables import feature_table_path
-from features.online_store import PackedSqliteOnlineStore
+from features.online_store import PackedRedisOnlineStore, PackedSqliteOnlineStore
 
 log = logging.getLogger("cdp.features")
 
@@ -44,7 +44,8 @@ class FeatureStoreError(RuntimeError):
 def repo_config(workspace: Workspace, settings: FeatureSettings) -> RepoConfig:
     workspace.feast.mkdir(parents=True, exist_ok=True)
     if settings.online_store == "redis":
-        online = {"type": "redis", "connection_string": settings.redis_connection_string}
+        online = {"type": "features.online_store.PackedRedisOnlineStore",
+                  "connection_string": settings.redis_connection_string}
     else:
         online = {"type": "features.online_store.PackedSqliteOnlineStore", "path": str(workspace.feast / "online_store.db")}
     return RepoConfig(
@@ -85,7 +86,7 @@ def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.
     end = end or dt.datetime.now(dt.UTC)
     start = end - dt.timedelta(days=settings.ttl_days)
     online_store = store._get_provider().online_store
-    if isinstance(online_store, PackedSqliteOnlineStore):
+    if isinstance(online_store, PackedSqliteOnlineStore | PackedRedisOnlineStore):
         # Feast's materialize serializes every value as its own protobuf; load the tables directly.
         for view in store.list_feature_views():
             latest = latest_rows(feature_table_path(workspace, view.name), start, end)

@@ -19,7 +19,9 @@ from typing import Any, Literal
 
 import pandas as pd
 from feast import Entity, FeatureView, RepoConfig
+from feast import utils as feast_utils
 from feast.infra.key_encoding_utils import serialize_entity_key
+from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig
 from feast.infra.online_stores.sqlite import (
     SqliteOnlineStore,
     SqliteOnlineStoreConfig,
@@ -71,6 +73,22 @@ def _to_proto(value: Any, value_type: ValueType) -> ValueProto:
     elif field in ("int64_val", "int32_val"):
         value = int(value)
     return ValueProto(**{field: value})
+
+
+def _packed_rows(config: RepoConfig, table: FeatureView, latest: pd.DataFrame) -> tuple[list, list, list, list]:
+    """Entity keys, event and created times (seconds since the epoch, as Feast's SQLite adapter writes
+    datetimes) and JSON payloads of the latest rows."""
+    names = [f.name for f in table.features]
+    version = config.entity_key_serialization_version
+    keys = [_entity_key(str(c), version) for c in latest["customer_id"]]
+    columns = [latest[n].astype(object).where(latest[n].notna(), None).tolist() for n in names]
+    payloads = [json.dumps([_plain(v) for v in row]) for row in zip(*columns, strict=True)] if names else []
+    return keys, _epoch_seconds(latest["event_timestamp"]), _epoch_seconds(latest["created_timestamp"]), payloads
+
+
+def _protos(values: list, fields: list[tuple[str, ValueType]], wanted: set[str] | None) -> dict[str, ValueProto]:
+    return {name: _to_proto(value, kind) for (name, kind), value in zip(fields, values, strict=False)
+            if wanted is None or name in wanted}
 
 
 class PackedSqliteOnlineStore(SqliteOnlineStore):
@@ -134,14 +152,7 @@ class PackedSqliteOnlineStore(SqliteOnlineStore):
 
     def bulk_load(self, config: RepoConfig, table: FeatureView, latest: pd.DataFrame) -> int:
         """Write each customer's latest row (customer_id, event_timestamp, created_timestamp, features)."""
-        names = [f.name for f in table.features]
-        version = config.entity_key_serialization_version
-        keys = [_entity_key(str(c), version) for c in latest["customer_id"]]
-        # seconds since the epoch, as Feast's SQLite adapter writes datetimes
-        event_ts = _epoch_seconds(latest["event_timestamp"])
-        created = _epoch_seconds(latest["created_timestamp"])
-        columns = [latest[n].astype(object).where(latest[n].notna(), None).tolist() for n in names]
-        payloads = [json.dumps([_plain(v) for v in row]) for row in zip(*columns, strict=True)] if names else []
+        keys, event_ts, created, payloads = _packed_rows(config, table, latest)
         self._upsert(config, table, list(zip(keys, event_ts, created, payloads, strict=True)))
         return len(keys)
 
@@ -168,9 +179,128 @@ class PackedSqliteOnlineStore(SqliteOnlineStore):
                 result.append((None, None))
                 continue
             ts, payload = found[key]
-            values = json.loads(payload)
-            protos = {name: _to_proto(value, kind) for (name, kind), value in zip(fields, values, strict=False)
-                      if wanted is None or name in wanted}
+            protos = _protos(json.loads(payload), fields, wanted)
             moment = ts if isinstance(ts, datetime) else datetime.fromisoformat(str(ts))
             result.append((moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC), protos))
         return result
+
+
+# Set only if newer: an older value never overwrites a newer one.
+SET_IF_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  if cjson.decode(current)['t'] > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+REDIS_BATCH = 10_000
+
+
+class PackedRedisOnlineStoreConfig(RedisOnlineStoreConfig):
+    type: Literal["features.online_store.PackedRedisOnlineStore"] = "features.online_store.PackedRedisOnlineStore"
+
+
+class PackedRedisOnlineStore(RedisOnlineStore):
+    """The Redis counterpart: one key per customer and view holding {"t": epoch seconds, "v": [values]}."""
+
+    @staticmethod
+    def _key(config: RepoConfig, table: FeatureView, entity_key: bytes) -> bytes:
+        return f"cdp:{config.project}:{table.name}:".encode() + entity_key
+
+    def _write(self, config: RepoConfig, table: FeatureView, keys: list[bytes], times: list[int],
+               payloads: list[str]) -> None:
+        client = self._get_client(config.online_store)
+        script = client.register_script(SET_IF_NEWER)
+        for start in range(0, len(keys), REDIS_BATCH):
+            pipeline = client.pipeline(transaction=False)
+            stop = start + REDIS_BATCH
+            for key, moment, payload in zip(keys[start:stop], times[start:stop], payloads[start:stop], strict=True):
+                script(keys=[self._key(config, table, key)], args=[f'{{"t":{moment},"v":{payload}}}', moment],
+                       client=pipeline)
+            pipeline.execute()
+
+    def online_write_batch(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
+        progress: Callable[[int], Any] | None,
+    ) -> None:
+        names = [f.name for f in table.features]
+        version = config.entity_key_serialization_version
+        keys, times, payloads = [], [], []
+        for entity_key, values, timestamp, _ in data:
+            keys.append(serialize_entity_key(entity_key, entity_key_serialization_version=version))
+            moment = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
+            times.append(int(moment.timestamp()))
+            payloads.append(json.dumps([_plain(feast_value_type_to_python_type(values[n])) if n in values else None
+                                        for n in names]))
+        self._write(config, table, keys, times, payloads)
+        if progress:
+            progress(len(data))
+
+    def bulk_load(self, config: RepoConfig, table: FeatureView, latest: pd.DataFrame) -> int:
+        keys, event_ts, _, payloads = _packed_rows(config, table, latest)
+        self._write(config, table, keys, event_ts, payloads)
+        return len(keys)
+
+    def online_read(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        entity_keys: list[EntityKeyProto],
+        requested_features: list[str] | None = None,
+    ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
+        version = config.entity_key_serialization_version
+        keys = [self._key(config, table, serialize_entity_key(k, entity_key_serialization_version=version))
+                for k in entity_keys]
+        fields = [(f.name, f.dtype.to_value_type()) for f in table.features]
+        wanted = set(requested_features) if requested_features else None
+        result: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
+        for raw in self._get_client(config.online_store).mget(keys):
+            if raw is None:
+                result.append((None, None))
+                continue
+            stored = json.loads(raw)
+            result.append((datetime.fromtimestamp(stored["t"], UTC), _protos(stored["v"], fields, wanted)))
+        return result
+
+    def _read_features_per_fv(
+        self,
+        config: RepoConfig,
+        grouped_refs,
+        join_key_values,
+        entity_name_to_join_key_map,
+        online_features_response,
+        full_feature_names: bool,
+        include_feature_view_version_metadata: bool,
+    ) -> None:
+        """Every view of the request in one MGET (Feast's Redis store batches its HMGETs the same way)."""
+        version = config.entity_key_serialization_version
+        work = []
+        for table, requested in grouped_refs:
+            values, indexes, length = feast_utils._get_unique_entities(table, join_key_values, entity_name_to_join_key_map)
+            protos = feast_utils._get_entity_key_protos(values)
+            keys = [self._key(config, table, serialize_entity_key(k, entity_key_serialization_version=version))
+                    for k in protos]
+            work.append((table, requested, keys, indexes, length))
+        if not work:
+            return
+        raw_values = self._get_client(config.online_store).mget([key for *_, keys, _, _ in work for key in keys])
+        offset = 0
+        for table, requested, keys, indexes, length in work:
+            fields = [(f.name, f.dtype.to_value_type()) for f in table.features]
+            wanted = set(requested)
+            rows: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
+            for raw in raw_values[offset:offset + len(keys)]:
+                if raw is None:
+                    rows.append((None, None))
+                else:
+                    stored = json.loads(raw)
+                    rows.append((datetime.fromtimestamp(stored["t"], UTC), _protos(stored["v"], fields, wanted)))
+            offset += len(keys)
+            feast_utils._populate_response_from_feature_data(
+                requested, rows, indexes, online_features_response, full_feature_names, table, length,
+                include_feature_view_version_metadata,
+            )
