@@ -186,15 +186,20 @@ class PackedSqliteOnlineStore(SqliteOnlineStore):
 
 
 # Set only if newer: an older value never overwrites a newer one.
+# KEYS: the keys; ARGV: payload and time for each key, in turn.
 SET_IF_NEWER = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  if cjson.decode(current)['t'] > tonumber(ARGV[2]) then return 0 end
+local written = 0
+for i, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  if not current or cjson.decode(current)['t'] <= tonumber(ARGV[2 * i]) then
+    redis.call('SET', key, ARGV[2 * i - 1])
+    written = written + 1
+  end
 end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1
+return written
 """
-REDIS_BATCH = 10_000
+REDIS_KEYS_PER_CALL = 500
+REDIS_CALLS_PER_PIPELINE = 20
 
 
 class PackedRedisOnlineStoreConfig(RedisOnlineStoreConfig):
@@ -212,13 +217,17 @@ class PackedRedisOnlineStore(RedisOnlineStore):
                payloads: list[str]) -> None:
         client = self._get_client(config.online_store)
         script = client.register_script(SET_IF_NEWER)
-        for start in range(0, len(keys), REDIS_BATCH):
-            pipeline = client.pipeline(transaction=False)
-            stop = start + REDIS_BATCH
+        pipeline = client.pipeline(transaction=False)
+        for call, start in enumerate(range(0, len(keys), REDIS_KEYS_PER_CALL), start=1):
+            stop = start + REDIS_KEYS_PER_CALL
+            chunk_keys, arguments = [], []
             for key, moment, payload in zip(keys[start:stop], times[start:stop], payloads[start:stop], strict=True):
-                script(keys=[self._key(config, table, key)], args=[f'{{"t":{moment},"v":{payload}}}', moment],
-                       client=pipeline)
-            pipeline.execute()
+                chunk_keys.append(self._key(config, table, key))
+                arguments.extend((f'{{"t":{moment},"v":{payload}}}', moment))
+            script(keys=chunk_keys, args=arguments, client=pipeline)
+            if call % REDIS_CALLS_PER_PIPELINE == 0:
+                pipeline.execute()
+        pipeline.execute()
 
     def online_write_batch(
         self,
