@@ -86,6 +86,15 @@ def _packed_rows(config: RepoConfig, table: FeatureView, latest: pd.DataFrame) -
     return keys, _epoch_seconds(latest["event_timestamp"]), _epoch_seconds(latest["created_timestamp"]), payloads
 
 
+def _payload(values: dict[str, ValueProto], names: list[str]) -> str:
+    """A customer's values of one view, in the view's field order, as the JSON array both stores keep."""
+    return json.dumps([_plain(feast_value_type_to_python_type(values[n])) if n in values else None for n in names])
+
+
+def _fields(table: FeatureView) -> list[tuple[str, ValueType]]:
+    return [(f.name, f.dtype.to_value_type()) for f in table.features]
+
+
 def _protos(values: list, fields: list[tuple[str, ValueType]], wanted: set[str] | None) -> dict[str, ValueProto]:
     return {name: _to_proto(value, kind) for (name, kind), value in zip(fields, values, strict=False)
             if wanted is None or name in wanted}
@@ -141,10 +150,9 @@ class PackedSqliteOnlineStore(SqliteOnlineStore):
         version = config.entity_key_serialization_version
         rows = []
         for entity_key, values, timestamp, created in data:
-            payload = [_plain(feast_value_type_to_python_type(values[n])) if n in values else None for n in names]
             rows.append((
                 serialize_entity_key(entity_key, entity_key_serialization_version=version),
-                to_naive_utc(timestamp), to_naive_utc(created) if created is not None else None, json.dumps(payload),
+                to_naive_utc(timestamp), to_naive_utc(created) if created is not None else None, _payload(values, names),
             ))
         self._upsert(config, table, rows)
         if progress:
@@ -171,7 +179,7 @@ class PackedSqliteOnlineStore(SqliteOnlineStore):
             keys,
         ).fetchall()
         found = {key: (ts, payload) for key, ts, payload in rows}
-        fields = [(f.name, f.dtype.to_value_type()) for f in table.features]
+        fields = _fields(table)
         wanted = set(requested_features) if requested_features else None
         result: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
         for key in keys:
@@ -200,6 +208,14 @@ return written
 """
 REDIS_KEYS_PER_CALL = 500
 REDIS_CALLS_PER_PIPELINE = 20
+
+
+def _decode_redis(raw: bytes | None, fields: list[tuple[str, ValueType]], wanted: set[str] | None):
+    """A stored {"t": seconds, "v": [values]} as Feast's (event time, values) pair; (None, None) if absent."""
+    if raw is None:
+        return None, None
+    stored = json.loads(raw)
+    return datetime.fromtimestamp(stored["t"], UTC), _protos(stored["v"], fields, wanted)
 
 
 class PackedRedisOnlineStoreConfig(RedisOnlineStoreConfig):
@@ -243,8 +259,7 @@ class PackedRedisOnlineStore(RedisOnlineStore):
             keys.append(serialize_entity_key(entity_key, entity_key_serialization_version=version))
             moment = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
             times.append(int(moment.timestamp()))
-            payloads.append(json.dumps([_plain(feast_value_type_to_python_type(values[n])) if n in values else None
-                                        for n in names]))
+            payloads.append(_payload(values, names))
         self._write(config, table, keys, times, payloads)
         if progress:
             progress(len(data))
@@ -264,16 +279,9 @@ class PackedRedisOnlineStore(RedisOnlineStore):
         version = config.entity_key_serialization_version
         keys = [self._key(config, table, serialize_entity_key(k, entity_key_serialization_version=version))
                 for k in entity_keys]
-        fields = [(f.name, f.dtype.to_value_type()) for f in table.features]
+        fields = _fields(table)
         wanted = set(requested_features) if requested_features else None
-        result: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
-        for raw in self._get_client(config.online_store).mget(keys):
-            if raw is None:
-                result.append((None, None))
-                continue
-            stored = json.loads(raw)
-            result.append((datetime.fromtimestamp(stored["t"], UTC), _protos(stored["v"], fields, wanted)))
-        return result
+        return [_decode_redis(raw, fields, wanted) for raw in self._get_client(config.online_store).mget(keys)]
 
     def _read_features_per_fv(
         self,
@@ -299,15 +307,8 @@ class PackedRedisOnlineStore(RedisOnlineStore):
         raw_values = self._get_client(config.online_store).mget([key for *_, keys, _, _ in work for key in keys])
         offset = 0
         for table, requested, keys, indexes, length in work:
-            fields = [(f.name, f.dtype.to_value_type()) for f in table.features]
-            wanted = set(requested)
-            rows: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
-            for raw in raw_values[offset:offset + len(keys)]:
-                if raw is None:
-                    rows.append((None, None))
-                else:
-                    stored = json.loads(raw)
-                    rows.append((datetime.fromtimestamp(stored["t"], UTC), _protos(stored["v"], fields, wanted)))
+            fields, wanted = _fields(table), set(requested)
+            rows = [_decode_redis(raw, fields, wanted) for raw in raw_values[offset:offset + len(keys)]]
             offset += len(keys)
             feast_utils._populate_response_from_feature_data(
                 requested, rows, indexes, online_features_response, full_feature_names, table, length,
