@@ -190,21 +190,21 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame) -> float:
     except FeatureViewNotFoundException as error:
         raise FeatureStoreError("realtime view not registered; run `cdp features apply`") from error
     fields = [f.name for f in view.features]
+    unknown = sorted(set(updates.columns) - set(fields) - {"customer_id", "event_timestamp"})
+    if unknown:
+        raise FeatureStoreError(f"unknown realtime fields: {', '.join(unknown)} (known: {', '.join(fields)})")
     references = [f"{REALTIME_VIEW}:{name}" for name in fields]
     current = pd.DataFrame(
         store.get_online_features(features=references, entity_rows=[{"customer_id": c} for c in updates["customer_id"]]).to_dict()
     )
-    unknown = sorted(set(updates.columns) - set(fields) - {"customer_id", "event_timestamp"})
-    if unknown:
-        raise FeatureStoreError(f"unknown realtime fields: {', '.join(unknown)} (known: {', '.join(fields)})")
     merged = current.set_index("customer_id")
     changes = updates.set_index("customer_id")
     for column in changes.columns.intersection(fields):
         merged.loc[changes.index, column] = changes[column]
     now = pd.Timestamp.now(tz="UTC")
     rows = merged.reset_index().assign(event_timestamp=now, created_timestamp=now)
-    for name in fields:
-        if view.schema and any(f.name == name and str(f.dtype) == "Int64" for f in view.schema):
-            rows[name] = pd.to_numeric(rows[name], errors="coerce").astype("Int64")
+    for field in view.features:
+        if str(field.dtype) == "Int64":
+            rows[field.name] = pd.to_numeric(rows[field.name], errors="coerce").astype("Int64")
     store.push(REALTIME_PUSH_SOURCE, rows, to=PushMode.ONLINE)
     return time.perf_counter() - started
