@@ -387,6 +387,148 @@ def push(
     console.print(f"Pushed {', '.join(signal)} for {customer_id} in {seconds * 1000:.0f} ms")
 
 
+HorizonOption = Annotated[int | None, typer.Option(min=1, help="Default: training section of the config.")]
+
+
+def _training_settings(settings: Settings, churn_horizon_days: int | None, clv_horizon_days: int | None,
+                       conversion_window_days: int | None) -> Settings:
+    """The config with the command line's label windows applied."""
+    chosen = {k: v for k, v in {"churn_horizon_days": churn_horizon_days, "clv_horizon_days": clv_horizon_days,
+                                "conversion_window_days": conversion_window_days}.items() if v is not None}
+    if not chosen:
+        return settings
+    return settings.model_copy(update={"training": settings.training.model_copy(update=chosen)})
+
+
+def _one_time(values: list[str]) -> dt.datetime:
+    times = _parse_times(values)
+    if len(times) > 1:
+        raise _fail("--as-of takes one date here", 2)
+    return times[0]
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Argument(help="churn, propensity, clv or all.")] = "all",
+    as_of: Annotated[list[str], typer.Option("--as-of", help="Train on what was known before this date; every label window ends by it.")] = ...,  # noqa: B008
+    churn_horizon_days: HorizonOption = None,
+    clv_horizon_days: HorizonOption = None,
+    conversion_window_days: HorizonOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Make the new versions champion even if they do not beat the current ones.")] = False,
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Train LightGBM models with baselines; log them to MLflow and register them.
+
+    Snapshots come from the data (the latest label window is the out-of-time validation set);
+    features come through each model's FeatureService. A new version becomes `challenger`, and
+    `champion` only if it beats the champion on the same test rows (or with --force). A model
+    the data cannot support is skipped with the reason; the others still train.
+    """
+    space, settings = _context(workspace, config)
+    settings = _training_settings(settings, churn_horizon_days, clv_horizon_days, conversion_window_days)
+    _train(space, settings, model, _one_time(as_of), force)
+
+
+def _train(space: Workspace, settings: Settings, model: str, as_of: dt.datetime, force: bool) -> list:
+    from training.pipeline import TASKS, train_models
+
+    if model not in (*TASKS, "all"):
+        raise _fail(f"unknown model {model!r}; choose churn, propensity, clv or all", 2)
+    tasks = TASKS if model == "all" else (model,)
+    with step_progress("train") as progress:
+        steps = iter(range(1, 100))
+        reports = train_models(space, settings, as_of, tasks, force,
+                               lambda message: (progress.update(next(steps), len(tasks) + 3, label="train"),
+                                                log.info("%s", message)))
+    view = Table(title=f"Models trained on data before {as_of.date()} (metrics on out-of-time test rows)")
+    for column in ("model", "status", "key metrics", "baselines", "registry"):
+        view.add_column(column)
+    for report in reports:
+        if report.status != "trained":
+            view.add_row(report.task, "[yellow]skipped[/yellow]", "", "", report.message)
+            continue
+        shown = ("roc_auc", "pr_auc", "brier", "ece") if report.task != "clv" else ("spearman", "normalized_gini", "top_decile_capture", "aggregate_error")
+        key = ", ".join(f"{k} {report.metrics[k]:.3f}" for k in shown if k in report.metrics)
+        primary = "spearman" if report.task == "clv" else "roc_auc"
+        baselines = ", ".join(f"{name} {values[primary]:.3f}" for name, values in report.baselines.items())
+        view.add_row(report.task, "trained", key, f"{primary}: {baselines}", report.message)
+    console.print(view)
+    for report in reports:
+        if report.status == "skipped":
+            console.print(f"[yellow]skipped[/yellow] {report.message}")
+    console.print(f"MLflow: {space.mlruns} (open with `mlflow ui --backend-store-uri sqlite:///{space.mlruns / 'mlflow.db'}`)")
+    return reports
+
+
+@app.command()
+def score(
+    as_of: Annotated[list[str], typer.Option("--as-of", help="Score with what is known before this date.")] = ...,  # noqa: B008
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Score every customer with the champion models: churn probability, CLV and the conversion
+    probability of every candidate action. Writes data/outputs/scores.parquet and scores.json."""
+    space, settings = _context(workspace, config)
+    _score(space, settings, _one_time(as_of))
+
+
+def _score(space: Workspace, settings: Settings, as_of: dt.datetime) -> None:
+    from training.scoring import ScoringError, score_customers
+
+    with step_progress("score") as progress:
+        progress.update(0, 1)
+        try:
+            scores, summary = score_customers(space, settings, as_of)
+        except ScoringError as error:
+            raise _fail(str(error)) from error
+        progress.update(1, 1)
+    console.print(f"Scored {summary.customers:,} customers as of {summary.as_of} with "
+                  + ", ".join(f"{name} v{version}" for name, version in summary.models.items()))
+    for task, reason in summary.skipped.items():
+        console.print(f"[yellow]not scored[/yellow] {task}: {reason}")
+    if "churn_probability" in scores:
+        console.print(f"  mean churn probability {scores['churn_probability'].mean():.3f}")
+    if "clv" in scores:
+        console.print(f"  total expected net revenue (CLV) {scores['clv'].sum():,.0f}")
+    if summary.actions:
+        console.print(f"  conversion probability per action: {', '.join(summary.actions)}")
+    console.print(f"Written to {space.outputs / 'scores.parquet'} and scores.json")
+
+
+@app.command()
+def run(
+    raw: Annotated[Path, typer.Option("--raw", "-r", help="Directory with <table>.csv or <table>.parquet files (orders alone is enough).", file_okay=False)],
+    as_of: Annotated[list[str], typer.Option("--as-of", help="Train and score with what is known before this date.")] = ...,  # noqa: B008
+    churn_horizon_days: HorizonOption = None,
+    clv_horizon_days: HorizonOption = None,
+    conversion_window_days: HorizonOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Promote the new models even if they do not beat the champions.")] = False,
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """The main job: ingest, resolve, features (build, apply, materialize), train, score."""
+    space, settings = _context(workspace, config)
+    moment = _one_time(as_of)
+    settings = _training_settings(settings, churn_horizon_days, clv_horizon_days, conversion_window_days)
+    console.rule("1/6 ingest")
+    ingest(raw=raw, workspace=space.root, config=config)
+    console.rule("2/6 resolve identities")
+    resolve(workspace=space.root, config=config)
+    console.rule("3/6 features")
+    features_build(as_of=[moment.isoformat()], workspace=space.root, config=config)
+    features_apply(workspace=space.root, config=config)
+    console.rule("4/6 online store")
+    features_materialize(end=moment, workspace=space.root, config=config)
+    console.rule("5/6 train")
+    reports = _train(space, settings, "all", moment, force)
+    console.rule("6/6 score")
+    if not any(r.status == "trained" for r in reports) and not (space.mlruns / "mlflow.db").exists():
+        console.print("[yellow]no model could be trained, so nothing is scored[/yellow]")
+        return
+    _score(space, settings, moment)
+
+
 @app.command()
 def contract(
     table: Annotated[str | None, typer.Argument(help="One table; default: all.")] = None,

@@ -83,6 +83,43 @@ class FeatureSettings(_Section):
     """Online features loaded longer ago than this are stale: readers are told (and logs say so)."""
 
 
+class TrainingSettings(_Section):
+    """Labels, training snapshots and LightGBM. Horizons are also options of `cdp train` and `cdp run`."""
+
+    churn_horizon_days: int = Field(90, ge=7)
+    """Churned = no purchase in this many days after the snapshot."""
+    churn_active_days: int = Field(365, ge=30)
+    """Only customers who bought in this many days before the snapshot can churn."""
+    clv_horizon_days: int = Field(365, ge=30)
+    """CLV = net revenue (orders minus their returns) in this many days after the snapshot."""
+    conversion_window_days: int = Field(7, ge=1)
+    """A touch converted if the customer ordered within this many days after it."""
+    snapshot_count: int = Field(6, ge=2)
+    """Training snapshots per model, the latest of which is the validation window."""
+    snapshot_spacing_days: int = Field(30, ge=1)
+    minimum_history_days: int = Field(90, ge=0)
+    """A snapshot needs at least this much data before it."""
+    propensity_touch_days: int = Field(16, ge=2)
+    """Days of controlled campaigns (those with `channel = none` rows) used for propensity, busiest first."""
+    propensity_validation_days: int = Field(4, ge=1)
+    """The latest of those days form the validation window."""
+    minimum_rows: int = Field(200, ge=10)
+    """Fewer training or validation rows than this and the model is skipped with a message."""
+    test_share: float = Field(0.5, gt=0, lt=1)
+    """Share of validation customers held out for reported metrics; the rest tunes early stopping,
+    calibration and the CLV model choice."""
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2)
+    max_depth: int = Field(6, ge=1)
+    """Kept shallow: per-customer reason codes cost grows with depth."""
+    max_rounds: int = Field(600, ge=10)
+    early_stopping_rounds: int = Field(50, ge=5)
+    min_data_in_leaf: int = Field(50, ge=1)
+    seed: int = 42
+    threads: int = Field(0, ge=0)
+    """LightGBM threads; 0 = all cores."""
+
+
 class PolicySettings(_Section):
     consent_mode: Literal["opt_in", "opt_out"] = "opt_in"
 
@@ -103,6 +140,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     identity: IdentitySettings = IdentitySettings()
     features: FeatureSettings = FeatureSettings()
+    training: TrainingSettings = TrainingSettings()
     policy: PolicySettings = PolicySettings()
     serving: ServingSettings = ServingSettings()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -92,6 +93,11 @@ def register_snapshots(connection: duckdb.DuckDBPyConnection, as_of: Sequence[dt
 def build_feature_tables(workspace: Workspace, as_of: Sequence[dt.datetime]) -> dict[str, int]:
     """Compute every family for the as-of times and merge them into the feature tables."""
     connection, custom = open_lake(workspace)
+    if not _tables_match_inputs(workspace):
+        # Snapshots built from an earlier lake would mix two versions of the data: start over.
+        for path in (workspace.data / "features").glob("*.parquet"):
+            log.info("%s: the lake or identity map changed since it was built; rebuilding", path.name)
+            path.unlink()
     try:
         snapshots = register_snapshots(connection, as_of)
         if snapshots == 0:
@@ -102,7 +108,37 @@ def build_feature_tables(workspace: Workspace, as_of: Sequence[dt.datetime]) -> 
     created = pd.Timestamp(dt.datetime.now(dt.UTC))
     for family, frame in tables.items():
         write_feature_table(feature_table_path(workspace, family), frame.assign(created_timestamp=created))
+    _fingerprint_path(workspace).write_text(json.dumps(_inputs_fingerprint(workspace)))
     return {family: len(frame) for family, frame in tables.items()}
+
+
+def _inputs_fingerprint(workspace: Workspace) -> dict[str, list[float]]:
+    """Size and modification time of every lake table and the identity map: what features read."""
+    paths = [workspace.lake_table(name) for name in CONTRACTS] + [identity_paths(workspace)["identity_map"]]
+    return {path.name: [path.stat().st_size, path.stat().st_mtime] for path in paths if path.exists()}
+
+
+def _fingerprint_path(workspace: Workspace) -> Path:
+    return workspace.data / "features" / "inputs.json"
+
+
+def _tables_match_inputs(workspace: Workspace) -> bool:
+    record = _fingerprint_path(workspace)
+    return record.exists() and json.loads(record.read_text()) == _inputs_fingerprint(workspace)
+
+
+def ensure_feature_snapshots(workspace: Workspace, as_of: Sequence[dt.datetime]) -> list[dt.datetime]:
+    """Build only the snapshots the tables lack; rebuild everything when the lake or identity map
+    changed since the tables were written (older snapshots would otherwise mix two versions of the
+    data). Returns the times built."""
+    table = feature_table_path(workspace, "purchase_history")
+    wanted = list(as_of)
+    if _tables_match_inputs(workspace) and table.exists():
+        present = set(pd.to_datetime(pq.read_table(table, columns=["event_timestamp"]).column(0).to_pandas(), utc=True))
+        wanted = [t for t in as_of if pd.Timestamp(t).tz_convert("UTC") not in present]
+    if wanted:
+        build_feature_tables(workspace, wanted)
+    return wanted
 
 
 def write_feature_table(path: Path, frame: pd.DataFrame) -> None:

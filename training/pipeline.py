@@ -1,0 +1,334 @@
+"""`cdp train`: labels and snapshots from the data, features through Feast, LightGBM, baselines,
+MLflow runs and the registry's champion/challenger aliases.
+
+This module is the orchestration edge; the pieces it calls (labels, models, metrics, baselines)
+are pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from cdp.config import Settings, TrainingSettings
+from cdp.workspace import Workspace
+from training import baselines, metrics
+from training.datasets import (
+    hash_frame,
+    net_transactions,
+    read_activity,
+    retrieve_training_frame,
+    split_for_testing,
+    unique_times,
+)
+from training.labels import (
+    InsufficientDataError,
+    choose_snapshots,
+    choose_touch_days,
+    label_churn,
+    label_conversions,
+    label_net_revenue,
+)
+from training.models import (
+    TOUCH_COLUMNS,
+    CustomerModel,
+    TrainingParameters,
+    fit_classifier,
+    fit_value_models,
+)
+
+TASKS = ("churn", "propensity", "clv")
+FEATURE_SERVICES = {"churn": "churn_v1", "propensity": "propensity_v1", "clv": "clv_v1"}
+PRIMARY_METRIC = {"churn": "roc_auc", "propensity": "roc_auc", "clv": "spearman"}
+LABEL = {"churn": "churned", "propensity": "converted", "clv": "net_revenue"}
+log = logging.getLogger("cdp.training")
+
+
+@dataclass
+class TaskPlan:
+    """What one model trains on: labelled entity rows and where validation starts."""
+
+    task: str
+    rows: pd.DataFrame
+    snapshots: list[pd.Timestamp]
+    validation_from: pd.Timestamp
+
+
+@dataclass
+class ModelReport:
+    task: str
+    status: str
+    """trained or skipped."""
+    message: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    version: str | None = None
+    promoted: bool = False
+    run_id: str | None = None
+
+    def beats_baselines(self) -> bool:
+        key = PRIMARY_METRIC[self.task]
+        return all(self.metrics.get(key, np.nan) > scores.get(key, np.nan) for scores in self.baselines.values())
+
+
+def training_parameters(settings: TrainingSettings) -> TrainingParameters:
+    names = {f.name for f in dataclasses.fields(TrainingParameters)}
+    return TrainingParameters(**{n: getattr(settings, n) for n in names})
+
+
+def validation_path(workspace: Workspace, task: str) -> Path:
+    return workspace.outputs / "validation" / f"{task}.parquet"
+
+
+def plan_tasks(activity: dict[str, pd.DataFrame], as_of: pd.Timestamp, tasks: Sequence[str],
+               settings: TrainingSettings) -> tuple[dict[str, TaskPlan | InsufficientDataError], list[pd.Timestamp]]:
+    """Snapshots and labels per model from the data; a model the data cannot support is skipped."""
+    orders = activity["orders"]
+    plans: dict[str, TaskPlan | InsufficientDataError] = {}
+    if orders.empty:
+        return {t: InsufficientDataError(f"{t}: no orders in the lake") for t in tasks}, []
+    data_start = orders["ordered_at"].min().floor("D")
+    if as_of <= data_start:
+        return {t: InsufficientDataError(f"{t}: --as-of {as_of.date()} is before the first order ({data_start.date()})")
+                for t in tasks}, []
+    common = {"count": settings.snapshot_count, "spacing_days": settings.snapshot_spacing_days,
+              "minimum_history_days": settings.minimum_history_days}
+    for task in tasks:
+        try:
+            if task == "churn":
+                snapshots = choose_snapshots(data_start, as_of, settings.churn_horizon_days, model=task, **common)
+                rows = label_churn(orders, snapshots, settings.churn_horizon_days, settings.churn_active_days)
+                plans[task] = TaskPlan(task, rows, snapshots, snapshots[-1])
+            elif task == "clv":
+                snapshots = choose_snapshots(data_start, as_of, settings.clv_horizon_days, model=task, **common)
+                plans[task] = TaskPlan(task, pd.DataFrame(), snapshots, snapshots[-1])  # rows once features exist
+            else:
+                plans[task] = _plan_propensity(activity, as_of, data_start, settings)
+        except InsufficientDataError as skipped:
+            plans[task] = skipped
+    times = [t for plan in plans.values() if isinstance(plan, TaskPlan) for t in plan.snapshots]
+    return plans, unique_times(times)
+
+
+def _plan_propensity(activity: dict[str, pd.DataFrame], as_of: pd.Timestamp, data_start: pd.Timestamp,
+                     settings: TrainingSettings) -> TaskPlan:
+    touches = activity["touches"]
+    if touches.empty:
+        raise InsufficientDataError("propensity: no touches in the lake (the touches table is missing or empty)")
+    days = choose_touch_days(touches, as_of, settings.conversion_window_days, settings.propensity_touch_days,
+                             settings.minimum_history_days, data_start)
+    if len(days) < 2:
+        raise InsufficientDataError(
+            f"propensity: {len(days)} usable day(s) of controlled campaigns (touches with `channel = none` rows "
+            f"whose {settings.conversion_window_days}-day window ends by {as_of.date()}); two are needed"
+        )
+    chosen = touches[touches["sent_at"].dt.floor("D").isin(days)]
+    rows = label_conversions(chosen, activity["orders"], settings.conversion_window_days)
+    validation_days = min(settings.propensity_validation_days, len(days) - 1)
+    return TaskPlan("propensity", rows, days, days[-validation_days])
+
+
+def _population(workspace: Workspace, snapshots: Sequence[pd.Timestamp]) -> pd.DataFrame:
+    """Customers known at each snapshot: the rows of the feature tables at those times."""
+    from features.feature_tables import feature_table_path
+
+    table = pd.read_parquet(feature_table_path(workspace, "purchase_history"), columns=["customer_id", "event_timestamp"])
+    table["event_timestamp"] = pd.to_datetime(table["event_timestamp"], utc=True)
+    return table[table["event_timestamp"].isin(pd.to_datetime(list(snapshots), utc=True))].reset_index(drop=True)
+
+
+def train_models(
+    workspace: Workspace,
+    settings: Settings,
+    as_of: dt.datetime,
+    tasks: Sequence[str] = TASKS,
+    force: bool = False,
+    progress: Callable[[str], None] = lambda message: None,
+) -> list[ModelReport]:
+    """Train, evaluate, log and register every requested model; skipped models say why."""
+    from features.feature_store import apply_feature_definitions
+    from features.feature_tables import ensure_feature_snapshots
+    from training.tracking import use_workspace_tracking
+
+    as_of_time = pd.Timestamp(as_of).tz_convert("UTC") if pd.Timestamp(as_of).tzinfo else pd.Timestamp(as_of, tz="UTC")
+    progress("reading orders, returns and touches")
+    activity = read_activity(workspace)
+    plans, times = plan_tasks(activity, as_of_time, tasks, settings.training)
+    reports = [ModelReport(t, "skipped", str(p)) for t, p in plans.items() if isinstance(p, InsufficientDataError)]
+    if not times:
+        return reports
+    progress(f"building features at {len(times)} snapshot times")
+    ensure_feature_snapshots(workspace, [t.to_pydatetime() for t in times])
+    apply_feature_definitions(workspace, settings.features)
+    client = use_workspace_tracking(workspace)
+    for task in tasks:
+        plan = plans[task]
+        if not isinstance(plan, TaskPlan):
+            continue
+        progress(f"training {task}")
+        try:
+            report = _train_task(workspace, settings, plan, as_of_time, activity, client, force)
+        except InsufficientDataError as skipped:
+            report = ModelReport(task, "skipped", str(skipped))
+        reports.append(report)
+    order = {t: i for i, t in enumerate(tasks)}
+    return sorted(reports, key=lambda r: order[r.task])
+
+
+def _train_task(workspace: Workspace, settings: Settings, plan: TaskPlan, as_of: pd.Timestamp,
+                activity: dict[str, pd.DataFrame], client, force: bool) -> ModelReport:
+    task, options = plan.task, settings.training
+    rows = plan.rows
+    if task == "clv":
+        rows = label_net_revenue(activity["orders"], activity["returns"], _population(workspace, plan.snapshots),
+                                 options.clv_horizon_days)
+    service = FEATURE_SERVICES[task]
+    frame, names = retrieve_training_frame(workspace, settings.features, service, rows)
+    inputs = [*names, *TOUCH_COLUMNS] if task == "propensity" else names
+    label = frame[LABEL[task]].to_numpy(dtype=float)
+    validation = (frame["event_timestamp"] >= plan.validation_from).to_numpy()
+    held_out = split_for_testing(frame["customer_id"], options.test_share, options.seed)
+    train, tune, test = ~validation, validation & ~held_out, validation & held_out
+    counts = {"train": int(train.sum()), "tune": int(tune.sum()), "test": int(test.sum())}
+    if min(counts.values()) < options.minimum_rows:
+        raise InsufficientDataError(f"{task}: too few rows (train {counts['train']}, tune {counts['tune']}, test "
+                           f"{counts['test']}; at least {options.minimum_rows} each are needed)")
+    if task != "clv":
+        for part, mask in (("training", train), ("tuning", tune), ("test", test)):
+            if len(np.unique(label[mask])) < 2:
+                raise InsufficientDataError(f"{task}: the {part} rows hold a single class ({int(label[mask][0])})")
+    x = frame[inputs]
+    parameters = training_parameters(options)
+    chosen_by = {}
+    if task == "clv":
+        candidates = fit_value_models(x[train], label[train], x[tune], parameters, label[tune], service)
+        chosen_by = {f"tune_spearman_{name}": metrics.regression_metrics(label[tune], m.predict(x[tune]))["spearman"]
+                     for name, m in candidates.items()}
+        model = candidates[max(candidates, key=lambda n: chosen_by[f"tune_spearman_{n}"])]
+    else:
+        model = fit_classifier(task, x[train], label[train], x[tune], label[tune], parameters, service)
+    predictions = model.predict(x[test])
+    scores = _baseline_scores(task, frame, x, label, train, test, activity, plan, options)
+    evaluate = metrics.regression_metrics if task == "clv" else metrics.classification_metrics
+    report = ModelReport(task, "trained", metrics=evaluate(label[test], predictions),
+                         baselines={name: evaluate(label[test], s) for name, s in scores.items()})
+    lineage = {
+        "feature_service": service, "as_of": as_of.isoformat(), "snapshots": [t.isoformat() for t in plan.snapshots],
+        "validation_from": plan.validation_from.isoformat(), "rows": counts, "input_hash": hash_frame(frame[[*inputs, LABEL[task]]]),
+        "horizon_days": {"churn": options.churn_horizon_days, "clv": options.clv_horizon_days,
+                         "propensity": options.conversion_window_days}[task],
+    }
+    _write_validation(workspace, task, frame[test], label[test], predictions, model)
+    with mlflow.start_run(run_name=f"{task} as of {as_of.date()}") as run:
+        report.run_id = run.info.run_id
+        _log_run(task, model, parameters, lineage, report, chosen_by, frame[test], x[test], label[test],
+                 predictions, scores)
+        name, version = _register(model, x[test].head(5))
+        champion_score = _champion_score(client, name, x[test], label[test], task)
+        from training.tracking import promote
+
+        decision = promote(client, name, version, report.metrics[PRIMARY_METRIC[task]], champion_score,
+                           PRIMARY_METRIC[task], force)
+        mlflow.set_tags({"registered_version": version, "promoted": str(decision.promoted), "promotion": decision.reason})
+    report.version, report.promoted = version, decision.promoted
+    report.message = f"version {version}: {'champion' if decision.promoted else 'challenger'} ({decision.reason})"
+    return report
+
+
+def _baseline_scores(task: str, frame: pd.DataFrame, x: pd.DataFrame, label: np.ndarray, train: np.ndarray,
+                     test: np.ndarray, activity: dict[str, pd.DataFrame], plan: TaskPlan,
+                     options: TrainingSettings) -> dict[str, np.ndarray]:
+    """Each model's baselines, fitted on the same training rows and scored on the same test rows."""
+    if task == "churn":
+        numeric = x.select_dtypes("number")
+        logistic = baselines.fit_logistic_regression(numeric[train], label[train])
+        return {"logistic_regression": logistic(numeric[test]), "rfm_rule": baselines.score_rfm_churn(x[test])}
+    if task == "propensity":
+        respond = baselines.fit_channel_average_response(x["channel"][train], label[train])
+        return {"channel_average_response": respond(x["channel"][test])}
+    test_frame = frame[test]
+    transactions = net_transactions(activity["orders"], activity["returns"], plan.validation_from)
+    bgnbd = baselines.predict_bgnbd_gamma_gamma(transactions, plan.validation_from, options.clv_horizon_days,
+                                               test_frame["customer_id"].tolist())
+    return {"bgnbd_gamma_gamma": np.asarray(bgnbd, dtype=float),
+            "last_period_spend": baselines.predict_last_period_spend(x[test], options.clv_horizon_days)}
+
+
+def _log_run(task, model: CustomerModel, parameters: TrainingParameters, lineage: dict, report: ModelReport,
+             chosen_by: dict, test_frame: pd.DataFrame, test_x: pd.DataFrame, test_labels: np.ndarray,
+             predictions: np.ndarray, scores: dict[str, np.ndarray]) -> None:
+    from training import plots
+
+    booster = model.boosters.get("classifier") or model.boosters.get("tweedie") or model.boosters["buyer"]
+    mlflow.log_params({
+        "task": task, "variant": model.variant, "feature_service": lineage["feature_service"],
+        "as_of": lineage["as_of"], "horizon_days": lineage["horizon_days"], "validation_from": lineage["validation_from"],
+        "snapshot_count": len(lineage["snapshots"]), "input_hash": lineage["input_hash"],
+        **{f"rows_{k}": v for k, v in lineage["rows"].items()},
+        **{f"lightgbm_{k}": v for k, v in dataclasses.asdict(parameters).items()},
+        "best_iteration": booster.best_iteration, "features": len(model.encoding.columns),
+    })
+    mlflow.log_metrics({f"test_{k}": v for k, v in report.metrics.items() if np.isfinite(v)})
+    for name, values in report.baselines.items():
+        mlflow.log_metrics({f"baseline_{name}_{k}": v for k, v in values.items() if np.isfinite(v)})
+    mlflow.log_metrics({k: v for k, v in chosen_by.items() if np.isfinite(v)})
+    mlflow.log_dict(lineage, "lineage.json")
+    compared = {"model": predictions, **scores}
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        if task != "clv":
+            plots.plot_calibration(test_labels, {k: v for k, v in compared.items() if k != "rfm_rule"},
+                                   folder / "calibration_curve.png")
+        plots.plot_gains(test_labels, compared, folder / "gains_chart.png")
+        sample = test_x.head(2_000)
+        plots.plot_shap_summary(model.contributions(sample), model.prepare(sample), folder / "shap_summary.png")
+        metrics.gains_by_decile(test_labels, predictions).to_csv(folder / "gains_by_decile.csv", index=False)
+        mlflow.log_artifacts(scratch, artifact_path="evaluation")
+    mlflow.log_text(json.dumps({"report": dataclasses.asdict(report)}, default=str, indent=2), "report.json")
+
+
+def _register(model: CustomerModel, example: pd.DataFrame) -> tuple[str, str]:
+    from training.tracking import log_model
+
+    return log_model(model, example)
+
+
+def _champion_score(client, name: str, test_x: pd.DataFrame, test_labels: np.ndarray, task: str) -> float | None:
+    """The current champion re-scored on the challenger's test rows (None when it cannot be)."""
+    from training.tracking import CHAMPION, alias_version, load_model
+
+    if alias_version(client, name, CHAMPION) is None:
+        return None
+    try:
+        champion = load_model(name, CHAMPION)
+        predictions = champion.predict(test_x)
+    except (KeyError, ValueError) as error:
+        log.warning("%s: the champion cannot score the new features (%s); comparing without it", name, error)
+        return None
+    evaluate = metrics.regression_metrics if task == "clv" else metrics.classification_metrics
+    return evaluate(test_labels, predictions)[PRIMARY_METRIC[task]]
+
+
+def _write_validation(workspace: Workspace, task: str, test_frame: pd.DataFrame, labels: np.ndarray,
+                      predictions: np.ndarray, model: CustomerModel) -> None:
+    """The test rows' labels and predictions, for `cdp evaluate models` against the simulator's oracle."""
+    keep = ["customer_id", "event_timestamp", *[c for c in TOUCH_COLUMNS if c in test_frame.columns]]
+    out = test_frame[keep].assign(label=labels, prediction=predictions).reset_index(drop=True)
+    if task == "propensity":
+        features = test_frame.reset_index(drop=True)
+        untouched = model.predict(features.assign(channel="none", offer="none"))
+        for channel in sorted(set(test_frame["channel"]) - {"none"}):
+            out[f"uplift_{channel}"] = model.predict(features.assign(channel=channel, offer="none")) - untouched
+    path = validation_path(workspace, task)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.to_parquet(path, index=False)

@@ -1,0 +1,108 @@
+"""MLflow at the edges: the workspace's tracking store, logging a trained model, the registry's aliases.
+
+Every workspace keeps its own SQLite tracking store and artifacts under `<workspace>/mlruns/`, so
+two workspaces (and the test suite's temporary ones) never share runs or models.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import mlflow
+import mlflow.pyfunc
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from cdp.workspace import Workspace
+from training.models import CustomerModel
+
+EXPERIMENT = "customer-models"
+CHAMPION, CHALLENGER = "champion", "challenger"
+REGISTERED_MODELS = {"churn": "churn", "propensity": "propensity", "clv": "clv"}
+log = logging.getLogger("cdp.training")
+
+
+def tracking_uri(workspace: Workspace) -> str:
+    return f"sqlite:///{workspace.mlruns / 'mlflow.db'}"
+
+
+def use_workspace_tracking(workspace: Workspace) -> MlflowClient:
+    """Point MLflow at the workspace (tracking, registry, artifacts) and make sure the experiment exists."""
+    workspace.mlruns.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    uri = tracking_uri(workspace)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri, uri)
+    if client.get_experiment_by_name(EXPERIMENT) is None:
+        client.create_experiment(EXPERIMENT, artifact_location=(workspace.mlruns / "artifacts").as_uri())
+    mlflow.set_experiment(EXPERIMENT)
+    return client
+
+
+class ScoringModel(mlflow.pyfunc.PythonModel):
+    """The pyfunc face of a CustomerModel: what the registry stores and Spark's UDF calls."""
+
+    def __init__(self, model: CustomerModel):
+        self.model = model
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: ARG002 — MLflow's signature
+        return pd.Series(self.model.predict(model_input), name=self.model.task)
+
+
+def log_model(model: CustomerModel, example: pd.DataFrame) -> tuple[str, str]:
+    """Log the model with signature and input example into the active run and register a version.
+    Returns (registered model name, version)."""
+    import lightgbm
+    import sklearn
+
+    name = REGISTERED_MODELS[model.task]
+    signature = infer_signature(example, model.predict(example))
+    info = mlflow.pyfunc.log_model(
+        name="model", python_model=ScoringModel(model), signature=signature, input_example=example,
+        registered_model_name=name,
+        pip_requirements=[f"lightgbm=={lightgbm.__version__}", f"scikit-learn=={sklearn.__version__}",
+                          f"pandas=={pd.__version__}", "cdp-intelligence"],
+    )
+    return name, str(info.registered_model_version)
+
+
+def load_model(name: str, alias: str = CHAMPION) -> CustomerModel:
+    """The CustomerModel behind a registered alias."""
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    return pyfunc.unwrap_python_model().model
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return client.get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        return None
+
+
+@dataclass
+class Promotion:
+    promoted: bool
+    reason: str
+
+
+def promote(client: MlflowClient, name: str, version: str, challenger_score: float,
+            champion_score: float | None, metric: str, force: bool) -> Promotion:
+    """The new version becomes challenger; it becomes champion only if it beats the champion on
+    the same rows (or with force, or when there is no scorable champion)."""
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    if force:
+        decision = Promotion(True, "forced")
+    elif champion_score is None:
+        decision = Promotion(True, "no champion to compare with")
+    elif challenger_score > champion_score:
+        decision = Promotion(True, f"{metric} {challenger_score:.4f} beats the champion's {champion_score:.4f}")
+    else:
+        decision = Promotion(False, f"{metric} {challenger_score:.4f} does not beat the champion's {champion_score:.4f}")
+    if decision.promoted:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(name, version, "promotion", decision.reason)
+    return decision
