@@ -9,6 +9,7 @@ RUN := $(UV) run --frozen --no-sync
 WORKSPACE ?= $(CURDIR)
 CUSTOMERS ?= 20000
 SEED ?= 42
+AS_OF ?= 2026-07-01
 
 .PHONY: help setup redis demo test lint format bench clean
 
@@ -27,22 +28,19 @@ redis:  ## redis-server from Debian's packages (the online-store tests run again
 	$(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 
-demo: setup  ## Simulate a retailer and run the main job on it.
+demo: setup  ## Simulate a retailer, then run the main job on it (ingest, resolve, features, train, score).
 	$(RUN) cdp simulate --customers $(CUSTOMERS) --seed $(SEED) --out $(WORKSPACE)/data/raw
-	$(RUN) cdp ingest --raw $(WORKSPACE)/data/raw --workspace $(WORKSPACE)
-	$(RUN) cdp resolve --workspace $(WORKSPACE)
+	$(RUN) cdp run --raw $(WORKSPACE)/data/raw --as-of $(AS_OF) --workspace $(WORKSPACE)
 	$(RUN) cdp evaluate identity --truth $(WORKSPACE)/data/raw --workspace $(WORKSPACE)
-	$(RUN) cdp features build --as-of 2026-01-01,2026-04-01,2026-06-30 --workspace $(WORKSPACE)
-	$(RUN) cdp features apply --workspace $(WORKSPACE)
-	$(RUN) cdp features materialize --end 2026-07-01 --workspace $(WORKSPACE)
+	$(RUN) cdp evaluate models --truth $(WORKSPACE)/data/raw --workspace $(WORKSPACE)
 	@echo
 	@echo "Demo done. Next:"
-	@echo "  lake tables:        $(WORKSPACE)/data/lake/*.parquet"
-	@echo "  quarantined rows:   $(WORKSPACE)/data/quarantine/"
+	@echo "  scores:             $(WORKSPACE)/data/outputs/scores.parquet (summary in scores.json)"
+	@echo "  MLflow UI:          $(RUN) mlflow ui --backend-store-uri sqlite:///$(WORKSPACE)/mlruns/mlflow.db"
 	@echo "  golden profiles:    $(WORKSPACE)/data/outputs/profiles.parquet"
 	@echo "  explain a customer: $(RUN) cdp identity explain C000000001"
 	@echo "  feature tables:     $(WORKSPACE)/data/features/   (Feast: $(WORKSPACE)/data/feast/)"
-	@echo "  reports:            $(WORKSPACE)/data/reports/"
+	@echo "  reports:            $(WORKSPACE)/data/reports/ (ingest, identity, model evaluation)"
 	@echo "  all commands:       $(RUN) cdp --help"
 
 test: setup  ## Lint, then run the whole test suite.

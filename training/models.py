@@ -80,7 +80,9 @@ class FeatureEncoding:
             values = frame[column]
             if column in self.categories:
                 text = values.astype("string").fillna(MISSING_CATEGORY)
-                encoded[column] = pd.Categorical(text, categories=self.categories[column])
+                known = text.isin(self.categories[column])
+                # A level unseen in training scores like a missing value, not as an unknown code.
+                encoded[column] = pd.Categorical(text.where(known, MISSING_CATEGORY), categories=self.categories[column])
             else:
                 encoded[column] = pd.to_numeric(values, errors="coerce").astype("float64")
         return pd.DataFrame(encoded, index=frame.index)

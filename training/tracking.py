@@ -32,7 +32,8 @@ def tracking_uri(workspace: Workspace) -> str:
 def use_workspace_tracking(workspace: Workspace) -> MlflowClient:
     """Point MLflow at the workspace (tracking, registry, artifacts) and make sure the experiment exists."""
     workspace.mlruns.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for noisy in ("alembic", "mlflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     uri = tracking_uri(workspace)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -78,7 +79,7 @@ def load_model(name: str, alias: str = CHAMPION) -> CustomerModel:
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
     try:
-        return client.get_model_version_by_alias(name, alias).version
+        return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
 

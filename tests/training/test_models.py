@@ -1,0 +1,113 @@
+"""Behaviour of the LightGBM models: constraints hold, results repeat, scoring tolerates new inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.models import (
+    CustomerModel,
+    TrainingParameters,
+    add_touch_features,
+    fit_classifier,
+    fit_value_models,
+)
+
+FAST = TrainingParameters(max_rounds=120, early_stopping_rounds=20, min_data_in_leaf=20, threads=1)
+
+
+def churn_frame(rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Churn driven by recency relative to the usual gap, with a noisy, non-monotone twist."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "days_since_last_order": rng.exponential(60, rows),
+        "mean_days_between_orders": rng.gamma(2, 25, rows),
+        "orders_365d": rng.poisson(4, rows).astype(float),
+        "region": rng.choice(["north", "south", None], rows),
+    })
+    signal = frame["days_since_last_order"] / frame["mean_days_between_orders"] - 0.2 * frame["orders_365d"]
+    signal += 0.5 * np.sin(frame["days_since_last_order"] / 9)
+    labels = (rng.random(rows) < 1 / (1 + np.exp(-(signal - 1)))).astype(float)
+    return frame, labels
+
+
+@pytest.fixture(scope="module")
+def churn_model() -> CustomerModel:
+    frame, labels = churn_frame(4000, 1)
+    tune, tune_labels = churn_frame(1500, 2)
+    return fit_classifier("churn", frame, labels, tune, tune_labels, FAST, "churn_v1")
+
+
+def test_churn_risk_does_not_fall_as_recency_worsens(churn_model):
+    # Given: 200 customers, each seen at recencies from 0 to 400 days, everything else fixed
+    base, _ = churn_frame(200, 3)
+    grid = np.linspace(0, 400, 41)
+    # When
+    risk = np.column_stack([churn_model.predict(base.assign(days_since_last_order=d)) for d in grid])
+    # Then
+    assert (np.diff(risk, axis=1) >= -1e-12).all()
+    assert (risk[:, -1] > risk[:, 0]).mean() > 0.9
+
+
+def test_churn_risk_does_not_rise_with_more_orders(churn_model):
+    base, _ = churn_frame(200, 4)
+    risk = np.column_stack([churn_model.predict(base.assign(orders_365d=float(n))) for n in range(0, 15)])
+    assert (np.diff(risk, axis=1) <= 1e-12).all()
+
+
+def test_probabilities_are_calibrated_into_the_unit_interval(churn_model):
+    frame, _ = churn_frame(500, 5)
+    predictions = churn_model.predict(frame)
+    assert ((predictions >= 0) & (predictions <= 1)).all()
+
+
+def test_same_data_and_seed_give_the_same_model():
+    frame, labels = churn_frame(2000, 6)
+    tune, tune_labels = churn_frame(800, 7)
+    first = fit_classifier("churn", frame, labels, tune, tune_labels, FAST, "churn_v1")
+    second = fit_classifier("churn", frame, labels, tune, tune_labels, FAST, "churn_v1")
+    probe, _ = churn_frame(300, 8)
+    np.testing.assert_array_equal(first.predict(probe), second.predict(probe))
+
+
+def test_an_unseen_category_scores_like_a_missing_one(churn_model):
+    frame, _ = churn_frame(50, 9)
+    unseen = churn_model.predict(frame.assign(region="an island"))
+    missing = churn_model.predict(frame.assign(region=None))
+    np.testing.assert_allclose(unseen, missing)
+
+
+def test_missing_feature_columns_are_named():
+    frame, labels = churn_frame(600, 10)
+    model = fit_classifier("churn", frame, labels, frame, labels, FAST, "churn_v1")
+    with pytest.raises(KeyError, match="orders_365d"):
+        model.predict(frame.drop(columns="orders_365d"))
+
+
+def test_contributions_add_up_to_the_raw_score(churn_model):
+    frame, _ = churn_frame(20, 11)
+    contributions = churn_model.contributions(frame)
+    raw = churn_model.boosters["classifier"].predict(churn_model.prepare(frame), raw_score=True)
+    np.testing.assert_allclose(contributions.sum(axis=1), raw, rtol=1e-6)
+
+
+def test_touch_features_copy_the_touched_channel():
+    frame = pd.DataFrame({"channel": ["email", "sms", "none"], "email_open_rate_90d": [0.5, 0.4, 0.3],
+                          "sms_open_rate_90d": [0.1, 0.2, 0.9]})
+    result = add_touch_features(frame)
+    assert result["touched_open_rate_90d"].tolist()[:2] == [0.5, 0.2]
+    assert np.isnan(result["touched_open_rate_90d"].iloc[2])
+
+
+def test_clv_candidates_rank_big_spenders_first():
+    rng = np.random.default_rng(12)
+    frame = pd.DataFrame({"net_revenue_365d": rng.gamma(1, 200, 3000), "orders_365d": rng.poisson(3, 3000).astype(float)})
+    buys = rng.random(3000) < 0.2 + 0.1 * np.minimum(frame["orders_365d"], 5)
+    value = np.where(buys, frame["net_revenue_365d"] * rng.lognormal(0, 0.3, 3000), 0.0)
+    candidates = fit_value_models(frame[:2000], value[:2000], frame[2000:], FAST, value[2000:], "clv_v1")
+    for model in candidates.values():
+        predicted = model.predict(frame[2000:])
+        assert (predicted >= 0).all()
+        ranked = value[2000:][np.argsort(-predicted)]
+        assert ranked[:100].mean() > 2 * ranked[500:].mean()
