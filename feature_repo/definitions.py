@@ -24,7 +24,7 @@ MODEL_FEATURE_VIEWS: dict[str, tuple[str, ...]] = {
     "churn_v1": ("purchase_history", "behaviour", "engagement", "service", "profile"),
     "propensity_v1": ("purchase_history", "behaviour", "engagement", "reachability", "service", "profile"),
     "clv_v1": ("purchase_history", "behaviour", "service", "profile"),
-    "recommendation_v1": ("reachability", REALTIME_VIEW),
+    "recommendation_v1": ("purchase_history", "engagement", "reachability", REALTIME_VIEW),  # policy inputs
 }
 
 customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.STRING,

@@ -154,13 +154,16 @@ def engagement(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Per channel: sends, open and click rates, recency of contact; contact fatigue overall.
     Opens and clicks count only if they happened before the snapshot too."""
     per_channel = ",\n".join(
-        f"""count(*) FILTER (WHERE channel = '{c}' AND happened_at >= as_of - INTERVAL 90 DAY) AS {c}_sends_90d,
+        f"""count(*) FILTER (WHERE channel = '{c}' AND happened_at >= as_of - INTERVAL 7 DAY) AS {c}_sends_7d,
+        count(*) FILTER (WHERE channel = '{c}' AND happened_at >= as_of - INTERVAL 30 DAY) AS {c}_sends_30d,
+        count(*) FILTER (WHERE channel = '{c}' AND happened_at >= as_of - INTERVAL 90 DAY) AS {c}_sends_90d,
         avg(CASE WHEN opened_at < as_of THEN 1.0 ELSE 0.0 END) FILTER (WHERE channel = '{c}' AND happened_at >= as_of - INTERVAL 90 DAY) AS {c}_open_rate_90d,
         avg(CASE WHEN clicked_at < as_of THEN 1.0 ELSE 0.0 END) FILTER (WHERE channel = '{c}' AND happened_at >= as_of - INTERVAL 90 DAY) AS {c}_click_rate_90d,
         {_days_since(f"max(happened_at) FILTER (WHERE channel = '{c}')")} AS {c}_days_since_last_touch"""
         for c in CHANNELS
     )
     selected = ", ".join(
+        f"coalesce(e.{c}_sends_7d, 0) AS {c}_sends_7d, coalesce(e.{c}_sends_30d, 0) AS {c}_sends_30d, "
         f"coalesce(e.{c}_sends_90d, 0) AS {c}_sends_90d, e.{c}_open_rate_90d, e.{c}_click_rate_90d, e.{c}_days_since_last_touch"
         for c in CHANNELS
     )

@@ -105,20 +105,37 @@ def add_touch_features(frame: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class Calibration:
-    """Isotonic map from raw to calibrated probability, stored as points for np.interp."""
+    """Raw score -> calibrated probability. Isotonic (stored as points for np.interp) for churn;
+    Platt scaling on the logit for propensity, whose flat isotonic steps would erase the small
+    differences between actions that uplift is made of."""
 
     raw: np.ndarray
     calibrated: np.ndarray
+    kind: str = "isotonic"
+    slope: float = 1.0
+    intercept: float = 0.0
 
     @classmethod
-    def fit(cls, raw_scores: np.ndarray, labels: np.ndarray) -> Calibration:
+    def fit(cls, raw_scores: np.ndarray, labels: np.ndarray, kind: str = "isotonic") -> Calibration:
+        if kind == "platt":
+            from sklearn.linear_model import LogisticRegression
+
+            logistic = LogisticRegression(C=1e6).fit(_logit(raw_scores)[:, None], labels)
+            return cls(np.array([]), np.array([]), "platt", float(logistic.coef_[0, 0]), float(logistic.intercept_[0]))
         isotonic = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw_scores, labels)
         return cls(np.asarray(isotonic.X_thresholds_, dtype=float), np.asarray(isotonic.y_thresholds_, dtype=float))
 
     def apply(self, raw_scores: np.ndarray) -> np.ndarray:
+        if self.kind == "platt":
+            return 1.0 / (1.0 + np.exp(-(self.slope * _logit(raw_scores) + self.intercept)))
         if len(self.raw) == 0:
             return raw_scores
         return np.interp(raw_scores, self.raw, self.calibrated)
+
+
+def _logit(probabilities: np.ndarray) -> np.ndarray:
+    clipped = np.clip(np.asarray(probabilities, dtype=float), 1e-9, 1 - 1e-9)
+    return np.log(clipped / (1 - clipped))
 
 
 @dataclass
@@ -186,8 +203,8 @@ def fit_classifier(task: Task, train: pd.DataFrame, train_labels: np.ndarray, tu
     booster = _boost(parameters.lightgbm("binary", _monotone_vector(task, encoding.columns)), train_set, tune_set,
                      parameters.max_rounds, parameters.early_stopping_rounds)
     raw = booster.predict(encoding.transform(tune))
-    return CustomerModel(task, encoding, {"classifier": booster}, Calibration.fit(raw, tune_labels),
-                         "classifier", feature_service)
+    calibration = Calibration.fit(raw, tune_labels, "platt" if task == "propensity" else "isotonic")
+    return CustomerModel(task, encoding, {"classifier": booster}, calibration, "classifier", feature_service)
 
 
 def fit_value_models(train: pd.DataFrame, train_values: np.ndarray, tune: pd.DataFrame,

@@ -167,7 +167,7 @@ def train_models(
     reports = [ModelReport(t, "skipped", str(p)) for t, p in plans.items() if isinstance(p, InsufficientDataError)]
     if not times:
         return reports
-    progress(f"building features at {len(times)} snapshot times")
+    progress(f"feature snapshots at {len(times)} times (building those the tables lack)")
     ensure_feature_snapshots(workspace, [t.to_pydatetime() for t in times])
     apply_feature_definitions(workspace, settings.features)
     client = use_workspace_tracking(workspace)
