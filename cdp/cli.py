@@ -276,6 +276,54 @@ def evaluate_identity(
     console.print(f"Written to {space.reports / 'identity_evaluation.json'}")
 
 
+@evaluate_app.command("models")
+def evaluate_models(
+    truth: Annotated[Path, typer.Option("--truth", help="The simulator's output directory (or its truth/ folder).", file_okay=False)],
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Each model's last test rows scored next to the simulator's oracle (true probabilities and value)."""
+    import pandas as pd
+
+    from training.evaluation import evaluate_against_oracle
+    from training.pipeline import TASKS, validation_path
+
+    space, settings = _context(workspace, config)
+    truth_dir = truth if (truth / "simulation.json").exists() else truth / "truth"
+    identity_map = space.outputs / "identity_map.parquet"
+    for needed in (truth_dir / "simulation.json", identity_map):
+        if not needed.exists():
+            raise _fail(f"{needed} not found")
+    files = {task: validation_path(space, task) for task in TASKS}
+    if not any(path.exists() for path in files.values()):
+        raise _fail(f"no test predictions in {space.outputs / 'validation'}; run `cdp train` first")
+    options = settings.training
+    horizons = {"churn": options.churn_horizon_days, "clv": options.clv_horizon_days,
+                "propensity": options.conversion_window_days}
+    with step_progress("evaluate against the oracle") as progress:
+        progress.update(0, 1)
+        result = evaluate_against_oracle(files, pd.read_parquet(identity_map), truth_dir, horizons)
+        progress.update(1, 1)
+    space.reports.mkdir(parents=True, exist_ok=True)
+    (space.reports / "model_evaluation.json").write_text(json.dumps(result, indent=2, default=float))
+    view = Table(title="Models next to the oracle (same out-of-time test rows)")
+    for column in ("model", "rows", "metric", "model", "oracle", "ratio"):
+        view.add_column(column, justify="left" if column in ("model", "metric") else "right")
+    for task, scores in result.items():
+        metric = "spearman" if task == "clv" else "roc_auc"
+        view.add_row(task, f"{scores['rows']:,}", metric, f"{scores[f'model_{metric}']:.4f}",
+                     f"{scores[f'oracle_{metric}']:.4f}", f"{scores['ratio_to_oracle']:.3f}")
+    console.print(view)
+    if "churn" in result:
+        console.print(f"churn calibration: ECE {result['churn']['model_ece']:.4f} (oracle {result['churn']['oracle_ece']:.4f})")
+    if "propensity" in result:
+        p = result["propensity"]
+        console.print(f"propensity uplift: Spearman with the true uplift {p['uplift_spearman_with_true']:.3f}; true uplift "
+                      f"of the model's top decile {p['true_uplift_of_model_top_decile']:.4f} vs best possible "
+                      f"{p['true_uplift_of_best_top_decile']:.4f} (mean {p['true_uplift_mean']:.4f})")
+    console.print(f"Written to {space.reports / 'model_evaluation.json'}")
+
+
 features_app = typer.Typer(help="Customer features and the Feast feature store.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 
