@@ -6,13 +6,15 @@ hour. This store keeps the same Feast interface (online reads, pushes, `write_to
 stores a customer's values of one view as one JSON array in one row, bulk-loads the latest snapshot
 straight from the feature tables (`bulk_load`), and never lets an older value overwrite a newer one
 (Feast's SQLite store does). Select it with `type: features.online_store.PackedSqliteOnlineStore`
-(the default of `cdp`, see features/feature_store.py).
+(the default of `cdp`, see features/feature_store.py). Both stores also answer `read_values`: plain
+Python values for many views in one query, what cdp's online reads use instead of Feast's protobufs.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import struct
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -34,7 +36,8 @@ from feast.type_map import feast_value_type_to_python_type
 from feast.utils import to_naive_utc
 from feast.value_type import ValueType
 
-MMAP_BYTES = 8 << 30
+CACHE_KIBIBYTES = 64 << 10
+SQLITE_PARAMETERS = 32_000
 PROTO_FIELDS = {ValueType.DOUBLE: "double_val", ValueType.FLOAT: "float_val", ValueType.INT64: "int64_val",
                 ValueType.INT32: "int32_val", ValueType.STRING: "string_val", ValueType.BOOL: "bool_val"}
 
@@ -100,13 +103,33 @@ def _protos(values: list, fields: list[tuple[str, ValueType]], wanted: set[str] 
             if wanted is None or name in wanted}
 
 
+def _float32(value: Any) -> float:
+    return struct.unpack("<f", struct.pack("<f", value))[0]
+
+
+PYTHON_TYPES = {"double_val": float, "float_val": _float32, "int64_val": int, "int32_val": int, "bool_val": bool}
+
+
+def _python_types(table: FeatureView) -> list[Callable[[Any], Any]]:
+    """Per field, what Feast's to_dict returns for a stored value: the proto `_to_proto` builds, read back."""
+    return [PYTHON_TYPES.get(PROTO_FIELDS.get(kind, "string_val"), str) for _, kind in _fields(table)]
+
+
+def _python_values(values: list, types: list[Callable[[Any], Any]]) -> list:
+    """A stored JSON array as Feast would return it; fields missing from an older payload are None."""
+    return [None if value is None else cast(value) for cast, value in
+            zip(types, values + [None] * (len(types) - len(values)), strict=False)]
+
+
 class PackedSqliteOnlineStore(SqliteOnlineStore):
     def _get_conn(self, config: RepoConfig):
         fresh = self._conn is None
         conn = super()._get_conn(config)
         if fresh:
-            # Reads are point lookups all over the file: map it into memory instead of copying pages.
-            conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+            # Reads are point lookups all over a file far larger than what a process touches soon: copying
+            # pages from the OS cache beats a memory map's first-touch page faults (at 1M customers p99
+            # 1.0-1.2 ms against 1.9-2.1 ms). SQLite's own cache keeps the B-tree's inner pages (about 1%).
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIBIBYTES}")
         return conn
 
     def update(
@@ -190,6 +213,30 @@ class PackedSqliteOnlineStore(SqliteOnlineStore):
             protos = _protos(json.loads(payload), fields, wanted)
             moment = ts if isinstance(ts, datetime) else datetime.fromisoformat(str(ts))
             result.append((moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC), protos))
+        return result
+
+    def read_values(self, config: RepoConfig, tables: Sequence[FeatureView],
+                    customer_ids: Sequence[str]) -> list[dict[str, list]]:
+        """Per view, each found customer's values as Feast would return them, in the view's field order.
+
+        One query for all views and no protobufs: the fast path of `OnlineFeatureReader`."""
+        version = config.entity_key_serialization_version
+        by_key = {_entity_key(c, version): c for c in dict.fromkeys(customer_ids)}
+        keys = list(by_key)
+        result: list[dict[str, list]] = [{} for _ in tables]
+        if not tables:
+            return result
+        types = [_python_types(table) for table in tables]
+        names = [_packed_table(config, table) for table in tables]
+        conn = self._get_conn(config)
+        chunk = max(1, SQLITE_PARAMETERS // len(tables))
+        for start in range(0, len(keys), chunk):
+            part = keys[start:start + chunk]
+            marks = ",".join("?" * len(part))
+            query = " UNION ALL ".join(f"SELECT {i}, entity_key, payload FROM {name} WHERE entity_key IN ({marks})"
+                                       for i, name in enumerate(names))
+            for position, key, payload in conn.execute(query, part * len(tables)).fetchall():
+                result[position][by_key[key]] = _python_values(json.loads(payload), types[position])
         return result
 
 
@@ -282,6 +329,26 @@ class PackedRedisOnlineStore(RedisOnlineStore):
         fields = _fields(table)
         wanted = set(requested_features) if requested_features else None
         return [_decode_redis(raw, fields, wanted) for raw in self._get_client(config.online_store).mget(keys)]
+
+    def read_values(self, config: RepoConfig, tables: Sequence[FeatureView],
+                    customer_ids: Sequence[str]) -> list[dict[str, list]]:
+        """Per view, each found customer's values as Feast would return them, in the view's field order.
+
+        One MGET for all views and customers, no protobufs: the fast path of `OnlineFeatureReader`."""
+        version = config.entity_key_serialization_version
+        customers = list(dict.fromkeys(customer_ids))
+        keys = [_entity_key(c, version) for c in customers]
+        result: list[dict[str, list]] = [{} for _ in tables]
+        if not tables or not keys:
+            return result
+        raw_values = self._get_client(config.online_store).mget(
+            [self._key(config, table, key) for table in tables for key in keys])
+        for position, table in enumerate(tables):
+            types = _python_types(table)
+            for customer, raw in zip(customers, raw_values[position * len(keys):(position + 1) * len(keys)], strict=True):
+                if raw is not None:
+                    result[position][customer] = _python_values(json.loads(raw)["v"], types)
+        return result
 
     def _read_features_per_fv(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import shutil
 import socket
 import subprocess
@@ -13,12 +14,15 @@ import pandas as pd
 import pytest
 
 from cdp.config import FeatureSettings, load_settings
+from feature_repo.definitions import MODEL_FEATURE_VIEWS
 from features.feature_store import (
     FeatureStoreError,
+    _frame,
     apply_feature_definitions,
     get_online_features,
     get_training_features,
     materialize_online,
+    online_feature_reader,
     online_freshness,
     open_feature_store,
     push_realtime_signals,
@@ -178,3 +182,65 @@ def test_a_stale_or_never_loaded_online_store_is_reported(store_setup, tmp_path)
 
     never = online_freshness(Workspace.at(tmp_path), settings)
     assert never.stale and "never materialized" in never.message
+
+
+def read_through_feast(store, features, customers: list[str]) -> pd.DataFrame:
+    """Feast's own online path, as the reference the fast path must equal."""
+    response = store.get_online_features(features=features, entity_rows=[{"customer_id": c} for c in customers])
+    return pd.DataFrame(response.to_dict())
+
+
+def assert_same_as_feast(store, services: list[str], customers: list[str]) -> None:
+    reader = online_feature_reader(store, services)
+    ours = reader.read(customers)
+    references = [f"{view.name}:{name}" for view, wanted in zip(reader.views, reader.positions, strict=True)
+                  for _, name in wanted]
+    feast = read_through_feast(store, store.get_feature_service(services[0]) if len(services) == 1 else references,
+                               customers)
+    # Same columns (ours in the services' order, Feast's in set order), values and dtypes
+    assert ours.frame.columns[0] == "customer_id" and sorted(ours.frame.columns) == sorted(feast.columns)
+    pd.testing.assert_frame_equal(ours.frame, feast[ours.frame.columns])
+    assert ours.found == feast.drop(columns="customer_id").notna().any(axis=1).tolist()
+
+
+def test_the_fast_online_path_returns_what_feast_returns(store_setup):
+    # Given materialized features and a request with known, unknown and repeated customers
+    workspace, _, store = store_setup
+    known = latest_offline(workspace, "purchase_history").sample(30, random_state=1).index.tolist()
+    customers = [*known, "nobody", known[0]]
+    # When each service, and all of them at once (every view: the full vector), is read both ways
+    for services in [[name] for name in MODEL_FEATURE_VIEWS] + [list(MODEL_FEATURE_VIEWS)]:
+        # Then the frames are identical: values, Feast's Python types, dtypes, found flags
+        assert_same_as_feast(store, services, customers)
+        for customer in (known[0], known[1], "nobody"):  # one customer: dtypes differ from a batch's
+            assert_same_as_feast(store, services, [customer])
+    full = online_feature_reader(store, list(MODEL_FEATURE_VIEWS))
+    assert len(full.views) == len(store.list_feature_views()) and full is online_feature_reader(store, list(MODEL_FEATURE_VIEWS))
+    result = full.read(customers)
+    assert result.found == [True] * len(known) + [False, True]
+    assert result.frame.iloc[-2].drop("customer_id").isna().all()
+
+
+def test_the_fast_online_path_sees_a_push_at_once(store_setup):
+    # Given a customer's current SMS consent read through the fast path
+    workspace, _, store = store_setup
+    customer = latest_offline(workspace, "realtime_signals").index[-1]
+    before = get_online_features(store, "recommendation_v1", [customer]).frame.iloc[0]
+    flipped = 0 if before["latest_sms_consent"] == 1 else 1
+    # When the opposite is pushed
+    push_realtime_signals(store, pd.DataFrame({"customer_id": [customer], "latest_sms_consent": [flipped]}))
+    # Then the next fast read has it, as an int, and still equals Feast's read
+    after = get_online_features(store, "recommendation_v1", [customer]).frame.iloc[0]
+    assert after["latest_sms_consent"] == flipped and type(after["latest_sms_consent"]).__name__ == "int64"
+    assert after["last_order_epoch_seconds"] == before["last_order_epoch_seconds"]
+    assert_same_as_feast(store, ["recommendation_v1"], [customer, "nobody"])
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 3])
+def test_the_fast_frame_equals_what_pandas_builds(length):
+    # Given columns of every mix of the Python values online reads give (None, bool, int, float, str)
+    values = [None, True, 7, 2.5, "x"]
+    columns = {f"column_{i}": list(mix) for i, mix in enumerate(itertools.product(values, repeat=length))}
+    columns = columns or {"customer_id": [], "empty": []}
+    # Then the block-built frame equals pandas' own, dtypes included
+    pd.testing.assert_frame_equal(_frame(columns), pd.DataFrame(columns))
