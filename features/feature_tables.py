@@ -107,6 +107,9 @@ def build_feature_tables(workspace: Workspace, as_of: Sequence[dt.datetime]) -> 
         connection.close()
     created = pd.Timestamp(dt.datetime.now(dt.UTC))
     for family, frame in tables.items():
+        # DuckDB's parallel sums differ in the last bits between runs; rounding keeps rebuilds identical.
+        decimals = frame.select_dtypes("float").columns
+        frame[decimals] = frame[decimals].round(9)
         write_feature_table(feature_table_path(workspace, family), frame.assign(created_timestamp=created))
     _fingerprint_path(workspace).write_text(json.dumps(_inputs_fingerprint(workspace)))
     return {family: len(frame) for family, frame in tables.items()}

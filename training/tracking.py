@@ -34,6 +34,8 @@ def use_workspace_tracking(workspace: Workspace) -> MlflowClient:
     workspace.mlruns.mkdir(parents=True, exist_ok=True)
     for noisy in ("alembic", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # uv-made environments have no pip; MLflow warns about it on every logged model.
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
     uri = tracking_uri(workspace)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
