@@ -11,7 +11,7 @@ CUSTOMERS ?= 20000
 SEED ?= 42
 AS_OF ?= 2026-07-01
 
-.PHONY: help setup redis demo test lint format bench clean
+.PHONY: help setup redis demo test lint format serve bento bench clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -54,6 +54,13 @@ lint:  ## ruff lint and format check.
 format:  ## Apply ruff's fixes and formatting.
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
+
+serve: setup  ## Start the recommendation service on the workspace (needs CDP_SERVING__API_TOKEN).
+	$(RUN) cdp serve --workspace $(WORKSPACE) --port $${PORT:-3000}
+
+bento: setup  ## Build a Bento of the service (requirements exported from uv.lock).
+	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --format requirements-txt -q > requirements-serving.txt
+	$(RUN) bentoml build
 
 bench: setup  ## Benchmarks (slow, minutes); JSON results in bench-results/.
 	$(RUN) python -m tests.benchmarks.run --out bench-results

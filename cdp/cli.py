@@ -324,6 +324,48 @@ def evaluate_models(
     console.print(f"Written to {space.reports / 'model_evaluation.json'}")
 
 
+@evaluate_app.command("policy")
+def evaluate_policy_command(
+    truth: Annotated[Path, typer.Option("--truth", help="The simulator's output directory (or its truth/ folder).", file_okay=False)],
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """The recommendation policy's true incremental conversions and profit per 1,000 customers (from
+    the last `cdp score`), next to random, always-e-mail, most-engaged and the oracle's best policy."""
+    import pandas as pd
+
+    from features.feature_tables import feature_table_path
+    from serving.evaluation import evaluate_policy
+
+    space, settings = _context(workspace, config)
+    truth_dir = truth if (truth / "simulation.json").exists() else truth / "truth"
+    scores_path, identity_map = space.outputs / "scores.parquet", space.outputs / "identity_map.parquet"
+    for needed in (truth_dir / "simulation.json", identity_map, scores_path):
+        if not needed.exists():
+            raise _fail(f"{needed} not found" + ("; run `cdp score` first" if needed == scores_path else ""))
+    scores = pd.read_parquet(scores_path)
+    engagement = pd.read_parquet(feature_table_path(space, "engagement"))
+    engagement = engagement[pd.to_datetime(engagement["event_timestamp"], utc=True) == pd.Timestamp(scores["as_of"].iloc[0])]
+    with step_progress("evaluate the policy against the oracle") as progress:
+        progress.update(0, 1)
+        result = evaluate_policy(scores, engagement, pd.read_parquet(identity_map), truth_dir, settings.policy,
+                                 settings.training.conversion_window_days)
+        progress.update(1, 1)
+    space.reports.mkdir(parents=True, exist_ok=True)
+    (space.reports / "policy_evaluation.json").write_text(json.dumps(result, indent=2, default=float))
+    view = Table(title=f"Policies on {result['customers']:,} customers, true value per 1,000 (oracle, {result['as_of_day']})")
+    for column in ("policy", "incremental profit", "incremental conversions", "contacted"):
+        view.add_column(column, justify="left" if column == "policy" else "right")
+    for name, values in result["policies"].items():
+        view.add_row(name, f"{values['incremental_profit_per_1000']:.2f}", f"{values['incremental_conversions_per_1000']:.2f}",
+                     f"{values['contacted_share']:.1%}")
+    console.print(view)
+    share, ratio = result["share_of_oracle_profit"], result["ratio_to_always_email"]
+    console.print(f"our policy: {share:.1%} of the oracle's profit (bar 80%); "
+                  + (f"{ratio:.2f}x always-e-mail (bar 1.5x)" if ratio is not None else "always-e-mail makes no profit"))
+    console.print(f"Written to {space.reports / 'policy_evaluation.json'}")
+
+
 features_app = typer.Typer(help="Customer features and the Feast feature store.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 
@@ -515,19 +557,20 @@ def score(
     workspace: WorkspaceOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Score every customer with the champion models: churn probability, CLV and the conversion
-    probability of every candidate action. Writes data/outputs/scores.parquet and scores.json."""
+    """Score every customer with the champion models and decide with the recommendation policy:
+    churn probability, CLV, conversion probability per action, next best action, win-back, holdout,
+    reasons. Writes data/outputs/scores.parquet and scores.json (a summary)."""
     space, settings = _context(workspace, config)
     _score(space, settings, _one_time(as_of))
 
 
 def _score(space: Workspace, settings: Settings, as_of: dt.datetime) -> None:
-    from training.scoring import ScoringError, score_customers
+    from serving.batch import ScoringError, score_customer_base
 
     with step_progress("score") as progress:
         progress.update(0, 1)
         try:
-            scores, summary = score_customers(space, settings, as_of)
+            scores, summary = score_customer_base(space, settings, as_of)
         except ScoringError as error:
             raise _fail(str(error)) from error
         progress.update(1, 1)
@@ -535,12 +578,13 @@ def _score(space: Workspace, settings: Settings, as_of: dt.datetime) -> None:
                   + ", ".join(f"{name} v{version}" for name, version in summary.models.items()))
     for task, reason in summary.skipped.items():
         console.print(f"[yellow]not scored[/yellow] {task}: {reason}")
-    if "churn_probability" in scores:
-        console.print(f"  mean churn probability {scores['churn_probability'].mean():.3f}")
-    if "clv" in scores:
-        console.print(f"  total expected net revenue (CLV) {scores['clv'].sum():,.0f}")
-    if summary.actions:
-        console.print(f"  conversion probability per action: {', '.join(summary.actions)}")
+    if summary.mean_churn_probability is not None:
+        console.print(f"  mean churn probability {summary.mean_churn_probability:.3f}")
+    if summary.total_clv is not None:
+        console.print(f"  total expected net revenue (CLV) {summary.total_clv:,.0f}")
+    console.print("  next best action: " + ", ".join(f"{k} {v:,}" for k, v in summary.next_best_actions.items()))
+    console.print(f"  win-back today: {summary.win_back_customers:,}; holdout: {summary.holdout_customers:,}; "
+                  f"total expected incremental value {summary.total_expected_value:,.0f}")
     console.print(f"Written to {space.outputs / 'scores.parquet'} and scores.json")
 
 
@@ -575,6 +619,34 @@ def run(
         console.print("[yellow]no model could be trained, so nothing is scored[/yellow]")
         return
     _score(space, settings, moment)
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 3000,
+    host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 for every interface.")] = "127.0.0.1",
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Start the BentoML recommendation service on the workspace's champion models and online store.
+
+    POST /recommend, POST /events, POST /admin/reload (bearer token from serving.api_token);
+    GET /healthz, /readyz, /docs.
+    """
+    import os
+    import sys
+
+    space, settings = _context(workspace, config)
+    if not settings.serving.api_token:
+        console.print("[yellow]warning:[/yellow] serving.api_token is not set (CDP_SERVING__API_TOKEN): "
+                      "every protected endpoint will answer 401")
+    environment = {**os.environ, "CDP_WORKSPACE": str(space.root)}
+    if config is not None:
+        environment["CDP_CONFIG_FILE"] = str(config.resolve())
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:RecommendationService",
+               "--port", str(port), "--host", host]
+    console.print(f"Serving {space.root} on http://{host}:{port} (docs at /docs)")
+    os.execve(sys.executable, command, environment)
 
 
 @app.command()

@@ -18,6 +18,7 @@ import pandas as pd
 CHANNELS = ("email", "push", "sms")
 ORDER_CHANNELS = ("web", "app", "store", "phone")
 WINDOWS = (7, 30, 90, 365)
+RESPONSE_WINDOW_DAYS = 7
 AGE_BANDS = ((0, 18, "under_18"), (18, 25, "18_24"), (25, 35, "25_34"), (35, 45, "35_44"), (45, 55, "45_54"),
              (55, 65, "55_64"), (65, 200, "65_plus"))
 KEY_COLUMNS = ("customer_id", "event_timestamp")
@@ -151,7 +152,9 @@ def behaviour(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def engagement(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Per channel: sends, open and click rates, recency of contact; contact fatigue overall.
+    """Per channel: sends, open and click rates, recency of contact, and the response rate (share of
+    the last year's touches followed by an order within RESPONSE_WINDOW_DAYS, counted only once that
+    window closed before the snapshot; `none` = control touches); contact fatigue overall.
     Opens and clicks count only if they happened before the snapshot too."""
     per_channel = ",\n".join(
         f"""count(*) FILTER (WHERE channel = '{c}' AND happened_at >= as_of - INTERVAL 7 DAY) AS {c}_sends_7d,
@@ -162,15 +165,30 @@ def engagement(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         {_days_since(f"max(happened_at) FILTER (WHERE channel = '{c}')")} AS {c}_days_since_last_touch"""
         for c in CHANNELS
     )
+    response = ",\n".join(
+        f"""avg(CASE WHEN converted THEN 1.0 ELSE 0.0 END) FILTER (WHERE channel = '{c}'
+            AND happened_at >= as_of - INTERVAL 365 DAY AND happened_at < as_of - INTERVAL {RESPONSE_WINDOW_DAYS} DAY)
+            AS {c}_response_rate_365d"""
+        for c in (*CHANNELS, "none")
+    )
     selected = ", ".join(
         f"coalesce(e.{c}_sends_7d, 0) AS {c}_sends_7d, coalesce(e.{c}_sends_30d, 0) AS {c}_sends_30d, "
-        f"coalesce(e.{c}_sends_90d, 0) AS {c}_sends_90d, e.{c}_open_rate_90d, e.{c}_click_rate_90d, e.{c}_days_since_last_touch"
+        f"coalesce(e.{c}_sends_90d, 0) AS {c}_sends_90d, e.{c}_open_rate_90d, e.{c}_click_rate_90d, "
+        f"e.{c}_days_since_last_touch, e.{c}_response_rate_365d"
         for c in CHANNELS
     )
     query = f"""
-    WITH sent AS ({_customer_rows("touches", "sent_at", "t.channel, t.opened_at, t.clicked_at")}),
+    WITH touch_outcomes AS (
+        -- did the customer order within the response window after each touch? (known once the window is over)
+        SELECT t.*, EXISTS (
+            SELECT 1 FROM orders o JOIN identity_map mo USING (source, source_id)
+            WHERE mo.customer_id = mt.customer_id AND o.ordered_at > t.sent_at
+              AND o.ordered_at <= t.sent_at + INTERVAL {RESPONSE_WINDOW_DAYS} DAY) AS converted
+        FROM touches t JOIN identity_map mt USING (source, source_id)
+    ),
+    sent AS ({_customer_rows("touch_outcomes", "sent_at", "t.channel, t.opened_at, t.clicked_at, t.converted")}),
     by_snapshot AS (
-        SELECT customer_id, as_of, {per_channel},
+        SELECT customer_id, as_of, {per_channel}, {response},
                count(*) FILTER (WHERE channel <> 'none' AND happened_at >= as_of - INTERVAL 7 DAY) AS touches_7d,
                count(*) FILTER (WHERE channel <> 'none' AND happened_at >= as_of - INTERVAL 30 DAY) AS touches_30d
         FROM sent GROUP BY customer_id, as_of
@@ -179,7 +197,7 @@ def engagement(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         SELECT customer_id, as_of, count(*) AS consents_withdrawn_total
         FROM ({_customer_rows("consents", "recorded_at", "t.status")}) WHERE status = 'withdrawn' GROUP BY customer_id, as_of
     )
-    SELECT s.customer_id, s.as_of AS event_timestamp, {selected},
+    SELECT s.customer_id, s.as_of AS event_timestamp, {selected}, e.none_response_rate_365d,
            coalesce(e.touches_7d, 0) AS touches_7d, coalesce(e.touches_30d, 0) AS touches_30d,
            coalesce(w.consents_withdrawn_total, 0) AS consents_withdrawn_total
     FROM snapshots s

@@ -18,7 +18,7 @@ from sklearn.isotonic import IsotonicRegression
 Task = Literal["churn", "propensity", "clv"]
 TOUCH_COLUMNS = ("channel", "offer")
 """Inputs of the propensity model that describe the contact, not the customer."""
-TOUCH_CHANNEL_FEATURES = ("open_rate_90d", "click_rate_90d", "days_since_last_touch", "sends_90d")
+TOUCH_CHANNEL_FEATURES = ("open_rate_90d", "click_rate_90d", "days_since_last_touch", "sends_90d", "response_rate_365d")
 """Per-channel engagement features, also copied into `touched_*` for the channel being evaluated:
 the model then compares a customer's response across channels through one set of columns."""
 MONOTONE: dict[str, dict[str, int]] = {

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tests.training.conftest import AS_OF, prepare_workspace
+from tests.conftest import AS_OF, prepare_workspace
 from training.pipeline import TASKS, train_models, validation_path
 from training.tracking import CHALLENGER, CHAMPION, load_model, tracking_uri, use_workspace_tracking
 

@@ -1,0 +1,232 @@
+"""What the service does per request, without HTTP: resolve references, read online features, score,
+apply the policy, explain. The BentoML class only parses, calls this, and formats.
+
+Loaded once per worker (`RecommendationEngine.load`); `reload` swaps in new champions atomically so
+requests in flight finish on the models they started with.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cdp.config import Settings
+from cdp.workspace import Workspace
+from training.models import CustomerModel
+from training.scoring import score_features
+
+log = logging.getLogger("cdp.serving")
+POLICY_SERVICE = "recommendation_v1"
+REASON_TASKS = ("churn", "clv", "propensity")
+
+
+class EngineNotReadyError(RuntimeError):
+    """The engine cannot answer (no champion model, no online store); the message says what is missing."""
+
+
+@dataclass
+class IdentityLookup:
+    """(source, source_id) and standardized e-mail -> customer_id, held in memory (never logged)."""
+
+    by_record: dict[tuple[str, str], str]
+    by_email: dict[str, str]
+    customers: set[str]
+    email_rules: object
+
+    @classmethod
+    def load(cls, workspace: Workspace, settings: Settings) -> IdentityLookup:
+        from features.identity.standardize import EmailRules, standardize_email
+
+        identity_map = workspace.outputs / "identity_map.parquet"
+        if not identity_map.exists():
+            raise EngineNotReadyError(f"{identity_map} not found; run `cdp resolve` (or `cdp run`)")
+        records = pd.read_parquet(identity_map, columns=["source", "source_id", "customer_id"])
+        rules = EmailRules(settings.identity.email_strip_plus_tags, tuple(settings.identity.email_dotless_domains))
+        by_email: dict[str, str] = {}
+        profiles = workspace.outputs / "profiles.parquet"
+        if profiles.exists():
+            emails = pd.read_parquet(profiles, columns=["customer_id", "emails"]).explode("emails").dropna()
+            for customer, email in zip(emails["customer_id"], emails["emails"], strict=True):
+                key = standardize_email(str(email), rules)
+                if key:
+                    by_email.setdefault(key, customer)
+        by_record = dict(zip(zip(records["source"], records["source_id"], strict=True), records["customer_id"], strict=True))
+        return cls(by_record, by_email, set(records["customer_id"]), rules)
+
+    def resolve(self, reference: dict) -> str | None:
+        from features.identity.standardize import standardize_email
+
+        if reference.get("customer_id"):
+            return reference["customer_id"]
+        if reference.get("source") and reference.get("source_id"):
+            return self.by_record.get((reference["source"], str(reference["source_id"])))
+        if reference.get("email"):
+            key = standardize_email(str(reference["email"]), self.email_rules)
+            return self.by_email.get(key) if key else None
+        return None
+
+
+@dataclass
+class LoadedModels:
+    models: dict[str, CustomerModel]
+    versions: dict[str, str]
+    missing: dict[str, str]
+    loaded_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+
+class RecommendationEngine:
+    def __init__(self, workspace: Workspace, settings: Settings, store, identity: IdentityLookup,
+                 models: LoadedModels) -> None:
+        self.workspace, self.settings, self.store, self.identity = workspace, settings, store, identity
+        self._models = models
+        self._lock = threading.Lock()
+        self.features_loaded_at: str | None = None
+
+    @classmethod
+    def load(cls, workspace: Workspace, settings: Settings) -> RecommendationEngine:
+        from features.feature_store import open_feature_store
+
+        models = cls._load_models(workspace)
+        identity = IdentityLookup.load(workspace, settings)
+        store = open_feature_store(workspace, settings.features)
+        return cls(workspace, settings, store, identity, models)
+
+    @staticmethod
+    def _load_models(workspace: Workspace) -> LoadedModels:
+        from training.scoring import load_champions
+
+        models, versions, missing = load_champions(workspace)
+        return LoadedModels(models, versions, missing)
+
+    def reload(self) -> dict[str, str]:
+        """Load the registry's current champions and swap them in; requests in flight keep theirs."""
+        fresh = self._load_models(self.workspace)
+        with self._lock:
+            self._models = fresh
+        return fresh.versions
+
+    def readiness(self) -> list[str]:
+        """Problems that stop the engine from answering well; empty when ready."""
+        from features.feature_store import online_freshness
+
+        problems = [f"model {task}: {reason}" for task, reason in self._models.missing.items()]
+        freshness = online_freshness(self.workspace, self.settings.features)
+        self.features_loaded_at = freshness.materialized_at.isoformat() if freshness.materialized_at else None
+        if freshness.materialized_at is None:
+            problems.append(f"online store: {freshness.message}")
+        return problems  # a stale store still answers (logged as a warning): campaigns must get an answer
+
+    def online_features(self, customer_ids: Sequence[str]) -> tuple[pd.DataFrame, list[bool]]:
+        """Every feature the models and the policy need, one row per customer in request order."""
+        from features.feature_store import get_online_features
+
+        services = sorted({m.feature_service for m in self._models.models.values()} | {POLICY_SERVICE})
+        frame, found = pd.DataFrame({"customer_id": list(customer_ids)}), np.zeros(len(customer_ids), dtype=bool)
+        for service in services:
+            online = get_online_features(self.store, service, customer_ids)
+            extra = [c for c in online.frame.columns if c not in frame.columns]
+            frame = pd.concat([frame, online.frame[extra].reset_index(drop=True)], axis=1)
+            found |= np.asarray(online.found, dtype=bool)
+        return frame, found.tolist()
+
+    def recommend(self, references: Sequence[dict], context: dict | None = None) -> list[dict]:
+        """One answer per reference, in order; unknown customers get the documented cold-start answer."""
+        from serving.policy import recommend
+
+        context = context or {}
+        models = self._models
+        started = time.perf_counter()
+        customer_ids = [self.identity.resolve(r) for r in references]
+        known = [i for i, c in enumerate(customer_ids) if c is not None and c in self.identity.customers]
+        answers: list[dict] = [cold_start_answer(r, customer_ids[i]) for i, r in enumerate(references)]
+        if not known:
+            return answers
+        ids = [customer_ids[i] for i in known]
+        features, found = self.online_features(ids)
+        scores = score_features(features, models.models)
+        decisions = recommend(
+            pd.concat([features, scores.drop(columns="customer_id")], axis=1), self.settings.policy,
+            campaign_id=context.get("campaign_id"), allowed_channels=context.get("allowed_channels"),
+            alternatives=True, now=pd.Timestamp.now(tz="UTC"),
+        )
+        reasons = self._reasons(features, models)
+        for position, index in enumerate(known):
+            if not found[position]:
+                answers[index]["customer_id"] = ids[position]
+                continue
+            answers[index] = format_answer(ids[position], scores.iloc[position], decisions.iloc[position],
+                                           {t: r[position] for t, r in reasons.items()}, models.versions,
+                                           self.features_loaded_at)
+        log.debug("recommend: %d customers in %.1f ms", len(references), (time.perf_counter() - started) * 1000)
+        return answers
+
+    def _reasons(self, features: pd.DataFrame, models: LoadedModels) -> dict[str, list[list[str]]]:
+        from serving.reasons import reason_phrases
+
+        reasons = {}
+        for task in REASON_TASKS:
+            model = models.models.get(task)
+            if model is None:
+                continue
+            frame = features.assign(channel="email", offer="none") if task == "propensity" else features
+            contributions = model.contributions(frame)
+            reasons[task] = reason_phrases(contributions, model.prepare(frame))
+        return reasons
+
+    def push_events(self, events: pd.DataFrame) -> float:
+        """Fresh signals into the online store through the PushSource; returns seconds taken."""
+        from features.feature_store import push_realtime_signals
+
+        return push_realtime_signals(self.store, events)
+
+
+def cold_start_answer(reference: dict, customer_id: str | None) -> dict:
+    """An unknown customer: no scores, no consent on record, so no contact — said plainly."""
+    return {
+        "reference": _safe_reference(reference), "customer_id": customer_id, "found": False,
+        "scores": None, "next_best_action": "none", "next_best_channel": None, "expected_value": 0.0,
+        "alternatives": [], "win_back": {"eligible": False, "action": None, "timing": None},
+        "reasons": {}, "holdout": False,
+        "no_contact_reason": "unknown customer: no profile or consent on record (cold start)",
+        "model_versions": {}, "feature_timestamp": None,
+    }
+
+
+def _safe_reference(reference: dict) -> dict:
+    """Echo the reference without raw PII: an e-mail is shown masked."""
+    shown = {k: v for k, v in reference.items() if v is not None}
+    if "email" in shown:
+        local, _, domain = str(shown["email"]).partition("@")
+        shown["email"] = f"{local[:1]}***@{domain}"
+    return shown
+
+
+def _number(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
+
+
+def format_answer(customer_id: str, scores: pd.Series, decision: pd.Series, reasons: dict[str, list[str]],
+                  versions: dict[str, str], features_loaded_at: str | None) -> dict:
+    conversions = {k.removeprefix("conversion_"): _number(v) for k, v in scores.items() if k.startswith("conversion_")}
+    return {
+        "customer_id": customer_id, "found": True,
+        "scores": {"churn_probability": _number(scores.get("churn_probability")), "clv": _number(scores.get("clv")),
+                   "conversion_probability": conversions},
+        "next_best_action": decision["next_best_action"], "next_best_channel": decision.get("next_best_channel"),
+        "expected_value": _number(decision.get("expected_value")) or 0.0,
+        "policy_action": decision.get("policy_action"),
+        "alternatives": list(decision.get("alternatives") or []),
+        "win_back": {"eligible": bool(decision.get("win_back")), "action": decision.get("win_back_action"),
+                     "timing": decision.get("win_back_timing")},
+        "reasons": reasons, "holdout": bool(decision.get("holdout")),
+        "no_contact_reason": decision.get("no_contact_reason"),
+        "model_versions": dict(versions),
+        "feature_timestamp": features_loaded_at,
+    }
