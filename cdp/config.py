@@ -121,7 +121,63 @@ class TrainingSettings(_Section):
 
 
 class PolicySettings(_Section):
+    """The recommendation policy (serving/policy.py, docs/policy.md): eligibility, value, win-back,
+    holdout. Money is in the shop's currency (the same unit as order values and CLV)."""
+
     consent_mode: Literal["opt_in", "opt_out"] = "opt_in"
+    """opt_in: a channel needs a recorded grant (1). opt_out: allowed unless withdrawn (0)."""
+    channels: tuple[str, ...] = ("email", "push", "sms")
+    """Channels the policy may recommend (also limited to those the propensity model knows)."""
+    offers: tuple[str, ...] | None = None
+    """Discount offers the policy may recommend; None = every offer the propensity model knows.
+    The plain channel (no offer) is always a candidate."""
+    offer_depths: dict[str, float] = {}
+    """Discount depth (0-1) per offer name, for names that do not read `<n>pct` (e.g. `10pct` = 0.10)."""
+    channel_costs: dict[str, float] = {"email": 0.002, "push": 0.001, "sms": 0.05}
+    """Cost of one touch per channel (the simulator's); every channel in `channels` needs one."""
+    default_order_value: float = Field(50.0, gt=0)
+    """Expected order value of customers without an `average_order_value` (never ordered)."""
+    min_expected_value: float = 0.0
+    """A contact is recommended only when its expected incremental value exceeds this."""
+    reach_from_past_sends: bool = True
+    """A send on the channel in the last 90 days proves the customer is reachable on it when the
+    contact flag (e-mail/phone on file, app installed) says no; it never overrides consent."""
+    max_sends_7d: dict[str, int] = {"email": 3, "push": 3, "sms": 1}
+    """Frequency cap per channel: no new send once this many went out in the last 7 days."""
+    max_sends_30d: dict[str, int] = {"email": 10, "push": 8, "sms": 2}
+    """Frequency cap per channel over the last 30 days."""
+    quiet_days: dict[str, float] = {"email": 2.0, "push": 1.0, "sms": 7.0}
+    """Quiet period per channel: no send within this many days of the last one on it."""
+    quiet_days_any_channel: float = Field(1.0, ge=0)
+    """No send within this many days of the last touch on any channel."""
+    max_touches_7d: int = Field(5, ge=1)
+    """Cap over all channels: no new touch once this many went out in the last 7 days."""
+    max_touches_30d: int = Field(16, ge=1)
+    """Cap over all channels over the last 30 days."""
+    win_back_churn_threshold: float = Field(0.5, ge=0, le=1)
+    """Win-back candidates: churn probability at least this ..."""
+    win_back_lapse_days: float = Field(120.0, gt=0)
+    """... or no order for more than this many days (lapsed; the simulator's win-back rule)."""
+    win_back_save_rate: float = Field(0.1, gt=0, le=1)
+    """Assumed share of at-risk value a win-back contact saves: value saved = churn probability x
+    CLV x this; it must exceed the action's cost (touch and discount)."""
+    loyal_min_clv: float = Field(500.0, ge=0)
+    """Loyal high-value customers (CLV at least this, or net revenue over 365 days at least
+    `loyal_min_net_revenue_365d`) are won back without a discount."""
+    loyal_min_net_revenue_365d: float = Field(500.0, ge=0)
+    holdout_share: float = Field(0.05, ge=0, lt=1)
+    """Share of customers per campaign held out (no contact) to measure lift."""
+    default_campaign_id: str = "default"
+    """Campaign id hashed with the customer id when a request names none."""
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Refuse a channel without a cost and an offer depth outside [0, 1)."""
+        missing = [c for c in self.channels if c not in self.channel_costs]
+        if missing:
+            raise ValueError(f"channel_costs has no cost for channel(s) {missing}")
+        for name, depth in self.offer_depths.items():
+            if not 0 <= depth < 1:
+                raise ValueError(f"offer_depths[{name!r}] must be in [0, 1), got {depth}")
 
 
 class ServingSettings(_Section):

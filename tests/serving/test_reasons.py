@@ -1,0 +1,278 @@
+"""Reason codes: top SHAP drivers written as phrases with the customer's own values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.reasons import phrase, reason_phrases
+from training.models import MISSING_CATEGORY, TrainingParameters, fit_classifier
+
+
+def contributions(**values: float) -> pd.DataFrame:
+    return pd.DataFrame([values | {"bias": -1.0}])
+
+
+CUSTOMER = pd.DataFrame(
+    [
+        {
+            "days_since_last_order": 143.2,
+            "mean_days_between_orders": 35.4,
+            "low_csat_tickets_365d": 2,
+            "email_open_rate_90d": 0.6,
+            "push_open_rate_90d": None,
+            "orders_365d": 4,
+            "net_revenue_365d": 412.5,
+            "region": "north",
+            "channel": "email",
+            "loyalty_points": 1250.0,
+        }
+    ]
+)
+
+
+def test_phrases_carry_the_customers_values():
+    # Given: recency, low-satisfaction tickets and e-mail opens drive the score up
+    given = contributions(
+        days_since_last_order=0.9,
+        low_csat_tickets_365d=0.4,
+        email_open_rate_90d=0.2,
+        orders_365d=-0.5,
+    )
+    # When
+    [reasons] = reason_phrases(given, CUSTOMER)
+    # Then
+    assert reasons == [
+        "no purchase in 143 days; usually buys every 35",
+        "2 support tickets with low satisfaction in the last year",
+        "opened 60% of e-mails in the last 90 days",
+    ]
+
+
+def test_top_k_follows_the_contributions_and_the_direction():
+    given = contributions(
+        days_since_last_order=0.1, orders_365d=-0.8, net_revenue_365d=0.3, region=-0.05
+    )
+    [up] = reason_phrases(given, CUSTOMER, top=2)
+    [down] = reason_phrases(given, CUSTOMER, top=2, direction="down")
+    [both] = reason_phrases(given, CUSTOMER, top=3, direction="abs")
+    [one] = reason_phrases(given, CUSTOMER, top=1)
+    assert up == [
+        "net spend after returns 412 in the last year",
+        "no purchase in 143 days; usually buys every 35",
+    ]
+    assert down == ["4 orders in the last year", "lives in region north"]
+    assert both == [
+        "4 orders in the last year",
+        "net spend after returns 412 in the last year",
+        "no purchase in 143 days; usually buys every 35",
+    ]
+    assert one == up[:1]
+
+
+def test_only_features_pushing_in_the_direction_are_named():
+    [reasons] = reason_phrases(contributions(orders_365d=-0.4, region=0.0), CUSTOMER, top=3)
+    assert reasons == []
+
+
+def test_each_row_is_explained_with_its_own_values():
+    features = pd.DataFrame(
+        {
+            "days_since_last_order": [10.0, 300.0, np.nan],
+            "mean_days_between_orders": [20.0, np.nan, np.nan],
+        }
+    )
+    given = pd.DataFrame({"days_since_last_order": [1.0, 1.0, 1.0], "bias": [0.0, 0.0, 0.0]})
+    assert reason_phrases(given, features) == [
+        ["no purchase in 10 days; usually buys every 20"],
+        ["no purchase in 300 days"],
+        ["never ordered"],
+    ]
+
+
+def test_missing_values_are_phrased_sensibly():
+    missing = {
+        "days_since_last_order": None,
+        "average_order_value": np.nan,
+        "push_open_rate_90d": None,
+        "sms_days_since_last_touch": None,
+        "csat_mean_365d": None,
+        "days_since_last_app_open": None,
+        "email_consent": None,
+    }
+    assert phrase("days_since_last_order", missing) == "never ordered"
+    assert phrase("average_order_value", missing) == "never ordered"
+    assert phrase("push_open_rate_90d", missing) == "no push notifications in the last 90 days"
+    assert phrase("sms_days_since_last_touch", missing) == "never sent a text message"
+    assert phrase("csat_mean_365d", missing) == "no satisfaction rating in the last year"
+    assert phrase("days_since_last_app_open", missing) == "never opened the app"
+    assert phrase("email_consent", missing) == "consent to e-mails never recorded"
+    assert (
+        phrase("region", {"region": MISSING_CATEGORY}) == "region unknown"
+    )  # as a model encodes it
+
+
+def test_per_channel_and_per_window_families_share_a_template():
+    values = {
+        "push_click_rate_90d": 0.125,
+        "sms_sends_30d": 1,
+        "email_sends_7d": 3,
+        "tickets_90d": 1,
+        "gross_revenue_30d": 80.0,
+        "latest_push_consent": 0,
+        "share_of_orders_store": 0.5,
+    }
+    assert (
+        phrase("push_click_rate_90d", values)
+        == "clicked 12% of push notifications in the last 90 days"
+    )
+    assert phrase("sms_sends_30d", values) == "1 text message sent in the last 30 days"
+    assert phrase("email_sends_7d", values) == "3 e-mails sent in the last 7 days"
+    assert phrase("tickets_90d", values) == "1 support ticket in the last 90 days"
+    assert phrase("gross_revenue_30d", values) == "spent 80.00 in the last 30 days"
+    assert phrase("latest_push_consent", values) == "withdrew consent to push notifications"
+    assert phrase("share_of_orders_store", values) == "50% of orders via a store"
+
+
+def test_the_touched_channel_is_phrased_as_that_channel():
+    given = contributions(touched_open_rate_90d=0.7, channel=0.2)
+    [reasons] = reason_phrases(given, CUSTOMER)
+    assert reasons == ["opened 60% of e-mails in the last 90 days", "contacted by e-mail"]
+
+
+def test_unknown_features_fall_back_to_their_name_in_words():
+    assert phrase("loyalty_points", {"loyalty_points": 1250.0}) == "loyalty points is 1,250"
+    assert phrase("loyalty_points", {"loyalty_points": None}) == "loyalty points unknown"
+    assert phrase("attribute_vip_tier", {"attribute_vip_tier": "gold"}) == "vip tier is gold"
+    assert phrase("visits_14d", {"visits_14d": 2.25}) == "visits 14 days is 2.2"
+
+
+FEATURE_NAMES = [
+    "orders_total",
+    "gross_revenue_total",
+    "returned_total",
+    "net_revenue_total",
+    "net_revenue_365d",
+    "net_revenue_90d",
+    "return_rate",
+    "days_since_last_order",
+    "days_since_first_order",
+    "average_order_value",
+    "mean_days_between_orders",
+    "std_days_between_orders",
+    "overdue_ratio",
+    "orders_7d",
+    "gross_revenue_7d",
+    "orders_30d",
+    "orders_90d",
+    "orders_365d",
+    "gross_revenue_365d",
+    "order_trend_90d",
+    "revenue_smoothed_90d",
+    "discount_share",
+    "share_of_orders_web",
+    "share_of_orders_app",
+    "share_of_orders_phone",
+    "active_days_30d",
+    "events_30d",
+    "product_views_30d",
+    "cart_adds_30d",
+    "checkout_starts_30d",
+    "searches_30d",
+    "abandoned_carts_30d",
+    "days_since_last_visit",
+    "days_since_last_app_open",
+    "email_sends_90d",
+    "email_open_rate_90d",
+    "email_click_rate_90d",
+    "email_days_since_last_touch",
+    "touches_7d",
+    "touches_30d",
+    "consents_withdrawn_total",
+    "sms_consent",
+    "app_installed",
+    "has_email",
+    "has_phone",
+    "tickets_30d",
+    "tickets_365d",
+    "csat_mean_365d",
+    "low_csat_tickets_365d",
+    "days_since_last_ticket",
+    "age_band",
+    "region",
+    "source_records",
+    "latest_app_installed",
+    "last_order_epoch_seconds",
+    "last_visit_epoch_seconds",
+    "offer",
+    "channel",
+]
+
+
+@pytest.mark.parametrize("value", [None, 0, 1, 2.5, 0.25])
+def test_every_feature_reads_as_words_for_any_value(value):
+    for name in FEATURE_NAMES:
+        values = {
+            name: value
+            if name not in ("age_band", "region", "offer", "channel") or value is None
+            else {"age_band": "65_plus", "region": "west", "offer": "20pct", "channel": "sms"}[name]
+        }
+        text = phrase(name, values)
+        assert (
+            text
+            and "_" not in text.replace("e-mail", "")
+            and "nan" not in text
+            and "None" not in text
+        ), (name, text)
+
+
+def test_reasons_from_a_real_lightgbm_model():
+    # Given: churn driven by recency relative to the usual gap; exact SHAP contributions per row
+    rng = np.random.default_rng(0)
+
+    def sample(rows: int) -> tuple[pd.DataFrame, np.ndarray]:
+        frame = pd.DataFrame(
+            {
+                "days_since_last_order": rng.exponential(60, rows),
+                "mean_days_between_orders": rng.gamma(2, 25, rows),
+                "orders_365d": rng.poisson(4, rows).astype(float),
+            }
+        )
+        risk = (
+            frame["days_since_last_order"] / frame["mean_days_between_orders"]
+            - 0.2 * frame["orders_365d"]
+        )
+        return frame, (rng.random(rows) < 1 / (1 + np.exp(-(risk - 1)))).astype(float)
+
+    model = fit_classifier(
+        "churn",
+        *sample(3000),
+        *sample(1000),
+        TrainingParameters(max_rounds=60, min_data_in_leaf=20, threads=1),
+        "churn_v1",
+    )
+    customers = pd.DataFrame(
+        {
+            "days_since_last_order": [400.0, 2.0],
+            "mean_days_between_orders": [20.0, 60.0],
+            "orders_365d": [1.0, 12.0],
+        }
+    )
+    # When
+    shap = model.contributions(customers)
+    reasons = reason_phrases(shap, customers, top=1)
+    safe = reason_phrases(shap, customers, top=1, direction="down")
+    # Then: the lapsed customer's risk is explained by their recency, with their numbers; the
+    # recent buyer has nothing raising the risk, and what lowers it most is named
+    assert reasons == [["no purchase in 400 days; usually buys every 20"], []]
+    strongest = shap.drop(columns="bias").iloc[1].idxmin()
+    assert safe[1] == [phrase(strongest, customers.iloc[1])]
+    assert any(number in safe[1][0] for number in ("2 days", "60", "12 orders"))
+
+
+def test_contributions_and_features_must_line_up():
+    with pytest.raises(ValueError, match="rows"):
+        reason_phrases(contributions(orders_365d=1.0), pd.concat([CUSTOMER, CUSTOMER]))
+    with pytest.raises(ValueError, match="direction"):
+        reason_phrases(contributions(orders_365d=1.0), CUSTOMER, direction="sideways")  # type: ignore[arg-type]
