@@ -33,10 +33,12 @@ demo: setup  ## Simulate a retailer, then run the main job on it (ingest, resolv
 	$(RUN) cdp run --raw $(WORKSPACE)/data/raw --as-of $(AS_OF) --workspace $(WORKSPACE)
 	$(RUN) cdp evaluate identity --truth $(WORKSPACE)/data/raw --workspace $(WORKSPACE)
 	$(RUN) cdp evaluate models --truth $(WORKSPACE)/data/raw --workspace $(WORKSPACE)
+	$(RUN) cdp evaluate policy --truth $(WORKSPACE)/data/raw --workspace $(WORKSPACE)
 	@echo
 	@echo "Demo done. Next:"
 	@echo "  scores:             $(WORKSPACE)/data/outputs/scores.parquet (summary in scores.json)"
 	@echo "  MLflow UI:          $(RUN) mlflow ui --backend-store-uri sqlite:///$(WORKSPACE)/mlruns/mlflow.db"
+	@echo "  the service:        CDP_SERVING__API_TOKEN=change-me make serve   (docs at http://127.0.0.1:3000/docs)"
 	@echo "  golden profiles:    $(WORKSPACE)/data/outputs/profiles.parquet"
 	@echo "  explain a customer: $(RUN) cdp identity explain C000000001"
 	@echo "  feature tables:     $(WORKSPACE)/data/features/   (Feast: $(WORKSPACE)/data/feast/)"

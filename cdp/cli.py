@@ -366,6 +366,41 @@ def evaluate_policy_command(
     console.print(f"Written to {space.reports / 'policy_evaluation.json'}")
 
 
+report_app = typer.Typer(help="Reports on what the recommendations did.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("lift")
+def report_lift(
+    campaign: Annotated[str, typer.Option("--campaign", help="The campaign id: the holdout salt and the touches' campaign_id.")],
+    window_days: Annotated[int | None, typer.Option(min=1, help="Days after the decision to count orders (default: the conversion window).")] = None,
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Incremental conversion and revenue of treated customers against the campaign's holdout, with
+    95% intervals, from the last `cdp score` (run with this campaign) and later touches and orders."""
+    import pandas as pd
+
+    from serving.lift import campaign_groups, measure_lift
+    from training.datasets import read_activity
+
+    space, settings = _context(workspace, config)
+    scores_path = space.outputs / "scores.parquet"
+    if not scores_path.exists():
+        raise _fail(f"{scores_path} not found; run `cdp score` first")
+    scores = pd.read_parquet(scores_path)
+    activity = read_activity(space)
+    groups = campaign_groups(scores, activity["touches"], campaign)
+    if groups.empty:
+        raise _fail(f"no customer of campaign {campaign!r} in {scores_path}: no touches with that campaign_id "
+                    "after a contact recommendation, and no holdout")
+    start = pd.Timestamp(scores["as_of"].iloc[0])
+    result = measure_lift(groups, activity["orders"], start, window_days or settings.training.conversion_window_days)
+    space.reports.mkdir(parents=True, exist_ok=True)
+    (space.reports / f"lift-{campaign}.json").write_text(json.dumps(result, indent=2))
+    typer.echo(json.dumps(result, indent=2))
+
+
 features_app = typer.Typer(help="Customer features and the Feast feature store.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 
@@ -554,6 +589,7 @@ def _train(space: Workspace, settings: Settings, model: str, as_of: dt.datetime,
 @app.command()
 def score(
     as_of: Annotated[list[str], typer.Option("--as-of", help="Score with what is known before this date.")] = ...,  # noqa: B008
+    campaign: Annotated[str | None, typer.Option("--campaign", help="Campaign id: salts the holdout (default: policy.default_campaign_id).")] = None,
     workspace: WorkspaceOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -561,16 +597,16 @@ def score(
     churn probability, CLV, conversion probability per action, next best action, win-back, holdout,
     reasons. Writes data/outputs/scores.parquet and scores.json (a summary)."""
     space, settings = _context(workspace, config)
-    _score(space, settings, _one_time(as_of))
+    _score(space, settings, _one_time(as_of), campaign)
 
 
-def _score(space: Workspace, settings: Settings, as_of: dt.datetime) -> None:
+def _score(space: Workspace, settings: Settings, as_of: dt.datetime, campaign: str | None = None) -> None:
     from serving.batch import ScoringError, score_customer_base
 
     with step_progress("score") as progress:
         progress.update(0, 1)
         try:
-            scores, summary = score_customer_base(space, settings, as_of)
+            scores, summary = score_customer_base(space, settings, as_of, campaign)
         except ScoringError as error:
             raise _fail(str(error)) from error
         progress.update(1, 1)

@@ -65,14 +65,14 @@ def retrieve_scoring_features(workspace: Workspace, settings: Settings, services
 
 
 def decide(features: pd.DataFrame, scores: pd.DataFrame, settings: Settings, models: dict,
-           now: pd.Timestamp) -> pd.DataFrame:
+           now: pd.Timestamp, campaign_id: str | None = None) -> pd.DataFrame:
     """Scores plus the policy's decisions and, for the customers someone will act on (a contact or a
     win-back), the churn model's top reasons."""
     from serving.policy import recommend
     from serving.reasons import reason_phrases
 
     decisions = recommend(pd.concat([features.reset_index(drop=True), scores.drop(columns="customer_id")], axis=1),
-                          settings.policy, alternatives=False, now=now)
+                          settings.policy, campaign_id=campaign_id, alternatives=False, now=now)
     result = scores.copy()
     for column in [*POLICY_COLUMNS, *(c for c in decisions.columns if c.startswith("eligible_"))]:
         if column in decisions:
@@ -82,13 +82,15 @@ def decide(features: pd.DataFrame, scores: pd.DataFrame, settings: Settings, mod
     if "churn" in models and acted_on.any():
         chosen = features.reset_index(drop=True)[acted_on]
         model = models["churn"]
-        phrases = reason_phrases(model.contributions(chosen), model.prepare(chosen))
+        phrases = reason_phrases(*model.explain(chosen))
         reasons[np.flatnonzero(acted_on)] = ["; ".join(p) for p in phrases]
     result["reasons"] = reasons.to_numpy()
     return result
 
 
-def score_customer_base(workspace: Workspace, settings: Settings, as_of: dt.datetime) -> tuple[pd.DataFrame, ScoreSummary]:
+def score_customer_base(workspace: Workspace, settings: Settings, as_of: dt.datetime,
+                        campaign_id: str | None = None) -> tuple[pd.DataFrame, ScoreSummary]:
+    """Score and decide for every customer; `campaign_id` salts the holdout (default: the policy's)."""
     models, versions, missing = load_champions(workspace)
     if not models:
         raise ScoringError("no champion model in the registry; run `cdp train` first ("
@@ -97,7 +99,7 @@ def score_customer_base(workspace: Workspace, settings: Settings, as_of: dt.date
     moment = moment.tz_convert("UTC") if moment.tzinfo else moment.tz_localize("UTC")
     services = {m.feature_service for m in models.values()} | {POLICY_SERVICE}
     features = retrieve_scoring_features(workspace, settings, services, moment)
-    scores = decide(features, score_features(features, models), settings, models, moment)
+    scores = decide(features, score_features(features, models), settings, models, moment, campaign_id)
     scores.insert(1, "as_of", moment)
     workspace.outputs.mkdir(parents=True, exist_ok=True)
     scores.to_parquet(workspace.outputs / "scores.parquet", index=False)

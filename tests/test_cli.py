@@ -12,7 +12,7 @@ from cdp.cli import app
 from features.contract import CONTRACTS
 
 runner = CliRunner()
-COMMANDS = ["simulate", "ingest", "resolve", "identity explain", "evaluate identity", "evaluate models", "features build", "train", "score", "run", "serve",
+COMMANDS = ["simulate", "ingest", "resolve", "identity explain", "evaluate identity", "evaluate models", "features build", "train", "score", "run", "serve", "report lift", "evaluate policy",
             "features apply", "features materialize", "push", "contract", "config"]
 
 
