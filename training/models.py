@@ -7,6 +7,7 @@ Spark all call the same `predict`. Nothing here reads or writes storage.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,16 +19,20 @@ from sklearn.isotonic import IsotonicRegression
 Task = Literal["churn", "propensity", "clv"]
 TOUCH_COLUMNS = ("channel", "offer")
 """Inputs of the propensity model that describe the contact, not the customer."""
-TOUCH_CHANNEL_FEATURES = ("open_rate_90d", "click_rate_90d", "days_since_last_touch", "sends_90d", "response_rate_365d")
-"""Per-channel engagement features, also copied into `touched_*` for the channel being evaluated:
-the model then compares a customer's response across channels through one set of columns."""
+TOUCH_CHANNEL_FEATURES = ("open_rate_90d", "click_rate_90d", "response_rate_365d")
+"""Per-channel engagement rates, also copied into `touched_*` for the channel being evaluated (0 for
+no contact or no evidence): the model compares a customer's response across channels through one set
+of columns, held monotone so that a contact never lowers the predicted chance of buying."""
 MONOTONE: dict[str, dict[str, int]] = {
     # Churn risk does not fall as recency worsens, nor rise with more recent orders.
     "churn": {"days_since_last_order": 1, "orders_365d": -1},
     # More recent net spend and orders do not lower expected value.
     "clv": {"net_revenue_365d": 1, "orders_365d": 1},
-    "propensity": {},
+    # A contact, and a deeper discount, never lower the chance of buying: uplift is not negative.
+    "propensity": {},  # every touch_<channel> indicator, touch_offer_depth and touched_* rate: see _monotone_vector
 }
+TOUCH_CHANNELS = ("email", "push", "sms")
+"""Default contact channels; a propensity model uses the channels of its training touches."""
 MISSING_CATEGORY = "(missing)"
 
 
@@ -123,22 +128,31 @@ class FeatureEncoding:
         return pd.DataFrame(encoded, index=row_index)
 
 
-def add_touch_features(frame: pd.DataFrame) -> pd.DataFrame:
+def add_touch_features(frame: pd.DataFrame, channels: Sequence[str] = TOUCH_CHANNELS) -> pd.DataFrame:
     """Copy the touched channel's engagement features into `touched_*` (NaN for no contact)."""
-    return frame.assign(**touch_features(frame))
+    return frame.assign(**touch_features(frame, channels))
 
 
-def touch_features(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The `touched_*` columns for each row's channel."""
+def offer_depths(offers: pd.Series) -> np.ndarray:
+    """`10pct` -> 0.10; `none` or missing -> 0; other names -> NaN (unknown depth)."""
+    text = offers.astype(object).where(offers.notna(), "none").astype(str)
+    depth = pd.to_numeric(text.str.extract(r"^(\d+(?:\.\d+)?)pct$")[0], errors="coerce") / 100
+    return np.where(text == "none", 0.0, depth.to_numpy(dtype=float))
+
+
+def touch_features(frame: pd.DataFrame, channels: Sequence[str] = TOUCH_CHANNELS) -> dict[str, np.ndarray]:
+    """What describes the contact, as numbers the model can hold monotone: one indicator per channel,
+    the offer's depth, and the touched channel's engagement (`touched_*`, NaN for no contact)."""
     channel = frame["channel"].astype(object).where(frame["channel"].notna(), "none").to_numpy()
-    added = {}
+    added = {f"touch_{c}": (channel == c).astype(float) for c in channels}
+    added["touch_offer_depth"] = offer_depths(frame["offer"]) if "offer" in frame else np.zeros(len(frame))
     for name in TOUCH_CHANNEL_FEATURES:
-        values = np.full(len(frame), np.nan)
+        values = np.zeros(len(frame))
         for level in pd.unique(channel):
             column = f"{level}_{name}"
             if column in frame.columns:
                 chosen = channel == level
-                values[chosen] = pd.to_numeric(frame[column].to_numpy()[chosen], errors="coerce")
+                values[chosen] = np.nan_to_num(pd.to_numeric(frame[column].to_numpy()[chosen], errors="coerce"))
         added[f"touched_{name}"] = values
     return added
 
@@ -190,19 +204,24 @@ class CustomerModel:
     calibration: Calibration | None = None
     variant: str = "classifier"
     feature_service: str = ""
+    channels: list[str] = field(default_factory=list)
+    """Propensity: the contact channels and offers seen in training, i.e. the candidate actions."""
+    offers: list[str] = field(default_factory=list)
 
     @property
     def input_columns(self) -> list[str]:
         """What callers must pass: the FeatureService's features (plus channel and offer for propensity)."""
-        derived = {f"touched_{name}" for name in TOUCH_CHANNEL_FEATURES}
-        return [c for c in self.encoding.columns if c not in derived]
+        derived = {f"touched_{name}" for name in TOUCH_CHANNEL_FEATURES} | {f"touch_{c}" for c in self.channels}
+        derived.add("touch_offer_depth")
+        columns = [c for c in self.encoding.columns if c not in derived]
+        return [*columns, *TOUCH_COLUMNS] if self.task == "propensity" else columns
 
     def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The encoded input as a frame (categories named): what plots and reason phrases read."""
         return self.encoding.frame_of(self._matrix(frame), frame.index)
 
     def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.encoding.matrix(frame, touch_features(frame) if self.task == "propensity" else None)
+        return self.encoding.matrix(frame, touch_features(frame, self.channels) if self.task == "propensity" else None)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         encoded = self._matrix(frame)
@@ -238,7 +257,8 @@ def _threads_for(rows: int) -> int:
 
 def _monotone_vector(task: Task, columns: list[str]) -> list[int]:
     rules = MONOTONE.get(task, {})
-    return [rules.get(c, 0) for c in columns]
+    touch = task == "propensity"
+    return [1 if touch and c.startswith("touch") else rules.get(c, 0) for c in columns]
 
 
 def _boost(parameters: dict, train: lightgbm.Dataset, tune: lightgbm.Dataset, rounds: int, patience: int):
@@ -249,8 +269,13 @@ def _boost(parameters: dict, train: lightgbm.Dataset, tune: lightgbm.Dataset, ro
 def fit_classifier(task: Task, train: pd.DataFrame, train_labels: np.ndarray, tune: pd.DataFrame,
                    tune_labels: np.ndarray, parameters: TrainingParameters, feature_service: str) -> CustomerModel:
     """Binary LightGBM with early stopping and isotonic calibration, both on the tuning rows."""
+    vocabulary = {}
     if task == "propensity":
-        train, tune = add_touch_features(train), add_touch_features(tune)
+        vocabulary = {"channels": sorted(set(train["channel"].dropna()) - {"none"}),
+                      "offers": sorted(set(train["offer"].fillna("none")))}
+        # The raw channel and offer stay out: as categories they would let the model make contact hurt.
+        train = add_touch_features(train, vocabulary["channels"]).drop(columns=list(TOUCH_COLUMNS))
+        tune = add_touch_features(tune, vocabulary["channels"]).drop(columns=list(TOUCH_COLUMNS))
     encoding = FeatureEncoding.fit(train)
     train_set = lightgbm.Dataset(encoding.transform(train), label=train_labels, free_raw_data=False)
     tune_set = lightgbm.Dataset(encoding.transform(tune), label=tune_labels, reference=train_set)
@@ -258,7 +283,8 @@ def fit_classifier(task: Task, train: pd.DataFrame, train_labels: np.ndarray, tu
                      parameters.max_rounds, parameters.early_stopping_rounds)
     raw = booster.predict(encoding.transform(tune))
     calibration = Calibration.fit(raw, tune_labels, "platt" if task == "propensity" else "isotonic")
-    return CustomerModel(task, encoding, {"classifier": booster}, calibration, "classifier", feature_service)
+    return CustomerModel(task, encoding, {"classifier": booster}, calibration, "classifier", feature_service,
+                         **vocabulary)
 
 
 def fit_value_models(train: pd.DataFrame, train_values: np.ndarray, tune: pd.DataFrame,

@@ -13,8 +13,8 @@ NO_CONTACT = "none"
 
 def candidate_actions(model: CustomerModel) -> list[tuple[str, str]]:
     """(channel, offer) pairs the propensity model knows from the touch history; no contact first."""
-    channels = [c for c in model.encoding.categories.get("channel", []) if c not in (MISSING_CATEGORY, NO_CONTACT)]
-    offers = [o for o in model.encoding.categories.get("offer", []) if o != MISSING_CATEGORY]
+    channels = [c for c in model.channels if c not in (MISSING_CATEGORY, NO_CONTACT)]
+    offers = [o for o in model.offers if o != MISSING_CATEGORY]
     offers = sorted(offers, key=lambda o: (o != NO_CONTACT, o)) or [NO_CONTACT]
     return [(NO_CONTACT, NO_CONTACT)] + [(c, o) for c in sorted(channels) for o in offers]
 

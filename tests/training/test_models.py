@@ -97,7 +97,7 @@ def test_touch_features_copy_the_touched_channel():
                           "sms_open_rate_90d": [0.1, 0.2, 0.9]})
     result = add_touch_features(frame)
     assert result["touched_open_rate_90d"].tolist()[:2] == [0.5, 0.2]
-    assert np.isnan(result["touched_open_rate_90d"].iloc[2])
+    assert result["touched_open_rate_90d"].iloc[2] == 0  # no contact: no evidence of response
 
 
 def test_clv_candidates_rank_big_spenders_first():
@@ -111,3 +111,28 @@ def test_clv_candidates_rank_big_spenders_first():
         assert (predicted >= 0).all()
         ranked = value[2000:][np.argsort(-predicted)]
         assert ranked[:100].mean() > 2 * ranked[500:].mean()
+
+
+def test_a_contact_never_lowers_the_predicted_chance_of_buying():
+    # Given: touches where e-mail helps the responsive, push helps nobody, and noise is heavy
+    rng = np.random.default_rng(13)
+    rows = 6000
+    frame = pd.DataFrame({
+        "email_click_rate_90d": rng.random(rows), "push_click_rate_90d": rng.random(rows),
+        "sms_click_rate_90d": rng.random(rows), "days_since_last_order": rng.exponential(50, rows),
+        "channel": rng.choice(["none", "email", "push", "sms"], rows),
+        "offer": rng.choice(["none", "10pct"], rows),
+    })
+    base = 0.1 + 0.1 * (frame["days_since_last_order"] < 30)
+    boost = np.where(frame["channel"] == "email", 0.2 * frame["email_click_rate_90d"], 0.0)
+    labels = (rng.random(rows) < base + boost).astype(float)
+    model = fit_classifier("propensity", frame[:4500], labels[:4500], frame[4500:], labels[4500:], FAST, "propensity_v1")
+    # When: every customer is scored with each action
+    probe = frame[4500:].reset_index(drop=True)
+    untouched = model.predict(probe.assign(channel="none", offer="none"))
+    # Then: no action scores below no contact, and deeper discounts never score lower
+    for channel in ("email", "push", "sms"):
+        plain = model.predict(probe.assign(channel=channel, offer="none"))
+        assert (plain >= untouched - 1e-12).all(), channel
+        assert (model.predict(probe.assign(channel=channel, offer="10pct")) >= plain - 1e-12).all()
+    assert model.channels == ["email", "push", "sms"] and model.offers == ["10pct", "none"]
