@@ -19,17 +19,17 @@ from sklearn.isotonic import IsotonicRegression
 Task = Literal["churn", "propensity", "clv"]
 TOUCH_COLUMNS = ("channel", "offer")
 """Inputs of the propensity model that describe the contact, not the customer."""
-TOUCH_CHANNEL_FEATURES = ("open_rate_90d", "click_rate_90d", "response_rate_365d")
-"""Per-channel engagement rates, also copied into `touched_*` for the channel being evaluated (0 for
-no contact or no evidence): the model compares a customer's response across channels through one set
-of columns, held monotone so that a contact never lowers the predicted chance of buying."""
+TOUCH_CHANNEL_FEATURES = ("open_rate_90d", "click_rate_90d", "days_since_last_touch", "sends_90d", "response_rate_365d")
+"""Per-channel engagement features, also copied into `touched_*` for the channel being evaluated (NaN
+for no contact): the model compares a customer's response across channels through one set of columns.
+Left unconstrained: holding them monotone (with 0 for no contact) erased the uplift signal."""
 MONOTONE: dict[str, dict[str, int]] = {
     # Churn risk does not fall as recency worsens, nor rise with more recent orders.
     "churn": {"days_since_last_order": 1, "orders_365d": -1},
     # More recent net spend and orders do not lower expected value.
     "clv": {"net_revenue_365d": 1, "orders_365d": 1},
     # A contact, and a deeper discount, never lower the chance of buying: uplift is not negative.
-    "propensity": {},  # every touch_<channel> indicator, touch_offer_depth and touched_* rate: see _monotone_vector
+    "propensity": {},  # every touch_<channel> indicator and touch_offer_depth: see _monotone_vector
 }
 TOUCH_CHANNELS = ("email", "push", "sms")
 """Default contact channels; a propensity model uses the channels of its training touches."""
@@ -147,12 +147,12 @@ def touch_features(frame: pd.DataFrame, channels: Sequence[str] = TOUCH_CHANNELS
     added = {f"touch_{c}": (channel == c).astype(float) for c in channels}
     added["touch_offer_depth"] = offer_depths(frame["offer"]) if "offer" in frame else np.zeros(len(frame))
     for name in TOUCH_CHANNEL_FEATURES:
-        values = np.zeros(len(frame))
+        values = np.full(len(frame), np.nan)
         for level in pd.unique(channel):
             column = f"{level}_{name}"
             if column in frame.columns:
                 chosen = channel == level
-                values[chosen] = np.nan_to_num(pd.to_numeric(frame[column].to_numpy()[chosen], errors="coerce"))
+                values[chosen] = pd.to_numeric(frame[column].to_numpy()[chosen], errors="coerce")
         added[f"touched_{name}"] = values
     return added
 
@@ -258,7 +258,7 @@ def _threads_for(rows: int) -> int:
 def _monotone_vector(task: Task, columns: list[str]) -> list[int]:
     rules = MONOTONE.get(task, {})
     touch = task == "propensity"
-    return [1 if touch and c.startswith("touch") else rules.get(c, 0) for c in columns]
+    return [1 if touch and c.startswith("touch_") else rules.get(c, 0) for c in columns]
 
 
 def _boost(parameters: dict, train: lightgbm.Dataset, tune: lightgbm.Dataset, rounds: int, patience: int):

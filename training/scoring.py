@@ -3,6 +3,7 @@ candidate action, for any frame of features. Used by batch scoring and the servi
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from cdp.workspace import Workspace
@@ -42,6 +43,9 @@ def score_features(features: pd.DataFrame, models: dict[str, CustomerModel]) -> 
         stacked = features.loc[features.index.repeat(len(actions))].assign(
             channel=[c for c, _ in actions] * len(features), offer=[o for _, o in actions] * len(features))
         probabilities = model.predict(stacked).reshape(len(features), len(actions))
+        # A contact never lowers the chance of buying: the channel indicators and offer depth are
+        # monotone in the model, but the touched channel's engagement is not, so hold the floor here.
+        probabilities[:, 1:] = np.maximum(probabilities[:, 1:], probabilities[:, :1])
         for position, (channel, offer) in enumerate(actions):
             scores[conversion_column(channel, offer)] = probabilities[:, position]
     return scores

@@ -97,7 +97,7 @@ def test_touch_features_copy_the_touched_channel():
                           "sms_open_rate_90d": [0.1, 0.2, 0.9]})
     result = add_touch_features(frame)
     assert result["touched_open_rate_90d"].tolist()[:2] == [0.5, 0.2]
-    assert result["touched_open_rate_90d"].iloc[2] == 0  # no contact: no evidence of response
+    assert np.isnan(result["touched_open_rate_90d"].iloc[2])
 
 
 def test_clv_candidates_rank_big_spenders_first():
@@ -113,8 +113,10 @@ def test_clv_candidates_rank_big_spenders_first():
         assert ranked[:100].mean() > 2 * ranked[500:].mean()
 
 
-def test_a_contact_never_lowers_the_predicted_chance_of_buying():
+def test_no_scored_action_is_worth_less_than_no_contact():
     # Given: touches where e-mail helps the responsive, push helps nobody, and noise is heavy
+    from training.scoring import score_features
+
     rng = np.random.default_rng(13)
     rows = 6000
     frame = pd.DataFrame({
@@ -128,11 +130,12 @@ def test_a_contact_never_lowers_the_predicted_chance_of_buying():
     labels = (rng.random(rows) < base + boost).astype(float)
     model = fit_classifier("propensity", frame[:4500], labels[:4500], frame[4500:], labels[4500:], FAST, "propensity_v1")
     # When: every customer is scored with each action
-    probe = frame[4500:].reset_index(drop=True)
-    untouched = model.predict(probe.assign(channel="none", offer="none"))
-    # Then: no action scores below no contact, and deeper discounts never score lower
+    probe = frame[4500:].drop(columns=["channel", "offer"]).reset_index(drop=True).assign(customer_id="C")
+    scores = score_features(probe, {"propensity": model})
+    # Then: no action scores below no contact; a discount never scores below the same channel without
     for channel in ("email", "push", "sms"):
-        plain = model.predict(probe.assign(channel=channel, offer="none"))
-        assert (plain >= untouched - 1e-12).all(), channel
-        assert (model.predict(probe.assign(channel=channel, offer="10pct")) >= plain - 1e-12).all()
+        assert (scores[f"conversion_{channel}"] >= scores["conversion_none"]).all(), channel
+        assert (model.predict(probe.assign(channel=channel, offer="10pct"))
+                >= model.predict(probe.assign(channel=channel, offer="none")) - 1e-12).all()
+    assert scores["conversion_email"].mean() > scores["conversion_push"].mean()
     assert model.channels == ["email", "push", "sms"] and model.offers == ["10pct", "none"]
