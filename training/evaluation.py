@@ -28,13 +28,15 @@ def oracle_day(snapshot: pd.Timestamp) -> str:
     return (pd.Timestamp(snapshot).tz_convert("UTC") - pd.Timedelta(days=1)).date().isoformat()
 
 
-def compare_churn(validation: pd.DataFrame, people: pd.Series, oracle, horizon_days: int) -> dict:
+def _rows_with_truth(validation: pd.DataFrame, people: pd.Series, truth_at) -> pd.DataFrame:
+    """The test rows joined to the oracle's answer (person_id + value) at each snapshot."""
     rows = _with_person(validation, people)
-    truth = pd.concat([
-        oracle.churn_probability(oracle_day(t), horizon_days=horizon_days).assign(event_timestamp=t)
-        for t in rows["event_timestamp"].unique()
-    ])
-    rows = rows.merge(truth, on=["person_id", "event_timestamp"], how="inner")
+    truth = pd.concat([truth_at(oracle_day(t)).assign(event_timestamp=t) for t in rows["event_timestamp"].unique()])
+    return rows.merge(truth, on=["person_id", "event_timestamp"], how="inner")
+
+
+def compare_churn(validation: pd.DataFrame, people: pd.Series, oracle, horizon_days: int) -> dict:
+    rows = _rows_with_truth(validation, people, lambda day: oracle.churn_probability(day, horizon_days=horizon_days))
     model, best = (metrics.classification_metrics(rows["label"], rows[c]) for c in ("prediction", "p_no_purchase"))
     return {"rows": len(rows), "model_roc_auc": model["roc_auc"], "oracle_roc_auc": best["roc_auc"],
             "ratio_to_oracle": model["roc_auc"] / best["roc_auc"], "model_ece": model["ece"],
@@ -42,12 +44,7 @@ def compare_churn(validation: pd.DataFrame, people: pd.Series, oracle, horizon_d
 
 
 def compare_clv(validation: pd.DataFrame, people: pd.Series, oracle, horizon_days: int) -> dict:
-    rows = _with_person(validation, people)
-    truth = pd.concat([
-        oracle.expected_net_revenue(oracle_day(t), horizon_days=horizon_days).assign(event_timestamp=t)
-        for t in rows["event_timestamp"].unique()
-    ])
-    rows = rows.merge(truth, on=["person_id", "event_timestamp"], how="inner")
+    rows = _rows_with_truth(validation, people, lambda day: oracle.expected_net_revenue(day, horizon_days=horizon_days))
     model, best = (metrics.regression_metrics(rows["label"], rows[c]) for c in ("prediction", "expected_net_revenue"))
     return {"rows": len(rows), "model_spearman": model["spearman"], "oracle_spearman": best["spearman"],
             "ratio_to_oracle": model["spearman"] / best["spearman"], "model_normalized_gini": model["normalized_gini"],

@@ -121,3 +121,19 @@ def test_changing_data_after_as_of_changes_nothing(tmp_path, trained):
         before = pd.read_parquet(validation_path(trained.workspace, original.task))
         after = pd.read_parquet(validation_path(workspace, original.task))
         pd.testing.assert_frame_equal(before, after)
+
+
+def test_models_are_compared_with_the_oracle_on_the_same_test_rows(trained):
+    from features.simulator import Oracle
+    from training.evaluation import evaluate_against_oracle
+
+    truth_dir = trained.raw / "truth"
+    files = {task: validation_path(trained.workspace, task) for task in TASKS}
+    result = evaluate_against_oracle(files, pd.read_parquet(trained.workspace.outputs / "identity_map.parquet"),
+                                     truth_dir, {"churn": 90, "clv": 365, "propensity": 7})
+    assert set(result) == set(TASKS)
+    assert result["churn"]["oracle_roc_auc"] > 0.7, "the oracle knows the truth: it must rank well"
+    assert 0.5 < result["churn"]["ratio_to_oracle"] <= 1.1
+    assert result["clv"]["oracle_spearman"] > result["clv"]["model_spearman"] * 0.9
+    assert result["propensity"]["customer_channel_pairs"] > 0
+    assert Oracle.load(truth_dir).parameters.customers == 2500
