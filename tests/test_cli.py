@@ -103,3 +103,21 @@ def test_config_never_prints_the_api_token(tmp_path, monkeypatch):
     result = runner.invoke(app, ["config", "--workspace", str(tmp_path)])
     assert result.exit_code == 0 and "s3cret-token" not in result.output
     assert json.loads(result.output)["serving"]["api_token"] == "***"
+
+
+@pytest.mark.slow
+def test_run_on_orders_only_with_a_short_history_says_what_it_skipped(tmp_path, simulated_raw):
+    # Given: only the orders table, and only its last five months
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    orders = pd.read_parquet(simulated_raw / "orders.parquet")
+    orders[orders["ordered_at"] >= pd.Timestamp("2026-02-01", tz="UTC")].to_parquet(raw / "orders.parquet", index=False)
+    # When
+    result = runner.invoke(app, ["run", "--raw", str(raw), "--as-of", "2026-07-01", "--workspace", str(tmp_path / "w")])
+    # Then: it finishes, and says why each model was skipped
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "churn: history too short" in output
+    assert "propensity: no touches in the lake" in output
+    assert "clv: history too short" in output
+    assert "nothing is scored" in output
