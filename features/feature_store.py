@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pandas as pd
-from feast import FeatureStore, FeatureView
+from feast import FeatureStore
 from feast.data_source import PushMode
 from feast.errors import FeatureServiceNotFoundException, FeatureViewNotFoundException
 from feast.repo_config import RegistryConfig, RepoConfig
@@ -151,15 +151,31 @@ def _feature_service(store: FeatureStore, name: str, allow_cache: bool = False):
                                 f"run `cdp features apply`") from error
 
 
-def get_training_features(store: FeatureStore, service: str, entity_rows: pd.DataFrame) -> pd.DataFrame:
+def service_features(store: FeatureStore, services: Sequence[str], allow_cache: bool = False) -> dict[str, list[str]]:
+    """Feature view -> feature names the FeatureServices deliver, in the services' order, each once:
+    the models' input contract, for training, batch and online reads alike."""
+    chosen: dict[str, list[str]] = {}
+    for service in services:
+        for projection in _feature_service(store, service, allow_cache=allow_cache).feature_view_projections:
+            wanted = chosen.setdefault(projection.name, [])
+            wanted.extend(f.name for f in projection.features if f.name not in wanted)
+    return chosen
+
+
+def get_training_features(store: FeatureStore, service: str | Sequence[str], entity_rows: pd.DataFrame) -> pd.DataFrame:
     """Point-in-time join: for each (customer_id, event_timestamp) row, the latest snapshot before it.
     Extra columns of `entity_rows` (labels, the touch's channel) come back unchanged; duplicate rows
-    are kept (the DuckDB offline store keeps them, unlike the default one)."""
+    are kept (the DuckDB offline store keeps them, unlike the default one). Several services are
+    retrieved in one join over the union of their features."""
     missing = {"customer_id", "event_timestamp"} - set(entity_rows.columns)
     if missing:
         raise FeatureStoreError(f"entity rows need columns customer_id and event_timestamp (missing: {', '.join(sorted(missing))})")
     rows = entity_rows.assign(event_timestamp=pd.to_datetime(entity_rows["event_timestamp"], utc=True))
-    return store.get_historical_features(entity_df=rows, features=_feature_service(store, service)).to_df()
+    if isinstance(service, str):
+        features = _feature_service(store, service)
+    else:
+        features = [f"{view}:{name}" for view, names in service_features(store, service).items() for name in names]
+    return store.get_historical_features(entity_df=rows, features=features).to_df()
 
 
 @dataclass
@@ -205,13 +221,8 @@ class OnlineFeatureReader:
 
     def _resolve(self) -> None:
         """Views and feature names of the services, in the services' order, and where each sits in its view."""
-        chosen: dict[str, tuple[FeatureView, list[str]]] = {}
-        for service in self.services:
-            for projection in _feature_service(self.store, service, allow_cache=True).feature_view_projections:
-                if projection.name not in chosen:
-                    chosen[projection.name] = (self.store.get_feature_view(projection.name, allow_registry_cache=True), [])
-                wanted = chosen[projection.name][1]
-                wanted.extend(f.name for f in projection.features if f.name not in wanted)
+        chosen = {view: (self.store.get_feature_view(view, allow_registry_cache=True), wanted)
+                  for view, wanted in service_features(self.store, self.services, allow_cache=True).items()}
         self.views = [view for view, _ in chosen.values()]
         self.positions: list[list[tuple[int, str]]] = []
         names: list[str] = []

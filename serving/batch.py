@@ -56,12 +56,8 @@ def retrieve_scoring_features(workspace: Workspace, settings: Settings, services
     at_time = known[pd.to_datetime(known["event_timestamp"], utc=True) == as_of]
     entity_rows = at_time[["customer_id"]].drop_duplicates().assign(event_timestamp=as_of).reset_index(drop=True)
     store = open_feature_store(workspace, settings.features)
-    features = entity_rows
-    for service in sorted(services):
-        retrieved = get_training_features(store, service, entity_rows)
-        new_columns = [c for c in retrieved.columns if c not in features.columns]
-        features = features.merge(retrieved[["customer_id", *new_columns]], on="customer_id", how="left")
-    return features
+    retrieved = get_training_features(store, sorted(services), entity_rows)
+    return entity_rows.merge(retrieved.drop(columns="event_timestamp"), on="customer_id", how="left")
 
 
 def decide(features: pd.DataFrame, scores: pd.DataFrame, settings: Settings, models: dict,

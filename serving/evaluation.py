@@ -26,8 +26,8 @@ def split_action(action: str) -> tuple[str, str]:
 
 
 def true_profits(truth: dict[str, pd.DataFrame], order_value: pd.Series, people: pd.Series,
-                 actions: list[str], costs: dict[str, float]) -> pd.DataFrame:
-    """customer rows x actions: the true incremental profit of each action (0 for none)."""
+                 actions: list[str], costs: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """customer rows x actions: the true incremental profit and conversion uplift of each action (0 for none)."""
     baseline = truth["none"].set_index("person_id")["none"].reindex(people).to_numpy()
     value = order_value.reindex(people).fillna(0).to_numpy()
     profits = {"none": np.zeros(len(people))}

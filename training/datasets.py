@@ -44,21 +44,15 @@ def net_transactions(orders: pd.DataFrame, returns: pd.DataFrame, as_of: pd.Time
     return before[["customer_id", "ordered_at"]].assign(net_amount=net.to_numpy())
 
 
-def feature_names(store, service: str) -> list[str]:
-    """The features a FeatureService delivers: the model's input contract."""
-    definition = store.get_feature_service(service)
-    return [f.name for projection in definition.feature_view_projections for f in projection.features]
-
-
 def retrieve_training_frame(workspace: Workspace, settings: FeatureSettings, service: str,
                             entity_rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Point-in-time features for labelled rows through the model's FeatureService."""
-    from features.feature_store import get_training_features, open_feature_store
+    from features.feature_store import get_training_features, open_feature_store, service_features
 
     store = open_feature_store(workspace, settings)
     frame = get_training_features(store, service, entity_rows)
     frame = frame.sort_values(["event_timestamp", "customer_id"], kind="stable").reset_index(drop=True)
-    return frame, feature_names(store, service)
+    return frame, [name for names in service_features(store, [service]).values() for name in names]
 
 
 def split_for_testing(customer_ids: pd.Series, test_share: float, seed: int) -> np.ndarray:

@@ -46,6 +46,14 @@ from training.models import (
     fit_classifier,
     fit_value_models,
 )
+from training.tracking import (
+    CHAMPION,
+    alias_version,
+    load_model,
+    log_model,
+    promote,
+    use_workspace_tracking,
+)
 
 TASKS = ("churn", "propensity", "clv")
 FEATURE_SERVICES = {"churn": "churn_v1", "propensity": "propensity_v1", "clv": "clv_v1"}
@@ -158,7 +166,6 @@ def train_models(
     """Train, evaluate, log and register every requested model; skipped models say why."""
     from features.feature_store import apply_feature_definitions
     from features.feature_tables import ensure_feature_snapshots
-    from training.tracking import use_workspace_tracking
 
     as_of_time = pd.Timestamp(as_of).tz_convert("UTC") if pd.Timestamp(as_of).tzinfo else pd.Timestamp(as_of, tz="UTC")
     progress("reading orders, returns and touches")
@@ -233,10 +240,8 @@ def _train_task(workspace: Workspace, settings: Settings, plan: TaskPlan, as_of:
         report.run_id = run.info.run_id
         _log_run(task, model, parameters, lineage, report, chosen_by, frame[test], x[test], label[test],
                  predictions, scores)
-        name, version = _register(model, x[test].head(5))
+        name, version = log_model(model, x[test].head(5))
         champion_score = _champion_score(client, name, x[test], label[test], task)
-        from training.tracking import promote
-
         decision = promote(client, name, version, report.metrics[PRIMARY_METRIC[task]], champion_score,
                            PRIMARY_METRIC[task], force)
         mlflow.set_tags({"registered_version": version, "promoted": str(decision.promoted), "promotion": decision.reason})
@@ -297,16 +302,8 @@ def _log_run(task, model: CustomerModel, parameters: TrainingParameters, lineage
     mlflow.log_text(json.dumps({"report": dataclasses.asdict(report)}, default=str, indent=2), "report.json")
 
 
-def _register(model: CustomerModel, example: pd.DataFrame) -> tuple[str, str]:
-    from training.tracking import log_model
-
-    return log_model(model, example)
-
-
 def _champion_score(client, name: str, test_x: pd.DataFrame, test_labels: np.ndarray, task: str) -> float | None:
     """The current champion re-scored on the challenger's test rows (None when it cannot be)."""
-    from training.tracking import CHAMPION, alias_version, load_model
-
     if alias_version(client, name, CHAMPION) is None:
         return None
     try:
