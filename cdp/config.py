@@ -184,6 +184,22 @@ class ServingSettings(_Section):
     api_token: str | None = None
 
 
+class SparkSettings(_Section):
+    """`cdp score --engine spark`: the Spark session the whole base is scored on (docs/scale-out.md)."""
+
+    master: str = "local[*]"
+    """Spark master URL: `local[*]` (every core of this machine), `spark://host:7077`, `yarn`,
+    `k8s://https://host:443`. A Spark session already running in the process (a notebook's) is used as is."""
+    app_name: str = "cdp-score"
+    shuffle_partitions: int | None = Field(None, ge=1)
+    """`spark.sql.shuffle.partitions`; None = Spark's default (adaptive execution coalesces small ones)."""
+    config: dict[str, str] = {}
+    """Any other Spark configuration, e.g. {"spark.executor.memory": "8g"}."""
+    feature_tables_uri: str | None = None
+    """Where executors read the feature tables (`<uri>/<view>.parquet`, e.g. `s3a://bucket/cdp/features`);
+    None = the workspace's data/features, which must then be on storage every executor mounts."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CDP_",
@@ -199,6 +215,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     policy: PolicySettings = PolicySettings()
     serving: ServingSettings = ServingSettings()
+    spark: SparkSettings = SparkSettings()
 
     @classmethod
     def settings_customise_sources(
