@@ -180,6 +180,20 @@ class PolicySettings(_Section):
                 raise ValueError(f"offer_depths[{name!r}] must be in [0, 1), got {depth}")
 
 
+class PrivacySettings(_Section):
+    """Erasure, access requests and the audit log (docs/privacy.md). Relative paths are below the workspace."""
+
+    salt_file: Path = Path("data/privacy/salt")
+    """The workspace's secret key for hashing identifiers (created on first use, mode 0600); the
+    suppression list of erased people is kept beside it (suppression.parquet)."""
+    audit_log: Path = Path("data/audit/audit.log")
+    """Append-only JSON lines: every /recommend answer and every erasure or access request."""
+    audit_max_bytes: int = Field(50_000_000, ge=1_000)
+    """The log is rotated (audit.log -> audit.log.1 -> ...) when it grows past this size."""
+    audit_backups: int = Field(10, ge=1)
+    """Rotated files kept; the oldest beyond this is deleted."""
+
+
 class ServingSettings(_Section):
     api_token: str | None = None
 
@@ -215,6 +229,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     policy: PolicySettings = PolicySettings()
     serving: ServingSettings = ServingSettings()
+    privacy: PrivacySettings = PrivacySettings()
     spark: SparkSettings = SparkSettings()
 
     @classmethod

@@ -240,6 +240,31 @@ class PackedSqliteOnlineStore(SqliteOnlineStore):
         return result
 
 
+    def delete_customers(self, config: RepoConfig, tables: Sequence[FeatureView], customer_ids: Sequence[str]) -> int:
+        """Erase customers from every table of the store file that is keyed by entity (packed or Feast's
+        own layout), with secure_delete so the freed pages are zeroed, not left readable in the file.
+        `tables` is unused: every keyed table is searched, so no view's rows survive. Returns rows deleted."""
+        version = config.entity_key_serialization_version
+        keys = [_entity_key(c, version) for c in dict.fromkeys(customer_ids)]
+        conn = self._get_conn(config)
+        if not keys:
+            return 0
+        conn.execute("PRAGMA secure_delete = ON")
+        names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()]
+        deleted = 0
+        with conn:
+            for name in names:
+                columns = {row[1] for row in conn.execute(f"PRAGMA table_info({_quote_id(name)})").fetchall()}
+                if "entity_key" not in columns:
+                    continue
+                for start in range(0, len(keys), SQLITE_PARAMETERS):
+                    part = keys[start:start + SQLITE_PARAMETERS]
+                    cursor = conn.execute(
+                        f"DELETE FROM {_quote_id(name)} WHERE entity_key IN ({','.join('?' * len(part))})", part)
+                    deleted += cursor.rowcount
+        return deleted
+
+
 # Set only if newer: an older value never overwrites a newer one.
 # KEYS: the keys; ARGV: payload and time for each key, in turn.
 SET_IF_NEWER = """
@@ -349,6 +374,17 @@ class PackedRedisOnlineStore(RedisOnlineStore):
                 if raw is not None:
                     result[position][customer] = _python_values(json.loads(raw)["v"], types)
         return result
+
+    def delete_customers(self, config: RepoConfig, tables: Sequence[FeatureView], customer_ids: Sequence[str]) -> int:
+        """Erase customers' keys for the given views, and Feast's own per-entity hash if one exists (a
+        store once materialized through Feast's Redis layout). Returns keys deleted."""
+        version = config.entity_key_serialization_version
+        entity_keys = [_entity_key(c, version) for c in dict.fromkeys(customer_ids)]
+        if not entity_keys:
+            return 0
+        keys = [self._key(config, table, key) for table in tables for key in entity_keys]
+        keys += [key + config.project.encode("utf8") for key in entity_keys]  # Feast's RedisOnlineStore layout
+        return int(self._get_client(config.online_store).delete(*keys))
 
     def _read_features_per_fv(
         self,
