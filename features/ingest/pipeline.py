@@ -1,7 +1,8 @@
 """Ingest a raw directory into the lake: stream, validate, quarantine, upsert, report.
 
-Accounting is exact: every record read is either loaded or quarantined with a reason, and the
-report says so per table (loaded + quarantined = read is checked, not assumed).
+Accounting is exact: every record read is loaded, quarantined with a reason, or suppressed (it
+names a person erased with `cdp forget`, see features/suppression.py), and the report says so per
+table (loaded + quarantined + suppressed = read is checked, not assumed).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cdp.config import IngestSettings
+from cdp.config import IngestSettings, PrivacySettings
 from cdp.workspace import Workspace
 from features.contract import CONTRACTS, RAW_SUFFIXES, TableContract
 from features.ingest import lake
@@ -35,12 +37,15 @@ from features.ingest.readers import (
     stream_parquet,
 )
 from features.ingest.validation import (
+    SOURCE_ROW,
+    ValidatedBatch,
     ValidationRules,
     contract_schema,
     custom_columns_of,
     output_schema,
     validate_batch,
 )
+from features.suppression import SuppressionList, load_suppression, suppressed_rows
 
 log = logging.getLogger("cdp.ingest")
 
@@ -60,6 +65,8 @@ class TableReport:
     loaded: int = 0
     quarantined: int = 0
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    suppressed: int = 0
+    """Rows dropped because they name an erased person (the suppression list); never stored."""
     nulled_values: dict[str, int] = field(default_factory=dict)
     """PII values set to null, per column; the originals are kept in quarantine."""
     inserted: int = 0
@@ -72,7 +79,7 @@ class TableReport:
 
     @property
     def balanced(self) -> bool:
-        return self.loaded + self.quarantined == self.read
+        return self.loaded + self.quarantined + self.suppressed == self.read
 
 
 @dataclass
@@ -118,6 +125,7 @@ def ingest_directory(
     workspace: Workspace,
     settings: IngestSettings,
     progress: IngestProgress | None = None,
+    privacy: PrivacySettings | None = None,
 ) -> IngestReport:
     tables, skipped = find_raw_tables(raw_dir)
     for name in skipped:
@@ -126,7 +134,9 @@ def ingest_directory(
         raise TableFileError(
             f"{raw_dir}: no contract tables found (expected files like orders.csv or orders.parquet)"
         )
-    reports = [ingest_table(path, CONTRACTS[name], workspace, settings, progress) for name, path in tables.items()]
+    suppression = load_suppression(workspace, privacy)
+    reports = [ingest_table(path, CONTRACTS[name], workspace, settings, progress, suppression)
+               for name, path in tables.items()]
     report = IngestReport(str(raw_dir), reports, skipped)
     workspace.reports.mkdir(parents=True, exist_ok=True)
     (workspace.reports / "ingest.json").write_text(json.dumps(report.as_dict(), indent=2))
@@ -139,15 +149,18 @@ def ingest_table(
     workspace: Workspace,
     settings: IngestSettings,
     progress: IngestProgress | None = None,
+    suppression: SuppressionList | None = None,
 ) -> TableReport:
-    """Ingest one file; a file-level problem fails this table only, with a message naming it."""
+    """Ingest one file; a file-level problem fails this table only, with a message naming it.
+    Rows naming an erased person (default: the workspace's suppression list) are dropped and counted."""
+    suppression = suppression if suppression is not None else load_suppression(workspace)
     started = time.perf_counter()
     path = path.resolve()
     report = TableReport(table=contract.name, file=str(path))
     staging = workspace.lake / ".staging" / f"{contract.name}-{uuid.uuid4().hex[:8]}"
     try:
         staging.mkdir(parents=True, exist_ok=True)
-        _ingest_into(report, path, contract, workspace, settings, staging, progress)
+        _ingest_into(report, path, contract, workspace, settings, staging, progress, suppression)
     except TableFileError as error:
         report.status, report.error = "failed", str(error)
         log.error("%s", error)
@@ -155,7 +168,8 @@ def ingest_table(
         shutil.rmtree(staging, ignore_errors=True)
     report.seconds = round(time.perf_counter() - started, 3)
     if report.status == "ok" and not report.balanced:
-        raise AssertionError(f"{path}: accounting error: {report.loaded} + {report.quarantined} != {report.read}")
+        raise AssertionError(f"{path}: accounting error: {report.loaded} + {report.quarantined} "
+                             f"+ {report.suppressed} != {report.read}")
     _write_table_report(workspace, report)
     if report.status == "ok":
         log.info(
@@ -174,6 +188,7 @@ def _ingest_into(
     settings: IngestSettings,
     staging: Path,
     progress: IngestProgress | None,
+    suppression: SuppressionList,
 ) -> None:
     is_csv = path.suffix.lower() == ".csv"
     columns = read_csv_header(path) if is_csv else parquet_columns(path)
@@ -210,7 +225,8 @@ def _ingest_into(
     for attempt, (reader_name, open_stream) in enumerate(attempts):
         try:
             counts = _stage_batches(
-                open_stream(), path, contract, rules, schema, custom, staging, ingested_at, progress, total_bytes
+                open_stream(), path, contract, rules, schema, custom, staging, ingested_at, progress, total_bytes,
+                suppression,
             )
             report.reader = reader_name
             break
@@ -239,6 +255,7 @@ def _ingest_into(
     report.read = counts["read"]
     report.loaded = counts["valid"] - merge.duplicates
     report.quarantined = counts["rejected"] + merge.duplicates
+    report.suppressed = counts["suppressed"]
     report.quarantined_by_reason = by_reason
     report.nulled_values = dict(counts["nulled_by_column"])
     report.inserted, report.updated, report.lake_rows = merge.inserted, merge.updated, merge.lake_rows
@@ -255,9 +272,10 @@ def _stage_batches(
     ingested_at: dt.datetime,
     progress: IngestProgress | None,
     total_bytes: int,
+    suppression: SuppressionList,
 ) -> dict:
     """Validate each batch and append it to the staged valid / rejected / nulled files."""
-    counts: dict = {"read": 0, "valid": 0, "rejected": 0, "nulled_by_column": Counter()}
+    counts: dict = {"read": 0, "valid": 0, "rejected": 0, "suppressed": 0, "nulled_by_column": Counter()}
     file_name = str(path)
     with (
         pq.ParquetWriter(staging / "valid.parquet", output_schema(contract, custom)) as valid_out,
@@ -274,14 +292,17 @@ def _stage_batches(
                 }
             )
             counts["read"] += batch.table.num_rows + len(batch.malformed)
+            suppressed = 0
             if batch.table.num_rows:
                 checked = validate_batch(batch.table, batch.rows, contract, rules, custom, schema)
+                checked, suppressed = drop_suppressed(checked, contract.name, suppression)
+                counts["suppressed"] += suppressed
                 valid_out.write_table(checked.valid)
                 rejected = pd.concat([malformed, checked.rejected], ignore_index=True)
                 nulled = checked.nulled
             else:
                 rejected, nulled = malformed, pd.DataFrame(columns=["row", "column", "reason", "original_value"])
-            counts["valid"] += batch.table.num_rows - (len(rejected) - len(malformed))
+            counts["valid"] += batch.table.num_rows - (len(rejected) - len(malformed)) - suppressed
             counts["rejected"] += len(rejected)
             counts["nulled_by_column"].update(nulled["column"].tolist())
             if len(rejected):
@@ -291,6 +312,27 @@ def _stage_batches(
             if progress is not None:
                 progress(contract.name, batch.bytes_done, total_bytes)
     return counts
+
+
+def drop_suppressed(checked: ValidatedBatch, table: str, suppression: SuppressionList) -> tuple[ValidatedBatch, int]:
+    """Valid and rejected rows that name an erased person, and their nulled values, left out of the
+    batch; returns the batch and how many rows were dropped."""
+    if suppression.empty:
+        return checked, 0
+    columns = [c for c in checked.valid.column_names if c in CONTRACTS[table].column_names]
+    valid_hit = suppressed_rows(checked.valid.select(columns).to_pandas(), table, suppression)
+    records = pd.DataFrame([json.loads(r) for r in checked.rejected["record"]]) if len(checked.rejected) else pd.DataFrame()
+    rejected_hit = suppressed_rows(records, table, suppression) if len(records) else np.zeros(0, dtype=bool)
+    if not valid_hit.any() and not rejected_hit.any():
+        return checked, 0
+    rows = set(checked.valid.column(SOURCE_ROW).to_numpy()[valid_hit].tolist())
+    rows |= set(checked.rejected["row"].to_numpy()[rejected_hit].tolist())
+    kept = ValidatedBatch(
+        valid=checked.valid.filter(pa.array(~valid_hit)),
+        rejected=checked.rejected[~rejected_hit].reset_index(drop=True),
+        nulled=checked.nulled[~checked.nulled["row"].isin(rows)].reset_index(drop=True),
+    )
+    return kept, int(valid_hit.sum() + rejected_hit.sum())
 
 
 def _with_file(

@@ -1,0 +1,197 @@
+"""Keyed hashes of identifiers and the suppression list that keeps erased people out of the lake.
+
+An identifier is hashed as HMAC-SHA256(workspace salt, "<kind>:<value>") with kinds `customer`
+(our customer_id), `record` (source:source_id), `email` and `phone` (standardized, as identity
+resolution compares them) and `order` (order_id, so returns of an erased order stay out). The salt is
+random, per workspace, created on first use; without it a hash cannot be tested against a guess.
+The list holds hashes only, never raw values. `suppressed_rows` is the one matcher used both by
+erasure (which rows to remove) and by ingestion (which rows to drop), so the two always agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cdp.config import IdentitySettings, PrivacySettings
+from cdp.workspace import Workspace
+from features.contract import CONTRACTS, TableContract
+from features.identity.standardize import EmailRules, standardize_email, standardize_phones
+
+SALT_BYTES = 32
+SUPPRESSION_FILE = "suppression.parquet"
+SUPPRESSION_SCHEMA = pa.schema([("hash", pa.string()), ("kind", pa.string()), ("request_id", pa.string()),
+                                ("erased_at", pa.timestamp("us", tz="UTC"))])
+STANDARDIZATION_KEY = b"cdp.standardization"
+
+
+def workspace_path(workspace: Workspace, path: Path) -> Path:
+    """A configured path: absolute as given, else below the workspace root."""
+    return path if path.is_absolute() else workspace.root / path
+
+
+def read_salt(workspace: Workspace, privacy: PrivacySettings) -> bytes | None:
+    """The workspace's salt, or None when nobody has needed one yet."""
+    path = workspace_path(workspace, privacy.salt_file)
+    return bytes.fromhex(path.read_text().strip()) if path.exists() else None
+
+
+def load_or_create_salt(workspace: Workspace, privacy: PrivacySettings) -> bytes:
+    """The workspace's salt, created (random, readable by the owner only) on first use."""
+    path = workspace_path(workspace, privacy.salt_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return bytes.fromhex(path.read_text().strip())
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_hex(SALT_BYTES))
+    return bytes.fromhex(path.read_text().strip())
+
+
+def keyed_hash(salt: bytes, kind: str, value: str) -> str:
+    return hmac.new(salt, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Standardization:
+    """How e-mails and phones are standardized before hashing; stored with the list so ingestion
+    hashes exactly as erasure did."""
+
+    phone_region: str = "GB"
+    email_strip_plus_tags: bool = True
+    email_dotless_domains: tuple[str, ...] = ("gmail.com", "googlemail.com")
+
+    @classmethod
+    def from_identity(cls, settings: IdentitySettings) -> Standardization:
+        return cls(settings.default_phone_region, settings.email_strip_plus_tags,
+                   tuple(settings.email_dotless_domains))
+
+    @property
+    def email_rules(self) -> EmailRules:
+        return EmailRules(self.email_strip_plus_tags, self.email_dotless_domains)
+
+
+@dataclass(frozen=True)
+class SuppressionList:
+    salt: bytes | None
+    hashes: frozenset[str] = frozenset()
+    standardization: Standardization = field(default_factory=Standardization)
+
+    @property
+    def empty(self) -> bool:
+        return self.salt is None or not self.hashes
+
+
+def suppression_path(workspace: Workspace, privacy: PrivacySettings) -> Path:
+    return workspace_path(workspace, privacy.salt_file).parent / SUPPRESSION_FILE
+
+
+def load_suppression(workspace: Workspace, privacy: PrivacySettings | None = None) -> SuppressionList:
+    """The workspace's suppression list (empty when nobody was erased)."""
+    privacy = privacy or PrivacySettings()
+    path = suppression_path(workspace, privacy)
+    salt = read_salt(workspace, privacy)
+    if salt is None or not path.exists():
+        return SuppressionList(salt)
+    table = pq.read_table(path)
+    metadata = table.schema.metadata or {}
+    standardization = Standardization()
+    if STANDARDIZATION_KEY in metadata:
+        stored = json.loads(metadata[STANDARDIZATION_KEY])
+        standardization = Standardization(stored["phone_region"], stored["email_strip_plus_tags"],
+                                          tuple(stored["email_dotless_domains"]))
+    return SuppressionList(salt, frozenset(table.column("hash").to_pylist()), standardization)
+
+
+def append_suppression(workspace: Workspace, privacy: PrivacySettings, hashes: dict[str, str],
+                       request_id: str, standardization: Standardization) -> int:
+    """Add hash -> kind entries (atomically: temp file, then rename); returns how many were new."""
+    path = suppression_path(workspace, privacy)
+    existing = pq.read_table(path) if path.exists() else SUPPRESSION_SCHEMA.empty_table()
+    known = set(existing.column("hash").to_pylist())
+    new = {h: k for h, k in hashes.items() if h not in known}
+    now = dt.datetime.now(dt.UTC)
+    added = pa.table({"hash": list(new), "kind": list(new.values()), "request_id": [request_id] * len(new),
+                      "erased_at": [now] * len(new)}, schema=SUPPRESSION_SCHEMA)
+    metadata = {STANDARDIZATION_KEY: json.dumps({
+        "phone_region": standardization.phone_region,
+        "email_strip_plus_tags": standardization.email_strip_plus_tags,
+        "email_dotless_domains": list(standardization.email_dotless_domains)}).encode()}
+    table = pa.concat_tables([existing.select(SUPPRESSION_SCHEMA.names).cast(SUPPRESSION_SCHEMA), added])
+    table = table.replace_schema_metadata(metadata)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, temporary)
+    os.replace(temporary, path)
+    return len(new)
+
+
+def reference_pairs(contract: TableContract) -> list[tuple[str, str]]:
+    """The (source, id) column pairs through which a table names a customer record:
+    `source`/`source_id`, and `source_a`/`id_a`, `source_b`/`id_b` in links."""
+    names = set(contract.column_names)
+    pairs = []
+    for name in contract.column_names:
+        if name.startswith("source") and name != "source_id":
+            suffix = name.removeprefix("source")
+            identifier = "source_id" if suffix == "" else f"id{suffix}"
+            if identifier in names:
+                pairs.append((name, identifier))
+    return pairs
+
+
+def _text(frame: pd.DataFrame, column: str) -> pd.Series:
+    values = frame[column].astype(object)
+    return values.where(values.notna(), None).map(lambda v: None if v is None else str(v).strip() or None)
+
+
+def _matches(values: pd.Series, kind: str, suppression: SuppressionList) -> np.ndarray:
+    """Which values hash into the list; each distinct value is hashed once."""
+    present = values.dropna()
+    if present.empty:
+        return np.zeros(len(values), dtype=bool)
+    suppressed = {v for v in present.unique() if keyed_hash(suppression.salt, kind, v) in suppression.hashes}
+    return values.isin(suppressed).to_numpy(dtype=bool) if suppressed else np.zeros(len(values), dtype=bool)
+
+
+def suppressed_rows(frame: pd.DataFrame, table: str, suppression: SuppressionList) -> np.ndarray:
+    """Rows of a contract table (typed or raw text) that name a suppressed person: by a record
+    reference, an order id, or (customers) a standardized e-mail or phone."""
+    mask = np.zeros(len(frame), dtype=bool)
+    if suppression.empty or frame.empty:
+        return mask
+    contract = CONTRACTS[table]
+    for source, identifier in reference_pairs(contract):
+        if source in frame and identifier in frame:
+            sources, ids = _text(frame, source).str.lower(), _text(frame, identifier)
+            keys = (sources + ":" + ids).where(sources.notna() & ids.notna(), None)
+            mask |= _matches(keys, "record", suppression)
+    if "order_id" in frame:
+        mask |= _matches(_text(frame, "order_id"), "order", suppression)
+    if table == "customers":
+        rules = suppression.standardization
+        if "email" in frame:
+            emails = _text(frame, "email").map(lambda e: None if e is None else standardize_email(e, rules.email_rules))
+            mask |= _matches(emails, "email", suppression)
+        if "phone" in frame:
+            phones, _ = standardize_phones(_text(frame, "phone").reset_index(drop=True), rules.phone_region)
+            mask |= _matches(phones, "phone", suppression)
+    return mask
+
+
+def identifier_hashes(salt: bytes, identifiers: dict[str, Iterable[str]]) -> dict[str, str]:
+    """hash -> kind for every identifier of a person (kind -> values)."""
+    return {keyed_hash(salt, kind, value): kind for kind, values in identifiers.items() for value in values}
