@@ -131,6 +131,7 @@ def ingest(
             report = ingest_directory(
                 raw, space, settings.ingest,
                 lambda table, done, total: progress.update(done, total, label=f"ingest {table}"),
+                privacy=settings.privacy,
             )
         except TableFileError as error:
             raise _fail(str(error)) from error
@@ -145,6 +146,9 @@ def ingest(
     for t in report.tables:
         for reason, count in list(t.quarantined_by_reason.items())[:5]:
             console.print(f"  {t.table}: {count:,} quarantined: {reason}")
+    for t in report.tables:
+        if t.suppressed:
+            console.print(f"  {t.table}: {t.suppressed:,} suppressed: rows of erased people (docs/privacy.md)")
     console.print(f"Report: {space.reports / 'ingest.json'}; quarantine: {space.quarantine}")
     if report.failed:
         raise typer.Exit(1)
@@ -683,6 +687,91 @@ def serve(
                "--port", str(port), "--host", host]
     console.print(f"Serving {space.root} on http://{host}:{port} (docs at /docs)")
     os.execve(sys.executable, command, environment)
+
+
+SubjectEmail = Annotated[str | None, typer.Option("--email", help="The person's e-mail (any spelling; standardized).")]
+SubjectCustomer = Annotated[str | None, typer.Option("--customer-id", help="Our customer id, e.g. C000000042.")]
+SubjectSource = Annotated[str | None, typer.Option("--source", help="A source system (with --source-id).")]
+SubjectSourceId = Annotated[str | None, typer.Option("--source-id", help="The person's id in that system.")]
+
+
+def _subject_query(email: str | None, customer_id: str | None, source: str | None, source_id: str | None):
+    from features.erasure import SubjectQuery
+
+    try:
+        return SubjectQuery(email=email, customer_id=customer_id, source=source, source_id=source_id)
+    except ValueError as error:
+        raise _fail(str(error), 2) from error
+
+
+@app.command()
+def forget(
+    email: SubjectEmail = None,
+    customer_id: SubjectCustomer = None,
+    source: SubjectSource = None,
+    source_id: SubjectSourceId = None,
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Erase a person from every store (lake, quarantine, identity, features, online store, scores,
+    exports, reports) and suppress their identifiers so re-ingesting old files does not bring them back.
+
+    The person is found through the identity map: an e-mail reaches all of their records. Exit code 1
+    and nothing changed when nobody matches. See docs/privacy.md."""
+    from features.erasure import ErasureError, SubjectNotFoundError
+    from features.erasure import forget as forget_subject
+    from serving.audit import record_request
+
+    query = _subject_query(email, customer_id, source, source_id)
+    space, settings = _context(workspace, config)
+    try:
+        subject, report = forget_subject(space, settings, query)
+    except (SubjectNotFoundError, ErasureError) as error:
+        raise _fail(str(error)) from error
+    record_request(space, settings.privacy, "erasure", subject.customer_id,
+                   {"request_id": report.request_id, "records": report.records,
+                    "rows_removed": sum(report.rows_removed.values()),
+                    "suppression_entries_added": report.suppression_entries_added})
+    _print_row_counts(f"Erased customer {subject.customer_id} ({report.records} records)", "store",
+                      {name: count for name, count in report.rows_removed.items() if count})
+    console.print(f"Suppression entries added: {report.suppression_entries_added}; identifiers shared with "
+                  f"other customers kept for them: {report.shared_identifiers_kept}; reports scrubbed: "
+                  f"{len(report.files_scrubbed)}. A running service keeps its identity lookup until restarted.")
+
+
+@app.command("export-subject")
+def export_subject_command(
+    email: SubjectEmail = None,
+    customer_id: SubjectCustomer = None,
+    source: SubjectSource = None,
+    source_id: SubjectSourceId = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="JSON file to write (default: standard output).", dir_okay=False)] = None,
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Everything held about a person as JSON (access request): profile, source records, identity
+    links with match reasons, latest features, scores and the recommendations served."""
+    from features.erasure import SubjectNotFoundError, export_subject, write_json
+    from serving.audit import read_entries, record_request, subject_pseudonym
+
+    query = _subject_query(email, customer_id, source, source_id)
+    space, settings = _context(workspace, config)
+
+    def served(customer: str) -> list[dict]:
+        pseudonym = subject_pseudonym(space, settings.privacy, customer)
+        return list(read_entries(space, settings.privacy, pseudonym)) if pseudonym else []
+
+    try:
+        document = export_subject(space, settings, query, served)
+    except SubjectNotFoundError as error:
+        raise _fail(str(error)) from error
+    record_request(space, settings.privacy, "access", document["customer_id"],
+                   {"records": len(document["identity"].get("records", []))})
+    if out is None:
+        print(json.dumps(document, indent=2, default=str, ensure_ascii=False))
+    else:
+        write_json(out, document)
+        console.print(f"Wrote everything held about {document['customer_id']} to {out}")
 
 
 @app.command()

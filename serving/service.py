@@ -151,6 +151,10 @@ class RecommendationService:
         """Next-best action, win-back decision, scores and reasons per customer, in request order."""
         references = [c.model_dump(exclude_none=True) for c in customers]
         answers = self._engine().recommend(references, context.model_dump(exclude_none=True) if context else None)
+        # --- audit (serving/audit.py, docs/privacy.md): one pseudonymous line per answer, one append ---
+        from serving.audit import record_recommendations
+        record_recommendations(self._engine(), answers, context.model_dump(exclude_none=True) if context else None)
+        # --- end audit ---
         return {"recommendations": answers}
 
     @bentoml.api(route="/events")

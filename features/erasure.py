@@ -1,0 +1,534 @@
+"""Erasure (`cdp forget`) and access (`cdp export-subject`) for one person, across every store.
+
+A person is named by an e-mail, a customer id or a source record and found through the identity map,
+so an e-mail reaches the customer and then ALL of their records and identifiers. Erasure adds the
+keyed hashes of those identifiers to the suppression list first (so an interrupted erasure still
+keeps re-ingested files out, and can simply be run again), then rewrites every store without the
+person — lake, quarantine, feature tables, outputs (scores, validation, exports), the online stores,
+reports — and the identity map, profiles and edges last. Every file is rewritten to a temporary
+file and renamed over the old one. E-mails and phones that other customers also have (a household's
+landline) are neither hashed nor removed from those customers: they are the others' data too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cdp.config import Settings
+from cdp.workspace import Workspace
+from features.contract import CONTRACTS
+from features.identity.explain import explain_customer
+from features.identity.standardize import standardize_email, standardize_phone
+from features.identity.store import identity_paths
+from features.suppression import (
+    Standardization,
+    SuppressionList,
+    append_suppression,
+    identifier_hashes,
+    load_or_create_salt,
+    load_suppression,
+    suppressed_rows,
+)
+
+BATCH_ROWS = 200_000
+CUSTOMER_COLUMNS = ("customer_id", "left_customer_id", "right_customer_id")
+RECORD_COLUMNS = ("left_record", "right_record")
+LINEAGE_COLUMNS = ("_source_file", "_source_row")
+ERASED = "[erased]"
+
+
+class SubjectNotFoundError(LookupError):
+    """No customer matches the request (or it is ambiguous); nothing was changed."""
+
+
+class ErasureError(RuntimeError):
+    """A store could not be cleaned; the message names it. Running the command again resumes."""
+
+
+@dataclass(frozen=True)
+class SubjectQuery:
+    """Exactly one of: an e-mail, a customer id, or a source record."""
+
+    email: str | None = None
+    customer_id: str | None = None
+    source: str | None = None
+    source_id: str | None = None
+
+    def __post_init__(self) -> None:
+        given = [self.email is not None, self.customer_id is not None,
+                 self.source is not None or self.source_id is not None]
+        if sum(given) != 1 or (given[2] and (self.source is None or self.source_id is None)):
+            raise ValueError("name the person with exactly one of: --email; --customer-id; --source and --source-id")
+
+
+@dataclass
+class Subject:
+    """Everything that identifies one customer, found through the identity map."""
+
+    customer_id: str
+    records: list[tuple[str, str]]
+    emails: list[str]
+    phones: list[str]
+    order_ids: list[str]
+    shared_identifiers: int = 0
+    """E-mails and phones other customers also have: kept for them, not hashed."""
+
+    @property
+    def record_keys(self) -> list[str]:
+        return [f"{source}:{source_id}" for source, source_id in self.records]
+
+    def identifiers(self) -> dict[str, list[str]]:
+        return {"customer": [self.customer_id], "record": self.record_keys, "email": self.emails,
+                "phone": self.phones, "order": self.order_ids}
+
+
+@dataclass
+class ErasureReport:
+    request_id: str
+    records: int
+    suppression_entries_added: int
+    shared_identifiers_kept: int
+    rows_removed: dict[str, int] = field(default_factory=dict)
+    """Store (path below the workspace, or online store) -> rows or keys removed."""
+    files_scrubbed: list[str] = field(default_factory=list)
+
+
+def _standardization(settings: Settings) -> Standardization:
+    return Standardization.from_identity(settings.identity)
+
+
+def _read_identity(workspace: Workspace) -> tuple[pd.DataFrame, pd.DataFrame]:
+    paths = identity_paths(workspace)
+    if not paths["identity_map"].exists():
+        raise SubjectNotFoundError(f"{paths['identity_map']} not found: nobody can be looked up; run `cdp resolve` first")
+    identity_map = pd.read_parquet(paths["identity_map"])
+    profiles = pd.read_parquet(paths["profiles"]) if paths["profiles"].exists() else pd.DataFrame(
+        columns=["customer_id", "emails", "phones"])
+    return identity_map, profiles
+
+
+def _listed(profiles: pd.DataFrame, column: str) -> pd.DataFrame:
+    """customer_id, value for every element of a list column of the profiles."""
+    if column not in profiles:
+        return pd.DataFrame(columns=["customer_id", "value"])
+    exploded = profiles[["customer_id", column]].explode(column).dropna()
+    return exploded.rename(columns={column: "value"})
+
+
+def find_customer(identity_map: pd.DataFrame, profiles: pd.DataFrame, query: SubjectQuery,
+                  standardization: Standardization) -> str:
+    """The customer id a request names; SubjectNotFoundError when none (or several) match."""
+    if query.customer_id is not None:
+        if not (identity_map["customer_id"] == query.customer_id).any():
+            raise SubjectNotFoundError(f"no customer {query.customer_id!r} in the identity map; nothing was changed")
+        return query.customer_id
+    if query.source is not None:
+        hit = identity_map[(identity_map["source"] == query.source.strip().lower())
+                           & (identity_map["source_id"].astype(str) == query.source_id.strip())]
+        if hit.empty:
+            raise SubjectNotFoundError(f"no record {query.source}:{query.source_id} in the identity map; nothing was changed")
+        return str(hit["customer_id"].iloc[0])
+    email = standardize_email(query.email, standardization.email_rules)
+    emails = _listed(profiles, "emails")
+    owners = sorted(set(emails.loc[emails["value"] == email, "customer_id"])) if email else []
+    if not owners:
+        raise SubjectNotFoundError("no customer has that e-mail in the profiles; nothing was changed")
+    if len(owners) > 1:
+        raise SubjectNotFoundError(f"that e-mail is shared by {len(owners)} customers; name one with --customer-id "
+                                   f"({', '.join(owners)}); nothing was changed")
+    return owners[0]
+
+
+def find_subject(workspace: Workspace, settings: Settings, query: SubjectQuery) -> Subject:
+    """The customer a request names with all their records and identifiers (I/O: identity outputs, orders)."""
+    identity_map, profiles = _read_identity(workspace)
+    standardization = _standardization(settings)
+    customer_id = find_customer(identity_map, profiles, query, standardization)
+    records = identity_map.loc[identity_map["customer_id"] == customer_id, ["source", "source_id"]]
+    record_list = [(str(s), str(i)) for s, i in zip(records["source"], records["source_id"], strict=True)]
+    contacts: dict[str, list[str]] = {}
+    shared = 0
+    for column in ("emails", "phones"):
+        listed = _listed(profiles, column)
+        own = set(listed.loc[listed["customer_id"] == customer_id, "value"].astype(str))
+        others = set(listed.loc[listed["customer_id"] != customer_id, "value"].astype(str))
+        contacts[column] = sorted(own - others)
+        shared += len(own & others)
+    return Subject(customer_id, record_list, contacts["emails"], contacts["phones"],
+                   _order_ids(workspace, set(record_list)), shared)
+
+
+def _order_ids(workspace: Workspace, records: set[tuple[str, str]]) -> list[str]:
+    path = workspace.lake_table("orders")
+    if not path.exists() or not records:
+        return []
+    orders = pd.read_parquet(path, columns=["order_id", "source", "source_id"])
+    keys = pd.Series(list(zip(orders["source"], orders["source_id"].astype(str), strict=True)), index=orders.index)
+    return sorted(orders.loc[keys.isin(records), "order_id"].astype(str))
+
+
+def subject_matcher(subject: Subject, standardization: Standardization) -> SuppressionList:
+    """A throw-away suppression list of this one person (random salt): finds their rows for an export."""
+    salt = secrets.token_bytes(32)
+    return SuppressionList(salt, frozenset(identifier_hashes(salt, subject.identifiers())), standardization)
+
+
+# ---------------------------------------------------------------- rewriting files
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def rewrite_parquet(path: Path, drop: Callable[[pd.DataFrame], np.ndarray],
+                    on_dropped: Callable[[pd.DataFrame], None] | None = None) -> int:
+    """Rewrite a Parquet file without the rows `drop` marks, batch by batch, then rename it over the
+    original; the file is left untouched when nothing matches. Returns rows dropped."""
+    source = pq.ParquetFile(path)
+    temporary = _temporary(path)
+    dropped = 0
+    try:
+        with pq.ParquetWriter(temporary, source.schema_arrow, compression="zstd") as writer:
+            for batch in source.iter_batches(batch_size=BATCH_ROWS):
+                table = pa.Table.from_batches([batch], schema=source.schema_arrow)
+                frame = table.to_pandas()
+                mask = np.asarray(drop(frame), dtype=bool)
+                if mask.any():
+                    dropped += int(mask.sum())
+                    if on_dropped is not None:
+                        on_dropped(frame[mask])
+                writer.write_table(table.filter(pa.array(~mask)))
+        if dropped:
+            os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return dropped
+
+
+def rewrite_csv(path: Path, drop: Callable[[pd.DataFrame], np.ndarray]) -> int:
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    mask = np.asarray(drop(frame), dtype=bool)
+    if mask.any():
+        temporary = _temporary(path)
+        frame[~mask].to_csv(temporary, index=False)
+        os.replace(temporary, path)
+    return int(mask.sum())
+
+
+def rewrite_json_lines(path: Path, drop_entry: Callable[[dict], bool]) -> int:
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if not (line.strip() and drop_entry(json.loads(line)))]
+    if len(kept) != len(lines):
+        temporary = _temporary(path)
+        temporary.write_text("".join(line + "\n" for line in kept))
+        os.replace(temporary, path)
+    return len(lines) - len(kept)
+
+
+def scrub_json(value, identifiers: set[str]):
+    """The JSON value with every string equal to an identifier replaced, and every object key equal
+    to one dropped (reports may list ids)."""
+    if isinstance(value, str):
+        return ERASED if value in identifiers else value
+    if isinstance(value, list):
+        return [scrub_json(item, identifiers) for item in value]
+    if isinstance(value, dict):
+        return {key: scrub_json(item, identifiers) for key, item in value.items() if key not in identifiers}
+    return value
+
+
+def rewrite_json(path: Path, identifiers: set[str]) -> bool:
+    try:
+        original = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    scrubbed = scrub_json(original, identifiers)
+    if scrubbed == original:
+        return False
+    temporary = _temporary(path)
+    temporary.write_text(json.dumps(scrubbed, indent=2))
+    os.replace(temporary, path)
+    return True
+
+
+def customer_rows(frame: pd.DataFrame, customer_ids: set[str], record_keys: set[str]) -> np.ndarray:
+    """Rows of an output or feature table that belong to the customers (by id or by record)."""
+    mask = np.zeros(len(frame), dtype=bool)
+    for column in CUSTOMER_COLUMNS:
+        if column in frame:
+            mask |= frame[column].astype(str).isin(customer_ids).to_numpy()
+    for column in RECORD_COLUMNS:
+        if column in frame:
+            mask |= frame[column].astype(str).isin(record_keys).to_numpy()
+    return mask
+
+
+def _quarantined_records(frame: pd.DataFrame) -> pd.DataFrame:
+    """The raw records kept in a quarantine file, as columns (malformed lines have only raw_text)."""
+    return pd.DataFrame([json.loads(r) if isinstance(r, str) else {} for r in frame["record"]], index=frame.index)
+
+
+def _nulled_contact_rows(frame: pd.DataFrame, subject: Subject, standardization: Standardization) -> np.ndarray:
+    """Nulled e-mail or phone values that standardize to one of the person's."""
+    emails, phones = set(subject.emails), set(subject.phones)
+    mask = np.zeros(len(frame), dtype=bool)
+    for position, (column, value) in enumerate(zip(frame["column"], frame["original_value"], strict=True)):
+        if value is None:
+            continue
+        if column == "email":
+            mask[position] = standardize_email(str(value), standardization.email_rules) in emails
+        elif column == "phone":
+            mask[position] = standardize_phone(str(value), standardization.phone_region) in phones
+    return mask
+
+
+# ---------------------------------------------------------------- erasure
+
+
+def _relative(workspace: Workspace, path: Path) -> str:
+    return str(path.relative_to(workspace.root)) if path.is_relative_to(workspace.root) else str(path)
+
+
+def erase_from_lake(workspace: Workspace, suppression: SuppressionList, subject: Subject,
+                    standardization: Standardization) -> dict[str, int]:
+    """Lake and quarantine tables without the person's rows (raw records and nulled values included)."""
+    removed: dict[str, int] = {}
+    for table in CONTRACTS:
+        locations: set[tuple[str, int]] = set()
+
+        def remember(frame: pd.DataFrame, file_column: str, row_column: str, into=locations) -> None:
+            into.update(zip(frame[file_column].astype(str), frame[row_column].astype(int), strict=True))
+
+        lake_file = workspace.lake_table(table)
+        if lake_file.exists():
+            removed[_relative(workspace, lake_file)] = rewrite_parquet(
+                lake_file, lambda frame, t=table: suppressed_rows(frame, t, suppression),
+                (lambda frame: remember(frame, *LINEAGE_COLUMNS)) if _has_lineage(lake_file) else None)
+        rejected_file = workspace.quarantine / f"{table}.parquet"
+        if rejected_file.exists():
+            removed[_relative(workspace, rejected_file)] = rewrite_parquet(
+                rejected_file, lambda frame, t=table: suppressed_rows(_quarantined_records(frame), t, suppression),
+                lambda frame: remember(frame, "file", "row"))
+        nulled_file = workspace.quarantine / f"{table}.nulled.parquet"
+        if nulled_file.exists():
+            def nulled_drop(frame: pd.DataFrame, places=locations) -> np.ndarray:
+                keys = pd.Series(list(zip(frame["file"].astype(str), frame["row"].astype(int), strict=True)),
+                                 dtype=object)
+                return keys.isin(places).to_numpy() | _nulled_contact_rows(frame, subject, standardization)
+            removed[_relative(workspace, nulled_file)] = rewrite_parquet(nulled_file, nulled_drop)
+    return removed
+
+
+def _has_lineage(path: Path) -> bool:
+    return set(LINEAGE_COLUMNS) <= set(pq.ParquetFile(path).schema_arrow.names)
+
+
+def erase_from_tables(workspace: Workspace, directories: Iterable[Path], subject: Subject,
+                      skip: set[Path]) -> dict[str, int]:
+    """Every Parquet, CSV and JSON-lines file below the directories (feature tables, scores,
+    validation, exports) without the person's rows."""
+    removed: dict[str, int] = {}
+    ids, records = {subject.customer_id}, set(subject.record_keys)
+    for directory in directories:
+        if not directory.exists():
+            continue
+        for path in sorted(directory.rglob("*")):
+            if not path.is_file() or path in skip or path.name.startswith("."):
+                continue
+            if path.suffix == ".parquet":
+                count = rewrite_parquet(path, lambda frame: customer_rows(frame, ids, records))
+            elif path.suffix == ".csv":
+                count = rewrite_csv(path, lambda frame: customer_rows(frame, ids, records))
+            elif path.suffix in (".jsonl", ".ndjson"):
+                count = rewrite_json_lines(path, lambda entry: bool(customer_rows(pd.DataFrame([entry]), ids, records)[0]))
+            else:
+                continue
+            removed[_relative(workspace, path)] = count
+    return removed
+
+
+def erase_from_online_stores(workspace: Workspace, settings: Settings, customer_ids: list[str]) -> dict[str, int]:
+    """The configured online store, and the workspace's SQLite store file too when Redis is configured."""
+    from features.feature_store import open_feature_store
+
+    if not (workspace.feast / "registry.db").exists():
+        return {}
+    targets = [settings.features]
+    if settings.features.online_store != "sqlite" and (workspace.feast / "online_store.db").exists():
+        targets.append(settings.features.model_copy(update={"online_store": "sqlite"}))
+    removed = {}
+    for features in targets:
+        store = open_feature_store(workspace, features)
+        online = store._get_provider().online_store
+        if not hasattr(online, "delete_customers"):
+            raise ErasureError(f"online store {type(online).__name__} cannot delete customers; use cdp's packed stores")
+        try:
+            removed[f"online store ({features.online_store})"] = online.delete_customers(
+                store.config, store.list_feature_views(), customer_ids)
+        except Exception as error:  # Redis down, file locked: say which store, keep the rest for a re-run
+            raise ErasureError(f"online store ({features.online_store}) could not be cleaned: {error}; "
+                               "nothing was removed from the identity map, run the command again") from error
+    return removed
+
+
+def scrub_reports(workspace: Workspace, subject: Subject, skip: set[Path]) -> list[str]:
+    """JSON reports and summaries that name the person by id: the values replaced with "[erased]"."""
+    identifiers = {subject.customer_id, *subject.record_keys, *(i for _, i in subject.records),
+                   *subject.emails, *subject.phones, *subject.order_ids}
+    scrubbed = []
+    for directory in (workspace.reports, workspace.outputs, workspace.data / "features", workspace.feast):
+        if not directory.exists():
+            continue
+        for path in sorted(directory.rglob("*.json")):
+            if path not in skip and rewrite_json(path, identifiers):
+                scrubbed.append(_relative(workspace, path))
+    return scrubbed
+
+
+def forget(workspace: Workspace, settings: Settings, query: SubjectQuery) -> tuple[Subject, ErasureReport]:
+    """Erase one person from every store and add them to the suppression list.
+
+    Raises SubjectNotFoundError (nothing changed) when the request names nobody."""
+    subject = find_subject(workspace, settings, query)
+    standardization = _standardization(settings)
+    request_id = uuid.uuid4().hex
+    salt = load_or_create_salt(workspace, settings.privacy)
+    added = append_suppression(workspace, settings.privacy, identifier_hashes(salt, subject.identifiers()),
+                               request_id, standardization)
+    suppression = load_suppression(workspace, settings.privacy)
+    report = ErasureReport(request_id, len(subject.records), added, subject.shared_identifiers)
+    features_were_current = _features_match_lake(workspace)
+    report.rows_removed.update(erase_from_lake(workspace, suppression, subject, standardization))
+    paths = identity_paths(workspace)
+    identity_files = {paths["identity_map"], paths["profiles"], paths["edges"]}
+    report.rows_removed.update(erase_from_tables(
+        workspace, [workspace.data / "features", workspace.outputs], subject, identity_files))
+    report.rows_removed.update(erase_from_online_stores(workspace, settings, [subject.customer_id]))
+    report.files_scrubbed = scrub_reports(workspace, subject, identity_files)
+    # Last: while the identity map still holds the person, an interrupted erasure can be run again.
+    for path in (paths["edges"], paths["profiles"], paths["identity_map"]):
+        if path.exists():
+            report.rows_removed[_relative(workspace, path)] = rewrite_parquet(
+                path, lambda frame: customer_rows(frame, {subject.customer_id}, set(subject.record_keys)))
+    if features_were_current:
+        _record_features_current(workspace)
+    return subject, report
+
+
+def _features_match_lake(workspace: Workspace) -> bool:
+    from features.feature_tables import _tables_match_inputs
+
+    return _tables_match_inputs(workspace)
+
+
+def _record_features_current(workspace: Workspace) -> None:
+    """The feature tables were built from this lake and lost the same person: still current, so the
+    next build need not start over."""
+    from features.feature_tables import _fingerprint_path, _inputs_fingerprint
+
+    _fingerprint_path(workspace).write_text(json.dumps(_inputs_fingerprint(workspace)))
+
+
+# ---------------------------------------------------------------- access
+
+
+def _plain(value):
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, pd.Timestamp | dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    return value
+
+
+def _rows(frame: pd.DataFrame) -> list[dict]:
+    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _matching_rows(path: Path, drop: Callable[[pd.DataFrame], np.ndarray]) -> pd.DataFrame:
+    source = pq.ParquetFile(path)
+    found = []
+    for batch in source.iter_batches(batch_size=BATCH_ROWS):
+        frame = batch.to_pandas()
+        mask = np.asarray(drop(frame), dtype=bool)
+        if mask.any():
+            found.append(frame[mask])
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame()
+
+
+def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery,
+                   served: Callable[[str], list[dict]] | None = None) -> dict:
+    """Everything held about one person, as a JSON-ready dict: profile, source records of every lake
+    table (and quarantine), identity links with their evidence, latest features, scores, and the
+    recommendations served (from the audit log, through `served(customer_id)`)."""
+    subject = find_subject(workspace, settings, query)
+    matcher = subject_matcher(subject, _standardization(settings))
+    identity_map, profiles = _read_identity(workspace)
+    paths = identity_paths(workspace)
+    edges = pd.read_parquet(paths["edges"]) if paths["edges"].exists() else None
+    ids, records = {subject.customer_id}, set(subject.record_keys)
+    source_records, quarantined = {}, {}
+    for table in CONTRACTS:
+        if workspace.lake_table(table).exists():
+            source_records[table] = _rows(_matching_rows(
+                workspace.lake_table(table), lambda frame, t=table: suppressed_rows(frame, t, matcher)))
+        rejected = workspace.quarantine / f"{table}.parquet"
+        if rejected.exists():
+            rows = _matching_rows(rejected, lambda frame, t=table: suppressed_rows(
+                _quarantined_records(frame), t, matcher))
+            if len(rows):
+                quarantined[table] = _rows(rows)
+    features = {}
+    for path in sorted((workspace.data / "features").glob("*.parquet")):
+        rows = _matching_rows(path, lambda frame: customer_rows(frame, ids, records))
+        if len(rows):
+            features[path.stem] = _rows(rows.sort_values("event_timestamp").tail(1))[0]
+    scores_path = workspace.outputs / "scores.parquet"
+    scores = _rows(_matching_rows(scores_path, lambda frame: customer_rows(frame, ids, records))) \
+        if scores_path.exists() else []
+    profile = _rows(profiles[profiles["customer_id"] == subject.customer_id])
+    return {
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "customer_id": subject.customer_id,
+        "profile": profile[0] if profile else None,
+        "identity": _plain(explain_customer(subject.customer_id, identity_map, edges)) if edges is not None else
+        {"records": _rows(identity_map[identity_map["customer_id"] == subject.customer_id])},
+        "source_records": source_records,
+        "quarantined_records": quarantined,
+        "features": features,
+        "scores": scores,
+        "recommendations_served": served(subject.customer_id) if served is not None else [],
+    }
+
+
+def write_json(path: Path, document: dict) -> None:
+    """Atomic: a temporary file renamed over the target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary(path)
+    temporary.write_text(json.dumps(document, indent=2, default=str, ensure_ascii=False))
+    os.replace(temporary, path)
+
+
+__all__ = ["ErasureError", "ErasureReport", "Subject", "SubjectNotFoundError", "SubjectQuery", "export_subject",
+           "find_subject", "forget", "write_json"]
