@@ -405,6 +405,70 @@ def report_lift(
     typer.echo(json.dumps(result, indent=2))
 
 
+@app.command("export")
+def export_command(
+    segment: Annotated[str, typer.Option("--segment", "-s", help="Built-in (win_back_today, high_clv_at_risk, push_reachable, do_not_contact) or defined under `segments.definitions`.")],
+    output_format: Annotated[str | None, typer.Option("--format", help="csv or parquet (default: segments.default_format).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: data/outputs/segments/<segment>.<format>); a summary goes beside it as .json.", dir_okay=False)] = None,
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write a segment of the latest `cdp score` for campaign tools: one row per source record of each
+    customer (source, source_id, primary e-mail, customer_id) with the recommended action and reasons.
+    Contact segments never hold holdout customers; do_not_contact lists them (holdout = true).
+    See docs/segments-and-drift.md."""
+    from serving.segments import SegmentError, export_segment
+
+    space, settings = _context(workspace, config)
+    chosen_format = output_format or settings.segments.default_format
+    if chosen_format not in ("csv", "parquet"):
+        raise _fail(f"--format must be csv or parquet, not {chosen_format!r}", 2)
+    try:
+        summary = export_segment(space, settings, segment, chosen_format, out)
+    except SegmentError as error:
+        raise _fail(str(error)) from error
+    held = f"; {summary.holdout_excluded:,} holdout customer(s) left out (no contact)" if summary.holdout_excluded else ""
+    console.print(f"Segment {summary.segment} (scores as of {summary.as_of}): {summary.customers:,} customers, "
+                  f"{summary.rows:,} rows{held}")
+    console.print(f"Written to {summary.path} (summary: {Path(summary.path).with_suffix('.json')})")
+
+
+@report_app.command("drift")
+def report_drift(
+    as_of: Annotated[list[str] | None, typer.Option("--as-of", help="Compare the features as of this date (default: the as_of of data/outputs/scores.parquet).")] = None,
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Population stability index of every scoring feature and of the predictions against each
+    champion's training rows; flags past drift.psi_warning / drift.psi_alert. Writes
+    data/reports/drift.html and drift.json and logs them to MLflow (experiment drift.experiment)."""
+    from training.drift import DriftError, build_drift_report, log_drift_report, write_drift_report
+
+    space, settings = _context(workspace, config)
+    moment = _one_time(as_of) if as_of else None
+    with step_progress("drift report") as progress:
+        progress.update(0, 1)
+        try:
+            report = build_drift_report(space, settings, moment)
+        except DriftError as error:
+            raise _fail(str(error)) from error
+        files = write_drift_report(space, report)
+        run_id = log_drift_report(space, settings, report, files)
+        progress.update(1, 1)
+    view = Table(title=f"Drift as of {report['as_of']} (warning from PSI {settings.drift.psi_warning}, alert from {settings.drift.psi_alert})")
+    for column in ("model", "version", "prediction PSI", "features alert", "features warning", "largest feature PSI"):
+        view.add_column(column, justify="left" if column in ("model", "largest feature PSI") else "right")
+    for task, entry in report["models"].items():
+        top = entry["features"][0] if entry["features"] else None
+        statuses = [row["status"] for row in entry["features"]]
+        view.add_row(task, str(entry["version"]), f"{entry['prediction']['psi']:.3f} ({entry['prediction']['status']})",
+                     str(statuses.count("alert")), str(statuses.count("warning")),
+                     f"{top['feature']} {top['psi']:.3f}" if top else "")
+    console.print(view)
+    console.print(f"Overall: {report['summary']['status']}. Written to {files[0]} and {files[1]}; MLflow run {run_id} "
+                  f"(experiment {settings.drift.experiment})")
+
+
 features_app = typer.Typer(help="Customer features and the Feast feature store.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 

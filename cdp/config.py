@@ -11,7 +11,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -194,6 +194,75 @@ class PrivacySettings(_Section):
     """Rotated files kept; the oldest beyond this is deleted."""
 
 
+class SegmentDefinition(_Section):
+    """One exportable segment: a DuckDB boolean expression over the columns of the latest scores
+    joined with the scoring features as of their `as_of` (docs/segments-and-drift.md)."""
+
+    where: str = Field(min_length=1)
+    """E.g. `win_back`, `eligible_push AND clv_percentile >= $high_clv_percentile`; `$name` reads
+    `segments.parameters[name]`."""
+    description: str = ""
+    contact: bool = True
+    """A contact list: holdout customers are never in it, whatever `where` says. False for
+    suppression lists (`do_not_contact`), which keep them with `holdout = true`."""
+
+
+BUILT_IN_SEGMENTS: dict[str, SegmentDefinition] = {
+    "win_back_today": SegmentDefinition(
+        where="win_back", description="The policy's win-back list: lapsed or at-risk customers worth an offer today."),
+    "high_clv_at_risk": SegmentDefinition(
+        where="clv_percentile >= $high_clv_percentile AND churn_probability >= $at_risk_churn_probability",
+        description="Top customers by predicted CLV whose churn probability is high."),
+    "push_reachable": SegmentDefinition(
+        where="eligible_push",
+        description="Customers the policy may push today: consent, an installed app, under caps and quiet periods."),
+    "do_not_contact": SegmentDefinition(
+        where="holdout OR (next_best_action = 'none' AND NOT coalesce(win_back, false))",
+        description="Suppression list: the holdout (control group) and everyone the policy does not contact today.",
+        contact=False),
+}
+
+
+class SegmentSettings(_Section):
+    """`cdp export --segment NAME`: built-in segments plus any defined here (same name replaces a built-in)."""
+
+    parameters: dict[str, float] = {"high_clv_percentile": 0.8, "at_risk_churn_probability": 0.5}
+    """Thresholds segments read as `$name`: high CLV = this share of the base or more below the
+    customer (0.8: the top 20%); at risk = churn probability at least this."""
+    definitions: dict[str, SegmentDefinition] = BUILT_IN_SEGMENTS
+    """Name -> {where, description, contact}. The built-ins are always present."""
+    default_format: Literal["csv", "parquet"] = "csv"
+
+    @field_validator("definitions", mode="after")
+    @classmethod
+    def keep_built_in_segments(cls, definitions: dict[str, SegmentDefinition]) -> dict[str, SegmentDefinition]:
+        """A user's definitions add to the built-ins (or replace one by name), never remove them."""
+        return {**BUILT_IN_SEGMENTS, **definitions}
+
+
+class DriftSettings(_Section):
+    """`cdp report drift`: scoring features and predictions against each champion's training rows."""
+
+    psi_warning: float = Field(0.1, gt=0)
+    """Population stability index from which a feature is flagged `warning` (moderate shift)."""
+    psi_alert: float = Field(0.25, gt=0)
+    """... and `alert` (a major shift: retrain or investigate)."""
+    bins: int = Field(10, ge=2)
+    """Quantile bins of a numeric feature, from the training distribution (missing is one more bin)."""
+    max_categories: int = Field(30, ge=2)
+    """Categories of a categorical feature beyond the most common this many (in training) share one bin."""
+    minimum_share: float = Field(1e-4, gt=0, lt=0.01)
+    """Floor on each bin's share, so an empty bin gives a large but finite PSI."""
+    sample_rows: int = Field(200_000, ge=1_000)
+    """At most this many training and scoring rows per model (a fixed random sample beyond it)."""
+    experiment: str = "monitoring"
+    """MLflow experiment the reports are logged to."""
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.psi_alert <= self.psi_warning:
+            raise ValueError(f"psi_alert ({self.psi_alert}) must be above psi_warning ({self.psi_warning})")
+
+
 class ServingSettings(_Section):
     api_token: str | None = None
 
@@ -231,6 +300,8 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     privacy: PrivacySettings = PrivacySettings()
     spark: SparkSettings = SparkSettings()
+    segments: SegmentSettings = SegmentSettings()
+    drift: DriftSettings = DriftSettings()
 
     @classmethod
     def settings_customise_sources(

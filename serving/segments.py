@@ -1,0 +1,271 @@
+"""`cdp export --segment NAME`: lists campaign tools load, one row per source record of each customer
+in a segment, with the customer's own ids in every system, their primary e-mail and the recommended
+action.
+
+A segment is a DuckDB boolean expression over the latest scores (data/outputs/scores.parquet, written
+by `cdp score`) joined with the scoring features as of the scores' `as_of`; built-in and user-defined
+segments are the same kind of object (`segments` in cdp/config.py). Contact segments never hold a
+holdout customer: the control group gets no contact, whatever the expression says.
+
+`select_segment` and `build_export` are pure (frames in, frames out); the readers and the writer
+below them are the I/O edge. Nothing here logs personal data: summaries hold counts and paths only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from cdp.config import SegmentDefinition, Settings
+from cdp.workspace import Workspace
+
+ExportFormat = Literal["csv", "parquet"]
+DERIVED_COLUMNS = {"clv_percentile": "clv"}
+"""Columns computed over the whole scored base for segment expressions -> the score they need.
+clv_percentile: the share of customers with a lower predicted CLV (0 lowest, 1 highest)."""
+ACTION_COLUMNS = ("next_best_action", "next_best_channel", "expected_value", "win_back_action", "reasons",
+                  "holdout", "no_contact_reason")
+"""What the policy recommends (serving/batch.py's columns), copied to every exported row."""
+EXPORT_COLUMNS = ("customer_id", "source", "source_id", "email", *ACTION_COLUMNS, "segment", "as_of")
+FEATURE_KEYS = ("customer_id", "event_timestamp", "created_timestamp")
+log = logging.getLogger("cdp.serving")
+
+
+class SegmentError(ValueError):
+    """A segment cannot be exported (unknown name, no scores, a bad expression); the message says why."""
+
+
+@dataclass
+class ExportSummary:
+    segment: str
+    customers: int
+    rows: int
+    path: str
+    output_format: str
+    as_of: str
+    where: str
+    contact: bool
+    holdout_excluded: int
+    """Customers the expression matched who are in the holdout, left out of a contact segment."""
+
+
+# --- pure -------------------------------------------------------------------------------------------
+
+def referenced_names(where: str) -> set[str]:
+    """Lower-case identifiers an expression may name as columns (string literals and `$parameters`
+    left out): which score and feature columns to read."""
+    without_literals = re.sub(r"'(?:[^']|'')*'", " ", where)
+    quoted = {name.lower() for name in re.findall(r'"([^"]+)"', without_literals)}
+    bare = re.sub(r'"[^"]*"|\$\w+', " ", without_literals)
+    return quoted | {name.lower() for name in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", bare)}
+
+
+def referenced_parameters(where: str) -> set[str]:
+    return set(re.findall(r"\$(\w+)", re.sub(r"'(?:[^']|'')*'", " ", where)))
+
+
+def select_segment(scores: pd.DataFrame, features: pd.DataFrame, definition: SegmentDefinition,
+                   parameters: dict[str, float] | None = None, name: str = "segment") -> pd.DataFrame:
+    """The score rows of the customers the segment's expression selects, in scores' order.
+
+    `features` (customer_id plus any feature columns; may be empty) is joined to the scores on
+    customer_id; score columns win a name clash. A contact segment drops holdout customers."""
+    if "customer_id" not in scores.columns:
+        raise SegmentError("scores have no customer_id column")
+    parameters = parameters or {}
+    wanted = referenced_parameters(definition.where)
+    unknown = sorted(wanted - set(parameters))
+    if unknown:
+        raise SegmentError(f"segment {name!r}: parameter(s) {', '.join('$' + u for u in unknown)} not defined in "
+                           f"segments.parameters (defined: {', '.join(sorted(parameters)) or 'none'})")
+    scored = scores.reset_index(drop=True).assign(_position=np.arange(len(scores)))
+    extra = [c for c in features.columns if c != "customer_id" and c not in scored.columns]
+    if extra:
+        scored = scored.merge(features[["customer_id", *extra]].drop_duplicates("customer_id"), on="customer_id",
+                              how="left")
+    if "clv" in scored.columns:
+        scored["clv_percentile"] = scored["clv"].rank(method="min", pct=False).sub(1).div(max(len(scored) - 1, 1))
+    connection = duckdb.connect()
+    try:
+        connection.register("segment_input", scored)
+        query = f"SELECT _position FROM segment_input WHERE coalesce(({definition.where}), false)"
+        matched = connection.execute(query, {k: parameters[k] for k in wanted}).fetchnumpy()["_position"]
+    except duckdb.Error as error:
+        raise SegmentError(describe_expression_error(name, definition.where, error)) from error
+    finally:
+        connection.close()
+    chosen = scores.iloc[np.sort(np.asarray(matched, dtype=np.int64))]
+    if definition.contact and "holdout" in chosen.columns:
+        chosen = chosen[~chosen["holdout"].fillna(False).astype(bool).to_numpy()]
+    return chosen.reset_index(drop=True)
+
+
+def describe_expression_error(name: str, where: str, error: Exception) -> str:
+    """DuckDB's error in words that name the segment and, when it is one, the unknown column."""
+    text = str(error)
+    missing = re.search(r'Referenced column "([^"]+)" not found', text)
+    if missing:
+        return (f"segment {name!r}: column {missing.group(1)!r} is neither a score column nor a scoring feature "
+                f"(where: {where})")
+    first_line = text.splitlines()[0] if text else type(error).__name__
+    return f"segment {name!r}: invalid where expression ({first_line}) (where: {where})"
+
+
+def build_export(selected: pd.DataFrame, identity_map: pd.DataFrame, profiles: pd.DataFrame,
+                 segment: str) -> pd.DataFrame:
+    """One row per source record of each selected customer: the customer's id in that system, their
+    primary e-mail and the recommended action (EXPORT_COLUMNS). A customer without any source record
+    keeps one row with empty source and source_id."""
+    actions = selected.reindex(columns=["customer_id", *ACTION_COLUMNS, "as_of"])
+    records = identity_map[["customer_id", "source", "source_id"]]
+    emails = profiles.reindex(columns=["customer_id", "email"]).drop_duplicates("customer_id")
+    export = (actions.merge(records, on="customer_id", how="left")
+              .merge(emails, on="customer_id", how="left")
+              .assign(segment=segment))
+    export["holdout"] = export["holdout"].astype("boolean")
+    for column in ("source", "source_id", "email"):
+        export[column] = export[column].astype(object).where(export[column].notna(), None)
+    export = export.sort_values(["customer_id", "source", "source_id"], kind="stable", na_position="last")
+    return export[list(EXPORT_COLUMNS)].reset_index(drop=True)
+
+
+# --- I/O edge ----------------------------------------------------------------------------------------
+
+def default_scores_path(workspace: Workspace) -> Path:
+    return workspace.outputs / "scores.parquet"
+
+
+def default_export_path(workspace: Workspace, segment: str, output_format: ExportFormat) -> Path:
+    return workspace.outputs / "segments" / f"{segment}.{output_format}"
+
+
+def find_segment(settings: Settings, name: str) -> SegmentDefinition:
+    definitions = settings.segments.definitions
+    if name not in definitions:
+        raise SegmentError(f"unknown segment {name!r}; known segments: {', '.join(sorted(definitions))} "
+                           "(define more under `segments.definitions` in cdp.yaml)")
+    return definitions[name]
+
+
+def read_scores(path: Path, names: Iterable[str]) -> pd.DataFrame:
+    """customer_id, as_of, the action columns and the score columns an expression names, and
+    nothing else: at a million customers the conversion columns are most of the file."""
+    if not path.exists():
+        raise SegmentError(f"no scores yet: {path} not found; run `cdp score --as-of DATE` first")
+    available = pq.read_schema(path).names
+    wanted = {"customer_id", "as_of", *ACTION_COLUMNS, *names}
+    wanted |= {DERIVED_COLUMNS[n] for n in names if n in DERIVED_COLUMNS}
+    columns = [c for c in available if c.lower() in {w.lower() for w in wanted}]
+    scores = pd.read_parquet(path, columns=columns)
+    if scores.empty:
+        raise SegmentError(f"{path} holds no customers; run `cdp score --as-of DATE`")
+    return scores
+
+
+def scores_as_of(scores: pd.DataFrame) -> pd.Timestamp:
+    moments = pd.to_datetime(scores["as_of"], utc=True).unique()
+    if len(moments) != 1:
+        raise SegmentError(f"scores hold {len(moments)} as-of times; expected one (re-run `cdp score`)")
+    return pd.Timestamp(moments[0])
+
+
+def feature_tables(workspace: Workspace) -> list[Path]:
+    folder = workspace.data / "features"
+    return sorted(folder.glob("*.parquet")) if folder.exists() else []
+
+
+def read_features_as_of(workspace: Workspace, as_of: pd.Timestamp, names: Iterable[str],
+                        skip: Iterable[str] = ()) -> pd.DataFrame:
+    """The named feature columns (those present in some feature table and not in `skip`), each
+    customer's latest snapshot at or before `as_of`: the values scoring used. Tables holding none of
+    the names are not read."""
+    names, skip = {n.lower() for n in names}, {s.lower() for s in skip}
+    result: pd.DataFrame | None = None
+    taken: set[str] = set(skip) | {"customer_id"}
+    for path in feature_tables(workspace):
+        columns = [c for c in pq.read_schema(path).names
+                   if c not in FEATURE_KEYS and c.lower() in names and c.lower() not in taken]
+        if not columns:
+            continue
+        taken |= {c.lower() for c in columns}
+        selected = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+        with duckdb.connect() as connection:
+            connection.execute("SET TimeZone = 'UTC'")
+            frame = connection.execute(
+                f"""SELECT customer_id, {selected} FROM read_parquet(?)
+                    WHERE event_timestamp <= ?
+                    QUALIFY row_number() OVER (PARTITION BY customer_id
+                                               ORDER BY event_timestamp DESC, created_timestamp DESC) = 1""",
+                [str(path), as_of.to_pydatetime()]).df()
+        result = frame if result is None else result.merge(frame, on="customer_id", how="outer")
+    return result if result is not None else pd.DataFrame({"customer_id": pd.Series(dtype=object)})
+
+
+def read_identity(workspace: Workspace, customer_ids: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The source records and the primary e-mail of the given customers only."""
+    from features.identity.store import identity_paths
+
+    paths = identity_paths(workspace)
+    for needed in ("identity_map", "profiles"):
+        if not paths[needed].exists():
+            raise SegmentError(f"{paths[needed]} not found; run `cdp resolve` first")
+    wanted = pa.array(customer_ids.astype(str).unique())
+    records = pq.read_table(paths["identity_map"], columns=["customer_id", "source", "source_id"])
+    records = records.filter(pc.is_in(records["customer_id"], value_set=wanted)).to_pandas()
+    profile_columns = [c for c in ("customer_id", "email") if c in pq.read_schema(paths["profiles"]).names]
+    profiles = pq.read_table(paths["profiles"], columns=profile_columns)
+    profiles = profiles.filter(pc.is_in(profiles["customer_id"], value_set=wanted)).to_pandas()
+    return records, profiles
+
+
+def write_export(frame: pd.DataFrame, path: Path, output_format: ExportFormat) -> None:
+    """Written under a temporary name and renamed, so a campaign tool never reads half a list."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial")
+    table = frame.assign(as_of=pd.to_datetime(frame["as_of"], utc=True))
+    if output_format == "csv":
+        table.to_csv(temporary, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+    else:
+        table.to_parquet(temporary, index=False)
+    temporary.replace(path)
+
+
+def export_segment(workspace: Workspace, settings: Settings, name: str, output_format: ExportFormat = "csv",
+                   out: Path | None = None, scores_path: Path | None = None) -> ExportSummary:
+    """Select the segment from the latest scores, add every customer's source records and primary
+    e-mail, write the list (default data/outputs/segments/NAME.FORMAT) and a summary without
+    personal data beside it (NAME.json)."""
+    if output_format not in ("csv", "parquet"):
+        raise SegmentError(f"format must be csv or parquet, not {output_format!r}")
+    definition = find_segment(settings, name)
+    names = referenced_names(definition.where)
+    scores = read_scores(scores_path or default_scores_path(workspace), names)
+    as_of = scores_as_of(scores)
+    features = read_features_as_of(workspace, as_of, names, skip=[*scores.columns, *DERIVED_COLUMNS])
+    everyone = select_segment(scores, features, definition.model_copy(update={"contact": False}),
+                              settings.segments.parameters, name)
+    selected = select_segment(scores, features, definition, settings.segments.parameters, name)
+    records, profiles = read_identity(workspace, selected["customer_id"])
+    export = build_export(selected, records, profiles, name)
+    path = Path(out) if out is not None else default_export_path(workspace, name, output_format)
+    if path.suffix == ".json":
+        raise SegmentError(f"--out {path}: the summary is written beside the export as .json; choose another name")
+    write_export(export, path, output_format)
+    summary = ExportSummary(segment=name, customers=len(selected), rows=len(export), path=str(path),
+                            output_format=output_format, as_of=as_of.isoformat(), where=definition.where,
+                            contact=definition.contact, holdout_excluded=len(everyone) - len(selected))
+    path.with_suffix(".json").write_text(json.dumps(asdict(summary), indent=2))
+    log.info("segment %s: %d customers, %d rows -> %s", name, summary.customers, summary.rows, path)
+    return summary
