@@ -29,7 +29,7 @@ def _flags(scores: pd.DataFrame, column: str) -> pd.Series:
     """A boolean column (missing values and an absent column read as False)."""
     if column not in scores:
         return pd.Series(False, index=scores.index)
-    return scores[column].fillna(False).astype(bool)
+    return scores[column].eq(True)
 
 
 def _share(count: int | float, total: int) -> float:

@@ -76,6 +76,7 @@ def test_notebook_runs_on_the_simulated_retailer(path, scored_workspace, served,
     assert tables, f"{path.name} shows no table"
 
 
+@pytest.mark.slow
 def test_no_personal_data_is_shown_by_the_profiles_notebook(scored_workspace, tmp_path):
     import pandas as pd
 
