@@ -242,7 +242,8 @@ class PackedSqliteOnlineStore(SqliteOnlineStore):
 
     def delete_customers(self, config: RepoConfig, tables: Sequence[FeatureView], customer_ids: Sequence[str]) -> int:
         """Erase customers from every table of the store file that is keyed by entity (packed or Feast's
-        own layout), with secure_delete so the freed pages are zeroed, not left readable in the file.
+        own layout), with secure_delete and a VACUUM so no copy of the key or values is left in the file
+        (freed pages zeroed, index pages rebuilt).
         `tables` is unused: every keyed table is searched, so no view's rows survive. Returns rows deleted."""
         version = config.entity_key_serialization_version
         keys = [_entity_key(c, version) for c in dict.fromkeys(customer_ids)]
@@ -262,6 +263,9 @@ class PackedSqliteOnlineStore(SqliteOnlineStore):
                     cursor = conn.execute(
                         f"DELETE FROM {_quote_id(name)} WHERE entity_key IN ({','.join('?' * len(part))})", part)
                     deleted += cursor.rowcount
+        if deleted:
+            # Index b-trees keep copies of keys in interior pages; rebuilding the file drops them.
+            conn.execute("VACUUM")
         return deleted
 
 

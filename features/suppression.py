@@ -49,15 +49,21 @@ def read_salt(workspace: Workspace, privacy: PrivacySettings) -> bytes | None:
 
 
 def load_or_create_salt(workspace: Workspace, privacy: PrivacySettings) -> bytes:
-    """The workspace's salt, created (random, readable by the owner only) on first use."""
+    """The workspace's salt, created (random, readable by the owner only) on first use: written to a
+    temporary file and linked into place, so two processes agree on one salt and none reads half of it."""
     path = workspace_path(workspace, privacy.salt_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return bytes.fromhex(path.read_text().strip())
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(secrets.token_hex(SALT_BYTES))
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(SALT_BYTES))
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+        finally:
+            temporary.unlink()
     return bytes.fromhex(path.read_text().strip())
 
 

@@ -1,0 +1,251 @@
+"""Erasure and access for real: a copy of the served workspace, batch-scored, with features in the
+SQLite and a real Redis online store; one person with several records is forgotten, then every file
+under the workspace and the whole Redis keyspace are searched for them."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import redis
+from typer.testing import CliRunner
+
+from cdp.cli import app
+from cdp.config import FeatureSettings
+from cdp.workspace import Workspace
+from features.contract import CONTRACTS
+from features.erasure import SubjectNotFoundError, SubjectQuery, forget
+from features.identity.standardize import standardize_phone
+from features.ingest import ingest_directory
+from features.suppression import keyed_hash, read_salt, suppression_path
+from serving.audit import AuditLog, recommendation_entries
+from tests.conftest import AS_OF
+from tests.features.test_feature_store import redis_server  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+LINEAGE = ("_source_file", "_ingested_at", "_source_row")
+
+
+def pick_person(workspace: Workspace) -> pd.Series:
+    """A customer with several records, an e-mail and a phone nobody else has, and orders."""
+    profiles = pd.read_parquet(workspace.outputs / "profiles.parquet")
+    emails = profiles.explode("emails")["emails"].dropna().value_counts()
+    phones = profiles.explode("phones")["phones"].dropna().value_counts()
+    orders = pd.read_parquet(workspace.lake_table("orders"), columns=["source", "source_id"])
+    identity = pd.read_parquet(workspace.outputs / "identity_map.parquet")
+    buyers = set(orders.merge(identity, on=["source", "source_id"])["customer_id"])
+    for _, profile in profiles[profiles["source_records"] >= 3].iterrows():
+        if (len(profile["emails"]) and len(profile["phones"]) and profile["customer_id"] in buyers
+                and all(emails[e] == 1 for e in profile["emails"]) and all(phones[p] == 1 for p in profile["phones"])):
+            return profile
+    raise AssertionError("no customer with several records and contacts of their own in the fixture")
+
+
+def raw_table(raw: Path, table: str) -> pd.DataFrame:
+    path = next(raw.glob(f"{table}.*"))
+    return pd.read_csv(path, dtype=str) if path.suffix == ".csv" else pd.read_parquet(path).astype(str)
+
+
+def person_identifiers(workspace: Workspace, raw: Path, customer_id: str) -> dict[str, set[str]]:
+    """Everything that names the person: customer id, source ids, order ids, e-mails and phones both
+    as the raw files wrote them and standardized."""
+    identity = pd.read_parquet(workspace.outputs / "identity_map.parquet")
+    records = identity[identity["customer_id"] == customer_id]
+    keys = set(zip(records["source"], records["source_id"], strict=True))
+    profile = pd.read_parquet(workspace.outputs / "profiles.parquet").set_index("customer_id").loc[customer_id]
+    customers = raw_table(raw, "customers")
+    mine = customers[[(s.strip().lower(), i.strip()) in keys for s, i in zip(customers["source"], customers["source_id"], strict=True)]]
+    orders = pd.read_parquet(workspace.lake_table("orders"), columns=["order_id", "source", "source_id"])
+    order_ids = {o for o, s, i in zip(orders["order_id"], orders["source"], orders["source_id"], strict=True) if (s, i) in keys}
+    raw_contacts = {v for column in ("email", "phone") for v in mine[column].dropna() if v not in ("", "nan", "None")}
+    return {
+        "customer": {customer_id},
+        "source_ids": {i for _, i in keys},
+        "orders": order_ids,
+        "contacts": {*profile["emails"], *profile["phones"], *raw_contacts,
+                     *(standardize_phone(p, "GB") or p for p in profile["phones"])},
+    }
+
+
+def search_workspace(root: Path, needles: set[str]) -> dict[str, set[str]]:
+    """Every file under the root: Parquet decoded column by column, everything else as bytes."""
+    lowered = {n.lower() for n in needles if n}
+    pattern = re.compile("|".join(re.escape(n) for n in sorted(lowered, key=len, reverse=True)))
+    found: dict[str, set[str]] = {}
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        hits = set(pattern.findall(path.read_bytes().decode("latin-1").lower()))
+        if path.suffix == ".parquet":
+            frame = pq.read_table(path).to_pandas()
+            for column in frame.columns:
+                values = frame[column]
+                if values.dtype == object:
+                    values = values.map(lambda v: json.dumps(v.tolist()) if isinstance(v, np.ndarray) else str(v))
+                text = "\n".join(values.astype(str).str.lower())
+                hits |= set(pattern.findall(text))
+        if hits:
+            found[str(path.relative_to(root))] = hits
+    return found
+
+
+def redis_client(connection: str) -> redis.Redis:
+    host, port = connection.split(":")
+    return redis.Redis(host=host, port=int(port))
+
+
+def search_redis(connection: str, needles: set[str]) -> list[bytes]:
+    client = redis_client(connection)
+    hits = []
+    for key in client.scan_iter(count=1000):
+        value = client.get(key) if client.type(key) == b"string" else json.dumps(
+            {k.decode("latin-1"): v.decode("latin-1") for k, v in client.hgetall(key).items()}).encode()
+        blob = (key + b" " + (value or b"")).decode("latin-1").lower()
+        if any(n.lower() in blob for n in needles):
+            hits.append(key)
+    return hits
+
+
+def lake_rows(workspace: Workspace, table: str) -> pd.DataFrame:
+    frame = pd.read_parquet(workspace.lake_table(table))
+    frame = frame[[c for c in frame.columns if c not in LINEAGE]]
+    return frame.sort_values(list(CONTRACTS[table].primary_key)).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def erasure(served, redis_server, tmp_path_factory):  # noqa: F811
+    """Given a copy of the served workspace, scored, in SQLite and Redis, with a person in the audit
+    log and in a segment export; when they are exported and then forgotten (by e-mail)."""
+    from features.feature_store import materialize_online
+    from serving.batch import score_customer_base
+
+    workspace = Workspace.at(tmp_path_factory.mktemp("erasure") / "ws")
+    shutil.copytree(served.workspace.root, workspace.root)
+    features = FeatureSettings(online_store="redis", redis_connection_string=redis_server)
+    settings = served.settings.model_copy(update={"features": features})
+    score_customer_base(workspace, settings, AS_OF)
+    materialize_online(workspace, features, AS_OF)
+    person = pick_person(workspace)
+    customer_id = person["customer_id"]
+    identifiers = person_identifiers(workspace, served.raw, customer_id)
+    scores = pd.read_parquet(workspace.outputs / "scores.parquet")
+    export = workspace.outputs / "exports" / "segment.csv"
+    export.parent.mkdir(parents=True)
+    scores[["customer_id", "next_best_action"]].head(50).pipe(
+        lambda f: pd.concat([f, scores.loc[scores["customer_id"] == customer_id, f.columns]])).to_csv(export, index=False)
+    audit = AuditLog.open(workspace, settings.privacy)
+    audit.append(recommendation_entries([{"customer_id": customer_id, "found": True, "next_best_action": "email",
+                                          "model_versions": {"churn": "1"}}], "spring", audit.pseudonym, "t"))
+    audit.close()
+    before = {table: lake_rows(workspace, table) for table in CONTRACTS if workspace.lake_table(table).exists()}
+    redis_keys_before = redis_client(redis_server).dbsize()
+    config = workspace.root / "cdp.yaml"
+    config.write_text(f"features:\n  online_store: redis\n  redis_connection_string: '{redis_server}'\n")
+    subject_file = tmp_path_factory.mktemp("access") / "subject.json"
+    access = runner.invoke(app, ["export-subject", "--email", person["emails"][0].upper(), "--workspace",
+                                 str(workspace.root), "--out", str(subject_file)])
+    assert access.exit_code == 0, access.output
+    exported = json.loads(subject_file.read_text())
+    result = runner.invoke(app, ["forget", "--email", person["emails"][0], "--workspace", str(workspace.root)])
+    assert result.exit_code == 0, result.output
+    return {"workspace": workspace, "settings": settings, "customer_id": customer_id, "identifiers": identifiers,
+            "before": before, "redis": redis_server, "redis_keys_before": redis_keys_before, "raw": served.raw,
+            "export": exported, "person": person, "output": result.output}
+
+
+def test_nothing_of_the_person_is_left_in_any_file_but_the_suppression_hash(erasure):
+    workspace, identifiers = erasure["workspace"], erasure["identifiers"]
+    needles = set().union(*identifiers.values())
+    # Then no file under the workspace names them: not the lake, quarantine, features, outputs, the
+    # export, the SQLite store, reports, MLflow or the audit log
+    assert search_workspace(workspace.root, needles) == {}
+    # and their keyed hash is in the suppression list (and, as their pseudonym, in the audit log) only
+    salt = read_salt(workspace, erasure["settings"].privacy)
+    pseudonym = keyed_hash(salt, "customer", erasure["customer_id"])
+    holders = set(search_workspace(workspace.root, {pseudonym}))
+    assert holders == {str(suppression_path(workspace, erasure["settings"].privacy).relative_to(workspace.root)),
+                       "data/audit/audit.log"}
+    kinds = set(pq.read_table(suppression_path(workspace, erasure["settings"].privacy)).column("kind").to_pylist())
+    assert kinds == {"customer", "record", "email", "phone", "order"}
+
+
+def test_redis_holds_no_key_or_value_of_the_person(erasure):
+    needles = set().union(*erasure["identifiers"].values())
+    assert search_redis(erasure["redis"], needles) == []
+    # while everyone else's keys are still there
+    assert 0 < redis_client(erasure["redis"]).dbsize() < erasure["redis_keys_before"]
+
+
+def test_everyone_elses_lake_rows_are_unchanged(erasure):
+    workspace, identifiers = erasure["workspace"], erasure["identifiers"]
+    for table, before in erasure["before"].items():
+        after = lake_rows(workspace, table)
+        mine = pd.Series(False, index=before.index)
+        for column in ("source_id", "id_a", "id_b"):
+            if column in before:
+                mine |= before[column].isin(identifiers["source_ids"])
+        if "order_id" in before:
+            mine |= before["order_id"].isin(identifiers["orders"])
+        assert mine.any() or table not in ("customers", "orders"), table
+        pd.testing.assert_frame_equal(after, before[~mine].reset_index(drop=True), obj=table)
+
+
+def test_reingesting_the_old_files_does_not_bring_the_person_back(erasure):
+    workspace, identifiers = erasure["workspace"], erasure["identifiers"]
+    # When the original raw files are ingested again
+    report = ingest_directory(erasure["raw"], workspace, erasure["settings"].ingest)
+    by_table = {t.table: t for t in report.tables}
+    # Then their rows are counted as suppressed, the accounts balance, and the lake is as after erasure
+    assert by_table["customers"].suppressed >= 2 and by_table["orders"].suppressed >= 1
+    assert all(t.loaded + t.quarantined + t.suppressed == t.read for t in report.tables)
+    needles = set().union(*identifiers.values()) - identifiers["customer"]
+    found = search_workspace(workspace.data / "lake", needles) | search_workspace(workspace.quarantine, needles)
+    assert found == {}
+    for table, before in erasure["before"].items():
+        after = lake_rows(workspace, table)
+        mine = pd.Series(False, index=before.index)
+        for column in ("source_id", "id_a", "id_b"):
+            if column in before:
+                mine |= before[column].isin(identifiers["source_ids"])
+        if "order_id" in before:
+            mine |= before["order_id"].isin(identifiers["orders"])
+        pd.testing.assert_frame_equal(after, before[~mine].reset_index(drop=True), obj=table)
+
+
+def test_the_access_export_holds_profile_records_links_features_scores_and_recommendations(erasure):
+    document, person = erasure["export"], erasure["person"]
+    assert document["customer_id"] == person["customer_id"]
+    assert document["profile"]["emails"] == list(person["emails"])
+    records = {(r["source"], r["source_id"]) for r in document["identity"]["records"]}
+    assert len(records) == person["source_records"] and all("matched_by" in r for r in document["identity"]["records"])
+    assert {(r["source"], r["source_id"]) for r in document["source_records"]["customers"]} <= records
+    assert document["source_records"]["orders"] and {"purchase_history", "reachability"} <= set(document["features"])
+    assert document["features"]["purchase_history"]["customer_id"] == person["customer_id"]
+    assert [s["customer_id"] for s in document["scores"]] == [person["customer_id"]]
+    served = document["recommendations_served"]
+    assert [(e["event"], e["action"], e["campaign_id"]) for e in served] == [("recommend", "email", "spring")]
+
+
+def test_erasure_and_access_requests_are_in_the_audit_log_without_raw_ids(erasure):
+    lines = (erasure["workspace"].root / "data/audit/audit.log").read_text().splitlines()
+    events = [json.loads(line)["event"] for line in lines]
+    assert events[-2:] == ["access", "erasure"]
+    assert erasure["customer_id"] not in "".join(lines)
+
+
+def test_an_unknown_person_is_refused_and_nothing_changes(served, tmp_path):
+    workspace = Workspace.at(tmp_path / "ws")
+    shutil.copytree(served.workspace.root, workspace.root)
+    stamps = {p: p.stat().st_mtime_ns for p in workspace.root.rglob("*") if p.is_file()}
+    with pytest.raises(SubjectNotFoundError, match="no customer has that e-mail"):
+        forget(workspace, served.settings, SubjectQuery(email="nobody-at-all@example.org"))
+    result = runner.invoke(app, ["forget", "--customer-id", "C999999999", "--workspace", str(workspace.root)])
+    assert result.exit_code == 1 and "no customer 'C999999999'" in result.output
+    assert {p: p.stat().st_mtime_ns for p in workspace.root.rglob("*") if p.is_file()} == stamps
