@@ -1,0 +1,113 @@
+"""The trees as arrays (training/tree_tables.py) against LightGBM itself: given boosters with
+numeric, categorical and missing-value splits, scores must be bit-identical and contributions equal
+LightGBM's exact `pred_contrib` to rounding."""
+
+from __future__ import annotations
+
+import lightgbm
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.tree_tables import flatten_trees, tree_tables
+
+
+def _training_frame(rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    generator = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "recency": generator.exponential(60, rows),
+        "orders": generator.poisson(3, rows).astype(float),
+        "mostly_zero": np.where(generator.random(rows) < 0.6, 0.0, generator.normal(2, 1, rows)),
+        "region": pd.Categorical(generator.choice(["north", "south", "east", "west", "centre"], rows)),
+        "spend": generator.gamma(2, 50, rows),
+    })
+    frame.loc[generator.random(rows) < 0.2, "recency"] = np.nan  # NaN goes its learned way
+    frame.loc[generator.random(rows) < 0.1, "spend"] = np.nan
+    signal = (-0.02 * frame["recency"].fillna(200) + 0.4 * frame["orders"] + 0.5 * (frame["region"] == "east")
+              + 0.3 * (frame["mostly_zero"] > 0) + 0.003 * frame["spend"].fillna(0))
+    return frame, signal.to_numpy()
+
+
+def _probe_matrix(frame: pd.DataFrame) -> np.ndarray:
+    """Encoded rows plus edge cases: NaN everywhere, zeros, values within 1e-35 of zero, unseen and
+    negative category codes."""
+    matrix = frame.assign(region=frame["region"].cat.codes.astype(float)).to_numpy(dtype=float)
+    edges = np.array([
+        [np.nan] * 5,
+        [0.0] * 5,
+        [1e-40, -1e-40, 1e-36, 0.0, 1e-300],
+        [30.0, 2.0, 0.0, 17.0, 80.0],  # a category code never seen in training
+        [30.0, 2.0, 0.0, -1.0, 80.0],
+        [30.0, 2.0, 0.0, 2.7, 80.0],  # a fractional code truncates like LightGBM's cast
+    ])
+    return np.vstack([matrix, edges])
+
+
+@pytest.fixture(scope="module", params=["binary", "regression", "tweedie"])
+def booster(request) -> tuple[lightgbm.Booster, np.ndarray]:
+    frame, signal = _training_frame(3000, seed=3)
+    labels = {"binary": (signal + np.random.default_rng(4).logistic(size=len(signal)) > 1).astype(int),
+              "regression": signal, "tweedie": np.exp(signal / 4)}[request.param]
+    parameters = {"objective": request.param, "num_leaves": 31, "max_depth": 6, "min_data_in_leaf": 20,
+                  "learning_rate": 0.1, "verbosity": -1, "seed": 1, "deterministic": True,
+                  "zero_as_missing": False, "min_data_per_group": 5, "cat_smooth": 1}
+    model = lightgbm.train(parameters, lightgbm.Dataset(frame, label=labels), num_boost_round=60)
+    probe, _ = _training_frame(400, seed=9)
+    return model, _probe_matrix(probe)
+
+
+def test_scores_are_bit_identical_to_lightgbm(booster):
+    model, matrix = booster
+    tables = tree_tables(model)
+    assert np.array_equal(tables.raw_scores(matrix), model.predict(matrix, raw_score=True))
+    assert np.array_equal(tables.predict(matrix), model.predict(matrix))
+
+
+def test_values_exactly_at_a_threshold_score_like_lightgbm(booster):
+    model, matrix = booster
+    trees = flatten_trees(model.dump_model())
+    numeric = np.flatnonzero(~trees.categorical)[:300]
+    rows = np.tile(matrix[:1], (len(numeric), 1))
+    rows[np.arange(len(numeric)), trees.feature[numeric]] = trees.threshold[numeric]
+    tables = tree_tables(model)
+    assert np.array_equal(tables.raw_scores(rows), model.predict(rows, raw_score=True))
+    np.testing.assert_allclose(tables.contributions(rows), model.predict(rows, pred_contrib=True), rtol=0, atol=1e-9)
+
+
+def test_contributions_equal_lightgbm_pred_contrib(booster):
+    model, matrix = booster
+    expected = model.predict(matrix, pred_contrib=True)
+    got = tree_tables(model).contributions(matrix)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9 * max(1.0, np.abs(expected).max()))
+
+
+def test_the_trees_cover_categorical_and_missing_value_splits(booster):
+    model, _ = booster
+    trees = flatten_trees(model.dump_model())
+    assert trees.categorical.any(), "no categorical split: the test would not exercise the bitsets"
+    assert (trees.missing == 2).any(), "no NaN-aware split"
+
+
+def test_contributions_are_the_same_for_a_row_alone_or_in_a_batch(booster):
+    model, matrix = booster
+    tables = tree_tables(model)
+    together = tables.contributions(matrix[:80])  # two threads from 32 rows on
+    alone = np.vstack([tables.contributions(matrix[i:i + 1]) for i in range(80)])
+    assert np.array_equal(together, alone)
+
+
+def test_only_the_best_iteration_is_used_like_lightgbm():
+    frame, signal = _training_frame(2000, seed=5)
+    train, tune = lightgbm.Dataset(frame[:1500], label=signal[:1500]), lightgbm.Dataset(frame[1500:], label=signal[1500:])
+    model = lightgbm.train({"objective": "regression", "verbosity": -1, "learning_rate": 0.5}, train,
+                           num_boost_round=200, valid_sets=[tune], callbacks=[lightgbm.early_stopping(5, verbose=False)])
+    assert 0 < model.best_iteration < 200
+    matrix = _probe_matrix(frame[:50])
+    assert np.array_equal(tree_tables(model).predict(matrix), model.predict(matrix))
+
+
+def test_a_matrix_of_the_wrong_width_is_refused(booster):
+    model, matrix = booster
+    with pytest.raises(ValueError, match="features"):
+        tree_tables(model).predict(matrix[:, :3])
