@@ -169,6 +169,26 @@ def read_scores(workspace: Workspace) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def segment_sizes(workspace: Workspace, settings: Settings) -> pd.DataFrame:
+    """Customers in each exportable segment (built-in and configured; `cdp export --segment NAME`
+    writes the list itself), with the holdout customers a contact segment leaves out."""
+    from serving import segments
+
+    rows = []
+    for name, definition in settings.segments.definitions.items():
+        names = segments.referenced_names(definition.where)
+        scores = segments.read_scores(segments.default_scores_path(workspace), names)
+        features = segments.read_features_as_of(workspace, segments.scores_as_of(scores), names,
+                                                skip=[*scores.columns, *segments.DERIVED_COLUMNS])
+        matched = segments.select_segment(scores, features, definition.model_copy(update={"contact": False}),
+                                          settings.segments.parameters, name)
+        chosen = segments.select_segment(scores, features, definition, settings.segments.parameters, name)
+        rows.append({"segment": name, "customers": len(chosen), "holdout_left_out": len(matched) - len(chosen),
+                     "contact_list": definition.contact, "where": definition.where,
+                     "description": definition.description})
+    return pd.DataFrame(rows)
+
+
 def explain_customers(engine, customer_ids: Sequence[str]) -> pd.DataFrame:
     """What the service answers for these customers now (online features), as `answers_table`."""
     return answers_table(engine.recommend([{"customer_id": c} for c in customer_ids]))

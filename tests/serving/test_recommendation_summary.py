@@ -116,6 +116,22 @@ def test_policy_evaluation_as_a_table():
     assert table.loc["oracle_best", "contacted_share"] == 0.2
 
 
+def test_segment_sizes_follow_the_segment_definitions(workspace, scores):
+    from cdp.config import load_settings
+
+    # given scores on disk (no feature tables: the built-in segments read score columns only)
+    workspace.outputs.mkdir(parents=True)
+    scores.to_parquet(workspace.outputs / "scores.parquet")
+    # when the segments are counted
+    sizes = summary.segment_sizes(workspace, load_settings()).set_index("segment")
+    # then each holds the customers its expression selects, the holdout left out of contact lists
+    assert sizes.loc["win_back_today", "customers"] == 2
+    assert sizes.loc["push_reachable", "customers"] == 3
+    assert sizes.loc["high_clv_at_risk", "customers"] == 2  # C3 and C4: top CLV and churn >= 0.5
+    assert sizes.loc["do_not_contact", "customers"] == 2  # the holdout C5 and C6 (no contact, no win-back)
+    assert not sizes.loc["do_not_contact", "contact_list"]
+
+
 def test_missing_inputs_say_what_to_run(workspace, tmp_path):
     from cdp.config import load_settings
 
