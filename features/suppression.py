@@ -159,6 +159,15 @@ def reference_pairs(contract: TableContract) -> list[tuple[str, str]]:
     return pairs
 
 
+def matched_columns(table: str) -> list[str]:
+    """The columns `suppressed_rows` reads for a table (all a caller needs to load)."""
+    contract = CONTRACTS[table]
+    names = [c for pair in reference_pairs(contract) for c in pair]
+    names += [c for c in ("order_id",) if c in contract.column_names]
+    names += [c for c in ("email", "phone") if table == "customers" and c in contract.column_names]
+    return names
+
+
 def _text(frame: pd.DataFrame, column: str) -> pd.Series:
     values = frame[column].astype(object)
     return values.where(values.notna(), None).map(lambda v: None if v is None else str(v).strip() or None)

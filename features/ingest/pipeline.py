@@ -45,7 +45,7 @@ from features.ingest.validation import (
     output_schema,
     validate_batch,
 )
-from features.suppression import SuppressionList, load_suppression, suppressed_rows
+from features.suppression import SuppressionList, load_suppression, matched_columns, suppressed_rows
 
 log = logging.getLogger("cdp.ingest")
 
@@ -319,7 +319,7 @@ def drop_suppressed(checked: ValidatedBatch, table: str, suppression: Suppressio
     batch; returns the batch and how many rows were dropped."""
     if suppression.empty:
         return checked, 0
-    columns = [c for c in checked.valid.column_names if c in CONTRACTS[table].column_names]
+    columns = [c for c in matched_columns(table) if c in checked.valid.column_names]
     valid_hit = suppressed_rows(checked.valid.select(columns).to_pandas(), table, suppression)
     records = pd.DataFrame([json.loads(r) for r in checked.rejected["record"]]) if len(checked.rejected) else pd.DataFrame()
     rejected_hit = suppressed_rows(records, table, suppression) if len(records) else np.zeros(0, dtype=bool)

@@ -25,6 +25,7 @@ from features.identity.standardize import standardize_phone
 from features.ingest import ingest_directory
 from features.suppression import keyed_hash, read_salt, suppression_path
 from serving.audit import AuditLog, recommendation_entries
+from serving.segments import build_export, default_export_path, write_export
 from tests.conftest import AS_OF
 from tests.features.test_feature_store import redis_server  # noqa: F401  (fixture)
 
@@ -136,10 +137,11 @@ def erasure(served, redis_server, tmp_path_factory):  # noqa: F811
     customer_id = person["customer_id"]
     identifiers = person_identifiers(workspace, served.raw, customer_id)
     scores = pd.read_parquet(workspace.outputs / "scores.parquet")
-    export = workspace.outputs / "exports" / "segment.csv"
-    export.parent.mkdir(parents=True)
-    scores[["customer_id", "next_best_action"]].head(50).pipe(
-        lambda f: pd.concat([f, scores.loc[scores["customer_id"] == customer_id, f.columns]])).to_csv(export, index=False)
+    selected = pd.concat([scores.head(50), scores[scores["customer_id"] == customer_id]])
+    segment = build_export(selected, pd.read_parquet(workspace.outputs / "identity_map.parquet"),
+                           pd.read_parquet(workspace.outputs / "profiles.parquet"), "test_segment")
+    for output_format in ("csv", "parquet"):  # where `cdp export` writes by default
+        write_export(segment, default_export_path(workspace, "test_segment", output_format), output_format)
     audit = AuditLog.open(workspace, settings.privacy)
     audit.append(recommendation_entries([{"customer_id": customer_id, "found": True, "next_best_action": "email",
                                           "model_versions": {"churn": "1"}}], "spring", audit.pseudonym, "t"))
