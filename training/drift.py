@@ -198,7 +198,9 @@ def render_drift_html(report: dict[str, Any]) -> str:
             f"<h2>{escape(task)}: {escape(entry['registered_model'])} v{escape(str(entry['version']))}</h2>",
             f"<p>Run {escape(str(entry['run_id']))}, FeatureService {escape(entry['feature_service'])}; training rows "
             f"{entry['reference_rows']:,} (snapshots {escape(', '.join(entry['training_snapshots']))}), scoring rows "
-            f"{entry['current_rows']:,}. Lineage check: {escape(entry['lineage_check'])}.</p>",
+            f"{entry['current_rows']:,} ({escape(entry['population'])}; "
+            f"{entry['customers_outside_population']:,} scored customers outside it). "
+            f"Lineage check: {escape(entry['lineage_check'])}.</p>",
             "<table><tr><th>prediction</th><th>PSI</th><th>status</th><th>training mean</th><th>scoring mean</th>"
             "<th>bin that moved most</th></tr>",
             f"<tr class='{escape(prediction['status'])}'><td class='name'>{escape(entry['prediction_of'])}</td>"
@@ -358,6 +360,19 @@ def retrieve_current_frame(workspace: Workspace, settings: Settings, services: l
     return get_training_features(store, sorted(services), rows).reset_index(drop=True)
 
 
+def select_model_population(task: str, current: pd.DataFrame, orders: pd.DataFrame, as_of: pd.Timestamp,
+                            settings: Settings) -> tuple[pd.DataFrame, str]:
+    """The scoring rows of the population the model was trained on, and that population in words.
+    Churn learns only from customers who bought in the `churn_active_days` before a snapshot
+    (training/labels.py): comparing lapsed customers with them would flag recency every time."""
+    if task != "churn":
+        return current, "every customer known at the as-of time"
+    days = settings.training.churn_active_days
+    recent = orders[(orders["ordered_at"] < as_of) & (orders["ordered_at"] >= as_of - pd.Timedelta(days=days))]
+    active = current["customer_id"].isin(set(recent["customer_id"]))
+    return current[active.to_numpy()].reset_index(drop=True), f"customers with an order in the {days} days before"
+
+
 def predict_for_drift(champion: Champion, frame: pd.DataFrame) -> np.ndarray:
     """Churn and CLV as scored; propensity's conversion without contact (the one action every row,
     training or scoring, can be scored for)."""
@@ -382,17 +397,19 @@ def build_drift_report(workspace: Workspace, settings: Settings, as_of: dt.datet
     models = {}
     for champion in champions:
         reference, names, check = retrieve_reference_frame(workspace, settings, champion, activity)
-        features = compare_feature_distributions(reference, current, names, settings.drift)
+        population, described = select_model_population(champion.task, current, activity["orders"], moment, settings)
+        features = compare_feature_distributions(reference, population, names, settings.drift)
         models[champion.task] = {
             "registered_model": champion.registered_model, "version": champion.version, "run_id": champion.run_id,
             "feature_service": champion.lineage["feature_service"], "trained_as_of": champion.lineage.get("as_of"),
             "training_snapshots": [t for t in champion.lineage["snapshots"]
                                    if _utc(t) < _utc(champion.lineage["validation_from"])],
             "validation_from": champion.lineage["validation_from"], "lineage_check": check,
-            "reference_rows": len(reference), "current_rows": len(current),
+            "reference_rows": len(reference), "current_rows": len(population), "population": described,
+            "customers_outside_population": len(current) - len(population),
             "prediction_of": PREDICTION_OF[champion.task],
             "prediction": compare_predictions(predict_for_drift(champion, reference),
-                                              predict_for_drift(champion, current), settings.drift),
+                                              predict_for_drift(champion, population), settings.drift),
             "features": json.loads(features.to_json(orient="records")),
         }
     return {

@@ -105,7 +105,8 @@ def _report(features: list[dict]) -> dict:
             "summary": {"status": "alert"},
             "models": {"churn": {"registered_model": "churn", "version": "3", "run_id": "abc", "feature_service": "churn_v1",
                                  "training_snapshots": ["2026-01-01"], "reference_rows": 10, "current_rows": 12,
-                                 "lineage_check": "ok", "prediction_of": "churn probability", "prediction": prediction,
+                                 "lineage_check": "ok", "population": "everyone", "customers_outside_population": 0,
+                                 "prediction_of": "churn probability", "prediction": prediction,
                                  "features": features}}}
 
 
