@@ -194,6 +194,15 @@ class PrivacySettings(_Section):
     """Rotated files kept; the oldest beyond this is deleted."""
 
 
+class ScoringSettings(_Section):
+    """Batch scoring (`cdp score`): the whole base, streamed in chunks so memory stays flat."""
+
+    chunk_rows: int = Field(100_000, gt=0)
+    """Customers scored per chunk: larger chunks spend less per-call overhead, more memory."""
+    duckdb_memory_limit: str = "2GB"
+    """For the point-in-time query that feeds the chunks (DuckDB spills beyond it)."""
+
+
 class SegmentDefinition(_Section):
     """One exportable segment: a DuckDB boolean expression over the columns of the latest scores
     joined with the scoring features as of their `as_of` (docs/segments-and-drift.md)."""
@@ -223,15 +232,24 @@ BUILT_IN_SEGMENTS: dict[str, SegmentDefinition] = {
 }
 
 
+DEFAULT_SEGMENT_PARAMETERS: dict[str, float] = {"high_clv_percentile": 0.8, "at_risk_churn_probability": 0.5}
+
+
 class SegmentSettings(_Section):
     """`cdp export --segment NAME`: built-in segments plus any defined here (same name replaces a built-in)."""
 
-    parameters: dict[str, float] = {"high_clv_percentile": 0.8, "at_risk_churn_probability": 0.5}
+    parameters: dict[str, float] = DEFAULT_SEGMENT_PARAMETERS
     """Thresholds segments read as `$name`: high CLV = this share of the base or more below the
-    customer (0.8: the top 20%); at risk = churn probability at least this."""
+    customer (0.8: the top 20%); at risk = churn probability at least this. Yours add to these."""
     definitions: dict[str, SegmentDefinition] = BUILT_IN_SEGMENTS
     """Name -> {where, description, contact}. The built-ins are always present."""
     default_format: Literal["csv", "parquet"] = "csv"
+
+    @field_validator("parameters", mode="after")
+    @classmethod
+    def keep_default_parameters(cls, parameters: dict[str, float]) -> dict[str, float]:
+        """A user's parameters add to (or change) the built-ins' thresholds, never remove them."""
+        return {**DEFAULT_SEGMENT_PARAMETERS, **parameters}
 
     @field_validator("definitions", mode="after")
     @classmethod
@@ -297,6 +315,7 @@ class Settings(BaseSettings):
     features: FeatureSettings = FeatureSettings()
     training: TrainingSettings = TrainingSettings()
     policy: PolicySettings = PolicySettings()
+    scoring: ScoringSettings = ScoringSettings()
     serving: ServingSettings = ServingSettings()
     privacy: PrivacySettings = PrivacySettings()
     spark: SparkSettings = SparkSettings()

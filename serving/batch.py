@@ -1,14 +1,23 @@
 """`cdp score`: the whole customer base scored by the champion models and decided by the same policy
-as the service, written to data/outputs/scores.parquet (+ scores.json)."""
+as the service, streamed chunk by chunk to data/outputs/scores.parquet (or any --out, parquet or
+CSV) with a JSON summary beside it. Memory stays flat as the base grows: features arrive from one
+point-in-time query in chunks (features/batch_retrieval.py) and each chunk is scored, decided and
+appended before the next is read."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from cdp.config import Settings
 from cdp.workspace import Workspace
@@ -17,6 +26,11 @@ from training.scoring import load_champions, score_features
 
 POLICY_COLUMNS = ("next_best_action", "next_best_channel", "expected_value", "win_back", "win_back_action",
                   "holdout", "policy_action", "no_contact_reason")
+ReasonsMode = Literal["all", "segments", "none"]
+REASONS_MODES: tuple[str, ...] = ("all", "segments", "none")
+"""Which customers get reason phrases: everyone; those the policy acts on (a contact or a win-back:
+the customers exported segments are made of); nobody. Exact contributions cost 0.3-1.7 ms a row."""
+OutputFormat = Literal["parquet", "csv"]
 
 
 class ScoringError(RuntimeError):
@@ -32,11 +46,17 @@ class ScoreSummary:
     skipped: dict[str, str] = field(default_factory=dict)
     actions: list[str] = field(default_factory=list)
     next_best_actions: dict[str, int] = field(default_factory=dict)
+    next_best_channels: dict[str, int] = field(default_factory=dict)
     win_back_customers: int = 0
     holdout_customers: int = 0
     total_expected_value: float = 0.0
     mean_churn_probability: float | None = None
     total_clv: float | None = None
+    reasons: str = "segments"
+    customers_with_reasons: int = 0
+    output: str = ""
+    output_format: str = "parquet"
+    seconds: float = 0.0
 
 
 def retrieve_scoring_features(workspace: Workspace, settings: Settings, services: set[str],
@@ -61,53 +81,200 @@ def retrieve_scoring_features(workspace: Workspace, settings: Settings, services
 
 
 def decide(features: pd.DataFrame, scores: pd.DataFrame, settings: Settings, models: dict,
-           now: pd.Timestamp, campaign_id: str | None = None) -> pd.DataFrame:
-    """Scores plus the policy's decisions and, for the customers someone will act on (a contact or a
-    win-back), the churn model's top reasons."""
+           now: pd.Timestamp, campaign_id: str | None = None, reasons: ReasonsMode = "segments") -> pd.DataFrame:
+    """Scores plus the policy's decisions and the churn model's top reasons for the customers
+    `reasons` selects (see REASONS_MODES)."""
     from serving.policy import recommend
     from serving.reasons import reason_phrases
 
+    if reasons not in REASONS_MODES:
+        raise ValueError(f"reasons must be one of {', '.join(REASONS_MODES)}, not {reasons!r}")
     decisions = recommend(pd.concat([features.reset_index(drop=True), scores.drop(columns="customer_id")], axis=1),
                           settings.policy, campaign_id=campaign_id, alternatives=False, now=now)
     result = scores.copy()
     for column in [*POLICY_COLUMNS, *(c for c in decisions.columns if c.startswith("eligible_"))]:
         if column in decisions:
             result[column] = decisions[column].to_numpy()
-    acted_on = (result["next_best_action"] != "none").to_numpy() | result["win_back"].fillna(False).to_numpy(bool)
-    reasons = pd.Series([None] * len(result), dtype=object)
-    if "churn" in models and acted_on.any():
-        chosen = features.reset_index(drop=True)[acted_on]
-        model = models["churn"]
-        phrases = reason_phrases(*model.explain(chosen))
-        reasons[np.flatnonzero(acted_on)] = ["; ".join(p) for p in phrases]
-    result["reasons"] = reasons.to_numpy()
+    if reasons == "all":
+        explained = np.ones(len(result), dtype=bool)
+    elif reasons == "segments":
+        explained = (result["next_best_action"] != "none").to_numpy() | result["win_back"].fillna(False).to_numpy(bool)
+    else:
+        explained = np.zeros(len(result), dtype=bool)
+    phrases = pd.Series([None] * len(result), dtype=object)
+    if "churn" in models and explained.any():
+        chosen = features.reset_index(drop=True)[explained]
+        phrases[np.flatnonzero(explained)] = ["; ".join(p) for p in reason_phrases(*models["churn"].explain(chosen))]
+    result["reasons"] = phrases.to_numpy()
     return result
 
 
-def score_customer_base(workspace: Workspace, settings: Settings, as_of: dt.datetime,
-                        campaign_id: str | None = None) -> tuple[pd.DataFrame, ScoreSummary]:
-    """Score and decide for every customer; `campaign_id` salts the holdout (default: the policy's)."""
+def score_chunk(features: pd.DataFrame, models: dict, settings: Settings, now: pd.Timestamp,
+                campaign_id: str | None = None, reasons: ReasonsMode = "segments") -> pd.DataFrame:
+    """One chunk of customers scored and decided. Conversion probabilities are computed only for
+    the channels the policy may use for each customer (the others are NaN); decisions are the same
+    as with every action scored."""
+    from serving.policy import channel_eligibility
+
+    eligible, _ = channel_eligibility(features.reset_index(drop=True), settings.policy)
+    scores = score_features(features.reset_index(drop=True), models, eligible_channels=eligible)
+    decided = decide(features, scores, settings, models, now, campaign_id, reasons)
+    decided.insert(1, "as_of", now)
+    return decided
+
+
+class _SummaryTotals:
+    """Running totals over the chunks, for the printed and JSON summary."""
+
+    def __init__(self):
+        self.customers = self.win_back = self.holdout = self.with_reasons = 0
+        self.expected_value = self.churn = self.clv = 0.0
+        self.actions: Counter = Counter()
+        self.channels: Counter = Counter()
+        self.columns: list[str] = []
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        self.customers += len(chunk)
+        self.columns = list(chunk.columns)
+        self.actions.update(chunk["next_best_action"].astype(str).to_numpy())
+        self.channels.update(chunk["next_best_channel"].dropna().astype(str).to_numpy())
+        self.win_back += int(chunk["win_back"].fillna(False).astype(bool).sum())
+        self.holdout += int(chunk["holdout"].fillna(False).astype(bool).sum())
+        self.with_reasons += int(chunk["reasons"].notna().sum())
+        self.expected_value += float(chunk["expected_value"].fillna(0).sum())
+        self.churn += float(chunk["churn_probability"].sum()) if "churn_probability" in chunk else 0.0
+        self.clv += float(chunk["clv"].sum()) if "clv" in chunk else 0.0
+
+
+class _ChunkWriter:
+    """Appends chunks to one Parquet or CSV file under a temporary name, renamed when complete, so
+    a failed run never leaves a half-written file where the last good one was. The schema comes
+    from the first chunk; columns that were all empty there become strings."""
+
+    def __init__(self, path: Path, output_format: OutputFormat):
+        self.path, self.output_format = path, output_format
+        self.temporary = path.with_name(f".{path.name}.partial")
+        self.schema: pa.Schema | None = None
+        self.writer = None
+
+    def write(self, chunk: pd.DataFrame) -> None:
+        import pyarrow.csv as arrow_csv
+        import pyarrow.parquet as pq
+
+        if self.schema is None:
+            inferred = pa.Schema.from_pandas(chunk, preserve_index=False)
+            self.schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in inferred])
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.output_format == "csv":
+                self.writer = arrow_csv.CSVWriter(self.temporary, self.schema)
+            else:
+                self.writer = pq.ParquetWriter(self.temporary, self.schema)
+        table = pa.Table.from_pandas(chunk, schema=self.schema, preserve_index=False)
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.temporary.replace(self.path)
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.temporary.unlink(missing_ok=True)
+
+
+def default_output(workspace: Workspace, output_format: OutputFormat = "parquet") -> Path:
+    return workspace.outputs / f"scores.{output_format}"
+
+
+def summary_path(output: Path) -> Path:
+    """The JSON summary beside the output: scores.parquet -> scores.json."""
+    return output.with_suffix(".json")
+
+
+def _utc(moment: dt.datetime | pd.Timestamp) -> pd.Timestamp:
+    moment = pd.Timestamp(moment)
+    return moment.tz_convert("UTC") if moment.tzinfo else moment.tz_localize("UTC")
+
+
+def count_scoring_customers(workspace: Workspace, as_of: pd.Timestamp) -> int:
+    """How many customers have a feature snapshot at `as_of` (the progress bar's total)."""
+    import duckdb
+
+    from features.feature_tables import feature_table_path
+
+    path = str(feature_table_path(workspace, "purchase_history")).replace("'", "''")
+    with duckdb.connect() as connection:
+        connection.execute("SET TimeZone = 'UTC'")
+        return connection.execute(
+            f"SELECT count(DISTINCT customer_id) FROM read_parquet('{path}') WHERE event_timestamp = ?",
+            [as_of.to_pydatetime()]).fetchone()[0]
+
+
+def score_to_file(workspace: Workspace, settings: Settings, as_of: dt.datetime, campaign_id: str | None = None, *,
+                  out: Path | None = None, output_format: OutputFormat = "parquet", reasons: ReasonsMode = "segments",
+                  chunk_rows: int | None = None,
+                  on_progress: Callable[[int, int], None] | None = None) -> ScoreSummary:
+    """Score and decide for every customer known at `as_of`, chunk by chunk, into `out` (default
+    data/outputs/scores.<format>) with its JSON summary beside it. `campaign_id` salts the holdout
+    (default: the policy's); `on_progress(done, total)` follows the customers scored."""
+    from features.batch_retrieval import stream_point_in_time_features
+    from features.feature_store import apply_feature_definitions, open_feature_store
+    from features.feature_tables import ensure_feature_snapshots, feature_table_path
+
+    if output_format not in ("parquet", "csv"):
+        raise ScoringError(f"output format must be parquet or csv, not {output_format!r}")
+    if reasons not in REASONS_MODES:
+        raise ScoringError(f"--reasons must be one of {', '.join(REASONS_MODES)}, not {reasons!r}")
+    started = time.perf_counter()
     models, versions, missing = load_champions(workspace)
     if not models:
         raise ScoringError("no champion model in the registry; run `cdp train` first ("
                            + "; ".join(missing.values()) + ")")
-    moment = pd.Timestamp(as_of)
-    moment = moment.tz_convert("UTC") if moment.tzinfo else moment.tz_localize("UTC")
-    services = {m.feature_service for m in models.values()} | {POLICY_SERVICE}
-    features = retrieve_scoring_features(workspace, settings, services, moment)
-    scores = decide(features, score_features(features, models), settings, models, moment, campaign_id)
-    scores.insert(1, "as_of", moment)
-    workspace.outputs.mkdir(parents=True, exist_ok=True)
-    scores.to_parquet(workspace.outputs / "scores.parquet", index=False)
+    moment = _utc(as_of)
+    if ensure_feature_snapshots(workspace, [moment.to_pydatetime()]):
+        apply_feature_definitions(workspace, settings.features)
+    services = sorted({m.feature_service for m in models.values()} | {POLICY_SERVICE})
+    total = count_scoring_customers(workspace, moment)
+    if total == 0:
+        raise ScoringError(f"no customer has features as of {moment.isoformat()}; run `cdp features build --as-of ...`")
+    store = open_feature_store(workspace, settings.features)
+    output = Path(out) if out is not None else default_output(workspace, output_format)
+    writer, totals = _ChunkWriter(output, output_format), _SummaryTotals()
+    chunks = stream_point_in_time_features(store, services, moment, str(feature_table_path(workspace, "purchase_history")),
+                                           chunk_rows=chunk_rows or settings.scoring.chunk_rows,
+                                           memory_limit=settings.scoring.duckdb_memory_limit)
+    try:
+        for features in chunks:
+            scored = score_chunk(features, models, settings, moment, campaign_id, reasons)
+            writer.write(scored)
+            totals.add(scored)
+            if on_progress is not None:
+                on_progress(totals.customers, total)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
     summary = ScoreSummary(
-        customers=len(scores), as_of=moment.isoformat(), models=versions, skipped=missing,
-        actions=[c for c in scores.columns if c.startswith("conversion_")],
-        next_best_actions={str(k): int(v) for k, v in scores["next_best_action"].value_counts().items()},
-        win_back_customers=int(scores["win_back"].fillna(False).astype(bool).sum()),
-        holdout_customers=int(scores["holdout"].fillna(False).astype(bool).sum()),
-        total_expected_value=float(scores["expected_value"].fillna(0).sum()),
-        mean_churn_probability=float(scores["churn_probability"].mean()) if "churn_probability" in scores else None,
-        total_clv=float(scores["clv"].sum()) if "clv" in scores else None,
+        customers=totals.customers, as_of=moment.isoformat(), models=versions, skipped=missing,
+        actions=[c for c in totals.columns if c.startswith("conversion_")],
+        next_best_actions=dict(totals.actions.most_common()), next_best_channels=dict(totals.channels.most_common()),
+        win_back_customers=totals.win_back, holdout_customers=totals.holdout,
+        total_expected_value=totals.expected_value,
+        mean_churn_probability=totals.churn / totals.customers if "churn" in models else None,
+        total_clv=totals.clv if "clv" in models else None,
+        reasons=reasons, customers_with_reasons=totals.with_reasons,
+        output=str(output), output_format=output_format, seconds=round(time.perf_counter() - started, 2),
     )
-    (workspace.outputs / "scores.json").write_text(json.dumps(asdict(summary), indent=2))
+    summary_path(output).write_text(json.dumps(asdict(summary), indent=2))
+    return summary
+
+
+def score_customer_base(workspace: Workspace, settings: Settings, as_of: dt.datetime, campaign_id: str | None = None,
+                        **options) -> tuple[pd.DataFrame, ScoreSummary]:
+    """`score_to_file` into the default output, read back: for callers that want the frame (tests,
+    notebooks, evaluation) on bases that fit in memory."""
+    summary = score_to_file(workspace, settings, as_of, campaign_id, **options)
+    path = Path(summary.output)
+    scores = pd.read_parquet(path) if summary.output_format == "parquet" else pd.read_csv(path)
     return scores, summary

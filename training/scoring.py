@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from cdp.workspace import Workspace
-from training.models import MISSING_CATEGORY, CustomerModel
+from training.models import MISSING_CATEGORY, CustomerModel, Features, feature_rows, feature_values
 
 NO_CONTACT = "none"
 
@@ -29,9 +29,22 @@ def conversion_column(channel: str, offer: str) -> str:
     return "conversion_" + action_name(channel, offer).replace(":", "_")
 
 
-def score_features(features: pd.DataFrame, models: dict[str, CustomerModel]) -> pd.DataFrame:
-    """Scores for a frame holding every model's input features (one row per customer)."""
-    scores = pd.DataFrame({"customer_id": features["customer_id"].to_numpy()})
+def score_features(features: pd.DataFrame, models: dict[str, CustomerModel],
+                   eligible_channels: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Scores for a frame holding every model's input features (one row per customer).
+
+    With `eligible_channels` (customer x channel booleans, the policy's `channel_eligibility`), the
+    conversion probability of a contact is computed only where its channel is eligible and left
+    NaN elsewhere: the policy never picks those actions, and most customers of a whole base have
+    no consented, reachable channel, so batch scoring skips most of the propensity model's rows."""
+    return pd.DataFrame(score_columns(features, models, eligible_channels))
+
+
+def score_columns(features: Features, models: dict[str, CustomerModel],
+                  eligible_channels: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
+    """`score_features` as numpy columns; `features` may be numpy columns by name too (the service
+    scores a few customers without building DataFrames)."""
+    scores: dict[str, np.ndarray] = {"customer_id": feature_values(features, "customer_id")}
     if "churn" in models:
         scores["churn_probability"] = models["churn"].predict(features)
     if "clv" in models:
@@ -39,10 +52,16 @@ def score_features(features: pd.DataFrame, models: dict[str, CustomerModel]) -> 
     if "propensity" in models:
         model = models["propensity"]
         actions = candidate_actions(model)
-        # One prediction over customers x actions: per-call overhead, not trees, dominates small requests.
-        stacked = features.loc[features.index.repeat(len(actions))].assign(
-            channel=[c for c, _ in actions] * len(features), offer=[o for _, o in actions] * len(features))
-        probabilities = model.predict(stacked).reshape(len(features), len(actions))
+        wanted = np.ones((feature_rows(features), len(actions)), dtype=bool)
+        if eligible_channels is not None:
+            for position, (channel, _) in enumerate(actions[1:], start=1):
+                wanted[:, position] = (eligible_channels[channel].to_numpy(bool)
+                                       if channel in eligible_channels else False)
+        rows, positions = np.nonzero(wanted)  # row-major: each customer's actions together
+        # One prediction over customers x actions, each customer's columns encoded once.
+        probabilities = np.full(wanted.shape, np.nan)
+        probabilities[rows, positions] = model.predict_touches(
+            features, rows, [actions[p][0] for p in positions], [actions[p][1] for p in positions])
         # A contact never lowers the chance of buying: the channel indicators and offer depth are
         # monotone in the model, but the touched channel's engagement is not, so hold the floor here.
         probabilities[:, 1:] = np.maximum(probabilities[:, 1:], probabilities[:, :1])
