@@ -81,6 +81,16 @@ def test_an_unknown_column_names_the_segment_and_the_column():
         select_segment(_scores(), _features(), SegmentDefinition(where="clv >>> 3"), name="broken")
 
 
+def test_configured_parameters_and_segments_add_to_the_built_ins():
+    settings = load_settings(segments={"parameters": {"high_clv_percentile": 0.9, "frequent_orders": 3},
+                                       "definitions": {"mine": {"where": "clv > 1"}}})
+    assert settings.segments.parameters == {"high_clv_percentile": 0.9, "at_risk_churn_probability": 0.5,
+                                            "frequent_orders": 3}
+    assert set(settings.segments.definitions) == {"win_back_today", "high_clv_at_risk", "push_reachable",
+                                                  "do_not_contact", "mine"}
+    assert not settings.segments.definitions["do_not_contact"].contact
+
+
 def test_referenced_names_skip_literals_and_parameters():
     names = referenced_names("next_best_channel = 'push' AND \"Odd Name\" > $limit AND coalesce(win_back, false)")
     assert {"next_best_channel", "odd name", "win_back", "coalesce"} <= names
