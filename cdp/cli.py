@@ -553,6 +553,28 @@ def features_materialize(
     console.print(f"Online store ({settings.features.online_store}) holds the latest snapshots up to {loaded_to}")
 
 
+@features_app.command("ui")
+def features_ui(
+    port: Annotated[int, typer.Option(help="Port of the Feast UI.")] = 8888,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Open Feast's own web UI on this workspace's registry (entities, views, FeatureServices)."""
+    import os
+    import sys
+
+    from features.feature_store import write_feast_repository
+
+    space, settings = _context(workspace, config)
+    if not (space.feast / "registry.db").exists():
+        raise _fail(f"no Feast registry in {space.feast}; run `cdp features apply` first")
+    directory = write_feast_repository(space, settings.features)
+    console.print(f"Feast UI on http://{host}:{port} (registry {space.feast / 'registry.db'})")
+    feast = Path(sys.executable).with_name("feast")
+    os.execv(str(feast), [str(feast), "-c", str(directory), "ui", "--host", host, "--port", str(port)])
+
+
 @app.command()
 def push(
     customer_id: Annotated[str, typer.Option("--customer-id", help="The customer the signal is about.")],

@@ -199,7 +199,14 @@ BENCHMARKS = {
     "identity_vs_splink": lambda work, args: bench_identity_vs_splink(work, args.splink_customers),
     "features": lambda work, args: bench_features(work, args.customers),
     "training": lambda work, args: bench_training(work, args.training_customers),
+    "scoring": lambda work, args: _bench_scoring(work, args),
 }
+
+
+def _bench_scoring(work: Path, args) -> dict:
+    from tests.benchmarks.scoring import bench_scoring
+
+    return bench_scoring(work, args.customers, args.scoring_training_customers)
 
 
 def main() -> None:
@@ -211,6 +218,8 @@ def main() -> None:
     parser.add_argument("--identity-records", type=int, default=1_000_000)
     parser.add_argument("--splink-customers", type=int, default=20_000)
     parser.add_argument("--training-customers", type=int, default=100_000)
+    parser.add_argument("--scoring-training-customers", type=int, default=20_000,
+                        help="Size of the base the scoring benchmark's models are trained on.")
     parser.add_argument("--keep", action="store_true", help="Keep the generated data (in --out/work).")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
