@@ -283,6 +283,9 @@ class DriftSettings(_Section):
 
 class ServingSettings(_Section):
     api_token: str | None = None
+    workers: int = Field(2, ge=1, le=64)
+    """Worker processes of `cdp serve`, each with its own engine (models, identity map, online store
+    connection): one per core. BentoML restarts a worker that dies; the others keep answering."""
 
 
 class SparkSettings(_Section):

@@ -8,6 +8,7 @@ requests in flight finish on the models they started with.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import threading
 import time
@@ -20,7 +21,7 @@ import pandas as pd
 from cdp.config import Settings
 from cdp.workspace import Workspace
 from training.models import CustomerModel
-from training.scoring import score_features
+from training.scoring import score_columns
 
 log = logging.getLogger("cdp.serving")
 POLICY_SERVICE = "recommendation_v1"
@@ -102,9 +103,19 @@ class RecommendationEngine:
 
     @staticmethod
     def _load_models(workspace: Workspace) -> LoadedModels:
+        """The champions, warmed up: their tree tables built (and kernels compiled) before the first
+        request, so no caller waits for them (a few seconds at start-up instead)."""
         from training.scoring import load_champions
 
         models, versions, missing = load_champions(workspace)
+        for task, model in models.items():
+            probe = {c: np.full(1, np.nan) for c in model.input_columns}
+            probe.update({c: np.full(1, None, dtype=object) for c in model.encoding.categories if c in probe})
+            probe.update({"customer_id": np.full(1, "warm-up", dtype=object), "channel": np.full(1, "email", dtype=object),
+                          "offer": np.full(1, "none", dtype=object)})
+            model.predict(probe)
+            if task in REASON_TASKS:
+                model.explain_columns(probe)
         return LoadedModels(models, versions, missing)
 
     def reload(self) -> dict[str, str]:
@@ -123,20 +134,52 @@ class RecommendationEngine:
         self.features_loaded_at = freshness.materialized_at.isoformat() if freshness.materialized_at else None
         if freshness.materialized_at is None:
             problems.append(f"online store: {freshness.message}")
+        else:
+            problems += self._online_store_problems()
         return problems  # a stale store still answers (logged as a warning): campaigns must get an answer
+
+    def _online_store_problems(self) -> list[str]:
+        """The online store must exist and hold a known customer: a deleted SQLite file or an empty or
+        unreachable Redis would otherwise answer every request with the cold start."""
+        fix = "run `cdp features materialize` (or `cdp run`)"
+        if self.settings.features.online_store == "sqlite":
+            path = self.workspace.feast / "online_store.db"
+            if not path.exists():
+                return [f"online store: {path} not found; {fix}"]
+        probe = list(itertools.islice(iter(self.identity.customers), 50))
+        if not probe:
+            return []
+        try:
+            _, found = self.online_columns(probe)
+        except Exception as error:  # any store failure (no table, Redis down) is a readiness problem
+            return [f"online store ({self.settings.features.online_store}) unreadable: "
+                    f"{type(error).__name__}: {error}; {fix}"]
+        if not any(found):
+            return [f"online store ({self.settings.features.online_store}) holds no features for known customers; {fix}"]
+        return []
 
     def online_features(self, customer_ids: Sequence[str]) -> tuple[pd.DataFrame, list[bool]]:
         """Every feature the models and the policy need, one row per customer in request order,
         read in one go through the FeatureServices' reader."""
+        online = self._reader().read(customer_ids)
+        return online.frame, list(online.found)
+
+    def online_columns(self, customer_ids: Sequence[str]) -> tuple[dict[str, np.ndarray], list[bool]]:
+        """`online_features` as numpy columns by name: what `recommend` scores from."""
+        return self._reader().read_columns(customer_ids)
+
+    def _reader(self):
         from features.feature_store import online_feature_reader
 
         services = sorted({m.feature_service for m in self._models.models.values()} | {POLICY_SERVICE})
-        online = online_feature_reader(self.store, services).read(customer_ids)
-        return online.frame, list(online.found)
+        return online_feature_reader(self.store, services)
 
     def recommend(self, references: Sequence[dict], context: dict | None = None) -> list[dict]:
-        """One answer per reference, in order; unknown customers get the documented cold-start answer."""
-        from serving.policy import recommend
+        """One answer per reference, in order; unknown customers get the documented cold-start answer.
+
+        Numpy columns all the way (online read, scores, policy, reasons): for a few customers pandas'
+        per-call overhead cost more than the models."""
+        from serving.policy import decide
 
         context = context or {}
         models = self._models
@@ -147,10 +190,10 @@ class RecommendationEngine:
         if not known:
             return answers
         ids = [customer_ids[i] for i in known]
-        features, found = self.online_features(ids)
-        scores = score_features(features, models.models)
-        decisions = recommend(
-            pd.concat([features, scores.drop(columns="customer_id")], axis=1), self.settings.policy,
+        features, found = self.online_columns(ids)
+        scores = score_columns(features, models.models)
+        decisions = decide(
+            {**features, **{k: v for k, v in scores.items() if k != "customer_id"}}, self.settings.policy,
             campaign_id=context.get("campaign_id"), allowed_channels=context.get("allowed_channels"),
             alternatives=True, now=pd.Timestamp.now(tz="UTC"),
         )
@@ -159,22 +202,27 @@ class RecommendationEngine:
             if not found[position]:
                 answers[index]["customer_id"] = ids[position]
                 continue
-            answers[index] = format_answer(ids[position], scores.iloc[position], decisions.iloc[position],
+            answers[index] = format_answer(ids[position], _row(scores, position), _row(decisions, position),
                                            {t: r[position] for t, r in reasons.items()}, models.versions,
                                            self.features_loaded_at)
         log.debug("recommend: %d customers in %.1f ms", len(references), (time.perf_counter() - started) * 1000)
         return answers
 
-    def _reasons(self, features: pd.DataFrame, models: LoadedModels) -> dict[str, list[list[str]]]:
-        from serving.reasons import reason_phrases
+    def _reasons(self, features: dict[str, np.ndarray], models: LoadedModels) -> dict[str, list[list[str]]]:
+        from serving.reasons import phrases_from_contributions
 
         reasons = {}
+        rows = len(features["customer_id"])
         for task in REASON_TASKS:
             model = models.models.get(task)
             if model is None:
                 continue
-            frame = features.assign(channel="email", offer="none") if task == "propensity" else features
-            reasons[task] = reason_phrases(*model.explain(frame))
+            inputs = features
+            if task == "propensity":  # why a contact would work: the e-mail touch, no offer
+                inputs = {**features, "channel": np.full(rows, "email", dtype=object),
+                          "offer": np.full(rows, "none", dtype=object)}
+            values, encoded = model.explain_columns(inputs)
+            reasons[task] = phrases_from_contributions(model.encoding.columns, values, encoded)
         return reasons
 
     def push_events(self, events: pd.DataFrame) -> float:
@@ -205,11 +253,16 @@ def _safe_reference(reference: dict) -> dict:
     return shown
 
 
+def _row(columns: dict[str, np.ndarray], position: int) -> dict:
+    """One customer's values from columns."""
+    return {name: values[position] for name, values in columns.items()}
+
+
 def _number(value) -> float | None:
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
 
 
-def format_answer(customer_id: str, scores: pd.Series, decision: pd.Series, reasons: dict[str, list[str]],
+def format_answer(customer_id: str, scores: dict, decision: dict, reasons: dict[str, list[str]],
                   versions: dict[str, str], features_loaded_at: str | None) -> dict:
     conversions = {k.removeprefix("conversion_"): _number(v) for k, v in scores.items() if k.startswith("conversion_")}
     return {

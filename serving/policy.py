@@ -1,7 +1,8 @@
 """The recommendation policy: next-best action, win-back and holdout for a frame of customers.
 
-One pure, vectorized function, :func:`recommend`, used unchanged by the online service (1-1,000
-customers per call) and by batch scoring (the whole base, in chunks). Its input is one row per
+One pure, vectorized function, :func:`decide`, used unchanged by the online service (1-1,000
+customers per call, on numpy columns: pandas costs more than the policy on a few rows) and by batch
+scoring (the whole base, in chunks, through :func:`recommend`, its DataFrame form). Its input is one row per
 customer holding the model scores of `training/scoring.py::score_features` (`churn_probability`,
 `clv`, `conversion_<action>`) and the features of the `recommendation_v1` FeatureService; any of
 them may be missing. The rules, the formula and every setting: docs/policy.md.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,16 +133,37 @@ def numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
     return values.to_numpy(dtype=float, na_value=np.nan)
 
 
+def _rows(columns: Mapping[str, np.ndarray]) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
+
+
+def _float_column(values) -> np.ndarray:
+    """A mapping's column as float64 (what :func:`numbers` gives for the same values in a frame)."""
+    array = np.asarray(values)
+    if array.dtype.kind in "biufO":
+        try:
+            return array.astype(float)  # None reads as NaN
+        except (TypeError, ValueError):
+            pass
+    return pd.to_numeric(pd.Series(array, dtype=object), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
 class _Inputs:
     """The numeric inputs the policy reads, converted to float64 in one block (one call instead of
-    one per column: what keeps a one-customer answer well under a millisecond of pandas overhead).
-    Callable like :func:`numbers`: an absent column reads as all NaN."""
+    one per column: what keeps a one-customer answer well under a millisecond of pandas overhead),
+    or taken from a mapping of numpy columns as they are. Callable like :func:`numbers`: an absent
+    column reads as all NaN."""
 
     SMALL = 4096
     """Frames up to this many rows convert through one object array of the whole frame (cheapest
     for the service's few rows); larger ones through a float block of the columns used."""
 
-    def __init__(self, frame: pd.DataFrame, columns: Iterable[str]):
+    def __init__(self, frame: pd.DataFrame | Mapping[str, np.ndarray], columns: Iterable[str]):
+        if not isinstance(frame, pd.DataFrame):
+            present = [c for c in dict.fromkeys(columns) if c in frame]
+            self.length = _rows(frame)
+            self.columns = {c: _float_column(frame[c]) for c in present}
+            return
         if not frame.columns.is_unique:
             raise ValueError("the policy's input has duplicate column names")
         present = [c for c in dict.fromkeys(columns) if c in frame.columns]
@@ -362,18 +384,39 @@ def recommend(
     alternatives: bool = False,
     now: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """The policy's answer for every row of `frame` (same order and index). See docs/policy.md.
+    """The policy's answer for every row of `frame` (same order and index), as a DataFrame: the
+    columns of :func:`decide`. See docs/policy.md."""
+    return _frame(
+        decide(frame, settings, campaign_id=campaign_id, allowed_channels=allowed_channels,
+               alternatives=alternatives, now=now),
+        frame.index,
+    )
+
+
+def decide(
+    frame: pd.DataFrame | Mapping[str, np.ndarray],
+    settings: PolicySettings,
+    *,
+    campaign_id: str | None = None,
+    allowed_channels: Iterable[str] | None = None,
+    alternatives: bool = False,
+    now: pd.Timestamp | None = None,
+) -> dict[str, np.ndarray]:
+    """The policy's answer for every row of `frame` (a DataFrame, or numpy columns by name), as
+    columns in row order. See docs/policy.md.
 
     `campaign_id` salts the holdout hash (default `settings.default_campaign_id`);
     `allowed_channels` restricts channels for this request (None: every configured one);
     `alternatives` builds the ranked per-customer list (a small Python loop per row, so batch jobs
     leave it off); `now` lets a fresh `last_order_epoch_seconds` (pushed online) shorten
     `days_since_last_order`."""
-    if "customer_id" not in frame.columns:
+    if "customer_id" not in frame:
         raise ValueError("the policy needs a `customer_id` column")
-    n = len(frame)
+    is_frame = isinstance(frame, pd.DataFrame)
+    n = len(frame) if is_frame else _rows(frame)
+    customer_ids = frame["customer_id"].to_numpy() if is_frame else np.asarray(frame["customer_id"], dtype=object)
     channels = list(settings.channels)
-    actions = candidate_actions(frame.columns, settings)
+    actions = candidate_actions(frame.columns if is_frame else frame.keys(), settings)
     read = _Inputs(frame, _policy_columns(settings, actions))
     values = action_values(read, actions, settings)
     stages, reasons = _eligibility_stages(read, settings, allowed_channels)
@@ -404,7 +447,7 @@ def recommend(
 
     # --- holdout ---
     campaign = campaign_id if campaign_id is not None else settings.default_campaign_id
-    holdout = holdout_mask(frame["customer_id"].tolist(), campaign, settings.holdout_share)
+    holdout = holdout_mask(customer_ids.tolist(), campaign, settings.holdout_share)
     treated = contact & ~holdout
     next_channel = np.where(treated, action_channels[best], None).astype(object)
     offers = action_offers[best]
@@ -414,37 +457,34 @@ def recommend(
     win = _win_back(read, settings, actions, values, channel_ok, channels, now)
     win_back = win["win_back"] & ~holdout
 
-    return _frame(
-        {
-            "customer_id": frame["customer_id"].to_numpy(),
-            "next_best_action": np.where(treated, policy_action, NO_CONTACT).astype(object),
-            "next_best_channel": next_channel,
-            "next_best_offer": next_offer,
-            "expected_value": np.where(treated, policy_value, 0.0),
-            "policy_action": policy_action,
-            "policy_expected_value": policy_value,
-            "holdout": holdout,
-            "no_contact_reason": np.where(treated, None, no_contact_reason).astype(object),
-            "win_back": win_back,
-            "win_back_action": np.where(win_back, win["action"], None).astype(object),
-            "win_back_channel": np.where(win_back, win["channel"], None).astype(object),
-            "win_back_offer": np.where(win_back, win["offer"], None).astype(object),
-            "win_back_timing": np.where(win_back, WIN_BACK_TIMING, None).astype(object),
-            "win_back_value": win["value"],
-            "win_back_reason": np.where(
-                holdout & win["win_back"], HOLDOUT_REASON, win["reason"]
-            ).astype(object),
-            "policy_win_back_action": np.where(win["win_back"], win["action"], None).astype(object),
-            "alternatives": (
-                _alternatives(actions, values, action_ok, reasons, settings)
-                if alternatives
-                else np.full(n, None, dtype=object)
-            ),
-            **{f"eligible_{c}": channel_ok[c] for c in channels},
-            **{f"ineligible_reason_{c}": reasons[c] for c in channels},
-        },
-        frame.index,
-    )
+    return {
+        "customer_id": customer_ids,
+        "next_best_action": np.where(treated, policy_action, NO_CONTACT).astype(object),
+        "next_best_channel": next_channel,
+        "next_best_offer": next_offer,
+        "expected_value": np.where(treated, policy_value, 0.0),
+        "policy_action": policy_action,
+        "policy_expected_value": policy_value,
+        "holdout": holdout,
+        "no_contact_reason": np.where(treated, None, no_contact_reason).astype(object),
+        "win_back": win_back,
+        "win_back_action": np.where(win_back, win["action"], None).astype(object),
+        "win_back_channel": np.where(win_back, win["channel"], None).astype(object),
+        "win_back_offer": np.where(win_back, win["offer"], None).astype(object),
+        "win_back_timing": np.where(win_back, WIN_BACK_TIMING, None).astype(object),
+        "win_back_value": win["value"],
+        "win_back_reason": np.where(
+            holdout & win["win_back"], HOLDOUT_REASON, win["reason"]
+        ).astype(object),
+        "policy_win_back_action": np.where(win["win_back"], win["action"], None).astype(object),
+        "alternatives": (
+            _alternatives(actions, values, action_ok, reasons, settings)
+            if alternatives
+            else np.full(n, None, dtype=object)
+        ),
+        **{f"eligible_{c}": channel_ok[c] for c in channels},
+        **{f"ineligible_reason_{c}": reasons[c] for c in channels},
+    }
 
 
 def _frame(columns: dict[str, np.ndarray], index: pd.Index) -> pd.DataFrame:

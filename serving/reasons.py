@@ -43,18 +43,19 @@ class _Row:
         return self.columns.value(name, self.position)
 
     def has(self, name: str) -> bool:
-        return name in self.columns.frame.columns
+        return name in self.columns.frame
 
 
 class _Columns:
-    """The features frame as numpy columns, converted once on first use."""
+    """The features (a frame, or numpy columns by name) as numpy columns, converted once on first use."""
 
-    def __init__(self, frame: pd.DataFrame):
+    def __init__(self, frame: pd.DataFrame | Mapping[str, np.ndarray]):
         self.frame, self.cache = frame, {}
 
     def value(self, name: str, position: int) -> Any:
         if name not in self.cache:
-            self.cache[name] = self.frame[name].to_numpy() if name in self.frame.columns else None
+            column = self.frame.get(name)
+            self.cache[name] = column.to_numpy() if isinstance(column, pd.Series) else column
         column = self.cache[name]
         if column is None:
             return None
@@ -453,21 +454,33 @@ def reason_phrases(
     have fewer phrases; a phrase equal to one already chosen is skipped for the next feature."""
     if len(contributions) != len(features):
         raise ValueError(f"contributions have {len(contributions)} rows, features {len(features)}")
+    names = [c for c in contributions.columns if c != "bias"]
+    return phrases_from_contributions(names, contributions[names].to_numpy(dtype=float, na_value=0.0) if names
+                                      else np.zeros((len(contributions), 0)), features, top, direction)
+
+
+def phrases_from_contributions(
+    names: list[str], values: np.ndarray, features: pd.DataFrame | Mapping[str, np.ndarray], top: int = 3,
+    direction: Direction = "up",
+) -> list[list[str]]:
+    """:func:`reason_phrases` on a contributions matrix (one column per name in `names`, no bias)
+    and features as a frame or numpy columns: the service's path, without DataFrames."""
     if direction not in ("up", "down", "abs"):
         raise ValueError(f"direction must be up, down or abs, not {direction!r}")
-    names = [c for c in contributions.columns if c != "bias"]
     if not names or top <= 0:
-        return [[] for _ in range(len(contributions))]
-    values = contributions[names].to_numpy(dtype=float, na_value=0.0)
+        return [[] for _ in range(len(values))]
+    values = np.asarray(values, dtype=float)[:, : len(names)]
     strength = {"up": values, "down": -values, "abs": np.abs(values)}[direction]
     strength = np.where(np.isfinite(strength), strength, 0.0)
-    order = np.argsort(-strength, axis=1, kind="stable")
     columns = _Columns(features)
     result = []
-    for position in range(len(contributions)):
+    for position in range(len(values)):
         row, chosen = _Row(columns, position), []
-        for index in order[position]:
-            if strength[position, index] <= 0 or len(chosen) == top:
+        # the strongest first; a partial sort is enough for `top` phrases (more if some repeat)
+        candidates = np.flatnonzero(strength[position] > 0)
+        order = candidates[np.argsort(-strength[position, candidates], kind="stable")]
+        for index in order:
+            if len(chosen) == top:
                 break
             text = _phrase(names[index], row)
             if text not in chosen:

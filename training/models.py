@@ -41,9 +41,7 @@ Features = pd.DataFrame | Mapping[str, np.ndarray]
 """Model inputs: a DataFrame, or columns by name as equal-length arrays (the service's online
 vector, which skips pandas' per-call overhead on a few rows). Both give the same numbers."""
 FAST_ROWS = 2_000
-"""Below this many rows, predictions and contributions come from the trees as arrays
-(training/tree_tables.py): no LightGBM call overhead, bit-identical scores. Above, LightGBM's
-multi-threaded predict."""
+"""Below this many rows, LightGBM predicts on one thread (starting OpenMP threads costs more than the trees)."""
 
 
 def feature_rows(features: Features) -> int:
@@ -349,12 +347,6 @@ class CustomerModel:
 
 
 def _predict_booster(booster: lightgbm.Booster, encoded: np.ndarray) -> np.ndarray:
-    """`booster.predict`, through the trees as arrays for small inputs (bit-identical, without
-    LightGBM's per-call set-up) and LightGBM's threads for large ones."""
-    if len(encoded) < FAST_ROWS:
-        tables = tree_tables(booster)
-        if tables.can_predict:
-            return tables.predict(encoded)
     return booster.predict(encoded, num_threads=_threads_for(len(encoded)))
 
 

@@ -19,6 +19,7 @@ from serving.policy import (
     NOT_WORTH_REASON,
     UNREACHABLE_REASON,
     candidate_actions,
+    decide,
     holdout_mask,
     offer_depth,
     recommend,
@@ -506,6 +507,19 @@ def test_online_shaped_input_gives_the_batch_answer():
     expected = recommend(batch, NO_HOLDOUT)
     pd.testing.assert_frame_equal(recommend(online, NO_HOLDOUT), expected)
     pd.testing.assert_frame_equal(recommend(nullable, NO_HOLDOUT), expected)
+
+
+def test_numpy_columns_give_the_frame_answer():
+    # Given: customers as a frame (batch) and as numpy columns with None (the service's online read)
+    rows = [customer(f"C{i}", email_consent=i % 2, push_consent=None if i % 3 else 1) for i in range(30)]
+    rows += [lapsed_customer(customer_id="L"), customer("N", email_consent=None, has_phone=None)]
+    batch = frame(*rows)
+    online = {c: np.asarray(batch[c].astype(object).where(batch[c].notna(), None).to_numpy()) for c in batch}
+    # When: the policy decides on each, with the alternatives the service asks for
+    expected = recommend(batch, PolicySettings(), campaign_id="spring", alternatives=True)
+    got = decide(online, PolicySettings(), campaign_id="spring", alternatives=True)
+    # Then: the same decisions, column by column
+    pd.testing.assert_frame_equal(pd.DataFrame(got), expected)
 
 
 def test_row_order_and_index_are_preserved():
