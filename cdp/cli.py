@@ -336,24 +336,15 @@ def evaluate_policy_command(
 ) -> None:
     """The recommendation policy's true incremental conversions and profit per 1,000 customers (from
     the last `cdp score`), next to random, always-e-mail, most-engaged and the oracle's best policy."""
-    import pandas as pd
-
-    from features.feature_tables import feature_table_path
-    from serving.evaluation import evaluate_policy
+    from serving.recommendation_summary import evaluate_workspace_policy
 
     space, settings = _context(workspace, config)
-    truth_dir = truth if (truth / "simulation.json").exists() else truth / "truth"
-    scores_path, identity_map = space.outputs / "scores.parquet", space.outputs / "identity_map.parquet"
-    for needed in (truth_dir / "simulation.json", identity_map, scores_path):
-        if not needed.exists():
-            raise _fail(f"{needed} not found" + ("; run `cdp score` first" if needed == scores_path else ""))
-    scores = pd.read_parquet(scores_path)
-    engagement = pd.read_parquet(feature_table_path(space, "engagement"))
-    engagement = engagement[pd.to_datetime(engagement["event_timestamp"], utc=True) == pd.Timestamp(scores["as_of"].iloc[0])]
     with step_progress("evaluate the policy against the oracle") as progress:
         progress.update(0, 1)
-        result = evaluate_policy(scores, engagement, pd.read_parquet(identity_map), truth_dir, settings.policy,
-                                 settings.training.conversion_window_days)
+        try:
+            result = evaluate_workspace_policy(space, settings, truth)
+        except FileNotFoundError as error:
+            raise _fail(str(error)) from error
         progress.update(1, 1)
     space.reports.mkdir(parents=True, exist_ok=True)
     (space.reports / "policy_evaluation.json").write_text(json.dumps(result, indent=2, default=float))
