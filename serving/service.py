@@ -118,7 +118,17 @@ def _settings():
     return load_settings(find_config_file(workspace.root, Path(explicit) if explicit else None))
 
 
-@bentoml.service(name="cdp_recommendations", traffic={"timeout": 30})
+def _configured_workers() -> int:
+    """`serving.workers`; 1 when the configuration cannot be read here (the worker then reports the
+    error at /readyz instead of failing to import, which would be a crash loop)."""
+    try:
+        return _settings().serving.workers
+    except Exception as error:  # any configuration error: said at /readyz, not fatal here
+        log.error("serving.workers unreadable (%s); starting 1 worker", error)
+        return 1
+
+
+@bentoml.service(name="cdp_recommendations", workers=_configured_workers(), traffic={"timeout": 30})
 class RecommendationService:
     def __init__(self) -> None:
         from cdp.workspace import Workspace
@@ -135,7 +145,14 @@ class RecommendationService:
             log.error("not ready: %s", problem)
 
     def __is_ready__(self) -> bool:
-        return self.engine is not None and not self.problems
+        """Ready when the models and the online store are. Otherwise /readyz answers 503 with what is
+        missing and the command that fixes it, and the process keeps running (no crash loop)."""
+        if self.engine is not None and not self.problems:
+            return True
+        from starlette.exceptions import HTTPException
+
+        detail = json.dumps({"ready": False, "problems": self.problems})
+        raise HTTPException(503, detail=detail, headers={"content-type": "application/json"})
 
     def _engine(self):
         if self.engine is None:
