@@ -11,7 +11,7 @@ CUSTOMERS ?= 20000
 SEED ?= 42
 AS_OF ?= 2026-07-01
 
-.PHONY: help setup redis demo test lint format serve bento bench clean
+.PHONY: help setup redis demo test lint format serve bento bench load clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -66,6 +66,9 @@ bento: setup  ## Build a Bento of the service (requirements exported from uv.loc
 
 bench: setup  ## Benchmarks (slow, minutes); JSON results in bench-results/.
 	$(RUN) python -m tests.benchmarks.run --out bench-results
+
+load: setup  ## Load and fault tests of the service (~5 min; LOAD_WORKSPACE=W to use a served workspace); JSON in bench-results/load.json.
+	$(RUN) python -m tests.benchmarks.load $(if $(LOAD_WORKSPACE),--workspace $(LOAD_WORKSPACE)) --out bench-results/load.json
 
 clean:  ## Remove the workspace's data and MLflow store (not the code).
 	rm -rf data mlruns/* bench-results
