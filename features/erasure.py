@@ -365,8 +365,9 @@ def erase_from_online_stores(workspace: Workspace, settings: Settings, customer_
 
     if not (workspace.feast / "registry.db").exists():
         return {}
-    targets = [settings.features]
-    if settings.features.online_store != "sqlite" and (workspace.feast / "online_store.db").exists():
+    sqlite_file = (workspace.feast / "online_store.db").exists()
+    targets = [settings.features] if settings.features.online_store != "sqlite" or sqlite_file else []
+    if settings.features.online_store != "sqlite" and sqlite_file:
         targets.append(settings.features.model_copy(update={"online_store": "sqlite"}))
     removed = {}
     for features in targets:
