@@ -118,11 +118,13 @@ def test_build_export_has_one_row_per_source_record_with_ids_email_and_action():
 
 @pytest.fixture(scope="module")
 def scored(served, tmp_path_factory):
+    from features.feature_store import apply_feature_definitions
     from serving.batch import score_customer_base
 
     root = tmp_path_factory.mktemp("segments") / "ws"
     shutil.copytree(served.workspace.root, root)
     workspace = Workspace.at(root)
+    apply_feature_definitions(workspace, served.settings.features)  # the copied registry names the original's tables
     scores, _ = score_customer_base(workspace, served.settings, AS_OF)
     return workspace, scores
 

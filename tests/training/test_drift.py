@@ -125,10 +125,15 @@ def test_html_highlights_flagged_rows_and_escapes_names():
 
 @pytest.fixture(scope="module")
 def drift_workspace(served, tmp_path_factory) -> Workspace:
-    """A copy of the served workspace (the report writes reports and MLflow runs into it)."""
+    """A copy of the served workspace (the report writes reports and MLflow runs into it), its Feast
+    registry re-applied: a copied registry still points at the original's feature tables."""
+    from features.feature_store import apply_feature_definitions
+
     root = tmp_path_factory.mktemp("drift") / "ws"
     shutil.copytree(served.workspace.root, root)
-    return Workspace.at(root)
+    workspace = Workspace.at(root)
+    apply_feature_definitions(workspace, served.settings.features)
+    return workspace
 
 
 def test_drift_report_on_the_trained_models(served, drift_workspace):
