@@ -34,15 +34,19 @@ demo: setup  ## Simulate a retailer, then run the main job on it (ingest, resolv
 	$(RUN) cdp evaluate identity --truth $(WORKSPACE)/data/raw --workspace $(WORKSPACE)
 	$(RUN) cdp evaluate models --truth $(WORKSPACE)/data/raw --workspace $(WORKSPACE)
 	$(RUN) cdp evaluate policy --truth $(WORKSPACE)/data/raw --workspace $(WORKSPACE)
+	$(RUN) cdp export --segment win_back_today --format csv --workspace $(WORKSPACE)
+	$(RUN) cdp report drift --workspace $(WORKSPACE)
+	$(RUN) cdp status --workspace $(WORKSPACE)
 	@echo
 	@echo "Demo done. Next:"
 	@echo "  scores:             $(WORKSPACE)/data/outputs/scores.parquet (summary in scores.json)"
-	@echo "  MLflow UI:          $(RUN) mlflow ui --backend-store-uri sqlite:///$(WORKSPACE)/mlruns/mlflow.db"
-	@echo "  the service:        CDP_SERVING__API_TOKEN=change-me make serve   (docs at http://127.0.0.1:3000/docs)"
-	@echo "  golden profiles:    $(WORKSPACE)/data/outputs/profiles.parquet"
+	@echo "  segments:           $(RUN) cdp export --segment high_clv_at_risk|push_reachable|do_not_contact --format csv"
+	@echo "  MLflow UI:          $(RUN) mlflow ui --backend-store-uri sqlite:///$(WORKSPACE)/mlruns/mlflow.db   (http://127.0.0.1:5000)"
+	@echo "  Feast UI:           $(RUN) cdp features ui --workspace $(WORKSPACE)   (http://127.0.0.1:8888)"
+	@echo "  the service:        CDP_SERVING__API_TOKEN=change-me make serve   (API docs at http://127.0.0.1:3000/docs)"
+	@echo "  notebooks:          CDP_WORKSPACE=$(WORKSPACE) $(UV) run --with jupyterlab jupyter lab notebooks/"
 	@echo "  explain a customer: $(RUN) cdp identity explain C000000001"
-	@echo "  feature tables:     $(WORKSPACE)/data/features/   (Feast: $(WORKSPACE)/data/feast/)"
-	@echo "  reports:            $(WORKSPACE)/data/reports/ (ingest, identity, model evaluation)"
+	@echo "  reports:            $(WORKSPACE)/data/reports/ (ingest, identity, model evaluation, policy, drift.html)"
 	@echo "  all commands:       $(RUN) cdp --help"
 
 test: setup  ## Lint, then run the whole test suite.

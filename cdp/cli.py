@@ -880,6 +880,43 @@ def export_subject_command(
 
 
 @app.command()
+def status(workspace: WorkspaceOption = None, config: ConfigOption = None) -> None:
+    """What the workspace holds now: customers, champion models and their test metrics, the online
+    store's age, the last scoring run, and where to look next."""
+    import json as json_module
+
+    import pyarrow.parquet as pq
+
+    from features.feature_store import online_freshness
+    from training.model_report import champion_and_challenger, read_model_versions, read_runs
+
+    space, settings = _context(workspace, config)
+    console.rule(f"workspace {space.root}")
+    profiles = space.outputs / "profiles.parquet"
+    if profiles.exists():
+        console.print(f"customers (golden profiles): {pq.ParquetFile(profiles).metadata.num_rows:,}")
+    else:
+        console.print("[yellow]no identities resolved yet[/yellow]: run `cdp ingest` and `cdp resolve`")
+    if (space.mlruns / "mlflow.db").exists():
+        models = champion_and_challenger(read_model_versions(space), read_runs(space))
+        for row in models.itertuples():
+            value = f"{row.test_value:.4f}" if row.test_value is not None and row.test_value == row.test_value else "n/a"
+            console.print(f"model {row.model}@{row.alias}: v{row.version}, test {row.primary_metric} {value}")
+    else:
+        console.print("[yellow]no models yet[/yellow]: run `cdp train all --as-of DATE`")
+    console.print(f"online store: {online_freshness(space, settings.features).message}")
+    summary = space.outputs / "scores.json"
+    if summary.exists():
+        scored = json_module.loads(summary.read_text())
+        console.print(f"last scoring: {scored['customers']:,} customers as of {scored['as_of']}; win-back today "
+                      f"{scored['win_back_customers']:,}; holdout {scored['holdout_customers']:,}; "
+                      f"total expected incremental value {scored['total_expected_value']:,.0f}")
+        console.print("  next best action: " + ", ".join(f"{k} {v:,}" for k, v in scored["next_best_actions"].items()))
+    else:
+        console.print("[yellow]not scored yet[/yellow]: run `cdp score --as-of DATE`")
+
+
+@app.command()
 def contract(
     table: Annotated[str | None, typer.Argument(help="One table; default: all.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
