@@ -121,3 +121,16 @@ def test_run_on_orders_only_with_a_short_history_says_what_it_skipped(tmp_path, 
     assert "propensity: no touches in the lake" in output
     assert "clv: history too short" in output
     assert "nothing is scored" in output
+
+
+def test_status_of_an_empty_workspace_says_what_to_run(tmp_path):
+    result = runner.invoke(app, ["status", "--workspace", str(tmp_path / "empty")])
+    assert result.exit_code == 0, result.output
+    assert "cdp resolve" in result.output and "cdp train" in result.output and "cdp score" in result.output
+
+
+def test_status_of_a_trained_workspace_names_the_champions(trained):
+    result = runner.invoke(app, ["status", "--workspace", str(trained.workspace.root)])
+    assert result.exit_code == 0, result.output
+    for model in ("churn", "clv", "propensity"):
+        assert f"model {model}@champion: v" in result.output
