@@ -204,3 +204,20 @@ def test_clear_errors(served, scored, tmp_path):
     settings = load_settings(segments={"definitions": {"typo": {"where": "churn_probabilty > 0.5"}}})
     with pytest.raises(SegmentError, match="segment 'typo': column 'churn_probabilty'"):
         export_segment(workspace, settings, "typo")
+
+
+def test_cli_export_prints_the_summary_and_never_the_emails(scored, tmp_path):
+    from typer.testing import CliRunner
+
+    from cdp.cli import app
+
+    workspace, _ = scored
+    runner = CliRunner()
+    out = tmp_path / "push.parquet"
+    result = runner.invoke(app, ["export", "--segment", "push_reachable", "--format", "parquet", "--out", str(out),
+                                 "--workspace", str(workspace.root)])
+    assert result.exit_code == 0, result.output
+    assert "Segment push_reachable" in result.output and "customers" in result.output and out.exists()
+    assert "@" not in result.output
+    unknown = runner.invoke(app, ["export", "--segment", "vip", "--workspace", str(workspace.root)])
+    assert unknown.exit_code == 1 and "known segments" in unknown.output
