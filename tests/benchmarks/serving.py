@@ -1,7 +1,10 @@
 """Service latency and throughput: `cdp serve` in its own process, load from this one over loopback.
 
-Usage: python -m tests.benchmarks.serving --workspace W [--rate 100 --seconds 60] [--out FILE]
-The workspace must hold trained champions and a materialized online store (`cdp run`).
+Usage: python -m tests.benchmarks.serving --workspace W [--rate 100 --seconds 60] [--workers 2] [--out FILE]
+The workspace must hold trained champions and a materialized online store (`cdp run`). Also times
+the engine in-process (`RecommendationEngine.recommend`, no HTTP) for 1 and 100 customers. Every step
+records how many cores other processes kept busy meanwhile (`cores_busy_elsewhere`): on a shared
+machine they make the tail.
 Bars (issue 6): single-customer /recommend p50 <= 5 ms and p99 <= 15 ms at 100 requests/s for 60 s
 with zero errors; >= 300 requests/s sustained; a 100-customer request p50 <= 50 ms.
 """
@@ -25,14 +28,54 @@ import pandas as pd
 TOKEN = "benchmark-token"
 
 
+def busy_seconds() -> float:
+    """CPU seconds all processes have used since boot (/proc/stat: user, nice, system, irq, softirq)."""
+    user, nice, system, _, _, irq, softirq = (int(f) for f in Path("/proc/stat").read_text().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree_seconds(pid: int) -> float:
+    """CPU seconds used so far by a process and its descendants (the service and its workers)."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for process in [root, *root.children(recursive=True)]:
+            times = process.cpu_times()
+            total += times.user + times.system
+    except psutil.Error:
+        pass
+    return total
+
+
+class Elsewhere:
+    """How many cores processes other than this one and the service kept busy during a step."""
+
+    def __init__(self, service_pid: int | None = None):
+        self.service_pid = service_pid
+
+    def _ours(self) -> float:
+        return sum(os.times()[:2]) + (process_tree_seconds(self.service_pid) if self.service_pid else 0.0)
+
+    def __enter__(self) -> Elsewhere:
+        self.started, self.busy, self.own = time.perf_counter(), busy_seconds(), self._ours()
+        return self
+
+    def __exit__(self, *_) -> None:
+        elapsed = time.perf_counter() - self.started
+        others = (busy_seconds() - self.busy) - (self._ours() - self.own)
+        self.cores = round(max(others, 0.0) / elapsed, 2)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def start_service(workspace: Path, port: int) -> subprocess.Popen:
-    environment = {**os.environ, "CDP_SERVING__API_TOKEN": TOKEN}
+def start_service(workspace: Path, port: int, workers: int = 2) -> subprocess.Popen:
+    environment = {**os.environ, "CDP_SERVING__API_TOKEN": TOKEN, "CDP_SERVING__WORKERS": str(workers)}
     process = subprocess.Popen([sys.executable, "-m", "cdp.cli", "serve", "--workspace", str(workspace), "--port", str(port)],
                                env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
@@ -112,24 +155,60 @@ async def closed_loop(url: str, bodies: list[dict], concurrency: int, seconds: f
         return summarize(latencies, errors, time.perf_counter() - begin)
 
 
-def bench_service(workspace: Path, rate: float, seconds: float, throughput_seconds: float) -> dict:
+def bench_engine(workspace: Path, calls: int = 1000, batches: int = 50) -> dict:
+    """The engine in this process, no HTTP: one customer per call, and 100 customers per call."""
+    from cdp.config import find_config_file, load_settings
+    from cdp.workspace import Workspace
+    from serving.engine import RecommendationEngine
+
+    space = Workspace.at(workspace)
+    engine = RecommendationEngine.load(space, load_settings(find_config_file(space.root, None)))
+    ids = pd.read_parquet(workspace / "data" / "outputs" / "identity_map.parquet", columns=["customer_id"])
+    customers = ids["customer_id"].drop_duplicates().sample(calls + 100 * batches, replace=True, random_state=2).tolist()
+    for customer in customers[:50]:  # warm-up
+        engine.recommend([{"customer_id": customer}])
+
+    def timed(groups: list[list[str]]) -> tuple[dict, float]:
+        timings = []
+        with Elsewhere() as busy:
+            for group in groups:
+                started = time.perf_counter()
+                engine.recommend([{"customer_id": c} for c in group])
+                timings.append((time.perf_counter() - started) * 1000)
+        series = np.asarray(timings)
+        return {"calls": len(series), "p50_ms": round(float(np.percentile(series, 50)), 2),
+                "p99_ms": round(float(np.percentile(series, 99)), 2), "cores_busy_elsewhere": busy.cores}, busy.cores
+
+    single, _ = timed([[c] for c in customers[:calls]])
+    hundred, _ = timed([customers[calls + 100 * i: calls + 100 * (i + 1)] for i in range(batches)])
+    return {"single_customer": single, "hundred_customers": hundred}
+
+
+def bench_service(workspace: Path, rate: float, seconds: float, throughput_seconds: float, workers: int = 2) -> dict:
     ids = pd.read_parquet(workspace / "data" / "outputs" / "identity_map.parquet", columns=["customer_id"])
     customers = ids["customer_id"].drop_duplicates().sample(2000, replace=True, random_state=0).tolist()
     single = [{"customers": [{"customer_id": c}]} for c in customers]
     hundred = [{"customers": [{"customer_id": c} for c in customers[i:i + 100]]} for i in range(0, 1900, 100)]
     port = free_port()
     url = f"http://127.0.0.1:{port}/recommend"
-    process = start_service(workspace, port)
+    process = start_service(workspace, port, workers)
     try:
         asyncio.run(open_loop(url, single, 20, 5))  # warm-up
-        paced = asyncio.run(open_loop(url, single, rate, seconds))
-        throughput = asyncio.run(closed_loop(url, single, 8, throughput_seconds))
-        batch = asyncio.run(open_loop(url, hundred, 5, 20))
+        with Elsewhere(process.pid) as busy:
+            paced = asyncio.run(open_loop(url, single, rate, seconds))
+        paced["cores_busy_elsewhere"] = busy.cores
+        with Elsewhere(process.pid) as busy:
+            throughput = asyncio.run(closed_loop(url, single, 8, throughput_seconds))
+        throughput["cores_busy_elsewhere"] = busy.cores
+        with Elsewhere(process.pid) as busy:
+            batch = asyncio.run(open_loop(url, hundred, 5, 20))
+        batch["cores_busy_elsewhere"] = busy.cores
     finally:
         process.terminate()
         process.wait(timeout=30)
     return {
         "name": "serving",
+        "workers": workers,
         "single_customer_at_rate": {**paced, "target_rate": rate, "bar": {"p50_ms": 5, "p99_ms": 15, "errors": 0}},
         "sustained_throughput": {**throughput, "concurrency": 8, "bar_requests_per_second": 300},
         "hundred_customers": {**batch, "bar_p50_ms": 50},
@@ -144,9 +223,16 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--throughput-seconds", type=float, default=30)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--only", choices=("engine", "http", "both"), default="both")
     parser.add_argument("--out", type=Path, default=Path("bench-results/serving.json"))
     args = parser.parse_args()
-    result = bench_service(args.workspace.resolve(), args.rate, args.seconds, args.throughput_seconds)
+    workspace = args.workspace.resolve()
+    result: dict = {"name": "serving", "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if args.only in ("engine", "both"):
+        result["in_process"] = bench_engine(workspace)
+    if args.only in ("http", "both"):
+        result |= bench_service(workspace, args.rate, args.seconds, args.throughput_seconds, args.workers)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
