@@ -3,33 +3,54 @@
 Start it with `cdp serve --workspace W --port N` (or `bentoml serve serving.service:RecommendationService`
 with CDP_WORKSPACE set). Endpoints: POST /recommend, POST /events, POST /admin/reload; GET /healthz,
 /readyz (BentoML's probes; /readyz fails with the reason while models or the online store are
-missing) and /docs (OpenAPI). Everything but the probes and docs needs `Authorization: Bearer <token>`
-with the token from `serving.api_token` (env CDP_SERVING__API_TOKEN).
+missing) and /docs.json (OpenAPI, with the response models, error bodies and the bearer scheme; the
+service's fuzz test, tests/serving/test_api_fuzz.py, holds it to what the service answers). Everything
+but the probes and docs needs `Authorization: Bearer <token>` with the token from `serving.api_token`
+(env CDP_SERVING__API_TOKEN).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
 import os
-from typing import Annotated, Literal
+from functools import cache
+from typing import Annotated, Any, Literal
 
 import bentoml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 log = logging.getLogger("cdp.serving")
 WORKSPACE_VARIABLE = "CDP_WORKSPACE"
 CONFIG_VARIABLE = "CDP_CONFIG_FILE"
-OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/static_content")
+OPEN_PATHS = frozenset({"/", "/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json"})
+OPEN_PREFIXES = ("/static_content/",)
 MAX_BODY_BYTES = 1_000_000
+BODY_TOO_LARGE = f"request body over {MAX_BODY_BYTES:,} bytes; send at most 1,000 customers or events per call"
+UNAUTHORIZED_HEADERS = ((b"www-authenticate", b'Bearer realm="cdp"'),)
 Channel = Literal["email", "push", "sms"]
+Flag = Annotated[int, Field(ge=0, le=1, description="1 yes, 0 no.")]
+"""0 or 1 as a strict integer: Literal[0, 1] would let `false` through."""
+
+
+def _one_reference_schema(schema: dict[str, Any]) -> None:
+    """Say in the OpenAPI schema what `one_reference` enforces, so clients and fuzzers know: one kind
+    of reference, given as non-null strings, the other fields absent or null."""
+    kinds = (("customer_id",), ("source", "source_id"), ("email",))
+    fields = [name for kind in kinds for name in kind]
+    schema["oneOf"] = [
+        {"required": list(kind),
+         "properties": {name: {"type": "string"} if name in kind else {"type": "null"} for name in fields}}
+        for kind in kinds
+    ]
 
 
 class CustomerReference(BaseModel):
     """Exactly one way to name a customer: our customer_id, a source system's id, or an e-mail."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_reference_schema)
     customer_id: str | None = Field(None, min_length=1, max_length=64)
     source: str | None = Field(None, min_length=1, max_length=32)
     source_id: str | None = Field(None, min_length=1, max_length=128)
@@ -56,54 +77,192 @@ class RecommendContext(BaseModel):
 class SignalUpdate(BaseModel):
     """Fresh behaviour or a consent change for one customer (fields of the realtime_signals view)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # strict: no "5" or false for a number
     customer_id: str = Field(..., min_length=1, max_length=64)
-    latest_email_consent: Literal[0, 1] | None = None
-    latest_push_consent: Literal[0, 1] | None = None
-    latest_sms_consent: Literal[0, 1] | None = None
-    latest_app_installed: Literal[0, 1] | None = None
+    latest_email_consent: Flag | None = None
+    latest_push_consent: Flag | None = None
+    latest_sms_consent: Flag | None = None
+    latest_app_installed: Flag | None = None
     last_order_epoch_seconds: int | None = Field(None, ge=0, le=10**10)
     last_visit_epoch_seconds: int | None = Field(None, ge=0, le=10**10)
     last_app_open_epoch_seconds: int | None = Field(None, ge=0, le=10**10)
 
 
+# --- responses: what serving/engine.py answers, declared so the OpenAPI document describes it ---
+class Scores(BaseModel):
+    churn_probability: float | None
+    clv: float | None
+    conversion_probability: dict[str, float | None] = Field(description="Per candidate action.")
+
+
+class Alternative(BaseModel):
+    action: str
+    expected_value: float | None
+    eligible: bool
+    reason: str | None = Field(description="Why not chosen (ineligible, no score, not worth it); null for a contact worth making.")
+
+
+class WinBack(BaseModel):
+    eligible: bool
+    action: str | None
+    timing: str | None
+
+
+class Recommendation(BaseModel):
+    """One answer, in request order. Unknown customers: `found: false`, the cold-start answer."""
+
+    reference: dict[str, str] | None = Field(None, description="The reference as given (e-mail masked); unknown customers only.")
+    customer_id: str | None
+    found: bool
+    scores: Scores | None
+    next_best_action: str = Field(description="`email`, `push:10pct`, ... or `none`.")
+    next_best_channel: str | None
+    expected_value: float
+    policy_action: str | None = Field(None, description="The policy's choice, also for holdout customers.")
+    alternatives: list[Alternative]
+    win_back: WinBack
+    reasons: dict[str, list[str]] = Field(description="Plain phrases per model (churn, propensity).")
+    holdout: bool
+    no_contact_reason: str | None
+    model_versions: dict[str, str]
+    feature_timestamp: str | None
+
+
+class RecommendResponse(BaseModel):
+    recommendations: list[Recommendation]
+
+
+class EventsResponse(BaseModel):
+    accepted: int = Field(description="Events received (several for one customer are merged into one push).")
+    milliseconds: float
+
+
+class ReloadResponse(BaseModel):
+    model_versions: dict[str, str]
+    problems: list[str] = Field(description="What keeps the service from answering well; empty when ready.")
+
+
+class ErrorResponse(BaseModel):
+    """401, 413, 415, 500, 503: what went wrong, in one sentence."""
+
+    error: str
+
+
+class ValidationIssue(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    loc: list[str | int] = Field(description="Where in the body, e.g. [\"customers\", 3, \"email\"].")
+    msg: str
+
+
+class ValidationErrorResponse(BaseModel):
+    """400: the body is not JSON or does not match the request schema; one issue per problem."""
+
+    error: str
+    detail: list[ValidationIssue]
+
+
+def _engine_answer(model: type[BaseModel], answer: dict) -> BaseModel:
+    """The engine's answer as the documented response; a mismatch is our bug (500, logged), not a 400."""
+    try:
+        return model.model_validate(answer)
+    except ValidationError as error:
+        first = error.errors(include_input=False)[0]
+        raise RuntimeError(f"the engine's answer does not match {model.__name__} ({error.error_count()} problems; "
+                           f"first at {'.'.join(map(str, first['loc']))}: {first['msg']})") from None
+
+
 class BearerTokenMiddleware:
-    """401 without the configured bearer token (compared in constant time); 413 for oversized bodies.
-    Probes and API docs stay open."""
+    """In front of every route: 413 for a body over the limit (declared or streamed), 401 without the
+    configured bearer token, 415 for a body that is not JSON, and the completed OpenAPI document at
+    /docs.json. Probes and docs stay open."""
 
     def __init__(self, app) -> None:
         self.app = app
-        self._token: bytes | None = None
+        self._digest: bytes | None = None
 
-    def _expected(self) -> bytes | None:
-        if self._token is None:
+    def _expected_digest(self) -> bytes:
+        """SHA-256 of the configured token (empty when none is set), read once."""
+        if self._digest is None:
             token = _settings().serving.api_token
-            self._token = token.encode() if token else b""
-        return self._token or None
+            self._digest = hashlib.sha256(token.encode()).digest() if token else b""
+        return self._digest
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
         headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length", b"0")
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return await _reply(send, 413, f"request body over {MAX_BODY_BYTES} bytes")
-        if path == "/" or path.startswith(OPEN_PATHS):
+        declared = headers.get(b"content-length", b"0").strip()
+        if not declared.isdigit():
+            return await _reply(send, 400, "the Content-Length header is not a number")
+        if int(declared) > MAX_BODY_BYTES:
+            return await _reply(send, 413, BODY_TOO_LARGE)
+        if path == "/docs.json" and scope.get("method") in ("GET", "HEAD"):
+            return await _reply_json(send, 200, openapi_document())
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return await self.app(scope, receive, send)
-        expected = self._expected()
-        if expected is None:
-            return await _reply(send, 401, "no API token configured: set serving.api_token (CDP_SERVING__API_TOKEN)")
-        given = headers.get(b"authorization", b"")
-        if not hmac.compare_digest(given, b"Bearer " + expected):
-            return await _reply(send, 401, "missing or wrong bearer token")
-        return await self.app(scope, receive, send)
+        expected = self._expected_digest()
+        if not expected:
+            return await _reply(send, 401, "no API token configured: set serving.api_token (CDP_SERVING__API_TOKEN)",
+                                UNAUTHORIZED_HEADERS)
+        if not bearer_token_matches(headers.get(b"authorization", b""), expected):
+            return await _reply(send, 401, "missing or wrong bearer token (send `Authorization: Bearer <token>`)",
+                                UNAUTHORIZED_HEADERS)
+        media_type = headers.get(b"content-type", b"application/json").partition(b";")[0].strip().lower()
+        if media_type != b"application/json":
+            return await _reply(send, 415, "send the body as JSON, with `Content-Type: application/json`")
+        body, complete = await _read_body(receive, MAX_BODY_BYTES)
+        if not complete:
+            return None if body is None else await _reply(send, 413, BODY_TOO_LARGE)
+        return await self.app(scope, _replay(body, receive), send)
 
 
-async def _reply(send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
+def bearer_token_matches(authorization: bytes, expected_digest: bytes) -> bool:
+    """`Authorization: Bearer <token>` against the configured token's digest. Digests of equal length
+    are compared with hmac.compare_digest, so the time taken says nothing about the token, not even its
+    length; the scheme name is case-insensitive (RFC 7235)."""
+    scheme, _, token = authorization.strip().partition(b" ")
+    given = token.strip() if scheme.lower() == b"bearer" else b""
+    return hmac.compare_digest(hashlib.sha256(given).digest(), expected_digest)
+
+
+async def _read_body(receive, limit: int) -> tuple[bytes | None, bool]:
+    """The whole request body, or (what was read, False) once it passes `limit` bytes — a chunked body or
+    a short Content-Length cannot slip past the limit; (None, False) when the client went away."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None, False
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", False
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+
+
+def _replay(body: bytes, receive):
+    """A `receive` that hands the app the body already read, then the client's own messages."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed():
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
+async def _reply(send, status: int, message: str, headers: tuple = ()) -> None:
+    await _reply_json(send, status, {"error": message}, headers)
+
+
+async def _reply_json(send, status: int, document: dict, headers: tuple = ()) -> None:
+    body = json.dumps(document).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -164,7 +323,7 @@ class RecommendationService:
         self,
         customers: Annotated[list[CustomerReference], Field(min_length=1, max_length=1000)],
         context: RecommendContext | None = None,
-    ) -> dict:
+    ) -> RecommendResponse:
         """Next-best action, win-back decision, scores and reasons per customer, in request order."""
         references = [c.model_dump(exclude_none=True) for c in customers]
         answers = self._engine().recommend(references, context.model_dump(exclude_none=True) if context else None)
@@ -172,23 +331,90 @@ class RecommendationService:
         from serving.audit import record_recommendations
         record_recommendations(self._engine(), answers, context.model_dump(exclude_none=True) if context else None)
         # --- end audit ---
-        return {"recommendations": answers}
+        return _engine_answer(RecommendResponse, {"recommendations": answers})
 
     @bentoml.api(route="/events")
-    def events(self, events: Annotated[list[SignalUpdate], Field(min_length=1, max_length=1000)]) -> dict:
-        """Push fresh signals (a consent withdrawal, an order, an app open) to the online store now."""
+    def events(self, events: Annotated[list[SignalUpdate], Field(min_length=1, max_length=1000)]) -> EventsResponse:
+        """Push fresh signals (a consent withdrawal, an order, an app open) to the online store now.
+        Several events for one customer are merged in order (a later field wins) into one push."""
         import pandas as pd
 
-        frame = pd.DataFrame([e.model_dump(exclude_none=True) for e in events])
-        seconds = self._engine().push_events(frame)
-        return {"accepted": len(events), "milliseconds": round(seconds * 1000, 1)}
+        merged: dict[str, dict] = {}
+        for event in events:
+            merged.setdefault(event.customer_id, {}).update(event.model_dump(exclude_none=True))
+        seconds = self._engine().push_events(pd.DataFrame(list(merged.values())))
+        return EventsResponse(accepted=len(events), milliseconds=round(seconds * 1000, 1))
 
     @bentoml.api(route="/admin/reload")
-    def reload(self) -> dict:
+    def reload(self) -> ReloadResponse:
         """Load the registry's current champions without dropping requests in flight."""
         versions = self._engine().reload()
         self.problems = self._engine().readiness()
-        return {"model_versions": versions, "problems": self.problems}
+        return _engine_answer(ReloadResponse, {"model_versions": versions, "problems": self.problems})
 
 
 RecommendationService.add_asgi_middleware(BearerTokenMiddleware)
+
+# --- the OpenAPI document: BentoML's, completed with what it cannot know ---
+BEARER_SCHEME = "bearerAuth"
+TEXT = {"text/plain": {"schema": {"type": "string"}}}
+API_ERRORS = {
+    "400": ("The body is not JSON or does not match the request schema.", ValidationErrorResponse),
+    "401": ("No bearer token, a wrong one, or none configured on the server.", ErrorResponse),
+    "413": (f"The body is over {MAX_BODY_BYTES:,} bytes.", ErrorResponse),
+    "415": ("The body is not sent as `application/json`.", ErrorResponse),
+    "500": ("A bug on our side; the server log has the details.", ErrorResponse),
+    "503": ("Not ready: a champion model or the online store is missing (see /readyz and the log).", ErrorResponse),
+}
+PROBE_RESPONSES = {
+    "/healthz": {"200": {"description": "Alive.", "content": TEXT}},
+    "/livez": {"200": {"description": "Alive.", "content": TEXT}},
+    "/readyz": {"200": {"description": "Ready: champion models and the online store loaded.", "content": TEXT},
+                "503": {"description": "Not ready; the reasons are in the log.", "content": TEXT}},
+    "/metrics": {"200": {"description": "Prometheus metrics.", "content": TEXT}},
+}
+
+
+@cache
+def openapi_document() -> dict:
+    """What GET /docs.json serves (built once per process)."""
+    return complete_openapi_document(RecommendationService.openapi_spec.asdict())
+
+
+def complete_openapi_document(generated: dict) -> dict:
+    """BentoML documents every API with a generic 400/404/500 whose 400 body does not match what it
+    sends, and knows nothing of our middleware. Say what the service really answers: the response
+    models, 400 with pydantic's issues, 401 with the bearer scheme, 413, 503; probes are open, plain text."""
+    document = json.loads(json.dumps(generated))
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for name in ("InvalidArgument", "NotFound", "InternalServerError"):
+        schemas.pop(name, None)
+    for model in (ErrorResponse, ValidationErrorResponse):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    components["securitySchemes"] = {BEARER_SCHEME: {
+        "type": "http", "scheme": "bearer",
+        "description": "The token from `serving.api_token` (env CDP_SERVING__API_TOKEN)."}}
+    for path, item in document["paths"].items():
+        for operation in item.values():
+            if "x-bentoml-name" not in operation:
+                operation["security"] = []
+                operation["responses"] = PROBE_RESPONSES.get(path, operation["responses"])
+                continue
+            operation["security"] = [{BEARER_SCHEME: []}]
+            # BentoML flattens the request schema, keeping the first member of each anyOf (so an optional
+            # field loses its null); its own component for the input keeps them. The body is required
+            # when that schema requires a field.
+            request = schemas.get(f"{operation['x-bentoml-name']}__Input")
+            if request is not None:
+                operation["requestBody"] = {"required": bool(request.get("required")), "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{operation['x-bentoml-name']}__Input"}}}}
+            responses = {str(code): answer for code, answer in operation["responses"].items() if str(code).startswith("2")}
+            for code, (description, model) in API_ERRORS.items():
+                responses[code] = {"description": description, "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+            responses["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+            operation["responses"] = responses
+    return document

@@ -135,3 +135,129 @@ def test_no_raw_pii_in_logs(client, known, caplog):
     with caplog.at_level(logging.DEBUG):
         recommend(client, [{"email": known["email"]}])
     assert known["email"] not in caplog.text
+
+
+# --- hardening (issue 8): auth, body limits, content types, junk; the schemathesis run is in test_api_fuzz.py ---
+ONE = {"customers": [{"customer_id": "C000000001"}]}
+
+
+@pytest.mark.parametrize(("authorization", "status"), [
+    (f"Bearer {TOKEN}", 200),
+    (f"bearer {TOKEN}", 200),  # the scheme name is case-insensitive (RFC 7235)
+    (f"Bearer {TOKEN[:-1]}", 401),
+    (f"Bearer {TOKEN}3", 401),
+    (f"Bearer {TOKEN.upper()}", 401),
+    (f"Basic {TOKEN}", 401),
+    (TOKEN, 401),
+    ("Bearer ", 401),
+    ("Bearer ☃".encode(), 401),  # raw UTF-8 in a header
+])
+def test_only_the_exact_bearer_token_gets_in(client, authorization, status):
+    response = client.post("/recommend", json=ONE, headers={"Authorization": authorization})
+    assert response.status_code == status, response.text
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert "bearer token" in response.json()["error"]
+
+
+def test_tokens_are_compared_in_constant_time(monkeypatch):
+    # Given a spy on hmac.compare_digest
+    import hashlib
+    import hmac
+
+    from serving import service
+
+    calls = []
+    original = hmac.compare_digest
+    monkeypatch.setattr(service.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or original(a, b))
+    expected = hashlib.sha256(b"secret-token").digest()
+    # When tokens of every length are checked
+    results = [service.bearer_token_matches(value, expected)
+               for value in (b"Bearer secret-token", b"Bearer s", b"Bearer " + b"x" * 5000, b"", b"Basic secret-token")]
+    # Then only the right one matches, and every check was one compare_digest of two SHA-256 digests, so
+    # neither the time taken nor an early exit says how much of a guess was right, or the token's length
+    assert results == [True, False, False, False, False]
+    assert len(calls) == 5 and all(len(a) == len(b) == 32 for a, b in calls)
+
+
+def test_without_a_configured_token_everything_but_the_probes_is_refused(monkeypatch, tmp_path):
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from serving.service import BearerTokenMiddleware
+
+    monkeypatch.setenv("CDP_WORKSPACE", str(tmp_path))
+    monkeypatch.setenv("CDP_SERVING__API_TOKEN", "")
+    app = Starlette(routes=[Route(path, lambda request: PlainTextResponse("ok"), methods=["GET", "POST"])
+                            for path in ("/healthz", "/recommend")])
+    with TestClient(BearerTokenMiddleware(app)) as bare:
+        assert bare.get("/healthz").status_code == 200
+        refused = bare.post("/recommend", json=ONE, headers={"Authorization": "Bearer "})
+    assert refused.status_code == 401 and "serving.api_token" in refused.json()["error"]
+
+
+def test_a_streamed_body_over_the_limit_is_refused(client):
+    # Given a body sent in chunks, with no Content-Length to refuse it by
+    def chunks():
+        for _ in range(12):
+            yield b" " * 100_000
+
+    # When it is posted, then it is refused once it passes 1 MB, before the app parses it
+    response = client.post("/recommend", content=chunks(), headers={**AUTH, "content-type": "application/json"})
+    assert response.status_code == 413
+    assert "1,000,000 bytes" in response.json()["error"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data", "application/x-www-form-urlencoded",
+                                          "application/vnd.bentoml+pickle"])
+def test_bodies_not_sent_as_json_get_415(client, content_type):
+    response = client.post("/recommend", content=b'{"customers": [{"customer_id": "C1"}]}',
+                           headers={**AUTH, "content-type": content_type})
+    assert response.status_code == 415, response.text
+    assert "application/json" in response.json()["error"]
+
+
+@pytest.mark.parametrize("content", [
+    b'{"customers": [{"customer_id": "\xff\xfe"}]}',  # not UTF-8
+    b'{"customers": [{"customer_id": "\\ud800"}]}',  # a lone surrogate
+    b'{"customers": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",  # nested past the parser's limit
+    b'{"customers": [{"customer_id": "C1"}]',  # cut short
+    b"",
+    "☃".encode(),
+], ids=["bad utf-8", "lone surrogate", "deep nesting", "truncated", "empty", "snowman"])
+def test_unreadable_bodies_get_a_400_naming_the_problem(client, content):
+    response = client.post("/recommend", content=content, headers={**AUTH, "content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"][0]["msg"]
+
+
+def test_unicode_junk_in_ids_is_a_cold_start_not_an_error(client):
+    junk = ["\x00", "Ω\u200b\u202e☃", "😀" * 16, "' OR 1=1 --", "../../etc/passwd"]
+    response = recommend(client, [{"customer_id": value} for value in junk] + [{"email": "☃@☃.☃"}])
+    assert response.status_code == 200, response.text
+    answers = response.json()["recommendations"]
+    assert [a["customer_id"] for a in answers[:5]] == junk
+    assert not any(a["found"] for a in answers)
+
+
+@pytest.mark.parametrize("event", [
+    {"customer_id": "C000000001", "latest_sms_consent": False},
+    {"customer_id": "C000000001", "latest_sms_consent": "0"},
+    {"customer_id": "C000000001", "latest_sms_consent": 2},
+    {"customer_id": "C000000001", "last_order_epoch_seconds": "1782000000"},
+    {"customer_id": "C000000001", "last_order_epoch_seconds": -1},
+    {"customer_id": "C000000001", "shoe_size": 9},
+    {"customer_id": ""},
+    {"latest_sms_consent": 0},
+])
+def test_malformed_events_get_a_400_before_any_push(client, event):
+    response = client.post("/events", json={"events": [event]}, headers=AUTH)
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"][0]["loc"][0] == "events"
+
+
+def test_more_than_1000_events_get_a_400(client):
+    response = client.post("/events", json={"events": [{"customer_id": f"C{i}"} for i in range(1001)]}, headers=AUTH)
+    assert response.status_code == 400
+    assert "at most 1000" in response.json()["detail"][0]["msg"]
