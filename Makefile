@@ -5,6 +5,9 @@ PYTHON ?= python3.11
 UV := $(PYTHON) -m uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
+# Imports compile every module from source when bytecode is neither shipped nor written
+# (PYTHONDONTWRITEBYTECODE is set on these machines): compile once at install instead.
+export UV_COMPILE_BYTECODE := 1
 RUN := $(UV) run --frozen --no-sync
 WORKSPACE ?= $(CURDIR)
 CUSTOMERS ?= 20000

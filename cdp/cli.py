@@ -696,6 +696,7 @@ def score(
 def _score(space: Workspace, settings: Settings, as_of: dt.datetime, campaign: str | None = None, *,
            out: Path | None = None, output_format: str = "parquet", reasons: str = "segments",
            engine: str = "local") -> None:
+    from features.feature_store import FeatureStoreError
     from serving.batch import ScoringError, score_to_file
 
     with step_progress("score") as progress:
@@ -708,7 +709,7 @@ def _score(space: Workspace, settings: Settings, as_of: dt.datetime, campaign: s
             else:
                 summary = score_to_file(space, settings, as_of, campaign, out=out, output_format=output_format,
                                         reasons=reasons, on_progress=progress.update)
-        except ScoringError as error:
+        except (ScoringError, FeatureStoreError) as error:
             raise _fail(str(error)) from error
     _print_score_summary(summary)
 

@@ -219,7 +219,12 @@ def score_to_file(workspace: Workspace, settings: Settings, as_of: dt.datetime, 
     data/outputs/scores.<format>) with its JSON summary beside it. `campaign_id` salts the holdout
     (default: the policy's); `on_progress(done, total)` follows the customers scored."""
     from features.batch_retrieval import stream_point_in_time_features
-    from features.feature_store import apply_feature_definitions, open_feature_store
+    from features.feature_store import (
+        FeatureStoreError,
+        apply_feature_definitions,
+        open_feature_store,
+        service_features,
+    )
     from features.feature_tables import ensure_feature_snapshots, feature_table_path
 
     if output_format not in ("parquet", "csv"):
@@ -232,13 +237,18 @@ def score_to_file(workspace: Workspace, settings: Settings, as_of: dt.datetime, 
         raise ScoringError("no champion model in the registry; run `cdp train` first ("
                            + "; ".join(missing.values()) + ")")
     moment = _utc(as_of)
+    services = sorted({m.feature_service for m in models.values()} | {POLICY_SERVICE})
     if ensure_feature_snapshots(workspace, [moment.to_pydatetime()]):
         apply_feature_definitions(workspace, settings.features)
-    services = sorted({m.feature_service for m in models.values()} | {POLICY_SERVICE})
+    store = open_feature_store(workspace, settings.features)
+    try:
+        service_features(store, services)
+    except FeatureStoreError:  # tables built but never registered (e.g. `cdp features build` alone)
+        apply_feature_definitions(workspace, settings.features)
+        store = open_feature_store(workspace, settings.features)
     total = count_scoring_customers(workspace, moment)
     if total == 0:
         raise ScoringError(f"no customer has features as of {moment.isoformat()}; run `cdp features build --as-of ...`")
-    store = open_feature_store(workspace, settings.features)
     output = Path(out) if out is not None else default_output(workspace, output_format)
     writer, totals = _ChunkWriter(output, output_format), _SummaryTotals()
     chunks = stream_point_in_time_features(store, services, moment, str(feature_table_path(workspace, "purchase_history")),
