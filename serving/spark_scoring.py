@@ -213,7 +213,7 @@ def score_on_spark(workspace: Workspace, settings: Settings, as_of: dt.datetime,
     a directory of Parquet or CSV part files, at a local path or any URI the cluster writes to. The
     JSON summary goes beside a local `out`. `spark`: a session to use (left running); default: one
     from `settings.spark` (or the process's active one), stopped after if this call started it."""
-    from features.feature_store import apply_feature_definitions
+    from features.feature_store import FeatureStoreError, apply_feature_definitions
     from features.feature_tables import ensure_feature_snapshots, feature_table_path
 
     if output_format not in ("parquet", "csv"):
@@ -228,9 +228,16 @@ def score_on_spark(workspace: Workspace, settings: Settings, as_of: dt.datetime,
     moment = pd.Timestamp(as_of)
     moment = moment.tz_convert("UTC") if moment.tzinfo else moment.tz_localize("UTC")
     services = {m.feature_service for m in models.values()} | {POLICY_SERVICE}
-    if settings.spark.feature_tables_uri is None and ensure_feature_snapshots(workspace, [moment.to_pydatetime()]):
+    local_tables = settings.spark.feature_tables_uri is None
+    if local_tables and ensure_feature_snapshots(workspace, [moment.to_pydatetime()]):
         apply_feature_definitions(workspace, settings.features)
-    sources = resolve_view_sources(workspace, settings, services)
+    try:
+        sources = resolve_view_sources(workspace, settings, services)
+    except FeatureStoreError:
+        if not local_tables:
+            raise
+        apply_feature_definitions(workspace, settings.features)  # tables built but never registered, as locally
+        sources = resolve_view_sources(workspace, settings, services)
     entity_path = next((s.path for s in sources if s.name == ENTITY_VIEW), str(feature_table_path(workspace, ENTITY_VIEW)))
     output = str(out if out is not None else default_output(workspace, output_format))
 
