@@ -52,3 +52,79 @@ def test_the_oracle_policy_is_the_best_and_ours_is_valued(scored):
     assert profits["oracle_best"] == max(profits.values())
     assert profits["oracle_best"] > 0
     assert result["share_of_oracle_profit"] is not None
+
+
+def test_chunked_csv_output_holds_the_same_decisions_with_its_summary_beside_it(scored, tmp_path):
+    from serving.batch import score_to_file
+
+    served, scores, summary = scored
+    progress: list[tuple[int, int]] = []
+    # Given the same base, scored in chunks of 300 customers into a CSV file
+    out = tmp_path / "nightly.csv"
+    chunked = score_to_file(served.workspace, served.settings, AS_OF, out=out, output_format="csv", chunk_rows=300,
+                            on_progress=lambda done, total: progress.append((done, total)))
+    # Then the rows, scores and decisions equal the one-chunk Parquet run, and the summary sits beside it
+    written = pd.read_csv(out)
+    assert len(written) == summary.customers == chunked.customers
+    assert [done for done, _ in progress] == sorted({done for done, _ in progress})
+    assert progress[-1] == (summary.customers, summary.customers) and len(progress) == -(-summary.customers // 300)
+    merged = scores.merge(written, on="customer_id", suffixes=("", "_csv"))
+    for column in ("churn_probability", "clv", "conversion_none", "expected_value"):
+        assert (merged[column] - merged[f"{column}_csv"]).abs().max() < 1e-9, column
+    assert (merged["next_best_action"] == merged["next_best_action_csv"]).all()
+    assert (merged["holdout"] == merged["holdout_csv"]).all()
+    assert out.with_suffix(".json").exists() and chunked.next_best_actions == summary.next_best_actions
+
+
+def test_scoring_only_eligible_channels_decides_as_scoring_every_action(scored):
+    from features.batch_retrieval import stream_point_in_time_features
+    from features.feature_store import open_feature_store
+    from features.feature_tables import feature_table_path
+    from serving.batch import decide, score_chunk
+    from serving.engine import POLICY_SERVICE
+    from training.scoring import load_champions, score_features
+
+    served, _, _ = scored
+    models, _, _ = load_champions(served.workspace)
+    services = sorted({m.feature_service for m in models.values()} | {POLICY_SERVICE})
+    store = open_feature_store(served.workspace, served.settings.features)
+    moment = pd.Timestamp(AS_OF)
+    features = next(stream_point_in_time_features(store, services, moment,
+                                                  str(feature_table_path(served.workspace, "purchase_history"))))
+    # Given one chunk decided with every action scored, and with only eligible channels scored
+    every = decide(features, score_features(features, models), served.settings, models, moment, reasons="none")
+    eligible_only = score_chunk(features, models, served.settings, moment, reasons="none")
+    # Then the decisions are identical, and the skipped probabilities are those of ineligible channels
+    for column in ("next_best_action", "expected_value", "win_back", "win_back_action", "holdout"):
+        pd.testing.assert_series_equal(every[column], eligible_only[column], check_names=False)
+    skipped = eligible_only["conversion_email"].isna()
+    assert skipped.any() and not eligible_only.loc[skipped, "eligible_email"].any()
+
+
+def test_reasons_modes_choose_who_gets_phrases(scored, tmp_path):
+    from serving.batch import score_to_file
+
+    served, scores, _ = scored
+    acted_on = (scores["next_best_action"] != "none") | scores["win_back"].astype(bool)
+    assert scores["reasons"].notna().tolist() == acted_on.tolist()  # the default: segments
+    none = score_to_file(served.workspace, served.settings, AS_OF, out=tmp_path / "none.parquet", reasons="none")
+    assert none.customers_with_reasons == 0
+    assert pd.read_parquet(tmp_path / "none.parquet")["reasons"].isna().all()
+
+
+def test_a_failed_run_keeps_the_last_good_output(scored, tmp_path):
+    from serving.batch import score_to_file
+
+    served, _, _ = scored
+    out = tmp_path / "scores.parquet"
+    score_to_file(served.workspace, served.settings, AS_OF, out=out, reasons="none")
+    before = out.read_bytes()
+
+    def interrupt(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        score_to_file(served.workspace, served.settings, AS_OF, out=out, reasons="none", chunk_rows=300,
+                      on_progress=interrupt)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.json", "scores.parquet"]
