@@ -148,6 +148,13 @@ class ErrorResponse(BaseModel):
     error: str
 
 
+class NotReadyResponse(BaseModel):
+    """/readyz when not ready: what is missing and the command that fixes it."""
+
+    ready: bool
+    problems: list[str]
+
+
 class ValidationIssue(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
@@ -370,7 +377,8 @@ PROBE_RESPONSES = {
     "/healthz": {"200": {"description": "Alive.", "content": TEXT}},
     "/livez": {"200": {"description": "Alive.", "content": TEXT}},
     "/readyz": {"200": {"description": "Ready: champion models and the online store loaded.", "content": TEXT},
-                "503": {"description": "Not ready; the reasons are in the log.", "content": TEXT}},
+                "503": {"description": "Not ready: what is missing and the command that fixes it.", "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/NotReadyResponse"}}}}},
     "/metrics": {"200": {"description": "Prometheus metrics.", "content": TEXT}},
 }
 
@@ -390,7 +398,7 @@ def complete_openapi_document(generated: dict) -> dict:
     schemas = components.setdefault("schemas", {})
     for name in ("InvalidArgument", "NotFound", "InternalServerError"):
         schemas.pop(name, None)
-    for model in (ErrorResponse, ValidationErrorResponse):
+    for model in (ErrorResponse, ValidationErrorResponse, NotReadyResponse):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema

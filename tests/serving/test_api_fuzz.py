@@ -186,3 +186,29 @@ def test_several_events_for_one_customer_are_merged_into_one_push(fuzzed):
     online = store.get_online_features(features=[f"{REALTIME_VIEW}:latest_sms_consent"],
                                        entity_rows=[{"customer_id": customer}]).to_dict()
     assert online["latest_sms_consent"] == [1]
+
+
+def test_readyz_on_a_service_that_is_not_ready_answers_as_documented(tmp_path, monkeypatch):
+    # Given the service on an empty workspace (no identity map, models or online store)
+    monkeypatch.setenv("CDP_WORKSPACE", str(tmp_path))
+    monkeypatch.setenv("CDP_SERVING__API_TOKEN", TOKEN)
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.python.asgi import shutdown_lifespans
+
+    from serving.service import RecommendationService
+
+    forget_bentoml_metrics()
+    expected_503 = {"excluded_checks": [not_a_server_error]}
+    try:
+        schema = schemathesis.openapi.from_asgi("/docs.json", RecommendationService.to_asgi(),
+                                                config=schemathesis.Config.from_dict(FUZZ_CONFIG))
+        # When a probe and a campaign tool call it
+        probe = schema["/readyz"]["GET"].Case().call_and_validate(**expected_503)
+        asked = schema["/recommend"]["POST"].Case(body={"customers": [{"customer_id": "C1"}]}, media_type="application/json")
+        answer = asked.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"}, **expected_503)
+    finally:
+        shutdown_lifespans()
+        forget_bentoml_metrics()
+    # Then both say 503 in the documented shape, /readyz with what is missing
+    assert probe.status_code == 503 and "identity_map" in " ".join(probe.json()["problems"])
+    assert answer.status_code == 503 and answer.json()["error"]
