@@ -671,7 +671,7 @@ def _train(space: Workspace, settings: Settings, model: str, as_of: dt.datetime,
 def score(
     as_of: Annotated[list[str], typer.Option("--as-of", help="Score with what is known before this date.")] = ...,  # noqa: B008
     campaign: Annotated[str | None, typer.Option("--campaign", help="Campaign id: salts the holdout (default: policy.default_campaign_id).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: data/outputs/scores.<format>); the summary goes beside it as .json.", dir_okay=False)] = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Output file (default: data/outputs/scores.<format>); the summary goes beside it as .json. With --engine spark: a directory of part files, or any URI the cluster writes to (s3a://...).")] = None,
     output_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
     reasons: Annotated[str, typer.Option("--reasons", help="Reason phrases for: all customers, segments (those the policy acts on: a contact or a win-back), none. Exact contributions cost ~0.3-1.7 ms a customer.")] = "segments",
     engine: Annotated[str, typer.Option("--engine", help="local (chunked, this machine) or spark (config section `spark`).")] = "local",
@@ -694,7 +694,7 @@ def score(
 
 
 def _score(space: Workspace, settings: Settings, as_of: dt.datetime, campaign: str | None = None, *,
-           out: Path | None = None, output_format: str = "parquet", reasons: str = "segments",
+           out: str | None = None, output_format: str = "parquet", reasons: str = "segments",
            engine: str = "local") -> None:
     from features.feature_store import FeatureStoreError
     from serving.batch import ScoringError, score_to_file
@@ -707,7 +707,8 @@ def _score(space: Workspace, settings: Settings, as_of: dt.datetime, campaign: s
                 summary = score_on_spark(space, settings, as_of, campaign_id=campaign, out=out,
                                          output_format=output_format, reasons=reasons)
             else:
-                summary = score_to_file(space, settings, as_of, campaign, out=out, output_format=output_format,
+                summary = score_to_file(space, settings, as_of, campaign, out=None if out is None else Path(out),
+                                        output_format=output_format,
                                         reasons=reasons, on_progress=progress.update)
         except (ScoringError, FeatureStoreError) as error:
             raise _fail(str(error)) from error

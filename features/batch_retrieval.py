@@ -60,7 +60,7 @@ def _identifier(name: str) -> str:
 
 def point_in_time_query(sources: Sequence[ViewSource], as_of: pd.Timestamp, entity_path: str) -> str:
     """SQL for Feast's point-in-time rule at one moment: per view, the customer's latest row with
-    `timestamp <= as_of` (and `> as_of - ttl`), ties broken by the created timestamp; views left-
+    `timestamp <= as_of` (and `>= as_of - ttl`), ties broken by the created timestamp; views left-
     joined onto the customers that have a snapshot at `as_of` in `entity_path`, in customer order."""
     moment = f"TIMESTAMPTZ {_literal(as_of.isoformat())}"
     selects, joins = [], []
@@ -71,7 +71,8 @@ def point_in_time_query(sources: Sequence[ViewSource], as_of: pd.Timestamp, enti
             order += f", {_identifier(source.created)} DESC"
         window = f"{_identifier(source.timestamp)} <= {moment}"
         if source.ttl is not None:
-            window += f" AND {_identifier(source.timestamp)} > {moment} - INTERVAL {int(source.ttl.total_seconds())} SECOND"
+            # Feast keeps a row exactly one TTL old (its join tests `timestamp + ttl >= as_of`)
+            window += f" AND {_identifier(source.timestamp)} >= {moment} - INTERVAL {int(source.ttl.total_seconds())} SECOND"
         columns = ", ".join(_identifier(f) for f in source.features)
         joins.append(
             f"LEFT JOIN (SELECT customer_id, {columns} FROM read_parquet({_literal(source.path)}) "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -152,6 +153,8 @@ class _ChunkWriter:
     from the first chunk; columns that were all empty there become strings."""
 
     def __init__(self, path: Path, output_format: OutputFormat):
+        if path.is_dir() and not (path / "_SUCCESS").exists():
+            raise ScoringError(f"{path} is a directory; give a file name")
         self.path, self.output_format = path, output_format
         self.temporary = path.with_name(f".{path.name}.partial")
         self.schema: pa.Schema | None = None
@@ -175,6 +178,8 @@ class _ChunkWriter:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            if self.path.is_dir():  # a Spark run's output (part files and _SUCCESS) in the same place
+                shutil.rmtree(self.path)
             self.temporary.replace(self.path)
 
     def abort(self) -> None:

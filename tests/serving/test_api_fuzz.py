@@ -19,6 +19,7 @@ import pytest
 import schemathesis
 
 from cdp.workspace import Workspace
+from tests.serving.conftest import forget_bentoml_metrics
 
 pytestmark = pytest.mark.slow
 TOKEN = "fuzz-token-0123456789"
@@ -63,17 +64,6 @@ def fuzzed(served, tmp_path_factory):
     shutdown_lifespans()
     forget_bentoml_metrics()
     patch.undo()
-
-
-def forget_bentoml_metrics() -> None:
-    """BentoML registers its request metrics in prometheus_client's global registry on an app's first
-    request, so a second app in one process (this module's beside another test module's) fails with
-    "Duplicated timeseries"; drop what an earlier app registered, and ours when done."""
-    from prometheus_client import REGISTRY
-
-    for collector, names in list(REGISTRY._collector_to_names.items()):
-        if any(name.startswith("bentoml_") for name in names):
-            REGISTRY.unregister(collector)
 
 
 def with_known_customers(body, customer_ids: list[str]):

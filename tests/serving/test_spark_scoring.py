@@ -127,7 +127,8 @@ def awkward_tables(trained, tmp_path_factory):
 @pytest.mark.parametrize("ttl", ["long", "at_the_boundary", "short"])
 def test_the_point_in_time_join_is_feasts(awkward_tables, trained, spark, ttl):
     """Stale customers get their previous snapshot while the TTL reaches back to it (its boundary
-    included, as in Feast); with a TTL a day shorter, nothing."""
+    included, as in Feast); with a TTL a day shorter, nothing. Spark's join and the local engine's
+    streamed one both equal Feast's retrieval."""
     from cdp.config import load_settings
     from features.feature_store import apply_feature_definitions
     from features.feature_tables import feature_table_path
@@ -151,6 +152,15 @@ def test_the_point_in_time_join_is_feasts(awkward_tables, trained, spark, ttl):
     feast = feast.sort_values("customer_id").reset_index(drop=True)
     on_spark = on_spark[feast.columns].sort_values("customer_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(on_spark, feast, check_dtype=False)
+    # the local engine's streamed DuckDB join too (features/batch_retrieval.py)
+    from features.batch_retrieval import stream_point_in_time_features
+    from features.feature_store import open_feature_store
+
+    streamed = pd.concat(stream_point_in_time_features(open_feature_store(workspace, settings.features), sorted(services),
+                                                       moment, str(feature_table_path(workspace, "purchase_history"))),
+                         ignore_index=True)
+    pd.testing.assert_frame_equal(streamed[feast.columns].sort_values("customer_id").reset_index(drop=True), feast,
+                                  check_dtype=False)
     by_customer = on_spark.set_index("customer_id")
     if ttl == "short":
         assert by_customer.loc[sorted(stale), "touches_30d"].isna().all()
