@@ -19,6 +19,8 @@ import duckdb
 import pandas as pd
 from feast import FeatureStore
 
+from cdp.config import FeatureSettings
+from cdp.workspace import Workspace
 from features.feature_store import service_features
 
 ENTITY_VIEW = "purchase_history"
@@ -100,3 +102,29 @@ def stream_point_in_time_features(store: FeatureStore, services: Sequence[str], 
     finally:
         connection.close()
 
+
+
+def retrieve_features_with_feast(workspace: Workspace, settings: FeatureSettings, services: Sequence[str],
+                                 as_of: pd.Timestamp, sample_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """Every customer with a snapshot at `as_of` (a fixed sample of `sample_rows` when there are more)
+    with the services' features through Feast's own historical retrieval, in memory: for samples
+    (the drift report) and as the reference the stream above is tested against. Builds the snapshot
+    when the tables lack it; empty when no customer has one."""
+    from features.feature_store import (
+        apply_feature_definitions,
+        get_training_features,
+        open_feature_store,
+    )
+    from features.feature_tables import ensure_feature_snapshots, feature_table_path
+
+    if ensure_feature_snapshots(workspace, [as_of.to_pydatetime()]):
+        apply_feature_definitions(workspace, settings)
+    known = pd.read_parquet(feature_table_path(workspace, ENTITY_VIEW), columns=["customer_id", "event_timestamp"])
+    customers = known.loc[pd.to_datetime(known["event_timestamp"], utc=True) == as_of, "customer_id"].drop_duplicates()
+    if sample_rows is not None and len(customers) > sample_rows:
+        customers = customers.sample(n=sample_rows, random_state=seed)
+    rows = pd.DataFrame({"customer_id": customers.to_numpy(), "event_timestamp": as_of})
+    if rows.empty:
+        return rows
+    store = open_feature_store(workspace, settings)
+    return get_training_features(store, sorted(services), rows).reset_index(drop=True)

@@ -60,27 +60,6 @@ class ScoreSummary:
     seconds: float = 0.0
 
 
-def retrieve_scoring_features(workspace: Workspace, settings: Settings, services: set[str],
-                              as_of: pd.Timestamp) -> pd.DataFrame:
-    """Every customer known at `as_of`, with the features of the given FeatureServices as of then
-    (built first when the tables lack that snapshot)."""
-    from features.feature_store import (
-        apply_feature_definitions,
-        get_training_features,
-        open_feature_store,
-    )
-    from features.feature_tables import ensure_feature_snapshots, feature_table_path
-
-    if ensure_feature_snapshots(workspace, [as_of.to_pydatetime()]):
-        apply_feature_definitions(workspace, settings.features)
-    known = pd.read_parquet(feature_table_path(workspace, "purchase_history"), columns=["customer_id", "event_timestamp"])
-    at_time = known[pd.to_datetime(known["event_timestamp"], utc=True) == as_of]
-    entity_rows = at_time[["customer_id"]].drop_duplicates().assign(event_timestamp=as_of).reset_index(drop=True)
-    store = open_feature_store(workspace, settings.features)
-    retrieved = get_training_features(store, sorted(services), entity_rows)
-    return entity_rows.merge(retrieved.drop(columns="event_timestamp"), on="customer_id", how="left")
-
-
 def decide(features: pd.DataFrame, scores: pd.DataFrame, settings: Settings, models: dict,
            now: pd.Timestamp, campaign_id: str | None = None, reasons: ReasonsMode = "segments") -> pd.DataFrame:
     """Scores plus the policy's decisions and the churn model's top reasons for the customers
@@ -216,6 +195,22 @@ def count_scoring_customers(workspace: Workspace, as_of: pd.Timestamp) -> int:
             [as_of.to_pydatetime()]).fetchone()[0]
 
 
+def prepare_scoring(workspace: Workspace, as_of: dt.datetime, output_format: str, reasons: str
+                    ) -> tuple[dict, dict[str, str], dict[str, str], pd.Timestamp, list[str]]:
+    """What both engines start from: the options checked, the champions (models, versions, missing
+    ones), the moment in UTC and the FeatureServices to read."""
+    if output_format not in ("parquet", "csv"):
+        raise ScoringError(f"output format must be parquet or csv, not {output_format!r}")
+    if reasons not in REASONS_MODES:
+        raise ScoringError(f"reasons must be one of {', '.join(REASONS_MODES)}, not {reasons!r}")
+    models, versions, missing = load_champions(workspace)
+    if not models:
+        raise ScoringError("no champion model in the registry; run `cdp train` first ("
+                           + "; ".join(missing.values()) + ")")
+    services = sorted({m.feature_service for m in models.values()} | {POLICY_SERVICE})
+    return models, versions, missing, _utc(as_of), services
+
+
 def score_to_file(workspace: Workspace, settings: Settings, as_of: dt.datetime, campaign_id: str | None = None, *,
                   out: Path | None = None, output_format: OutputFormat = "parquet", reasons: ReasonsMode = "segments",
                   chunk_rows: int | None = None,
@@ -232,17 +227,8 @@ def score_to_file(workspace: Workspace, settings: Settings, as_of: dt.datetime, 
     )
     from features.feature_tables import ensure_feature_snapshots, feature_table_path
 
-    if output_format not in ("parquet", "csv"):
-        raise ScoringError(f"output format must be parquet or csv, not {output_format!r}")
-    if reasons not in REASONS_MODES:
-        raise ScoringError(f"--reasons must be one of {', '.join(REASONS_MODES)}, not {reasons!r}")
     started = time.perf_counter()
-    models, versions, missing = load_champions(workspace)
-    if not models:
-        raise ScoringError("no champion model in the registry; run `cdp train` first ("
-                           + "; ".join(missing.values()) + ")")
-    moment = _utc(as_of)
-    services = sorted({m.feature_service for m in models.values()} | {POLICY_SERVICE})
+    models, versions, missing, moment, services = prepare_scoring(workspace, as_of, output_format, reasons)
     if ensure_feature_snapshots(workspace, [moment.to_pydatetime()]):
         apply_feature_definitions(workspace, settings.features)
     store = open_feature_store(workspace, settings.features)

@@ -29,17 +29,15 @@ from cdp.config import Settings, SparkSettings
 from cdp.workspace import Workspace
 from features.batch_retrieval import ENTITY_VIEW, ViewSource
 from serving.batch import (
-    REASONS_MODES,
     OutputFormat,
     ReasonsMode,
     ScoreSummary,
     ScoringError,
     default_output,
+    prepare_scoring,
     score_chunk,
     summary_path,
 )
-from serving.engine import POLICY_SERVICE
-from training.scoring import load_champions
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -216,18 +214,8 @@ def score_on_spark(workspace: Workspace, settings: Settings, as_of: dt.datetime,
     from features.feature_store import FeatureStoreError, apply_feature_definitions
     from features.feature_tables import ensure_feature_snapshots, feature_table_path
 
-    if output_format not in ("parquet", "csv"):
-        raise ScoringError(f"output format must be parquet or csv, not {output_format!r}")
-    if reasons not in REASONS_MODES:
-        raise ScoringError(f"reasons must be one of {', '.join(REASONS_MODES)}, not {reasons!r}")
     started_at = time.perf_counter()
-    models, versions, missing = load_champions(workspace)
-    if not models:
-        raise ScoringError("no champion model in the registry; run `cdp train` first ("
-                           + "; ".join(missing.values()) + ")")
-    moment = pd.Timestamp(as_of)
-    moment = moment.tz_convert("UTC") if moment.tzinfo else moment.tz_localize("UTC")
-    services = {m.feature_service for m in models.values()} | {POLICY_SERVICE}
+    models, versions, missing, moment, services = prepare_scoring(workspace, as_of, output_format, reasons)
     local_tables = settings.spark.feature_tables_uri is None
     if local_tables and ensure_feature_snapshots(workspace, [moment.to_pydatetime()]):
         apply_feature_definitions(workspace, settings.features)

@@ -340,24 +340,13 @@ def retrieve_current_frame(workspace: Workspace, settings: Settings, services: l
                            as_of: pd.Timestamp) -> pd.DataFrame:
     """Every customer known at `as_of` (a fixed sample beyond drift.sample_rows) with the features
     of the services as of then: what scoring reads. Builds the snapshot when the tables lack it."""
-    from features.feature_store import (
-        apply_feature_definitions,
-        get_training_features,
-        open_feature_store,
-    )
-    from features.feature_tables import ensure_feature_snapshots, feature_table_path
+    from features.batch_retrieval import retrieve_features_with_feast
 
-    if ensure_feature_snapshots(workspace, [as_of.to_pydatetime()]):
-        apply_feature_definitions(workspace, settings.features)
-    known = pd.read_parquet(feature_table_path(workspace, "purchase_history"), columns=["customer_id", "event_timestamp"])
-    customers = known.loc[pd.to_datetime(known["event_timestamp"], utc=True) == as_of, "customer_id"].drop_duplicates()
-    if customers.empty:
+    current = retrieve_features_with_feast(workspace, settings.features, services, as_of,
+                                           sample_rows=settings.drift.sample_rows, seed=settings.training.seed)
+    if current.empty:
         raise DriftError(f"no customer has features as of {as_of.isoformat()}; run `cdp features build --as-of ...`")
-    if len(customers) > settings.drift.sample_rows:
-        customers = customers.sample(n=settings.drift.sample_rows, random_state=settings.training.seed)
-    rows = pd.DataFrame({"customer_id": customers.to_numpy(), "event_timestamp": as_of})
-    store = open_feature_store(workspace, settings.features)
-    return get_training_features(store, sorted(services), rows).reset_index(drop=True)
+    return current
 
 
 def select_model_population(task: str, current: pd.DataFrame, orders: pd.DataFrame, as_of: pd.Timestamp,

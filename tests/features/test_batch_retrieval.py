@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.batch_retrieval import stream_point_in_time_features
+from features.batch_retrieval import retrieve_features_with_feast, stream_point_in_time_features
 from features.feature_store import open_feature_store
 from features.feature_tables import feature_table_path
-from serving.batch import retrieve_scoring_features
 from tests.conftest import AS_OF
 
 SERVICES = ["churn_v1", "clv_v1", "propensity_v1", "recommendation_v1"]
@@ -32,7 +31,7 @@ def test_streamed_features_equal_feasts_point_in_time_retrieval(served):
     chunks = list(stream_point_in_time_features(store, SERVICES, moment, str(feature_table_path(workspace, "purchase_history")),
                                                 chunk_rows=700))
     streamed = pd.concat(chunks, ignore_index=True)
-    feast = (retrieve_scoring_features(workspace, settings, set(SERVICES), moment)
+    feast = (retrieve_features_with_feast(workspace, settings.features, SERVICES, moment)
              .drop(columns="event_timestamp").sort_values("customer_id").reset_index(drop=True))
 
     # Then every chunk but the last is full, each customer comes once, and every value and dtype match

@@ -130,9 +130,9 @@ def test_the_point_in_time_join_is_feasts(awkward_tables, trained, spark, ttl):
     included, as in Feast); with a TTL a day shorter, nothing. Spark's join and the local engine's
     streamed one both equal Feast's retrieval."""
     from cdp.config import load_settings
+    from features.batch_retrieval import retrieve_features_with_feast
     from features.feature_store import apply_feature_definitions
     from features.feature_tables import feature_table_path
-    from serving.batch import retrieve_scoring_features
     from serving.spark_scoring import join_point_in_time, resolve_view_sources
     from training.scoring import load_champions
 
@@ -144,7 +144,7 @@ def test_the_point_in_time_join_is_feasts(awkward_tables, trained, spark, ttl):
     services = {m.feature_service for m in models.values()} | {"recommendation_v1"}
     moment = pd.Timestamp(AS_OF)
 
-    feast = retrieve_scoring_features(workspace, settings, services, moment).drop(columns="event_timestamp")
+    feast = retrieve_features_with_feast(workspace, settings.features, sorted(services), moment).drop(columns="event_timestamp")
     sources = resolve_view_sources(workspace, settings, services)
     on_spark = join_point_in_time(spark, sources, str(feature_table_path(workspace, "purchase_history")), moment).toPandas()
 
