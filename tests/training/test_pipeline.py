@@ -9,11 +9,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 
 from tests.conftest import AS_OF, prepare_workspace
 from training.pipeline import TASKS, train_models, validation_path
-from training.tracking import CHALLENGER, CHAMPION, load_model, tracking_uri, use_workspace_tracking
+from training.tracking import CHALLENGER, CHAMPION, load_model, use_workspace_tracking
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +27,8 @@ def test_every_model_trains_and_beats_its_baselines(trained):
 
 
 def test_each_run_logs_params_metrics_plots_lineage_and_a_signed_model(trained):
-    client = MlflowClient(tracking_uri(trained.workspace))
+    # mlflow.artifacts and get_model_info read the process-wide store, which other tests move
+    client = use_workspace_tracking(trained.workspace)
     for report in trained.reports:
         run = client.get_run(report.run_id)
         assert run.data.params["feature_service"] == f"{report.task}_v1"
