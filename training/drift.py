@@ -242,26 +242,21 @@ def load_champion_lineages(workspace: Workspace) -> list[Champion]:
     """Each registered champion with its model and the lineage its training run logged."""
     import mlflow
 
-    from training.tracking import (
-        CHAMPION,
-        REGISTERED_MODELS,
-        alias_version,
-        load_model,
-        use_workspace_tracking,
-    )
+    from training.scoring import load_champions
+    from training.tracking import REGISTERED_MODELS, use_workspace_tracking
 
+    models, versions, _ = load_champions(workspace)
     client = use_workspace_tracking(workspace)
     champions = []
-    for task, name in REGISTERED_MODELS.items():
-        version = alias_version(client, name, CHAMPION)
-        if version is None:
-            continue
+    for task, model in models.items():
+        name = REGISTERED_MODELS[task]
+        version = versions[name]
         run_id = client.get_model_version(name, version).run_id
         try:
             lineage = mlflow.artifacts.load_dict(f"runs:/{run_id}/lineage.json")
         except Exception as error:  # an artifact store that lost the file: say which run
             raise DriftError(f"{name} v{version}: run {run_id} has no lineage.json ({error}); retrain with `cdp train {task}`") from error
-        champions.append(Champion(task, name, version, run_id, lineage, load_model(name, CHAMPION)))
+        champions.append(Champion(task, name, version, run_id, lineage, model))
     if not champions:
         raise DriftError("no champion model in the registry; run `cdp train` first")
     return champions

@@ -29,6 +29,17 @@ def conversion_column(channel: str, offer: str) -> str:
     return "conversion_" + action_name(channel, offer).replace(":", "_")
 
 
+def action_rows(actions: list[tuple[str, str]], customers: int,
+                eligible_channels: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The (customer row, action position) pairs to predict, customer by customer: every action, or
+    with `eligible_channels` no contact plus the actions of each customer's eligible channels."""
+    wanted = np.ones((customers, len(actions)), dtype=bool)
+    if eligible_channels is not None:
+        for position, (channel, _) in enumerate(actions[1:], start=1):
+            wanted[:, position] = eligible_channels[channel].to_numpy(bool) if channel in eligible_channels else False
+    return np.nonzero(wanted)
+
+
 def score_features(features: pd.DataFrame, models: dict[str, CustomerModel],
                    eligible_channels: pd.DataFrame | None = None) -> pd.DataFrame:
     """Scores for a frame holding every model's input features (one row per customer).
@@ -52,14 +63,9 @@ def score_columns(features: Features, models: dict[str, CustomerModel],
     if "propensity" in models:
         model = models["propensity"]
         actions = candidate_actions(model)
-        wanted = np.ones((feature_rows(features), len(actions)), dtype=bool)
-        if eligible_channels is not None:
-            for position, (channel, _) in enumerate(actions[1:], start=1):
-                wanted[:, position] = (eligible_channels[channel].to_numpy(bool)
-                                       if channel in eligible_channels else False)
-        rows, positions = np.nonzero(wanted)  # row-major: each customer's actions together
+        rows, positions = action_rows(actions, feature_rows(features), eligible_channels)
         # One prediction over customers x actions, each customer's columns encoded once.
-        probabilities = np.full(wanted.shape, np.nan)
+        probabilities = np.full((feature_rows(features), len(actions)), np.nan)
         probabilities[rows, positions] = model.predict_touches(
             features, rows, [actions[p][0] for p in positions], [actions[p][1] for p in positions])
         # A contact never lowers the chance of buying: the channel indicators and offer depth are

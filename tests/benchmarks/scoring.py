@@ -48,7 +48,6 @@ def prepare_scoring_workspace(work: Path, customers: int, as_of: str, training_c
 
 def time_bare_predict(workspace: Path, as_of: str) -> dict:
     """Seconds spent in `Booster.predict` alone (LightGBM's threads), on the rows `cdp score` scores."""
-    import numpy as np
     import pandas as pd
 
     from cdp.config import load_settings
@@ -59,7 +58,7 @@ def time_bare_predict(workspace: Path, as_of: str) -> dict:
     from serving.engine import POLICY_SERVICE
     from serving.policy import channel_eligibility
     from training.models import touch_features
-    from training.scoring import candidate_actions, load_champions
+    from training.scoring import action_rows, candidate_actions, load_champions
 
     space, settings = Workspace.at(workspace), load_settings()
     apply_feature_definitions(space, settings.features)
@@ -75,10 +74,7 @@ def time_bare_predict(workspace: Path, as_of: str) -> dict:
             if name == "propensity":
                 eligible, _ = channel_eligibility(features, settings.policy)
                 actions = candidate_actions(model)
-                wanted = np.ones((len(features), len(actions)), dtype=bool)
-                for position, (channel, _) in enumerate(actions[1:], start=1):
-                    wanted[:, position] = eligible[channel].to_numpy(bool) if channel in eligible else False
-                chosen, positions = np.nonzero(wanted)
+                chosen, positions = action_rows(actions, len(features), eligible)
                 stacked = features.iloc[chosen].assign(channel=[actions[p][0] for p in positions],
                                                        offer=[actions[p][1] for p in positions])
                 matrix = model.encoding.matrix(stacked, touch_features(stacked, model.channels))
