@@ -185,16 +185,22 @@ def test_redis_holds_no_key_or_value_of_the_person(erasure):
     assert 0 < redis_client(erasure["redis"]).dbsize() < erasure["redis_keys_before"]
 
 
+def rows_of_the_person(table: pd.DataFrame, identifiers: dict) -> pd.Series:
+    """Which rows of a lake table (as before erasure) were the erased person's."""
+    mine = pd.Series(False, index=table.index)
+    for column in ("source_id", "id_a", "id_b"):
+        if column in table:
+            mine |= table[column].isin(identifiers["source_ids"])
+    if "order_id" in table:
+        mine |= table["order_id"].isin(identifiers["orders"])
+    return mine
+
+
 def test_everyone_elses_lake_rows_are_unchanged(erasure):
     workspace, identifiers = erasure["workspace"], erasure["identifiers"]
     for table, before in erasure["before"].items():
         after = lake_rows(workspace, table)
-        mine = pd.Series(False, index=before.index)
-        for column in ("source_id", "id_a", "id_b"):
-            if column in before:
-                mine |= before[column].isin(identifiers["source_ids"])
-        if "order_id" in before:
-            mine |= before["order_id"].isin(identifiers["orders"])
+        mine = rows_of_the_person(before, identifiers)
         assert mine.any() or table not in ("customers", "orders"), table
         pd.testing.assert_frame_equal(after, before[~mine].reset_index(drop=True), obj=table)
 
@@ -212,12 +218,7 @@ def test_reingesting_the_old_files_does_not_bring_the_person_back(erasure):
     assert found == {}
     for table, before in erasure["before"].items():
         after = lake_rows(workspace, table)
-        mine = pd.Series(False, index=before.index)
-        for column in ("source_id", "id_a", "id_b"):
-            if column in before:
-                mine |= before[column].isin(identifiers["source_ids"])
-        if "order_id" in before:
-            mine |= before["order_id"].isin(identifiers["orders"])
+        mine = rows_of_the_person(before, identifiers)
         pd.testing.assert_frame_equal(after, before[~mine].reset_index(drop=True), obj=table)
 
 
