@@ -261,6 +261,12 @@ class CustomerModel:
     channels: list[str] = field(default_factory=list)
     """Propensity: the contact channels and offers seen in training, i.e. the candidate actions."""
     offers: list[str] = field(default_factory=list)
+    average_uplift: dict[str, float] | None = None
+    """Propensity: each contact's uplift (P(convert | action) - P(convert | none)) averaged over the
+    training rows, by action name (`email`, `email:10pct`); what `uplift_shrinkage` pulls toward."""
+    uplift_shrinkage: float = 0.0
+    """Propensity: 0 = each customer's own predicted uplift, 1 = the action's average uplift
+    (training.uplift_shrinkage; docs/policy.md shows why the default is 1)."""
 
     @property
     def input_columns(self) -> list[str]:

@@ -46,6 +46,7 @@ from training.models import (
     fit_classifier,
     fit_value_models,
 )
+from training.scoring import average_uplifts
 from training.tracking import (
     CHAMPION,
     alias_version,
@@ -224,6 +225,9 @@ def _train_task(workspace: Workspace, settings: Settings, plan: TaskPlan, as_of:
         model = candidates[max(candidates, key=lambda n: chosen_by[f"tune_spearman_{n}"])]
     else:
         model = fit_classifier(task, x[train], label[train], x[tune], label[tune], parameters, service)
+    if task == "propensity":
+        model.average_uplift = average_uplifts(model, frame[train])
+        model.uplift_shrinkage = options.uplift_shrinkage
     predictions = model.predict(x[test])
     scores = _baseline_scores(task, frame, x, label, train, test, activity, plan, options)
     evaluate = metrics.regression_metrics if task == "clv" else metrics.classification_metrics
@@ -284,6 +288,10 @@ def _log_run(task, model: CustomerModel, parameters: TrainingParameters, lineage
         "best_iteration": booster.best_iteration, "features": len(model.encoding.columns),
     })
     mlflow.log_metrics({f"test_{k}": v for k, v in report.metrics.items() if np.isfinite(v)})
+    if model.average_uplift:
+        mlflow.log_param("uplift_shrinkage", model.uplift_shrinkage)
+        mlflow.log_metrics({f"average_uplift_{action.replace(':', '_')}": value
+                            for action, value in model.average_uplift.items() if np.isfinite(value)})
     for name, values in report.baselines.items():
         mlflow.log_metrics({f"baseline_{name}_{k}": v for k, v in values.items() if np.isfinite(v)})
     mlflow.log_metrics({k: v for k, v in chosen_by.items() if np.isfinite(v)})

@@ -139,3 +139,54 @@ def test_no_scored_action_is_worth_less_than_no_contact():
                 >= model.predict(probe.assign(channel=channel, offer="none")) - 1e-12).all()
     assert scores["conversion_email"].mean() > scores["conversion_push"].mean()
     assert model.channels == ["email", "push", "sms"] and model.offers == ["10pct", "none"]
+
+
+def propensity_example(seed: int = 13, rows: int = 6000) -> tuple[pd.DataFrame, np.ndarray]:
+    """Touches where e-mail helps customers who click e-mails and nothing else helps anyone."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "customer_id": [f"C{i}" for i in range(rows)],
+        "email_click_rate_90d": rng.random(rows), "days_since_last_order": rng.exponential(50, rows),
+        "channel": rng.choice(["none", "email", "push"], rows), "offer": "none",
+    })
+    boost = np.where(frame["channel"] == "email", 0.2 * frame["email_click_rate_90d"], 0.0)
+    labels = (rng.random(rows) < 0.1 + 0.1 * (frame["days_since_last_order"] < 30) + boost).astype(float)
+    return frame, labels
+
+
+@pytest.mark.parametrize("shrinkage", [0.0, 0.5, 1.0])
+def test_uplift_shrinkage_moves_each_customers_uplift_toward_the_average(shrinkage):
+    from training.scoring import average_uplifts, score_features
+
+    # Given: a propensity model and its average uplifts over the training rows
+    frame, labels = propensity_example()
+    model = fit_classifier("propensity", frame[:4500], labels[:4500], frame[4500:], labels[4500:], FAST, "propensity_v1")
+    probe = frame[4500:].drop(columns=["channel", "offer"]).reset_index(drop=True)
+    own = score_features(probe, {"propensity": model})
+    model.average_uplift = average_uplifts(model, frame[:4500])
+    # When: customers are scored with the shrinkage set
+    model.uplift_shrinkage = shrinkage
+    shrunk = score_features(probe, {"propensity": model})
+    # Then: no contact keeps its probability; each contact's uplift is the weighted mean of own and average
+    np.testing.assert_allclose(shrunk["conversion_none"], own["conversion_none"])
+    assert model.average_uplift["email"] > model.average_uplift["push"] >= 0
+    for channel in ("email", "push"):
+        own_uplift = own[f"conversion_{channel}"] - own["conversion_none"]
+        expected = (1 - shrinkage) * own_uplift + shrinkage * model.average_uplift[channel]
+        np.testing.assert_allclose(shrunk[f"conversion_{channel}"] - shrunk["conversion_none"], expected, atol=1e-12)
+    if shrinkage == 1.0:  # every customer gets the same uplift: the averages decide the contact
+        assert (shrunk["conversion_email"] - shrunk["conversion_none"]).std() < 1e-12
+    assert abs(model.average_uplift["email"] - (own["conversion_email"] - own["conversion_none"]).mean()) < 0.02
+
+
+def test_an_ineligible_action_stays_unscored_after_shrinkage():
+    from training.scoring import average_uplifts, score_features
+
+    frame, labels = propensity_example()
+    model = fit_classifier("propensity", frame[:4500], labels[:4500], frame[4500:], labels[4500:], FAST, "propensity_v1")
+    model.average_uplift, model.uplift_shrinkage = average_uplifts(model, frame[:4500]), 1.0
+    probe = frame[4500:4510].drop(columns=["channel", "offer"]).reset_index(drop=True)
+    eligible = pd.DataFrame({"email": [True] * 5 + [False] * 5, "push": False})
+    scores = score_features(probe, {"propensity": model}, eligible_channels=eligible)
+    assert scores["conversion_email"][:5].notna().all() and scores["conversion_email"][5:].isna().all()
+    assert scores["conversion_push"].isna().all()

@@ -46,6 +46,23 @@ def test_each_run_logs_params_metrics_plots_lineage_and_a_signed_model(trained):
         assert model.signature is not None and model.saved_input_example_info is not None
 
 
+def test_the_propensity_champion_carries_its_average_uplifts(trained):
+    # Given: the trained workspace (training.uplift_shrinkage at its default)
+    client = use_workspace_tracking(trained.workspace)
+    report = next(r for r in trained.reports if r.task == "propensity")
+    # When: the registered model is loaded back
+    model = load_model("propensity", CHAMPION)
+    # Then: it holds an average uplift per candidate action, the setting's shrinkage, and the run logs both
+    from training.scoring import action_name, candidate_actions
+
+    assert set(model.average_uplift) == {action_name(c, o) for c, o in candidate_actions(model)[1:]}
+    assert all(np.isfinite(v) and v >= 0 for v in model.average_uplift.values())
+    assert model.uplift_shrinkage == trained.settings.training.uplift_shrinkage == 1.0
+    run = client.get_run(report.run_id)
+    assert float(run.data.params["uplift_shrinkage"]) == 1.0
+    assert any(key.startswith("average_uplift_") for key in run.data.metrics)
+
+
 def test_no_raw_pii_reaches_the_mlflow_artifacts(trained):
     customers = pd.read_parquet(trained.workspace.lake_table("customers"))
     secrets = set(customers["email"].dropna()) | set(customers["phone"].dropna()) | set(
