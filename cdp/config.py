@@ -205,6 +205,10 @@ class ScoringSettings(_Section):
     """Customers scored per chunk: larger chunks spend less per-call overhead, more memory."""
     duckdb_memory_limit: str = "2GB"
     """For the point-in-time query that feeds the chunks (DuckDB spills beyond it)."""
+    compile_models_from_customers: int = Field(200_000, ge=0)
+    """From this many customers on, the champions' trees are compiled to machine code before scoring
+    (about 6x faster predictions, same values; about a minute per 600 trees, once per model version,
+    cached under data/models/compiled). 0 = never compile."""
 
 
 class SegmentDefinition(_Section):

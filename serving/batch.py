@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import shutil
 import time
 from collections import Counter
@@ -24,6 +25,8 @@ from cdp.config import Settings
 from cdp.workspace import Workspace
 from serving.engine import POLICY_SERVICE
 from training.scoring import load_champions, score_features
+
+log = logging.getLogger(__name__)
 
 POLICY_COLUMNS = ("next_best_action", "next_best_channel", "expected_value", "win_back", "win_back_action",
                   "holdout", "policy_action", "no_contact_reason")
@@ -58,6 +61,8 @@ class ScoreSummary:
     output: str = ""
     output_format: str = "parquet"
     seconds: float = 0.0
+    compile_seconds: float = 0.0
+    """Of `seconds`, spent compiling models (only the first large run after training)."""
 
 
 def decide(features: pd.DataFrame, scores: pd.DataFrame, settings: Settings, models: dict,
@@ -211,6 +216,22 @@ def prepare_scoring(workspace: Workspace, as_of: dt.datetime, output_format: str
     return models, versions, missing, _utc(as_of), services
 
 
+def compiled_models_directory(workspace: Workspace) -> Path:
+    return workspace.data / "models" / "compiled"
+
+
+def prepare_compiled_models(workspace: Workspace, models: dict, customers: int, from_customers: int,
+                            progress: Callable[[str], None] = log.info) -> float:
+    """Compile the models' trees when the base is large enough to repay it (cached per model
+    version, so only the first run after training pays); returns the seconds spent compiling."""
+    if not from_customers or customers < from_customers:
+        return 0.0
+    from training.compiled_forest import compile_forests
+
+    boosters = [booster for model in models.values() for booster in model.boosters.values()]
+    return compile_forests(boosters, compiled_models_directory(workspace), progress=progress)
+
+
 def score_to_file(workspace: Workspace, settings: Settings, as_of: dt.datetime, campaign_id: str | None = None, *,
                   out: Path | None = None, output_format: OutputFormat = "parquet", reasons: ReasonsMode = "segments",
                   chunk_rows: int | None = None,
@@ -240,6 +261,7 @@ def score_to_file(workspace: Workspace, settings: Settings, as_of: dt.datetime, 
     total = count_scoring_customers(workspace, moment)
     if total == 0:
         raise ScoringError(f"no customer has features as of {moment.isoformat()}; run `cdp features build --as-of ...`")
+    compile_seconds = prepare_compiled_models(workspace, models, total, settings.scoring.compile_models_from_customers)
     output = Path(out) if out is not None else default_output(workspace, output_format)
     writer, totals = _ChunkWriter(output, output_format), _SummaryTotals()
     chunks = stream_point_in_time_features(store, services, moment, str(feature_table_path(workspace, "purchase_history")),
@@ -266,6 +288,7 @@ def score_to_file(workspace: Workspace, settings: Settings, as_of: dt.datetime, 
         total_clv=totals.clv if "clv" in models else None,
         reasons=reasons, customers_with_reasons=totals.with_reasons,
         output=str(output), output_format=output_format, seconds=round(time.perf_counter() - started, 2),
+        compile_seconds=round(compile_seconds, 2),
     )
     summary_path(output).write_text(json.dumps(asdict(summary), indent=2))
     return summary

@@ -128,3 +128,27 @@ def test_a_failed_run_keeps_the_last_good_output(scored, tmp_path):
                       on_progress=interrupt)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.json", "scores.parquet"]
+
+
+def test_compiled_models_score_the_base_as_lightgbm_does(scored, tmp_path):
+    from serving.batch import compiled_models_directory, score_to_file
+    from training.compiled_forest import forget_compiled_forests
+
+    served, scores, summary = scored
+    # Given: settings that compile the champions' trees from the first customer on
+    scoring = served.settings.scoring.model_copy(update={"compile_models_from_customers": 1})
+    settings = served.settings.model_copy(update={"scoring": scoring})
+    try:
+        # When: the base is scored twice (the second run finds the compiled models cached)
+        first = score_to_file(served.workspace, settings, AS_OF, out=tmp_path / "compiled.parquet")
+        second = score_to_file(served.workspace, settings, AS_OF, out=tmp_path / "again.parquet")
+    finally:
+        forget_compiled_forests()
+    # Then: the scores and decisions are LightGBM's, and only the first run compiled
+    compiled = pd.read_parquet(tmp_path / "compiled.parquet").merge(scores, on="customer_id", suffixes=("", "_lightgbm"))
+    assert len(compiled) == summary.customers
+    for column in ("churn_probability", "clv", "conversion_none", "expected_value"):
+        assert (compiled[column] - compiled[f"{column}_lightgbm"]).abs().max() < 1e-9, column
+    assert (compiled["next_best_action"] == compiled["next_best_action_lightgbm"]).all()
+    assert first.compile_seconds > 0 and second.compile_seconds == 0
+    assert any(compiled_models_directory(served.workspace).glob("*.o"))
