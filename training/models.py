@@ -148,7 +148,9 @@ class FeatureEncoding:
                                      for name, v in self.categories.items()}
         table = lookup[column]
         missing = table[MISSING_CATEGORY]
-        return np.fromiter((table.get(v if v.__class__ is str else (MISSING_CATEGORY if v is None or v != v else str(v)),
+        if len(values) >= DISTINCT_ROWS:
+            return map_distinct(values, lambda v: table.get(str(v), missing), float(missing), float)
+        return np.fromiter((table.get(v if v.__class__ is str else (MISSING_CATEGORY if _is_missing(v) else str(v)),
                                       missing) for v in values), dtype=float, count=len(values))
 
     def transform(self, frame: pd.DataFrame, extra: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
@@ -170,17 +172,36 @@ def add_touch_features(frame: pd.DataFrame, channels: Sequence[str] = TOUCH_CHAN
     return frame.assign(**touch_features(frame, channels))
 
 
+DISTINCT_ROWS = 256
+"""From this many values on, per-value conversions run once per distinct value (a base of a million
+customers has a handful of channels, offers and category levels)."""
+
+
+def map_distinct(values: np.ndarray, convert, missing_result, dtype) -> np.ndarray:
+    """`convert(v)` for every value, computed once per distinct value; missing values (None, NaN,
+    pd.NA) give `missing_result`."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+    mapped = np.array([*(convert(u) for u in uniques), missing_result], dtype=dtype)
+    return mapped[codes]  # the sentinel -1 picks `missing_result`
+
+
+def _offer_depth(offer: str) -> float:
+    match = _OFFER_DEPTH.match(offer)
+    return 0.0 if offer == "none" else (float(match.group(1)) / 100 if match else np.nan)
+
+
 def offer_depths(offers: pd.Series | np.ndarray) -> np.ndarray:
     """`10pct` -> 0.10; `none` or missing -> 0; other names -> NaN (unknown depth)."""
     values = np.asarray(offers, dtype=object)
+    if len(values) >= DISTINCT_ROWS:
+        return map_distinct(values, lambda offer: _offer_depth(str(offer)), 0.0, float)
     depths: dict = {}
     result = np.empty(len(values))
     for position, offer in enumerate(values):
         key = "none" if _is_missing(offer) else str(offer)
         depth = depths.get(key)
         if depth is None:
-            match = _OFFER_DEPTH.match(key)
-            depth = depths[key] = 0.0 if key == "none" else (float(match.group(1)) / 100 if match else np.nan)
+            depth = depths[key] = _offer_depth(key)
         result[position] = depth
     return result
 
@@ -196,7 +217,9 @@ def touch_features(frame: Features, channels: Sequence[str] = TOUCH_CHANNELS) ->
     """What describes the contact, as numbers the model can hold monotone: one indicator per channel,
     the offer's depth, and the touched channel's engagement (`touched_*`, NaN for no contact)."""
     rows = feature_rows(frame)
-    channel = np.array(["none" if _is_missing(c) else c for c in feature_values(frame, "channel")], dtype=object)
+    given = feature_values(frame, "channel")
+    channel = (map_distinct(given, lambda c: c, "none", object) if len(given) >= DISTINCT_ROWS else
+               np.array(["none" if _is_missing(c) else c for c in given], dtype=object))
     added = {f"touch_{c}": (channel == c).astype(float) for c in channels}
     added["touch_offer_depth"] = offer_depths(feature_values(frame, "offer")) if "offer" in frame else np.zeros(rows)
     levels = pd.unique(channel)

@@ -190,3 +190,32 @@ def test_an_ineligible_action_stays_unscored_after_shrinkage():
     scores = score_features(probe, {"propensity": model}, eligible_channels=eligible)
     assert scores["conversion_email"][:5].notna().all() and scores["conversion_email"][5:].isna().all()
     assert scores["conversion_push"].isna().all()
+
+
+def test_large_columns_encode_as_row_by_row_does():
+    from training.models import (
+        DISTINCT_ROWS,
+        MISSING_CATEGORY,
+        FeatureEncoding,
+        offer_depths,
+        touch_features,
+    )
+
+    # Given: category, channel and offer values with every kind of missing value, numbers and unseen levels
+    encoding = FeatureEncoding(["region"], {"region": [MISSING_CATEGORY, "north", "south", "7"]})
+    mixed = np.array(["north", None, np.nan, pd.NA, "south", 7, "east", "7", pd.NaT], dtype=object)
+    channels = np.array(["email", None, np.nan, "push", "none", "sms", pd.NA, "email", "fax"], dtype=object)
+    offers = np.array(["10pct", None, "none", np.nan, "20pct", "vip", pd.NA, "2.5pct", "10pct"], dtype=object)
+    repeats = -(-DISTINCT_ROWS // len(mixed)) + 1
+    # When: encoded one by one (a small request) and as a large column (batch scoring)
+    small = encoding._codes("region", mixed)
+    large = encoding._codes("region", np.tile(mixed, repeats))
+    # Then: the same codes, depths and touch features, value for value
+    np.testing.assert_array_equal(np.tile(small, repeats), large)
+    np.testing.assert_array_equal(np.tile(offer_depths(offers), repeats), offer_depths(np.tile(offers, repeats)))
+    one = touch_features({"channel": channels, "offer": offers}, ["email", "push", "sms"])
+    many = touch_features({"channel": np.tile(channels, repeats), "offer": np.tile(offers, repeats)}, ["email", "push", "sms"])
+    assert set(one) == set(many)
+    for name in one:
+        np.testing.assert_array_equal(np.tile(one[name], repeats), many[name], err_msg=name)
+    assert list(small[:4]) == [1, 0, 0, 0] and small[5] == 3 and small[6] == 0  # 7 reads as "7"; unseen = missing
