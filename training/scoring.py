@@ -65,9 +65,17 @@ def score_columns(features: Features, models: dict[str, CustomerModel],
         actions = candidate_actions(model)
         rows, positions = action_rows(actions, feature_rows(features), eligible_channels)
         # One prediction over customers x actions, each customer's columns encoded once.
-        probabilities = np.full((feature_rows(features), len(actions)), np.nan)
-        probabilities[rows, positions] = model.predict_touches(
-            features, rows, [actions[p][0] for p in positions], [actions[p][1] for p in positions])
+        count = feature_rows(features)
+        probabilities = np.full((count, len(actions)), np.nan)
+        if _averages_decide(model, actions):
+            # Full shrinkage: a contact's uplift is its average, so only P(none) is predicted and every
+            # wanted (customer, contact) pair starts from it; shrink_uplifts adds the average.
+            probabilities[:, 0] = model.predict_touches(features, np.arange(count), [NO_CONTACT] * count,
+                                                        [NO_CONTACT] * count)
+            probabilities[rows, positions] = probabilities[rows, 0]
+        else:
+            probabilities[rows, positions] = model.predict_touches(
+                features, rows, [actions[p][0] for p in positions], [actions[p][1] for p in positions])
         # A contact never lowers the chance of buying: the channel indicators and offer depth are
         # monotone in the model, but the touched channel's engagement is not, so hold the floor here.
         probabilities[:, 1:] = np.maximum(probabilities[:, 1:], probabilities[:, :1])
@@ -75,6 +83,11 @@ def score_columns(features: Features, models: dict[str, CustomerModel],
         for position, (channel, offer) in enumerate(actions):
             scores[conversion_column(channel, offer)] = probabilities[:, position]
     return scores
+
+
+def _averages_decide(model: CustomerModel, actions: list[tuple[str, str]]) -> bool:
+    averages = getattr(model, "average_uplift", None) or {}
+    return getattr(model, "uplift_shrinkage", 0.0) == 1.0 and all(action_name(c, o) in averages for c, o in actions[1:])
 
 
 def shrink_uplifts(probabilities: np.ndarray, actions: list[tuple[str, str]], model: CustomerModel) -> np.ndarray:
