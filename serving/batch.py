@@ -226,6 +226,12 @@ def prepare_compiled_models(workspace: Workspace, models: dict, customers: int, 
     version, so only the first run after training pays); returns the seconds spent compiling."""
     if not from_customers or customers < from_customers:
         return 0.0
+    return compile_models(workspace, models, progress)
+
+
+def compile_models(workspace: Workspace, models: dict, progress: Callable[[str], None] = log.info) -> float:
+    """Compile every booster of the models into the workspace's cache (a cached one is only loaded)
+    and use them from now on in this process; returns the seconds spent compiling."""
     from training.compiled_forest import compile_forests
 
     boosters = [booster for model in models.values() for booster in model.boosters.values()]

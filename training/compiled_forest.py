@@ -11,7 +11,6 @@ forests; `training.models` uses one when a booster has it and the input is large
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -20,8 +19,6 @@ from pathlib import Path
 
 import lightgbm
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 """booster -> its compiled forest, for as long as the booster lives."""
@@ -41,9 +38,9 @@ def forget_compiled_forests() -> None:
     _COMPILED.clear()
 
 
-def predict_compiled(forest, encoded: np.ndarray, threads: int = 0) -> np.ndarray:
-    """What `booster.predict(encoded)` returns (the objective's transform applied)."""
-    return forest.predict(np.ascontiguousarray(encoded, dtype=np.float64), n_jobs=threads or None)
+def predict_compiled(forest, encoded: np.ndarray) -> np.ndarray:
+    """What `booster.predict(encoded)` returns (the objective's transform applied), on every core."""
+    return forest.predict(np.ascontiguousarray(encoded, dtype=np.float64))
 
 
 def compile_forests(boosters: Sequence[lightgbm.Booster], cache_dir: Path, workers: int = 2,
@@ -52,20 +49,20 @@ def compile_forests(boosters: Sequence[lightgbm.Booster], cache_dir: Path, worke
     and register them all. Returns the seconds spent compiling (0 when everything was cached)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    files = {}
+    files = []
     for booster in boosters:
         key = forest_key(booster)
         model_file, object_file = cache_dir / f"{key}.txt", cache_dir / f"{key}.o"
         if not model_file.exists():
             booster.save_model(str(model_file))
-        files[id(booster)] = (booster, model_file, object_file)
-    missing = [(m, o) for _, m, o in files.values() if not o.exists()]
+        files.append((booster, model_file, object_file))
+    missing = [(m, o) for _, m, o in files if not o.exists()]
     if missing:
         progress(f"compiling {len(missing)} model(s) to machine code (once per model version; cached in {cache_dir})")
         with ProcessPoolExecutor(max_workers=max(1, min(workers, len(missing)))) as pool:
             list(pool.map(_compile_to_file, *zip(*missing, strict=True)))
     compiling = time.perf_counter() - started if missing else 0.0
-    for booster, model_file, object_file in files.values():
+    for booster, model_file, object_file in files:
         _COMPILED[booster] = _load_compiled(model_file, object_file)
     return compiling
 

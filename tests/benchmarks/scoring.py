@@ -97,12 +97,12 @@ def time_bare_predict(workspace: Path, as_of: str) -> dict:
 def compile_champions(workspace: Path) -> dict:
     """Compile the champions' trees into the workspace's cache, as the first large `cdp score` would."""
     from cdp.workspace import Workspace
-    from serving.batch import prepare_compiled_models
+    from serving.batch import compile_models
     from training.scoring import load_champions
 
     space = Workspace.at(workspace)
     models, versions, _ = load_champions(space)
-    seconds = prepare_compiled_models(space, models, customers=1, from_customers=1)
+    seconds = compile_models(space, models)
     return {"seconds": round(seconds, 2), "models": versions,
             "trees": sum(b.num_trees() for m in models.values() for b in m.boosters.values())}
 
