@@ -284,17 +284,22 @@ def _settings():
     return load_settings(find_config_file(workspace.root, Path(explicit) if explicit else None))
 
 
-def _configured_workers() -> int:
-    """`serving.workers`; 1 when the configuration cannot be read here (the worker then reports the
-    error at /readyz instead of failing to import, which would be a crash loop)."""
+NO_TRACING = {"excluded_urls": [".*"]}
+
+
+def _service_options() -> dict:
+    """BentoML options from `serving`: the worker count, and tracing only when `serving.tracing` is on.
+    When the configuration cannot be read here: 1 worker, no tracing (the worker then reports the error
+    at /readyz instead of failing to import, which would be a crash loop)."""
     try:
-        return _settings().serving.workers
+        serving = _settings().serving
     except Exception as error:  # any configuration error: said at /readyz, not fatal here
-        log.error("serving.workers unreadable (%s); starting 1 worker", error)
-        return 1
+        log.error("serving settings unreadable (%s); starting 1 worker", error)
+        return {"workers": 1, "tracing": NO_TRACING}
+    return {"workers": serving.workers, "tracing": {} if serving.tracing else NO_TRACING}
 
 
-@bentoml.service(name="cdp_recommendations", workers=_configured_workers(), traffic={"timeout": 30})
+@bentoml.service(name="cdp_recommendations", traffic={"timeout": 30}, **_service_options())
 class RecommendationService:
     def __init__(self) -> None:
         from cdp.workspace import Workspace

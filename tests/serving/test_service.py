@@ -261,3 +261,15 @@ def test_more_than_1000_events_get_a_400(client):
     response = client.post("/events", json={"events": [{"customer_id": f"C{i}"} for i in range(1001)]}, headers=AUTH)
     assert response.status_code == 400
     assert "at most 1000" in response.json()["detail"][0]["msg"]
+
+
+def test_tracing_is_off_unless_configured(monkeypatch):
+    """Given no `serving.tracing`, every path is excluded from BentoML's spans (they cost CPU and went
+    nowhere); when it is turned on, BentoML's own tracing configuration applies."""
+    from serving import service
+
+    monkeypatch.delenv("CDP_SERVING__TRACING", raising=False)
+    assert service._service_options()["tracing"] == service.NO_TRACING
+    assert service.RecommendationService.config["tracing"] == service.NO_TRACING
+    monkeypatch.setenv("CDP_SERVING__TRACING", "true")
+    assert service._service_options()["tracing"] == {}
