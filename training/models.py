@@ -129,8 +129,11 @@ class FeatureEncoding:
             except (TypeError, ValueError):  # text in a numeric column: what cannot be read is missing
                 result[:, numeric] = block.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         else:
-            for index in numeric:
-                result[:, index] = _floats(frame[self.columns[index]])
+            try:  # one conversion for all numeric columns; column by column only if one holds text
+                result[:, numeric] = np.array([frame[self.columns[i]] for i in numeric], dtype=float).T
+            except (TypeError, ValueError):
+                for index in numeric:
+                    result[:, index] = _floats(frame[self.columns[index]])
         for index, column in enumerate(self.columns):
             if column in extra:
                 result[:, index] = extra[column]

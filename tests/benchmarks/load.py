@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from tests.benchmarks.serving import TOKEN, free_port, summarize
+from tests.benchmarks.http_client import ConnectionPool, ResponseError, encode_requests
+from tests.benchmarks.serving import TOKEN, free_port, split_url, summarize
 
 P99_BAR_MS = 15.0
 KILLED_ERROR_BAR = 0.001
@@ -143,28 +144,30 @@ async def paced_load(url: str, bodies: list[dict], rate: float, seconds: float, 
     """Requests on a fixed schedule (`rate` per second for `seconds`), each recorded with its start
     time, latency and outcome; `during(elapsed)` is called between sends (the fault injection)."""
     records: list[dict] = []
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    in_flight = asyncio.Semaphore(100)  # httpx's pool slows quadratically with thousands queued in it
-    async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=100)) as client:
-        async def one(body: dict, offset: float) -> None:
-            started = time.perf_counter()  # latency from the scheduled start: queueing counts
-            try:
-                async with in_flight:
-                    response = await client.post(url, json=body, headers=headers)
-                error = None if response.status_code == 200 else f"HTTP {response.status_code}"
-            except httpx.HTTPError as failure:
-                error = type(failure).__name__
-            records.append({"at": offset, "ms": (time.perf_counter() - started) * 1000, "error": error})
+    host, port, path = split_url(url)
+    requests = encode_requests(host, port, path, bodies, TOKEN)
+    pool = ConnectionPool(host, port, limit=100)
 
-        tasks, begin = [], time.perf_counter()
-        for index in range(int(rate * seconds)):
-            delay = begin + index / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if during is not None:
-                during(time.perf_counter() - begin)
-            tasks.append(asyncio.create_task(one(bodies[index % len(bodies)], time.perf_counter() - begin)))
-        await asyncio.gather(*tasks)
+    async def one(request: bytes, scheduled: float, offset: float) -> None:
+        try:
+            status, _ = await pool.send(request)
+            error = None if status == 200 else f"HTTP {status}"
+        except ResponseError as failure:
+            error = str(failure).partition(":")[0]
+        # latency from the scheduled start: queueing counts
+        records.append({"at": offset, "ms": (time.perf_counter() - scheduled) * 1000, "error": error})
+
+    tasks, begin = [], time.perf_counter()
+    for index in range(int(rate * seconds)):
+        scheduled = begin + index / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if during is not None:
+            during(time.perf_counter() - begin)
+        tasks.append(asyncio.create_task(one(requests[index % len(requests)], scheduled, scheduled - begin)))
+    await asyncio.gather(*tasks)
+    pool.close()
     return records
 
 
