@@ -394,11 +394,14 @@ def _contributions(matrix, out, path_start, path_node, path_left, path_slot, uni
                             polynomial[m] += polynomial[m - 1] * z
                     else:
                         rest *= z
-                disagreeing_sum = 0.0  # the weighted sum for a disagreeing j: over all agreeing features
+                leaf_weight = leaf_value[leaf]
+                # A disagreeing j: zero_j times the product over the other disagreeing features is `rest`,
+                # and the sum runs over all agreeing features: one value for every such j.
+                disagreeing = 0.0
                 if agreeing < d:
                     for s in range(agreeing + 1):
-                        disagreeing_sum += weight[d, s] * polynomial[agreeing - s]
-                leaf_weight = leaf_value[leaf]
+                        disagreeing += weight[d, s] * polynomial[agreeing - s]
+                    disagreeing *= leaf_weight * rest
                 for j in range(d):
                     z = zero[start + j]
                     if (mask >> j) & 1:  # divide (1 + z x) out of the polynomial
@@ -410,8 +413,4 @@ def _contributions(matrix, out, path_start, path_node, path_left, path_slot, uni
                             total += weight[d, count - m] * quotient[m]
                         out[row, unique_feature[start + j]] += leaf_weight * (1.0 - z) * rest * total
                     else:
-                        others = 1.0
-                        for k in range(d):
-                            if k != j and not (mask >> k) & 1:
-                                others *= zero[start + k]
-                        out[row, unique_feature[start + j]] -= leaf_weight * z * others * disagreeing_sum
+                        out[row, unique_feature[start + j]] -= disagreeing
