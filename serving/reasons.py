@@ -11,6 +11,7 @@ name (or its family, for per-channel and per-window features) and the customer's
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -438,11 +439,20 @@ def _phrase(feature: str, row: _Row) -> str:
         if not row.has(feature):
             return f"{words(touched.group(1))} of the channel (no contact)"
     value = row(feature)
+    template, match = _template_of(feature)
+    if template is not None:
+        return template(match, row, value)
+    return f"{words(feature)} unknown" if value is None else f"{words(feature)} is {_number(value)}"
+
+
+@functools.cache
+def _template_of(feature: str) -> tuple[Template | None, re.Match | None]:
+    """The first template whose pattern matches the feature name (looked up once per name)."""
     for pattern, template in TEMPLATES:
         match = pattern.match(feature)
         if match:
-            return template(match, row, value)
-    return f"{words(feature)} unknown" if value is None else f"{words(feature)} is {_number(value)}"
+            return template, match
+    return None, None
 
 
 def reason_phrases(
