@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -110,9 +111,18 @@ def _float32(value: Any) -> float:
 PYTHON_TYPES = {"double_val": float, "float_val": _float32, "int64_val": int, "int32_val": int, "bool_val": bool}
 
 
+_TYPES_OF_VIEW: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _python_types(table: FeatureView) -> list[Callable[[Any], Any]]:
-    """Per field, what Feast's to_dict returns for a stored value: the proto `_to_proto` builds, read back."""
-    return [PYTHON_TYPES.get(PROTO_FIELDS.get(kind, "string_val"), str) for _, kind in _fields(table)]
+    """Per field, what Feast's to_dict returns for a stored value: the proto `_to_proto` builds, read back.
+    Kept per view object (readers hold theirs until the registry refreshes): Feast's type conversion of
+    77 fields cost about 0.1 ms of every one-customer read."""
+    types = _TYPES_OF_VIEW.get(table)
+    if types is None:
+        types = [PYTHON_TYPES.get(PROTO_FIELDS.get(kind, "string_val"), str) for _, kind in _fields(table)]
+        _TYPES_OF_VIEW[table] = types
+    return types
 
 
 def _python_values(values: list, types: list[Callable[[Any], Any]]) -> list:
