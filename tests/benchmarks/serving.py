@@ -53,21 +53,25 @@ def process_tree_seconds(pid: int) -> float:
 
 
 class Elsewhere:
-    """How many cores processes other than this one and the service kept busy during a step."""
+    """How many cores processes other than this one and the service kept busy during a step; also the
+    CPU seconds the service and this process (the load generator) used (`service_seconds`, `client_seconds`)."""
 
     def __init__(self, service_pid: int | None = None):
         self.service_pid = service_pid
 
-    def _ours(self) -> float:
-        return sum(os.times()[:2]) + (process_tree_seconds(self.service_pid) if self.service_pid else 0.0)
+    def _service(self) -> float:
+        return process_tree_seconds(self.service_pid) if self.service_pid else 0.0
 
     def __enter__(self) -> Elsewhere:
-        self.started, self.busy, self.own = time.perf_counter(), busy_seconds(), self._ours()
+        self.started, self.busy = time.perf_counter(), busy_seconds()
+        self.client_before, self.service_before = sum(os.times()[:2]), self._service()
         return self
 
     def __exit__(self, *_) -> None:
         elapsed = time.perf_counter() - self.started
-        others = (busy_seconds() - self.busy) - (self._ours() - self.own)
+        self.client_seconds = sum(os.times()[:2]) - self.client_before
+        self.service_seconds = self._service() - self.service_before
+        others = (busy_seconds() - self.busy) - self.client_seconds - self.service_seconds
         self.cores = round(max(others, 0.0) / elapsed, 2)
 
 
@@ -205,6 +209,14 @@ def bench_engine(workspace: Path, calls: int = 1000, batches: int = 50) -> dict:
     return {"single_customer": single, "hundred_customers": hundred}
 
 
+def cpu_per_request(busy: Elsewhere, step: dict) -> dict:
+    """Where a step's CPU went: the service's and the load generator's milliseconds per request."""
+    requests = max(step["requests"], 1)
+    return {"cores_busy_elsewhere": busy.cores,
+            "service_cpu_ms_per_request": round(busy.service_seconds / requests * 1000, 2),
+            "client_cpu_ms_per_request": round(busy.client_seconds / requests * 1000, 2)}
+
+
 def bench_service(workspace: Path, rate: float, seconds: float, throughput_seconds: float, workers: int = 2) -> dict:
     ids = pd.read_parquet(workspace / "data" / "outputs" / "identity_map.parquet", columns=["customer_id"])
     customers = ids["customer_id"].drop_duplicates().sample(2000, replace=True, random_state=0).tolist()
@@ -217,13 +229,13 @@ def bench_service(workspace: Path, rate: float, seconds: float, throughput_secon
         asyncio.run(open_loop(url, single, 20, 5))  # warm-up
         with Elsewhere(process.pid) as busy:
             paced = asyncio.run(open_loop(url, single, rate, seconds))
-        paced["cores_busy_elsewhere"] = busy.cores
+        paced |= cpu_per_request(busy, paced)
         with Elsewhere(process.pid) as busy:
             throughput = asyncio.run(closed_loop(url, single, 8, throughput_seconds))
-        throughput["cores_busy_elsewhere"] = busy.cores
+        throughput |= cpu_per_request(busy, throughput)
         with Elsewhere(process.pid) as busy:
             batch = asyncio.run(open_loop(url, hundred, 5, 20))
-        batch["cores_busy_elsewhere"] = busy.cores
+        batch |= cpu_per_request(busy, batch)
     finally:
         process.terminate()
         process.wait(timeout=30)
