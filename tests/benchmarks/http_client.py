@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 TIMEOUT_SECONDS = 10.0
 IDLE_SECONDS = 2.0
@@ -21,6 +22,12 @@ after 5 s idle (uvicorn's default), and a request written to one it just dropped
 
 class ResponseError(Exception):
     """The connection broke or the response could not be read (the request counts as failed)."""
+
+
+def split_url(url: str) -> tuple[str, int, str]:
+    """(host, port, path) of a URL."""
+    parsed = urlsplit(url)
+    return parsed.hostname, parsed.port, parsed.path
 
 
 def encode_requests(host: str, port: int, path: str, bodies: Sequence[dict], token: str) -> list[bytes]:

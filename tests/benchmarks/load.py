@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from tests.benchmarks.http_client import ConnectionPool, ResponseError, encode_requests
-from tests.benchmarks.serving import TOKEN, free_port, split_url, summarize
+from tests.benchmarks.http_client import ConnectionPool, ResponseError, encode_requests, split_url
+from tests.benchmarks.serving import TOKEN, free_port, summarize
 
 P99_BAR_MS = 15.0
 KILLED_ERROR_BAR = 0.001

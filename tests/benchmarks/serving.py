@@ -20,13 +20,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
 import pandas as pd
 
-from tests.benchmarks.http_client import Connection, ConnectionPool, ResponseError, encode_requests
+from tests.benchmarks.http_client import (
+    Connection,
+    ConnectionPool,
+    ResponseError,
+    encode_requests,
+    split_url,
+)
 
 TOKEN = "benchmark-token"
 
@@ -173,11 +178,6 @@ async def closed_loop(url: str, bodies: list[dict], concurrency: int, seconds: f
     begin = time.perf_counter()
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
     return summarize(latencies, errors, time.perf_counter() - begin)
-
-
-def split_url(url: str) -> tuple[str, int, str]:
-    parsed = urlsplit(url)
-    return parsed.hostname, parsed.port, parsed.path
 
 
 def bench_engine(workspace: Path, calls: int = 1000, batches: int = 50) -> dict:
