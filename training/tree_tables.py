@@ -4,14 +4,16 @@ LightGBM's per-call overhead.
 Why: LightGBM's `pred_contrib` runs the TreeSHAP recursion for every row (O(leaves x depth²) per
 tree), about 2-3 ms a row for 600 trees of depth 6 on this machine, and each `predict` call costs
 tens of microseconds of set-up before the first tree: together most of a one-customer answer, and
-hundreds of milliseconds for 100 customers. The path-dependent SHAP values LightGBM computes depend
-on a row, leaf by leaf, only through which of the leaf's path features the row agrees with (the
-observation behind Fast TreeSHAP, Yang 2021). So a row costs one decision per node, then per leaf
-a bit mask of agreeing features and a closed form over the leaf's d distinct features (a product
-polynomial of the cover fractions, one division per feature: O(d²)). Tabulating every mask once per
-model (Fast TreeSHAP v2) was measured too: its tables (about 30 MB for 600 trees) fall out of the
-cache between requests, and a one-customer call then took 2.3 ms against 1.1 ms computed directly;
-on 1,000-row batches (two threads) the tables took 0.32 ms a row, this 0.36 ms.
+hundreds of milliseconds for 100 customers. The path-dependent SHAP values LightGBM computes
+depend on a row, leaf by leaf, only through which of the leaf's path features the row agrees with (the
+observation behind Fast TreeSHAP, Yang 2021). So a row costs one decision per node (all nodes at once,
+branch-free), then per leaf a bit mask of agreeing features and a closed form over the leaf's d
+distinct features: a Beta integral evaluated exactly by Gauss-Legendre quadrature, in a kernel
+generated with its loops written out (`_kernel_source`). Measured on the 599-tree churn model: one row
+0.47 ms and 100 rows 17 ms (LightGBM's `pred_contrib`: 2.2 ms and 216 ms), 0.15 ms a row on 1,000 (two
+threads).
+Tabulating every mask once per model (Fast TreeSHAP v2) was measured too: its tables (about 30 MB
+for 600 trees) fall out of the cache between requests (2.3 ms a row).
 
 The trees come from the booster's own JSON dump (thresholds printed with 17 digits, so exact), and a
 row goes left or right by LightGBM's rules (`Tree::Decision`: values within 1e-35 of zero read as
@@ -21,6 +23,7 @@ bit and contributions agree to rounding (both tested on trained models). Pure: a
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import weakref
@@ -60,19 +63,23 @@ class Trees:
     categories: np.ndarray
     leaf_value: np.ndarray
     left_if_missing: np.ndarray
-    """Per node, where a missing value goes; `left_if_zero`, where a value that reads as zero goes.
-    Numeric nodes then decide without branching on the missing-value type."""
+    """Per node, where a missing value goes (1: left); `left_if_zero`, where a value that reads as zero
+    goes. Numeric nodes then decide without branching on the missing-value type."""
     left_if_zero: np.ndarray
-    path_start: np.ndarray
-    """Per leaf, its path (root first): each node (tree-local), whether the path goes left there
-    (`path_left`, 0 or 1) and the distinct-feature slot of the node's feature (`path_slot`)."""
-    path_node: np.ndarray
-    path_left: np.ndarray
-    path_slot: np.ndarray
-    unique_start: np.ndarray
-    """Per leaf, the distinct features of its path (unique_feature) and their cover fractions (zero)."""
-    unique_feature: np.ndarray
-    zero: np.ndarray
+    categorical_nodes: np.ndarray
+    """The nodes that split on categories (decided one by one, after the numeric ones)."""
+    leaf_feature: np.ndarray
+    """Per leaf (rows), the distinct features of its path (root first), padded to the widest leaf with
+    `num_features` (a column the caller drops); `leaf_zero`, their cover fractions (the share of
+    training rows that follow the path at that feature's splits), padded with 1: a padded feature
+    never changes a leaf's game."""
+    leaf_zero: np.ndarray
+    step_node: np.ndarray
+    """Per leaf, its path's nodes (global index, root first), whether the path goes left there
+    (`step_left`) and the distinct-feature slot of the node's feature (`step_slot`); padded steps
+    point at slot `leaf_feature.shape[1]`, a bit nobody reads."""
+    step_left: np.ndarray
+    step_slot: np.ndarray
 
     def _nodes(self) -> tuple:
         return (self.tree_nodes, self.tree_leaves, self.feature, self.threshold, self.categorical,
@@ -108,17 +115,33 @@ class TreeTables:
             raise ValueError("unknown objective: predict with LightGBM")
         return _transform(self.raw_scores(matrix), self.trees.transform, self.trees.sigmoid)
 
+    MAX_EXPLAIN_WIDTH = 32
+    """Leaves with more distinct path features than this are left to LightGBM's `pred_contrib`: the
+    kernel's source grows with the square of the width (and a row's mask is one 64-bit integer)."""
+
+    @property
+    def can_explain(self) -> bool:
+        return self.trees.leaf_zero.shape[1] <= self.MAX_EXPLAIN_WIDTH
+
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """Exact path-dependent SHAP values per row: one column per feature, then the bias (the
         layout of LightGBM's `pred_contrib=True`)."""
         trees = self.trees
+        if not self.can_explain:
+            raise ValueError(f"leaves with {trees.leaf_zero.shape[1]} distinct features (at most "
+                             f"{self.MAX_EXPLAIN_WIDTH}): use LightGBM's pred_contrib")
         matrix = _float_matrix(matrix, trees.num_features)
         out = np.zeros((matrix.shape[0], trees.num_features + 1))
+        _, points, weights = quadrature(trees.leaf_zero.shape[1])
 
         def run(rows: slice) -> None:
-            _contributions(matrix[rows], out[rows], trees.path_start, trees.path_node, trees.path_left,
-                           trees.path_slot, trees.unique_start, trees.unique_feature, trees.zero, trees.leaf_value,
-                           trees.left_if_missing, trees.left_if_zero, *trees._nodes())
+            decisions = _decide_all(matrix[rows], trees.left_if_missing, trees.left_if_zero, trees.categorical_nodes,
+                                    *trees._nodes()[2:])
+            block = np.zeros((trees.num_features + 1, decisions.shape[1]))  # features by rows
+            kernel = _contribution_kernel(trees.leaf_zero.shape[1], trees.step_node.shape[1], decisions.shape[1] > 1)
+            kernel(decisions, block, trees.leaf_feature, trees.leaf_zero, trees.step_node, trees.step_left,
+                   trees.step_slot, trees.leaf_value, points, weights)
+            out[rows] = block.T
 
         if len(matrix) >= self.PARALLEL_ROWS:
             half = len(matrix) // 2
@@ -156,8 +179,8 @@ def flatten_trees(dump: dict) -> Trees:
     sigmoid = next((float(p.split(":")[1]) for p in objective[1:] if p.startswith("sigmoid:")), 1.0)
     nodes: dict[str, list] = {k: [] for k in ("feature", "threshold", "categorical", "default_left", "missing",
                                               "left", "right", "category_start", "categories")}
-    leaves: dict[str, list] = {k: [] for k in ("value", "path_start", "path_node", "path_left", "path_slot",
-                                               "unique_start", "unique_feature", "zero")}
+    values: list[float] = []
+    paths: list[tuple[list[int], list[float], list[tuple[int, int, int]]]] = []
     tree_nodes, tree_leaves, bias = [0], [0], 0.0
     for tree in dump["tree_info"]:
         root = tree["tree_structure"]
@@ -184,14 +207,12 @@ def flatten_trees(dump: dict) -> Trees:
         for index in range(len(leaf_nodes)):
             leaf, path = leaf_nodes[index]
             value = float(leaf["leaf_value"])
-            leaves["value"].append(value)
+            values.append(value)
             expected += (leaf.get("leaf_count", 0) / total if total else 1.0) * value
-            _add_path(path, leaves)
+            paths.append(_leaf_path(path, tree_nodes[-1]))
         bias += expected if flat else float(root["leaf_value"])
         tree_nodes.append(tree_nodes[-1] + len(flat))
         tree_leaves.append(tree_leaves[-1] + len(leaf_nodes))
-    leaves["path_start"].append(len(leaves["path_slot"]))
-    leaves["unique_start"].append(len(leaves["unique_feature"]))
     nodes["category_start"].append(len(nodes["categories"]))
     integers = {k: np.asarray(v, dtype=np.int64) for k, v in nodes.items()
                 if k in ("feature", "left", "right", "category_start", "categories")}
@@ -204,15 +225,10 @@ def flatten_trees(dump: dict) -> Trees:
         num_features=int(dump["max_feature_idx"]) + 1, bias=bias, transform=transform, sigmoid=sigmoid,
         tree_nodes=np.asarray(tree_nodes, dtype=np.int64), tree_leaves=np.asarray(tree_leaves, dtype=np.int64),
         threshold=threshold, categorical=categorical, default_left=default_left, missing=missing,
-        left_if_missing=_fixed_decisions(math.nan, *decide), left_if_zero=_fixed_decisions(0.0, *decide),
-        leaf_value=np.asarray(leaves["value"], dtype=float),
-        path_start=np.asarray(leaves["path_start"], dtype=np.int64),
-        path_node=np.asarray(leaves["path_node"], dtype=np.int64),
-        path_left=np.asarray(leaves["path_left"], dtype=np.int64),
-        path_slot=np.asarray(leaves["path_slot"], dtype=np.int64),
-        unique_start=np.asarray(leaves["unique_start"], dtype=np.int64),
-        unique_feature=np.asarray(leaves["unique_feature"], dtype=np.int64),
-        zero=np.asarray(leaves["zero"], dtype=float), **integers,
+        left_if_missing=_fixed_decisions(math.nan, *decide).astype(np.int8),
+        left_if_zero=_fixed_decisions(0.0, *decide).astype(np.int8), categorical_nodes=np.flatnonzero(categorical),
+        leaf_value=np.asarray(values, dtype=float), **_padded_paths(paths, int(dump["max_feature_idx"]) + 1),
+        **integers,
     )
 
 
@@ -237,22 +253,38 @@ def _walk(node: dict, path: list, flat: dict, leaf_nodes: dict) -> None:
         path.pop()
 
 
-def _add_path(path: list, leaves: dict) -> None:
-    """A leaf's path entries, its distinct features (in path order) and their cover fractions."""
-    leaves["path_start"].append(len(leaves["path_slot"]))
-    leaves["unique_start"].append(len(leaves["unique_feature"]))
+def _leaf_path(path: list, base: int) -> tuple[list[int], list[float], list[tuple[int, int, int]]]:
+    """A leaf's distinct features (in path order), their cover fractions, and its path's steps as
+    (global node, goes left, feature slot)."""
     slots: dict[int, int] = {}
     zero: list[float] = []
+    steps = []
     for feature, ratio, node, goes_left in path:
         if feature not in slots:
             slots[feature] = len(slots)
             zero.append(1.0)
         zero[slots[feature]] *= ratio
-        leaves["path_slot"].append(slots[feature])
-        leaves["path_node"].append(node)
-        leaves["path_left"].append(int(goes_left))
-    leaves["unique_feature"].extend(slots)
-    leaves["zero"].extend(zero)
+        steps.append((base + node, int(goes_left), slots[feature]))
+    return list(slots), zero, steps
+
+
+def _padded_paths(paths: list, num_features: int) -> dict[str, np.ndarray]:
+    """Every leaf's path padded to the widest (see `Trees.leaf_feature`), so that one compiled kernel
+    with fixed loop counts serves every leaf."""
+    width = max([1, *(len(features) for features, _, _ in paths)])
+    depth = max([1, *(len(steps) for _, _, steps in paths)])
+    leaf_feature = np.full((len(paths), width), num_features, dtype=np.int32)
+    leaf_zero = np.ones((len(paths), width))
+    step_node = np.zeros((len(paths), depth), dtype=np.int32)
+    step_left = np.zeros((len(paths), depth), dtype=np.int8)
+    step_slot = np.full((len(paths), depth), width, dtype=np.int8 if width < 127 else np.int32)
+    for leaf, (features, zero, steps) in enumerate(paths):
+        leaf_feature[leaf, :len(features)] = features
+        leaf_zero[leaf, :len(zero)] = zero
+        for index, (node, goes_left, slot) in enumerate(steps):
+            step_node[leaf, index], step_left[leaf, index], step_slot[leaf, index] = node, goes_left, slot
+    return {"leaf_feature": leaf_feature, "leaf_zero": leaf_zero, "step_node": step_node, "step_left": step_left,
+            "step_slot": step_slot}
 
 
 def _float_matrix(matrix: np.ndarray, num_features: int) -> np.ndarray:
@@ -296,18 +328,24 @@ def _fixed_decisions(value, threshold, categorical, default_left, missing, categ
     return out
 
 
-@numba.njit(inline="always")
-def _decide(value, at, left_if_missing, left_if_zero, threshold, categorical, default_left, missing, category_start,
-            categories):  # pragma: no cover - compiled
-    """`_goes_left` with the missing and zero cases of numeric nodes read from per-node tables: fewer
-    branches the CPU mispredicts when every node of a tree is decided at once, the same decisions."""
-    if categorical[at]:
-        return _goes_left(value, at, threshold, categorical, default_left, missing, category_start, categories)
-    if math.isnan(value):
-        return left_if_missing[at]
-    if abs(value) <= ZERO_THRESHOLD:
-        return left_if_zero[at]
-    return value <= threshold[at]
+@numba.njit(nogil=True, cache=True)
+def _decide_all(matrix, left_if_missing, left_if_zero, categorical_nodes, feature, threshold, categorical,
+                default_left, missing, category_start, categories):  # pragma: no cover - compiled
+    """Where every node of every tree sends each row (1: left; nodes by rows), the numeric nodes without a branch: the
+    missing and zero cases read from per-node tables and chosen by selects. Deciding node by node
+    through `_goes_left` cost five times as much (one mispredicted branch after another)."""
+    out = np.empty((len(threshold), matrix.shape[0]), dtype=np.int8)  # node-major: rows run inner
+    for row in range(matrix.shape[0]):
+        values = matrix[row]
+        for at in range(len(threshold)):
+            value = values[feature[at]]
+            left = np.int8(value <= threshold[at])
+            left = left_if_zero[at] if abs(value) <= ZERO_THRESHOLD else left
+            out[at, row] = left_if_missing[at] if value != value else left
+        for at in categorical_nodes:
+            out[at, row] = _goes_left(values[feature[at]], at, threshold, categorical, default_left, missing,
+                                      category_start, categories)
+    return out
 
 
 @numba.njit(nogil=True, cache=True)
@@ -347,78 +385,84 @@ def _transform(raw, kind, sigmoid):  # pragma: no cover - compiled
     return out
 
 
-@numba.njit(nogil=True, cache=True)
-def _contributions(matrix, out, path_start, path_node, path_left, path_slot, unique_start, unique_feature, zero,
-                   leaf_value, left_if_missing, left_if_zero, tree_nodes, tree_leaves, feature, threshold,
-                   categorical, default_left, missing, category_start, categories):  # pragma: no cover - compiled
-    """Tree by tree, row by row: decide every node once, then per leaf the mask of its distinct features
-    the row agrees with (bit k: the row follows the path at every node splitting on feature k), and
-    each feature's Shapley value of the leaf's game w(S) = prod_{k in S} agrees_k * prod_{k not in S}
-    zero_k (zero_k: share of training rows that follow the path at k's splits), times the leaf value:
-    phi_j = value * (agrees_j - zero_j) * prod_{k disagreeing, k != j} zero_k
-            * sum_s weight(d, s) * e_{a-s}(zero of the agreeing features other than j),
-    with e_m the elementary symmetric polynomials (coefficients of prod (1 + zero_k x)), a agreeing
-    features other than j, and weight(d, s) = s! (d-s-1)! / d!. Straight loops over arrays in order: a
-    one-row call is bound by branch mispredictions and cache misses, not by arithmetic."""
-    widest, features = 1, 1
-    for tree in range(len(tree_nodes) - 1):
-        widest = max(widest, tree_nodes[tree + 1] - tree_nodes[tree])
-    for leaf in range(len(unique_start) - 1):
-        features = max(features, unique_start[leaf + 1] - unique_start[leaf])
-    weight = np.zeros((features + 1, features + 1))
-    for d in range(1, features + 1):
-        for s in range(d):
-            choose = 1.0  # C(d - 1, s)
-            for i in range(s):
-                choose = choose * (d - 1 - i) / (i + 1)
-            weight[d, s] = 1.0 / (d * choose)
-    goes_left = np.empty(widest, dtype=np.int64)
-    polynomial = np.empty(features + 1)
-    quotient = np.empty(features + 1)
-    for tree in range(len(tree_nodes) - 1):
-        base = tree_nodes[tree]
-        nodes = tree_nodes[tree + 1] - base
-        if nodes == 0:
-            continue  # a single leaf: only the bias
-        for row in range(matrix.shape[0]):
-            for node in range(nodes):
-                at = base + node
-                goes_left[node] = _decide(matrix[row, feature[at]], at, left_if_missing, left_if_zero, threshold,
-                                          categorical, default_left, missing, category_start, categories)
-            for leaf in range(tree_leaves[tree], tree_leaves[tree + 1]):
-                start = unique_start[leaf]
-                d = unique_start[leaf + 1] - start
-                mask = (1 << d) - 1
-                for i in range(path_start[leaf], path_start[leaf + 1]):
-                    mask &= ~((goes_left[path_node[i]] ^ path_left[i]) << path_slot[i])
-                polynomial[0] = 1.0  # prod over agreeing k of (1 + zero_k x)
-                agreeing, rest = 0, 1.0  # rest: prod over disagreeing k of zero_k
-                for k in range(d):
-                    z = zero[start + k]
-                    if (mask >> k) & 1:
-                        agreeing += 1
-                        polynomial[agreeing] = 0.0
-                        for m in range(agreeing, 0, -1):
-                            polynomial[m] += polynomial[m - 1] * z
-                    else:
-                        rest *= z
-                leaf_weight = leaf_value[leaf]
-                # A disagreeing j: zero_j times the product over the other disagreeing features is `rest`,
-                # and the sum runs over all agreeing features: one value for every such j.
-                disagreeing = 0.0
-                if agreeing < d:
-                    for s in range(agreeing + 1):
-                        disagreeing += weight[d, s] * polynomial[agreeing - s]
-                    disagreeing *= leaf_weight * rest
-                for j in range(d):
-                    z = zero[start + j]
-                    if (mask >> j) & 1:  # divide (1 + z x) out of the polynomial
-                        count = agreeing - 1
-                        quotient[0] = 1.0
-                        total = weight[d, count]
-                        for m in range(1, count + 1):
-                            quotient[m] = polynomial[m] - z * quotient[m - 1]
-                            total += weight[d, count - m] * quotient[m]
-                        out[row, unique_feature[start + j]] += leaf_weight * (1.0 - z) * rest * total
-                    else:
-                        out[row, unique_feature[start + j]] -= disagreeing
+@functools.cache
+def quadrature(width: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Gauss-Legendre points and weights on [0, 1], enough of them to integrate a polynomial of degree
+    `width - 1` exactly (see `_kernel_source`)."""
+    count = max(1, (width + 1) // 2)
+    points, weights = np.polynomial.legendre.leggauss(count)
+    return count, (points + 1) / 2, weights / 2
+
+
+_KERNELS: dict[tuple[int, int, bool], object] = {}
+
+
+def _contribution_kernel(width: int, depth: int, rows_inner: bool):
+    """The compiled kernel for leaves of `width` distinct features and paths of `depth` steps, built on
+    first use (about a second) and kept for the process. `rows_inner`: leaf by leaf, all rows for each
+    (a batch reads every leaf once: 0.19 against 0.37 ms a row on 100 rows); otherwise row by row (one
+    row: 0.34 against 0.46 ms, no loop set-up per leaf)."""
+    key = (width, depth, rows_inner)
+    kernel = _KERNELS.get(key)
+    if kernel is None:
+        with _CACHE_LOCK:
+            kernel = _KERNELS.get(key)
+            if kernel is None:
+                namespace: dict = {"np": np}
+                source = _kernel_source(width, depth, rows_inner)
+                exec(compile(source, f"<contribution kernel {width}x{depth}>", "exec"), namespace)
+                kernel = _KERNELS[key] = numba.njit(nogil=True)(namespace["kernel"])
+    return kernel
+
+
+def _kernel_source(width: int, depth: int, rows_inner: bool) -> str:
+    """Python source of a kernel adding each leaf's exact Shapley values to `out` (features by rows).
+
+    For a row, leaf l with value v and distinct path features k = 1..d plays the game
+    w(S) = prod_{k in S} o_k * prod_{k not in S} z_k (o_k = 1 when the row follows the path at every
+    split on k, else 0; z_k the cover fraction), whose Shapley values are
+        phi_j = v * (o_j - z_j) * sum_S |S|! (d - |S| - 1)! / d! * prod_{k in S} o_k * prod_{k not in S, k != j} z_k
+              = v * (o_j - z_j) * integral_0^1 prod_{k != j} (z_k + (o_k - z_k) t) dt
+    (the weight is a Beta integral). The integrand is a polynomial of degree d - 1, so Gauss-Legendre
+    with ceil(d / 2) points is exact; the products over k != j come from prefix and suffix products.
+    The loops over features, steps and points are written out (this source is generated per width and
+    depth) so that a leaf's values stay in registers and nothing branches on the row: the loop-based
+    closed form this replaced (elementary symmetric polynomials and synthetic division, O(d^2) with a
+    branch per feature) took 0.85 ms for the 17,000 leaves of the 599-tree churn model, this 0.34 ms."""
+    count = max(1, (width + 1) // 2)
+    ks, qs = range(width), range(count)
+    rows = "for row in range(decisions.shape[1]):"
+    leaves = "for leaf in range(leaf_value.shape[0]):"
+    outer, inner = (leaves, rows) if rows_inner else (rows, leaves)
+    lines = [
+        "def kernel(decisions, out, leaf_feature, leaf_zero, step_node, step_left, step_slot, leaf_value, points,"
+        " weights):",
+        *(f"    t{q} = points[{q}]; w{q} = weights[{q}]" for q in qs),
+        f"    {outer}",
+        f"        {inner}" if not rows_inner else "        v = leaf_value[leaf]",
+    ]
+    body = [] if rows_inner else ["v = leaf_value[leaf]"]
+    leaf_values = [
+        *(f"node{s} = step_node[leaf, {s}]; left{s} = step_left[leaf, {s}]; slot{s} = step_slot[leaf, {s}]"
+          for s in range(depth)),
+        *(f"z{k} = leaf_zero[leaf, {k}]; f{k} = leaf_feature[leaf, {k}]" for k in ks),
+    ]
+    if rows_inner:
+        lines += [f"        {line}" for line in leaf_values]
+        lines.append(f"        {inner}")
+    else:
+        body += leaf_values
+    body.append("off = 0")  # bit k set: the row leaves the path at a split on feature k
+    body += [f"off |= np.int64(decisions[node{s}, row] ^ left{s}) << slot{s}" for s in range(depth)]
+    body += [f"d{k} = 1.0 - ((off >> {k}) & 1) - z{k}" for k in ks]
+    for q in qs:
+        body += [f"g{q}_{k} = z{k} + d{k} * t{q}" for k in ks]
+        body.append(f"p{q}_0 = 1.0")
+        body += [f"p{q}_{k} = p{q}_{k - 1} * g{q}_{k - 1}" for k in ks[1:]]
+        body.append(f"s{q}_{width - 1} = 1.0")
+        body += [f"s{q}_{k} = s{q}_{k + 1} * g{q}_{k + 1}" for k in reversed(ks[:-1])]
+    for k in ks:
+        integral = " + ".join(f"w{q} * p{q}_{k} * s{q}_{k}" for q in qs)
+        body.append(f"out[f{k}, row] += v * d{k} * ({integral})")
+    lines += [f"            {line}" for line in body]
+    return "\n".join(lines) + "\n"

@@ -12,7 +12,8 @@ import pytest
 from training.tree_tables import flatten_trees, tree_tables
 
 
-def _training_frame(rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+def _training_frame(rows: int, seed: int, extra: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Five features of every kind, plus `extra` numeric ones that matter a little each."""
     generator = np.random.default_rng(seed)
     frame = pd.DataFrame({
         "recency": generator.exponential(60, rows),
@@ -25,6 +26,9 @@ def _training_frame(rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     frame.loc[generator.random(rows) < 0.1, "spend"] = np.nan
     signal = (-0.02 * frame["recency"].fillna(200) + 0.4 * frame["orders"] + 0.5 * (frame["region"] == "east")
               + 0.3 * (frame["mostly_zero"] > 0) + 0.003 * frame["spend"].fillna(0))
+    for index in range(extra):
+        frame[f"extra_{index}"] = generator.normal(size=rows)
+        signal = signal + 0.3 * np.sin(2 * frame[f"extra_{index}"])
     return frame, signal.to_numpy()
 
 
@@ -40,19 +44,24 @@ def _probe_matrix(frame: pd.DataFrame) -> np.ndarray:
         [30.0, 2.0, 0.0, -1.0, 80.0],
         [30.0, 2.0, 0.0, 2.7, 80.0],  # a fractional code truncates like LightGBM's cast
     ])
+    edges = np.hstack([edges, np.tile(edges[:, :1], (1, matrix.shape[1] - edges.shape[1]))])  # extra columns
     return np.vstack([matrix, edges])
 
 
-@pytest.fixture(scope="module", params=["binary", "regression", "tweedie"])
+@pytest.fixture(scope="module", params=["binary", "regression", "tweedie", "deep"])
 def booster(request) -> tuple[lightgbm.Booster, np.ndarray]:
-    frame, signal = _training_frame(3000, seed=3)
+    """"deep": trees without a depth limit, so leaves with more distinct features than the default
+    depth 6 gives (more quadrature points, wider padding)."""
+    deep = request.param == "deep"
+    frame, signal = _training_frame(3000, seed=3, extra=12 if deep else 0)
     labels = {"binary": (signal + np.random.default_rng(4).logistic(size=len(signal)) > 1).astype(int),
-              "regression": signal, "tweedie": np.exp(signal / 4)}[request.param]
-    parameters = {"objective": request.param, "num_leaves": 31, "max_depth": 6, "min_data_in_leaf": 20,
+              "regression": signal, "tweedie": np.exp(signal / 4), "deep": signal}[request.param]
+    parameters = {"objective": "regression" if deep else request.param, "num_leaves": 63 if deep else 31,
+                  "max_depth": -1 if deep else 6, "min_data_in_leaf": 3 if deep else 20,
                   "learning_rate": 0.1, "verbosity": -1, "seed": 1, "deterministic": True,
                   "zero_as_missing": False, "min_data_per_group": 5, "cat_smooth": 1}
     model = lightgbm.train(parameters, lightgbm.Dataset(frame, label=labels), num_boost_round=60)
-    probe, _ = _training_frame(400, seed=9)
+    probe, _ = _training_frame(400, seed=9, extra=12 if deep else 0)
     return model, _probe_matrix(probe)
 
 
@@ -89,6 +98,17 @@ def test_the_trees_cover_categorical_and_missing_value_splits(booster):
     assert (trees.missing == 2).any(), "no NaN-aware split"
 
 
+def test_leaves_are_padded_to_the_widest_path(booster):
+    """Every model here has leaves narrower than the widest, so padding is exercised; the deep one
+    has leaves wider than depth 6 allows (more than three quadrature points)."""
+    model, _ = booster
+    trees = flatten_trees(model.dump_model())
+    width = (trees.leaf_feature < trees.num_features).sum(axis=1)
+    assert width.min() < trees.leaf_feature.shape[1] == width.max()
+    if model.params.get("max_depth") == -1:
+        assert width.max() > 6
+
+
 def test_contributions_are_the_same_for_a_row_alone_or_in_a_batch(booster):
     model, matrix = booster
     tables = tree_tables(model)
@@ -111,3 +131,12 @@ def test_a_matrix_of_the_wrong_width_is_refused(booster):
     model, matrix = booster
     with pytest.raises(ValueError, match="features"):
         tree_tables(model).predict(matrix[:, :3])
+
+
+def test_leaves_wider_than_the_kernel_takes_are_refused_with_a_reason(booster, monkeypatch):
+    model, matrix = booster
+    tables = tree_tables(model)
+    monkeypatch.setattr(type(tables), "MAX_EXPLAIN_WIDTH", 1)
+    assert not tables.can_explain
+    with pytest.raises(ValueError, match="pred_contrib"):
+        tables.contributions(matrix[:2])
