@@ -103,19 +103,21 @@ class RecommendationEngine:
 
     @staticmethod
     def _load_models(workspace: Workspace) -> LoadedModels:
-        """The champions, warmed up: their tree tables built (and kernels compiled) before the first
-        request, so no caller waits for them (a few seconds at start-up instead)."""
+        """The champions, warmed up: their tree tables built (and kernels compiled: one for a row, one
+        for several) before the first request, so no caller waits for them (a few seconds at start-up
+        instead)."""
         from training.scoring import load_champions
 
         models, versions, missing = load_champions(workspace)
         for task, model in models.items():
-            probe = {c: np.full(1, np.nan) for c in model.input_columns}
-            probe.update({c: np.full(1, None, dtype=object) for c in model.encoding.categories if c in probe})
-            probe.update({"customer_id": np.full(1, "warm-up", dtype=object), "channel": np.full(1, "email", dtype=object),
-                          "offer": np.full(1, "none", dtype=object)})
-            model.predict(probe)
-            if task in REASON_TASKS:
-                model.explain_columns(probe)
+            for rows in (1, 2):
+                probe = {c: np.full(rows, np.nan) for c in model.input_columns}
+                probe.update({c: np.full(rows, None, dtype=object) for c in model.encoding.categories if c in probe})
+                probe.update({"customer_id": np.full(rows, "warm-up", dtype=object),
+                              "channel": np.full(rows, "email", dtype=object), "offer": np.full(rows, "none", dtype=object)})
+                model.predict(probe)
+                if task in REASON_TASKS:
+                    model.explain_columns(probe)
         return LoadedModels(models, versions, missing)
 
     def reload(self) -> dict[str, str]:

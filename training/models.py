@@ -42,7 +42,11 @@ Features = pd.DataFrame | Mapping[str, np.ndarray]
 """Model inputs: a DataFrame, or columns by name as equal-length arrays (the service's online
 vector, which skips pandas' per-call overhead on a few rows). Both give the same numbers."""
 FAST_ROWS = 2_000
-"""Below this many rows, LightGBM predicts on one thread (starting OpenMP threads costs more than the trees)."""
+"""From this many rows, predictions come from the compiled forest when batch scoring built one."""
+THREADED_ROWS = 16
+"""Below this many rows, LightGBM predicts on one thread (starting OpenMP threads costs more than the
+trees). Measured on the 599-tree churn model: 16 rows 0.52 ms on one thread, 0.27 on two; 100 rows 3.4
+against 1.7 ms."""
 
 
 def feature_rows(features: Features) -> int:
@@ -388,8 +392,8 @@ def _predict_booster(booster: lightgbm.Booster, encoded: np.ndarray) -> np.ndarr
 
 
 def _threads_for(rows: int) -> int:
-    """One thread for small requests (starting OpenMP threads costs more than the trees); all otherwise."""
-    return 1 if rows < FAST_ROWS else 0
+    """One thread for a few rows; all otherwise."""
+    return 1 if rows < THREADED_ROWS else 0
 
 
 def _monotone_vector(task: Task, columns: list[str]) -> list[int]:
