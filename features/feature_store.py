@@ -232,8 +232,9 @@ class OnlineFeatureReader:
     """Online reads of one or more FeatureServices, straight from our packed online store.
 
     The feature list still comes from the FeatureServices in the Feast registry (one feature contract
-    per model), but it is resolved once, and again only when the registry cache expires, instead of on
-    every call; the store returns plain Python values for all views in one query (SQLite) or one
+    per model), but it is resolved once, and again only when the registry cache expires and the
+    registry file has changed since (re-reading an unchanged registry stalled one request in 60 s
+    for about 340 ms), instead of on every call; the store returns plain Python values for all views in one query (SQLite) or one
     MGET (Redis). Several services give one vector: all four cover every view, the full online vector."""
 
     def __init__(self, store: FeatureStore, services: Sequence[str]):
@@ -244,8 +245,25 @@ class OnlineFeatureReader:
         self.refresh_seconds = store.config.registry.cache_ttl_seconds
         self._resolve()
 
+    def _registry_version(self) -> tuple[int, int] | None:
+        """The registry file's modification time and size; None when it is not a local file."""
+        try:
+            status = Path(self.store.config.registry.path).stat()
+        except (OSError, TypeError, ValueError):
+            return None
+        return status.st_mtime_ns, status.st_size
+
+    def _refresh_if_changed(self) -> None:
+        version = self._registry_version()
+        if version is None or version != self._registry_seen:
+            self.store.refresh_registry()
+            self._resolve()
+        else:
+            self._resolved_at = time.monotonic()
+
     def _resolve(self) -> None:
         """Views and feature names of the services, in the services' order, and where each sits in its view."""
+        self._registry_seen = self._registry_version()
         chosen = {view: (self.store.get_feature_view(view, allow_registry_cache=True), wanted)
                   for view, wanted in service_features(self.store, self.services, allow_cache=True).items()}
         self.views = [view for view, _ in chosen.values()]
@@ -274,7 +292,7 @@ class OnlineFeatureReader:
 
     def _read_lists(self, customer_ids: Sequence[str]) -> tuple[dict[str, list], list[bool]]:
         if self.refresh_seconds and time.monotonic() - self._resolved_at > self.refresh_seconds:
-            self._resolve()
+            self._refresh_if_changed()
         ids = [str(c) for c in customer_ids]
         found_values = self.online_store.read_values(self.store.config, self.views, ids)
         columns: dict[str, list] = {"customer_id": ids}

@@ -11,6 +11,7 @@ but the probes and docs needs `Authorization: Bearer <token>` with the token fro
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import json
@@ -314,6 +315,11 @@ class RecommendationService:
             self.problems = [str(error)]
         for problem in self.problems:
             log.error("not ready: %s", problem)
+        # Everything loaded so far lives as long as the worker: out of the garbage collector's sight,
+        # a full collection no longer walks ~590,000 objects (it stalled a request every minute or so
+        # for about 330 ms at 200 requests/s).
+        gc.collect()
+        gc.freeze()
 
     def __is_ready__(self) -> bool:
         """Ready when the models and the online store are. Otherwise /readyz answers 503 with what is

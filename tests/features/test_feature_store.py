@@ -236,6 +236,25 @@ def test_the_fast_online_path_sees_a_push_at_once(store_setup):
     assert_same_as_feast(store, ["recommendation_v1"], [customer, "nobody"])
 
 
+def test_the_fast_path_rereads_the_registry_only_when_it_changed(store_setup, monkeypatch):
+    # Given a reader whose registry cache has expired
+    workspace, settings, _ = store_setup
+    reader = online_feature_reader(open_feature_store(workspace, settings), ["churn_v1"])
+    customer = latest_offline(workspace, "purchase_history").index[0]
+    resolved = []
+    original = type(reader)._resolve
+    monkeypatch.setattr(type(reader), "_resolve", lambda self: (resolved.append(1), original(self))[1])
+    reader._resolved_at -= reader.refresh_seconds + 1
+    # When it reads with the registry file unchanged, then the features are not resolved again
+    reader.read_columns([customer])
+    assert resolved == [] and time.monotonic() - reader._resolved_at < reader.refresh_seconds
+    # When the registry file changes (features applied again) and the cache expires, then they are
+    apply_feature_definitions(workspace, settings)
+    reader._resolved_at -= reader.refresh_seconds + 1
+    columns, found = reader.read_columns([customer])
+    assert resolved == [1] and found == [True] and reader.feature_names
+
+
 @pytest.mark.parametrize("length", [0, 1, 2, 3])
 def test_the_fast_frame_equals_what_pandas_builds(length):
     # Given columns of every mix of the Python values online reads give (None, bool, int, float, str)
