@@ -70,7 +70,7 @@ class Trees:
     """The nodes that split on categories (decided one by one, after the numeric ones)."""
     leaf_feature: np.ndarray
     """Per leaf (rows), the distinct features of its path (root first), padded to the widest leaf with
-    `num_features` (a column the caller drops); `leaf_zero`, their cover fractions (the share of
+    columns past the bias (`num_features + 1 + slot`, dropped by the caller); `leaf_zero`, their cover fractions (the share of
     training rows that follow the path at that feature's splits), padded with 1: a padded feature
     never changes a leaf's game."""
     leaf_zero: np.ndarray
@@ -137,11 +137,11 @@ class TreeTables:
         def run(rows: slice) -> None:
             decisions = _decide_all(matrix[rows], trees.left_if_missing, trees.left_if_zero, trees.categorical_nodes,
                                     *trees._nodes()[2:])
-            block = np.zeros((trees.num_features + 1, decisions.shape[1]))  # features by rows
+            block = np.zeros((trees.num_features + 1 + trees.leaf_feature.shape[1], decisions.shape[1]))
             kernel = _contribution_kernel(trees.leaf_zero.shape[1], trees.step_node.shape[1], decisions.shape[1] > 1)
             kernel(decisions, block, trees.leaf_feature, trees.leaf_zero, trees.step_node, trees.step_left,
                    trees.step_slot, trees.leaf_value, points, weights)
-            out[rows] = block.T
+            out[rows] = block[:trees.num_features + 1].T  # features by rows; padding columns dropped
 
         if len(matrix) >= self.PARALLEL_ROWS:
             half = len(matrix) // 2
@@ -273,7 +273,9 @@ def _padded_paths(paths: list, num_features: int) -> dict[str, np.ndarray]:
     with fixed loop counts serves every leaf."""
     width = max([1, *(len(features) for features, _, _ in paths)])
     depth = max([1, *(len(steps) for _, _, steps in paths)])
-    leaf_feature = np.full((len(paths), width), num_features, dtype=np.int32)
+    # padded slot k writes to column num_features + 1 + k: distinct columns, so the compiler's alias
+    # checks pass and the kernel's loop over rows runs vectorized for every leaf
+    leaf_feature = np.tile(np.arange(num_features + 1, num_features + 1 + width, dtype=np.int32), (len(paths), 1))
     leaf_zero = np.ones((len(paths), width))
     step_node = np.zeros((len(paths), depth), dtype=np.int32)
     step_left = np.zeros((len(paths), depth), dtype=np.int8)
