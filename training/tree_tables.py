@@ -426,13 +426,18 @@ def _contribution_kernel(width: int, depth: int, rows_inner: bool):
     return kernel
 
 
+def _kernel_directories() -> list[Path]:
+    """Where generated kernel modules (and numba's cache of them) go, first writable one wins."""
+    return [Path(__file__).parent / "__pycache__" / "kernels", Path(tempfile.gettempdir()) / "cdp-kernels"]
+
+
 def _compiled_kernel(source: str):
     """The kernel compiled from a module file named by its source's hash, so that numba's on-disk cache
     applies: about 1.5 s of compiling saved in every process that explains (service workers, their
     replacements, `cdp score`). Where no cache directory is writable, compiled in memory."""
     name = "cdp_contribution_kernel_" + hashlib.sha256(source.encode()).hexdigest()[:16]
     module_source = f"import numba\nimport numpy as np\n\n\n@numba.njit(nogil=True, cache=True)\n{source}"
-    for directory in (Path(__file__).parent / "__pycache__" / "kernels", Path(tempfile.gettempdir()) / "cdp-kernels"):
+    for directory in _kernel_directories():
         path = directory / f"{name}.py"
         try:
             if not path.exists() or path.read_text() != module_source:

@@ -140,3 +140,29 @@ def test_leaves_wider_than_the_kernel_takes_are_refused_with_a_reason(booster, m
     assert not tables.can_explain
     with pytest.raises(ValueError, match="pred_contrib"):
         tables.contributions(matrix[:2])
+
+
+def test_kernels_compile_from_a_cached_module_or_in_memory_when_nothing_is_writable(tmp_path, monkeypatch):
+    """Given a generated kernel's source, it is compiled from a module file in the first writable cache
+    directory (so numba's disk cache applies), and in memory when no directory can be written; both
+    kernels compute the same values."""
+    from training import tree_tables
+
+    source = tree_tables._kernel_source(2, 2, rows_inner=False) + "# a source no other test compiles\n"
+    monkeypatch.setattr(tree_tables, "_kernel_directories", lambda: [tmp_path / "kernels"])
+    cached = tree_tables._compiled_kernel(source)
+    assert [p.suffix for p in (tmp_path / "kernels").iterdir() if p.is_file()] == [".py"]
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    monkeypatch.setattr(tree_tables, "_kernel_directories", lambda: [blocked / "kernels"])
+    in_memory = tree_tables._compiled_kernel(source + "# in memory\n")
+    decisions = np.array([[1], [0]], dtype=np.int8)
+    arguments = (np.array([[0, 1]], dtype=np.int32), np.array([[0.5, 0.25]]), np.array([[0, 1]], dtype=np.int32),
+                 np.array([[1, 1]], dtype=np.int8), np.array([[0, 1]], dtype=np.int8), np.array([2.0]),
+                 *tree_tables.quadrature(2)[1:])
+    outputs = [np.zeros((4, 1)), np.zeros((4, 1))]
+    cached(decisions, outputs[0], *arguments)
+    in_memory(decisions, outputs[1], *arguments)
+    assert np.array_equal(outputs[0], outputs[1])
+    # the leaf's game by hand: w({}) = 0.5 * 0.25, w({0}) = 0.25, w({1}) = w({0, 1}) = 0; times the value 2
+    np.testing.assert_allclose(outputs[0][:2, 0], [0.125, -0.375], rtol=0, atol=1e-15)
