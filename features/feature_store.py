@@ -233,9 +233,10 @@ class OnlineFeatureReader:
 
     The feature list still comes from the FeatureServices in the Feast registry (one feature contract
     per model), but it is resolved once, and again only when the registry cache expires and the
-    registry file has changed since (re-reading an unchanged registry stalled one request in 60 s
-    for about 340 ms), instead of on every call; the store returns plain Python values for all views in one query (SQLite) or one
-    MGET (Redis). Several services give one vector: all four cover every view, the full online vector."""
+    registry file has changed since (re-reading an unchanged registry stalled one request in 60 s for
+    about 340 ms), instead of on every call; the store returns plain Python values for all views in one
+    query (SQLite) or one MGET (Redis). Several services give one vector: all four cover every view, the
+    full online vector."""
 
     def __init__(self, store: FeatureStore, services: Sequence[str]):
         online_store = store._get_provider().online_store

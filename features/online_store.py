@@ -119,11 +119,11 @@ def _python_types(table: FeatureView) -> list[Callable[[Any], Any]]:
     Kept per view object (readers hold theirs until the registry refreshes): Feast's type conversion of
     77 fields cost about 0.1 ms of every one-customer read. Looked up by identity: a FeatureView's `==`
     compares its sources field by field (0.1 ms a view), which a WeakKeyDictionary would call."""
-    cached = _TYPES_OF_VIEW.get(id(table))
+    key = id(table)
+    cached = _TYPES_OF_VIEW.get(key)
     if cached is not None and cached[0]() is table:
         return cached[1]
     types = [PYTHON_TYPES.get(PROTO_FIELDS.get(kind, "string_val"), str) for _, kind in _fields(table)]
-    key = id(table)
     _TYPES_OF_VIEW[key] = (weakref.ref(table, lambda _, key=key: _TYPES_OF_VIEW.pop(key, None)), types)
     return types
 

@@ -76,9 +76,9 @@ class Trees:
     """The nodes that split on categories (decided one by one, after the numeric ones)."""
     leaf_feature: np.ndarray
     """Per leaf (rows), the distinct features of its path (root first), padded to the widest leaf with
-    columns past the bias (`num_features + 1 + slot`, dropped by the caller); `leaf_zero`, their cover fractions (the share of
-    training rows that follow the path at that feature's splits), padded with 1: a padded feature
-    never changes a leaf's game."""
+    columns past the bias (`num_features + 1 + slot`, dropped by the caller); `leaf_zero`, their cover
+    fractions (the share of training rows that follow the path at that feature's splits), padded with
+    1: a padded feature never changes a leaf's game."""
     leaf_zero: np.ndarray
     step_node: np.ndarray
     """Per leaf, its path's nodes (global index, root first), whether the path goes left there
@@ -138,7 +138,7 @@ class TreeTables:
                              f"{self.MAX_EXPLAIN_WIDTH}): use LightGBM's pred_contrib")
         matrix = _float_matrix(matrix, trees.num_features)
         out = np.zeros((matrix.shape[0], trees.num_features + 1))
-        _, points, weights = quadrature(trees.leaf_zero.shape[1])
+        points, weights = quadrature(trees.leaf_zero.shape[1])
 
         def run(rows: slice) -> None:
             decisions = _decide_all(matrix[rows], trees.left_if_missing, trees.left_if_zero, trees.categorical_nodes,
@@ -365,8 +365,8 @@ def _decide_all(matrix, left_if_missing, left_if_zero, categorical_nodes, featur
 @numba.njit(nogil=True, cache=True)
 def _raw_scores(matrix, left, right, leaf_value, tree_nodes, tree_leaves, feature, threshold, categorical,
                 default_left, missing, category_start, categories):  # pragma: no cover - compiled
-    """One walk per row and tree. (Reading the missing and zero cases from tables, as `_decide` does for the
-    contributions, made this walk slower: each step waits for the previous one's loads.)"""
+    """One walk per row and tree. (Reading the missing and zero cases from tables, as `_decide_all` does
+    for the contributions, made this walk slower: each step waits for the previous one's loads.)"""
     rows = matrix.shape[0]
     out = np.zeros(rows)
     for row in range(rows):
@@ -400,12 +400,11 @@ def _transform(raw, kind, sigmoid):  # pragma: no cover - compiled
 
 
 @functools.cache
-def quadrature(width: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """Gauss-Legendre points and weights on [0, 1], enough of them to integrate a polynomial of degree
-    `width - 1` exactly (see `_kernel_source`)."""
-    count = max(1, (width + 1) // 2)
-    points, weights = np.polynomial.legendre.leggauss(count)
-    return count, (points + 1) / 2, weights / 2
+def quadrature(width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre points and weights on [0, 1], enough of them (ceil(width / 2)) to integrate a
+    polynomial of degree `width - 1` exactly (see `_kernel_source`)."""
+    points, weights = np.polynomial.legendre.leggauss(max(1, (width + 1) // 2))
+    return (points + 1) / 2, weights / 2
 
 
 _KERNELS: dict[tuple[int, int, bool], object] = {}
@@ -474,29 +473,26 @@ def _kernel_source(width: int, depth: int, rows_inner: bool) -> str:
     closed form this replaced (elementary symmetric polynomials and synthetic division, O(d^2) with a
     branch per feature) took 0.85 ms for the 17,000 leaves of the 599-tree churn model, this 0.34 ms
     for one row and 0.065 ms a row in batches (the loop over rows vectorized)."""
-    count = max(1, (width + 1) // 2)
-    ks, qs = range(width), range(count)
-    rows = "for row in range(decisions.shape[1]):"
-    leaves = "for leaf in range(leaf_value.shape[0]):"
-    outer, inner = (leaves, rows) if rows_inner else (rows, leaves)
-    lines = [
+    ks, qs = range(width), range(len(quadrature(width)[0]))
+    header = [
         "def kernel(decisions, out, leaf_feature, leaf_zero, step_node, step_left, step_slot, leaf_value, points,"
         " weights):",
         *(f"    t{q} = points[{q}]; w{q} = weights[{q}]" for q in qs),
-        f"    {outer}",
-        f"        {inner}" if not rows_inner else "        v = leaf_value[leaf]",
     ]
-    body = [] if rows_inner else ["v = leaf_value[leaf]"]
-    leaf_values = [
+    per_leaf = [  # what the kernel reads once per leaf
+        "v = leaf_value[leaf]",
         *(f"node{s} = step_node[leaf, {s}]; left{s} = step_left[leaf, {s}]; slot{s} = step_slot[leaf, {s}]"
           for s in range(depth)),
         *(f"z{k} = leaf_zero[leaf, {k}]; f{k} = leaf_feature[leaf, {k}]" for k in ks),
     ]
+    rows = "for row in range(decisions.shape[1]):"
+    leaves = "for leaf in range(leaf_value.shape[0]):"
     if rows_inner:
-        lines += [f"        {line}" for line in leaf_values]
-        lines.append(f"        {inner}")
+        loops = [f"    {leaves}", *(f"        {line}" for line in per_leaf), f"        {rows}"]
+        body = []
     else:
-        body += leaf_values
+        loops = [f"    {rows}", f"        {leaves}"]
+        body = list(per_leaf)
     body.append("off = 0")  # bit k set: the row leaves the path at a split on feature k
     body += [f"off |= np.int64(decisions[node{s}, row] ^ left{s}) << slot{s}" for s in range(depth)]
     body += [f"d{k} = 1.0 - ((off >> {k}) & 1) - z{k}" for k in ks]
@@ -509,5 +505,4 @@ def _kernel_source(width: int, depth: int, rows_inner: bool) -> str:
     for k in ks:
         integral = " + ".join(f"w{q} * p{q}_{k} * s{q}_{k}" for q in qs)
         body.append(f"out[f{k}, row] += v * d{k} * ({integral})")
-    lines += [f"            {line}" for line in body]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*header, *loops, *(f"            {line}" for line in body)]) + "\n"

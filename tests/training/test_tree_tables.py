@@ -159,7 +159,7 @@ def test_kernels_compile_from_a_cached_module_or_in_memory_when_nothing_is_writa
     decisions = np.array([[1], [0]], dtype=np.int8)
     arguments = (np.array([[0, 1]], dtype=np.int32), np.array([[0.5, 0.25]]), np.array([[0, 1]], dtype=np.int32),
                  np.array([[1, 1]], dtype=np.int8), np.array([[0, 1]], dtype=np.int8), np.array([2.0]),
-                 *tree_tables.quadrature(2)[1:])
+                 *tree_tables.quadrature(2))
     outputs = [np.zeros((4, 1)), np.zeros((4, 1))]
     cached(decisions, outputs[0], *arguments)
     in_memory(decisions, outputs[1], *arguments)
