@@ -182,6 +182,7 @@ class RecommendationEngine:
         Numpy columns all the way (online read, scores, policy, reasons): for a few customers pandas'
         per-call overhead cost more than the models."""
         from serving.policy import decide
+        from serving.reasons import phrases_from_contributions
 
         context = context or {}
         models = self._models
@@ -193,13 +194,16 @@ class RecommendationEngine:
             return answers
         ids = [customer_ids[i] for i in known]
         features, found = self.online_columns(ids)
-        scores = score_columns(features, models.models)
+        explained = self._explain(features, models)
+        scores = score_columns(features, models.models,
+                               churn_contributions=explained["churn"][0] if "churn" in explained else None)
         decisions = decide(
             {**features, **{k: v for k, v in scores.items() if k != "customer_id"}}, self.settings.policy,
             campaign_id=context.get("campaign_id"), allowed_channels=context.get("allowed_channels"),
             alternatives=True, now=pd.Timestamp.now(tz="UTC"),
         )
-        reasons = self._reasons(features, models)
+        reasons = {task: phrases_from_contributions(models.models[task].encoding.columns, values, encoded)
+                   for task, (values, encoded) in explained.items()}
         for position, index in enumerate(known):
             if not found[position]:
                 answers[index]["customer_id"] = ids[position]
@@ -210,10 +214,10 @@ class RecommendationEngine:
         log.debug("recommend: %d customers in %.1f ms", len(references), (time.perf_counter() - started) * 1000)
         return answers
 
-    def _reasons(self, features: dict[str, np.ndarray], models: LoadedModels) -> dict[str, list[list[str]]]:
-        from serving.reasons import phrases_from_contributions
-
-        reasons = {}
+    def _explain(self, features: dict[str, np.ndarray],
+                 models: LoadedModels) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """Per model with reasons: the SHAP values of each customer and the encoded input they refer to."""
+        explained = {}
         rows = len(features["customer_id"])
         for task in REASON_TASKS:
             model = models.models.get(task)
@@ -223,9 +227,8 @@ class RecommendationEngine:
             if task == "propensity":  # why a contact would work: the e-mail touch, no offer
                 inputs = {**features, "channel": np.full(rows, "email", dtype=object),
                           "offer": np.full(rows, "none", dtype=object)}
-            values, encoded = model.explain_columns(inputs)
-            reasons[task] = phrases_from_contributions(model.encoding.columns, values, encoded)
-        return reasons
+            explained[task] = model.explain_columns(inputs)
+        return explained
 
     def push_events(self, events: pd.DataFrame) -> float:
         """Fresh signals into the online store through the PushSource; returns seconds taken."""

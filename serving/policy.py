@@ -94,7 +94,21 @@ def candidate_actions(columns: Iterable[str], settings: PolicySettings) -> list[
     channel order, the plain channel before its offers (shallowest first). `none` is not listed: it
     is always a candidate and is the baseline. Without `conversion_none` there is no baseline, so
     no contact action can be valued: the list is empty."""
-    columns = list(columns)
+    conversion = tuple(c for c in columns if c.startswith(CONVERSION_PREFIX))
+    key = (id(settings), conversion)
+    cached = _CANDIDATES.get(key)
+    if cached is None or cached[0] is not settings:  # the settings object kept: its id is not reused
+        if len(_CANDIDATES) > 64:
+            _CANDIDATES.clear()
+        cached = _CANDIDATES[key] = (settings, _find_candidate_actions(conversion, settings))
+    return list(cached[1])
+
+
+_CANDIDATES: dict[tuple[int, tuple[str, ...]], tuple[PolicySettings, list[Action]]] = {}
+"""Candidate actions by settings and conversion columns: the same few combinations every request."""
+
+
+def _find_candidate_actions(columns: tuple[str, ...], settings: PolicySettings) -> list[Action]:
     if BASELINE_COLUMN not in columns:
         return []
     by_length = sorted(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import lightgbm
@@ -102,6 +103,10 @@ class FeatureEncoding:
     columns: list[str]
     categories: dict[str, list[str]] = field(default_factory=dict)
 
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.columns)}
+
     @classmethod
     def fit(cls, frame: pd.DataFrame) -> FeatureEncoding:
         categories = {}
@@ -124,28 +129,41 @@ class FeatureEncoding:
         missing = [c for c in self.columns if c not in frame and c not in extra]
         if missing:
             raise KeyError(f"feature columns missing from the input: {', '.join(missing)}")
+        numeric, numeric_names, categorical, derived = self._plan(tuple(extra))
         result = np.empty((feature_rows(frame), len(self.columns)), dtype=float)
-        numeric = [i for i, c in enumerate(self.columns) if c not in self.categories and c not in extra]
         if isinstance(frame, pd.DataFrame):
-            block = frame[[self.columns[i] for i in numeric]]
+            block = frame[numeric_names]
             try:
                 result[:, numeric] = block.to_numpy(dtype=float, na_value=np.nan)
             except (TypeError, ValueError):  # text in a numeric column: what cannot be read is missing
                 result[:, numeric] = block.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         else:
             try:  # one conversion for all numeric columns; column by column only if one holds text
-                result[:, numeric] = np.array([frame[self.columns[i]] for i in numeric], dtype=float).T
+                result[:, numeric] = np.array([frame[name] for name in numeric_names], dtype=float).T
             except (TypeError, ValueError):
-                for index in numeric:
-                    result[:, index] = _floats(frame[self.columns[index]])
-        for index, column in enumerate(self.columns):
-            if column in extra:
-                result[:, index] = extra[column]
-            elif column in self.categories:
-                values = frame[column]
-                values = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.asarray(values, dtype=object)
-                result[:, index] = self._codes(column, values)
+                for index, name in zip(numeric, numeric_names, strict=True):
+                    result[:, index] = _floats(frame[name])
+        for index, column in derived:
+            result[:, index] = extra[column]
+        for index, column in categorical:
+            values = frame[column]
+            values = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.asarray(values, dtype=object)
+            result[:, index] = self._codes(column, values)
         return result
+
+    def _plan(self, derived_names: tuple[str, ...]) -> tuple:
+        """Which positions are numeric, categorical or derived, worked out once per set of derived
+        columns (a one-customer request pays for every Python step here)."""
+        plans = self.__dict__.setdefault("_plans", {})
+        plan = plans.get(derived_names)
+        if plan is None:
+            derived = set(derived_names)
+            numeric = [i for i, c in enumerate(self.columns) if c not in self.categories and c not in derived]
+            plan = plans[derived_names] = (
+                numeric, [self.columns[i] for i in numeric],
+                [(i, c) for i, c in enumerate(self.columns) if c in self.categories and c not in derived],
+                [(i, c) for i, c in enumerate(self.columns) if c in derived])
+        return plan
 
     def _codes(self, column: str, values: np.ndarray) -> np.ndarray:
         """Category codes; a level unseen in training scores like a missing value, not as an unknown code."""
@@ -172,6 +190,27 @@ class FeatureEncoding:
             else:
                 encoded[column] = matrix[:, index]
         return pd.DataFrame(encoded, index=row_index)
+
+
+class EncodedColumns(Mapping):
+    """An encoded input read by column name: numbers as they are, categories as their level names."""
+
+    def __init__(self, encoding: FeatureEncoding, encoded: np.ndarray):
+        self.encoding, self.encoded, self.positions = encoding, encoded, encoding.positions
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        values = self.encoded[:, self.positions[column]]
+        levels = self.encoding.categories.get(column)
+        return values if levels is None else np.asarray(levels, dtype=object)[values.astype(int)]
+
+    def __contains__(self, column: object) -> bool:
+        return column in self.positions
+
+    def __iter__(self):
+        return iter(self.encoding.columns)
+
+    def __len__(self) -> int:
+        return len(self.encoding.columns)
 
 
 def add_touch_features(frame: pd.DataFrame, channels: Sequence[str] = TOUCH_CHANNELS) -> pd.DataFrame:
@@ -229,7 +268,7 @@ def touch_features(frame: Features, channels: Sequence[str] = TOUCH_CHANNELS) ->
                np.array(["none" if _is_missing(c) else c for c in given], dtype=object))
     added = {f"touch_{c}": (channel == c).astype(float) for c in channels}
     added["touch_offer_depth"] = offer_depths(feature_values(frame, "offer")) if "offer" in frame else np.zeros(rows)
-    levels = pd.unique(channel)
+    levels = pd.unique(channel) if rows >= DISTINCT_ROWS else dict.fromkeys(channel.tolist())
     for name in TOUCH_CHANNEL_FEATURES:
         values = np.full(rows, np.nan)
         for level in levels:
@@ -237,7 +276,7 @@ def touch_features(frame: Features, channels: Sequence[str] = TOUCH_CHANNELS) ->
             if column in frame:
                 chosen = channel == level
                 source = feature_values(frame, column)[chosen]
-                values[chosen] = source if source.dtype.kind in "biuf" else pd.to_numeric(source, errors="coerce")
+                values[chosen] = source if source.dtype.kind in "biuf" else _floats(source)
         added[f"touched_{name}"] = values
     return added
 
@@ -328,15 +367,24 @@ class CustomerModel:
             scores = self.calibration.apply(scores)
         return np.asarray(scores, dtype=float)
 
+    def predict_from_contributions(self, contributions: np.ndarray) -> np.ndarray | None:
+        """`predict` for the rows whose SHAP values these are (`contribution_values`: one column per
+        input plus the bias), or None when the model is not one booster with a plain binary link.
+        The values sum to the booster's raw score, so a caller that explains anyway skips a second
+        pass over the trees; the result equals `predict` to float rounding (tested)."""
+        booster = next(iter(self.boosters.values()))
+        if self.variant != "classifier" or len(self.boosters) != 1 or not _plain_binary(booster):
+            return None
+        probabilities = 1.0 / (1.0 + np.exp(-np.asarray(contributions, dtype=float).sum(axis=1)))
+        return self.calibration.apply(probabilities) if self.calibration is not None else probabilities
+
     def predict_touches(self, features: Features, rows: np.ndarray, channels: Sequence[str],
                         offers: Sequence[str]) -> np.ndarray:
         """Propensity of the pairs (customer at `rows[i]` of `features`, contact `channels[i]` with
         `offers[i]`): the same numbers as `predict` on the stacked frame of those rows with channel
         and offer set, but each customer's columns are encoded once, not once per candidate contact."""
         rows = np.asarray(rows, dtype=np.int64)
-        count = feature_rows(features)
-        derived = touch_features({"channel": np.array(["none"] * count, dtype=object)}, self.channels)
-        encoded = self.encoding.matrix(features, {c: np.zeros(count) for c in derived})[rows]
+        encoded = self._no_contact_matrix(features)[rows]
         touches: dict[str, np.ndarray] = {"channel": np.asarray(channels, dtype=object),
                                           "offer": np.asarray(offers, dtype=object)}
         for channel in dict.fromkeys(touches["channel"].tolist()):
@@ -344,10 +392,20 @@ class CustomerModel:
                 column = f"{channel}_{name}"
                 if column in features:
                     touches[column] = feature_values(features, column)[rows]
-        positions = {c: i for i, c in enumerate(self.encoding.columns)}
+        positions = self.encoding.positions
         for column, values in touch_features(touches, self.channels).items():
             encoded[:, positions[column]] = values
         return self.predict_encoded(encoded)
+
+    def predict_no_contact(self, features: Features) -> np.ndarray:
+        """Propensity without a contact for every customer: `predict_touches` with channel and offer
+        `none` throughout, in one encoding pass."""
+        return self.predict_encoded(self._no_contact_matrix(features))
+
+    def _no_contact_matrix(self, features: Features) -> np.ndarray:
+        count = feature_rows(features)
+        return self.encoding.matrix(features, touch_features({"channel": np.full(count, "none", dtype=object)},
+                                                             self.channels))
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-row, per-feature contributions (log-odds or raw units) of the main booster, plus `bias`."""
@@ -360,17 +418,13 @@ class CustomerModel:
                                      index=frame.index)
         return contributions, self.encoding.frame_of(encoded, frame.index)
 
-    def explain_columns(self, features: Features) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def explain_columns(self, features: Features) -> tuple[np.ndarray, Mapping[str, np.ndarray]]:
         """`explain` without DataFrames: the contributions matrix (columns `encoding.columns` then
-        bias) and the encoded input by column, categories named (for a few rows, the frames cost
-        more than the contributions)."""
+        bias) and the encoded input by column, categories named, each column built when first read
+        (for a few rows, the frames cost more than the contributions; reason phrases read a handful
+        of the columns)."""
         encoded = self._matrix(features)
-        named: dict[str, np.ndarray] = {}
-        for index, column in enumerate(self.encoding.columns):
-            levels = self.encoding.categories.get(column)
-            named[column] = (np.asarray(levels, dtype=object)[encoded[:, index].astype(int)] if levels is not None
-                             else encoded[:, index])
-        return self.contribution_values(encoded), named
+        return self.contribution_values(encoded), EncodedColumns(self.encoding, encoded)
 
     def contribution_values(self, encoded: np.ndarray) -> np.ndarray:
         """Exact per-row SHAP values of the main booster for an encoded input (training/tree_tables.py:
@@ -389,6 +443,11 @@ def _predict_booster(booster: lightgbm.Booster, encoded: np.ndarray) -> np.ndarr
     if forest is not None:
         return predict_compiled(forest, encoded)
     return booster.predict(encoded, num_threads=_threads_for(len(encoded)))
+
+
+def _plain_binary(booster: lightgbm.Booster) -> bool:
+    """A binary objective with LightGBM's default sigmoid (what `fit_classifier` trains)."""
+    return booster.params.get("objective") == "binary" and float(booster.params.get("sigmoid", 1.0)) == 1.0
 
 
 def _threads_for(rows: int) -> int:

@@ -52,12 +52,18 @@ def score_features(features: pd.DataFrame, models: dict[str, CustomerModel],
 
 
 def score_columns(features: Features, models: dict[str, CustomerModel],
-                  eligible_channels: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
+                  eligible_channels: pd.DataFrame | None = None,
+                  churn_contributions: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """`score_features` as numpy columns; `features` may be numpy columns by name too (the service
-    scores a few customers without building DataFrames)."""
+    scores a few customers without building DataFrames). `churn_contributions`: the churn model's
+    SHAP values for these rows, when the caller explains them anyway (the service's reasons); the
+    churn probability is then read from them instead of from a second pass over the trees."""
     scores: dict[str, np.ndarray] = {"customer_id": feature_values(features, "customer_id")}
     if "churn" in models:
-        scores["churn_probability"] = models["churn"].predict(features)
+        churn = None
+        if churn_contributions is not None:
+            churn = models["churn"].predict_from_contributions(churn_contributions)
+        scores["churn_probability"] = models["churn"].predict(features) if churn is None else churn
     if "clv" in models:
         scores["clv"] = models["clv"].predict(features)
     if "propensity" in models:
@@ -70,8 +76,7 @@ def score_columns(features: Features, models: dict[str, CustomerModel],
         if _averages_decide(model, actions):
             # Full shrinkage: a contact's uplift is its average, so only P(none) is predicted and every
             # wanted (customer, contact) pair starts from it; shrink_uplifts adds the average.
-            probabilities[:, 0] = model.predict_touches(features, np.arange(count), [NO_CONTACT] * count,
-                                                        [NO_CONTACT] * count)
+            probabilities[:, 0] = model.predict_no_contact(features)
             probabilities[rows, positions] = probabilities[rows, 0]
         else:
             probabilities[rows, positions] = model.predict_touches(

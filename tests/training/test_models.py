@@ -92,6 +92,24 @@ def test_contributions_add_up_to_the_raw_score(churn_model):
     np.testing.assert_allclose(contributions.sum(axis=1), raw, rtol=1e-6)
 
 
+def test_a_probability_read_from_contributions_equals_the_prediction(churn_model):
+    # Given: the SHAP values the service computes for its reason phrases
+    frame, _ = churn_frame(200, 13)
+    values, _ = churn_model.explain_columns({c: frame[c].to_numpy() for c in frame})
+    # When: the churn probability is read from them instead of from the trees
+    from_contributions = churn_model.predict_from_contributions(values)
+    # Then: the same calibrated probabilities, to float rounding
+    np.testing.assert_allclose(from_contributions, churn_model.predict(frame), rtol=0, atol=1e-12)
+
+
+def test_a_two_part_model_is_not_read_from_contributions():
+    rng = np.random.default_rng(14)
+    frame = pd.DataFrame({"net_revenue_365d": rng.gamma(1, 200, 1500), "orders_365d": rng.poisson(3, 1500).astype(float)})
+    value = np.where(rng.random(1500) < 0.4, frame["net_revenue_365d"], 0.0)
+    two_part = fit_value_models(frame[:1000], value[:1000], frame[1000:], FAST, value[1000:], "clv_v1")["two_part"]
+    assert two_part.predict_from_contributions(two_part.contributions(frame[:5]).to_numpy()) is None
+
+
 def test_touch_features_copy_the_touched_channel():
     frame = pd.DataFrame({"channel": ["email", "sms", "none"], "email_open_rate_90d": [0.5, 0.4, 0.3],
                           "sms_open_rate_90d": [0.1, 0.2, 0.9]})
