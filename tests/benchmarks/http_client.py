@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 TIMEOUT_SECONDS = 10.0
@@ -124,3 +124,44 @@ class ConnectionPool:
         for connection in self.idle:
             connection.close()
         self.idle.clear()
+
+
+async def open_loop_records(url: str, bodies: Sequence[dict], token: str, rate: float, seconds: float,
+                            during: Callable[[float], None] | None = None) -> list[dict]:
+    """Requests dispatched on a fixed schedule (`rate` per second for `seconds`; not when the previous
+    one ends, so a slow server shows), each recorded as {at, ms, late_ms, error}:
+    - `ms`: from the moment the request is handed to the pool to its whole response. Waiting for a
+      free connection counts (the pool holds at most 200), so the client's queue is in it;
+    - `late_ms`: how long after its scheduled time the request was handed over. asyncio sleeps in
+      whole milliseconds (epoll's timeout), so this client dispatches about 0.7 ms late at p50 on
+      this machine; that is the client's timer, not the service, and is reported, not added;
+    - `at`: the scheduled offset in seconds; `during(elapsed)` runs between dispatches (fault injection).
+    """
+    host, port, path = split_url(url)
+    requests = encode_requests(host, port, path, bodies, token)
+    pool = ConnectionPool(host, port, limit=200)
+    records: list[dict] = []
+
+    async def one(request: bytes, scheduled: float, offset: float) -> None:
+        dispatched = time.perf_counter()
+        error = None
+        try:
+            status, _ = await pool.send(request)
+            error = None if status == 200 else f"HTTP {status}"
+        except ResponseError as failure:
+            error = str(failure).partition(":")[0] or "ResponseError"
+        records.append({"at": offset, "ms": (time.perf_counter() - dispatched) * 1000,
+                        "late_ms": (dispatched - scheduled) * 1000, "error": error})
+
+    tasks, begin = [], time.perf_counter()
+    for index in range(int(rate * seconds)):
+        scheduled = begin + index / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if during is not None:
+            during(time.perf_counter() - begin)
+        tasks.append(asyncio.create_task(one(requests[index % len(requests)], scheduled, scheduled - begin)))
+    await asyncio.gather(*tasks)
+    pool.close()
+    return records

@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from tests.benchmarks.http_client import ConnectionPool, ResponseError, encode_requests, split_url
-from tests.benchmarks.serving import TOKEN, free_port, summarize
+from tests.benchmarks.http_client import open_loop_records
+from tests.benchmarks.serving import TOKEN, free_port, summarize_records
 
 P99_BAR_MS = 15.0
 KILLED_ERROR_BAR = 0.001
@@ -140,43 +140,6 @@ class BusyElsewhere:
         self.cores = round(max(total - mine, 0.0) / elapsed, 2) if elapsed > 0 else None
 
 
-async def paced_load(url: str, bodies: list[dict], rate: float, seconds: float, during=None) -> list[dict]:
-    """Requests on a fixed schedule (`rate` per second for `seconds`), each recorded with its start
-    time, latency and outcome; `during(elapsed)` is called between sends (the fault injection)."""
-    records: list[dict] = []
-    host, port, path = split_url(url)
-    requests = encode_requests(host, port, path, bodies, TOKEN)
-    pool = ConnectionPool(host, port, limit=100)
-
-    async def one(request: bytes, scheduled: float, offset: float) -> None:
-        try:
-            status, _ = await pool.send(request)
-            error = None if status == 200 else f"HTTP {status}"
-        except ResponseError as failure:
-            error = str(failure).partition(":")[0]
-        # latency from the scheduled start: queueing counts
-        records.append({"at": offset, "ms": (time.perf_counter() - scheduled) * 1000, "error": error})
-
-    tasks, begin = [], time.perf_counter()
-    for index in range(int(rate * seconds)):
-        scheduled = begin + index / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if during is not None:
-            during(time.perf_counter() - begin)
-        tasks.append(asyncio.create_task(one(requests[index % len(requests)], scheduled, scheduled - begin)))
-    await asyncio.gather(*tasks)
-    pool.close()
-    return records
-
-
-def summary_of(records: list[dict]) -> dict:
-    seconds = max((r["at"] + r["ms"] / 1000 for r in records), default=0.0)
-    ok = [r["ms"] for r in records if r["error"] is None]
-    return summarize(ok, sum(r["error"] is not None for r in records), seconds)
-
-
 def single_customer_bodies(workspace: Path, count: int = 2000) -> list[dict]:
     ids = pd.read_parquet(workspace / "data" / "outputs" / "identity_map.parquet", columns=["customer_id"])
     customers = ids["customer_id"].drop_duplicates().sample(count, replace=True, random_state=1).tolist()
@@ -190,9 +153,9 @@ def steady_and_killed(workspace: Path, rate: float, seconds: float, kill_seconds
     server = start_server(workspace, port, workers)
     try:
         wait_for(f"http://127.0.0.1:{port}/readyz", server)
-        asyncio.run(paced_load(url, bodies, 20, 5))  # warm-up
+        asyncio.run(open_loop_records(url, bodies, TOKEN, 20, 5))  # warm-up
         with BusyElsewhere(server) as busy:
-            steady = summary_of(asyncio.run(paced_load(url, bodies, rate, seconds)))
+            steady = summarize_records(asyncio.run(open_loop_records(url, bodies, TOKEN, rate, seconds)))
         steady |= {"target_rate": rate, "cores_busy_elsewhere": busy.cores,
                    "bar": {"errors": 0, "p99_ms": P99_BAR_MS},
                    "meets_bar": steady["errors"] == 0 and (steady["p99_ms"] or 1e9) <= P99_BAR_MS}
@@ -206,7 +169,7 @@ def steady_and_killed(workspace: Path, rate: float, seconds: float, kill_seconds
                 killed.update(pid=before[0], at=elapsed, wall=time.time())
 
         with BusyElsewhere(server) as busy:
-            records = asyncio.run(paced_load(url, bodies, rate, kill_seconds, during=kill_one))
+            records = asyncio.run(open_loop_records(url, bodies, TOKEN, rate, kill_seconds, during=kill_one))
         replaced_after = None
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -218,7 +181,7 @@ def steady_and_killed(workspace: Path, rate: float, seconds: float, kill_seconds
         failures = [r for r in records if r["error"] is not None]
         last_failure = max((r["at"] for r in failures), default=None)
         after_kill = [r for r in records if killed and r["at"] >= killed["at"]]
-        worker_killed = summary_of(records) | {
+        worker_killed = summarize_records(records) | {
             "target_rate": rate, "workers": len(before), "killed_pid": killed.get("pid"),
             "killed_at_s": round(killed["at"], 1) if killed else None,
             "error_rate": round(len(failures) / max(len(records), 1), 5),

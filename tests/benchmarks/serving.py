@@ -27,9 +27,9 @@ import pandas as pd
 
 from tests.benchmarks.http_client import (
     Connection,
-    ConnectionPool,
     ResponseError,
     encode_requests,
+    open_loop_records,
     split_url,
 )
 
@@ -113,36 +113,25 @@ def summarize(latencies_ms: list[float], errors: int, seconds: float) -> dict:
             "max_ms": round(float(series.max()), 2) if len(series) else None}
 
 
+def summarize_records(records: list[dict]) -> dict:
+    """`summarize` of `open_loop_records`' records, plus the client's own dispatch delay and the
+    latencies counted from the scheduled times (what they would be with that delay added)."""
+    ok = [r for r in records if r["error"] is None]
+    seconds = max((r["at"] + (r["late_ms"] + r["ms"]) / 1000 for r in records), default=0.0)
+    summary = summarize([r["ms"] for r in ok], len(records) - len(ok), seconds)
+    if ok:
+        from_schedule = np.asarray([r["ms"] + r["late_ms"] for r in ok])
+        late = np.asarray([r["late_ms"] for r in records])
+        summary |= {"from_schedule_p50_ms": round(float(np.percentile(from_schedule, 50)), 2),
+                    "from_schedule_p99_ms": round(float(np.percentile(from_schedule, 99)), 2),
+                    "dispatch_late_p50_ms": round(float(np.percentile(late, 50)), 2),
+                    "dispatch_late_p99_ms": round(float(np.percentile(late, 99)), 2)}
+    return summary
+
+
 async def open_loop(url: str, bodies: list[dict], rate: float, seconds: float) -> dict:
     """Requests start on a fixed schedule (not when the previous one ends), so a slow server shows."""
-    latencies, errors = [], 0
-    host, port, path = split_url(url)
-    requests = encode_requests(host, port, path, bodies, TOKEN)
-    pool = ConnectionPool(host, port, limit=200)
-
-    async def one(request: bytes, scheduled: float):
-        nonlocal errors
-        try:
-            status, _ = await pool.send(request)
-        except ResponseError:
-            errors += 1
-            return
-        if status != 200:
-            errors += 1
-            return
-        latencies.append((time.perf_counter() - scheduled) * 1000)  # from the scheduled start: queueing counts
-
-    tasks, begin = [], time.perf_counter()
-    total = int(rate * seconds)
-    for index in range(total):
-        scheduled = begin + index / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(requests[index % len(requests)], scheduled)))
-    await asyncio.gather(*tasks)
-    pool.close()
-    return summarize(latencies, errors, time.perf_counter() - begin)
+    return summarize_records(await open_loop_records(url, bodies, TOKEN, rate, seconds))
 
 
 CONNECT_SPACING_SECONDS = 0.02
