@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
 import pandas as pd
 from feast import Entity, FeatureView, RepoConfig
 from feast import utils as feast_utils
@@ -128,10 +129,22 @@ def _python_types(table: FeatureView) -> list[Callable[[Any], Any]]:
     return types
 
 
+def _load_payload(payload: str | bytes) -> Any:
+    """A stored JSON payload, parsed by orjson (about 4x faster on arrays of numbers); Python's
+    parser for the non-standard Infinity that json.dumps writes for an infinite value."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return json.loads(payload)
+
+
 def _python_values(values: list, types: list[Callable[[Any], Any]]) -> list:
     """A stored JSON array as Feast would return it; fields missing from an older payload are None."""
-    return [None if value is None else cast(value) for cast, value in
-            zip(types, values + [None] * (len(types) - len(values)), strict=False)]
+    if len(values) < len(types):
+        values = values + [None] * (len(types) - len(values))
+    # most stored values already have their type (a float field's JSON number is a float)
+    return [value if value is None or value.__class__ is cast else cast(value)
+            for cast, value in zip(types, values, strict=False)]
 
 
 class PackedSqliteOnlineStore(SqliteOnlineStore):
@@ -249,7 +262,7 @@ class PackedSqliteOnlineStore(SqliteOnlineStore):
             query = " UNION ALL ".join(f"SELECT {i}, entity_key, payload FROM {name} WHERE entity_key IN ({marks})"
                                        for i, name in enumerate(names))
             for position, key, payload in conn.execute(query, part * len(tables)).fetchall():
-                result[position][by_key[key]] = _python_values(json.loads(payload), types[position])
+                result[position][by_key[key]] = _python_values(_load_payload(payload), types[position])
         return result
 
 
@@ -389,7 +402,7 @@ class PackedRedisOnlineStore(RedisOnlineStore):
             types = _python_types(table)
             for customer, raw in zip(customers, raw_values[position * len(keys):(position + 1) * len(keys)], strict=True):
                 if raw is not None:
-                    result[position][customer] = _python_values(json.loads(raw)["v"], types)
+                    result[position][customer] = _python_values(_load_payload(raw)["v"], types)
         return result
 
     def delete_customers(self, config: RepoConfig, tables: Sequence[FeatureView], customer_ids: Sequence[str]) -> int:

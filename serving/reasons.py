@@ -54,10 +54,10 @@ class _Columns:
         self.frame, self.cache = frame, {}
 
     def value(self, name: str, position: int) -> Any:
-        if name not in self.cache:
+        column = self.cache.get(name, self)
+        if column is self:  # first use: the column as a list of Python values (read per row faster)
             column = self.frame.get(name)
-            self.cache[name] = column.to_numpy() if isinstance(column, pd.Series) else column
-        column = self.cache[name]
+            column = self.cache[name] = None if column is None else np.asarray(column).tolist()
         if column is None:
             return None
         value = column[position]
@@ -68,6 +68,8 @@ def _missing(value: Any) -> bool:
     """None, NaN, pd.NA, or the level a model's encoding gives a missing category."""
     if value is None or value is pd.NA or (isinstance(value, str) and value == MISSING_CATEGORY):
         return True
+    if isinstance(value, float):
+        return value != value
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
@@ -483,17 +485,26 @@ def phrases_from_contributions(
     strength = {"up": values, "down": -values, "abs": np.abs(values)}[direction]
     strength = np.where(np.isfinite(strength), strength, 0.0)
     columns = _Columns(features)
+    # Every row ranked at once, strongest first (ties by column); rows are then walked as Python
+    # lists over the first few places, the whole ranking only where repeated phrases use them up.
+    order = np.argsort(-strength, axis=1, kind="stable")
+    positive = np.take_along_axis(strength, order, axis=1) > 0
+    places = min(order.shape[1], 2 * top + 2)
+    first_order, first_positive = order[:, :places].tolist(), positive[:, :places].tolist()
     result = []
     for position in range(len(values)):
         row, chosen = _Row(columns, position), []
-        # the strongest first; a partial sort is enough for `top` phrases (more if some repeat)
-        candidates = np.flatnonzero(strength[position] > 0)
-        order = candidates[np.argsort(-strength[position, candidates], kind="stable")]
-        for index in order:
-            if len(chosen) == top:
+        ranked, usable, place = first_order[position], first_positive[position], 0
+        while len(chosen) < top:
+            if place == len(ranked):
+                if place == order.shape[1]:
+                    break
+                ranked, usable = order[position].tolist(), positive[position].tolist()
+            if not usable[place]:
                 break
-            text = _phrase(names[index], row)
+            text = _phrase(names[ranked[place]], row)
             if text not in chosen:
                 chosen.append(text)
+            place += 1
         result.append(chosen)
     return result

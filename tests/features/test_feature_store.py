@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import shutil
 import socket
 import subprocess
@@ -263,3 +264,17 @@ def test_the_fast_frame_equals_what_pandas_builds(length):
     columns = columns or {"customer_id": [], "empty": []}
     # Then the block-built frame equals pandas' own, dtypes included
     pd.testing.assert_frame_equal(_frame(columns), pd.DataFrame(columns))
+
+
+def test_stored_payloads_read_back_with_the_types_feast_gives():
+    # Given payloads as the packed store writes them: json.dumps, so an infinite value is `Infinity`
+    from features.online_store import _load_payload, _python_values
+
+    types = [float, int, str, bool, float]
+    payload = json.dumps([0, 3, "gold", True, float("inf")])
+    # When they are read back (a short, older payload too)
+    values = _python_values(_load_payload(payload), types)
+    older = _python_values(_load_payload(json.dumps([1.5, 2])), types)
+    # Then numbers take the field's type, the infinite value survives, missing fields are None
+    assert values == [0.0, 3, "gold", True, float("inf")] and type(values[0]) is float
+    assert older == [1.5, 2, None, None, None]
