@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -217,7 +217,7 @@ class RecommendationEngine:
         return answers
 
     def _explain(self, features: dict[str, np.ndarray],
-                 models: LoadedModels) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+                 models: LoadedModels) -> dict[str, tuple[np.ndarray, Mapping[str, np.ndarray]]]:
         """Per model with reasons: the SHAP values of each customer and the encoded input they refer to."""
         explained = {}
         rows = len(features["customer_id"])
