@@ -403,9 +403,14 @@ class CustomerModel:
         return self.predict_encoded(self._no_contact_matrix(features))
 
     def _no_contact_matrix(self, features: Features) -> np.ndarray:
+        """The encoded input with channel and offer `none`; the no-contact columns (`none_*`, e.g. the
+        response rate when held out) are copied into `touched_*` as for any channel."""
         count = feature_rows(features)
-        return self.encoding.matrix(features, touch_features({"channel": np.full(count, "none", dtype=object)},
-                                                             self.channels))
+        touch: dict[str, np.ndarray] = {"channel": np.full(count, "none", dtype=object)}
+        for name in TOUCH_CHANNEL_FEATURES:
+            if f"none_{name}" in features:
+                touch[f"none_{name}"] = feature_values(features, f"none_{name}")
+        return self.encoding.matrix(features, touch_features(touch, self.channels))
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-row, per-feature contributions (log-odds or raw units) of the main booster, plus `bias`."""

@@ -160,14 +160,18 @@ def test_no_scored_action_is_worth_less_than_no_contact():
 
 
 def propensity_example(seed: int = 13, rows: int = 6000) -> tuple[pd.DataFrame, np.ndarray]:
-    """Touches where e-mail helps customers who click e-mails and nothing else helps anyone."""
+    """Touches where e-mail helps customers who click e-mails and nothing else helps anyone; without a
+    contact, customers who bought when held out before (`none_response_rate_365d`, which the model
+    reads as `touched_response_rate_365d` for no contact) buy more."""
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({
         "customer_id": [f"C{i}" for i in range(rows)],
         "email_click_rate_90d": rng.random(rows), "days_since_last_order": rng.exponential(50, rows),
+        "none_response_rate_365d": rng.random(rows),
         "channel": rng.choice(["none", "email", "push"], rows), "offer": "none",
     })
     boost = np.where(frame["channel"] == "email", 0.2 * frame["email_click_rate_90d"], 0.0)
+    boost += np.where(frame["channel"] == "none", 0.1 * frame["none_response_rate_365d"], 0.0)
     labels = (rng.random(rows) < 0.1 + 0.1 * (frame["days_since_last_order"] < 30) + boost).astype(float)
     return frame, labels
 
