@@ -54,10 +54,10 @@ class _Columns:
         self.frame, self.cache = frame, {}
 
     def value(self, name: str, position: int) -> Any:
-        column = self.cache.get(name, self)
-        if column is self:  # first use: the column as a list of Python values (read per row faster)
+        if name not in self.cache:  # the column as a list of Python values (read per row faster)
             column = self.frame.get(name)
-            column = self.cache[name] = None if column is None else np.asarray(column).tolist()
+            self.cache[name] = None if column is None else np.asarray(column).tolist()
+        column = self.cache[name]
         if column is None:
             return None
         value = column[position]
@@ -485,26 +485,17 @@ def phrases_from_contributions(
     strength = {"up": values, "down": -values, "abs": np.abs(values)}[direction]
     strength = np.where(np.isfinite(strength), strength, 0.0)
     columns = _Columns(features)
-    # Every row ranked at once, strongest first (ties by column); rows are then walked as Python
-    # lists over the first few places, the whole ranking only where repeated phrases use them up.
+    # Every row ranked at once, strongest first (ties by column), then walked as Python lists.
     order = np.argsort(-strength, axis=1, kind="stable")
     positive = np.take_along_axis(strength, order, axis=1) > 0
-    places = min(order.shape[1], 2 * top + 2)
-    first_order, first_positive = order[:, :places].tolist(), positive[:, :places].tolist()
     result = []
-    for position in range(len(values)):
+    for position, (ranked, usable) in enumerate(zip(order.tolist(), positive.tolist(), strict=True)):
         row, chosen = _Row(columns, position), []
-        ranked, usable, place = first_order[position], first_positive[position], 0
-        while len(chosen) < top:
-            if place == len(ranked):
-                if place == order.shape[1]:
-                    break
-                ranked, usable = order[position].tolist(), positive[position].tolist()
-            if not usable[place]:
+        for index, contributes in zip(ranked, usable, strict=True):
+            if len(chosen) == top or not contributes:
                 break
-            text = _phrase(names[ranked[place]], row)
+            text = _phrase(names[index], row)
             if text not in chosen:
                 chosen.append(text)
-            place += 1
         result.append(chosen)
     return result

@@ -107,6 +107,11 @@ class FeatureEncoding:
     def positions(self) -> dict[str, int]:
         return {c: i for i, c in enumerate(self.columns)}
 
+    @cached_property
+    def _plans(self) -> dict[tuple[str, ...], tuple]:
+        """`_plan` by the names of the derived columns."""
+        return {}
+
     @classmethod
     def fit(cls, frame: pd.DataFrame) -> FeatureEncoding:
         categories = {}
@@ -154,12 +159,11 @@ class FeatureEncoding:
     def _plan(self, derived_names: tuple[str, ...]) -> tuple:
         """Which positions are numeric, categorical or derived, worked out once per set of derived
         columns (a one-customer request pays for every Python step here)."""
-        plans = self.__dict__.setdefault("_plans", {})
-        plan = plans.get(derived_names)
+        plan = self._plans.get(derived_names)
         if plan is None:
             derived = set(derived_names)
             numeric = [i for i, c in enumerate(self.columns) if c not in self.categories and c not in derived]
-            plan = plans[derived_names] = (
+            plan = self._plans[derived_names] = (
                 numeric, [self.columns[i] for i in numeric],
                 [(i, c) for i, c in enumerate(self.columns) if c in self.categories and c not in derived],
                 [(i, c) for i, c in enumerate(self.columns) if c in derived])
@@ -385,15 +389,8 @@ class CustomerModel:
         and offer set, but each customer's columns are encoded once, not once per candidate contact."""
         rows = np.asarray(rows, dtype=np.int64)
         encoded = self._no_contact_matrix(features)[rows]
-        touches: dict[str, np.ndarray] = {"channel": np.asarray(channels, dtype=object),
-                                          "offer": np.asarray(offers, dtype=object)}
-        for channel in dict.fromkeys(touches["channel"].tolist()):
-            for name in TOUCH_CHANNEL_FEATURES:
-                column = f"{channel}_{name}"
-                if column in features:
-                    touches[column] = feature_values(features, column)[rows]
         positions = self.encoding.positions
-        for column, values in touch_features(touches, self.channels).items():
+        for column, values in touch_features(_touch_inputs(features, rows, channels, offers), self.channels).items():
             encoded[:, positions[column]] = values
         return self.predict_encoded(encoded)
 
@@ -403,14 +400,10 @@ class CustomerModel:
         return self.predict_encoded(self._no_contact_matrix(features))
 
     def _no_contact_matrix(self, features: Features) -> np.ndarray:
-        """The encoded input with channel and offer `none`; the no-contact columns (`none_*`, e.g. the
-        response rate when held out) are copied into `touched_*` as for any channel."""
-        count = feature_rows(features)
-        touch: dict[str, np.ndarray] = {"channel": np.full(count, "none", dtype=object)}
-        for name in TOUCH_CHANNEL_FEATURES:
-            if f"none_{name}" in features:
-                touch[f"none_{name}"] = feature_values(features, f"none_{name}")
-        return self.encoding.matrix(features, touch_features(touch, self.channels))
+        """The encoded input with channel and offer `none` for every customer."""
+        none = np.full(feature_rows(features), "none", dtype=object)
+        return self.encoding.matrix(features, touch_features(_touch_inputs(features, slice(None), none, none),
+                                                             self.channels))
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-row, per-feature contributions (log-odds or raw units) of the main booster, plus `bias`."""
@@ -448,6 +441,21 @@ def _predict_booster(booster: lightgbm.Booster, encoded: np.ndarray) -> np.ndarr
     if forest is not None:
         return predict_compiled(forest, encoded)
     return booster.predict(encoded, num_threads=_threads_for(len(encoded)))
+
+
+def _touch_inputs(features: Features, rows: np.ndarray | slice, channels: Sequence[str],
+                  offers: Sequence[str]) -> dict[str, np.ndarray]:
+    """What `touch_features` reads for contacts on `channels` with `offers` of the customers at `rows`:
+    the channel, the offer, and each named channel's own engagement columns (`none_*` for no contact,
+    e.g. the response rate when held out)."""
+    touches: dict[str, np.ndarray] = {"channel": np.asarray(channels, dtype=object),
+                                      "offer": np.asarray(offers, dtype=object)}
+    for channel in dict.fromkeys(touches["channel"].tolist()):
+        for name in TOUCH_CHANNEL_FEATURES:
+            column = f"{channel}_{name}"
+            if column in features:
+                touches[column] = feature_values(features, column)[rows]
+    return touches
 
 
 def _plain_binary(booster: lightgbm.Booster) -> bool:

@@ -144,7 +144,6 @@ async def open_loop_records(url: str, bodies: Sequence[dict], token: str, rate: 
 
     async def one(request: bytes, scheduled: float, offset: float) -> None:
         dispatched = time.perf_counter()
-        error = None
         try:
             status, _ = await pool.send(request)
             error = None if status == 200 else f"HTTP {status}"
