@@ -7,7 +7,8 @@ requests and time. Steps and bars:
 1. steady: `--rate` single-customer requests/s for `--seconds`: zero errors, p99 within the serving
    bar (15 ms);
 2. worker killed: the same load while one BentoML worker process is SIGKILLed part-way: errors
-   under 0.1%, and the time until the worker is replaced and every request succeeds again;
+   under 0.1%; also recorded, watched while the load runs: when the replacement process appeared,
+   when it first held a client connection (serving), and when latency came back within the bar;
 3. start-up faults: the online store missing, a champion alias missing: /readyz answers 503 with a
    JSON message naming what is missing and the command that fixes it; the process and its workers
    keep running (same PIDs over the observation window: no crash loop);
@@ -28,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -103,6 +105,69 @@ def worker_pids(server: subprocess.Popen) -> list[int]:
     return sorted(pids)
 
 
+class WorkerWatch:
+    """Watches the server's workers from a thread while the load runs: when each new worker process
+    appears, and when it has loaded (it holds `loaded_marker` open: the SQLite online store, which
+    the worker opens at the end of its start-up, when it checks readiness). Watched during the load,
+    not after it: a check after the run only says the worker was back by then."""
+
+    def __init__(self, server: subprocess.Popen, loaded_marker: Path, interval: float = 0.25):
+        self.server, self.loaded_marker, self.interval = server, str(loaded_marker), interval
+        self.initial = set(worker_pids(server))
+        self.appeared: dict[int, float] = {}
+        self.loaded: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> WorkerWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            for pid in set(worker_pids(self.server)) - self.initial:
+                now = time.time()
+                self.appeared.setdefault(pid, now)
+                if pid not in self.loaded and self._holds_marker(pid):
+                    self.loaded[pid] = now
+
+    def _holds_marker(self, pid: int) -> bool:
+        try:
+            return any(f.path == self.loaded_marker for f in psutil.Process(pid).open_files())
+        except psutil.Error:
+            return False
+
+    @staticmethod
+    def first_after(events: dict[int, float], moment: float) -> float | None:
+        """Seconds from `moment` to the first event at or after it."""
+        later = [at for at in events.values() if at >= moment]
+        return round(min(later) - moment, 2) if later else None
+
+
+def recovered_after(records: list[dict], since: float, bar_ms: float, window: float = 1.0) -> float | None:
+    """Seconds from `since` (a scheduled offset, e.g. the kill) to the end of the last 1-s window of
+    requests (by scheduled time) with an error or a p99 over `bar_ms`; 0 when none was; None when the
+    run's last window still was (not recovered within the run)."""
+    later = [r for r in records if r["at"] >= since]
+    if not later:
+        return None
+    windows: dict[int, list[dict]] = {}
+    for record in later:
+        windows.setdefault(int((record["at"] - since) // window), []).append(record)
+    def bad(rows: list[dict]) -> bool:
+        return any(r["error"] is not None for r in rows) or float(np.percentile([r["ms"] for r in rows], 99)) > bar_ms
+    bad_windows = [index for index, rows in windows.items() if bad(rows)]
+    if not bad_windows:
+        return 0.0
+    if max(bad_windows) == max(windows):
+        return None
+    return round((max(bad_windows) + 1) * window, 1)
+
+
 class BusyElsewhere:
     """CPU seconds used by processes other than this one and the server's tree, per wall second."""
 
@@ -168,16 +233,13 @@ def steady_and_killed(workspace: Path, rate: float, seconds: float, kill_seconds
                 os.kill(before[0], signal.SIGKILL)
                 killed.update(pid=before[0], at=elapsed, wall=time.time())
 
-        with BusyElsewhere(server) as busy:
+        with BusyElsewhere(server) as busy, WorkerWatch(server, workspace / "data" / "feast" / "online_store.db") as watch:
             records = asyncio.run(open_loop_records(url, bodies, TOKEN, rate, kill_seconds, during=kill_one))
-        replaced_after = None
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            now = worker_pids(server)
-            if len(now) >= len(before) and killed.get("pid") not in now:
-                replaced_after = round(time.time() - killed["wall"], 1) if killed else None
-                break
-            time.sleep(0.2)
+            deadline = time.time() + 120  # not back during the load: keep watching for a while
+            while killed and not watch.loaded and time.time() < deadline:
+                time.sleep(0.2)
+        respawned = watch.first_after(watch.appeared, killed["wall"]) if killed else None
+        loaded = watch.first_after(watch.loaded, killed["wall"]) if killed else None
         failures = [r for r in records if r["error"] is not None]
         last_failure = max((r["at"] for r in failures), default=None)
         after_kill = [r for r in records if killed and r["at"] >= killed["at"]]
@@ -187,14 +249,17 @@ def steady_and_killed(workspace: Path, rate: float, seconds: float, kill_seconds
             "error_rate": round(len(failures) / max(len(records), 1), 5),
             "error_kinds": pd.Series([r["error"] for r in failures], dtype=object).value_counts().to_dict(),
             "last_error_after_kill_s": round(last_failure - killed["at"], 2) if failures and killed else None,
-            "worker_replaced_after_s": replaced_after,
+            "worker_respawned_after_s": respawned,
+            "new_worker_loaded_after_s": loaded,
+            "recovered_after_s": recovered_after(records, killed["at"], P99_BAR_MS) if killed else None,
+            "load_seconds_after_kill": round(kill_seconds - killed["at"], 1) if killed else None,
             "p99_ms_after_kill": round(float(np.percentile([r["ms"] for r in after_kill if r["error"] is None], 99)), 2)
             if after_kill else None,
             "cores_busy_elsewhere": busy.cores, "bar": {"error_rate_below": KILLED_ERROR_BAR},
             "ready_after": httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code,
         }
         worker_killed["meets_bar"] = bool(killed) and worker_killed["error_rate"] < KILLED_ERROR_BAR \
-            and worker_killed["ready_after"] == 200 and replaced_after is not None
+            and worker_killed["ready_after"] == 200 and loaded is not None
     finally:
         stop(server)
     return {"steady": steady, "worker_killed": worker_killed}
