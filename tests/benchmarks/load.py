@@ -8,7 +8,7 @@ requests and time. Steps and bars:
    bar (15 ms);
 2. worker killed: the same load while one BentoML worker process is SIGKILLed part-way: errors
    under 0.1%; also recorded, watched while the load runs: when the replacement process appeared,
-   when it first held a client connection (serving), and when latency came back within the bar;
+   when it had loaded (SQLite online store), and when latency came back within the bar;
 3. start-up faults: the online store missing, a champion alias missing: /readyz answers 503 with a
    JSON message naming what is missing and the command that fixes it; the process and its workers
    keep running (same PIDs over the observation window: no crash loop);
@@ -108,11 +108,13 @@ def worker_pids(server: subprocess.Popen) -> list[int]:
 class WorkerWatch:
     """Watches the server's workers from a thread while the load runs: when each new worker process
     appears, and when it has loaded (it holds `loaded_marker` open: the SQLite online store, which
-    the worker opens at the end of its start-up, when it checks readiness). Watched during the load,
-    not after it: a check after the run only says the worker was back by then."""
+    the worker opens at the end of its start-up, when it checks readiness; None, e.g. with Redis: not
+    watched). Watched during the load, not after it: a check after the run only says the worker was
+    back by then."""
 
-    def __init__(self, server: subprocess.Popen, loaded_marker: Path, interval: float = 0.25):
-        self.server, self.loaded_marker, self.interval = server, str(loaded_marker), interval
+    def __init__(self, server: subprocess.Popen, loaded_marker: Path | None, interval: float = 0.25):
+        self.server, self.interval = server, interval
+        self.loaded_marker = str(loaded_marker) if loaded_marker is not None else None
         self.initial = set(worker_pids(server))
         self.appeared: dict[int, float] = {}
         self.loaded: dict[int, float] = {}
@@ -132,7 +134,7 @@ class WorkerWatch:
             for pid in set(worker_pids(self.server)) - self.initial:
                 now = time.time()
                 self.appeared.setdefault(pid, now)
-                if pid not in self.loaded and self._holds_marker(pid):
+                if self.loaded_marker is not None and pid not in self.loaded and self._holds_marker(pid):
                     self.loaded[pid] = now
 
     def _holds_marker(self, pid: int) -> bool:
@@ -141,11 +143,25 @@ class WorkerWatch:
         except psutil.Error:
             return False
 
+    def back(self) -> bool:
+        """A replacement is up: loaded when that is watched, else its process started."""
+        return bool(self.loaded if self.loaded_marker is not None else self.appeared)
+
     @staticmethod
     def first_after(events: dict[int, float], moment: float) -> float | None:
         """Seconds from `moment` to the first event at or after it."""
         later = [at for at in events.values() if at >= moment]
         return round(min(later) - moment, 2) if later else None
+
+
+def sqlite_online_store(workspace: Path) -> Path | None:
+    """The workspace's SQLite online store file (what `cdp serve` reads with the same configuration
+    and environment); None when the online store is Redis."""
+    from cdp.config import find_config_file, load_settings
+    from cdp.workspace import Workspace
+
+    settings = load_settings(find_config_file(workspace, None))
+    return Workspace.at(workspace).feast / "online_store.db" if settings.features.online_store == "sqlite" else None
 
 
 def recovered_after(records: list[dict], since: float, bar_ms: float, window: float = 1.0) -> float | None:
@@ -233,10 +249,10 @@ def steady_and_killed(workspace: Path, rate: float, seconds: float, kill_seconds
                 os.kill(before[0], signal.SIGKILL)
                 killed.update(pid=before[0], at=elapsed, wall=time.time())
 
-        with BusyElsewhere(server) as busy, WorkerWatch(server, workspace / "data" / "feast" / "online_store.db") as watch:
+        with BusyElsewhere(server) as busy, WorkerWatch(server, sqlite_online_store(workspace)) as watch:
             records = asyncio.run(open_loop_records(url, bodies, TOKEN, rate, kill_seconds, during=kill_one))
             deadline = time.time() + 120  # not back during the load: keep watching for a while
-            while killed and not watch.loaded and time.time() < deadline:
+            while killed and not watch.back() and time.time() < deadline:
                 time.sleep(0.2)
         respawned = watch.first_after(watch.appeared, killed["wall"]) if killed else None
         loaded = watch.first_after(watch.loaded, killed["wall"]) if killed else None
@@ -259,7 +275,7 @@ def steady_and_killed(workspace: Path, rate: float, seconds: float, kill_seconds
             "ready_after": httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code,
         }
         worker_killed["meets_bar"] = bool(killed) and worker_killed["error_rate"] < KILLED_ERROR_BAR \
-            and worker_killed["ready_after"] == 200 and loaded is not None
+            and worker_killed["ready_after"] == 200 and watch.back()
     finally:
         stop(server)
     return {"steady": steady, "worker_killed": worker_killed}
