@@ -323,12 +323,17 @@ def erase_from_lake(workspace: Workspace, suppression: SuppressionList, subject:
                 lambda frame: remember(frame, "file", "row"))
         nulled_file = workspace.quarantine / f"{table}.nulled.parquet"
         if nulled_file.exists():
-            def nulled_drop(frame: pd.DataFrame, places=locations) -> np.ndarray:
-                keys = pd.Series(list(zip(frame["file"].astype(str), frame["row"].astype(int), strict=True)),
-                                 dtype=object)
-                return keys.isin(places).to_numpy() | _nulled_contact_rows(frame, subject, standardization)
-            removed[_relative(workspace, nulled_file)] = rewrite_parquet(nulled_file, nulled_drop)
+            removed[_relative(workspace, nulled_file)] = rewrite_parquet(
+                nulled_file, lambda frame, places=locations: nulled_rows(frame, places, subject, standardization))
     return removed
+
+
+def nulled_rows(frame: pd.DataFrame, locations: set[tuple[str, int]], subject: Subject,
+                standardization: Standardization) -> np.ndarray:
+    """Nulled values of the person: from one of their rows (file, row), or a contact that standardizes
+    to one of theirs."""
+    keys = pd.Series(list(zip(frame["file"].astype(str), frame["row"].astype(int), strict=True)), dtype=object)
+    return keys.isin(locations).to_numpy() | _nulled_contact_rows(frame, subject, standardization)
 
 
 def _has_lineage(path: Path) -> bool:
@@ -481,25 +486,36 @@ def _matching_rows(path: Path, drop: Callable[[pd.DataFrame], np.ndarray]) -> pd
 def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery,
                    served: Callable[[str], list[dict]] | None = None) -> dict:
     """Everything held about one person, as a JSON-ready dict: profile, source records of every lake
-    table (and quarantine), identity links with their evidence, latest features, scores, and the
+    table (and quarantine, and the invalid values nulled on the way in), identity links with their evidence, latest features, scores, and the
     recommendations served (from the audit log, through `served(customer_id)`)."""
     subject = find_subject(workspace, settings, query)
-    matcher = subject_matcher(subject, _standardization(settings))
+    standardization = _standardization(settings)
+    matcher = subject_matcher(subject, standardization)
     identity_map, profiles = _read_identity(workspace)
     paths = identity_paths(workspace)
     edges = pd.read_parquet(paths["edges"]) if paths["edges"].exists() else None
     ids, records = {subject.customer_id}, set(subject.record_keys)
-    source_records, quarantined = {}, {}
+    source_records, quarantined, nulled = {}, {}, {}
     for table in CONTRACTS:
+        locations: set[tuple[str, int]] = set()
         if workspace.lake_table(table).exists():
-            source_records[table] = _rows(_matching_rows(
-                workspace.lake_table(table), lambda frame, t=table: suppressed_rows(frame, t, matcher)))
+            rows = _matching_rows(workspace.lake_table(table), lambda frame, t=table: suppressed_rows(frame, t, matcher))
+            if set(LINEAGE_COLUMNS) <= set(rows.columns):
+                locations.update(zip(rows["_source_file"].astype(str), rows["_source_row"].astype(int), strict=True))
+            source_records[table] = _rows(rows)
         rejected = workspace.quarantine / f"{table}.parquet"
         if rejected.exists():
             rows = _matching_rows(rejected, lambda frame, t=table: suppressed_rows(
                 _quarantined_records(frame), t, matcher))
             if len(rows):
+                locations.update(zip(rows["file"].astype(str), rows["row"].astype(int), strict=True))
                 quarantined[table] = _rows(rows)
+        nulled_file = workspace.quarantine / f"{table}.nulled.parquet"
+        if nulled_file.exists():
+            rows = _matching_rows(nulled_file, lambda frame, places=locations: nulled_rows(
+                frame, places, subject, standardization))
+            if len(rows):
+                nulled[table] = _rows(rows)
     features = {}
     for path in sorted((workspace.data / "features").glob("*.parquet")):
         rows = _matching_rows(path, lambda frame: customer_rows(frame, ids, records))
@@ -517,6 +533,7 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
         {"records": _rows(identity_map[identity_map["customer_id"] == subject.customer_id])},
         "source_records": source_records,
         "quarantined_records": quarantined,
+        "nulled_values": nulled,
         "features": features,
         "scores": scores,
         "recommendations_served": served(subject.customer_id) if served is not None else [],

@@ -10,10 +10,12 @@ erasure (which rows to remove) and by ingestion (which rows to drop), so the two
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hmac
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,9 +29,15 @@ import pyarrow.parquet as pq
 from cdp.config import IdentitySettings, PrivacySettings
 from cdp.workspace import Workspace
 from features.contract import CONTRACTS, TableContract
-from features.identity.standardize import EmailRules, standardize_email, standardize_phones
+from features.identity.standardize import (
+    EmailRules,
+    standardize_email,
+    standardize_phone,
+    standardize_phones,
+)
 
 SALT_BYTES = 32
+PHONE_LIKE = re.compile(r"[+\d][\d\s().\-]{5,}")
 SUPPRESSION_FILE = "suppression.parquet"
 SUPPRESSION_SCHEMA = pa.schema([("hash", pa.string()), ("kind", pa.string()), ("request_id", pa.string()),
                                 ("erased_at", pa.timestamp("us", tz="UTC"))])
@@ -186,10 +194,13 @@ def _matches(values: pd.Series, kind: str, suppression: SuppressionList) -> np.n
 
 def suppressed_rows(frame: pd.DataFrame, table: str, suppression: SuppressionList) -> np.ndarray:
     """Rows of a contract table (typed or raw text) that name a suppressed person: by a record
-    reference, an order id, or (customers) a standardized e-mail or phone."""
+    reference, an order id, or (customers) a standardized e-mail or phone. A `raw_text` column (a
+    malformed line kept in quarantine as read) is matched field by field, see `raw_text_rows`."""
     mask = np.zeros(len(frame), dtype=bool)
     if suppression.empty or frame.empty:
         return mask
+    if "raw_text" in frame:
+        mask |= raw_text_rows(frame["raw_text"], suppression)
     contract = CONTRACTS[table]
     for source, identifier in reference_pairs(contract):
         if source in frame and identifier in frame:
@@ -206,6 +217,29 @@ def suppressed_rows(frame: pd.DataFrame, table: str, suppression: SuppressionLis
         if "phone" in frame:
             phones, _ = standardize_phones(_text(frame, "phone").reset_index(drop=True), rules.phone_region)
             mask |= _matches(phones, "phone", suppression)
+    return mask
+
+
+def raw_text_rows(texts: pd.Series, suppression: SuppressionList) -> np.ndarray:
+    """Malformed lines that name a suppressed person. Their fields cannot be told apart, so every
+    field is tried as an order id, an e-mail and a phone, and every pair of fields (the first before
+    the second, as `source` precedes `source_id` in every table) as a record reference: a line is kept
+    whole in quarantine, so any identifier of the person in it makes it theirs."""
+    mask = np.zeros(len(texts), dtype=bool)
+    if suppression.empty:
+        return mask
+    rules = suppression.standardization
+    for position, text in enumerate(texts.tolist()):
+        if not isinstance(text, str) or not text.strip():
+            continue
+        fields = [f.strip() for line in csv.reader(text.splitlines()) for f in line if f.strip()]
+        candidates = [("order", f) for f in fields]
+        candidates += [("email", e) for f in fields if "@" in f and (e := standardize_email(f, rules.email_rules))]
+        candidates += [("phone", p) for f in fields
+                       if PHONE_LIKE.fullmatch(f) and (p := standardize_phone(f, rules.phone_region))]
+        candidates += [("record", f"{a.lower()}:{b}") for i, a in enumerate(fields) for b in fields[i + 1:]]
+        mask[position] = any(keyed_hash(suppression.salt, kind, value) in suppression.hashes
+                             for kind, value in candidates)
     return mask
 
 

@@ -45,7 +45,13 @@ from features.ingest.validation import (
     output_schema,
     validate_batch,
 )
-from features.suppression import SuppressionList, load_suppression, matched_columns, suppressed_rows
+from features.suppression import (
+    SuppressionList,
+    load_suppression,
+    matched_columns,
+    raw_text_rows,
+    suppressed_rows,
+)
 
 log = logging.getLogger("cdp.ingest")
 
@@ -292,6 +298,8 @@ def _stage_batches(
                 }
             )
             counts["read"] += batch.table.num_rows + len(batch.malformed)
+            malformed, suppressed_malformed = drop_suppressed_malformed(malformed, suppression)
+            counts["suppressed"] += suppressed_malformed
             suppressed = 0
             if batch.table.num_rows:
                 checked = validate_batch(batch.table, batch.rows, contract, rules, custom, schema)
@@ -312,6 +320,15 @@ def _stage_batches(
             if progress is not None:
                 progress(contract.name, batch.bytes_done, total_bytes)
     return counts
+
+
+def drop_suppressed_malformed(malformed: pd.DataFrame, suppression: SuppressionList) -> tuple[pd.DataFrame, int]:
+    """Malformed lines that name an erased person left out (matched field by field on their raw text)."""
+    if suppression.empty or malformed.empty:
+        return malformed, 0
+    texts = pd.Series([json.loads(record)["raw_text"] for record in malformed["record"]])
+    hit = raw_text_rows(texts, suppression)
+    return malformed[~hit].reset_index(drop=True), int(hit.sum())
 
 
 def drop_suppressed(checked: ValidatedBatch, table: str, suppression: SuppressionList) -> tuple[ValidatedBatch, int]:

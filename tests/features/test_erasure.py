@@ -120,6 +120,18 @@ def lake_rows(workspace: Workspace, table: str) -> pd.DataFrame:
     return frame.sort_values(list(CONTRACTS[table].primary_key)).reset_index(drop=True)
 
 
+def quarantine_a_malformed_line(workspace: Workspace, settings, directory: Path, customer_id: str, email: str) -> str:
+    """An orders line with one field too many, naming one of the person's records and their e-mail:
+    ingested, it is kept whole (raw text) in quarantine."""
+    identity = pd.read_parquet(workspace.outputs / "identity_map.parquet")
+    record = identity[identity["customer_id"] == customer_id].iloc[0]
+    line = f"O-MALFORMED-1,{record['source']},{record['source_id']},2025-01-01T10:00:00Z,10.5,web,1,0,{email}"
+    (directory / "orders.csv").write_text(",".join(CONTRACTS["orders"].column_names) + "\n" + line + "\n")
+    report = ingest_directory(directory, workspace, settings.ingest)
+    assert [(t.table, t.quarantined) for t in report.tables] == [("orders", 1)]
+    return line
+
+
 @pytest.fixture(scope="module")
 def erasure(served, redis_server, tmp_path_factory):  # noqa: F811
     """Given a copy of the served workspace, scored, in SQLite and Redis, with a person in the audit
@@ -136,6 +148,8 @@ def erasure(served, redis_server, tmp_path_factory):  # noqa: F811
     person = pick_person(workspace)
     customer_id = person["customer_id"]
     identifiers = person_identifiers(workspace, served.raw, customer_id)
+    extra = tmp_path_factory.mktemp("extra")
+    malformed_line = quarantine_a_malformed_line(workspace, settings, extra, customer_id, person["emails"][0])
     scores = pd.read_parquet(workspace.outputs / "scores.parquet")
     selected = pd.concat([scores.head(50), scores[scores["customer_id"] == customer_id]])
     segment = build_export(selected, pd.read_parquet(workspace.outputs / "identity_map.parquet"),
@@ -159,7 +173,8 @@ def erasure(served, redis_server, tmp_path_factory):  # noqa: F811
     assert result.exit_code == 0, result.output
     return {"workspace": workspace, "settings": settings, "customer_id": customer_id, "identifiers": identifiers,
             "before": before, "redis": redis_server, "redis_keys_before": redis_keys_before, "raw": served.raw,
-            "export": exported, "person": person, "output": result.output}
+            "export": exported, "person": person, "output": result.output, "malformed_line": malformed_line,
+            "malformed_file": extra / "orders.csv"}
 
 
 def test_nothing_of_the_person_is_left_in_any_file_but_the_suppression_hash(erasure):
@@ -210,6 +225,9 @@ def test_reingesting_the_old_files_does_not_bring_the_person_back(erasure):
     # When the original raw files are ingested again
     report = ingest_directory(erasure["raw"], workspace, erasure["settings"].ingest)
     by_table = {t.table: t for t in report.tables}
+    # and the file with the malformed line that named them
+    extra = ingest_directory(Path(erasure["malformed_file"]).parent, workspace, erasure["settings"].ingest)
+    assert [(t.table, t.read, t.suppressed, t.quarantined) for t in extra.tables] == [("orders", 1, 1, 0)]
     # Then their rows are counted as suppressed, the accounts balance, and the lake is as after erasure
     assert by_table["customers"].suppressed >= 2 and by_table["orders"].suppressed >= 1
     assert all(t.loaded + t.quarantined + t.suppressed == t.read for t in report.tables)
@@ -232,6 +250,9 @@ def test_the_access_export_holds_profile_records_links_features_scores_and_recom
     assert document["source_records"]["orders"] and {"purchase_history", "reachability"} <= set(document["features"])
     assert document["features"]["purchase_history"]["customer_id"] == person["customer_id"]
     assert [s["customer_id"] for s in document["scores"]] == [person["customer_id"]]
+    # and the malformed line that names them, kept in quarantine as read
+    assert erasure["malformed_line"] in [json.loads(r["record"]).get("raw_text") for r in
+                                         document["quarantined_records"]["orders"]]
     served = document["recommendations_served"]
     assert [(e["event"], e["action"], e["campaign_id"]) for e in served] == [("recommend", "email", "spring")]
 

@@ -38,7 +38,28 @@ def test_phones_become_e164_with_the_default_region():
     for raw in ("07700 900123", "+44 7700 900123", "+44 (0)7700 900123", "07700-900-123", "0044 7700 900123"):
         assert standardize_phone(raw, "GB") == "+447700900123"
     assert standardize_phone("12", "GB") is None and standardize_phone("abc", "GB") is None
-    assert is_landline("+442079460000") and not is_landline("+447700900123")
+    assert is_landline("+442079460000") and not is_landline("+447911123456")
+
+
+@pytest.mark.parametrize(
+    ("e164", "landline"),
+    [("+442920181234", True),   # a Cardiff landline
+     ("+44292000650", False),   # a Cardiff-looking number with a digit missing: kind unknown
+     ("+447911123456", False),  # a mobile
+     ("+12125550100", False)],  # US: fixed line or mobile, the plan cannot tell
+)
+def test_only_fixed_lines_are_landlines(e164, landline):
+    assert is_landline(e164) is landline
+
+
+def test_a_numbers_kind_does_not_depend_on_the_numbers_beside_it():
+    # Given a valid and an invalid number with the same first digits, in both orders
+    numbers = ["029 2018 1234", "029 200 0650"]
+    # When standardized in bulk
+    _, forward = standardize_phones(pd.Series(numbers), "GB")
+    _, backward = standardize_phones(pd.Series(numbers[::-1]), "GB")
+    # Then each keeps its own kind (a landline, and a number of unknown kind)
+    assert forward.tolist() == [True, False] and backward.tolist() == [False, True]
 
 
 def test_addresses_use_common_abbreviations():
