@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cdp.config import ConfigError, Settings, find_config_file, load_settings
@@ -57,8 +58,7 @@ def _context(workspace: Path | None, config: Path | None) -> tuple[Workspace, Se
     try:
         settings = load_settings(find_config_file(space.root, config))
     except ConfigError as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+        raise _fail(str(error), 2) from error
     return space, settings
 
 
@@ -72,7 +72,9 @@ def _print_row_counts(title: str, label: str, counts: dict[str, int]) -> None:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    """Print one error line; the message is printed as written (ids such as `web:X:1` and paths with
+    brackets are not rich markup or emoji codes)."""
+    console.print(f"[red]error:[/red] {escape(message)}", emoji=False)
     return typer.Exit(code)
 
 
@@ -95,14 +97,15 @@ def simulate(
     chosen_format = file_format or defaults.format
     if chosen_format not in ("parquet", "csv"):
         raise _fail(f"--format must be parquet or csv, not {chosen_format!r}", 2)
+    first_day, last_day = start.date() if start else defaults.start, end.date() if end else defaults.end
+    if last_day <= first_day:
+        raise _fail(f"--end ({last_day}) must be after --start ({first_day})", 2)
     parameters = SimulationParameters(
         customers=customers or defaults.customers,
         seed=defaults.seed if seed is None else seed,
-        start=start.date() if start else defaults.start,
-        end=end.date() if end else defaults.end,
+        start=first_day,
+        end=last_day,
     )
-    if parameters.end <= parameters.start:
-        raise _fail(f"--end ({parameters.end}) must be after --start ({parameters.start})", 2)
     with step_progress("simulate (days)") as progress:
         rows = simulate_to_directory(
             parameters, out, chosen_format, lambda done, total: progress.update(done, total)
@@ -260,7 +263,10 @@ def evaluate_identity(
     for needed in (truth_file, paths["identity_map"]):
         if not needed.exists():
             raise _fail(f"{needed} not found")
-    result = evaluate_identity_map(pd.read_parquet(paths["identity_map"]), pd.read_parquet(truth_file))
+    try:
+        result = evaluate_identity_map(pd.read_parquet(paths["identity_map"]), pd.read_parquet(truth_file))
+    except ValueError as error:  # a truth of another simulation, or an identity map with no records
+        raise _fail(f"{truth_file}: {error}") from error
     space.reports.mkdir(parents=True, exist_ok=True)
     (space.reports / "identity_evaluation.json").write_text(json.dumps(result, indent=2))
     view = Table(title="Identity resolution against truth")

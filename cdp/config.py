@@ -11,7 +11,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -44,6 +44,13 @@ class IngestSettings(_Section):
     earliest_timestamp: dt.date = dt.date(1970, 1, 1)
     latest_timestamp: dt.date = dt.date(2100, 1, 1)
     earliest_birth_date: dt.date = dt.date(1900, 1, 1)
+
+    @model_validator(mode="after")
+    def _timestamps_form_an_interval(self) -> IngestSettings:
+        if self.latest_timestamp <= self.earliest_timestamp:
+            raise ValueError(f"latest_timestamp ({self.latest_timestamp}) must be after "
+                             f"earliest_timestamp ({self.earliest_timestamp})")
+        return self
 
 
 class IdentitySettings(_Section):
@@ -362,6 +369,16 @@ class ConfigError(ValueError):
     """The configuration file or an override is invalid; the message names it."""
 
 
+def describe_validation_errors(error: ValidationError) -> str:
+    """Every bad setting as `section.key: reason` (env CDP_SECTION__KEY), one after another; not
+    pydantic's multi-line dump with its input values and documentation links."""
+    parts = []
+    for problem in error.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in problem["loc"]) or "settings"
+        parts.append(f"{field}: {problem['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings from defaults, an optional YAML file, the environment and overrides."""
     if config_file is not None and not Path(config_file).is_file():
@@ -369,9 +386,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     _YAML_FILE["path"] = Path(config_file) if config_file is not None else None
     try:
         return Settings(**overrides)
-    except Exception as error:  # pydantic's ValidationError lists every bad field
+    except ValidationError as error:
         where = f" (file {config_file})" if config_file else ""
-        raise ConfigError(f"invalid configuration{where}:\n{error}") from error
+        raise ConfigError(f"invalid configuration{where}: {describe_validation_errors(error)}") from error
+    except Exception as error:  # a YAML file that does not parse
+        where = f" (file {config_file})" if config_file else ""
+        raise ConfigError(f"invalid configuration{where}: {error}") from error
     finally:
         _YAML_FILE["path"] = None
 

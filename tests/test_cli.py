@@ -134,3 +134,19 @@ def test_status_of_a_trained_workspace_names_the_champions(trained):
     assert result.exit_code == 0, result.output
     for model in ("churn", "clv", "propensity"):
         assert f"model {model}@champion: v" in result.output
+
+
+def test_errors_print_paths_as_written_not_as_markup_or_emoji(tmp_path):
+    # Given a path that reads like an emoji code and rich markup
+    missing = tmp_path / "a:x:b[red]c"
+    # When it is named as the raw directory
+    result = runner.invoke(app, ["ingest", "--raw", str(missing), "--workspace", str(tmp_path)])
+    # Then the error shows it unchanged
+    assert result.exit_code == 1 and f"{missing}: raw directory not found" in result.output.replace("\n", "")
+
+
+def test_a_simulation_that_ends_before_it_starts_is_one_clear_error(tmp_path):
+    result = runner.invoke(app, ["simulate", "--customers", "10", "--out", str(tmp_path / "raw"),
+                                 "--start", "2026-01-01", "--end", "2025-01-01"])
+    assert result.exit_code == 2 and "--end (2025-01-01) must be after --start (2026-01-01)" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

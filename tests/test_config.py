@@ -56,3 +56,17 @@ def test_workspace_config_file_is_found_only_when_present(tmp_path):
     assert find_config_file(tmp_path, None) is None
     (tmp_path / "cdp.yaml").write_text("{}\n")
     assert find_config_file(tmp_path, None) == tmp_path / "cdp.yaml"
+
+
+def test_each_bad_setting_is_named_on_one_line_without_pydantic_internals(monkeypatch):
+    # Given two bad values and an empty timestamp interval in the environment
+    monkeypatch.setenv("CDP_POLICY__CONSENT_MODE", "maybe")
+    monkeypatch.setenv("CDP_INGEST__EARLIEST_TIMESTAMP", "2030-01-01")
+    monkeypatch.setenv("CDP_INGEST__LATEST_TIMESTAMP", "2000-01-01")
+    # When the settings are loaded
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    # Then every problem is named by its setting, and nothing else of pydantic's shows
+    message = str(raised.value)
+    assert "policy.consent_mode:" in message and "latest_timestamp (2000-01-01) must be after" in message
+    assert "\n" not in message and "errors.pydantic.dev" not in message and "input_value" not in message
