@@ -228,8 +228,10 @@ def identity_explain(
         return
     console.print(f"[bold]{explanation['customer_id']}[/bold]: {len(explanation['records'])} record(s)")
     for record in explanation["records"]:
-        console.print(f"  {record['source']}:{record['source_id']}  matched by {record['matched_by']}"
-                      f" (p={record['match_probability']:.4f})")
+        how = ("no match: a record of its own" if record["matched_by"] == "unmatched"
+               else f"matched by {record['matched_by']}")
+        console.print(f"  {escape(record['source'])}:{escape(str(record['source_id']))}  {how}"
+                      f" (p={record['match_probability']:.4f})", emoji=False)
     for title, edges in (("joined because", explanation["joined_by"]), ("kept apart", explanation["refused"])):
         if not edges:
             continue
@@ -845,7 +847,8 @@ def forget(
                    {"request_id": report.request_id, "records": report.records,
                     "rows_removed": sum(report.rows_removed.values()),
                     "suppression_entries_added": report.suppression_entries_added})
-    _print_row_counts(f"Erased customer {subject.customer_id} ({report.records} records)", "store",
+    _print_row_counts(f"Erased customer {subject.customer_id} ({report.records} record"
+                      f"{'' if report.records == 1 else 's'})", "store",
                       {name: count for name, count in report.rows_removed.items() if count})
     console.print(f"Suppression entries added: {report.suppression_entries_added}; identifiers shared with "
                   f"other customers kept for them: {report.shared_identifiers_kept}; reports scrubbed: "
@@ -876,8 +879,8 @@ def export_subject_command(
 
     try:
         document = export_subject(space, settings, query, served)
-    except SubjectNotFoundError as error:
-        raise _fail(str(error)) from error
+    except SubjectNotFoundError as error:  # a read-only command: "nothing was changed" says nothing here
+        raise _fail(str(error).removesuffix("; nothing was changed")) from error
     record_request(space, settings.privacy, "access", document["customer_id"],
                    {"records": len(document["identity"].get("records", []))})
     if out is None:

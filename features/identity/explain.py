@@ -8,8 +8,12 @@ from features.identity.matching import LEVELS
 
 
 def explain_customer(query: str, identity_map: pd.DataFrame, edges: pd.DataFrame) -> dict:
-    """`query` is a customer_id or `source:source_id`."""
+    """`query` is a customer_id or `source:source_id` (the source in any case: sources are stored
+    lower-cased; the id as written)."""
     keys = identity_map["source"].astype(str) + ":" + identity_map["source_id"].astype(str)
+    source, separator, source_id = query.strip().partition(":")
+    if separator and query not in set(identity_map["customer_id"]):
+        query = f"{source.strip().lower()}:{source_id.strip()}"
     if query in set(identity_map["customer_id"]):
         customer_id = query
     elif (keys == query).any():

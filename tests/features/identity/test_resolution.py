@@ -117,6 +117,10 @@ def test_explain_names_the_rule_and_the_evidence(resolved):
     by_key = explain_customer(f"{first_record['source']}:{first_record['source_id']}", resolution.identity_map,
                               resolution.edges)
     assert by_key["customer_id"] == customer
+    # the source in any case, as sources are written elsewhere (WEB, Web), finds the same customer
+    shouted = explain_customer(f" {first_record['source'].upper()}:{first_record['source_id']}",
+                               resolution.identity_map, resolution.edges)
+    assert shouted["customer_id"] == customer
     with pytest.raises(KeyError):
         explain_customer("nobody", resolution.identity_map, resolution.edges)
 
