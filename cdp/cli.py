@@ -441,6 +441,7 @@ def report_drift(
     """Population stability index of every scoring feature and of the predictions against each
     champion's training rows; flags past drift.psi_warning / drift.psi_alert. Writes
     data/reports/drift.html and drift.json and logs them to MLflow (experiment drift.experiment)."""
+    from features.feature_tables import FeatureInputError
     from training.drift import DriftError, build_drift_report, log_drift_report, write_drift_report
 
     space, settings = _context(workspace, config)
@@ -449,7 +450,7 @@ def report_drift(
         progress.update(0, 1)
         try:
             report = build_drift_report(space, settings, moment)
-        except DriftError as error:
+        except (DriftError, FeatureInputError) as error:
             raise _fail(str(error)) from error
         files = write_drift_report(space, report)
         run_id = log_drift_report(space, settings, report, files)
@@ -641,7 +642,9 @@ def train(
     """
     space, settings = _context(workspace, config)
     settings = _training_settings(settings, churn_horizon_days, clv_horizon_days, conversion_window_days)
-    _train(space, settings, model, _one_time(as_of), force)
+    reports = _train(space, settings, model, _one_time(as_of), force)
+    if not any(report.status == "trained" for report in reports):
+        raise _fail("no model was trained (see the reasons above)")
 
 
 def _train(space: Workspace, settings: Settings, model: str, as_of: dt.datetime, force: bool) -> list:
@@ -697,6 +700,9 @@ def score(
         raise _fail(f"--reasons must be all, segments or none, not {reasons!r}", code=2)
     if engine not in ("local", "spark"):
         raise _fail(f"--engine must be local or spark, not {engine!r}", code=2)
+    if engine == "spark" and out is not None and "://" not in out and Path(out).exists():
+        raise _fail(f"{out} already exists: Spark writes a directory of part files there and would delete what it "
+                    "holds; remove it or pick another --out", code=2)
     _score(space, settings, _one_time(as_of), campaign, out=out, output_format=output_format, reasons=reasons,
            engine=engine)
 
@@ -705,6 +711,7 @@ def _score(space: Workspace, settings: Settings, as_of: dt.datetime, campaign: s
            out: str | None = None, output_format: str = "parquet", reasons: str = "segments",
            engine: str = "local") -> None:
     from features.feature_store import FeatureStoreError
+    from features.feature_tables import FeatureInputError
     from serving.batch import ScoringError, score_to_file
 
     with step_progress("score") as progress:
@@ -718,7 +725,7 @@ def _score(space: Workspace, settings: Settings, as_of: dt.datetime, campaign: s
                 summary = score_to_file(space, settings, as_of, campaign, out=None if out is None else Path(out),
                                         output_format=output_format,
                                         reasons=reasons, on_progress=progress.update)
-        except (ScoringError, FeatureStoreError) as error:
+        except (ScoringError, FeatureStoreError, FeatureInputError) as error:
             raise _fail(str(error)) from error
     _print_score_summary(summary)
 

@@ -121,6 +121,12 @@ def test_run_on_orders_only_with_a_short_history_says_what_it_skipped(tmp_path, 
     assert "propensity: no touches in the lake" in output
     assert "clv: history too short" in output
     assert "nothing is scored" in output
+    # and `cdp train` alone, with nothing it can train, exits non-zero so a scheduled job notices
+    alone = runner.invoke(app, ["train", "--as-of", "2026-07-01", "--workspace", str(tmp_path / "w")])
+    assert alone.exit_code == 1 and "no model was trained" in " ".join(alone.output.split())
+    # and scoring as of a time before any data is one clear error, not a traceback
+    early = runner.invoke(app, ["score", "--as-of", "2020-01-01", "--workspace", str(tmp_path / "w")])
+    assert early.exit_code == 1 and isinstance(early.exception, SystemExit), early.output
 
 
 def test_status_of_an_empty_workspace_says_what_to_run(tmp_path):

@@ -245,9 +245,10 @@ def _train_task(workspace: Workspace, settings: Settings, plan: TaskPlan, as_of:
         _log_run(task, model, parameters, lineage, report, chosen_by, frame[test], x[test], label[test],
                  predictions, scores)
         name, version = log_model(model, x[test].head(5))
-        champion_score = _champion_score(client, name, x[test], label[test], task)
-        decision = promote(client, name, version, report.metrics[PRIMARY_METRIC[task]], champion_score,
-                           PRIMARY_METRIC[task], force)
+        comparison = compare_with_champion(client, name, frame[test], x[test], label[test], predictions, task,
+                                           lineage["horizon_days"])
+        decision = promote(client, name, version, comparison.challenger_score, comparison.champion_score,
+                           PRIMARY_METRIC[task], force, comparison.refused)
         mlflow.set_tags({"registered_version": version, "promoted": str(decision.promoted), "promotion": decision.reason})
     report.version, report.promoted = version, decision.promoted
     report.message = f"version {version}: {'champion' if decision.promoted else 'challenger'} ({decision.reason})"
@@ -310,18 +311,45 @@ def _log_run(task, model: CustomerModel, parameters: TrainingParameters, lineage
     mlflow.log_text(json.dumps({"report": dataclasses.asdict(report)}, default=str, indent=2), "report.json")
 
 
-def _champion_score(client, name: str, test_x: pd.DataFrame, test_labels: np.ndarray, task: str) -> float | None:
-    """The current champion re-scored on the challenger's test rows (None when it cannot be)."""
-    if alias_version(client, name, CHAMPION) is None:
-        return None
+@dataclass(frozen=True)
+class ChampionComparison:
+    challenger_score: float
+    champion_score: float | None = None
+    """The champion on the same rows; None when there is no champion or it cannot be compared."""
+    refused: str | None = None
+    """Why the two cannot be compared fairly (the challenger then stays challenger unless forced)."""
+
+
+def compare_with_champion(client, name: str, test_frame: pd.DataFrame, test_x: pd.DataFrame, test_labels: np.ndarray,
+                          predictions: np.ndarray, task: str, horizon_days: int) -> ChampionComparison:
+    """Both models scored on the challenger's test rows that the champion never trained on: rows of
+    snapshots from the champion's own validation start on. A champion of another horizon predicts
+    another quantity, and one that trained on every test row cannot be judged on them: both refused."""
+    evaluate = metrics.regression_metrics if task == "clv" else metrics.classification_metrics
+    metric = PRIMARY_METRIC[task]
+    own = evaluate(test_labels, predictions)[metric]
+    version = alias_version(client, name, CHAMPION)
+    if version is None:
+        return ChampionComparison(own)
+    params = client.get_run(client.get_model_version(name, version).run_id).data.params
+    champion_horizon = int(params.get("horizon_days", horizon_days))
+    if champion_horizon != horizon_days:
+        return ChampionComparison(own, refused=f"the champion (version {version}) predicts {champion_horizon} days "
+                                               f"ahead, this model {horizon_days}")
+    unseen = np.ones(len(test_frame), dtype=bool)
+    if "validation_from" in params:
+        unseen = (test_frame["event_timestamp"] >= pd.Timestamp(params["validation_from"])).to_numpy()
+    if unseen.sum() == 0 or (task != "clv" and len(np.unique(test_labels[unseen])) < 2):
+        return ChampionComparison(own, refused=f"the champion (version {version}) trained on these test rows (its "
+                                               f"validation starts {params.get('validation_from')})")
     try:
         champion = load_model(name, CHAMPION)
-        predictions = champion.predict(test_x)
+        champion_predictions = champion.predict(test_x[unseen])
     except (KeyError, ValueError) as error:
         log.warning("%s: the champion cannot score the new features (%s); comparing without it", name, error)
-        return None
-    evaluate = metrics.regression_metrics if task == "clv" else metrics.classification_metrics
-    return evaluate(test_labels, predictions)[PRIMARY_METRIC[task]]
+        return ChampionComparison(own)
+    return ChampionComparison(evaluate(test_labels[unseen], predictions[unseen])[metric],
+                              evaluate(test_labels[unseen], champion_predictions)[metric])
 
 
 def _write_validation(workspace: Workspace, task: str, test_frame: pd.DataFrame, labels: np.ndarray,

@@ -93,12 +93,15 @@ class Promotion:
 
 
 def promote(client: MlflowClient, name: str, version: str, challenger_score: float,
-            champion_score: float | None, metric: str, force: bool) -> Promotion:
+            champion_score: float | None, metric: str, force: bool, not_comparable: str | None = None) -> Promotion:
     """The new version becomes challenger; it becomes champion only if it beats the champion on
-    the same rows (or with force, or when there is no scorable champion)."""
+    the same rows (or with force, or when there is no scorable champion). One that cannot be
+    compared fairly (`not_comparable` says why) stays challenger unless forced."""
     client.set_registered_model_alias(name, CHALLENGER, version)
     if force:
         decision = Promotion(True, "forced")
+    elif not_comparable is not None:
+        decision = Promotion(False, f"not compared: {not_comparable}; --force makes it champion")
     elif champion_score is None:
         decision = Promotion(True, "no champion to compare with")
     elif challenger_score > champion_score:

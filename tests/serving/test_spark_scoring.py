@@ -185,3 +185,20 @@ def test_cdp_score_engine_spark_writes_the_scores_and_the_summary(both_engines, 
     written = pd.read_parquet(out)
     assert set(written["customer_id"]) == set(on_spark["customer_id"]) and written["reasons"].isna().all()
     assert json.loads((workspace.outputs / "cli_scores.json").read_text())["engine"] == "spark"
+
+
+def test_cdp_score_engine_spark_refuses_an_out_that_exists_and_keeps_what_it_holds(tmp_path):
+    from typer.testing import CliRunner
+
+    from cdp.cli import app
+
+    # Given a directory holding someone's file
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("important")
+    # When Spark scoring is pointed at it
+    result = CliRunner().invoke(app, ["score", "--as-of", AS_OF.date().isoformat(), "--engine", "spark", "--out",
+                                      str(precious), "--workspace", str(tmp_path / "ws")])
+    # Then it refuses, before any work, and the file is still there
+    assert result.exit_code == 2 and "already exists" in result.output.replace("\n", "")
+    assert (precious / "notes.txt").read_text() == "important"

@@ -96,6 +96,28 @@ def test_a_tie_stays_challenger_force_promotes_and_rollback_moves_the_alias(tmp_
     assert str(client.get_model_version_by_alias("churn", CHAMPION).version) == first["churn"].version
 
 
+def test_a_model_of_another_horizon_or_on_the_champions_training_rows_is_not_compared(tmp_path, trained):
+    # Given: a copy of the trained workspace, whose churn champion predicts 90 days ahead
+    workspace = type(trained.workspace).at(tmp_path / "copy")
+    shutil.copytree(trained.workspace.root, workspace.root)
+    _rewrite_artifact_locations(trained.workspace, workspace)
+    champion = {r.task: r for r in trained.reports}["churn"].version
+    client = use_workspace_tracking(workspace)
+    # When a 60-day churn model is trained
+    training = trained.settings.training.model_copy(update={"churn_horizon_days": 60})
+    shorter = train_models(workspace, trained.settings.model_copy(update={"training": training}), AS_OF, ("churn",))[0]
+    # Then it stays challenger, saying why, and the 90-day champion keeps its place
+    assert shorter.status == "trained" and not shorter.promoted
+    assert "not compared: the champion (version" in shorter.message and "90 days ahead, this model 60" in shorter.message
+    assert str(client.get_model_version_by_alias("churn", CHAMPION).version) == champion
+    # When a model is trained as of a year earlier: its test rows are rows the champion trained on
+    earlier = train_models(workspace, trained.settings, pd.Timestamp(AS_OF) - pd.Timedelta(days=365), ("churn",))[0]
+    # Then it is not judged on them either
+    if earlier.status == "trained":
+        assert not earlier.promoted and "trained on these test rows" in earlier.message
+    assert str(client.get_model_version_by_alias("churn", CHAMPION).version) == champion
+
+
 def _rewrite_artifact_locations(source, target) -> None:
     """The copied SQLite store still points at the source's artifacts; repoint it."""
     import sqlite3
