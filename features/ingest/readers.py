@@ -153,7 +153,8 @@ def stream_csv_robust(path: Path, header: list[str], batch_rows: int) -> Iterato
                     MalformedRecord(
                         position,
                         f"malformed CSV record: expected {len(header)} fields, found {len(record)}",
-                        ",".join(record).encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+                        # invalid UTF-8 kept, escaped (\xff), not lost
+                        ",".join(record).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"),
                     )
                 )
                 continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,9 @@ ISO_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+
 ZONE_SUFFIX = r"(Z|[+-]\d{2}:?\d{2})$"
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 DECIMAL = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-INTEGER = r"^[+-]?\d+(\.0*)?$"
+EXACT_INTEGER = r"^[+-]?\d{1,18}(\.0*)?$"
+"""Whole numbers that fit in 64 bits whatever their digits: cast from the text, not via a float."""
+INT64_LIMIT = 2.0**63
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$"
 PHONE = r"^\+?[0-9 ().\-/]{6,25}$"
 PHONE_DIGITS = (6, 15)
@@ -45,6 +48,11 @@ PARSE_REASONS = {
     "int": "not a whole number",
     "string": "not text",
 }
+OUT_OF_RANGE_REASONS = {
+    "float": "out of range: too large for a number",
+    "int": "out of range: too large for a whole number",
+}
+EPOCH = dt.datetime(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -107,27 +115,36 @@ class _Problems:
                 self.nulled.append((int(position), column, reason))
 
 
-def _decode_text(array: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """Binary to UTF-8 text; undecodable values become null and are flagged."""
+def _decode_text(array: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray, pa.Array]:
+    """Binary to UTF-8 text; undecodable values become null and are flagged.
+
+    Also returns the values as they are kept in quarantine: the same, except that an undecodable
+    value keeps its bytes, escaped (`W\\xff\\xfe2`), instead of being lost."""
     array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
     invalid = np.zeros(len(array), dtype=bool)
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        return array.cast(pa.string()), invalid
+        text = array.cast(pa.string())
+        return text, invalid, text
     if not (pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type)):
-        return array, invalid
+        return array, invalid, array
     try:
-        return array.cast(pa.string()), invalid
+        text = array.cast(pa.string())
+        return text, invalid, text
     except pa.ArrowInvalid:
-        values = []
+        values, kept = [], []
         for index, raw in enumerate(array.to_pylist()):
             try:
-                values.append(None if raw is None else raw.decode("utf-8"))
+                value = None if raw is None else raw.decode("utf-8")
             except UnicodeDecodeError:
                 values.append(None)
+                kept.append(raw.decode("utf-8", "backslashreplace"))
                 invalid[index] = True
-        return pa.array(values, pa.string()), invalid
+                continue
+            values.append(value)
+            kept.append(value)
+        return pa.array(values, pa.string()), invalid, pa.array(kept, pa.string())
 
 
 def _blank_to_null(text: pa.Array) -> pa.Array:
@@ -146,11 +163,25 @@ def _parse_timestamps(text: pa.Array) -> pa.Array:
         without_zone = naive.cast(pa.timestamp("us")).cast(target)
         return pc.coalesce(with_zone, without_zone)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        # Well-shaped but impossible values (month 13): let pandas null them one by one.
-        parsed = pd.to_datetime(
-            pd.Series(candidate.to_pylist(), dtype=object), utc=True, format="ISO8601", errors="coerce"
-        )
-        return pa.array(parsed.astype("datetime64[us, UTC]"), target)
+        # Well-shaped but impossible values (month 13): let pandas null them one by one. Pandas
+        # cannot hold years before 1677 or after 2262; Python parses those, so that a real but
+        # far-off moment gets the range reason whatever else is in the batch.
+        texts = candidate.to_pylist()
+        parsed = pd.to_datetime(pd.Series(texts, dtype=object), utc=True, format="ISO8601", errors="coerce")
+        micros = pa.array(parsed.astype("datetime64[us, UTC]"), target).cast(pa.int64()).to_pylist()
+        for index in np.flatnonzero(parsed.isna().to_numpy() & _mask(pc.is_valid(candidate))):
+            micros[index] = _iso_micros(texts[index])
+        return pa.array(micros, pa.int64()).cast(target)
+
+
+def _iso_micros(text: str) -> int | None:
+    """Microseconds since 1970-01-01 UTC of an ISO-8601 timestamp, None if it is not a real one."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    offset = moment.utcoffset() or dt.timedelta(0)
+    return (moment.replace(tzinfo=None) - EPOCH - offset) // dt.timedelta(microseconds=1)
 
 
 def _parse_dates(text: pa.Array) -> pa.Array:
@@ -158,52 +189,87 @@ def _parse_dates(text: pa.Array) -> pa.Array:
     try:
         return candidate.cast(pa.date32())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        parsed = pd.to_datetime(
-            pd.Series(candidate.to_pylist(), dtype=object), format="%Y-%m-%d", errors="coerce"
-        )
-        return pa.array(parsed.dt.date, pa.date32())
+        # Impossible dates (February 30): null them one by one (Python, not pandas, so that the
+        # year 1 is still a date, out of range).
+        return pa.array([_iso_date(text) for text in candidate.to_pylist()], pa.date32())
 
 
-def _parse_numbers(text: pa.Array, kind: str) -> pa.Array:
-    pattern = INTEGER if kind == "int" else DECIMAL
-    candidate = pc.if_else(pc.match_substring_regex(text, pattern), text, pa.scalar(None, pa.string()))
-    numbers = candidate.cast(pa.float64())
+def _iso_date(text: str | None) -> dt.date | None:
+    try:
+        return None if text is None else dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _parse_numbers(text: pa.Array, kind: str) -> tuple[pa.Array, np.ndarray]:
+    candidate = pc.if_else(pc.match_substring_regex(text, DECIMAL), text, pa.scalar(None, pa.string()))
+    values, too_large = _numbers_of_kind(candidate.cast(pa.float64()), kind)  # 1e400 is infinity here
     if kind == "int":
-        return numbers.cast(pa.int64())
-    return numbers
+        exact = pc.match_substring_regex(candidate, EXACT_INTEGER)
+        digits = pc.if_else(exact, candidate, pa.scalar(None, pa.string()))
+        values = pc.coalesce(pc.replace_substring_regex(digits, r"^\+|\.0*$", "").cast(pa.int64()), values)
+    return values, too_large
+
+
+def _numbers_of_kind(numbers: pa.Array, kind: str) -> tuple[pa.Array, np.ndarray]:
+    """float64 to the column's type. NaN, a fraction in a whole-number column and a value too large
+    to store (infinity; a whole number beyond 64 bits) become null; returns where it was too large."""
+    limit = INT64_LIMIT if kind == "int" else math.inf
+    too_large = pc.and_(pc.invert(pc.is_nan(numbers)), pc.greater_equal(pc.abs(numbers), limit))
+    too_large = pc.fill_null(too_large, False)
+    keep = pc.and_(pc.is_finite(numbers), pc.invert(too_large))
+    if kind == "int":
+        keep = pc.and_(keep, pc.equal(pc.floor(numbers), numbers))
+    values = pc.if_else(keep, numbers, pa.scalar(None, pa.float64()))
+    if kind == "int":
+        values = values.cast(pa.int64())
+    else:
+        values = pc.if_else(pc.equal(values, 0.0), 0.0, values)  # -0 is stored as 0
+    return values, _mask(too_large)
+
+
+def _mask(condition: pa.Array) -> np.ndarray:
+    return np.asarray(pc.fill_null(condition, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _coerce_typed(array: pa.Array, column: Column) -> tuple[pa.Array, np.ndarray]:
-    """Columns that arrive typed (Parquet): cast where it is lossless, flag the rest."""
+    """Columns that arrive typed (Parquet): cast where it is lossless. Values that cannot be cast
+    come back null; also returns where a number was too large to store."""
     target = ARROW_TYPES[column.kind]
-    failed = np.zeros(len(array), dtype=bool)
+    too_large = np.zeros(len(array), dtype=bool)
     if column.kind == "timestamp" and pa.types.is_timestamp(array.type):
         if array.type.tz is None:
-            return array.cast(pa.timestamp("us")).cast(target), failed
-        return array.cast(target), failed
+            return array.cast(pa.timestamp("us")).cast(target), too_large
+        return array.cast(target), too_large
     if column.kind == "timestamp" and pa.types.is_date(array.type):
-        return array.cast(pa.timestamp("us")).cast(target), failed
+        return array.cast(pa.timestamp("us")).cast(target), too_large
     if column.kind == "date" and (pa.types.is_date(array.type) or pa.types.is_timestamp(array.type)):
-        return array.cast(pa.date32()), failed
-    if column.kind in ("float", "int") and (pa.types.is_integer(array.type) or pa.types.is_floating(array.type)):
-        numbers = array.cast(pa.float64())
-        finite = pc.is_finite(numbers)
-        if column.kind == "int":
-            finite = pc.and_(finite, pc.equal(pc.floor(numbers), numbers))
-        ok = pc.fill_null(finite, True)
-        failed = ~np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)
-        return pc.if_else(ok, numbers, pa.scalar(None, pa.float64())).cast(target), failed
-    return pa.nulls(len(array), target), np.asarray(pc.is_valid(array).to_numpy(zero_copy_only=False), dtype=bool)
+        return array.cast(pa.date32()), too_large
+    if column.kind == "int" and pa.types.is_integer(array.type):
+        if array.type == pa.uint64():
+            beyond = pc.greater(array, pa.scalar(2**63 - 1, pa.uint64()))
+            return pc.if_else(beyond, pa.scalar(None, array.type), array).cast(target), _mask(beyond)
+        return array.cast(target), too_large
+    if column.kind in ("float", "int") and (
+        pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_decimal(array.type)
+    ):
+        # A decimal or a 64-bit integer may have more digits than a float holds: rounded, like in CSV.
+        return _numbers_of_kind(array.cast(pa.float64(), safe=False), column.kind)
+    return pa.nulls(len(array), target), too_large
 
 
-def _parse_column(text: pa.Array, column: Column) -> pa.Array:
-    if column.kind == "timestamp":
-        return _parse_timestamps(text)
-    if column.kind == "date":
-        return _parse_dates(text)
+def _parse_column(text: pa.Array, column: Column) -> tuple[pa.Array, np.ndarray]:
+    """Text to the column's type: unparseable values become null; also returns where a number was
+    too large to store."""
     if column.kind in ("float", "int"):
         return _parse_numbers(text, column.kind)
-    return pc.utf8_lower(text) if column.lowercase else text
+    if column.kind == "timestamp":
+        values = _parse_timestamps(text)
+    elif column.kind == "date":
+        values = _parse_dates(text)
+    else:
+        values = pc.utf8_lower(text) if column.lowercase else text
+    return values, np.zeros(len(text), dtype=bool)
 
 
 def _value_checks(column: Column, rules: ValidationRules) -> list[pandera.Check]:
@@ -277,26 +343,27 @@ def validate_batch(
             typed[column.name] = pa.nulls(size, ARROW_TYPES[column.kind])
             continue
         array = raw.column(column.name).combine_chunks()
-        text, bad_utf8 = _decode_text(array)
+        text, bad_utf8, kept = _decode_text(array)
         if column.kind == "string" and not pa.types.is_string(text.type):
-            text = text.cast(pa.string())
-        raw_text[column.name] = text
+            text, kept = text.cast(pa.string()), kept.cast(pa.string())
+        raw_text[column.name] = kept
         _record(problems, np.flatnonzero(bad_utf8), column, "invalid UTF-8 text")
         if pa.types.is_string(text.type):
-            cleaned = _blank_to_null(text)
-            values = _parse_column(cleaned, column)
-            failed = pc.and_(pc.is_valid(cleaned), pc.is_null(values))
-            failed_mask = np.asarray(failed.to_numpy(zero_copy_only=False), dtype=bool)
+            text = _blank_to_null(text)
+            values, too_large = _parse_column(text, column)
         else:
-            values, failed_mask = _coerce_typed(text, column)
-        _record(problems, np.flatnonzero(failed_mask), column, PARSE_REASONS[column.kind])
+            values, too_large = _coerce_typed(text, column)
+        if too_large.any():
+            _record(problems, np.flatnonzero(too_large), column, OUT_OF_RANGE_REASONS[column.kind])
+        failed = _mask(pc.and_(pc.is_valid(text), pc.is_null(values)))
+        _record(problems, np.flatnonzero(failed), column, PARSE_REASONS[column.kind])
         typed[column.name] = values
 
     for name in custom_columns:
-        text, bad_utf8 = _decode_text(raw.column(name).combine_chunks())
+        text, bad_utf8, kept = _decode_text(raw.column(name).combine_chunks())
         if not pa.types.is_string(text.type):
-            text = text.cast(pa.string())
-        raw_text[name] = text
+            text, kept = text.cast(pa.string()), kept.cast(pa.string())
+        raw_text[name] = kept
         problems.reject(np.flatnonzero(bad_utf8), name, "invalid UTF-8 text")
         typed[name] = _blank_to_null(text)
 
@@ -371,12 +438,16 @@ def _records_as_json(raw_text: dict[str, pa.Array], positions: np.ndarray) -> li
     indices = pa.array(positions)
     columns = {name: values.take(indices).to_pylist() for name, values in raw_text.items()}
     return [
-        json.dumps({name: _jsonable(values[i]) for name, values in columns.items()}, ensure_ascii=False)
+        json.dumps({name: _jsonable(values[i]) for name, values in columns.items()}, ensure_ascii=False,
+                   allow_nan=False)
         for i in range(len(positions))
     ]
 
 
 def _jsonable(value: object) -> object:
+    """A raw value as JSON: NaN and infinity (not JSON) as the text `NaN`, `Infinity`, `-Infinity`."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if isinstance(value, bytes):
