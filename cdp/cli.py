@@ -296,6 +296,7 @@ def evaluate_models(
 ) -> None:
     """Each model's last test rows scored next to the simulator's oracle (true probabilities and value)."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
     from training.evaluation import evaluate_against_oracle
     from training.pipeline import TASKS, validation_path
@@ -312,6 +313,9 @@ def evaluate_models(
     options = settings.training
     horizons = {"churn": options.churn_horizon_days, "clv": options.clv_horizon_days,
                 "propensity": options.conversion_window_days}
+    for task, path in files.items():  # the horizon the model was trained for, when its file says (the config's may differ)
+        if path.exists() and "horizon_days" in pq.read_schema(path).names:
+            horizons[task] = int(pq.read_table(path, columns=["horizon_days"]).column(0)[0].as_py())
     with step_progress("evaluate against the oracle") as progress:
         progress.update(0, 1)
         result = evaluate_against_oracle(files, pd.read_parquet(identity_map), truth_dir, horizons)
@@ -597,6 +601,11 @@ def push(
             values[field] = [int(value)]
         except ValueError as error:
             raise _fail(f"--set {item!r}: realtime signals are whole numbers", 2) from error
+    identity_map = space.outputs / "identity_map.parquet"
+    if identity_map.exists():
+        known = pd.read_parquet(identity_map, columns=["customer_id"])["customer_id"]
+        if not (known == customer_id).any():
+            raise _fail(f"no customer {customer_id!r} in the identity map; nothing was pushed")
     store = open_feature_store(space, settings.features)
     seconds = _feature_store_call(push_realtime_signals, store, pd.DataFrame(values))
     console.print(f"Pushed {', '.join(signal)} for {customer_id} in {seconds * 1000:.0f} ms")

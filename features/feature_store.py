@@ -361,6 +361,29 @@ def _arrays(columns: dict[str, list]) -> dict[str, np.ndarray]:
     return {name: arrays[name] for name in names}
 
 
+FLAG_PREFIX = "latest_"
+"""Realtime fields that are flags (consent per channel, app installed): 0, 1 or empty."""
+MOMENT_SUFFIX = "_epoch_seconds"
+"""Realtime fields that are moments (last order, visit, app open): seconds since 1970, never moved back."""
+
+
+def signal_problems(updates: pd.DataFrame) -> list[str]:
+    """What is wrong with pushed signal values, one phrase per field (the service's request model
+    checks the same; `cdp push` and any other caller get it here)."""
+    problems = []
+    for column in updates.columns:
+        values = pd.to_numeric(updates[column], errors="coerce") if column != "customer_id" else None
+        if column.startswith(FLAG_PREFIX):
+            bad = updates[column].notna() & ~values.isin([0, 1])
+            if bad.any():
+                problems.append(f"{column} must be 0 or 1, not {updates[column][bad].tolist()[0]!r}")
+        elif column.endswith(MOMENT_SUFFIX):
+            bad = updates[column].notna() & ~values.between(0, 10**10)
+            if bad.any():
+                problems.append(f"{column} must be seconds since 1970 (0 to 10^10), not {updates[column][bad].tolist()[0]!r}")
+    return problems
+
+
 def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame) -> float:
     """Write fresh signals (a consent change, an order, a visit) to the online store at once.
 
@@ -377,6 +400,9 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame) -> float:
     unknown = sorted(set(updates.columns) - set(fields) - {"customer_id", "event_timestamp"})
     if unknown:
         raise FeatureStoreError(f"unknown realtime fields: {', '.join(unknown)} (known: {', '.join(fields)})")
+    problems = signal_problems(updates)
+    if problems:
+        raise FeatureStoreError("; ".join(problems))
     references = [f"{REALTIME_VIEW}:{name}" for name in fields]
     current = pd.DataFrame(
         store.get_online_features(features=references, entity_rows=[{"customer_id": c} for c in updates["customer_id"]]).to_dict()
@@ -384,7 +410,11 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame) -> float:
     merged = current.set_index("customer_id")
     changes = updates.set_index("customer_id")
     for column in changes.columns.intersection(fields):
-        merged.loc[changes.index, column] = changes[column]
+        new = changes[column]
+        if column.endswith(MOMENT_SUFFIX):  # a last order, visit or app open never moves back in time
+            old = pd.to_numeric(merged.loc[changes.index, column], errors="coerce").to_numpy(dtype=float)
+            new = pd.Series(np.fmax(old, pd.to_numeric(new, errors="coerce").to_numpy(dtype=float)), index=new.index)
+        merged.loc[changes.index, column] = new
     now = pd.Timestamp.now(tz="UTC")
     rows = merged.reset_index().assign(event_timestamp=now, created_timestamp=now)
     for field in view.features:

@@ -99,6 +99,17 @@ def validation_path(workspace: Workspace, task: str) -> Path:
     return workspace.outputs / "validation" / f"{task}.parquet"
 
 
+DATA_END_TOLERANCE_DAYS = 7
+"""How far past the last day with any activity --as-of may lie (a quiet last day or two is not a gap)."""
+
+
+def last_activity_day(activity: dict[str, pd.DataFrame]) -> pd.Timestamp:
+    """The last day with an order, a return or a touch in the lake."""
+    latest = [frame[column].max() for frame in activity.values() for column in frame.columns
+              if column.endswith("_at") and len(frame)]
+    return max(t for t in latest if pd.notna(t)).floor("D")
+
+
 def plan_tasks(activity: dict[str, pd.DataFrame], as_of: pd.Timestamp, tasks: Sequence[str],
                settings: TrainingSettings) -> tuple[dict[str, TaskPlan | InsufficientDataError], list[pd.Timestamp]]:
     """Snapshots and labels per model from the data; a model the data cannot support is skipped."""
@@ -110,6 +121,12 @@ def plan_tasks(activity: dict[str, pd.DataFrame], as_of: pd.Timestamp, tasks: Se
     if as_of <= data_start:
         return {t: InsufficientDataError(f"{t}: --as-of {as_of.date()} is before the first order ({data_start.date()})")
                 for t in tasks}, []
+    data_end = last_activity_day(activity)
+    if as_of > data_end + pd.Timedelta(days=1 + DATA_END_TOLERANCE_DAYS):
+        return {t: InsufficientDataError(
+            f"{t}: --as-of {as_of.date()} is after the last data ({data_end.date()}); the last label windows would "
+            f"end in days with no data, and count customers as lapsed for want of it: train as of "
+            f"{(data_end + pd.Timedelta(days=1)).date()} or earlier") for t in tasks}, []
     common = {"count": settings.snapshot_count, "spacing_days": settings.snapshot_spacing_days,
               "minimum_history_days": settings.minimum_history_days}
     for task in tasks:
@@ -239,7 +256,7 @@ def _train_task(workspace: Workspace, settings: Settings, plan: TaskPlan, as_of:
         "horizon_days": {"churn": options.churn_horizon_days, "clv": options.clv_horizon_days,
                          "propensity": options.conversion_window_days}[task],
     }
-    _write_validation(workspace, task, frame[test], label[test], predictions, model)
+    _write_validation(workspace, task, frame[test], label[test], predictions, model, lineage["horizon_days"])
     with mlflow.start_run(run_name=f"{task} as of {as_of.date()}") as run:
         report.run_id = run.info.run_id
         _log_run(task, model, parameters, lineage, report, chosen_by, frame[test], x[test], label[test],
@@ -353,10 +370,11 @@ def compare_with_champion(client, name: str, test_frame: pd.DataFrame, test_x: p
 
 
 def _write_validation(workspace: Workspace, task: str, test_frame: pd.DataFrame, labels: np.ndarray,
-                      predictions: np.ndarray, model: CustomerModel) -> None:
-    """The test rows' labels and predictions, for `cdp evaluate models` against the simulator's oracle."""
+                      predictions: np.ndarray, model: CustomerModel, horizon_days: int) -> None:
+    """The test rows' labels and predictions, for `cdp evaluate models` against the simulator's oracle
+    (with the horizon the labels were counted over: the oracle must predict the same one)."""
     keep = ["customer_id", "event_timestamp", *[c for c in TOUCH_COLUMNS if c in test_frame.columns]]
-    out = test_frame[keep].assign(label=labels, prediction=predictions).reset_index(drop=True)
+    out = test_frame[keep].assign(label=labels, prediction=predictions, horizon_days=horizon_days).reset_index(drop=True)
     if task == "propensity":
         features = test_frame.reset_index(drop=True)
         untouched = model.predict(features.assign(channel="none", offer="none"))

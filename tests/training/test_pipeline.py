@@ -176,3 +176,8 @@ def test_models_are_compared_with_the_oracle_on_the_same_test_rows(trained):
     assert result["clv"]["oracle_spearman"] > result["clv"]["model_spearman"] * 0.9
     assert result["propensity"]["customer_channel_pairs"] > 0
     assert Oracle.load(truth_dir).parameters.customers == 2500
+    # and each file says the horizon its labels were counted over (`cdp evaluate models` reads it)
+    options = trained.settings.training
+    for task, horizon in (("churn", options.churn_horizon_days), ("clv", options.clv_horizon_days),
+                          ("propensity", options.conversion_window_days)):
+        assert pd.read_parquet(files[task])["horizon_days"].unique().tolist() == [horizon]
