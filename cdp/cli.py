@@ -395,17 +395,24 @@ def report_lift(
     scores_path = space.outputs / "scores.parquet"
     if not scores_path.exists():
         raise _fail(f"{scores_path} not found; run `cdp score` first")
+    summary_file = scores_path.with_suffix(".json")
+    scored_for = json.loads(summary_file.read_text()).get("campaign_id") if summary_file.exists() else None
+    if scored_for != campaign:
+        raise _fail(f"the last `cdp score` drew its holdout for campaign {scored_for!r}, not {campaign!r}: "
+                    f"run `cdp score --campaign {campaign}` when the campaign is decided, then measure it")
     scores = pd.read_parquet(scores_path)
     activity = read_activity(space)
-    groups = campaign_groups(scores, activity["touches"], campaign)
-    if groups.empty:
-        raise _fail(f"no customer of campaign {campaign!r} in {scores_path}: no touches with that campaign_id "
-                    "after a contact recommendation, and no holdout")
     start = pd.Timestamp(scores["as_of"].iloc[0])
+    groups = campaign_groups(scores, activity["touches"], campaign, start)
     result = measure_lift(groups, activity["orders"], start, window_days or settings.training.conversion_window_days)
+    if "error" in result:
+        raise _fail(f"campaign {campaign!r}: {result['error']} (treated: customers recommended a contact and "
+                    f"touched by the campaign from {start.date()} on; holdout: {result['holdout']['customers']})")
     space.reports.mkdir(parents=True, exist_ok=True)
     (space.reports / f"lift-{campaign}.json").write_text(json.dumps(result, indent=2))
     typer.echo(json.dumps(result, indent=2))
+    if "warning" in result:
+        console.print(f"[yellow]warning:[/yellow] {escape(result['warning'])}")
 
 
 @app.command("export")

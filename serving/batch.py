@@ -45,6 +45,8 @@ class ScoringError(RuntimeError):
 class ScoreSummary:
     customers: int
     as_of: str
+    campaign_id: str = ""
+    """The campaign that salted the holdout (`cdp report lift` needs the same one)."""
     models: dict[str, str] = field(default_factory=dict)
     """Registered model name -> champion version used."""
     skipped: dict[str, str] = field(default_factory=dict)
@@ -285,7 +287,9 @@ def score_to_file(workspace: Workspace, settings: Settings, as_of: dt.datetime, 
         raise
     writer.close()
     summary = ScoreSummary(
-        customers=totals.customers, as_of=moment.isoformat(), models=versions, skipped=missing,
+        customers=totals.customers, as_of=moment.isoformat(),
+        campaign_id=campaign_id if campaign_id is not None else settings.policy.default_campaign_id,
+        models=versions, skipped=missing,
         actions=[c for c in totals.columns if c.startswith("conversion_")],
         next_best_actions=dict(totals.actions.most_common()), next_best_channels=dict(totals.channels.most_common()),
         win_back_customers=totals.win_back, holdout_customers=totals.holdout,

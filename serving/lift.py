@@ -23,6 +23,11 @@ def measure_lift(groups: pd.DataFrame, orders: pd.DataFrame, start: pd.Timestamp
     frame = groups.assign(revenue=groups["customer_id"].map(revenue).fillna(0.0))
     frame["converted"] = (frame["revenue"] > 0).astype(float)
     result: dict = {"window_days": window_days, "start": start.isoformat()}
+    last_order = orders["ordered_at"].max() if len(orders) else None
+    if last_order is None or last_order < end - pd.Timedelta(days=1):
+        seen = "none" if last_order is None else f"{last_order.date()}"
+        result["warning"] = (f"the window ends {end.date()} but the lake's last order is {seen}: orders not yet "
+                             "ingested count as no conversion, so the figures are incomplete")
     parts = {name: frame[frame["group"] == name] for name in ("treated", "holdout")}
     for name, part in parts.items():
         result[name] = {"customers": len(part), "conversion_rate": float(part["converted"].mean()) if len(part) else None,
@@ -39,11 +44,11 @@ def measure_lift(groups: pd.DataFrame, orders: pd.DataFrame, start: pd.Timestamp
     return result
 
 
-def campaign_groups(scores: pd.DataFrame, touches: pd.DataFrame, campaign_id: str) -> pd.DataFrame:
-    """Treated: recommended a contact, not held out, and touched by the campaign. Holdout: recommended
-    a contact by the policy but held out."""
+def campaign_groups(scores: pd.DataFrame, touches: pd.DataFrame, campaign_id: str, decided_at: pd.Timestamp) -> pd.DataFrame:
+    """Treated: recommended a contact, not held out, and touched by the campaign after the decision
+    (a touch before it was not the policy's doing). Holdout: recommended a contact but held out."""
     wanted = scores[scores["policy_action"].fillna("none") != "none"]
-    touched = set(touches.loc[touches["campaign_id"] == campaign_id, "customer_id"])
+    touched = set(touches.loc[(touches["campaign_id"] == campaign_id) & (touches["sent_at"] >= decided_at), "customer_id"])
     treated = wanted[~wanted["holdout"].astype(bool) & wanted["customer_id"].isin(touched)]
     holdout = wanted[wanted["holdout"].astype(bool)]
     return pd.concat([treated[["customer_id"]].assign(group="treated"), holdout[["customer_id"]].assign(group="holdout")],

@@ -252,6 +252,7 @@ def score_on_spark(workspace: Workspace, settings: Settings, as_of: dt.datetime,
             session.stop()
     summary = SparkScoreSummary(
         as_of=moment.isoformat(), models=versions, skipped=missing,
+        campaign_id=campaign_id if campaign_id is not None else settings.policy.default_campaign_id,
         actions=[c for c in schema.fieldNames() if c.startswith("conversion_")], reasons=reasons,
         output=output, output_format=output_format, master=master, **figures,
         seconds=round(time.perf_counter() - started_at, 2),

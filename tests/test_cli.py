@@ -166,3 +166,21 @@ def test_push_refuses_an_unknown_customer_and_a_bad_value(trained):
     customer = pd.read_parquet(trained.workspace.outputs / "identity_map.parquet")["customer_id"].iloc[0]
     bad = runner.invoke(app, ["push", "--customer-id", customer, "--set", "latest_email_consent=7", "--workspace", root])
     assert bad.exit_code == 1 and "latest_email_consent must be 0 or 1, not 7" in " ".join(bad.output.split())
+
+
+def test_lift_refuses_a_campaign_the_scores_were_not_drawn_for_or_without_treated_customers(tmp_path, trained):
+    import shutil
+
+    # Given a copy of the trained workspace scored for campaign "spring" (its data ends the day before)
+    root = tmp_path / "ws"
+    shutil.copytree(trained.workspace.root, root)
+    scored = runner.invoke(app, ["score", "--as-of", "2026-07-01", "--campaign", "spring", "--reasons", "none",
+                                 "--workspace", str(root)])
+    assert scored.exit_code == 0, scored.output
+    # When lift is asked for another campaign: refused, naming the one the holdout was drawn for
+    other = runner.invoke(app, ["report", "lift", "--campaign", "autumn", "--workspace", str(root)])
+    assert other.exit_code == 1 and "'spring', not 'autumn'" in " ".join(other.output.split())
+    # When asked for spring, whose touches all came before the decision: no treated customer, an error
+    spring = runner.invoke(app, ["report", "lift", "--campaign", "spring", "--workspace", str(root)])
+    assert spring.exit_code == 1 and "at least two customers" in " ".join(spring.output.split())
+    assert not (root / "data/reports/lift-spring.json").exists()

@@ -30,6 +30,26 @@ def test_a_real_difference_is_estimated_with_an_interval_around_it():
 def test_groups_come_from_the_policy_choice_the_holdout_and_the_campaign_touches():
     scores = pd.DataFrame({"customer_id": ["A", "B", "C", "D"], "policy_action": ["email", "push", "none", "sms"],
                            "holdout": [False, True, False, False]})
-    touches = pd.DataFrame({"customer_id": ["A", "C", "D"], "campaign_id": ["spring", "spring", "other"]})
-    groups = campaign_groups(scores, touches, "spring").set_index("customer_id")["group"].to_dict()
+    touches = pd.DataFrame({"customer_id": ["A", "C", "D"], "campaign_id": ["spring", "spring", "other"],
+                            "sent_at": START + pd.Timedelta(hours=10)})
+    groups = campaign_groups(scores, touches, "spring", START).set_index("customer_id")["group"].to_dict()
     assert groups == {"A": "treated", "B": "holdout"}
+
+
+def test_a_touch_sent_before_the_decision_does_not_make_a_customer_treated():
+    # Given a customer recommended a contact who had a touch of the campaign the day before the decision
+    scores = pd.DataFrame({"customer_id": ["A", "B"], "policy_action": ["email", "email"], "holdout": [False, True]})
+    touches = pd.DataFrame({"customer_id": ["A"], "campaign_id": ["spring"], "sent_at": START - pd.Timedelta(days=1)})
+    # Then only the holdout is in the groups
+    groups = campaign_groups(scores, touches, "spring", START)
+    assert groups.set_index("customer_id")["group"].to_dict() == {"B": "holdout"}
+
+
+def test_a_window_that_ends_after_the_last_order_is_flagged_incomplete():
+    groups = pd.DataFrame({"customer_id": ["A", "B", "C", "D"], "group": ["treated", "treated", "holdout", "holdout"]})
+    orders = pd.DataFrame({"customer_id": ["A"], "amount": 10.0, "ordered_at": [START - pd.Timedelta(days=3)]})
+    lift = measure_lift(groups, orders, START, window_days=7)
+    assert "figures are incomplete" in lift["warning"] and lift["incremental_conversion_rate"]["estimate"] == 0.0
+    complete = measure_lift(groups, pd.concat([orders, orders.assign(ordered_at=START + pd.Timedelta(days=8))]),
+                            START, window_days=7)
+    assert "warning" not in complete
