@@ -305,7 +305,10 @@ class Calibration:
             logistic = LogisticRegression(C=1e6).fit(_logit(raw_scores)[:, None], labels)
             return cls(np.array([]), np.array([]), "platt", float(logistic.coef_[0, 0]), float(logistic.intercept_[0]))
         isotonic = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw_scores, labels)
-        return cls(np.asarray(isotonic.X_thresholds_, dtype=float), np.asarray(isotonic.y_thresholds_, dtype=float))
+        points = np.asarray(isotonic.y_thresholds_, dtype=float)
+        block_sizes = _block_sizes(isotonic.predict(raw_scores), points)
+        return cls(np.asarray(isotonic.X_thresholds_, dtype=float),
+                   shrink_isotonic_blocks(points, block_sizes))
 
     def apply(self, raw_scores: np.ndarray) -> np.ndarray:
         if self.kind == "platt":
@@ -313,6 +316,26 @@ class Calibration:
         if len(self.raw) == 0:
             return raw_scores
         return np.interp(raw_scores, self.raw, self.calibrated)
+
+
+def shrink_isotonic_blocks(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Blocks that isotonic regression set to exactly 0 or 1 get Laplace's rule of succession,
+    (k + 1) / (n + 2), kept non-decreasing; every other block keeps its rate.
+
+    No block of customers is certain to churn or to stay: 330 of 1,966 customers of a small workspace
+    had a churn probability of exactly 1.0, and its 0.0 block churned at 17% on the test rows. Only the
+    certain blocks change: shrinking every block toward the base rate (two pseudo-rows) raised the
+    20k demo's test ECE from 0.0185 to 0.0205."""
+    certain = (values == 0.0) | (values == 1.0)
+    laplace = (values * sizes + 1.0) / (sizes + 2.0)
+    return np.maximum.accumulate(np.where(certain, laplace, values))
+
+
+def _block_sizes(fitted: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """How many fitting rows each threshold's block holds (rows fitted to the same value)."""
+    distinct, counts = np.unique(fitted, return_counts=True)
+    lookup = dict(zip(distinct.tolist(), counts.tolist(), strict=True))
+    return np.array([lookup.get(v, 1) for v in values.tolist()], dtype=float)
 
 
 def _logit(probabilities: np.ndarray) -> np.ndarray:

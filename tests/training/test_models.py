@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.isotonic import IsotonicRegression
 
 from training.models import (
+    Calibration,
     CustomerModel,
     TrainingParameters,
     add_touch_features,
@@ -60,6 +62,22 @@ def test_probabilities_are_calibrated_into_the_unit_interval(churn_model):
     frame, _ = churn_frame(500, 5)
     predictions = churn_model.predict(frame)
     assert ((predictions >= 0) & (predictions <= 1)).all()
+
+
+def test_no_calibrated_churn_probability_is_a_certainty():
+    # Given raw scores whose lowest block never churned and whose highest always did
+    raw = np.linspace(0, 1, 400)
+    labels = np.r_[np.zeros(50), (np.random.default_rng(1).random(300) < np.linspace(0.1, 0.9, 300)), np.ones(50)]
+    # When isotonic calibration is fitted on them
+    calibration = Calibration.fit(raw, labels.astype(float))
+    probabilities = calibration.apply(raw)
+    # Then the end blocks say (k + 1) / (n + 2), not 0 or 1, and the order of the scores is kept
+    assert 0 < probabilities.min() <= 1 / 52 and 51 / 52 <= probabilities.max() < 1
+    assert (np.diff(probabilities) >= 0).all()
+    # and a block in the middle keeps its own rate
+    plain = IsotonicRegression(out_of_bounds="clip").fit(raw, labels).predict(raw)
+    middle = (plain > 0) & (plain < 1)
+    assert np.allclose(probabilities[middle], plain[middle])
 
 
 def test_same_data_and_seed_give_the_same_model():
