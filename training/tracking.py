@@ -56,19 +56,29 @@ class ScoringModel(mlflow.pyfunc.PythonModel):
         return pd.Series(self.model.predict(model_input), name=self.model.task)
 
 
+def signature_example(example: pd.DataFrame) -> pd.DataFrame:
+    """The input example with whole-number columns as floats: counts are missing for a customer with no
+    row in a view, and a signature typed `long` made MLflow refuse such rows (pyfunc, Spark UDF)."""
+    whole = [c for c in example.columns if pd.api.types.is_integer_dtype(example[c])]
+    return example.astype(dict.fromkeys(whole, "float64"))
+
+
 def log_model(model: CustomerModel, example: pd.DataFrame) -> tuple[str, str]:
     """Log the model with signature and input example into the active run and register a version.
     Returns (registered model name, version)."""
+    from importlib.metadata import version as installed_version
+
     import lightgbm
     import sklearn
 
     name = REGISTERED_MODELS[model.task]
+    example = signature_example(example)
     signature = infer_signature(example, model.predict(example))
     info = mlflow.pyfunc.log_model(
         name="model", python_model=ScoringModel(model), signature=signature, input_example=example,
         registered_model_name=name,
         pip_requirements=[f"lightgbm=={lightgbm.__version__}", f"scikit-learn=={sklearn.__version__}",
-                          f"pandas=={pd.__version__}", "cdp-intelligence"],
+                          f"pandas=={pd.__version__}", f"cdp-intelligence=={installed_version('cdp-intelligence')}"],
     )
     return name, str(info.registered_model_version)
 

@@ -44,6 +44,19 @@ def test_each_run_logs_params_metrics_plots_lineage_and_a_signed_model(trained):
         assert lineage["snapshots"] and lineage["validation_from"] in lineage["snapshots"]
         model = mlflow.models.get_model_info(f"models:/{report.task}/{report.version}")
         assert model.signature is not None and model.saved_input_example_info is not None
+        assert "long" not in {str(spec.type) for spec in model.signature.inputs.inputs}
+
+
+def test_the_registered_model_scores_a_customer_with_missing_counts_through_mlflow(trained):
+    # Given: the churn champion loaded as MLflow users load it, and a row whose counts are missing
+    use_workspace_tracking(trained.workspace)
+    model = mlflow.pyfunc.load_model("models:/churn@champion")
+    row = model.input_example.head(1).copy()
+    row["orders_total"] = np.nan
+    # When it is scored through pyfunc (schema enforcement on)
+    probability = model.predict(row)
+    # Then it is a probability, not a schema error
+    assert 0 < float(np.asarray(probability).ravel()[0]) < 1
 
 
 def test_the_propensity_champion_carries_its_average_uplifts(trained):
