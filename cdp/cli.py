@@ -433,6 +433,9 @@ def export_command(
     chosen_format = output_format or settings.segments.default_format
     if chosen_format not in ("csv", "parquet"):
         raise _fail(f"--format must be csv or parquet, not {chosen_format!r}", 2)
+    if out is not None and out.suffix.lower() in (".csv", ".parquet") and out.suffix.lower() != f".{chosen_format}":
+        raise _fail(f"--out {out} ends in {out.suffix} but the format is {chosen_format}: "
+                    f"name the file .{chosen_format} or pass --format {out.suffix.lower().lstrip('.')}", 2)
     try:
         summary = export_segment(space, settings, segment, chosen_format, out)
     except SegmentError as error:
@@ -445,7 +448,7 @@ def export_command(
 
 @report_app.command("drift")
 def report_drift(
-    as_of: Annotated[list[str] | None, typer.Option("--as-of", help="Compare the features as of this date (default: the as_of of data/outputs/scores.parquet).")] = None,
+    as_of: Annotated[list[str] | None, typer.Option("--as-of", metavar="DATE", help="Compare the features as of this date (default: the as_of of data/outputs/scores.parquet).")] = None,
     workspace: WorkspaceOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -502,7 +505,7 @@ def _parse_times(values: list[str]) -> list[dt.datetime]:
 
 @features_app.command("build")
 def features_build(
-    as_of: Annotated[list[str], typer.Option("--as-of", help="Snapshot time(s): 2026-06-30 or a timestamp; comma-separated or repeated.")],
+    as_of: Annotated[list[str], typer.Option("--as-of", metavar="DATES", help="Snapshot time(s): 2026-06-30 or a timestamp; comma-separated or repeated.")],
     workspace: WorkspaceOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -641,7 +644,7 @@ def _one_time(values: list[str]) -> dt.datetime:
 @app.command()
 def train(
     model: Annotated[str, typer.Argument(help="churn, propensity, clv or all.")] = "all",
-    as_of: Annotated[list[str], typer.Option("--as-of", help="Train on what was known before this date; every label window ends by it.")] = ...,  # noqa: B008
+    as_of: Annotated[list[str], typer.Option("--as-of", metavar="DATE", help="Train on what was known before this date; every label window ends by it.")] = ...,  # noqa: B008
     churn_horizon_days: HorizonOption = None,
     clv_horizon_days: HorizonOption = None,
     conversion_window_days: HorizonOption = None,
@@ -674,7 +677,9 @@ def _train(space: Workspace, settings: Settings, model: str, as_of: dt.datetime,
         reports = train_models(space, settings, as_of, tasks, force,
                                lambda message: (progress.update(next(steps), len(tasks) + 3, label="train"),
                                                 log.info("%s", message)))
-    view = Table(title=f"Models trained on data before {as_of.date()} (metrics on out-of-time test rows)")
+    trained_any = any(report.status == "trained" for report in reports)
+    view = Table(title=f"Models trained on data before {as_of.date()} (metrics on out-of-time test rows)"
+                 if trained_any else f"No model trained on data before {as_of.date()}")
     for column in ("model", "status", "key metrics", "baselines", "registry"):
         view.add_column(column)
     for report in reports:
@@ -696,7 +701,7 @@ def _train(space: Workspace, settings: Settings, model: str, as_of: dt.datetime,
 
 @app.command()
 def score(
-    as_of: Annotated[list[str], typer.Option("--as-of", help="Score with what is known before this date.")] = ...,  # noqa: B008
+    as_of: Annotated[list[str], typer.Option("--as-of", metavar="DATE", help="Score with what is known before this date.")] = ...,  # noqa: B008
     campaign: Annotated[str | None, typer.Option("--campaign", help="Campaign id: salts the holdout (default: policy.default_campaign_id).")] = None,
     out: Annotated[str | None, typer.Option("--out", "-o", help="Output file (default: data/outputs/scores.<format>); the summary goes beside it as .json. With --engine spark: a directory of part files, or any URI the cluster writes to (s3a://...).")] = None,
     output_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
@@ -769,7 +774,7 @@ def _print_score_summary(summary) -> None:
 @app.command()
 def run(
     raw: Annotated[Path, typer.Option("--raw", "-r", help="Directory with <table>.csv or <table>.parquet files (orders alone is enough).", file_okay=False)],
-    as_of: Annotated[list[str], typer.Option("--as-of", help="Train and score with what is known before this date.")] = ...,  # noqa: B008
+    as_of: Annotated[list[str], typer.Option("--as-of", metavar="DATE", help="Train and score with what is known before this date.")] = ...,  # noqa: B008
     churn_horizon_days: HorizonOption = None,
     clv_horizon_days: HorizonOption = None,
     conversion_window_days: HorizonOption = None,

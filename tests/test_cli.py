@@ -184,3 +184,10 @@ def test_lift_refuses_a_campaign_the_scores_were_not_drawn_for_or_without_treate
     spring = runner.invoke(app, ["report", "lift", "--campaign", "spring", "--workspace", str(root)])
     assert spring.exit_code == 1 and "at least two customers" in " ".join(spring.output.split())
     assert not (root / "data/reports/lift-spring.json").exists()
+
+
+def test_export_refuses_an_out_file_named_for_another_format(tmp_path):
+    result = runner.invoke(app, ["export", "--segment", "push_reachable", "--format", "parquet",
+                                 "--out", str(tmp_path / "push.csv"), "--workspace", str(tmp_path)])
+    assert result.exit_code == 2 and "ends in .csv but the format is parquet" in " ".join(result.output.split())
+    assert not (tmp_path / "push.csv").exists()
