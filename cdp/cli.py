@@ -562,9 +562,15 @@ def features_materialize(
     end_time = end.replace(tzinfo=end.tzinfo or dt.UTC) if end else None
     with step_progress("materialize") as progress:
         progress.update(0, 1)
-        loaded_to = _feature_store_call(materialize_online, space, settings.features, end_time)
+        loaded = _feature_store_call(materialize_online, space, settings.features, end_time)
         progress.update(1, 1)
-    console.print(f"Online store ({settings.features.online_store}) holds the latest snapshots up to {loaded_to}")
+    window = f"{loaded.start.date()} .. {loaded.end.date()}"
+    if loaded.customers == 0:
+        console.print(f"[yellow]warning:[/yellow] no feature snapshot between {window}: the online store "
+                      f"({settings.features.online_store}) is unchanged; `cdp features build --as-of DATE` makes one")
+    else:
+        count = "" if loaded.customers is None else f"{loaded.customers:,} customers' "
+        console.print(f"Online store ({settings.features.online_store}) loaded {count}latest snapshots in {window}")
 
 
 @features_app.command("ui")

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import math
+import sqlite3
 import time
 import warnings
 from collections.abc import Sequence
@@ -107,26 +108,43 @@ def apply_feature_definitions(workspace: Workspace, settings: FeatureSettings) -
     return [obj.name for obj in objects]
 
 
-def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.datetime | None = None) -> dt.datetime:
-    """Load the latest feature values up to `end` (default: now) into the online store."""
+@dataclass(frozen=True)
+class Materialization:
+    start: dt.datetime
+    end: dt.datetime
+    customers: int | None
+    """Most customers loaded for one view (None when Feast's own materialize loaded them)."""
+
+
+def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.datetime | None = None) -> Materialization:
+    """Load each customer's latest feature values in (end - ttl, end] (default end: now) into the
+    online store; customers with no snapshot in that window keep what the store holds."""
     store = open_feature_store(workspace, settings)
     if not store.list_feature_views():
         raise FeatureStoreError("no feature views registered; run `cdp features apply` first")
     end = end or dt.datetime.now(dt.UTC)
     start = end - dt.timedelta(days=settings.ttl_days)
     online_store = store._get_provider().online_store
+    customers = None
     if isinstance(online_store, PackedSqliteOnlineStore | PackedRedisOnlineStore):
         # Feast's materialize serializes every value as its own protobuf; load the tables directly.
-        for view in store.list_feature_views():
-            latest = latest_rows(feature_table_path(workspace, view.name), start, end)
-            online_store.bulk_load(store.config, view, latest)
+        customers = 0
+        try:
+            for view in store.list_feature_views():
+                latest = latest_rows(feature_table_path(workspace, view.name), start, end)
+                customers = max(customers, online_store.bulk_load(store.config, view, latest))
+        except sqlite3.OperationalError as error:  # the store file was deleted or replaced since `apply`
+            raise FeatureStoreError(f"the online store has no table for {view.name} ({error}); "
+                                    "run `cdp features apply`, then materialize again") from error
     else:
         store.materialize(start_date=start, end_date=end)
+    if customers == 0:  # nothing loaded: the store and its record stay as they were
+        return Materialization(start, end, 0)
     _materialization_record(workspace).write_text(
         json.dumps({"materialized_at": dt.datetime.now(dt.UTC).isoformat(), "snapshots_until": end.isoformat(),
                     "online_store": settings.online_store})
     )
-    return end
+    return Materialization(start, end, customers)
 
 
 def _materialization_record(workspace: Workspace):

@@ -203,6 +203,19 @@ def test_a_stale_or_never_loaded_online_store_is_reported(store_setup, tmp_path)
     assert never.stale and "never materialized" in never.message
 
 
+def test_materializing_a_window_without_snapshots_says_so_and_changes_nothing(store_setup):
+    # Given the store as loaded, with its record
+    workspace, settings, store = store_setup
+    record = (workspace.feast / "materialized.json").read_text()
+    customer = latest_offline(workspace, "purchase_history").index[0]
+    before = get_online_features(store, "recommendation_v1", [customer]).frame
+    # When a window that holds no snapshot is materialized
+    loaded = materialize_online(workspace, settings, end=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+    # Then nothing was loaded, the record still names the last real load, and the values are the same
+    assert loaded.customers == 0 and (workspace.feast / "materialized.json").read_text() == record
+    pd.testing.assert_frame_equal(get_online_features(store, "recommendation_v1", [customer]).frame, before)
+
+
 def read_through_feast(store, features, customers: list[str]) -> pd.DataFrame:
     """Feast's own online path, as the reference the fast path must equal."""
     response = store.get_online_features(features=features, entity_rows=[{"customer_id": c} for c in customers])
