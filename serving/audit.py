@@ -165,12 +165,20 @@ def audit_log_for(workspace: Workspace, privacy: PrivacySettings) -> AuditLog:
         return _LOGS[path]
 
 
+def audited_campaign(context: dict | None, default_campaign_id: str) -> str:
+    """The campaign the holdout was hashed with: the request's campaign_id unless absent or null, as
+    the policy decides it (`is not None`: an empty id, which the service refuses, would be hashed as
+    given, so it is recorded as given)."""
+    campaign = (context or {}).get("campaign_id")
+    return default_campaign_id if campaign is None else campaign
+
+
 def record_recommendations(engine, answers: Sequence[dict], context: dict | None) -> None:
     """The service's one call per /recommend response. A failure to write is logged, not raised:
     campaigns still get their answer, and the error says which file could not be written."""
     try:
         audit = audit_log_for(engine.workspace, engine.settings.privacy)
-        campaign = (context or {}).get("campaign_id") or engine.settings.policy.default_campaign_id
+        campaign = audited_campaign(context, engine.settings.policy.default_campaign_id)
         audit.append(recommendation_entries(answers, campaign, audit.pseudonym, now_iso()))
     except OSError as error:
         log.error("audit log %s could not be written: %s", engine.settings.privacy.audit_log, error)

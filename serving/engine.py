@@ -2,19 +2,24 @@
 apply the policy, explain. The BentoML class only parses, calls this, and formats.
 
 Loaded once per worker (`RecommendationEngine.load`); `reload` swaps in new champions atomically so
-requests in flight finish on the models they started with.
+requests in flight finish on the models they started with, and announces the reload in the workspace's
+reload marker: every other worker's engine notices it (one `os.stat` per request) and reloads too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import itertools
+import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,7 +37,55 @@ per-row contributions of its trees cost about 2.5 ms a customer."""
 
 
 class EngineNotReadyError(RuntimeError):
-    """The engine cannot answer (no champion model, no online store); the message says what is missing."""
+    """The engine cannot answer (no champion model, no online store); the message says what is missing,
+    `problems` the same as /readyz lists them."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems) or [message]
+
+
+# --- the reload marker: how a reload in one worker reaches the others ---
+RELOAD_MARKER = "serving/reload.json"
+"""Under the workspace's data directory: {"generation": n, "announced_at": ...}, rewritten atomically."""
+
+
+def reload_marker(workspace: Workspace) -> Path:
+    return workspace.data / RELOAD_MARKER
+
+
+def marker_signature(path: Path) -> tuple[int, int, int] | None:
+    """What changes whenever the marker is rewritten (a new file renamed over it): inode, modification
+    time and size; None when there is none. One `os.stat`: cheap enough for every request."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_ino, status.st_mtime_ns, status.st_size
+
+
+def read_reload_generation(path: Path) -> int:
+    """The generation announced last; 0 when none was (or the marker is unreadable)."""
+    try:
+        return int(json.loads(path.read_text())["generation"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def announce_reload(path: Path) -> tuple[int, tuple[int, int, int] | None]:
+    """Write the next generation: to a temporary file renamed over the marker (a reader sees the old or
+    the new file, never half of one), under a lock so that two reloads at once count twice. Returns the
+    generation and the new marker's signature."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        generation = read_reload_generation(path) + 1
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        temporary.write_text(json.dumps({"generation": generation,
+                                         "announced_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}))
+        signature = marker_signature(temporary)  # a rename keeps inode, modification time and size
+        os.replace(temporary, path)
+    return generation, signature
 
 
 @dataclass
@@ -92,6 +145,14 @@ class RecommendationEngine:
         self._models = models
         self._lock = threading.Lock()
         self.features_loaded_at: str | None = None
+        self.model_problems: list[str] = [f"model {task}: {reason}" for task, reason in models.missing.items()]
+        self.store_problems: list[str] = []
+        # Reloads: the generation loaded (what the marker said at start-up), the marker as last seen, and
+        # one reload at a time per engine (a requested one, or one following another worker's).
+        self._marker = reload_marker(workspace)
+        self._marker_seen = marker_signature(self._marker)
+        self.generation = read_reload_generation(self._marker)
+        self._reloading = threading.Lock()
 
     @classmethod
     def load(cls, workspace: Workspace, settings: Settings) -> RecommendationEngine:
@@ -121,25 +182,74 @@ class RecommendationEngine:
                     model.explain_columns(probe)
         return LoadedModels(models, versions, missing)
 
-    def reload(self) -> dict[str, str]:
-        """Load the registry's current champions and swap them in; requests in flight keep theirs."""
+    def reload(self) -> tuple[dict[str, str], int]:
+        """Announce a new reload generation to every worker (they follow on their next request, see
+        `follow_reloads`), then load the registry's current champions here and swap them in; requests
+        in flight keep theirs. Returns the versions loaded and the generation."""
+        with self._reloading:
+            self.generation, self._marker_seen = announce_reload(self._marker)
+            return self._swap_in_champions(), self.generation
+
+    def follow_reloads(self) -> threading.Thread | None:
+        """When another worker announced a reload this engine has not done, do it on a background thread
+        (requests keep the current models meanwhile; none waits for the load) and return the thread.
+        Costs one `os.stat` of the marker while nothing changed."""
+        seen = marker_signature(self._marker)
+        if seen == self._marker_seen or seen is None or not self._reloading.acquire(blocking=False):
+            return None
+        generation = read_reload_generation(self._marker)
+        self._marker_seen = seen
+        if generation == self.generation:
+            self._reloading.release()
+            return None
+        thread = threading.Thread(target=self._follow, args=(generation,), name=f"cdp-reload-{generation}", daemon=True)
+        thread.start()
+        return thread
+
+    def _follow(self, generation: int) -> None:
+        """A reload announced by another worker, on its own thread; holds `_reloading` (taken by the caller)."""
+        try:
+            versions = self._swap_in_champions()
+            self.generation = generation
+            log.info("reload generation %d (announced by another worker): loaded %s", generation, versions)
+        except Exception:  # any failure: keep answering with the models loaded before, say why in the log
+            log.exception("reload generation %d failed; answering with the models loaded before", generation)
+        finally:
+            self._reloading.release()
+
+    def _swap_in_champions(self) -> dict[str, str]:
         fresh = self._load_models(self.workspace)
         with self._lock:
             self._models = fresh
+            self.model_problems = [f"model {task}: {reason}" for task, reason in fresh.missing.items()]
+        self.readiness()
         return fresh.versions
 
+    @property
+    def problems(self) -> list[str]:
+        """What /readyz names: missing champions, then online store problems (as of the last check)."""
+        return self.model_problems + self.store_problems
+
+    def require_ready(self, models: bool = True) -> None:
+        """Raise EngineNotReadyError naming the problems when the engine cannot answer: every champion
+        and the online store for a recommendation, the online store only (`models=False`) for a push.
+        Reading a missing SQLite store would create an empty file and fail on its missing tables."""
+        problems = self.problems if models else self.store_problems
+        if problems:
+            raise EngineNotReadyError("not ready: " + "; ".join(problems), problems)
+
     def readiness(self) -> list[str]:
-        """Problems that stop the engine from answering well; empty when ready."""
+        """Problems that stop the engine from answering well; empty when ready. Checks the online store
+        again and keeps what it found for `problems` and `require_ready`."""
         from features.feature_store import online_freshness
 
-        problems = [f"model {task}: {reason}" for task, reason in self._models.missing.items()]
         freshness = online_freshness(self.workspace, self.settings.features)
         self.features_loaded_at = freshness.materialized_at.isoformat() if freshness.materialized_at else None
         if freshness.materialized_at is None:
-            problems.append(f"online store: {freshness.message}")
+            self.store_problems = [f"online store: {freshness.message}"]
         else:
-            problems += self._online_store_problems()
-        return problems  # a stale store still answers (logged as a warning): campaigns must get an answer
+            self.store_problems = self._online_store_problems()
+        return self.problems  # a stale store still answers (logged as a warning): campaigns must get an answer
 
     def _online_store_problems(self) -> list[str]:
         """The online store must exist and hold a known customer: a deleted SQLite file or an empty or

@@ -52,6 +52,14 @@ class _Columns:
 
     def __init__(self, frame: pd.DataFrame | Mapping[str, np.ndarray]):
         self.frame, self.cache = frame, {}
+        self._touch_indicators: list[str] | None = None
+
+    def touch_indicators(self) -> list[str]:
+        """The `touch_<channel>` columns (the propensity model's encoded channel), found once."""
+        if self._touch_indicators is None:
+            self._touch_indicators = [name for name in self.frame if isinstance(name, str)
+                                      and name.startswith("touch_") and name != "touch_offer_depth"]
+        return self._touch_indicators
 
     def value(self, name: str, position: int) -> Any:
         if name not in self.cache:  # the column as a list of Python values (read per row faster)
@@ -224,6 +232,17 @@ def _rate(match: re.Match, row: _Row, value: Any) -> str:
     return f"{verb} {_percent(value)} of {_channel(channel)} in the last 90 days"
 
 
+def _response(match: re.Match, row: _Row, value: Any) -> str:
+    channel = match.group(1)
+    if channel == "none":  # the control touches: held out of a contact
+        if value is None:
+            return "not held out of a contact in the last year"
+        return f"ordered within a week of {_percent(value)} of the times held out of a contact in the last year"
+    if value is None:
+        return f"no {_channel(channel)} in the last year to measure a response by"
+    return f"ordered within a week of {_percent(value)} of {_channel(channel)} in the last year"
+
+
 def _last_touch(match: re.Match, row: _Row, value: Any) -> str:
     channel = match.group(1)
     if value is None:
@@ -298,11 +317,26 @@ def _touch_channel(match: re.Match, row: _Row, value: Any) -> str:
     return f"contacted by {_channel(str(value), False)}"
 
 
+def _touch_indicator(match: re.Match, row: _Row, value: Any) -> str:
+    """`touch_<channel>`: the propensity model's encoding of the scored channel, 1 for it, else 0."""
+    noun = _channel(match.group(1), False)
+    if value is None:
+        return "no contact"
+    return f"contacted by {noun}" if float(value) == 1 else f"not contacted by {noun}"
+
+
 def _offer(match: re.Match, row: _Row, value: Any) -> str:
     if value is None or str(value) == "none":
         return "no discount offered"
     depth = re.match(r"^(\d+(?:\.\d+)?)pct$", str(value))
     return f"{depth.group(1)}% off offered" if depth else f"offer {value}"
+
+
+def _offer_depth(match: re.Match, row: _Row, value: Any) -> str:
+    """`touch_offer_depth`: the offer as the propensity model encodes it (0.1 for 10% off)."""
+    if value is None or float(value) == 0:
+        return "no discount offered"
+    return f"{_number(float(value) * 100)}% off offered"
 
 
 def _attribute(match: re.Match, row: _Row, value: Any) -> str:
@@ -382,6 +416,7 @@ TEMPLATES: list[tuple[re.Pattern, Template]] = [
         # engagement
         (r"^(\w+?)_sends_(\d+)d$", _sends),
         (r"^(\w+?)_(open|click)_rate_90d$", _rate),
+        (r"^(\w+?)_response_rate_365d$", _response),
         (r"^(\w+?)_days_since_last_touch$", _last_touch),
         (r"^touches_(?P<window>\d+)d$", _count("contact", "contacts", "in {period}")),
         (
@@ -422,6 +457,8 @@ TEMPLATES: list[tuple[re.Pattern, Template]] = [
         # the touch being scored (propensity)
         (r"^channel$", _touch_channel),
         (r"^offer$", _offer),
+        (r"^touch_offer_depth$", _offer_depth),
+        (r"^touch_(\w+)$", _touch_indicator),
     ]
 ]
 
@@ -435,16 +472,39 @@ def phrase(feature: str, values: Mapping[str, Any] | pd.Series) -> str:
 def _phrase(feature: str, row: _Row) -> str:
     touched = re.match(r"^touched_(.+)$", feature)
     if touched:  # the propensity model's copy of the scored channel's engagement
-        channel = row("channel")
-        if channel is not None and str(channel) != "none":
-            return _phrase(f"{channel}_{touched.group(1)}", row)
-        if not row.has(feature):
-            return f"{words(touched.group(1))} of the channel (no contact)"
+        return _touched_phrase(touched.group(1), feature, row)
     value = row(feature)
     template, match = _template_of(feature)
     if template is not None:
         return template(match, row, value)
     return f"{words(feature)} unknown" if value is None else f"{words(feature)} is {_number(value)}"
+
+
+def _touched_phrase(name: str, feature: str, row: _Row) -> str:
+    """`touched_<name>` in the scored channel's words ("0 e-mails sent in the last 90 days"), with the
+    value the model read; from the channel's own column when only the raw features are given."""
+    channel = _scored_channel(row)
+    if channel is None:
+        return f"{words(name)} of the contact's channel unknown"
+    if channel == "none" and name != "response_rate_365d":  # no contact: only the control's response rate
+        return f"no contact, so no channel's {words(name)}"
+    value = row(feature) if row.has(feature) else row(f"{channel}_{name}")
+    template, match = _template_of(f"{channel}_{name}")
+    if template is None:
+        return f"{channel} {words(name)} unknown" if value is None else f"{channel} {words(name)} is {_number(value)}"
+    return template(match, row, value)
+
+
+def _scored_channel(row: _Row) -> str | None:
+    """The channel of the contact being scored: the `channel` column, or the encoded one (the
+    `touch_<channel>` indicator that is 1; "none" when every indicator is 0); None when unknown."""
+    channel = row("channel")
+    if channel is not None:
+        return str(channel)
+    indicators = row.columns.touch_indicators()
+    if not indicators or any(row(name) is None for name in indicators):
+        return None
+    return next((name.removeprefix("touch_") for name in indicators if float(row(name)) == 1), "none")
 
 
 @functools.cache

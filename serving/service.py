@@ -3,10 +3,11 @@
 Start it with `cdp serve --workspace W --port N` (or `bentoml serve serving.service:RecommendationService`
 with CDP_WORKSPACE set). Endpoints: POST /recommend, POST /events, POST /admin/reload; GET /healthz,
 /readyz (BentoML's probes; /readyz fails with the reason while models or the online store are
-missing) and /docs.json (OpenAPI, with the response models, error bodies and the bearer scheme; the
+missing, and so do the API endpoints), /metrics (Prometheus), / (BentoML's Swagger UI; /docs leads
+there) and /docs.json (OpenAPI, with the response models, error bodies and the bearer scheme; the
 service's fuzz test, tests/serving/test_api_fuzz.py, holds it to what the service answers). Everything
-but the probes and docs needs `Authorization: Bearer <token>` with the token from `serving.api_token`
-(env CDP_SERVING__API_TOKEN).
+but the probes, /metrics and the docs needs `Authorization: Bearer <token>` with the token from
+`serving.api_token` (env CDP_SERVING__API_TOKEN).
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from typing import Annotated, Any, Literal
 
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.responses import JSONResponse
 
 log = logging.getLogger("cdp.serving")
 WORKSPACE_VARIABLE = "CDP_WORKSPACE"
 CONFIG_VARIABLE = "CDP_CONFIG_FILE"
 OPEN_PATHS = frozenset({"/", "/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json"})
+"""No token needed: the probes, Prometheus' scrape (/metrics: counts and latencies, nothing about a
+customer) and the docs; /docs redirects to BentoML's Swagger UI at /, which reads /docs.json."""
 OPEN_PREFIXES = ("/static_content/",)
 MAX_BODY_BYTES = 1_000_000
 BODY_TOO_LARGE = f"request body over {MAX_BODY_BYTES:,} bytes; send at most 1,000 customers or events per call"
@@ -70,7 +74,8 @@ class CustomerReference(BaseModel):
 
 class RecommendContext(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    campaign_id: str | None = Field(None, max_length=128, description="Holdout assignment is per (customer, campaign).")
+    campaign_id: str | None = Field(None, min_length=1, max_length=128, description=(
+        "Holdout assignment is per (customer, campaign); absent or null: `policy.default_campaign_id`."))
     campaign_type: str | None = Field(None, max_length=64)
     allowed_channels: list[Channel] | None = Field(None, max_length=3, description="Restrict the channels considered.")
 
@@ -87,6 +92,26 @@ class SignalUpdate(BaseModel):
     last_order_epoch_seconds: int | None = Field(None, ge=0, le=10**10)
     last_visit_epoch_seconds: int | None = Field(None, ge=0, le=10**10)
     last_app_open_epoch_seconds: int | None = Field(None, ge=0, le=10**10)
+
+
+# --- request bodies: BentoML's own input models ignore unknown fields (a `contxt` typo would drop a
+# campaign's channel limit unnoticed); these refuse them with a 400 naming the field ---
+class RecommendRequest(bentoml.IODescriptor):
+    model_config = ConfigDict(extra="forbid")
+    customers: Annotated[list[CustomerReference], Field(min_length=1, max_length=1000)]
+    context: RecommendContext | None = None
+
+
+class EventsRequest(bentoml.IODescriptor):
+    model_config = ConfigDict(extra="forbid")
+    events: Annotated[list[SignalUpdate], Field(min_length=1, max_length=1000)]
+
+
+class ReloadRequest(bentoml.IODescriptor):
+    model_config = ConfigDict(extra="forbid")
+
+
+REQUEST_MODELS = {"recommend": RecommendRequest, "events": EventsRequest, "reload": ReloadRequest}
 
 
 # --- responses: what serving/engine.py answers, declared so the OpenAPI document describes it ---
@@ -139,14 +164,23 @@ class EventsResponse(BaseModel):
 
 
 class ReloadResponse(BaseModel):
-    model_versions: dict[str, str]
+    model_versions: dict[str, str] = Field(description="The champions this worker loaded.")
     problems: list[str] = Field(description="What keeps the service from answering well; empty when ready.")
+    generation: int = Field(description="The reload generation announced to every worker (it counts reloads).")
+    message: str = Field(description="What was done, in one sentence.")
 
 
 class ErrorResponse(BaseModel):
-    """401, 413, 415, 500, 503: what went wrong, in one sentence."""
+    """401, 413, 415, 500: what went wrong, in one sentence."""
 
     error: str
+
+
+class UnavailableResponse(BaseModel):
+    """503: not ready; the same problems /readyz names, each with the command that fixes it."""
+
+    error: str
+    problems: list[str]
 
 
 class NotReadyResponse(BaseModel):
@@ -168,6 +202,41 @@ class ValidationErrorResponse(BaseModel):
 
     error: str
     detail: list[ValidationIssue]
+
+
+def _not_ready(error) -> JSONResponse:
+    """503 with the problems /readyz names (an EngineNotReadyError's): BentoML would answer a raised
+    error with a generic sentence."""
+    problems = list(error.problems) or [str(error)]
+    return JSONResponse({"error": "not ready: " + "; ".join(problems), "problems": problems}, status_code=503)
+
+
+class ClientErrorLogFilter(logging.Filter):
+    """BentoML logs every refused body at ERROR with its traceback, whose pydantic message quotes the
+    values (`input_value='jane@example.org'`): raw PII in the log for a client's mistake. Such a record
+    becomes one INFO line with the route and the kinds of problem: no value, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            kinds = sorted({issue["type"] for issue in error.errors(include_url=False, include_context=False,
+                                                                    include_input=False)})
+            count = error.error_count()
+            summary = f"{count} validation issue{'' if count == 1 else 's'} ({', '.join(kinds)})"
+        elif isinstance(error, bentoml.exceptions.BentoMLException) and error.error_code.value < 500:
+            summary = type(error).__name__
+        else:
+            return True
+        where = record.getMessage().removeprefix("Exception on ")  # BentoML's "Exception on /path [METHOD]"
+        record.msg, record.args = "client error on %s, refused: %s", (where, summary)
+        record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
+"""Where BentoML logs a request's exception (`log_exception`)."""
+logging.getLogger(BENTOML_REQUEST_LOGGER).addFilter(ClientErrorLogFilter())
 
 
 def _engine_answer(model: type[BaseModel], answer: dict) -> BaseModel:
@@ -208,6 +277,8 @@ class BearerTokenMiddleware:
             return await _reply(send, 413, BODY_TOO_LARGE)
         if path == "/docs.json" and scope.get("method") in ("GET", "HEAD"):
             return await _reply_json(send, 200, openapi_document())
+        if path == "/docs" and scope.get("method") in ("GET", "HEAD"):
+            return await _redirect(send, "/")
         if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return await self.app(scope, receive, send)
         expected = self._expected_digest()
@@ -262,6 +333,13 @@ def _replay(body: bytes, receive):
     return replayed
 
 
+async def _redirect(send, location: str) -> None:
+    """/docs, which `cdp serve` prints, to BentoML's Swagger UI (it serves it at /)."""
+    await send({"type": "http.response.start", "status": 307,
+                "headers": [(b"location", location.encode()), (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
 async def _reply(send, status: int, message: str, headers: tuple = ()) -> None:
     await _reply_json(send, status, {"error": message}, headers)
 
@@ -307,13 +385,13 @@ class RecommendationService:
         from serving.engine import EngineNotReadyError, RecommendationEngine
 
         self.engine = None
-        self.problems: list[str] = []
+        self.startup_problems: list[str] = []
         try:
             self.engine = RecommendationEngine.load(Workspace.at(os.environ.get(WORKSPACE_VARIABLE)), _settings())
-            self.problems = self.engine.readiness()
+            self.engine.readiness()
         except (EngineNotReadyError, FileNotFoundError, OSError) as error:
-            self.problems = [str(error)]
-        for problem in self.problems:
+            self.startup_problems = [str(error)]
+        for problem in self._problems():
             log.error("not ready: %s", problem)
         # Everything loaded so far lives as long as the worker: out of the garbage collector's sight,
         # a full collection no longer walks ~590,000 objects (it stalled a request every minute or so
@@ -321,54 +399,84 @@ class RecommendationService:
         gc.collect()
         gc.freeze()
 
+    def _problems(self) -> list[str]:
+        return self.engine.problems if self.engine is not None else self.startup_problems
+
     def __is_ready__(self) -> bool:
         """Ready when the models and the online store are. Otherwise /readyz answers 503 with what is
         missing and the command that fixes it, and the process keeps running (no crash loop)."""
-        if self.engine is not None and not self.problems:
+        if self.engine is not None:
+            self.engine.follow_reloads()
+        if not self._problems():
             return True
         from starlette.exceptions import HTTPException
 
-        detail = json.dumps({"ready": False, "problems": self.problems})
+        detail = json.dumps({"ready": False, "problems": self._problems()})
         raise HTTPException(503, detail=detail, headers={"content-type": "application/json"})
 
-    def _engine(self):
+    def _ready_engine(self, models: bool = True):
+        """The engine, having followed any reload another worker announced; EngineNotReadyError with
+        the problems /readyz names when it cannot answer (`models=False`: only the online store needed)."""
+        from serving.engine import EngineNotReadyError
+
         if self.engine is None:
-            raise bentoml.exceptions.ServiceUnavailable("not ready: " + "; ".join(self.problems))
+            raise EngineNotReadyError("not ready", self.startup_problems)
+        self.engine.follow_reloads()
+        self.engine.require_ready(models)
         return self.engine
 
-    @bentoml.api(route="/recommend")
-    def recommend(
-        self,
-        customers: Annotated[list[CustomerReference], Field(min_length=1, max_length=1000)],
-        context: RecommendContext | None = None,
-    ) -> RecommendResponse:
+    # Each API answers a JSONResponse instead of its model when not ready: BentoML passes it through.
+    @bentoml.api(route="/recommend", input_spec=RecommendRequest)
+    def recommend(self, customers: list[CustomerReference], context: RecommendContext | None = None) -> RecommendResponse:
         """Next-best action, win-back decision, scores and reasons per customer, in request order."""
+        from serving.engine import EngineNotReadyError
+
+        try:
+            engine = self._ready_engine()
+        except EngineNotReadyError as error:
+            return _not_ready(error)
         references = [c.model_dump(exclude_none=True) for c in customers]
-        answers = self._engine().recommend(references, context.model_dump(exclude_none=True) if context else None)
+        answers = engine.recommend(references, context.model_dump(exclude_none=True) if context else None)
         # --- audit (serving/audit.py, docs/privacy.md): one pseudonymous line per answer, one append ---
         from serving.audit import record_recommendations
-        record_recommendations(self._engine(), answers, context.model_dump(exclude_none=True) if context else None)
+        record_recommendations(engine, answers, context.model_dump(exclude_none=True) if context else None)
         # --- end audit ---
         return _engine_answer(RecommendResponse, {"recommendations": answers})
 
-    @bentoml.api(route="/events")
-    def events(self, events: Annotated[list[SignalUpdate], Field(min_length=1, max_length=1000)]) -> EventsResponse:
+    @bentoml.api(route="/events", input_spec=EventsRequest)
+    def events(self, events: list[SignalUpdate]) -> EventsResponse:
         """Push fresh signals (a consent withdrawal, an order, an app open) to the online store now.
-        Several events for one customer are merged in order (a later field wins) into one push."""
+        Several events for one customer are merged in order (a later field wins) into one push. Needs
+        the online store only: a consent withdrawal gets through while a model is missing."""
         import pandas as pd
 
+        from serving.engine import EngineNotReadyError
+
+        try:
+            engine = self._ready_engine(models=False)
+        except EngineNotReadyError as error:
+            return _not_ready(error)
         merged: dict[str, dict] = {}
         for event in events:
             merged.setdefault(event.customer_id, {}).update(event.model_dump(exclude_none=True))
-        seconds = self._engine().push_events(pd.DataFrame(list(merged.values())))
+        seconds = engine.push_events(pd.DataFrame(list(merged.values())))
         return EventsResponse(accepted=len(events), milliseconds=round(seconds * 1000, 1))
 
-    @bentoml.api(route="/admin/reload")
+    @bentoml.api(route="/admin/reload", input_spec=ReloadRequest)
     def reload(self) -> ReloadResponse:
-        """Load the registry's current champions without dropping requests in flight."""
-        versions = self._engine().reload()
-        self.problems = self._engine().readiness()
-        return _engine_answer(ReloadResponse, {"model_versions": versions, "problems": self.problems})
+        """Load the registry's current champions in this worker and announce the reload to every other
+        worker (each loads them in the background and swaps); no request in flight is dropped. Allowed
+        while not ready: a champion registered since start-up is how the service becomes ready."""
+        if self.engine is None:
+            from serving.engine import EngineNotReadyError
+
+            return _not_ready(EngineNotReadyError("not ready", self.startup_problems))
+        versions, generation = self.engine.reload()
+        message = (f"this worker loaded the registry's champions and announced reload generation {generation}: "
+                   "every other worker loads them in the background at its next request or probe and swaps them "
+                   "in, answering meanwhile with the models it has")
+        return _engine_answer(ReloadResponse, {"model_versions": versions, "problems": self.engine.problems,
+                                               "generation": generation, "message": message})
 
 
 RecommendationService.add_asgi_middleware(BearerTokenMiddleware)
@@ -382,8 +490,12 @@ API_ERRORS = {
     "413": (f"The body is over {MAX_BODY_BYTES:,} bytes.", ErrorResponse),
     "415": ("The body is not sent as `application/json`.", ErrorResponse),
     "500": ("A bug on our side; the server log has the details.", ErrorResponse),
-    "503": ("Not ready: a champion model or the online store is missing (see /readyz and the log).", ErrorResponse),
+    "503": ("Not ready: a champion model or the online store is missing; the problems /readyz names.",
+            UnavailableResponse),
 }
+DESCRIPTION = ("Next-best actions, win-back decisions, scores and reasons per customer (POST /recommend), fresh "
+               "signals into the online store (POST /events) and champion reloads (POST /admin/reload). Send "
+               "`Authorization: Bearer <serving.api_token>`; the probes, /metrics and these docs are open.")
 PROBE_RESPONSES = {
     "/healthz": {"200": {"description": "Alive.", "content": TEXT}},
     "/livez": {"200": {"description": "Alive.", "content": TEXT}},
@@ -392,6 +504,18 @@ PROBE_RESPONSES = {
                     "application/json": {"schema": {"$ref": "#/components/schemas/NotReadyResponse"}}}}},
     "/metrics": {"200": {"description": "Prometheus metrics.", "content": TEXT}},
 }
+
+
+@cache
+def package_version() -> str:
+    """This project's version (pyproject.toml), for the OpenAPI document: BentoML knows only a built
+    Bento's and says "None" otherwise."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cdp-intelligence")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 @cache
@@ -405,11 +529,12 @@ def complete_openapi_document(generated: dict) -> dict:
     sends, and knows nothing of our middleware. Say what the service really answers: the response
     models, 400 with pydantic's issues, 401 with the bearer scheme, 413, 503; probes are open, plain text."""
     document = json.loads(json.dumps(generated))
+    document["info"] = {**document.get("info", {}), "version": package_version(), "description": DESCRIPTION}
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     for name in ("InvalidArgument", "NotFound", "InternalServerError"):
         schemas.pop(name, None)
-    for model in (ErrorResponse, ValidationErrorResponse, NotReadyResponse):
+    for model in (ErrorResponse, UnavailableResponse, ValidationErrorResponse, NotReadyResponse):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -426,10 +551,11 @@ def complete_openapi_document(generated: dict) -> dict:
             # BentoML flattens the request schema, keeping the first member of each anyOf (so an optional
             # field loses its null); its own component for the input keeps them. The body is required
             # when that schema requires a field.
-            request = schemas.get(f"{operation['x-bentoml-name']}__Input")
+            request_model = REQUEST_MODELS.get(operation["x-bentoml-name"])
+            request = schemas.get(request_model.__name__) if request_model is not None else None
             if request is not None:
                 operation["requestBody"] = {"required": bool(request.get("required")), "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/{operation['x-bentoml-name']}__Input"}}}}
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{request_model.__name__}"}}}}
             responses = {str(code): answer for code, answer in operation["responses"].items() if str(code).startswith("2")}
             for code, (description, model) in API_ERRORS.items():
                 responses[code] = {"description": description, "content": {

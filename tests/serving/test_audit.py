@@ -13,7 +13,13 @@ from starlette.testclient import TestClient
 from cdp.config import PrivacySettings
 from cdp.workspace import Workspace
 from features.suppression import keyed_hash, read_salt
-from serving.audit import AuditLog, audit_files, read_entries, recommendation_entries
+from serving.audit import (
+    AuditLog,
+    audit_files,
+    audited_campaign,
+    read_entries,
+    recommendation_entries,
+)
 
 TOKEN = "audit-token"
 
@@ -61,6 +67,16 @@ def test_recommendation_entries_name_customers_by_pseudonym_only():
                           "win_back": "push_10pct", "holdout": False, "campaign_id": "spring",
                           "model_versions": {"churn": "3"}}
     assert entries[1]["subject"] is None and "reference" not in entries[1]
+
+
+@pytest.mark.parametrize(("context", "recorded"), [
+    (None, "default"), ({}, "default"), ({"campaign_id": None}, "default"), ({"campaign_id": "spring"}, "spring"),
+    ({"campaign_id": ""}, ""),
+])
+def test_the_audited_campaign_is_the_one_the_policy_hashes_the_holdout_with(context, recorded):
+    # Given a request's context; then the audit records the campaign as serving/policy.py decides it
+    # (`is not None`): an empty id, refused by the service, is not silently recorded as the default
+    assert audited_campaign(context, "default") == recorded
 
 
 @pytest.mark.slow

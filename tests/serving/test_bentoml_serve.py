@@ -1,19 +1,33 @@
-"""Integration: `cdp serve` starts a real `bentoml serve` process; BentoML's own client calls it."""
+"""Integration: `cdp serve` starts a real `bentoml serve` process (2 workers, the default) on a copy of the
+served workspace; BentoML's own client calls it."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import bentoml
 import httpx
 import pytest
 
+from cdp.workspace import Workspace
+
 pytestmark = pytest.mark.slow
 TOKEN = "integration-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@dataclass
+class Server:
+    url: str
+    workspace: Workspace
+    log: Path
 
 
 def free_port() -> int:
@@ -23,17 +37,21 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(served):
-    port = free_port()
+def server(served, tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    workspace = Workspace.at(root / "ws")
+    shutil.copytree(served.workspace.root, workspace.root, ignore=shutil.ignore_patterns("audit"))
+    port, log = free_port(), root / "server.log"
     environment = {**os.environ, "CDP_SERVING__API_TOKEN": TOKEN}
-    process = subprocess.Popen([sys.executable, "-m", "cdp.cli", "serve", "--workspace", str(served.workspace.root),
-                                "--port", str(port)], env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with log.open("wb") as output:
+        process = subprocess.Popen([sys.executable, "-m", "cdp.cli", "serve", "--workspace", str(workspace.root),
+                                    "--port", str(port)], env=environment, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     try:
         while True:
             if process.poll() is not None:
-                pytest.fail(f"`cdp serve` exited with {process.returncode}: {process.stdout.read().decode()[-3000:]}")
+                pytest.fail(f"`cdp serve` exited with {process.returncode}: {log.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                     break
@@ -42,7 +60,7 @@ def server(served):
             if time.time() > deadline:
                 pytest.fail("the service did not become ready within 120 s")
             time.sleep(0.5)
-        yield url
+        yield Server(url, workspace, log)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -52,7 +70,7 @@ def test_bentoml_client_gets_recommendations(server, served):
     import pandas as pd
 
     customer = pd.read_parquet(served.workspace.outputs / "profiles.parquet")["customer_id"].iloc[0]
-    with bentoml.SyncHTTPClient(server, token=TOKEN) as client:
+    with bentoml.SyncHTTPClient(server.url, token=TOKEN) as client:
         answer = client.recommend(customers=[{"customer_id": customer}, {"customer_id": "C999999999"}])
     recommendations = answer["recommendations"]
     assert [r["customer_id"] for r in recommendations] == [customer, "C999999999"]
@@ -60,6 +78,57 @@ def test_bentoml_client_gets_recommendations(server, served):
 
 
 def test_the_running_service_refuses_calls_without_the_token(server):
-    response = httpx.post(f"{server}/recommend", json={"customers": [{"customer_id": "C1"}]})
+    response = httpx.post(f"{server.url}/recommend", json={"customers": [{"customer_id": "C1"}]})
     assert response.status_code == 401
-    assert httpx.get(f"{server}/healthz").status_code == 200
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_the_running_service_logs_a_refused_body_without_its_values(server):
+    # Given a client's invalid body with an e-mail in it
+    email = "j.bailey40@hotmail.co.uk"
+    response = httpx.post(f"{server.url}/recommend", headers=AUTH,
+                          json={"customers": [{"email": email}, {"email": "x"}]})
+    assert response.status_code == 400
+    time.sleep(0.5)  # the worker's log line reaches the file
+    # Then the server's log says it was refused, without the e-mail and without a traceback
+    text = server.log.read_text(errors="replace")
+    assert "client error on /recommend" in text
+    assert email not in text and "Traceback" not in text
+
+
+def _answers(server: Server, count: int) -> list[httpx.Response]:
+    """`count` one-customer requests, each on a new connection: they land on either worker."""
+    return [httpx.post(f"{server.url}/recommend", headers=AUTH, timeout=30,
+                       json={"customers": [{"customer_id": "C000000001"}]}) for _ in range(count)]
+
+
+def _until(condition, seconds: float = 120):
+    deadline = time.time() + seconds
+    while not condition():
+        if time.time() > deadline:
+            pytest.fail(f"not within {seconds} s")
+        time.sleep(1)
+
+
+def test_a_reload_reaches_both_workers(server):
+    from training.tracking import CHAMPION, REGISTERED_MODELS, use_workspace_tracking
+
+    registry, name = use_workspace_tracking(server.workspace), REGISTERED_MODELS["propensity"]
+    version = registry.get_model_version_by_alias(name, CHAMPION).version
+    try:
+        # Given the propensity champion withdrawn from the registry of the running 2-worker service
+        registry.delete_registered_model_alias(name, CHAMPION)
+        # When one worker is asked to reload
+        reloaded = httpx.post(f"{server.url}/admin/reload", headers=AUTH, json={}, timeout=120)
+        assert reloaded.status_code == 200, reloaded.text
+        assert reloaded.json()["generation"] >= 1 and "every other worker" in reloaded.json()["message"]
+        assert any("propensity" in p for p in reloaded.json()["problems"])
+        # Then both workers soon say so: every answer is the 503 naming the missing model
+        _until(lambda: all(r.status_code == 503 for r in _answers(server, 12)))
+        # and when the champion is back, one reload brings both back
+        registry.set_registered_model_alias(name, CHAMPION, version)
+        assert httpx.post(f"{server.url}/admin/reload", headers=AUTH, json={}, timeout=120).status_code == 200
+        _until(lambda: all(r.status_code == 200 and "propensity" in r.json()["recommendations"][0]["model_versions"]
+                           for r in _answers(server, 12)))
+    finally:
+        registry.set_registered_model_alias(name, CHAMPION, version)

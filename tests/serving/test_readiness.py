@@ -75,3 +75,56 @@ def test_a_missing_champion_alias_names_the_model_and_the_command(served, tmp_pa
 def test_a_complete_workspace_is_ready(served, monkeypatch):
     status, body, alive = _readiness(served.workspace, monkeypatch)
     assert (status, alive) == (200, 200)
+
+
+# --- not ready means not answering: the API says 503 with /readyz's problems, and touches nothing ---
+TOKEN = {"Authorization": "Bearer test-token"}
+
+
+def _calls(workspace: Workspace, monkeypatch) -> dict[str, object]:
+    """/readyz, /recommend and /events on the service started on `workspace`."""
+    monkeypatch.setenv("CDP_WORKSPACE", str(workspace.root))
+    monkeypatch.setenv("CDP_SERVING__API_TOKEN", "test-token")
+    with TestClient(_app(), raise_server_exceptions=False) as client:
+        return {"readyz": client.get("/readyz"),
+                "recommend": client.post("/recommend", json={"customers": [{"customer_id": "C000000001"}]},
+                                         headers=TOKEN),
+                "events": client.post("/events", json={"events": [{"customer_id": "C000000001",
+                                                                   "latest_email_consent": 0}]}, headers=TOKEN)}
+
+
+def test_without_an_online_store_the_api_answers_503_and_creates_no_file(served, tmp_path, monkeypatch):
+    # Given: the online store file is gone
+    workspace = _copy(served, tmp_path)
+    store = workspace.feast / "online_store.db"
+    store.unlink()
+    # When campaign tools call the service
+    answers = _calls(workspace, monkeypatch)
+    # Then /recommend and /events say 503 with the problem /readyz names and the command that fixes it
+    problems = answers["readyz"].json()["problems"]
+    for name in ("recommend", "events"):
+        response = answers[name]
+        assert response.status_code == 503, (name, response.text)
+        assert response.json()["problems"] == problems, name
+        assert "online store" in response.json()["error"] and "cdp features materialize" in response.json()["error"]
+    # and no empty store file was left behind
+    assert not store.exists()
+
+
+def test_without_a_champion_recommend_answers_503_like_readyz_and_events_still_get_through(
+        served, tmp_path, monkeypatch):
+    # Given: the propensity model has no champion alias (docs/serving.md: 503 while a champion is missing)
+    from training.tracking import CHAMPION, REGISTERED_MODELS, use_workspace_tracking
+
+    workspace = _copy(served, tmp_path)
+    use_workspace_tracking(workspace).delete_registered_model_alias(REGISTERED_MODELS["propensity"], CHAMPION)
+    # When campaign tools call the service
+    answers = _calls(workspace, monkeypatch)
+    # Then /recommend says what /readyz says, not `none` for everyone
+    assert answers["readyz"].status_code == 503
+    recommend = answers["recommend"]
+    assert recommend.status_code == 503, recommend.text
+    assert any("propensity" in p and "cdp train propensity" in p for p in recommend.json()["problems"])
+    assert recommend.json()["problems"] == answers["readyz"].json()["problems"]
+    # and a consent withdrawal still reaches the online store, which is there
+    assert answers["events"].status_code == 200, answers["events"].text

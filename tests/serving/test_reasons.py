@@ -141,6 +141,52 @@ def test_the_touched_channel_is_phrased_as_that_channel():
     assert reasons == ["opened 60% of e-mails in the last 90 days", "contacted by e-mail"]
 
 
+# What the propensity model explains: its encoded input, where the scored channel is a `touch_<channel>`
+# indicator and its engagement a `touched_*` copy (training/models.py::touch_features), no `channel`.
+ENCODED_EMAIL_TOUCH = {
+    "touch_email": 1.0, "touch_push": 0.0, "touch_sms": 0.0, "touch_offer_depth": 0.0,
+    "touched_sends_90d": 0.0, "touched_days_since_last_touch": 1.0, "touched_open_rate_90d": 0.25,
+    "touched_click_rate_90d": None, "touched_response_rate_365d": None,
+}
+
+
+def test_touched_inputs_of_the_encoded_propensity_input_name_the_scored_channel():
+    # Given the propensity model's encoded input for an e-mail without an offer
+    # When its touch features are phrased
+    phrases = {name: phrase(name, ENCODED_EMAIL_TOUCH) for name in ENCODED_EMAIL_TOUCH}
+    # Then they read as the e-mail's, never as "touched" or "touch"
+    assert phrases["touched_sends_90d"] == "0 e-mails sent in the last 90 days"
+    assert phrases["touched_days_since_last_touch"] == "last e-mail 1 day ago"
+    assert phrases["touched_open_rate_90d"] == "opened 25% of e-mails in the last 90 days"
+    assert phrases["touched_click_rate_90d"] == "no e-mails in the last 90 days"
+    assert phrases["touched_response_rate_365d"] == "no e-mails in the last year to measure a response by"
+    assert phrases["touch_email"] == "contacted by e-mail"
+    assert phrases["touch_push"] == "not contacted by push notification"
+    assert phrases["touch_offer_depth"] == "no discount offered"
+    assert not any("touch" in text for text in phrases.values()), phrases
+
+
+def test_touched_inputs_follow_the_scored_channel_and_its_offer():
+    # Given a text message with 20% off, scored through the encoded input
+    sms = {**ENCODED_EMAIL_TOUCH, "touch_email": 0.0, "touch_sms": 1.0, "touch_offer_depth": 0.2,
+           "touched_sends_90d": 2.0, "touched_days_since_last_touch": None, "touched_response_rate_365d": 0.125}
+    # Then the phrases are the text message's
+    assert phrase("touched_sends_90d", sms) == "2 text messages sent in the last 90 days"
+    assert phrase("touched_days_since_last_touch", sms) == "never sent a text message"
+    assert phrase("touched_response_rate_365d", sms) == "ordered within a week of 12% of text messages in the last year"
+    assert phrase("touch_offer_depth", sms) == "20% off offered"
+
+
+def test_without_a_contact_only_the_control_response_rate_is_quoted():
+    # Given no contact (every channel indicator 0): the model reads the control group's response rate
+    none = {**ENCODED_EMAIL_TOUCH, "touch_email": 0.0, "touched_response_rate_365d": 0.5, "touched_sends_90d": None}
+    assert phrase("touched_response_rate_365d", none) == (
+        "ordered within a week of 50% of the times held out of a contact in the last year")
+    assert phrase("touched_sends_90d", none) == "no contact, so no channel's sends 90 days"
+    assert phrase("none_response_rate_365d", {"none_response_rate_365d": None}) == (
+        "not held out of a contact in the last year")
+
+
 def test_unknown_features_fall_back_to_their_name_in_words():
     assert phrase("loyalty_points", {"loyalty_points": 1250.0}) == "loyalty points is 1,250"
     assert phrase("loyalty_points", {"loyalty_points": None}) == "loyalty points unknown"

@@ -283,3 +283,100 @@ def test_the_loaded_service_is_kept_out_of_full_garbage_collections(client):
     assert client.get("/readyz").status_code == 200
     assert gc.get_freeze_count() > 100_000
     gc.unfreeze()  # the rest of this test process collects as usual
+
+
+# --- the user test of `cdp serve` (2026-11): client errors, unknown fields, campaign ids, reasons, docs ---
+PII_EMAIL = "j.bailey40@hotmail.co.uk"
+PII_PHONE = "+44 7700 900123"
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/recommend", {"customers": [{"email": PII_EMAIL}, {"email": "x"}]}),
+    ("/recommend", {"customers": [{"email": PII_EMAIL, "phone": PII_PHONE}]}),
+    ("/recommend", {"customers": [{"customer_id": "C1"}], "context": {"campaign_id": PII_EMAIL * 10}}),
+    ("/events", {"events": [{"customer_id": "C000000001", "email": PII_EMAIL, "phone": PII_PHONE}]}),
+    ("/events", {"events": [{"customer_id": PII_EMAIL, "latest_sms_consent": PII_PHONE}]}),
+], ids=["short e-mail beside a real one", "unknown phone field", "campaign id too long", "unknown fields on events",
+        "a phone as a consent"])
+def test_a_refused_body_is_logged_without_its_values_or_a_traceback(client, caplog, path, body):
+    # Given a client's invalid body carrying an e-mail and a phone number
+    # When it is posted
+    with caplog.at_level(logging.DEBUG):
+        response = client.post(path, json=body, headers=AUTH)
+    # Then the client gets a 400, and the log has at most an INFO or WARNING line: no value, no traceback
+    assert response.status_code == 400, response.text
+    assert PII_EMAIL not in caplog.text and "j.bailey40" not in caplog.text and "900123" not in caplog.text
+    assert "Traceback" not in caplog.text and "input_value" not in caplog.text
+    assert all(record.levelno < logging.ERROR and not record.exc_info for record in caplog.records), [
+        (record.levelname, record.getMessage()) for record in caplog.records]
+
+
+@pytest.mark.parametrize(("path", "body", "loc"), [
+    ("/recommend", {"customers": [{"customer_id": "C000000001"}], "contxt": {"allowed_channels": ["sms"]}},
+     ["contxt"]),
+    ("/recommend", {"customers": [{"customer_id": "C000000001"}], "context": {"channels": ["sms"]}},
+     ["context", "channels"]),
+    ("/recommend", {"customers": [{"customer_id": "C000000001", "segment": "vip"}]}, ["customers", 0, "segment"]),
+    ("/events", {"events": [{"customer_id": "C000000001", "latest_sms_consent": 0}], "dry_run": True}, ["dry_run"]),
+    ("/events", {"events": [{"customer_id": "C000000001", "latest_sms_consnet": 0}]},
+     ["events", 0, "latest_sms_consnet"]),
+    ("/admin/reload", {"force": True}, ["force"]),
+], ids=["top-level typo", "in context", "in a customer", "top-level on events", "in an event", "on reload"])
+def test_unknown_fields_anywhere_get_a_400_naming_the_field(client, path, body, loc):
+    # Given a body with a field the API does not have (a typo would otherwise drop, say, a channel limit)
+    # When it is posted
+    response = client.post(path, json=body, headers=AUTH)
+    # Then it is refused, naming where the unknown field is; nothing was done
+    assert response.status_code == 400, response.text
+    assert [(issue["type"], issue["loc"]) for issue in response.json()["detail"]] == [("extra_forbidden", loc)]
+
+
+def test_an_empty_campaign_id_is_refused(client):
+    # Given a context whose campaign_id is empty: the holdout would be hashed with "", the audit would say
+    # "default"; absent or null means the default campaign, an empty id means nothing
+    response = recommend(client, [{"customer_id": "C000000001"}], {"campaign_id": ""})
+    # Then it is refused, naming the field
+    assert response.status_code == 400, response.text
+    assert [issue["loc"] for issue in response.json()["detail"]] == [["context", "campaign_id"]]
+
+
+def test_propensity_reasons_name_the_scored_channel_not_touched(client, known):
+    # Given scored customers
+    answers = recommend(client, [{"customer_id": c} for c in known["customer_ids"][:300]]).json()["recommendations"]
+    phrases = [text for answer in answers if answer["found"] for text in answer["reasons"].get("propensity", [])]
+    assert phrases, "no propensity reasons among 300 customers; the test proves nothing"
+    # Then the propensity model's touched_* inputs read as the scored channel's (e-mail: docs/policy.md)
+    assert not [text for text in phrases if "touch" in text or "_" in text], phrases
+    assert any("e-mail" in text for text in phrases), phrases
+
+
+def test_the_docs_hint_leads_to_the_swagger_ui_which_reads_the_versioned_document(client):
+    from importlib.metadata import version
+
+    # Given `cdp serve` printing "docs at /docs"
+    # When a browser follows it
+    docs = client.get("/docs", follow_redirects=False)
+    # Then it is sent to BentoML's Swagger UI, which loads ./docs.json: this project's versioned document
+    assert docs.status_code == 307 and docs.headers["location"] == "/"
+    assert client.get("/docs").headers["content-type"].startswith("text/html")
+    info = client.get("/docs.json").json()["info"]
+    assert info["version"] == version("cdp-intelligence") != "None"
+    assert "/recommend" in info["description"] and "BentoML Slack" not in info["description"]
+
+
+def test_metrics_are_open_to_a_prometheus_scraper(client):
+    # Given no token (a Prometheus scrape); then /metrics answers
+    response = client.get("/metrics")
+    assert response.status_code == 200 and "bentoml_" in response.text
+
+
+def test_every_open_path_is_documented_as_open():
+    # Given the paths the middleware lets through without a token
+    from pathlib import Path
+
+    from serving.service import OPEN_PATHS
+
+    # Then docs/serving.md names each of them where it says which endpoints need no token
+    text = (Path(__file__).parents[2] / "docs" / "serving.md").read_text()
+    sentence = text[text.index("Every endpoint but"):].split("\n\n")[0]
+    assert all(f"`{path}`" in sentence for path in OPEN_PATHS), (sorted(OPEN_PATHS), sentence)
