@@ -37,11 +37,18 @@ def use_workspace_tracking(workspace: Workspace) -> MlflowClient:
     # uv-made environments have no pip; MLflow warns about it on every logged model.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
     uri = tracking_uri(workspace)
+    artifacts = (workspace.mlruns / "artifacts").as_uri()
+    if not (workspace.mlruns / "mlflow.db").exists():
+        # Made here, the store's own "Default" experiment keeps its artifacts in the workspace too (the
+        # client would put them in ./mlruns of whatever directory the command ran in).
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        SqlAlchemyStore(uri, artifacts)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(uri, uri)
     if client.get_experiment_by_name(EXPERIMENT) is None:
-        client.create_experiment(EXPERIMENT, artifact_location=(workspace.mlruns / "artifacts").as_uri())
+        client.create_experiment(EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(EXPERIMENT)
     return client
 

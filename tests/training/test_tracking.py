@@ -1,0 +1,21 @@
+"""Where MLflow keeps a workspace's runs and artifacts."""
+
+from __future__ import annotations
+
+from cdp.workspace import Workspace
+from training.tracking import use_workspace_tracking
+
+
+def test_every_experiment_of_a_new_workspace_keeps_its_artifacts_inside_it(tmp_path, monkeypatch):
+    # Given a new workspace, and a command run from another directory
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    workspace = Workspace.at(tmp_path / "ws")
+    # When tracking is set up for it
+    client = use_workspace_tracking(workspace)
+    # Then MLflow's own Default experiment, like ours, points inside the workspace, and nothing is made here
+    locations = {e.name: e.artifact_location for e in client.search_experiments()}
+    assert "Default" in locations and len(locations) == 2
+    assert all(location.startswith(workspace.mlruns.as_uri()) for location in locations.values()), locations
+    assert list(elsewhere.iterdir()) == []
