@@ -518,6 +518,7 @@ def features_build(
 
     space, _ = _context(workspace, config)
     times = _parse_times(as_of)
+    _warn_when_after_the_data(space, max(times))
     with step_progress("build features") as progress:
         progress.update(0, 1)
         try:
@@ -527,6 +528,16 @@ def features_build(
         progress.update(1, 1)
     _print_row_counts(f"Features as of {', '.join(t.isoformat() for t in times)}", "family", counts)
     console.print(f"Feature tables in {space.data / 'features'}")
+
+
+def _warn_when_after_the_data(space: Workspace, moment: dt.datetime, tolerance_days: int = 7) -> None:
+    """Features or scores as of long after the last data describe every customer as lapsed."""
+    from features.feature_tables import last_data_day
+
+    last = last_data_day(space)
+    if last is not None and (moment.date() - last).days > tolerance_days + 1:
+        console.print(f"[yellow]warning:[/yellow] --as-of {moment.date()} is {(moment.date() - last).days - 1} days "
+                      f"after the last data ({last}): every customer will look inactive for that long")
 
 
 def _feature_store_call(function, *args):
@@ -727,6 +738,7 @@ def score(
         raise _fail(f"--reasons must be all, segments or none, not {reasons!r}", code=2)
     if engine not in ("local", "spark"):
         raise _fail(f"--engine must be local or spark, not {engine!r}", code=2)
+    _warn_when_after_the_data(space, _one_time(as_of))
     if engine == "spark" and out is not None and "://" not in out and Path(out).exists():
         raise _fail(f"{out} already exists: Spark writes a directory of part files there and would delete what it "
                     "holds; remove it or pick another --out", code=2)

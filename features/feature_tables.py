@@ -37,6 +37,19 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def last_data_day(workspace: Workspace) -> dt.date | None:
+    """The last day with any activity in the lake (None when it holds none): features or scores as of
+    long after it describe every customer as lapsed for want of data, not because they left."""
+    latest = []
+    for table, column in ACTIVITY_TABLES.items():  # the dated activity snapshots are made of
+        path = workspace.lake_table(table)
+        if path.exists():
+            value = duckdb.sql(f"SELECT max({column}) FROM read_parquet({_literal(str(path))})").fetchone()[0]
+            if value is not None:
+                latest.append(value)
+    return max(latest).astimezone(dt.UTC).date() if latest else None
+
+
 def open_lake(workspace: Workspace, memory_limit: str = "4GB") -> tuple[duckdb.DuckDBPyConnection, tuple[str, ...]]:
     """A DuckDB connection with every contract table and the identity map as views.
     Missing tables are empty (orders-only data works); a missing identity map is an error."""

@@ -191,3 +191,12 @@ def test_export_refuses_an_out_file_named_for_another_format(tmp_path):
                                  "--out", str(tmp_path / "push.csv"), "--workspace", str(tmp_path)])
     assert result.exit_code == 2 and "ends in .csv but the format is parquet" in " ".join(result.output.split())
     assert not (tmp_path / "push.csv").exists()
+
+
+def test_scoring_long_after_the_last_data_warns(tmp_path, trained):
+    import shutil
+
+    root = tmp_path / "ws"
+    shutil.copytree(trained.workspace.root, root)
+    result = runner.invoke(app, ["score", "--as-of", "2026-12-01", "--reasons", "none", "--workspace", str(root)])
+    assert "after the last data (2026-06-30)" in " ".join(result.output.split())
