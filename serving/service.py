@@ -76,7 +76,9 @@ class RecommendContext(BaseModel):
     model_config = ConfigDict(extra="forbid")
     campaign_id: str | None = Field(None, min_length=1, max_length=128, description=(
         "Holdout assignment is per (customer, campaign); absent or null: `policy.default_campaign_id`."))
-    campaign_type: str | None = Field(None, max_length=64)
+    campaign_type: str | None = Field(None, max_length=64, description=(
+        "For the caller's bookkeeping; the decision does not depend on it (each answer has the next-best action "
+        "and the win-back decision)."))
     allowed_channels: list[Channel] | None = Field(None, max_length=3, description="Restrict the channels considered.")
 
 
