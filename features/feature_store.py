@@ -8,6 +8,7 @@ people who use the `feast` command line (`feast -c feature_repo ui`).
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import logging
 import math
@@ -15,6 +16,7 @@ import sqlite3
 import time
 import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -422,21 +424,39 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame) -> float:
     if problems:
         raise FeatureStoreError("; ".join(problems))
     references = [f"{REALTIME_VIEW}:{name}" for name in fields]
-    current = pd.DataFrame(
-        store.get_online_features(features=references, entity_rows=[{"customer_id": c} for c in updates["customer_id"]]).to_dict()
-    )
-    merged = current.set_index("customer_id")
-    changes = updates.set_index("customer_id")
-    for column in changes.columns.intersection(fields):
-        new = changes[column]
-        if column.endswith(MOMENT_SUFFIX):  # a last order, visit or app open never moves back in time
-            old = pd.to_numeric(merged.loc[changes.index, column], errors="coerce").to_numpy(dtype=float)
-            new = pd.Series(np.fmax(old, pd.to_numeric(new, errors="coerce").to_numpy(dtype=float)), index=new.index)
-        merged.loc[changes.index, column] = new
-    now = pd.Timestamp.now(tz="UTC")
-    rows = merged.reset_index().assign(event_timestamp=now, created_timestamp=now)
-    for field in view.features:
-        if str(field.dtype) == "Int64":
-            rows[field.name] = pd.to_numeric(rows[field.name], errors="coerce").astype("Int64")
-    store.push(REALTIME_PUSH_SOURCE, rows, to=PushMode.ONLINE)
+    # Read, merge and write under one lock: two pushes for a customer at once (two service workers,
+    # `cdp push`) would otherwise each write back the row they read, and one update would be lost.
+    with _push_lock(store):
+        current = pd.DataFrame(store.get_online_features(
+            features=references, entity_rows=[{"customer_id": c} for c in updates["customer_id"]]).to_dict())
+        merged = merge_signals(current.set_index("customer_id"), updates.set_index("customer_id"), fields)
+        now = pd.Timestamp.now(tz="UTC")
+        rows = merged.reset_index().assign(event_timestamp=now, created_timestamp=now)
+        for field in view.features:
+            if str(field.dtype) == "Int64":
+                rows[field.name] = pd.to_numeric(rows[field.name], errors="coerce").astype("Int64")
+        store.push(REALTIME_PUSH_SOURCE, rows, to=PushMode.ONLINE)
     return time.perf_counter() - started
+
+
+def merge_signals(current: pd.DataFrame, changes: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
+    """The online rows with the pushed values in. A value a push leaves empty keeps the stored one (in a
+    push for several customers, a field one of them did not send is empty for them: it must not erase
+    their consent); a last order, visit or app open never moves back in time."""
+    merged = current.copy()
+    for column in changes.columns.intersection(fields):
+        old = merged.loc[changes.index, column]
+        new = changes[column].where(changes[column].notna(), old)
+        if column.endswith(MOMENT_SUFFIX):
+            new = pd.Series(np.fmax(pd.to_numeric(old, errors="coerce").to_numpy(dtype=float),
+                                    pd.to_numeric(new, errors="coerce").to_numpy(dtype=float)), index=new.index)
+        merged.loc[changes.index, column] = new
+    return merged
+
+
+@contextmanager
+def _push_lock(store: FeatureStore):
+    """An exclusive lock beside the workspace's Feast repository (every process on this machine)."""
+    with open(Path(store.repo_path) / ".realtime_push.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

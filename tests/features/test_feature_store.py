@@ -309,3 +309,18 @@ def test_stored_payloads_read_back_with_the_types_feast_gives():
     # Then numbers take the field's type, the infinite value survives, missing fields are None
     assert values == [0.0, 3, "gold", True, float("inf")] and type(values[0]) is float
     assert older == [1.5, 2, None, None, None]
+
+
+def test_a_push_for_several_customers_changes_only_what_each_sent():
+    from features.feature_store import merge_signals
+
+    # Given two customers online, A with e-mail consent withdrawn earlier and B with consent granted
+    fields = ["latest_email_consent", "last_order_epoch_seconds"]
+    current = pd.DataFrame({"customer_id": ["A", "B"], "latest_email_consent": [0, 1],
+                            "last_order_epoch_seconds": [1_000, 2_000]}).set_index("customer_id")
+    # When one push carries A's new order and B's withdrawal (each field empty for the other customer)
+    changes = pd.DataFrame({"customer_id": ["A", "B"], "latest_email_consent": [None, 0],
+                            "last_order_epoch_seconds": [1_500, None]}).set_index("customer_id")
+    merged = merge_signals(current, changes, fields)
+    # Then A keeps its withdrawal and B its last order
+    assert merged.loc["A"].tolist() == [0, 1_500] and merged.loc["B"].tolist() == [0, 2_000]
