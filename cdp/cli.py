@@ -530,14 +530,15 @@ def features_build(
     console.print(f"Feature tables in {space.data / 'features'}")
 
 
-def _warn_when_after_the_data(space: Workspace, moment: dt.datetime, tolerance_days: int = 7) -> None:
+def _warn_when_after_the_data(space: Workspace, moment: dt.datetime) -> None:
     """Features or scores as of long after the last data describe every customer as lapsed."""
-    from features.feature_tables import last_data_day
+    from features.feature_tables import DATA_END_TOLERANCE_DAYS, days_after_the_data, last_data_day
 
     last = last_data_day(space)
-    if last is not None and (moment.date() - last).days > tolerance_days + 1:
-        console.print(f"[yellow]warning:[/yellow] --as-of {moment.date()} is {(moment.date() - last).days - 1} days "
-                      f"after the last data ({last}): every customer will look inactive for that long")
+    gap = days_after_the_data(moment, last)
+    if gap > DATA_END_TOLERANCE_DAYS:
+        console.print(f"[yellow]warning:[/yellow] --as-of {moment.date()} is {gap} days after the last data "
+                      f"({last}): every customer will look inactive for that long")
 
 
 def _feature_store_call(function, *args):
@@ -887,7 +888,9 @@ def forget(
     space, settings = _context(workspace, config)
     try:
         subject, report = forget_subject(space, settings, query)
-    except (SubjectNotFoundError, ErasureError) as error:
+    except SubjectNotFoundError as error:
+        raise _fail(f"{error}; nothing was changed") from error
+    except ErasureError as error:
         raise _fail(str(error)) from error
     record_request(space, settings.privacy, "erasure", subject.customer_id,
                    {"request_id": report.request_id, "records": report.records,
@@ -925,8 +928,8 @@ def export_subject_command(
 
     try:
         document = export_subject(space, settings, query, served)
-    except SubjectNotFoundError as error:  # a read-only command: "nothing was changed" says nothing here
-        raise _fail(str(error).removesuffix("; nothing was changed")) from error
+    except SubjectNotFoundError as error:
+        raise _fail(str(error)) from error
     record_request(space, settings.privacy, "access", document["customer_id"],
                    {"records": len(document["identity"].get("records", []))})
     if out is None:

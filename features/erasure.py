@@ -50,7 +50,7 @@ ERASED = "[erased]"
 
 
 class SubjectNotFoundError(LookupError):
-    """No customer matches the request (or it is ambiguous); nothing was changed."""
+    """No customer matches the request (or it is ambiguous); raised before anything is changed."""
 
 
 class ErasureError(RuntimeError):
@@ -132,22 +132,22 @@ def find_customer(identity_map: pd.DataFrame, profiles: pd.DataFrame, query: Sub
     """The customer id a request names; SubjectNotFoundError when none (or several) match."""
     if query.customer_id is not None:
         if not (identity_map["customer_id"] == query.customer_id).any():
-            raise SubjectNotFoundError(f"no customer {query.customer_id!r} in the identity map; nothing was changed")
+            raise SubjectNotFoundError(f"no customer {query.customer_id!r} in the identity map")
         return query.customer_id
     if query.source is not None:
         hit = identity_map[(identity_map["source"] == query.source.strip().lower())
                            & (identity_map["source_id"].astype(str) == query.source_id.strip())]
         if hit.empty:
-            raise SubjectNotFoundError(f"no record {query.source}:{query.source_id} in the identity map; nothing was changed")
+            raise SubjectNotFoundError(f"no record {query.source}:{query.source_id} in the identity map")
         return str(hit["customer_id"].iloc[0])
     email = standardize_email(query.email, standardization.email_rules)
     emails = _listed(profiles, "emails")
     owners = sorted(set(emails.loc[emails["value"] == email, "customer_id"])) if email else []
     if not owners:
-        raise SubjectNotFoundError("no customer has that e-mail in the profiles; nothing was changed")
+        raise SubjectNotFoundError("no customer has that e-mail in the profiles")
     if len(owners) > 1:
         raise SubjectNotFoundError(f"that e-mail is shared by {len(owners)} customers; name one with --customer-id "
-                                   f"({', '.join(owners)}); nothing was changed")
+                                   f"({', '.join(owners)})")
     return owners[0]
 
 

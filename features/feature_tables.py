@@ -37,6 +37,18 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+DATA_END_TOLERANCE_DAYS = 7
+"""How far past the last day with any activity an as-of time may lie before it is refused (training)
+or warned about (features, scores): a quiet last day or two is not a gap."""
+
+
+def days_after_the_data(as_of: dt.datetime | dt.date, last_day: dt.date | None) -> int:
+    """Whole days between the day after the last data and `as_of` (0 when as of the day after or
+    before; the tolerance is the caller's to apply)."""
+    day = as_of.date() if isinstance(as_of, dt.datetime) else as_of
+    return 0 if last_day is None else max(0, (day - last_day).days - 1)
+
+
 def last_data_day(workspace: Workspace) -> dt.date | None:
     """The last day with any activity in the lake (None when it holds none): features or scores as of
     long after it describe every customer as lapsed for want of data, not because they left."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import gc
 import itertools
 import json
 import logging
@@ -36,6 +37,14 @@ REASON_TASKS = ("churn", "propensity")
 per-row contributions of its trees cost about 2.5 ms a customer."""
 
 
+def freeze_loaded_objects() -> None:
+    """Move what is loaded now out of the garbage collector's reach: a worker holds about 590,000 long-
+    lived objects (Feast, MLflow, models), and a full collection walking them stalled every request in
+    flight for about 330 ms (docs/serving.md)."""
+    gc.collect()
+    gc.freeze()
+
+
 class EngineNotReadyError(RuntimeError):
     """The engine cannot answer (no champion model, no online store); the message says what is missing,
     `problems` the same as /readyz lists them."""
@@ -48,6 +57,10 @@ class EngineNotReadyError(RuntimeError):
 # --- the reload marker: how a reload in one worker reaches the others ---
 RELOAD_MARKER = "serving/reload.json"
 """Under the workspace's data directory: {"generation": n, "announced_at": ...}, rewritten atomically."""
+
+
+RELOAD_RETRY_SECONDS = 5.0
+"""A worker whose reload failed tries again on a request at least this long after."""
 
 
 def reload_marker(workspace: Workspace) -> Path:
@@ -140,7 +153,7 @@ class LoadedModels:
 
 class RecommendationEngine:
     def __init__(self, workspace: Workspace, settings: Settings, store, identity: IdentityLookup,
-                 models: LoadedModels) -> None:
+                 models: LoadedModels, marker: tuple[tuple[int, int, int] | None, int] | None = None) -> None:
         self.workspace, self.settings, self.store, self.identity = workspace, settings, store, identity
         self._models = models
         self._lock = threading.Lock()
@@ -150,18 +163,22 @@ class RecommendationEngine:
         # Reloads: the generation loaded (what the marker said at start-up), the marker as last seen, and
         # one reload at a time per engine (a requested one, or one following another worker's).
         self._marker = reload_marker(workspace)
-        self._marker_seen = marker_signature(self._marker)
-        self.generation = read_reload_generation(self._marker)
+        # `marker`: the marker as read before the models loaded (`load`); a reload announced while they
+        # loaded then still differs from it, and this engine follows it on its first request.
+        self._marker_seen, self.generation = marker or (marker_signature(self._marker),
+                                                        read_reload_generation(self._marker))
         self._reloading = threading.Lock()
 
     @classmethod
     def load(cls, workspace: Workspace, settings: Settings) -> RecommendationEngine:
         from features.feature_store import open_feature_store
 
+        marker = reload_marker(workspace)
+        seen = (marker_signature(marker), read_reload_generation(marker))  # before the models, see __init__
         models = cls._load_models(workspace)
         identity = IdentityLookup.load(workspace, settings)
         store = open_feature_store(workspace, settings.features)
-        return cls(workspace, settings, store, identity, models)
+        return cls(workspace, settings, store, identity, models, seen)
 
     @staticmethod
     def _load_models(workspace: Workspace) -> LoadedModels:
@@ -198,22 +215,27 @@ class RecommendationEngine:
         if seen == self._marker_seen or seen is None or not self._reloading.acquire(blocking=False):
             return None
         generation = read_reload_generation(self._marker)
-        self._marker_seen = seen
+        previous, self._marker_seen = self._marker_seen, seen
         if generation == self.generation:
             self._reloading.release()
             return None
-        thread = threading.Thread(target=self._follow, args=(generation,), name=f"cdp-reload-{generation}", daemon=True)
+        thread = threading.Thread(target=self._follow, args=(generation, previous), name=f"cdp-reload-{generation}",
+                                  daemon=True)
         thread.start()
         return thread
 
-    def _follow(self, generation: int) -> None:
-        """A reload announced by another worker, on its own thread; holds `_reloading` (taken by the caller)."""
+    def _follow(self, generation: int, previous_marker: tuple[int, int, int] | None) -> None:
+        """A reload announced by another worker, on its own thread; holds `_reloading` (taken by the caller).
+        A failed one (the registry's SQLite file busy while every worker reloads) is tried again on a
+        later request, no sooner than RELOAD_RETRY_SECONDS after."""
         try:
             versions = self._swap_in_champions()
             self.generation = generation
             log.info("reload generation %d (announced by another worker): loaded %s", generation, versions)
-        except Exception:  # any failure: keep answering with the models loaded before, say why in the log
+        except Exception:  # keep answering with the models loaded before; say why, and try again later
             log.exception("reload generation %d failed; answering with the models loaded before", generation)
+            time.sleep(RELOAD_RETRY_SECONDS)
+            self._marker_seen = previous_marker
         finally:
             self._reloading.release()
 
@@ -223,6 +245,7 @@ class RecommendationEngine:
             self._models = fresh
             self.model_problems = [f"model {task}: {reason}" for task, reason in fresh.missing.items()]
         self.readiness()
+        freeze_loaded_objects()  # the new models, as the service does with what it loaded at start-up
         return fresh.versions
 
     @property
@@ -234,9 +257,15 @@ class RecommendationEngine:
         """Raise EngineNotReadyError naming the problems when the engine cannot answer: every champion
         and the online store for a recommendation, the online store only (`models=False`) for a push.
         Reading a missing SQLite store would create an empty file and fail on its missing tables."""
+        if not self.store_problems and self._sqlite_store_missing():
+            self.readiness()  # deleted since the last check: find out and say so, read nothing
         problems = self.problems if models else self.store_problems
         if problems:
             raise EngineNotReadyError("not ready: " + "; ".join(problems), problems)
+
+    def _sqlite_store_missing(self) -> bool:
+        """One stat per request: reading a deleted SQLite store would create an empty file."""
+        return self.settings.features.online_store == "sqlite" and not (self.workspace.feast / "online_store.db").exists()
 
     def readiness(self) -> list[str]:
         """Problems that stop the engine from answering well; empty when ready. Checks the online store

@@ -12,7 +12,6 @@ but the probes, /metrics and the docs needs `Authorization: Bearer <token>` with
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import hmac
 import json
@@ -24,6 +23,8 @@ from typing import Annotated, Any, Literal
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.responses import JSONResponse
+
+from cdp import package_version
 
 log = logging.getLogger("cdp.serving")
 WORKSPACE_VARIABLE = "CDP_WORKSPACE"
@@ -238,7 +239,14 @@ class ClientErrorLogFilter(logging.Filter):
 
 BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
 """Where BentoML logs a request's exception (`log_exception`)."""
-logging.getLogger(BENTOML_REQUEST_LOGGER).addFilter(ClientErrorLogFilter())
+
+
+def filter_client_error_logs() -> None:
+    """Put `ClientErrorLogFilter` on BentoML's request logger, once per process (each worker's service
+    does it when it starts; importing this module does nothing)."""
+    logger = logging.getLogger(BENTOML_REQUEST_LOGGER)
+    if not any(isinstance(existing, ClientErrorLogFilter) for existing in logger.filters):
+        logger.addFilter(ClientErrorLogFilter())
 
 
 def _engine_answer(model: type[BaseModel], answer: dict) -> BaseModel:
@@ -384,10 +392,11 @@ def _service_options() -> dict:
 class RecommendationService:
     def __init__(self) -> None:
         from cdp.workspace import Workspace
-        from serving.engine import EngineNotReadyError, RecommendationEngine
+        from serving.engine import EngineNotReadyError, RecommendationEngine, freeze_loaded_objects
 
         self.engine = None
         self.startup_problems: list[str] = []
+        filter_client_error_logs()
         try:
             self.engine = RecommendationEngine.load(Workspace.at(os.environ.get(WORKSPACE_VARIABLE)), _settings())
             self.engine.readiness()
@@ -398,8 +407,7 @@ class RecommendationService:
         # Everything loaded so far lives as long as the worker: out of the garbage collector's sight,
         # a full collection no longer walks ~590,000 objects (it stalled a request every minute or so
         # for about 330 ms at 200 requests/s).
-        gc.collect()
-        gc.freeze()
+        freeze_loaded_objects()
 
     def _problems(self) -> list[str]:
         return self.engine.problems if self.engine is not None else self.startup_problems
@@ -509,17 +517,6 @@ PROBE_RESPONSES = {
 
 
 @cache
-def package_version() -> str:
-    """This project's version (pyproject.toml), for the OpenAPI document: BentoML knows only a built
-    Bento's and says "None" otherwise."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("cdp-intelligence")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
 @cache
 def openapi_document() -> dict:
     """What GET /docs.json serves (built once per process)."""
@@ -531,7 +528,7 @@ def complete_openapi_document(generated: dict) -> dict:
     sends, and knows nothing of our middleware. Say what the service really answers: the response
     models, 400 with pydantic's issues, 401 with the bearer scheme, 413, 503; probes are open, plain text."""
     document = json.loads(json.dumps(generated))
-    document["info"] = {**document.get("info", {}), "version": package_version(), "description": DESCRIPTION}
+    document["info"] = {**document.get("info", {}), "version": package_version() or "0+unknown", "description": DESCRIPTION}
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     for name in ("InvalidArgument", "NotFound", "InternalServerError"):

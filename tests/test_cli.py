@@ -171,19 +171,23 @@ def test_push_refuses_an_unknown_customer_and_a_bad_value(trained):
 def test_lift_refuses_a_campaign_the_scores_were_not_drawn_for_or_without_treated_customers(tmp_path, trained):
     import shutil
 
-    # Given a copy of the trained workspace scored for campaign "spring" (its data ends the day before)
+    # Given a copy of the trained workspace, scored for a campaign whose touches all came before the
+    # decision (the data ends the day before it)
     root = tmp_path / "ws"
     shutil.copytree(trained.workspace.root, root)
-    scored = runner.invoke(app, ["score", "--as-of", "2026-07-01", "--campaign", "spring", "--reasons", "none",
+    touches = pd.read_parquet(trained.workspace.lake_table("touches"), columns=["campaign_id", "sent_at"])
+    campaign = touches["campaign_id"].value_counts().index[0]
+    assert touches.loc[touches["campaign_id"] == campaign, "sent_at"].max() < pd.Timestamp("2026-07-01", tz="UTC")
+    scored = runner.invoke(app, ["score", "--as-of", "2026-07-01", "--campaign", campaign, "--reasons", "none",
                                  "--workspace", str(root)])
     assert scored.exit_code == 0, scored.output
     # When lift is asked for another campaign: refused, naming the one the holdout was drawn for
     other = runner.invoke(app, ["report", "lift", "--campaign", "autumn", "--workspace", str(root)])
-    assert other.exit_code == 1 and "'spring', not 'autumn'" in " ".join(other.output.split())
-    # When asked for spring, whose touches all came before the decision: no treated customer, an error
-    spring = runner.invoke(app, ["report", "lift", "--campaign", "spring", "--workspace", str(root)])
-    assert spring.exit_code == 1 and "at least two customers" in " ".join(spring.output.split())
-    assert not (root / "data/reports/lift-spring.json").exists()
+    assert other.exit_code == 1 and f"'{campaign}', not 'autumn'" in " ".join(other.output.split())
+    # When asked for that campaign: its touches before the decision make nobody treated, an error
+    same = runner.invoke(app, ["report", "lift", "--campaign", campaign, "--workspace", str(root)])
+    assert same.exit_code == 1 and "at least two customers" in " ".join(same.output.split())
+    assert not (root / f"data/reports/lift-{campaign}.json").exists()
 
 
 def test_export_refuses_an_out_file_named_for_another_format(tmp_path):

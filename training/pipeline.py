@@ -22,6 +22,7 @@ import pandas as pd
 
 from cdp.config import Settings, TrainingSettings
 from cdp.workspace import Workspace
+from features.feature_tables import DATA_END_TOLERANCE_DAYS, days_after_the_data, last_data_day
 from training import baselines, metrics
 from training.datasets import (
     hash_frame,
@@ -99,20 +100,11 @@ def validation_path(workspace: Workspace, task: str) -> Path:
     return workspace.outputs / "validation" / f"{task}.parquet"
 
 
-DATA_END_TOLERANCE_DAYS = 7
-"""How far past the last day with any activity --as-of may lie (a quiet last day or two is not a gap)."""
-
-
-def last_activity_day(activity: dict[str, pd.DataFrame]) -> pd.Timestamp:
-    """The last day with an order, a return or a touch in the lake."""
-    latest = [frame[column].max() for frame in activity.values() for column in frame.columns
-              if column.endswith("_at") and len(frame)]
-    return max(t for t in latest if pd.notna(t)).floor("D")
-
-
 def plan_tasks(activity: dict[str, pd.DataFrame], as_of: pd.Timestamp, tasks: Sequence[str],
-               settings: TrainingSettings) -> tuple[dict[str, TaskPlan | InsufficientDataError], list[pd.Timestamp]]:
-    """Snapshots and labels per model from the data; a model the data cannot support is skipped."""
+               settings: TrainingSettings, last_day: dt.date | None = None,
+               ) -> tuple[dict[str, TaskPlan | InsufficientDataError], list[pd.Timestamp]]:
+    """Snapshots and labels per model from the data; a model the data cannot support is skipped, and
+    all are when `as_of` lies too long after the last day with data (`last_data_day` of the lake)."""
     orders = activity["orders"]
     plans: dict[str, TaskPlan | InsufficientDataError] = {}
     if orders.empty:
@@ -121,12 +113,11 @@ def plan_tasks(activity: dict[str, pd.DataFrame], as_of: pd.Timestamp, tasks: Se
     if as_of <= data_start:
         return {t: InsufficientDataError(f"{t}: --as-of {as_of.date()} is before the first order ({data_start.date()})")
                 for t in tasks}, []
-    data_end = last_activity_day(activity)
-    if as_of > data_end + pd.Timedelta(days=1 + DATA_END_TOLERANCE_DAYS):
+    if days_after_the_data(as_of, last_day) > DATA_END_TOLERANCE_DAYS:
         return {t: InsufficientDataError(
-            f"{t}: --as-of {as_of.date()} is after the last data ({data_end.date()}); the last label windows would "
+            f"{t}: --as-of {as_of.date()} is after the last data ({last_day}); the last label windows would "
             f"end in days with no data, and count customers as lapsed for want of it: train as of "
-            f"{(data_end + pd.Timedelta(days=1)).date()} or earlier") for t in tasks}, []
+            f"{last_day + dt.timedelta(days=1)} or earlier") for t in tasks}, []
     common = {"count": settings.snapshot_count, "spacing_days": settings.snapshot_spacing_days,
               "minimum_history_days": settings.minimum_history_days}
     for task in tasks:
@@ -188,7 +179,7 @@ def train_models(
     as_of_time = pd.Timestamp(as_of).tz_convert("UTC") if pd.Timestamp(as_of).tzinfo else pd.Timestamp(as_of, tz="UTC")
     progress("reading orders, returns and touches")
     activity = read_activity(workspace)
-    plans, times = plan_tasks(activity, as_of_time, tasks, settings.training)
+    plans, times = plan_tasks(activity, as_of_time, tasks, settings.training, last_data_day(workspace))
     reports = [ModelReport(t, "skipped", str(p)) for t, p in plans.items() if isinstance(p, InsufficientDataError)]
     if not times:
         return reports
@@ -255,6 +246,7 @@ def _train_task(workspace: Workspace, settings: Settings, plan: TaskPlan, as_of:
         "validation_from": plan.validation_from.isoformat(), "rows": counts, "input_hash": hash_frame(frame[[*inputs, LABEL[task]]]),
         "horizon_days": {"churn": options.churn_horizon_days, "clv": options.clv_horizon_days,
                          "propensity": options.conversion_window_days}[task],
+        "test_share": options.test_share, "split_seed": options.seed,
     }
     _write_validation(workspace, task, frame[test], label[test], predictions, model, lineage["horizon_days"])
     with mlflow.start_run(run_name=f"{task} as of {as_of.date()}") as run:
@@ -263,7 +255,7 @@ def _train_task(workspace: Workspace, settings: Settings, plan: TaskPlan, as_of:
                  predictions, scores)
         name, version = log_model(model, x[test].head(5))
         comparison = compare_with_champion(client, name, frame[test], x[test], label[test], predictions, task,
-                                           lineage["horizon_days"])
+                                           lineage["horizon_days"], (options.test_share, options.seed))
         decision = promote(client, name, version, comparison.challenger_score, comparison.champion_score,
                            PRIMARY_METRIC[task], force, comparison.refused)
         mlflow.set_tags({"registered_version": version, "promoted": str(decision.promoted), "promotion": decision.reason})
@@ -301,6 +293,7 @@ def _log_run(task, model: CustomerModel, parameters: TrainingParameters, lineage
         "task": task, "variant": model.variant, "feature_service": lineage["feature_service"],
         "as_of": lineage["as_of"], "horizon_days": lineage["horizon_days"], "validation_from": lineage["validation_from"],
         "snapshot_count": len(lineage["snapshots"]), "input_hash": lineage["input_hash"],
+        "test_share": lineage["test_share"], "split_seed": lineage["split_seed"],
         **{f"rows_{k}": v for k, v in lineage["rows"].items()},
         **{f"lightgbm_{k}": v for k, v in dataclasses.asdict(parameters).items()},
         "best_iteration": booster.best_iteration, "features": len(model.encoding.columns),
@@ -338,10 +331,13 @@ class ChampionComparison:
 
 
 def compare_with_champion(client, name: str, test_frame: pd.DataFrame, test_x: pd.DataFrame, test_labels: np.ndarray,
-                          predictions: np.ndarray, task: str, horizon_days: int) -> ChampionComparison:
+                          predictions: np.ndarray, task: str, horizon_days: int,
+                          split: tuple[float, int]) -> ChampionComparison:
     """Both models scored on the challenger's test rows that the champion never trained on: rows of
-    snapshots from the champion's own validation start on. A champion of another horizon predicts
-    another quantity, and one that trained on every test row cannot be judged on them: both refused."""
+    snapshots from the champion's own validation start on, whose customers it held out for testing
+    too (the same `split`: test share and seed of the customer hash; with another, its tuning
+    customers would be among them). A champion of another horizon predicts another quantity, and one
+    that trained on every test row cannot be judged on them: both refused."""
     evaluate = metrics.regression_metrics if task == "clv" else metrics.classification_metrics
     metric = PRIMARY_METRIC[task]
     own = evaluate(test_labels, predictions)[metric]
@@ -353,12 +349,19 @@ def compare_with_champion(client, name: str, test_frame: pd.DataFrame, test_x: p
     if champion_horizon != horizon_days:
         return ChampionComparison(own, refused=f"the champion (version {version}) predicts {champion_horizon} days "
                                                f"ahead, this model {horizon_days}")
+    champion_split = (float(params.get("test_share", split[0])), int(params.get("split_seed", split[1])))
+    if champion_split != tuple(split):
+        return ChampionComparison(own, refused=f"the champion (version {version}) split its validation customers "
+                                               f"with test share and seed {champion_split}, this model {tuple(split)}")
     unseen = np.ones(len(test_frame), dtype=bool)
     if "validation_from" in params:
         unseen = (test_frame["event_timestamp"] >= pd.Timestamp(params["validation_from"])).to_numpy()
-    if unseen.sum() == 0 or (task != "clv" and len(np.unique(test_labels[unseen])) < 2):
+    if unseen.sum() == 0:
         return ChampionComparison(own, refused=f"the champion (version {version}) trained on these test rows (its "
                                                f"validation starts {params.get('validation_from')})")
+    if task != "clv" and len(np.unique(test_labels[unseen])) < 2:
+        return ChampionComparison(own, refused=f"the {int(unseen.sum())} test rows the champion (version {version}) "
+                                               "did not train on hold a single class")
     try:
         champion = load_model(name, CHAMPION)
         champion_predictions = champion.predict(test_x[unseen])

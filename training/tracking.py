@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
+from cdp import PACKAGE, package_version
 from cdp.workspace import Workspace
 from training.models import CustomerModel
 
@@ -73,8 +74,6 @@ def signature_example(example: pd.DataFrame) -> pd.DataFrame:
 def log_model(model: CustomerModel, example: pd.DataFrame) -> tuple[str, str]:
     """Log the model with signature and input example into the active run and register a version.
     Returns (registered model name, version)."""
-    from importlib.metadata import version as installed_version
-
     import lightgbm
     import sklearn
 
@@ -85,7 +84,7 @@ def log_model(model: CustomerModel, example: pd.DataFrame) -> tuple[str, str]:
         name="model", python_model=ScoringModel(model), signature=signature, input_example=example,
         registered_model_name=name,
         pip_requirements=[f"lightgbm=={lightgbm.__version__}", f"scikit-learn=={sklearn.__version__}",
-                          f"pandas=={pd.__version__}", f"cdp-intelligence=={installed_version('cdp-intelligence')}"],
+                          f"pandas=={pd.__version__}", PACKAGE + (f"=={version}" if (version := package_version()) else "")],
     )
     return name, str(info.registered_model_version)
 

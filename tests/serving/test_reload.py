@@ -81,3 +81,37 @@ def test_an_unchanged_marker_is_only_stat_ed(tmp_path, monkeypatch):
     for _ in range(100):
         assert engine.follow_reloads() is None
     assert reads == []
+
+
+def test_a_failed_follow_is_tried_again_and_a_reload_during_start_up_is_followed(tmp_path, monkeypatch):
+    from cdp.config import load_settings
+    from serving import engine as engine_module
+    from serving.engine import LoadedModels, RecommendationEngine, reload_marker
+
+    monkeypatch.setattr(engine_module, "RELOAD_RETRY_SECONDS", 0.0)
+    workspace = Workspace.at(tmp_path)
+    marker = reload_marker(workspace)
+    # Given a worker that read the marker (generation 0, none yet) before its models loaded, and a
+    # reload announced by another worker while they were loading
+    seen_at_start = (marker_signature(marker), read_reload_generation(marker))
+    announce_reload(marker)
+    engine = RecommendationEngine(workspace, load_settings(), None, None, LoadedModels({}, {}, {}), seen_at_start)
+    # When its first follow fails (the registry busy), then the next one works
+    attempts = []
+
+    def load(_workspace):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("database is locked")
+        return LoadedModels({}, {"churn": "2"}, {})
+
+    monkeypatch.setattr(RecommendationEngine, "_load_models", staticmethod(load))
+    monkeypatch.setattr(RecommendationEngine, "readiness", lambda self: [])
+    first = engine.follow_reloads()
+    first.join(timeout=10)
+    assert engine.generation == 0, "the failed load left the old models and generation"
+    second = engine.follow_reloads()
+    # Then the reload announced during start-up was followed, on the second try
+    assert second is not None
+    second.join(timeout=10)
+    assert len(attempts) == 2 and engine.generation == 1 and engine.follow_reloads() is None

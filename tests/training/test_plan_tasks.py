@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
 
 from cdp.config import TrainingSettings
@@ -22,7 +24,7 @@ def activity_until(last_day: str) -> dict[str, pd.DataFrame]:
 
 def test_training_as_of_the_day_after_the_data_plans_its_snapshots():
     plans, _ = plan_tasks(activity_until("2026-06-30"), pd.Timestamp("2026-07-01", tz="UTC"), ("churn",),
-                          TrainingSettings())
+                          TrainingSettings(), dt.date(2026, 6, 30))
     assert not isinstance(plans["churn"], InsufficientDataError)
     assert plans["churn"].snapshots[-1] + pd.Timedelta(days=90) <= pd.Timestamp("2026-07-01", tz="UTC")
 
@@ -30,7 +32,7 @@ def test_training_as_of_the_day_after_the_data_plans_its_snapshots():
 def test_training_as_of_months_after_the_data_is_refused_with_the_last_day_named():
     # Given data that ends on 2026-06-30; when a model is planned as of 2026-09-15
     plans, times = plan_tasks(activity_until("2026-06-30"), pd.Timestamp("2026-09-15", tz="UTC"),
-                              ("churn", "clv"), TrainingSettings())
+                              ("churn", "clv"), TrainingSettings(), dt.date(2026, 6, 30))
     # Then nothing is planned: the last label windows would end in days with no data
     assert times == []
     for task in ("churn", "clv"):
