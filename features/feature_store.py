@@ -457,6 +457,6 @@ def merge_signals(current: pd.DataFrame, changes: pd.DataFrame, fields: list[str
 @contextmanager
 def _push_lock(store: FeatureStore):
     """An exclusive lock beside the workspace's Feast repository (every process on this machine)."""
-    with open(Path(store.repo_path) / ".realtime_push.lock", "w") as lock:
+    with open(Path(store.config.repo_path) / ".realtime_push.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield

@@ -140,6 +140,7 @@ def test_a_pushed_consent_withdrawal_is_read_at_once(store_setup):
     after = get_online_features(store, "recommendation_v1", [customer]).frame.iloc[0]
     # Then the next read sees it, and the other signals are unchanged
     assert after["latest_email_consent"] == 0
+    assert (workspace.feast / ".realtime_push.lock").exists(), "the push lock lives in the workspace"
     assert after["last_order_epoch_seconds"] == before["last_order_epoch_seconds"]
 
 
