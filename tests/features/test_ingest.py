@@ -257,6 +257,14 @@ def test_lake_lineage_points_back_to_the_source_row(raw_dir, workspace, ingest_s
     assert Path(orders["_source_file"].iloc[0]).name == "orders.csv"
 
 
+def write_parquet_orders(raw_dir, **columns) -> None:
+    """orders.parquet with one web order per value of the given columns (o1, o2, ...) and those columns."""
+    count = len(next(iter(columns.values())))
+    base = {"order_id": [f"o{i + 1}" for i in range(count)], "source": ["web"] * count,
+            "source_id": ["w1"] * count, "ordered_at": ["2025-01-01"] * count}
+    pq.write_table(pa.table({**base, **columns}), raw_dir / "orders.parquet")
+
+
 def strict_json(text: str) -> dict:
     """Parse as JSON proper: NaN and Infinity are not JSON."""
     return json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} in a stored record: not JSON"))
@@ -287,17 +295,8 @@ def test_parquet_decimal_and_other_numeric_types_load_as_numbers(raw_dir, worksp
 
 def test_parquet_whole_numbers_convert_only_when_whole_and_in_range(raw_dir, workspace, ingest_settings):
     # Given Parquet orders with a large integer amount and decimal items: whole, fractional, too large
-    table = pa.table(
-        {
-            "order_id": ["o1", "o2", "o3"],
-            "source": ["web"] * 3,
-            "source_id": ["w1"] * 3,
-            "ordered_at": ["2025-01-01"] * 3,
-            "amount": pa.array([2**53 + 1, 3, 4], pa.int64()),
-            "items": pa.array([Decimal("2.00"), Decimal("2.50"), Decimal("1e30")], pa.decimal128(38, 2)),
-        }
-    )
-    pq.write_table(table, raw_dir / "orders.parquet")
+    write_parquet_orders(raw_dir, amount=pa.array([2**53 + 1, 3, 4], pa.int64()),
+                         items=pa.array([Decimal("2.00"), Decimal("2.50"), Decimal("1e30")], pa.decimal128(38, 2)))
     # When ingested
     report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
     # Then the whole one loads and the others say why not
@@ -334,16 +333,7 @@ def test_numbers_too_large_to_store_are_quarantined_not_loaded_as_infinity(raw_d
 
 def test_non_finite_parquet_numbers_are_quarantined_as_valid_json(raw_dir, workspace, ingest_settings):
     # Given Parquet orders whose amount is NaN or infinite
-    table = pa.table(
-        {
-            "order_id": ["o1", "o2", "o3"],
-            "source": ["web"] * 3,
-            "source_id": ["w1"] * 3,
-            "ordered_at": ["2025-01-01"] * 3,
-            "amount": [float("nan"), float("inf"), 2.0],
-        }
-    )
-    pq.write_table(table, raw_dir / "orders.parquet")
+    write_parquet_orders(raw_dir, amount=[float("nan"), float("inf"), 2.0])
     # When ingested
     report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
     # Then both are quarantined with a reason, and the stored records are JSON (no bare NaN)
