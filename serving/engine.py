@@ -371,11 +371,42 @@ class RecommendationEngine:
             explained[task] = model.explain_columns(inputs)
         return explained
 
-    def push_events(self, events: pd.DataFrame) -> float:
-        """Fresh signals into the online store through the PushSource; returns seconds taken."""
+    def push_events(self, events: pd.DataFrame) -> tuple[float, dict[str, str]]:
+        """Fresh signals into the online store through the PushSource; returns the seconds taken and
+        the customers refused, with why. A push creates an online row, so events for a customer the
+        identity map does not know, or one erased since this worker loaded it, are refused: an erased
+        person must not come back through the service (docs/privacy.md)."""
         from features.feature_store import push_realtime_signals
 
-        return push_realtime_signals(self.store, events)
+        refused = self.refused_customers(events["customer_id"].tolist())
+        kept = events[~events["customer_id"].isin(list(refused))]
+        seconds = push_realtime_signals(self.store, kept) if len(kept) else 0.0
+        return seconds, refused
+
+    def refused_customers(self, customer_ids: Sequence[str]) -> dict[str, str]:
+        """customer_id -> reason, for ids a push must not write: unknown, or erased (in the workspace's
+        suppression list, re-read when it changed)."""
+        from features.suppression import keyed_hash
+
+        suppression = self._suppression()
+        refused = {}
+        for customer in dict.fromkeys(customer_ids):
+            if customer not in self.identity.customers:
+                refused[customer] = "unknown customer (not in the identity map)"
+            elif not suppression.empty and keyed_hash(suppression.salt, "customer", customer) in suppression.hashes:
+                refused[customer] = "erased (cdp forget)"
+        return refused
+
+    def _suppression(self):
+        """The suppression list, loaded again whenever its file changed (one stat per call)."""
+        from features.suppression import load_suppression, suppression_path
+
+        path = suppression_path(self.workspace, self.settings.privacy)
+        signature = marker_signature(path)
+        if getattr(self, "_suppression_seen", object()) != signature:
+            self._suppression_list = load_suppression(self.workspace, self.settings.privacy)
+            self._suppression_seen = signature
+        return self._suppression_list
 
 
 def cold_start_answer(reference: dict, customer_id: str | None) -> dict:

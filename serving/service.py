@@ -161,8 +161,15 @@ class RecommendResponse(BaseModel):
     recommendations: list[Recommendation]
 
 
+class RefusedCustomer(BaseModel):
+    customer_id: str
+    reason: str
+
+
 class EventsResponse(BaseModel):
-    accepted: int = Field(description="Events received (several for one customer are merged into one push).")
+    accepted: int = Field(description="Events pushed (several for one customer are merged into one push).")
+    refused: list[RefusedCustomer] = Field(default_factory=list, description=(
+        "Customers whose events were not pushed: unknown to the identity map, or erased."))
     milliseconds: float
 
 
@@ -469,8 +476,10 @@ class RecommendationService:
         merged: dict[str, dict] = {}
         for event in events:
             merged.setdefault(event.customer_id, {}).update(event.model_dump(exclude_none=True))
-        seconds = engine.push_events(pd.DataFrame(list(merged.values())))
-        return EventsResponse(accepted=len(events), milliseconds=round(seconds * 1000, 1))
+        seconds, refused = engine.push_events(pd.DataFrame(list(merged.values())))
+        accepted = sum(event.customer_id not in refused for event in events)
+        return EventsResponse(accepted=accepted, milliseconds=round(seconds * 1000, 1),
+                              refused=[RefusedCustomer(customer_id=c, reason=r) for c, r in refused.items()])
 
     @bentoml.api(route="/admin/reload", input_spec=ReloadRequest)
     def reload(self) -> ReloadResponse:

@@ -380,3 +380,50 @@ def test_every_open_path_is_documented_as_open():
     text = (Path(__file__).parents[2] / "docs" / "serving.md").read_text()
     sentence = text[text.index("Every endpoint but"):].split("\n\n")[0]
     assert all(f"`{path}`" in sentence for path in OPEN_PATHS), (sorted(OPEN_PATHS), sentence)
+
+
+def test_events_for_an_unknown_customer_are_refused_and_not_written(client, served):
+    from cdp.config import load_settings
+    from feature_repo.definitions import REALTIME_VIEW
+    from features.feature_store import open_feature_store
+
+    # Given a known customer and an id the identity map does not have
+    known = pd.read_parquet(served.workspace.outputs / "identity_map.parquet")["customer_id"].iloc[0]
+    # When events for both are pushed
+    response = client.post("/events", headers=AUTH, json={"events": [
+        {"customer_id": known, "latest_app_installed": 1}, {"customer_id": "C999999991", "latest_push_consent": 1}]})
+    # Then the known one is pushed, the unknown one refused with the reason, and no online row made for it
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 1
+    assert response.json()["refused"] == [{"customer_id": "C999999991",
+                                           "reason": "unknown customer (not in the identity map)"}]
+    store = open_feature_store(served.workspace, load_settings().features)
+    row = store.get_online_features(features=[f"{REALTIME_VIEW}:latest_push_consent"],
+                                    entity_rows=[{"customer_id": "C999999991"}]).to_dict()
+    assert row["latest_push_consent"] == [None]
+
+
+def test_an_engine_refuses_pushes_for_customers_erased_since_it_loaded(tmp_path):
+    from cdp.config import PrivacySettings, load_settings
+    from cdp.workspace import Workspace
+    from features.suppression import (
+        Standardization,
+        append_suppression,
+        identifier_hashes,
+        load_or_create_salt,
+    )
+    from serving.engine import IdentityLookup, LoadedModels, RecommendationEngine
+
+    # Given a worker that loaded C1 and C2, then C2 is erased (the suppression list gains its hash)
+    workspace = Workspace.at(tmp_path)
+    engine = RecommendationEngine(workspace, load_settings(), None, IdentityLookup({}, {}, {"C1", "C2"}, None),
+                                  LoadedModels({}, {}, {}))
+    assert engine.refused_customers(["C1", "C2"]) == {}
+    salt = load_or_create_salt(workspace, PrivacySettings())
+    append_suppression(workspace, PrivacySettings(), identifier_hashes(salt, {"customer": ["C2"]}), "r1",
+                       Standardization())
+    # When events for C2 and an unknown C3 arrive
+    seconds, refused = engine.push_events(pd.DataFrame({"customer_id": ["C2", "C3"], "latest_sms_consent": [1, 1]}))
+    # Then both are refused, saying why, and nothing is written (this engine has no store to write to)
+    assert refused == {"C2": "erased (cdp forget)", "C3": "unknown customer (not in the identity map)"}
+    assert seconds == 0.0
