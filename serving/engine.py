@@ -16,9 +16,11 @@ import json
 import logging
 import math
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,9 @@ RELOAD_MARKER = "serving/reload.json"
 """Under the workspace's data directory: {"generation": n, "announced_at": ...}, rewritten atomically."""
 
 
+STORE_RECHECK_SECONDS = 5.0
+"""How often a worker looks at its online store again: at /readyz probes while it is up, and at requests
+while it is down (each 503 until then)."""
 RELOAD_RETRY_SECONDS = 5.0
 """A worker whose reload failed tries again on a request at least this long after."""
 
@@ -160,6 +165,9 @@ class RecommendationEngine:
         self.features_loaded_at: str | None = None
         self.model_problems: list[str] = [f"model {task}: {reason}" for task, reason in models.missing.items()]
         self.store_problems: list[str] = []
+        self._store_checked_at = 0.0  # time.monotonic() of the last look at the online store
+        self._suppression_seen: object = ()  # the suppression file's signature when last loaded (never: ())
+        self._suppression_list = None
         # Reloads: the generation loaded (what the marker said at start-up), the marker as last seen, and
         # one reload at a time per engine (a requested one, or one following another worker's).
         self._marker = reload_marker(workspace)
@@ -259,6 +267,8 @@ class RecommendationEngine:
         Reading a missing SQLite store would create an empty file and fail on its missing tables."""
         if not self.store_problems and self._sqlite_store_missing():
             self.readiness()  # deleted since the last check: find out and say so, read nothing
+        elif self.store_problems:
+            self.recheck_store()  # back yet?
         problems = self.problems if models else self.store_problems
         if problems:
             raise EngineNotReadyError("not ready: " + "; ".join(problems), problems)
@@ -272,6 +282,7 @@ class RecommendationEngine:
         again and keeps what it found for `problems` and `require_ready`."""
         from features.feature_store import online_freshness
 
+        self._store_checked_at = time.monotonic()
         freshness = online_freshness(self.workspace, self.settings.features)
         self.features_loaded_at = freshness.materialized_at.isoformat() if freshness.materialized_at else None
         if freshness.materialized_at is None:
@@ -333,7 +344,8 @@ class RecommendationEngine:
         if not known:
             return answers
         ids = [customer_ids[i] for i in known]
-        features, found = self.online_columns(ids)
+        with self._store_failures_as_not_ready():
+            features, found = self.online_columns(ids)
         explained = self._explain(features, models)
         scores = score_columns(features, models.models,
                                churn_contributions=explained["churn"][0] if "churn" in explained else None)
@@ -380,8 +392,39 @@ class RecommendationEngine:
 
         refused = self.refused_customers(events["customer_id"].tolist())
         kept = events[~events["customer_id"].isin(list(refused))]
-        seconds = push_realtime_signals(self.store, kept) if len(kept) else 0.0
+        with self._store_failures_as_not_ready():
+            seconds = push_realtime_signals(self.store, kept) if len(kept) else 0.0
         return seconds, refused
+
+    @contextmanager
+    def _store_failures_as_not_ready(self):
+        """A store that fails mid-service (Redis down, the SQLite file gone) makes the engine not ready:
+        this request and the next answer 503 naming it, until a re-check finds the store back
+        (`recheck_store`), instead of a 500 per request."""
+        from features.feature_store import FeatureStoreError
+
+        try:
+            yield
+        except (OSError, ConnectionError, sqlite3.Error, FeatureStoreError) as error:
+            raise self._store_failed(error) from error
+        except Exception as error:
+            if type(error).__module__.startswith("redis"):  # redis' errors are not OSErrors
+                raise self._store_failed(error) from error
+            raise
+
+    def _store_failed(self, error: Exception) -> EngineNotReadyError:
+        kind = self.settings.features.online_store
+        self.store_problems = [f"online store ({kind}) unreadable: {type(error).__name__}: {error}; "
+                               f"bring it back (the service re-checks every {STORE_RECHECK_SECONDS:g} s)"]
+        self._store_checked_at = time.monotonic()
+        log.error("%s", self.store_problems[0])
+        return EngineNotReadyError("not ready: " + self.store_problems[0], self.store_problems)
+
+    def recheck_store(self) -> None:
+        """Check the online store again when the last check is older than STORE_RECHECK_SECONDS: /readyz
+        sees an outage, and requests see its end."""
+        if time.monotonic() - self._store_checked_at > STORE_RECHECK_SECONDS:
+            self.readiness()
 
     def refused_customers(self, customer_ids: Sequence[str]) -> dict[str, str]:
         """customer_id -> reason, for ids a push must not write: unknown, or erased (in the workspace's
@@ -403,7 +446,7 @@ class RecommendationEngine:
 
         path = suppression_path(self.workspace, self.settings.privacy)
         signature = marker_signature(path)
-        if getattr(self, "_suppression_seen", object()) != signature:
+        if self._suppression_seen != signature:
             self._suppression_list = load_suppression(self.workspace, self.settings.privacy)
             self._suppression_seen = signature
         return self._suppression_list

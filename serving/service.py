@@ -424,6 +424,7 @@ class RecommendationService:
         missing and the command that fixes it, and the process keeps running (no crash loop)."""
         if self.engine is not None:
             self.engine.follow_reloads()
+            self.engine.recheck_store()
         if not self._problems():
             return True
         from starlette.exceptions import HTTPException
@@ -453,7 +454,10 @@ class RecommendationService:
         except EngineNotReadyError as error:
             return _not_ready(error)
         references = [c.model_dump(exclude_none=True) for c in customers]
-        answers = engine.recommend(references, context.model_dump(exclude_none=True) if context else None)
+        try:
+            answers = engine.recommend(references, context.model_dump(exclude_none=True) if context else None)
+        except EngineNotReadyError as error:  # the online store failed mid-service
+            return _not_ready(error)
         # --- audit (serving/audit.py, docs/privacy.md): one pseudonymous line per answer, one append ---
         from serving.audit import record_recommendations
         record_recommendations(engine, answers, context.model_dump(exclude_none=True) if context else None)
@@ -476,7 +480,10 @@ class RecommendationService:
         merged: dict[str, dict] = {}
         for event in events:
             merged.setdefault(event.customer_id, {}).update(event.model_dump(exclude_none=True))
-        seconds, refused = engine.push_events(pd.DataFrame(list(merged.values())))
+        try:
+            seconds, refused = engine.push_events(pd.DataFrame(list(merged.values())))
+        except EngineNotReadyError as error:  # the online store failed mid-service
+            return _not_ready(error)
         accepted = sum(event.customer_id not in refused for event in events)
         return EventsResponse(accepted=accepted, milliseconds=round(seconds * 1000, 1),
                               refused=[RefusedCustomer(customer_id=c, reason=r) for c, r in refused.items()])

@@ -128,3 +128,31 @@ def test_without_a_champion_recommend_answers_503_like_readyz_and_events_still_g
     assert recommend.json()["problems"] == answers["readyz"].json()["problems"]
     # and a consent withdrawal still reaches the online store, which is there
     assert answers["events"].status_code == 200, answers["events"].text
+
+
+def test_a_store_that_fails_mid_service_makes_the_engine_not_ready_until_it_is_back(served, monkeypatch):
+    import redis
+
+    from cdp.config import load_settings
+    from serving import engine as engine_module
+    from serving.engine import EngineNotReadyError, RecommendationEngine
+
+    # Given a ready engine
+    engine = RecommendationEngine.load(served.workspace, load_settings())
+    assert engine.readiness() == []
+    customer = sorted(engine.identity.customers)[0]
+    # When its online store stops answering (Redis down)
+    def down(_ids):
+        raise redis.exceptions.ConnectionError("Error 111 connecting to localhost:6390. Connection refused.")
+
+    monkeypatch.setattr(engine, "online_columns", down)
+    # Then the request is not ready (a 503 in the service), naming the store, and so are the next ones
+    with pytest.raises(EngineNotReadyError, match="online store .* unreadable: ConnectionError"):
+        engine.recommend([{"customer_id": customer}])
+    with pytest.raises(EngineNotReadyError, match="unreadable"):
+        engine.require_ready()
+    # When it is back, the next re-check finds it and requests are answered again
+    monkeypatch.undo()
+    monkeypatch.setattr(engine_module, "STORE_RECHECK_SECONDS", 0.0)
+    engine.require_ready()
+    assert engine.problems == [] and engine.recommend([{"customer_id": customer}])[0]["found"]
