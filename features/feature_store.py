@@ -428,7 +428,13 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame) -> float:
     # `cdp push`) would otherwise each write back the row they read, and one update would be lost.
     with _push_lock(store):
         current = pd.DataFrame(store.get_online_features(
-            features=references, entity_rows=[{"customer_id": c} for c in updates["customer_id"]]).to_dict())
+            features=references, entity_rows=[{"customer_id": c} for c in updates["customer_id"]],
+        ).to_dict(include_event_timestamps=True))
+        absent = current.loc[current[f"{fields[0]}__ts"].fillna(0) == 0, "customer_id"].tolist()
+        if absent:  # a row of only the pushed fields would be newer than the batch row and hide its consents
+            raise FeatureStoreError(f"not in the online store yet: {', '.join(absent[:5])}"
+                                    f"{' …' if len(absent) > 5 else ''}; run `cdp features materialize` first")
+        current = current[[c for c in current.columns if not c.endswith("__ts")]]
         merged = merge_signals(current.set_index("customer_id"), updates.set_index("customer_id"), fields)
         now = pd.Timestamp.now(tz="UTC")
         rows = merged.reset_index().assign(event_timestamp=now, created_timestamp=now)

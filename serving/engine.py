@@ -393,6 +393,11 @@ class RecommendationEngine:
         refused = self.refused_customers(events["customer_id"].tolist())
         kept = events[~events["customer_id"].isin(list(refused))]
         with self._store_failures_as_not_ready():
+            if len(kept):  # a customer not yet materialized: a row of only the pushed fields would hide
+                _, found = self.online_columns(kept["customer_id"].tolist())  # their batch consents
+                refused |= {c: "not in the online store yet (run `cdp features materialize`)"
+                            for c, present in zip(kept["customer_id"], found, strict=True) if not present}
+                kept = kept[~kept["customer_id"].isin(list(refused))]
             seconds = push_realtime_signals(self.store, kept) if len(kept) else 0.0
         return seconds, refused
 

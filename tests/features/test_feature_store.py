@@ -170,6 +170,9 @@ def test_asking_for_what_is_not_there_is_a_clear_error(store_setup, tmp_path):
         get_online_features(store, "churn_v9", ["C1"])
     with pytest.raises(FeatureStoreError, match="unknown realtime fields"):
         push_realtime_signals(store, pd.DataFrame({"customer_id": ["C1"], "favourite_colour": ["red"]}))
+    # a customer with no online row yet: a row of only the pushed field would hide their batch consents
+    with pytest.raises(FeatureStoreError, match="not in the online store yet: C-NEW; run `cdp features materialize`"):
+        push_realtime_signals(store, pd.DataFrame({"customer_id": ["C-NEW"], "latest_email_consent": [1]}))
     from cdp.workspace import Workspace
 
     with pytest.raises(FeatureStoreError, match="cdp features build"):
