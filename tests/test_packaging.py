@@ -20,3 +20,9 @@ def test_the_serving_requirements_hold_every_declared_dependency():
     pinned = {normalized(line.split("==")[0]) for line in (ROOT / "requirements-serving.txt").read_text().splitlines()
               if "==" in line and not line.startswith((" ", "#"))}
     assert declared - pinned == set(), "run `make bento` (or uv export) to refresh requirements-serving.txt"
+
+
+def test_feasts_ui_can_be_imported():
+    # `cdp features ui` runs Feast's UI server, which imports grpc (the feast[grpcio] extra)
+    import feast.registry_server  # noqa: F401
+    import feast.ui_server  # noqa: F401
