@@ -947,7 +947,7 @@ def status(workspace: WorkspaceOption = None, config: ConfigOption = None) -> No
 
     import pyarrow.parquet as pq
 
-    from features.feature_store import online_freshness
+    from features.feature_store import online_freshness, probe_online_store
     from training.model_report import champion_and_challenger, read_model_versions, read_runs
 
     space, settings = _context(workspace, config)
@@ -964,7 +964,12 @@ def status(workspace: WorkspaceOption = None, config: ConfigOption = None) -> No
             console.print(f"model {row.model}@{row.alias}: v{row.version}, test {row.primary_metric} {value}")
     else:
         console.print("[yellow]no models yet[/yellow]: run `cdp train all --as-of DATE`")
-    console.print(f"online store: {online_freshness(space, settings.features).message}")
+    probe = "not loaded"
+    if profiles.exists() and (space.feast / "registry.db").exists():
+        sample = pq.read_table(profiles, columns=["customer_id"]).column(0).to_pylist()[:20]
+        probe = probe_online_store(space, settings.features, sample)
+    console.print(f"online store ({settings.features.online_store}): {online_freshness(space, settings.features).message}; "
+                  f"{probe}")
     summary = space.outputs / "scores.json"
     if summary.exists():
         scored = json_module.loads(summary.read_text())

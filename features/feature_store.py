@@ -149,6 +149,22 @@ def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.
     return Materialization(start, end, customers)
 
 
+def probe_online_store(workspace: Workspace, settings: FeatureSettings, customer_ids: Sequence[str]) -> str:
+    """Whether the online store answers and holds these customers, in words: a freshness record says
+    when it was loaded, not whether Redis is up or was emptied since."""
+    if not customer_ids:
+        return "no customers to look for"
+    try:
+        store = open_feature_store(workspace, settings)
+        response = store.get_online_features(features=[f"{REALTIME_VIEW}:latest_email_consent"],
+                                             entity_rows=[{"customer_id": c} for c in customer_ids])
+        stamps = response.to_dict(include_event_timestamps=True)["latest_email_consent__ts"]
+    except Exception as error:  # Redis down, a missing table: say what, not a traceback
+        return f"unreadable ({type(error).__name__}: {error})"
+    found = sum(1 for stamp in stamps if stamp)
+    return f"holds {found} of {len(customer_ids)} sampled customers"
+
+
 def _materialization_record(workspace: Workspace):
     return workspace.feast / "materialized.json"
 

@@ -328,3 +328,13 @@ def test_a_push_for_several_customers_changes_only_what_each_sent():
     merged = merge_signals(current, changes, fields)
     # Then A keeps its withdrawal and B its last order
     assert merged.loc["A"].tolist() == [0, 1_500] and merged.loc["B"].tolist() == [0, 2_000]
+
+
+def test_the_online_store_probe_says_whether_it_answers_and_holds_customers(store_setup):
+    from features.feature_store import probe_online_store
+
+    workspace, settings, _ = store_setup
+    customers = latest_offline(workspace, "realtime_signals").index[:5].tolist()
+    assert probe_online_store(workspace, settings, [*customers, "C-NOBODY"]) == "holds 5 of 6 sampled customers"
+    unreachable = settings.model_copy(update={"online_store": "redis", "redis_connection_string": "localhost:1"})
+    assert probe_online_store(workspace, unreachable, customers).startswith("unreadable (ConnectionError")
