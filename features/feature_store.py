@@ -177,7 +177,8 @@ class Freshness:
     message: str
 
 
-def online_freshness(workspace: Workspace, settings: FeatureSettings, now: dt.datetime | None = None) -> Freshness:
+def online_freshness(workspace: Workspace, settings: FeatureSettings, now: dt.datetime | None = None,
+                     warn: bool = True) -> Freshness:
     """How old the online store is; stale when never loaded or loaded longer ago than the setting."""
     record = _materialization_record(workspace)
     if not record.exists():
@@ -187,7 +188,7 @@ def online_freshness(workspace: Workspace, settings: FeatureSettings, now: dt.da
     stale = age > settings.stale_after_days
     message = (f"online features were loaded {age:.1f} days ago (limit {settings.stale_after_days:g}); "
                "run `cdp features build` and `cdp features materialize`" if stale else "online features are fresh")
-    if stale:
+    if stale and warn:
         log.warning("%s", message)
     return Freshness(loaded, age, stale, message)
 

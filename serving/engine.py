@@ -166,6 +166,7 @@ class RecommendationEngine:
         self.model_problems: list[str] = [f"model {task}: {reason}" for task, reason in models.missing.items()]
         self.store_problems: list[str] = []
         self._store_checked_at = 0.0  # time.monotonic() of the last look at the online store
+        self._store_was_stale = False
         self._suppression_seen: object = ()  # the suppression file's signature when last loaded (never: ())
         self._suppression_list = None
         # Reloads: the generation loaded (what the marker said at start-up), the marker as last seen, and
@@ -283,7 +284,12 @@ class RecommendationEngine:
         from features.feature_store import online_freshness
 
         self._store_checked_at = time.monotonic()
-        freshness = online_freshness(self.workspace, self.settings.features)
+        # Warned once per change, not at every re-check (every 5 s at /readyz probes)
+        freshness = online_freshness(self.workspace, self.settings.features, warn=False)
+        if freshness.stale != self._store_was_stale:
+            self._store_was_stale = freshness.stale
+            if freshness.stale:
+                log.warning("%s", freshness.message)
         self.features_loaded_at = freshness.materialized_at.isoformat() if freshness.materialized_at else None
         if freshness.materialized_at is None:
             self.store_problems = [f"online store: {freshness.message}"]

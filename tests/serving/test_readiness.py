@@ -156,3 +156,26 @@ def test_a_store_that_fails_mid_service_makes_the_engine_not_ready_until_it_is_b
     monkeypatch.setattr(engine_module, "STORE_RECHECK_SECONDS", 0.0)
     engine.require_ready()
     assert engine.problems == [] and engine.recommend([{"customer_id": customer}])[0]["found"]
+
+
+def test_a_stale_online_store_is_warned_about_once_not_at_every_recheck(tmp_path, caplog):
+    import json
+    import logging
+
+    from cdp.config import load_settings
+    from serving.engine import IdentityLookup, LoadedModels, RecommendationEngine
+
+    # Given a workspace whose online store was loaded years ago
+    workspace = Workspace.at(tmp_path)
+    workspace.feast.mkdir(parents=True)
+    (workspace.feast / "materialized.json").write_text(json.dumps(
+        {"materialized_at": "2020-01-01T00:00:00+00:00", "snapshots_until": "2020-01-01T00:00:00+00:00",
+         "online_store": "sqlite"}))
+    engine = RecommendationEngine(workspace, load_settings(), None, IdentityLookup({}, {}, set(), None),
+                                  LoadedModels({}, {}, {}))
+    # When the store is checked again and again (as /readyz probes do, every 5 s)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            engine.readiness()
+    # Then its staleness is logged once
+    assert sum("days ago" in record.getMessage() for record in caplog.records) == 1
