@@ -366,11 +366,11 @@ def erase_from_tables(workspace: Workspace, directories: Iterable[Path], subject
 
 def erase_from_online_stores(workspace: Workspace, settings: Settings, customer_ids: list[str]) -> dict[str, int]:
     """The configured online store, and the workspace's SQLite store file too when Redis is configured."""
-    from features.feature_store import open_feature_store
+    from features.feature_store import open_feature_store, sqlite_store_path
 
     if not (workspace.feast / "registry.db").exists():
         return {}
-    sqlite_file = (workspace.feast / "online_store.db").exists()
+    sqlite_file = sqlite_store_path(workspace).exists()
     targets = [settings.features] if settings.features.online_store != "sqlite" or sqlite_file else []
     if settings.features.online_store != "sqlite" and sqlite_file:
         targets.append(settings.features.model_copy(update={"online_store": "sqlite"}))

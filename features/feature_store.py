@@ -53,7 +53,12 @@ def _online_store_config(workspace: Workspace, settings: FeatureSettings) -> dic
     if settings.online_store == "redis":
         return {"type": "features.online_store.PackedRedisOnlineStore",
                 "connection_string": settings.redis_connection_string}
-    return {"type": "features.online_store.PackedSqliteOnlineStore", "path": str(workspace.feast / "online_store.db")}
+    return {"type": "features.online_store.PackedSqliteOnlineStore", "path": str(sqlite_store_path(workspace))}
+
+
+def sqlite_store_path(workspace: Workspace) -> Path:
+    """The workspace's SQLite online store file (what the `sqlite` online store reads and writes)."""
+    return workspace.feast / "online_store.db"
 
 
 def repo_config(workspace: Workspace, settings: FeatureSettings) -> RepoConfig:

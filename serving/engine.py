@@ -155,6 +155,11 @@ class LoadedModels:
     missing: dict[str, str]
     loaded_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
+    @property
+    def problems(self) -> list[str]:
+        """The missing champions as /readyz names them."""
+        return [f"model {task}: {reason}" for task, reason in self.missing.items()]
+
 
 class RecommendationEngine:
     def __init__(self, workspace: Workspace, settings: Settings, store, identity: IdentityLookup,
@@ -163,7 +168,7 @@ class RecommendationEngine:
         self._models = models
         self._lock = threading.Lock()
         self.features_loaded_at: str | None = None
-        self.model_problems: list[str] = [f"model {task}: {reason}" for task, reason in models.missing.items()]
+        self.model_problems: list[str] = models.problems
         self.store_problems: list[str] = []
         self._store_checked_at = 0.0  # time.monotonic() of the last look at the online store
         self._store_was_stale = False
@@ -252,7 +257,7 @@ class RecommendationEngine:
         fresh = self._load_models(self.workspace)
         with self._lock:
             self._models = fresh
-            self.model_problems = [f"model {task}: {reason}" for task, reason in fresh.missing.items()]
+            self.model_problems = fresh.problems
         self.readiness()
         freeze_loaded_objects()  # the new models, as the service does with what it loaded at start-up
         return fresh.versions
@@ -276,7 +281,9 @@ class RecommendationEngine:
 
     def _sqlite_store_missing(self) -> bool:
         """One stat per request: reading a deleted SQLite store would create an empty file."""
-        return self.settings.features.online_store == "sqlite" and not (self.workspace.feast / "online_store.db").exists()
+        from features.feature_store import sqlite_store_path
+
+        return self.settings.features.online_store == "sqlite" and not sqlite_store_path(self.workspace).exists()
 
     def readiness(self) -> list[str]:
         """Problems that stop the engine from answering well; empty when ready. Checks the online store
@@ -300,11 +307,11 @@ class RecommendationEngine:
     def _online_store_problems(self) -> list[str]:
         """The online store must exist and hold a known customer: a deleted SQLite file or an empty or
         unreachable Redis would otherwise answer every request with the cold start."""
+        from features.feature_store import sqlite_store_path
+
         fix = "run `cdp features materialize` (or `cdp run`)"
-        if self.settings.features.online_store == "sqlite":
-            path = self.workspace.feast / "online_store.db"
-            if not path.exists():
-                return [f"online store: {path} not found; {fix}"]
+        if self._sqlite_store_missing():
+            return [f"online store: {sqlite_store_path(self.workspace)} not found; {fix}"]
         probe = list(itertools.islice(iter(self.identity.customers), 50))
         if not probe:
             return []

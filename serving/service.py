@@ -449,14 +449,11 @@ class RecommendationService:
         """Next-best action, win-back decision, scores and reasons per customer, in request order."""
         from serving.engine import EngineNotReadyError
 
-        try:
-            engine = self._ready_engine()
-        except EngineNotReadyError as error:
-            return _not_ready(error)
         references = [c.model_dump(exclude_none=True) for c in customers]
-        try:
+        try:  # not ready: before, or the online store failing during this request
+            engine = self._ready_engine()
             answers = engine.recommend(references, context.model_dump(exclude_none=True) if context else None)
-        except EngineNotReadyError as error:  # the online store failed mid-service
+        except EngineNotReadyError as error:
             return _not_ready(error)
         # --- audit (serving/audit.py, docs/privacy.md): one pseudonymous line per answer, one append ---
         from serving.audit import record_recommendations
@@ -473,16 +470,13 @@ class RecommendationService:
 
         from serving.engine import EngineNotReadyError
 
-        try:
-            engine = self._ready_engine(models=False)
-        except EngineNotReadyError as error:
-            return _not_ready(error)
         merged: dict[str, dict] = {}
         for event in events:
             merged.setdefault(event.customer_id, {}).update(event.model_dump(exclude_none=True))
-        try:
+        try:  # not ready: before, or the online store failing during this push
+            engine = self._ready_engine(models=False)
             seconds, refused = engine.push_events(pd.DataFrame(list(merged.values())))
-        except EngineNotReadyError as error:  # the online store failed mid-service
+        except EngineNotReadyError as error:
             return _not_ready(error)
         accepted = sum(event.customer_id not in refused for event in events)
         return EventsResponse(accepted=accepted, milliseconds=round(seconds * 1000, 1),
@@ -532,7 +526,6 @@ PROBE_RESPONSES = {
 }
 
 
-@cache
 @cache
 def openapi_document() -> dict:
     """What GET /docs.json serves (built once per process)."""

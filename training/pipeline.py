@@ -255,7 +255,8 @@ def _train_task(workspace: Workspace, settings: Settings, plan: TaskPlan, as_of:
                  predictions, scores)
         name, version = log_model(model, x[test].head(5))
         comparison = compare_with_champion(client, name, frame[test], x[test], label[test], predictions, task,
-                                           lineage["horizon_days"], (options.test_share, options.seed))
+                                           lineage["horizon_days"], (options.test_share, options.seed),
+                                           report.metrics[PRIMARY_METRIC[task]])
         decision = promote(client, name, version, comparison.challenger_score, comparison.champion_score,
                            PRIMARY_METRIC[task], force, comparison.refused)
         mlflow.set_tags({"registered_version": version, "promoted": str(decision.promoted), "promotion": decision.reason})
@@ -332,15 +333,15 @@ class ChampionComparison:
 
 def compare_with_champion(client, name: str, test_frame: pd.DataFrame, test_x: pd.DataFrame, test_labels: np.ndarray,
                           predictions: np.ndarray, task: str, horizon_days: int,
-                          split: tuple[float, int]) -> ChampionComparison:
+                          split: tuple[float, int], own: float) -> ChampionComparison:
     """Both models scored on the challenger's test rows that the champion never trained on: rows of
     snapshots from the champion's own validation start on, whose customers it held out for testing
     too (the same `split`: test share and seed of the customer hash; with another, its tuning
     customers would be among them). A champion of another horizon predicts another quantity, and one
-    that trained on every test row cannot be judged on them: both refused."""
+    that trained on every test row cannot be judged on them: both refused. `own`: the challenger's
+    score on all its test rows (what it is compared with when there is no champion)."""
     evaluate = metrics.regression_metrics if task == "clv" else metrics.classification_metrics
     metric = PRIMARY_METRIC[task]
-    own = evaluate(test_labels, predictions)[metric]
     version = alias_version(client, name, CHAMPION)
     if version is None:
         return ChampionComparison(own)

@@ -159,9 +159,10 @@ def sqlite_online_store(workspace: Path) -> Path | None:
     and environment); None when the online store is Redis."""
     from cdp.config import find_config_file, load_settings
     from cdp.workspace import Workspace
+    from features.feature_store import sqlite_store_path
 
     settings = load_settings(find_config_file(workspace, None))
-    return Workspace.at(workspace).feast / "online_store.db" if settings.features.online_store == "sqlite" else None
+    return sqlite_store_path(Workspace.at(workspace)) if settings.features.online_store == "sqlite" else None
 
 
 def recovered_after(records: list[dict], since: float, bar_ms: float, window: float = 1.0) -> float | None:
