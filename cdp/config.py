@@ -61,7 +61,10 @@ class IdentitySettings(_Section):
     email_strip_plus_tags: bool = True
     email_dotless_domains: tuple[str, ...] = ("gmail.com", "googlemail.com")
     """Providers that ignore dots in the local part."""
-    match_threshold: float = Field(0.99, gt=0, lt=1)
+    email_family_mailboxes: bool = True
+    """Treat family mailboxes ("the" + a surname + "s", e.g. thesmiths12@…) as a household's: they
+    neither merge records alone nor count as one person's e-mail in a probabilistic match."""
+    match_threshold: float = Field(0.95, gt=0, lt=1)
     """Match probability from which two records are the same person."""
     block_window: int = Field(20, ge=2)
     """Within an over-common blocking key, each record is compared with this many neighbours."""

@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +106,18 @@ def announce_reload(path: Path) -> tuple[int, tuple[int, int, int] | None]:
     return generation, signature
 
 
+def customers_by_email(customers: Iterable[str], emails: Iterable[str], standardize) -> dict[str, str]:
+    """Standardized e-mail -> the one customer holding it. An address several customers hold (a family
+    mailbox, one e-mail shared by a household) names none of them: answering for an arbitrary member
+    would send one person's offer to another, so such a reference gets the cold-start answer."""
+    owners: dict[str, set[str]] = {}
+    for customer, email in zip(customers, emails, strict=True):
+        key = standardize(str(email))
+        if key:
+            owners.setdefault(key, set()).add(customer)
+    return {key: next(iter(held)) for key, held in owners.items() if len(held) == 1}
+
+
 @dataclass
 class IdentityLookup:
     """(source, source_id) and standardized e-mail -> customer_id, held in memory (never logged)."""
@@ -128,10 +140,7 @@ class IdentityLookup:
         profiles = workspace.outputs / "profiles.parquet"
         if profiles.exists():
             emails = pd.read_parquet(profiles, columns=["customer_id", "emails"]).explode("emails").dropna()
-            for customer, email in zip(emails["customer_id"], emails["emails"], strict=True):
-                key = standardize_email(str(email), rules)
-                if key:
-                    by_email.setdefault(key, customer)
+            by_email = customers_by_email(emails["customer_id"], emails["emails"], lambda e: standardize_email(e, rules))
         by_record = dict(zip(zip(records["source"], records["source_id"], strict=True), records["customer_id"], strict=True))
         return cls(by_record, by_email, set(records["customer_id"]), rules)
 

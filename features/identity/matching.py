@@ -42,7 +42,8 @@ LEVELS: dict[str, tuple[str, ...]] = {
     "first_name": ("null", "exact", "jaro_winkler_0.92", "jaro_winkler_0.80", "initial", "different"),
     "last_name": ("null", "exact", "jaro_winkler_0.92", "jaro_winkler_0.80", "different"),
     "date_of_birth": ("null", "exact", "two_of_three_parts", "same_year", "different"),
-    "email": ("null", "exact", "domain_typo", "different"),
+    # The same family mailbox says "one household", not "one person": its own level and weight.
+    "email": ("null", "exact", "domain_typo", "different", "same_family_mailbox"),
     # Two different mobile numbers say more than a mobile and a landline: a person usually has one
     # mobile, and a household one landline.
     "phone": ("null", "exact", "different_with_a_landline", "different_mobiles"),
@@ -137,6 +138,8 @@ class EncodedRecords:
     first_letter: np.ndarray
     first_length: np.ndarray
     landline: np.ndarray
+    family_email: np.ndarray
+    """A family mailbox ("thesmiths@…", standardize.family_mailboxes): shared by a household."""
 
 
 ENCODED_COLUMNS = (
@@ -160,7 +163,9 @@ def encode_records(keyed: pd.DataFrame) -> EncodedRecords:
     first_letter = pd.factorize(first.str[:1])[0]
     first_letter[first.to_numpy() == ""] = -1
     landline = frame["phone_is_landline"].to_numpy(dtype=bool)
-    return EncodedRecords(codes, values, birth, first_letter, first.str.len().to_numpy(), landline)
+    family = (frame["email_is_family"] if "email_is_family" in frame else pd.Series(False, index=frame.index))
+    return EncodedRecords(codes, values, birth, first_letter, first.str.len().to_numpy(), landline,
+                          family.to_numpy(dtype=bool))
 
 
 def _pair_similarity(records: EncodedRecords, column: str, a: np.ndarray, b: np.ndarray, scorer) -> np.ndarray:
@@ -200,7 +205,8 @@ def personal_agreement(levels: pd.DataFrame) -> np.ndarray:
     agree = np.zeros(len(levels), dtype=bool)
     for field in PERSONAL_FIELDS:
         names = LEVELS[field]
-        agreeing = [i for i, n in enumerate(names) if n not in ("null", "different", "same_year")]
+        agreeing = [i for i, n in enumerate(names)
+                    if n not in ("null", "different", "same_year", "same_family_mailbox")]
         agree |= np.isin(levels[field].to_numpy(), agreeing)
     return agree
 
@@ -284,6 +290,7 @@ def compare_pairs(records: EncodedRecords, left: np.ndarray, right: np.ndarray) 
     domain_distance = _pair_similarity(records, "email_domain", a, b, DamerauLevenshtein.distance)
     domain_typo = (same_local & ~email_exact & (domain_distance <= 2)).astype(float)
     out["email"] = _levels(email_missing, email_exact, domain_typo, (1.0,))
+    out["email"][email_exact & records.family_email[a]] = LEVELS["email"].index("same_family_mailbox")
 
     phone_missing, phone_exact = _same(records, "phone", a, b)
     landline_involved = (records.landline[a] | records.landline[b]).astype(float)
@@ -323,6 +330,8 @@ def deterministic_edges(
     skipped: dict[str, int] = {}
     for column in ("email", "phone"):
         shared = shared_contact_points(keyed, column)
+        if column == "email" and "email_is_family" in keyed:
+            shared |= set(keyed.loc[keyed["email_is_family"].to_numpy(dtype=bool), "email"])
         skipped[f"shared_{column}s"] = len(shared)
         usable = keyed[keyed[column].notna() & ~keyed[column].isin(shared)]
         if column == "phone":

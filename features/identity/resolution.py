@@ -94,7 +94,8 @@ def resolve_identities(
     keys = record_keys(records)
     index_of = pd.Series(np.arange(len(records)), index=keys.to_numpy())
     rules = EmailRules(
-        strip_plus_tags=settings.email_strip_plus_tags, dotless_domains=settings.email_dotless_domains
+        strip_plus_tags=settings.email_strip_plus_tags, dotless_domains=settings.email_dotless_domains,
+        family_mailboxes=settings.email_family_mailboxes,
     )
     standardized = standardize_records(records, settings.default_phone_region, rules)
     keyed = add_blocking_keys(standardized)

@@ -39,6 +39,8 @@ class EmailRules:
     strip_plus_tags: bool = True
     dotless_domains: tuple[str, ...] = ("gmail.com", "googlemail.com")
     domain_aliases: dict[str, str] = field(default_factory=lambda: {"googlemail.com": "gmail.com"})
+    family_mailboxes: bool = True
+    """Addresses like thesmiths@… are a household's: they do not merge records on their own."""
 
 
 def _map_distinct(values: pd.Series, function: Callable[[str], object]) -> pd.Series:
@@ -158,6 +160,26 @@ def _house_number(address: str) -> str | None:
     return match.group(1) if match else None
 
 
+_FAMILY_MAILBOX = re.compile(r"^the([a-z]+?)\d*$")
+
+
+def family_mailboxes(local_parts: pd.Series, last_names: pd.Series) -> pd.Series:
+    """Which local parts name a family mailbox: "the", a surname held by some record, perhaps a plural
+    "s", then perhaps digits ("thesmiths", "thejoness12"). A household shares such an address, so it
+    says "one household" (like a shared surname), not "one person": it must not merge records alone."""
+    surnames = {re.sub(r"[^a-z]", "", name) for name in last_names.dropna().unique()}
+
+    def is_family(local: str) -> bool:
+        match = _FAMILY_MAILBOX.match(re.sub(r"[._-]", "", local))
+        if match is None:
+            return False
+        middle = match.group(1)
+        return middle in surnames or (middle.endswith("s") and middle[:-1] in surnames)
+
+    flags = local_parts.map({local: is_family(local) for local in local_parts.dropna().unique()})
+    return flags.eq(True)
+
+
 def standardize_records(
     records: pd.DataFrame,
     default_phone_region: str,
@@ -182,6 +204,9 @@ def standardize_records(
     out["first_canonical"] = first_word.map(lambda n: nicknames.get(n, n) if isinstance(n, str) else None)
     out["email"] = _map_distinct(column("email"), lambda e: standardize_email(e, rules))
     out["email_local"] = out["email"].map(lambda e: e.split("@")[0] if isinstance(e, str) else None)
+    out["email_is_family"] = (
+        family_mailboxes(out["email_local"], last) if rules.family_mailboxes else pd.Series(False, index=out.index)
+    )
     out["phone"], out["phone_is_landline"] = standardize_phones(column("phone"), default_phone_region)
     address = _map_distinct(column("address_line"), standardize_address)
     out["address"] = address

@@ -427,3 +427,14 @@ def test_an_engine_refuses_pushes_for_customers_erased_since_it_loaded(tmp_path)
     # Then both are refused, saying why, and nothing is written (this engine has no store to write to)
     assert refused == {"C2": "erased (cdp forget)", "C3": "unknown customer (not in the identity map)"}
     assert seconds == 0.0
+
+
+def test_an_email_several_customers_hold_names_none_of_them():
+    # Given a family mailbox two customers hold, and an address only one holds
+    from serving.engine import customers_by_email
+
+    # When the e-mail lookup is built
+    lookup = customers_by_email(["C1", "C2", "C2", "C3"], ["thesmiths@x.com", "thesmiths@x.com", "tom@y.com", " "],
+                                lambda email: email.strip().lower() or None)
+    # Then the shared address resolves to nobody (cold start), the personal one to its holder
+    assert lookup == {"tom@y.com": "C2"}

@@ -13,6 +13,7 @@ from cdp.config import load_settings
 from cdp.workspace import Workspace
 from features.identity.evaluation import evaluate_identity_map
 from features.identity.explain import explain_customer
+from features.identity.matching import LEVELS
 from features.identity.resolution import resolve_identities
 from features.identity.store import IdentityInputError, identity_paths, run_identity_resolution
 
@@ -69,6 +70,32 @@ def test_household_sharing_an_email_stays_apart():
     assert customer_of(resolution, "web:1") != customer_of(resolution, "crm:2")
     assert customer_of(resolution, "app:3") == customer_of(resolution, "crm:4")
     assert resolution.report["contact_points_not_used_alone"]["shared_emails"] == 1
+
+
+def test_a_family_mailbox_seen_once_per_member_joins_nobody():
+    # Given two members of the Harris household who each gave the family mailbox once (nothing on
+    # either record contradicts the other: the first names are missing on one side), and one person
+    # whose two records carry the family mailbox and their own mobile
+    given = records(
+        [
+            {"source": "app", "source_id": "1", "last_name": "Harris", "email": "theharriss@outlook.com"},
+            {"source": "web", "source_id": "2", "first_name": "Grace", "last_name": "Harris",
+             "email": "TheHarriss@outlook.com", "postcode": "N4 6UB"},
+            {"source": "store", "source_id": "3", "first_name": "Liz", "last_name": "Thompson",
+             "email": "thethompsons35@sky.com", "phone": "07201 087421"},
+            {"source": "web", "source_id": "4", "first_name": "Elizabeth", "last_name": "Thompson",
+             "email": "thethompsons35@sky.com", "phone": "+44 7201 087421"},
+        ]
+    )
+    # When resolved
+    resolution = resolve_identities(given, None, SETTINGS)
+    # Then the mailbox alone merges nobody, while the person's own mobile still joins their records
+    assert customer_of(resolution, "app:1") != customer_of(resolution, "web:2")
+    assert customer_of(resolution, "store:3") == customer_of(resolution, "web:4")
+    assert resolution.report["contact_points_not_used_alone"]["shared_emails"] == 2
+    # ...and with the rule switched off, the mailbox is one person's e-mail again
+    merged = resolve_identities(given, None, SETTINGS.model_copy(update={"email_family_mailboxes": False}))
+    assert customer_of(merged, "app:1") == customer_of(merged, "web:2")
 
 
 def test_links_join_records_without_pii_and_orders_only_refs_stay_alone():
@@ -154,8 +181,9 @@ def test_an_empty_lake_is_a_clear_error(tmp_path):
 def test_match_weights_are_learned_in_the_right_direction(resolved):
     model = resolved.model
     for field in ("first_name", "last_name", "date_of_birth", "email", "phone", "location"):
-        weights = model.level_weights(field)
-        assert weights[1] > 0 > weights[-1], (field, weights)
+        weights = dict(zip(LEVELS[field], model.level_weights(field), strict=True))
+        disagreeing = "different_mobiles" if field == "phone" else "different"
+        assert weights[LEVELS[field][1]] > 0 > weights[disagreeing], (field, weights)
     assert 0 < model.prior < 0.01
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from features.identity.standardize import (
     EmailRules,
+    family_mailboxes,
     is_landline,
     standardize_address,
     standardize_email,
@@ -88,3 +89,14 @@ def test_fast_phone_path_agrees_with_phonenumbers(simulated):
     for raw, fast in zip(phones, bulk, strict=True):
         assert fast == (standardize_phone(raw, "GB") if raw is not None else None), raw
     assert landline.dtype == bool and landline.any() and not landline.all()
+
+
+def test_family_mailboxes_are_the_household_surname_in_the_plural():
+    # Given local parts, and the surnames the records hold
+    local_parts = pd.Series(["thesmiths", "thejoness12", "the.browns", "thesmith", "theo12", "theodore.smith",
+                             "thebests", None, "smiths"])
+    surnames = pd.Series(["smith", "jones", "brown", "O'Neil", None])
+    # When classified
+    family = family_mailboxes(local_parts, surnames).tolist()
+    # Then only "the" + a known surname (+ "s") (+ digits) is a family mailbox
+    assert family == [True, True, True, True, False, False, False, False, False]
