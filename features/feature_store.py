@@ -409,9 +409,27 @@ MOMENT_SUFFIX = "_epoch_seconds"
 """Realtime fields that are moments (last order, visit, app open): seconds since 1970, never moved back."""
 
 
-def signal_problems(updates: pd.DataFrame) -> list[str]:
+MOMENT_FUTURE_TOLERANCE_SECONDS = 86_400
+"""How far after now a pushed moment may lie (clocks differ). Further is a bug on the sender's side, and
+it would stick: a pushed moment never moves back, so a last order in 2286 would stay the last order."""
+
+
+def future_moments(updates: pd.DataFrame, now: float) -> dict[str, str]:
+    """Customers whose pushed moments lie more than a day after `now` (seconds since 1970), with why."""
+    refused: dict[str, str] = {}
+    for column in [c for c in updates.columns if c.endswith(MOMENT_SUFFIX)]:
+        values = pd.to_numeric(updates[column], errors="coerce")
+        late = values > now + MOMENT_FUTURE_TOLERANCE_SECONDS
+        for customer, value in zip(updates["customer_id"][late], values[late], strict=True):
+            when = dt.datetime.fromtimestamp(min(value, 253_402_300_799), dt.UTC).strftime("%Y-%m-%d %H:%M")
+            refused.setdefault(str(customer), f"{column} is {when} UTC, more than a day in the future")
+    return refused
+
+
+def signal_problems(updates: pd.DataFrame, now: float | None = None) -> list[str]:
     """What is wrong with pushed signal values, one phrase per field (the service's request model
-    checks the same; `cdp push` and any other caller get it here)."""
+    checks the same; `cdp push` and any other caller get it here). With `now`, moments more than a day
+    after it are problems too."""
     problems = []
     for column in updates.columns:
         values = pd.to_numeric(updates[column], errors="coerce") if column != "customer_id" else None
@@ -423,6 +441,8 @@ def signal_problems(updates: pd.DataFrame) -> list[str]:
             bad = updates[column].notna() & ~values.between(0, 10**10)
             if bad.any():
                 problems.append(f"{column} must be seconds since 1970 (0 to 10^10), not {updates[column][bad].tolist()[0]!r}")
+    if now is not None and "customer_id" in updates:
+        problems += [f"customer {customer}: {reason}" for customer, reason in future_moments(updates, now).items()]
     return problems
 
 
@@ -442,7 +462,7 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame) -> float:
     unknown = sorted(set(updates.columns) - set(fields) - {"customer_id", "event_timestamp"})
     if unknown:
         raise FeatureStoreError(f"unknown realtime fields: {', '.join(unknown)} (known: {', '.join(fields)})")
-    problems = signal_problems(updates)
+    problems = signal_problems(updates, now=time.time())
     if problems:
         raise FeatureStoreError("; ".join(problems))
     references = [f"{REALTIME_VIEW}:{name}" for name in fields]

@@ -409,10 +409,12 @@ class RecommendationEngine:
         """Fresh signals into the online store through the PushSource; returns the seconds taken and
         the customers refused, with why. A push creates an online row, so events for a customer the
         identity map does not know, or one erased since this worker loaded it, are refused: an erased
-        person must not come back through the service (docs/privacy.md)."""
-        from features.feature_store import push_realtime_signals
+        person must not come back through the service (docs/privacy.md). So are moments more than a day
+        in the future, which would stick (a pushed moment never moves back)."""
+        from features.feature_store import future_moments, push_realtime_signals
 
         refused = self.refused_customers(events["customer_id"].tolist())
+        refused |= {c: r for c, r in future_moments(events, time.time()).items() if c not in refused}
         kept = events[~events["customer_id"].isin(list(refused))]
         with self._store_failures_as_not_ready():
             if len(kept):  # a customer not yet materialized: a row of only the pushed fields would hide

@@ -162,6 +162,9 @@ def test_a_pushed_moment_never_moves_back_and_a_flag_is_0_or_1(store_setup):
         push_realtime_signals(store, pd.DataFrame({"customer_id": [customer], "latest_email_consent": [7]}))
     with pytest.raises(FeatureStoreError, match="last_visit_epoch_seconds must be seconds since 1970"):
         push_realtime_signals(store, pd.DataFrame({"customer_id": [customer], "last_visit_epoch_seconds": [-5]}))
+    # ...and so is a moment more than a day in the future, which would otherwise stick
+    with pytest.raises(FeatureStoreError, match="last_order_epoch_seconds is 2286-11-20 17:46 UTC, more than a day"):
+        push_realtime_signals(store, pd.DataFrame({"customer_id": [customer], "last_order_epoch_seconds": [9_999_999_999]}))
 
 
 def test_asking_for_what_is_not_there_is_a_clear_error(store_setup, tmp_path):

@@ -403,6 +403,34 @@ def test_events_for_an_unknown_customer_are_refused_and_not_written(client, serv
     assert row["latest_push_consent"] == [None]
 
 
+def test_a_moment_far_in_the_future_is_refused_not_stored(client, served):
+    import time
+
+    from cdp.config import load_settings
+    from feature_repo.definitions import REALTIME_VIEW
+    from features.feature_store import open_feature_store
+
+    def last_order(customer: str):
+        store = open_feature_store(served.workspace, load_settings().features)
+        return store.get_online_features(features=[f"{REALTIME_VIEW}:last_order_epoch_seconds"],
+                                         entity_rows=[{"customer_id": customer}]).to_dict()["last_order_epoch_seconds"]
+
+    # Given two known customers, and a sender whose clock or units are wrong (a last order in 2286)
+    first, second = pd.read_parquet(served.workspace.outputs / "identity_map.parquet")["customer_id"].unique()[:2]
+    before = last_order(first)
+    # When it is pushed beside a sound event for the other customer
+    response = client.post("/events", headers=AUTH, json={"events": [
+        {"customer_id": first, "last_order_epoch_seconds": 9_999_999_999},
+        {"customer_id": second, "last_visit_epoch_seconds": int(time.time())}]})
+    # Then that customer is refused with the reason and keeps their last order (a pushed moment never
+    # moves back, so a stored 2286 would have stuck); the other is pushed
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 1
+    assert response.json()["refused"] == [{"customer_id": first, "reason": "last_order_epoch_seconds is 2286-11-20 "
+                                           "17:46 UTC, more than a day in the future"}]
+    assert last_order(first) == before
+
+
 def test_an_engine_refuses_pushes_for_customers_erased_since_it_loaded(tmp_path):
     from cdp.config import PrivacySettings, load_settings
     from cdp.workspace import Workspace
