@@ -7,6 +7,7 @@ two workspaces (and the test suite's temporary ones) never share runs or models.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 import mlflow
@@ -37,6 +38,9 @@ def use_workspace_tracking(workspace: Workspace) -> MlflowClient:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # uv-made environments have no pip; MLflow warns about it on every logged model.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+    # MLflow's store uses a loader SQLAlchemy 2 deprecates: not ours to fix, and it was printed by every
+    # command that opens the registry. Set here, at use: importing Feast resets warning filters.
+    warnings.filterwarnings("ignore", message="The ``noload`` loader strategy is deprecated", category=DeprecationWarning)
     uri = tracking_uri(workspace)
     artifacts = (workspace.mlruns / "artifacts").as_uri()
     if not (workspace.mlruns / "mlflow.db").exists():

@@ -19,3 +19,16 @@ def test_every_experiment_of_a_new_workspace_keeps_its_artifacts_inside_it(tmp_p
     assert "Default" in locations and len(locations) == 2
     assert all(location.startswith(workspace.mlruns.as_uri()) for location in locations.values()), locations
     assert list(elsewhere.iterdir()) == []
+
+
+def test_opening_the_registry_prints_no_library_deprecation_warning(tmp_path):
+    import subprocess
+    import sys
+
+    # Given a fresh process that imports Feast (which resets warning filters) and opens a workspace's registry
+    script = ("import feast\nfrom cdp.workspace import Workspace\nfrom training.tracking import use_workspace_tracking\n"
+              f"use_workspace_tracking(Workspace.at({str(tmp_path / 'ws')!r})).search_experiments()\n")
+    # When it runs
+    printed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stderr
+    # Then SQLAlchemy's deprecation of MLflow's loader is not shown to the user
+    assert "noload" not in printed, printed
