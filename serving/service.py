@@ -208,7 +208,8 @@ class ValidationIssue(BaseModel):
 
 
 class ValidationErrorResponse(BaseModel):
-    """400: the body is not JSON or does not match the request schema; one issue per problem."""
+    """400: the body is not JSON or does not match the request schema, or a header is malformed; one issue
+    per problem."""
 
     error: str
     detail: list[ValidationIssue]
@@ -289,7 +290,7 @@ class BearerTokenMiddleware:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length", b"0").strip()
         if not declared.isdigit():
-            return await _reply(send, 400, "the Content-Length header is not a number")
+            return await _reply_header_problem(send, "content-length", "the Content-Length header is not a number")
         if int(declared) > MAX_BODY_BYTES:
             return await _reply(send, 413, BODY_TOO_LARGE)
         if path == "/docs.json" and scope.get("method") in ("GET", "HEAD"):
@@ -298,6 +299,8 @@ class BearerTokenMiddleware:
             return await _redirect(send, "/")
         if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return await self.app(scope, receive, send)
+        if sum(name == b"authorization" for name, _ in scope.get("headers") or []) > 1:
+            return await _reply_header_problem(send, "authorization", "send one Authorization header, not several")
         expected = self._expected_digest()
         if not expected:
             return await _reply(send, 401, "no API token configured: set serving.api_token (CDP_SERVING__API_TOKEN)",
@@ -359,6 +362,12 @@ async def _redirect(send, location: str) -> None:
 
 async def _reply(send, status: int, message: str, headers: tuple = ()) -> None:
     await _reply_json(send, status, {"error": message}, headers)
+
+
+async def _reply_header_problem(send, header: str, message: str) -> None:
+    """400 for a malformed header, in the documented shape of every 400 (ValidationErrorResponse)."""
+    await _reply_json(send, 400, {"error": message, "detail": [{"type": "header", "loc": ["header", header],
+                                                                 "msg": message}]})
 
 
 async def _reply_json(send, status: int, document: dict, headers: tuple = ()) -> None:
@@ -505,7 +514,8 @@ RecommendationService.add_asgi_middleware(BearerTokenMiddleware)
 BEARER_SCHEME = "bearerAuth"
 TEXT = {"text/plain": {"schema": {"type": "string"}}}
 API_ERRORS = {
-    "400": ("The body is not JSON or does not match the request schema.", ValidationErrorResponse),
+    "400": ("The body is not JSON or does not match the request schema, or a header is malformed (a Content-Length "
+            "that is not a number, several Authorization headers).", ValidationErrorResponse),
     "401": ("No bearer token, a wrong one, or none configured on the server.", ErrorResponse),
     "413": (f"The body is over {MAX_BODY_BYTES:,} bytes.", ErrorResponse),
     "415": ("The body is not sent as `application/json`.", ErrorResponse),

@@ -3,6 +3,7 @@ store, real policy. Given a trained and materialized workspace, when campaign to
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pandas as pd
@@ -158,6 +159,17 @@ def test_only_the_exact_bearer_token_gets_in(client, authorization, status):
     if status == 401:
         assert response.headers["www-authenticate"].startswith("Bearer")
         assert "bearer token" in response.json()["error"]
+
+
+@pytest.mark.parametrize("second", [f"Bearer {TOKEN}", "Bearer wrong"])
+def test_several_authorization_headers_are_refused(client, second):
+    # Given a request with the right token and a second Authorization header (which one a proxy or
+    # framework reads differs: the ambiguity is the attack)
+    headers = [("Authorization", f"Bearer {TOKEN}"), ("Authorization", second), ("Content-Type", "application/json")]
+    # When it is sent, then it is refused, whatever the second one says
+    response = client.post("/recommend", content=json.dumps(ONE), headers=headers)
+    assert response.status_code == 400 and "one Authorization header" in response.json()["error"]
+    assert response.json()["detail"][0]["loc"] == ["header", "authorization"]  # the documented 400 shape
 
 
 def test_tokens_are_compared_in_constant_time(monkeypatch):
@@ -466,3 +478,26 @@ def test_an_email_several_customers_hold_names_none_of_them():
                                 lambda email: email.strip().lower() or None)
     # Then the shared address resolves to nobody (cold start), the personal one to its holder
     assert lookup == {"tom@y.com": "C2"}
+
+
+def test_a_content_length_that_is_not_a_number_gets_the_documented_400():
+    import asyncio
+
+    from serving.service import BearerTokenMiddleware, ValidationErrorResponse
+
+    # Given a request whose Content-Length is not a number, straight to the middleware
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def app(scope, receive, send):  # pragma: no cover - must not be reached
+        raise AssertionError("the app was called")
+
+    scope = {"type": "http", "path": "/recommend", "method": "POST", "headers": [(b"content-length", b"12abc")]}
+    # When it arrives
+    asyncio.run(BearerTokenMiddleware(app)(scope, None, send))
+    # Then it is a 400 in the shape every documented 400 has
+    assert sent[0]["status"] == 400
+    body = ValidationErrorResponse.model_validate_json(sent[1]["body"])
+    assert body.detail[0].loc == ["header", "content-length"] and "not a number" in body.error
