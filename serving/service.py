@@ -268,9 +268,9 @@ def _engine_answer(model: type[BaseModel], answer: dict) -> BaseModel:
 
 
 class BearerTokenMiddleware:
-    """In front of every route: 413 for a body over the limit (declared or streamed), 401 without the
-    configured bearer token, 415 for a body that is not JSON, and the completed OpenAPI document at
-    /docs.json. Probes and docs stay open."""
+    """In front of every route: 401 without the configured bearer token (checked first), 413 for a body
+    over the limit (declared or streamed), 415 for a body that is not JSON, and the completed OpenAPI
+    document at /docs.json. Probes and docs stay open."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -291,23 +291,25 @@ class BearerTokenMiddleware:
         declared = headers.get(b"content-length", b"0").strip()
         if not declared.isdigit():
             return await _reply_header_problem(send, "content-length", "the Content-Length header is not a number")
+        is_open = path in ("/docs.json", "/docs") or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+        if not is_open:  # who is asking first: a caller without the token learns nothing else, not even the limit
+            if sum(name == b"authorization" for name, _ in scope.get("headers") or []) > 1:
+                return await _reply_header_problem(send, "authorization", "send one Authorization header, not several")
+            expected = self._expected_digest()
+            if not expected:
+                return await _reply(send, 401, "no API token configured: set serving.api_token (CDP_SERVING__API_TOKEN)",
+                                    UNAUTHORIZED_HEADERS)
+            if not bearer_token_matches(headers.get(b"authorization", b""), expected):
+                return await _reply(send, 401, "missing or wrong bearer token (send `Authorization: Bearer <token>`)",
+                                    UNAUTHORIZED_HEADERS)
         if int(declared) > MAX_BODY_BYTES:
             return await _reply(send, 413, BODY_TOO_LARGE)
         if path == "/docs.json" and scope.get("method") in ("GET", "HEAD"):
             return await _reply_json(send, 200, openapi_document())
         if path == "/docs" and scope.get("method") in ("GET", "HEAD"):
             return await _redirect(send, "/")
-        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        if is_open:
             return await self.app(scope, receive, send)
-        if sum(name == b"authorization" for name, _ in scope.get("headers") or []) > 1:
-            return await _reply_header_problem(send, "authorization", "send one Authorization header, not several")
-        expected = self._expected_digest()
-        if not expected:
-            return await _reply(send, 401, "no API token configured: set serving.api_token (CDP_SERVING__API_TOKEN)",
-                                UNAUTHORIZED_HEADERS)
-        if not bearer_token_matches(headers.get(b"authorization", b""), expected):
-            return await _reply(send, 401, "missing or wrong bearer token (send `Authorization: Bearer <token>`)",
-                                UNAUTHORIZED_HEADERS)
         media_type = headers.get(b"content-type", b"application/json").partition(b";")[0].strip().lower()
         if media_type != b"application/json":
             return await _reply(send, 415, "send the body as JSON, with `Content-Type: application/json`")

@@ -107,6 +107,9 @@ def test_malformed_requests_get_a_4xx_with_a_message(client, body):
 def test_oversized_bodies_are_refused_before_parsing(client):
     response = client.post("/recommend", content=b"x" * 1_100_000, headers={**AUTH, "content-type": "application/json"})
     assert response.status_code == 413
+    # ...and a caller without the token is told only that: not even the size limit
+    anonymous = client.post("/recommend", content=b"x" * 1_100_000, headers={"content-type": "application/json"})
+    assert anonymous.status_code == 401
 
 
 def test_a_consent_withdrawn_through_events_is_honoured_on_the_next_call(client, known):
