@@ -239,10 +239,11 @@ def identity_explain(
         for edge in edges:
             evidence = ", ".join(f"{name} {e['level']} ({e['weight']:+.1f})" for name, e in edge["evidence"].items())
             extra = f" — refused: {edge['refused_because']}" if "refused_because" in edge else ""
-            console.print(f"  {edge['records'][0]} ~ {edge['records'][1]}: {edge['rule']}, "
-                          f"p={edge['match_probability']:.4f}, weight {edge['match_weight']:+.1f}{extra}")
+            console.print(f"  {escape(str(edge['records'][0]))} ~ {escape(str(edge['records'][1]))}: "
+                          f"{escape(str(edge['rule']))}, p={edge['match_probability']:.4f}, "
+                          f"weight {edge['match_weight']:+.1f}{escape(extra)}", emoji=False)
             if evidence:
-                console.print(f"    {evidence}")
+                console.print(f"    {escape(evidence)}", emoji=False)
 
 
 @evaluate_app.command("identity")

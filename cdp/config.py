@@ -58,6 +58,16 @@ class IdentitySettings(_Section):
 
     default_phone_region: str = "GB"
     """Region assumed for phone numbers written without a country code (ISO 3166 alpha-2)."""
+
+    @field_validator("default_phone_region", mode="after")
+    @classmethod
+    def _a_region_phone_numbers_know(cls, region: str) -> str:
+        import phonenumbers
+
+        if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {region!r}: an ISO 3166 alpha-2 code with a numbering plan, e.g. GB, US, DE")
+        return region.upper()
+
     email_strip_plus_tags: bool = True
     email_dotless_domains: tuple[str, ...] = ("gmail.com", "googlemail.com")
     """Providers that ignore dots in the local part."""

@@ -93,6 +93,23 @@ def test_simulated_data_passes_the_contract_end_to_end(tmp_path):
     assert "Pushed latest_email_consent=0" in result.output
 
 
+def test_explain_prints_record_ids_literally(tmp_path):
+    # Given records whose ids look like console markup or emoji codes, all one person by e-mail
+    raw, workspace = tmp_path / "raw", tmp_path / "ws"
+    raw.mkdir()
+    (raw / "customers.csv").write_text("source,source_id,first_name,last_name,email\n"
+                                       "web,[/x],Ann,Lee,ann.lee@example.com\napp,[red]R1,Ann,Lee,ann.lee@example.com\n"
+                                       "crm,:smile:,Ann,Lee,ann.lee@example.com\n")
+    assert runner.invoke(app, ["ingest", "--raw", str(raw), "--workspace", str(workspace)]).exit_code == 0
+    assert runner.invoke(app, ["resolve", "--workspace", str(workspace)]).exit_code == 0
+    # When explained
+    result = runner.invoke(app, ["identity", "explain", "crm::smile:", "--workspace", str(workspace)])
+    # Then it works and every id is printed as it is, in the records and in the joins
+    assert result.exit_code == 0, result.output
+    joins = result.output.split("joined because")[1]
+    assert "[red]R1" in joins and "[/x]" in joins and ":smile:" in joins
+
+
 def test_explain_an_unknown_customer_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["identity", "explain", "C1", "--workspace", str(tmp_path)])
     assert result.exit_code == 1 and "run `cdp resolve` first" in result.output

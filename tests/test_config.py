@@ -41,6 +41,14 @@ def test_unknown_keys_and_bad_values_are_refused_with_the_file_named(tmp_path):
         load_settings(config)
 
 
+def test_a_phone_region_without_a_numbering_plan_is_refused_and_case_does_not_matter(monkeypatch):
+    monkeypatch.setenv("CDP_IDENTITY__DEFAULT_PHONE_REGION", "XX")
+    with pytest.raises(ConfigError, match="identity.default_phone_region: unknown region 'XX'"):
+        load_settings()
+    monkeypatch.setenv("CDP_IDENTITY__DEFAULT_PHONE_REGION", "us")
+    assert load_settings().identity.default_phone_region == "US"
+
+
 def test_settings_are_frozen():
     settings = load_settings()
     with pytest.raises(pydantic.ValidationError):

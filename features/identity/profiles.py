@@ -72,7 +72,12 @@ def build_profiles(
     custom_columns: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """One golden record per customer_id from its source records."""
-    rules = {**DEFAULT_RULES, **(rules or {})}
+    unknown = sorted(set(rules or {}) - set(DEFAULT_RULES) - set(custom_columns))
+    if unknown:
+        raise ValueError(f"identity.survivorship: unknown attribute {', '.join(map(repr, unknown))} (known: "
+                         f"{', '.join([*DEFAULT_RULES, *custom_columns])})")
+    custom_rules = {column: (rules or {}).get(column, CUSTOM_ATTRIBUTE_RULE) for column in custom_columns}
+    rules = {**DEFAULT_RULES, **{k: v for k, v in (rules or {}).items() if k in DEFAULT_RULES}}
     data = records.reset_index(drop=True).copy()
     data["customer_id"] = identity_map["customer_id"].to_numpy()
     data["match_probability"] = identity_map["match_probability"].to_numpy()
@@ -89,8 +94,8 @@ def build_profiles(
     for column, rule in rules.items():
         if column in data:
             profiles[column] = _pick(data, column, rule, source_rank)
-    for column in custom_columns:
-        profiles[column] = _pick(data, column, CUSTOM_ATTRIBUTE_RULE, source_rank)
+    for column, rule in custom_rules.items():
+        profiles[column] = _pick(data, column, rule, source_rank)
     for column, name in (("email", "emails"), ("phone", "phones")):
         profiles[name] = _distinct_lists(data["customer_id"], pd.Series(standardized[column].to_numpy()), profiles.index)
     profiles.index.name = "customer_id"

@@ -29,6 +29,7 @@ from features.identity.matching import (
 from features.identity.profiles import build_profiles
 from features.identity.standardize import EmailRules, has_any_pii, standardize_records
 from features.identity.weights import (
+    EM_MIN_PAIRS,
     MatchModel,
     score_pairs,
     term_frequencies,
@@ -164,6 +165,14 @@ def resolve_identities(
     large = sizes[sizes > settings.large_cluster_size].sort_values(ascending=False)
     for customer_id, size in large.items():
         log.warning("large cluster for review: %s holds %d records", customer_id, size)
+    model_warnings = []
+    if model.trained_on == "em" and model.iterations == 0 and len(pairs):
+        model_warnings.append(
+            f"too few candidate pairs to learn match weights ({len(pairs):,}; EM needs {EM_MIN_PAIRS} in a training "
+            "block): default m probabilities were used, so probabilistic matches are unreliable; resolve more "
+            "records at once, or give labelled pairs (identity.labelled_pairs)")
+    for warning in model_warnings:
+        log.warning("%s", warning)
     edge_table = _edge_table(edges, levels, contributions, keys, customer_ids)
     report = {
         "records": int(len(records)),
@@ -179,7 +188,8 @@ def resolve_identities(
         "contact_points_not_used_alone": skipped,
         "large_clusters": [{"customer_id": c, "records": int(n)} for c, n in large.head(50).items()],
         "match_threshold": settings.match_threshold,
-        "model": {"trained_on": model.trained_on, "iterations": model.iterations, "prior": round(model.prior, 5)},
+        "model": {"trained_on": model.trained_on, "iterations": model.iterations, "prior": round(model.prior, 5),
+                  "warnings": model_warnings},
         "ids": id_changes,
     }
     advance(7)

@@ -163,21 +163,27 @@ def _house_number(address: str) -> str | None:
 _FAMILY_MAILBOX = re.compile(r"^the([a-z]+?)\d*$")
 
 
-def family_mailboxes(local_parts: pd.Series, last_names: pd.Series) -> pd.Series:
-    """Which local parts name a family mailbox: "the", a surname held by some record, perhaps a plural
-    "s", then perhaps digits ("thesmiths", "thejoness12"). A household shares such an address, so it
-    says "one household" (like a shared surname), not "one person": it must not merge records alone."""
-    surnames = {re.sub(r"[^a-z]", "", name) for name in last_names.dropna().unique()}
+def family_mailboxes(emails: pd.Series, last_names: pd.Series) -> pd.Series:
+    """Which standardized e-mails are family mailboxes: "the", the surname of a record holding the
+    address, perhaps a plural "s", then perhaps digits ("thesmiths", "thejoness12"). A household shares
+    such an address, so it says "one household" (like a shared surname), not "one person": it must not
+    merge records alone. Only when no holder gives a surname is any surname in the records accepted;
+    surnames of one letter (initials) never are, so Theo's own theo1985@ stays his."""
+    surnames = last_names.map(lambda name: re.sub(r"[^a-z]", "", name) if isinstance(name, str) else None)
+    surnames = surnames.where(surnames.str.len() >= 2)
+    everyone = set(surnames.dropna())
+    held = pd.DataFrame({"email": emails.to_numpy(), "surname": surnames.to_numpy()}).dropna()
+    by_email = held.groupby("email")["surname"].agg(set).to_dict()
 
-    def is_family(local: str) -> bool:
-        match = _FAMILY_MAILBOX.match(re.sub(r"[._-]", "", local))
+    def is_family(email: str) -> bool:
+        match = _FAMILY_MAILBOX.match(re.sub(r"[._-]", "", email.split("@")[0]))
         if match is None:
             return False
         middle = match.group(1)
-        return middle in surnames or (middle.endswith("s") and middle[:-1] in surnames)
+        candidates = {c for c in (middle, middle[:-1] if middle.endswith("s") else middle) if len(c) >= 2}
+        return bool(candidates & by_email.get(email, everyone))
 
-    flags = local_parts.map({local: is_family(local) for local in local_parts.dropna().unique()})
-    return flags.eq(True)
+    return emails.map({email: is_family(email) for email in emails.dropna().unique()}).eq(True)
 
 
 def standardize_records(
@@ -205,7 +211,7 @@ def standardize_records(
     out["email"] = _map_distinct(column("email"), lambda e: standardize_email(e, rules))
     out["email_local"] = out["email"].map(lambda e: e.split("@")[0] if isinstance(e, str) else None)
     out["email_is_family"] = (
-        family_mailboxes(out["email_local"], last) if rules.family_mailboxes else pd.Series(False, index=out.index)
+        family_mailboxes(out["email"], last) if rules.family_mailboxes else pd.Series(False, index=out.index)
     )
     out["phone"], out["phone_is_landline"] = standardize_phones(column("phone"), default_phone_region)
     address = _map_distinct(column("address_line"), standardize_address)

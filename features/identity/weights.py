@@ -121,11 +121,15 @@ TRAINING_BLOCKS: dict[str, tuple[str, ...]] = {
 }
 
 
+EM_MIN_PAIRS = 50
+"""Candidate pairs a training block needs before EM learns from it."""
+
+
 def train_with_em(
     candidate_levels: pd.DataFrame,
     random_levels: pd.DataFrame,
     records: int,
-    min_pairs: int = 50,
+    min_pairs: int = EM_MIN_PAIRS,
 ) -> MatchModel:
     """Unsupervised Fellegi–Sunter in the way Splink does it: u from random pairs; m by EM
     on several training blocks, averaged; the prior from the candidate pairs' expected matches."""
@@ -151,6 +155,8 @@ def train_with_em(
 def estimate_prior(candidate_levels: pd.DataFrame, m: dict, u: dict, records: int) -> float:
     """The chance that two random records match: the expected matches among the candidate
     pairs (m and u fixed, EM on the share only), spread over all pairs of records."""
+    if len(candidate_levels) == 0:  # nothing was compared: no pair can match
+        return 1e-12
     candidate_prior = 0.5
     for _ in range(50):
         updated = float(np.clip(_posterior(candidate_levels, m, u, candidate_prior, list(LEVELS)).mean(), 1e-6, 1 - 1e-6))

@@ -173,6 +173,42 @@ def test_bad_input_gives_clear_answers(caplog):
     assert len(resolution.identity_map) == len(given)
 
 
+def test_too_few_records_to_learn_weights_is_said_and_no_number_is_nan(caplog):
+    # Given a handful of records (no training block reaches EM's minimum), and a table with no PII
+    few = records([{"source": "web", "source_id": "1", "first_name": "Ann", "last_name": "Lee", "email": "a@x.com"},
+                   {"source": "app", "source_id": "2", "first_name": "Ann", "last_name": "Lee", "email": "a@x.com"},
+                   {"source": "crm", "source_id": "3", "first_name": "Bo", "last_name": "Ng"}])
+    no_pii = records([{"source": "web", "source_id": "1"}, {"source": "app", "source_id": "2"}])
+    # When resolved
+    with caplog.at_level(logging.WARNING):
+        small = resolve_identities(few, None, SETTINGS)
+        empty = resolve_identities(no_pii, None, SETTINGS)
+    # Then the report and the log say the weights are defaults, not learned
+    assert "too few candidate pairs to learn match weights" in small.report["model"]["warnings"][0]
+    assert "too few candidate pairs" in caplog.text
+    # ...and with nothing to compare, the prior is a number (JSON has no NaN)
+    assert np.isfinite(empty.model.prior) and np.isfinite(empty.report["model"]["prior"])
+
+
+def test_survivorship_names_known_attributes_and_applies_to_custom_ones():
+    # Given two records of one person with a custom attribute that changed, web newer than crm
+    given = records([
+        {"source": "crm", "source_id": "1", "first_name": "Ann", "last_name": "Lee", "email": "a@x.com",
+         "updated_at": "2025-01-01"},
+        {"source": "web", "source_id": "2", "first_name": "Ann", "last_name": "Lee", "email": "a@x.com",
+         "updated_at": "2025-06-01"},
+    ]).assign(loyalty_tier=["gold", "silver"])
+    # When the custom attribute's rule is overridden to the most recent value
+    rules = SETTINGS.model_copy(update={"survivorship": {"loyalty_tier": "most_recent"}})
+    profiles = resolve_identities(given, None, rules, custom_columns=("loyalty_tier",)).profiles
+    # Then the override applies (source priority would pick crm's "gold")
+    assert profiles["loyalty_tier"].tolist() == ["silver"]
+    # ...and an attribute no record has is refused, naming the setting
+    typo = SETTINGS.model_copy(update={"survivorship": {"not_a_column": "most_recent"}})
+    with pytest.raises(ValueError, match="identity.survivorship: unknown attribute 'not_a_column'"):
+        resolve_identities(given, None, typo, custom_columns=("loyalty_tier",))
+
+
 def test_an_empty_lake_is_a_clear_error(tmp_path):
     with pytest.raises(IdentityInputError, match="run `cdp ingest` first"):
         run_identity_resolution(Workspace.at(tmp_path), SETTINGS)
