@@ -218,14 +218,18 @@ def identity_explain(
     if not paths["identity_map"].exists():
         raise _fail(f"{paths['identity_map']} not found; run `cdp resolve` first")
     try:
+        state = json.loads(paths["state"].read_text()) if paths["state"].exists() else {}
         explanation = explain_customer(
-            query, pd.read_parquet(paths["identity_map"]), pd.read_parquet(paths["edges"])
+            query, pd.read_parquet(paths["identity_map"]), pd.read_parquet(paths["edges"]), state.get("merged_into")
         )
     except KeyError as error:
         raise _fail(str(error.args[0])) from error
     if as_json:
         typer.echo(json.dumps(explanation, indent=2, default=str))
         return
+    if "merged_from" in explanation:
+        console.print(f"{escape(explanation['merged_from'])} was merged into {explanation['customer_id']} by a later "
+                      "run (its records were found to be one person with that customer's); that customer:", emoji=False)
     console.print(f"[bold]{explanation['customer_id']}[/bold]: {len(explanation['records'])} record(s)")
     for record in explanation["records"]:
         how = ("no match: a record of its own" if record["matched_by"] == "unmatched"

@@ -109,12 +109,13 @@ def assign_stable_ids(
     labels: np.ndarray,
     previous: pd.Series | None,
     next_sequence: int,
-) -> tuple[np.ndarray, int, dict[str, int]]:
+) -> tuple[np.ndarray, int, dict[str, int], dict[str, str]]:
     """Customer id per record, keeping earlier ids whose cluster persists.
 
     A cluster holding records of several earlier ids (a merge) keeps the oldest; an earlier id
     whose records are now in several clusters (a split) stays with the part holding most of them.
-    `previous` maps record key -> earlier customer id.
+    `previous` maps record key -> earlier customer id. Also returns each id retired by a merge with
+    the id it was merged into, so that a caller still holding it can be told where it went.
     """
     # Records come sorted, so a record's position stands in for its key when ordering clusters.
     frame = pd.DataFrame({"key": record_keys.to_numpy(), "label": labels, "position": np.arange(len(labels))})
@@ -123,6 +124,7 @@ def assign_stable_ids(
     first_key = frame.groupby("label")["position"].min()
     chosen: dict[int, str] = {}
     retired: list[str] = []
+    merged_into: dict[str, str] = {}
     if len(known):
         overlap = known.groupby(["previous", "label"]).size().rename("records").reset_index()
         overlap["first_key"] = overlap["label"].map(first_key)
@@ -132,6 +134,8 @@ def assign_stable_ids(
         oldest = ~claims["label"].duplicated()  # a merge keeps the oldest id
         chosen = dict(zip(claims.loc[oldest, "label"].astype(int), claims.loc[oldest, "previous"], strict=True))
         retired = claims.loc[~oldest, "previous"].tolist()
+        merged_into = {old: chosen[int(label)] for old, label in
+                       zip(claims.loc[~oldest, "previous"], claims.loc[~oldest, "label"], strict=True)}
     new_labels = first_key[~first_key.index.isin(list(chosen))].sort_values().index
     for label in new_labels:
         chosen[int(label)] = format_customer_id(next_sequence)
@@ -143,4 +147,4 @@ def assign_stable_ids(
         "new_ids": len(new_labels),
         "retired_ids_merged": len(retired),
     }
-    return customer_ids, next_sequence, changes
+    return customer_ids, next_sequence, changes, merged_into

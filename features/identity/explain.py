@@ -7,9 +7,17 @@ import pandas as pd
 from features.identity.matching import LEVELS
 
 
-def explain_customer(query: str, identity_map: pd.DataFrame, edges: pd.DataFrame) -> dict:
+def explain_customer(query: str, identity_map: pd.DataFrame, edges: pd.DataFrame,
+                     merged_into: dict[str, str] | None = None) -> dict:
     """`query` is a customer_id or `source:source_id` (the source in any case: sources are stored
-    lower-cased; the id as written)."""
+    lower-cased; the id as written). An id an earlier run retired by a merge (`merged_into`) is
+    explained as the customer it was merged into, and the answer says so (`merged_from`)."""
+    customers = set(identity_map["customer_id"])
+    if merged_into and query.strip() in merged_into and query.strip() not in customers:
+        survivor = merged_into[query.strip()]
+        if survivor not in customers:
+            raise KeyError(f"{query.strip()!r} was merged into {survivor!r}, which no longer exists (erased)")
+        return {"merged_from": query.strip(), **explain_customer(survivor, identity_map, edges)}
     keys = identity_map["source"].astype(str) + ":" + identity_map["source_id"].astype(str)
     source, separator, source_id = query.strip().partition(":")
     if separator and query not in set(identity_map["customer_id"]):

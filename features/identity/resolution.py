@@ -53,6 +53,8 @@ class Resolution:
     model: MatchModel
     next_sequence: int
     report: dict = field(default_factory=dict)
+    merged_into: dict[str, str] = field(default_factory=dict)
+    """Every customer id retired by a merge (this run or earlier ones) -> the id that holds its records now."""
 
 
 def record_keys(frame: pd.DataFrame, source: str = "source", source_id: str = "source_id") -> pd.Series:
@@ -85,6 +87,7 @@ def resolve_identities(
     labelled_pairs: pd.DataFrame | None = None,
     custom_columns: tuple[str, ...] = (),
     progress: Progress | None = None,
+    merged_before: dict[str, str] | None = None,
 ) -> Resolution:
     """Resolve identity records (one row per source, source_id) into customers."""
     def advance(step: int) -> None:
@@ -152,7 +155,8 @@ def resolve_identities(
     previous = None
     if previous_map is not None and len(previous_map):
         previous = pd.Series(previous_map["customer_id"].to_numpy(), index=record_keys(previous_map).to_numpy())
-    customer_ids, next_sequence, id_changes = assign_stable_ids(keys, clusters.labels, previous, next_sequence)
+    customer_ids, next_sequence, id_changes, merged_now = assign_stable_ids(keys, clusters.labels, previous, next_sequence)
+    merged_into = follow_merges({**(merged_before or {}), **merged_now})
     identity_map = _identity_map(records, customer_ids, edges, with_pii)
     advance(6)
 
@@ -193,7 +197,20 @@ def resolve_identities(
         "ids": id_changes,
     }
     advance(7)
-    return Resolution(identity_map, profiles, edge_table, model, next_sequence, report)
+    return Resolution(identity_map, profiles, edge_table, model, next_sequence, report, merged_into)
+
+
+def follow_merges(merged_into: dict[str, str]) -> dict[str, str]:
+    """Each retired id -> the id its records are under now (an id merged into one that was merged
+    again points at the last)."""
+    final = {}
+    for retired in merged_into:
+        target, seen = merged_into[retired], {retired}
+        while target in merged_into and target not in seen:
+            seen.add(target)
+            target = merged_into[target]
+        final[retired] = target
+    return final
 
 
 def _labelled_levels(

@@ -90,7 +90,8 @@ def run_identity_resolution(
     state = json.loads(paths["state"].read_text()) if paths["state"].exists() else {"next_sequence": 1}
     labelled = load_labelled_pairs(settings.labelled_pairs) if settings.labelled_pairs else None
     resolution = resolve_identities(
-        records, load_links(workspace), settings, previous, state["next_sequence"], labelled, custom, progress
+        records, load_links(workspace), settings, previous, state["next_sequence"], labelled, custom, progress,
+        merged_before=state.get("merged_into", {}),
     )
     write_resolution(workspace, resolution)
     return resolution
@@ -106,5 +107,6 @@ def write_resolution(workspace: Workspace, resolution: Resolution) -> None:
         frame.to_parquet(temporary, index=False)
         temporary.replace(paths[name])
     paths["model"].write_text(json.dumps(resolution.model.as_dict(), indent=2))
-    paths["state"].write_text(json.dumps({"next_sequence": resolution.next_sequence}))
+    paths["state"].write_text(json.dumps({"next_sequence": resolution.next_sequence,
+                                          "merged_into": resolution.merged_into}, indent=1))
     paths["report"].write_text(json.dumps(resolution.report, indent=2, default=str))

@@ -98,6 +98,28 @@ def test_a_family_mailbox_seen_once_per_member_joins_nobody():
     assert customer_of(merged, "app:1") == customer_of(merged, "web:2")
 
 
+def test_an_id_retired_by_a_merge_still_leads_to_its_records():
+    from features.identity.resolution import follow_merges
+
+    # Given two customers from a first run, and a link found later that makes them one person
+    given = records([{"source": "web", "source_id": "1", "first_name": "Ann", "email": "ann@x.com"},
+                     {"source": "app", "source_id": "2", "first_name": "Ann", "email": "a.lee@y.com"}])
+    first = resolve_identities(given, None, SETTINGS)
+    older, younger = sorted(first.identity_map["customer_id"])
+    link = pd.DataFrame({"source_a": ["web"], "id_a": ["1"], "source_b": ["app"], "id_b": ["2"]})
+    # When the second run merges them
+    second = resolve_identities(given, link, SETTINGS, previous_map=first.identity_map,
+                                next_sequence=first.next_sequence, merged_before=first.merged_into)
+    # Then the older id holds both records, and the retired one is recorded as merged into it
+    assert set(second.identity_map["customer_id"]) == {older}
+    assert second.merged_into == {younger: older}
+    # ...explain of the retired id explains the survivor and says so
+    explanation = explain_customer(younger, second.identity_map, second.edges, second.merged_into)
+    assert explanation["merged_from"] == younger and explanation["customer_id"] == older
+    # ...and chains of merges lead to the last survivor
+    assert follow_merges({"C3": "C2", "C2": "C1"}) == {"C3": "C1", "C2": "C1"}
+
+
 def test_links_join_records_without_pii_and_orders_only_refs_stay_alone():
     given = records([{"source": "app", "source_id": "a"}, {"source": "web", "source_id": "w"},
                      {"source": "store", "source_id": "s"}])
