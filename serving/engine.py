@@ -126,6 +126,8 @@ class IdentityLookup:
     by_email: dict[str, str]
     customers: set[str]
     email_rules: object
+    merged_into: dict[str, str] = field(default_factory=dict)
+    """Ids retired by a merge -> the customer holding their records now (a campaign tool may hold one)."""
 
     @classmethod
     def load(cls, workspace: Workspace, settings: Settings) -> IdentityLookup:
@@ -142,13 +144,16 @@ class IdentityLookup:
             emails = pd.read_parquet(profiles, columns=["customer_id", "emails"]).explode("emails").dropna()
             by_email = customers_by_email(emails["customer_id"], emails["emails"], lambda e: standardize_email(e, rules))
         by_record = dict(zip(zip(records["source"], records["source_id"], strict=True), records["customer_id"], strict=True))
-        return cls(by_record, by_email, set(records["customer_id"]), rules)
+        state = workspace.outputs / "identity_state.json"
+        merged_into = json.loads(state.read_text()).get("merged_into", {}) if state.exists() else {}
+        return cls(by_record, by_email, set(records["customer_id"]), rules, merged_into)
 
     def resolve(self, reference: dict) -> str | None:
         from features.identity.standardize import standardize_email
 
         if reference.get("customer_id"):
-            return reference["customer_id"]
+            customer = reference["customer_id"]
+            return customer if customer in self.customers else self.merged_into.get(customer, customer)
         if reference.get("source") and reference.get("source_id"):
             return self.by_record.get((reference["source"], str(reference["source_id"])))
         if reference.get("email"):
@@ -463,7 +468,10 @@ class RecommendationEngine:
         suppression = self._suppression()
         refused = {}
         for customer in dict.fromkeys(customer_ids):
-            if customer not in self.identity.customers:
+            if customer not in self.identity.customers and customer in self.identity.merged_into:
+                refused[customer] = (f"merged into {self.identity.merged_into[customer]} by identity resolution: "
+                                     "send events for that customer")
+            elif customer not in self.identity.customers:
                 refused[customer] = "unknown customer (not in the identity map)"
             elif not suppression.empty and keyed_hash(suppression.salt, "customer", customer) in suppression.hashes:
                 refused[customer] = "erased (cdp forget)"

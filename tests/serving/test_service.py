@@ -472,6 +472,21 @@ def test_an_engine_refuses_pushes_for_customers_erased_since_it_loaded(tmp_path)
     assert seconds == 0.0
 
 
+def test_an_id_retired_by_a_merge_is_answered_as_its_survivor_and_events_are_pointed_there(tmp_path):
+    from cdp.config import load_settings
+    from cdp.workspace import Workspace
+    from serving.engine import IdentityLookup, LoadedModels, RecommendationEngine
+
+    # Given a worker whose identity state says C5 was merged into C1 (a campaign tool may still hold C5)
+    lookup = IdentityLookup({}, {}, {"C1"}, None, merged_into={"C5": "C1"})
+    engine = RecommendationEngine(Workspace.at(tmp_path), load_settings(), None, lookup, LoadedModels({}, {}, {}))
+    # When C5 is asked for, then it resolves to C1 (an unknown id stays itself, answered cold)
+    assert [lookup.resolve({"customer_id": c}) for c in ("C5", "C1", "C9")] == ["C1", "C1", "C9"]
+    # ...and events for C5 are refused, naming the customer to send them for
+    assert engine.refused_customers(["C5"]) == {
+        "C5": "merged into C1 by identity resolution: send events for that customer"}
+
+
 def test_an_email_several_customers_hold_names_none_of_them():
     # Given a family mailbox two customers hold, and an address only one holds
     from serving.engine import customers_by_email
