@@ -303,8 +303,8 @@ def evaluate_models(
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from training.evaluation import evaluate_against_oracle
-    from training.pipeline import TASKS, validation_path
+    from training.evaluation import TruthMismatchError, evaluate_against_oracle
+    from training.pipeline import champion_validation_files
 
     space, settings = _context(workspace, config)
     truth_dir = truth if (truth / "simulation.json").exists() else truth / "truth"
@@ -312,7 +312,8 @@ def evaluate_models(
     for needed in (truth_dir / "simulation.json", identity_map):
         if not needed.exists():
             raise _fail(f"{needed} not found")
-    files = {task: validation_path(space, task) for task in TASKS}
+    chosen = champion_validation_files(space)
+    files = {task: path for task, (path, _) in chosen.items()}
     if not any(path.exists() for path in files.values()):
         raise _fail(f"no test predictions in {space.outputs / 'validation'}; run `cdp train` first")
     options = settings.training
@@ -323,16 +324,27 @@ def evaluate_models(
             horizons[task] = int(pq.read_table(path, columns=["horizon_days"]).column(0)[0].as_py())
     with step_progress("evaluate against the oracle") as progress:
         progress.update(0, 1)
-        result = evaluate_against_oracle(files, pd.read_parquet(identity_map), truth_dir, horizons)
+        try:
+            result = evaluate_against_oracle(files, pd.read_parquet(identity_map), truth_dir, horizons)
+        except TruthMismatchError as error:
+            raise _fail(str(error)) from error
         progress.update(1, 1)
+    for task, scores in result.items():  # whose predictions these are
+        version = chosen[task][1]
+        if version is None and "model_version" in pq.read_schema(files[task]).names:
+            version = str(pq.read_table(files[task], columns=["model_version"]).column(0)[0].as_py())
+        scores.update({"model_version": version, "champion": chosen[task][1] is not None,
+                       "horizon_days": horizons[task]})
     space.reports.mkdir(parents=True, exist_ok=True)
     (space.reports / "model_evaluation.json").write_text(json.dumps(result, indent=2, default=float))
     view = Table(title="Models next to the oracle (same out-of-time test rows)")
-    for column in ("model", "rows", "metric", "model", "oracle", "ratio"):
-        view.add_column(column, justify="left" if column in ("model", "metric") else "right")
+    for column in ("model", "version", "rows", "metric", "model", "oracle", "ratio"):
+        view.add_column(column, justify="left" if column in ("model", "version", "metric") else "right")
     for task, scores in result.items():
         metric = "spearman" if task == "clv" else "roc_auc"
-        view.add_row(task, f"{scores['rows']:,}", metric, f"{scores[f'model_{metric}']:.4f}",
+        whose = (f"v{scores['model_version']} champion" if scores["champion"]
+                 else f"{'v' + scores['model_version'] if scores['model_version'] else 'latest'} (latest run)")
+        view.add_row(task, whose, f"{scores['rows']:,}", metric, f"{scores[f'model_{metric}']:.4f}",
                      f"{scores[f'oracle_{metric}']:.4f}", f"{scores['ratio_to_oracle']:.3f}")
     console.print(view)
     if "churn" in result:
@@ -386,33 +398,36 @@ app.add_typer(report_app, name="report")
 def report_lift(
     campaign: Annotated[str, typer.Option("--campaign", help="The campaign id: the holdout salt and the touches' campaign_id.")],
     window_days: Annotated[int | None, typer.Option(min=1, help="Days after the decision to count orders (default: the conversion window).")] = None,
+    scores_file: Annotated[Path | None, typer.Option("--scores", help="The scores of the campaign's decision (default: data/outputs/scores.parquet; a `cdp score --out` file works, its .json summary beside it).", dir_okay=False)] = None,
     workspace: WorkspaceOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Incremental conversion and revenue of treated customers against the campaign's holdout, with
-    95% intervals, from the last `cdp score` (run with this campaign) and later touches and orders."""
+    95% intervals, from the `cdp score` run with this campaign and later touches and orders."""
     import pandas as pd
 
     from serving.lift import campaign_groups, measure_lift
     from training.datasets import read_activity
 
     space, settings = _context(workspace, config)
-    scores_path = space.outputs / "scores.parquet"
+    scores_path = scores_file or space.outputs / "scores.parquet"
     if not scores_path.exists():
-        raise _fail(f"{scores_path} not found; run `cdp score` first")
+        raise _fail(f"{scores_path} not found; run `cdp score --campaign {campaign}` first (or name the file with --scores)")
     summary_file = scores_path.with_suffix(".json")
     scored_for = json.loads(summary_file.read_text()).get("campaign_id") if summary_file.exists() else None
     if scored_for != campaign:
-        raise _fail(f"the last `cdp score` drew its holdout for campaign {scored_for!r}, not {campaign!r}: "
-                    f"run `cdp score --campaign {campaign}` when the campaign is decided, then measure it")
+        raise _fail(f"{scores_path} holds the holdout drawn for campaign {scored_for!r}, not {campaign!r}: "
+                    f"run `cdp score --campaign {campaign}` when the campaign is decided (or pass its file with "
+                    "--scores), then measure it")
     scores = pd.read_parquet(scores_path)
     activity = read_activity(space)
     start = pd.Timestamp(scores["as_of"].iloc[0])
     groups = campaign_groups(scores, activity["touches"], campaign, start)
     result = measure_lift(groups, activity["orders"], start, window_days or settings.training.conversion_window_days)
     if "error" in result:
-        raise _fail(f"campaign {campaign!r}: {result['error']} (treated: customers recommended a contact and "
-                    f"touched by the campaign from {start.date()} on; holdout: {result['holdout']['customers']})")
+        raise _fail(f"campaign {campaign!r}: {result['error']} (treated: {result['treated']['customers']}, customers "
+                    f"recommended a contact and sent the campaign from {start.date()} on; holdout: "
+                    f"{result['holdout']['customers']})")
     space.reports.mkdir(parents=True, exist_ok=True)
     (space.reports / f"lift-{campaign}.json").write_text(json.dumps(result, indent=2))
     typer.echo(json.dumps(result, indent=2))
@@ -544,6 +559,17 @@ def _warn_when_after_the_data(space: Workspace, moment: dt.datetime) -> None:
     if gap > DATA_END_TOLERANCE_DAYS:
         console.print(f"[yellow]warning:[/yellow] --as-of {moment.date()} is {gap} days after the last data "
                       f"({last}): every customer will look inactive for that long")
+
+
+def _warn_when_in_sample(space: Workspace, moment: dt.datetime) -> None:
+    """Scores as of a time a champion trained past are in-sample: backtests, lift and policy evaluation
+    built on them come out optimistic."""
+    from training.scoring import champions_validated_after
+
+    for name, version, start in champions_validated_after(space, moment):
+        console.print(f"[yellow]warning:[/yellow] --as-of {moment.date()} is before {name} v{version}'s validation "
+                      f"start ({start}): it trained on outcomes after that date, so its scores here are in-sample "
+                      "(optimistic for backtests, lift and policy evaluation)")
 
 
 def _feature_store_call(function, *args):
@@ -745,6 +771,7 @@ def score(
     if engine not in ("local", "spark"):
         raise _fail(f"--engine must be local or spark, not {engine!r}", code=2)
     _warn_when_after_the_data(space, _one_time(as_of))
+    _warn_when_in_sample(space, _one_time(as_of))
     if engine == "spark" and out is not None and "://" not in out and Path(out).exists():
         raise _fail(f"{out} already exists: Spark writes a directory of part files there and would delete what it "
                     "holds; remove it or pick another --out", code=2)

@@ -32,6 +32,13 @@ def measure_lift(groups: pd.DataFrame, orders: pd.DataFrame, start: pd.Timestamp
     for name, part in parts.items():
         result[name] = {"customers": len(part), "conversion_rate": float(part["converted"].mean()) if len(part) else None,
                         "revenue_per_customer": float(part["revenue"].mean()) if len(part) else None}
+    if "contacted" in frame:
+        contacted = int(parts["holdout"]["contacted"].sum())
+        result["holdout"]["contacted"] = contacted
+        if contacted:
+            leak = (f"{contacted} of {len(parts['holdout'])} holdout customers were sent the campaign anyway: the "
+                    "holdout is contaminated and the lift understated; keep holdout customers out of the sends")
+            result["warning"] = f"{result['warning']}; {leak}" if "warning" in result else leak
     if min(len(p) for p in parts.values()) < 2:
         result["error"] = "treated and holdout need at least two customers each"
         return result
@@ -45,11 +52,16 @@ def measure_lift(groups: pd.DataFrame, orders: pd.DataFrame, start: pd.Timestamp
 
 
 def campaign_groups(scores: pd.DataFrame, touches: pd.DataFrame, campaign_id: str, decided_at: pd.Timestamp) -> pd.DataFrame:
-    """Treated: recommended a contact, not held out, and touched by the campaign after the decision
-    (a touch before it was not the policy's doing). Holdout: recommended a contact but held out."""
+    """Treated: recommended a contact, not held out, and sent the campaign after the decision (a touch
+    before it was not the policy's doing; a `none` touch is a control assignment, not a send). Holdout:
+    recommended a contact but held out; `contacted` says which of them were sent the campaign anyway."""
     wanted = scores[scores["policy_action"].fillna("none") != "none"]
-    touched = set(touches.loc[(touches["campaign_id"] == campaign_id) & (touches["sent_at"] >= decided_at), "customer_id"])
-    treated = wanted[~wanted["holdout"].astype(bool) & wanted["customer_id"].isin(touched)]
+    campaign = touches[(touches["campaign_id"] == campaign_id) & (touches["sent_at"] >= decided_at)]
+    if "channel" in campaign:
+        campaign = campaign[campaign["channel"].fillna("none").astype(str).str.lower() != "none"]
+    sent = set(campaign["customer_id"])
+    treated = wanted[~wanted["holdout"].astype(bool) & wanted["customer_id"].isin(sent)]
     holdout = wanted[wanted["holdout"].astype(bool)]
-    return pd.concat([treated[["customer_id"]].assign(group="treated"), holdout[["customer_id"]].assign(group="holdout")],
+    return pd.concat([treated[["customer_id"]].assign(group="treated", contacted=True),
+                      holdout[["customer_id"]].assign(group="holdout", contacted=holdout["customer_id"].isin(sent))],
                      ignore_index=True)

@@ -51,6 +51,7 @@ QUIET_REASON = "quiet period"
 NO_SCORE_REASON = "no conversion score for this customer"
 NOT_WORTH_REASON = "contact not worth its cost"
 NOT_AT_RISK_REASON = "not at risk: churn probability below the threshold and not lapsed"
+NEVER_ORDERED_REASON = "never ordered: nothing to win back"
 NOT_SAVED_REASON = "value saved does not cover the cost"
 
 # Stages of the eligibility checks, in the order they run; the first failing one is the reason.
@@ -572,8 +573,9 @@ def _no_contact_reasons(
 
 
 def _win_back(read, settings, actions, values, channel_ok, channels, now) -> dict[str, np.ndarray]:
-    """Win-back decision per row: candidates (high churn risk or lapsed), channel (best eligible
-    by uplift; cheapest without a propensity model), offer tier, value saved against cost."""
+    """Win-back decision per row: candidates (customers who have ordered, at high churn risk or lapsed),
+    channel (best eligible by uplift; cheapest without a propensity model), offer tier, value saved
+    against cost."""
     n = read.length
     rows = np.arange(n)
     churn = read("churn_probability")
@@ -588,7 +590,9 @@ def _win_back(read, settings, actions, values, channel_ok, channels, now) -> dic
     with np.errstate(invalid="ignore"):
         lapsed = since_order > settings.win_back_lapse_days
         at_risk = churn >= settings.win_back_churn_threshold
-    candidate = lapsed | at_risk
+    # Win-back is for customers who bought: the churn model knows only customers with a recent order,
+    # and someone who never ordered has nothing to be won back to.
+    candidate = (lapsed | at_risk) & np.isfinite(since_order)
     risk = np.where(np.isnan(churn), np.where(lapsed, 1.0, np.nan), churn)
     value_at_stake = np.where(np.isfinite(clv), clv, np.where(np.isfinite(net_365), net_365, 0.0))
     saved = (
@@ -659,8 +663,9 @@ def _win_back(read, settings, actions, values, channel_ok, channels, now) -> dic
             cost[take] = settings.channel_costs[channel] + depth * order_value[take] * probability
     win = candidate & has_channel & (saved > cost)
     reason = np.select(
-        [~candidate, ~has_channel, ~win, lapsed & at_risk, lapsed],
+        [~np.isfinite(since_order), ~candidate, ~has_channel, ~win, lapsed & at_risk, lapsed],
         [
+            NEVER_ORDERED_REASON,
             NOT_AT_RISK_REASON,
             "no eligible channel",
             NOT_SAVED_REASON,

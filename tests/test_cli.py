@@ -204,7 +204,15 @@ def test_lift_refuses_a_campaign_the_scores_were_not_drawn_for_or_without_treate
     # When asked for that campaign: its touches before the decision make nobody treated, an error
     same = runner.invoke(app, ["report", "lift", "--campaign", campaign, "--workspace", str(root)])
     assert same.exit_code == 1 and "at least two customers" in " ".join(same.output.split())
+    assert "(treated: 0," in " ".join(same.output.split())
     assert not (root / f"data/reports/lift-{campaign}.json").exists()
+    # ...and a campaign scored into a file of its own is measured from that file
+    elsewhere = root / "autumn.parquet"
+    assert runner.invoke(app, ["score", "--as-of", "2026-07-01", "--campaign", "autumn", "--reasons", "none",
+                               "--out", str(elsewhere), "--workspace", str(root)]).exit_code == 0
+    named = runner.invoke(app, ["report", "lift", "--campaign", "autumn", "--scores", str(elsewhere),
+                                "--workspace", str(root)])
+    assert "at least two customers" in " ".join(named.output.split()), named.output
 
 
 def test_export_refuses_an_out_file_named_for_another_format(tmp_path):

@@ -93,13 +93,35 @@ def _with_person(validation: pd.DataFrame, people: pd.Series) -> pd.DataFrame:
     return rows.assign(person_id=rows["customer_id"].map(people)).dropna(subset=["person_id"])
 
 
+TRUTH_MATCH_SHARE = 0.9
+"""Share of the workspace's records the truth must know: less, and it is another simulation's truth."""
+
+
+class TruthMismatchError(ValueError):
+    """The truth directory does not describe the data this workspace ingested."""
+
+
+def check_truth_matches(identity_map: pd.DataFrame, record_person: pd.DataFrame, truth_dir: Path) -> None:
+    """Refuse another simulation's truth: its record ids overlap the workspace's only by chance, and
+    the comparison would be nonsense (an oracle AUC of 0.5, ratios above 1)."""
+    keys = identity_map["source"].astype(str) + ":" + identity_map["source_id"].astype(str)
+    known = keys.isin(set(record_person["source"].astype(str) + ":" + record_person["source_id"].astype(str)))
+    if len(keys) and known.mean() < TRUTH_MATCH_SHARE:
+        raise TruthMismatchError(
+            f"{truth_dir} knows only {known.mean():.0%} of this workspace's {len(keys):,} records (at least "
+            f"{TRUTH_MATCH_SHARE:.0%} expected): it is the truth of another simulation; pass the --truth of the "
+            "data this workspace ingested")
+
+
 def evaluate_against_oracle(validation_files: dict[str, Path], identity_map: pd.DataFrame, truth_dir: Path,
                             horizons: dict[str, int]) -> dict[str, dict]:
     """Every model with a validation file, next to the oracle."""
     from features.simulator import Oracle
 
     oracle = Oracle.load(truth_dir)
-    people = person_of_customer(identity_map, oracle.record_map())
+    records = oracle.record_map()
+    check_truth_matches(identity_map, records, truth_dir)
+    people = person_of_customer(identity_map, records)
     comparisons = {"churn": compare_churn, "clv": compare_clv, "propensity": compare_propensity}
     return {task: comparisons[task](pd.read_parquet(path), people, oracle, horizons[task])
             for task, path in validation_files.items() if path.exists()}

@@ -96,8 +96,24 @@ def training_parameters(settings: TrainingSettings) -> TrainingParameters:
     return TrainingParameters(**{n: getattr(settings, n) for n in names})
 
 
-def validation_path(workspace: Workspace, task: str) -> Path:
-    return workspace.outputs / "validation" / f"{task}.parquet"
+def validation_path(workspace: Workspace, task: str, version: str | None = None) -> Path:
+    """The test predictions of a model's latest run, or of one registered version (`<task>-v<N>`)."""
+    return workspace.outputs / "validation" / (f"{task}.parquet" if version is None else f"{task}-v{version}.parquet")
+
+
+def champion_validation_files(workspace: Workspace) -> dict[str, tuple[Path, str | None]]:
+    """Per model, the test predictions to judge it by and whose they are: the champion's (its version),
+    or, for a champion trained before versions kept their own file or a model with no champion, the
+    latest run's (None)."""
+    from training.tracking import REGISTERED_MODELS
+
+    client = use_workspace_tracking(workspace)
+    files = {}
+    for task in TASKS:
+        version = alias_version(client, REGISTERED_MODELS[task], CHAMPION)
+        own = validation_path(workspace, task, version) if version else None
+        files[task] = (own, version) if own is not None and own.exists() else (validation_path(workspace, task), None)
+    return files
 
 
 def plan_tasks(activity: dict[str, pd.DataFrame], as_of: pd.Timestamp, tasks: Sequence[str],
@@ -248,12 +264,13 @@ def _train_task(workspace: Workspace, settings: Settings, plan: TaskPlan, as_of:
                          "propensity": options.conversion_window_days}[task],
         "test_share": options.test_share, "split_seed": options.seed,
     }
-    _write_validation(workspace, task, frame[test], label[test], predictions, model, lineage["horizon_days"])
     with mlflow.start_run(run_name=f"{task} as of {as_of.date()}") as run:
         report.run_id = run.info.run_id
         _log_run(task, model, parameters, lineage, report, chosen_by, frame[test], x[test], label[test],
                  predictions, scores)
         name, version = log_model(model, x[test].head(5))
+        _write_validation(workspace, task, frame[test], label[test], predictions, model, lineage["horizon_days"],
+                          version)
         comparison = compare_with_champion(client, name, frame[test], x[test], label[test], predictions, task,
                                            lineage["horizon_days"], (options.test_share, options.seed),
                                            report.metrics[PRIMARY_METRIC[task]])
@@ -374,16 +391,18 @@ def compare_with_champion(client, name: str, test_frame: pd.DataFrame, test_x: p
 
 
 def _write_validation(workspace: Workspace, task: str, test_frame: pd.DataFrame, labels: np.ndarray,
-                      predictions: np.ndarray, model: CustomerModel, horizon_days: int) -> None:
+                      predictions: np.ndarray, model: CustomerModel, horizon_days: int, version: str) -> None:
     """The test rows' labels and predictions, for `cdp evaluate models` against the simulator's oracle
-    (with the horizon the labels were counted over: the oracle must predict the same one)."""
+    (with the horizon the labels were counted over: the oracle must predict the same one), kept per
+    registered version so that the champion is evaluated, not whichever model trained last."""
     keep = ["customer_id", "event_timestamp", *[c for c in TOUCH_COLUMNS if c in test_frame.columns]]
-    out = test_frame[keep].assign(label=labels, prediction=predictions, horizon_days=horizon_days).reset_index(drop=True)
+    out = test_frame[keep].assign(label=labels, prediction=predictions, horizon_days=horizon_days,
+                                  model_version=str(version)).reset_index(drop=True)
     if task == "propensity":
         features = test_frame.reset_index(drop=True)
         untouched = model.predict(features.assign(channel="none", offer="none"))
         for channel in sorted(set(test_frame["channel"]) - {"none"}):
             out[f"uplift_{channel}"] = model.predict(features.assign(channel=channel, offer="none")) - untouched
-    path = validation_path(workspace, task)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out.to_parquet(path, index=False)
+    for path in (validation_path(workspace, task, version), validation_path(workspace, task)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out.to_parquet(path, index=False)

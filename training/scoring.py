@@ -141,3 +141,31 @@ def load_champions(workspace: Workspace) -> tuple[dict[str, CustomerModel], dict
             continue
         models[task], versions[name] = load_model(name, CHAMPION), version
     return models, versions, missing
+
+
+def champions_validated_after(workspace: Workspace, moment) -> list[tuple[str, str, str]]:
+    """(registered model, version, validation start) of each champion whose validation rows start after
+    `moment`: its training rows include outcomes after it, so its scores as of `moment` are in-sample."""
+    import mlflow
+
+    from training.tracking import CHAMPION, REGISTERED_MODELS, alias_version, use_workspace_tracking
+
+    client = use_workspace_tracking(workspace)
+    moment = pd.Timestamp(moment)
+    moment = moment.tz_convert("UTC") if moment.tzinfo else moment.tz_localize("UTC")
+    late = []
+    for name in REGISTERED_MODELS.values():
+        version = alias_version(client, name, CHAMPION)
+        if version is None:
+            continue
+        try:
+            lineage = mlflow.artifacts.load_dict(f"runs:/{client.get_model_version(name, version).run_id}/lineage.json")
+        except Exception:  # no lineage: nothing to say (drift reports name such runs)
+            continue
+        start = pd.Timestamp(lineage.get("validation_from")) if lineage.get("validation_from") else None
+        if start is not None:
+            start = start.tz_convert("UTC") if start.tzinfo else start.tz_localize("UTC")
+            if moment < start:
+                late.append((name, version, str(start.date())))
+    return late
+

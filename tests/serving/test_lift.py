@@ -53,3 +53,19 @@ def test_a_window_that_ends_after_the_last_order_is_flagged_incomplete():
     complete = measure_lift(groups, pd.concat([orders, orders.assign(ordered_at=START + pd.Timedelta(days=8))]),
                             START, window_days=7)
     assert "warning" not in complete
+
+
+def test_a_control_assignment_is_not_a_send_and_a_contacted_holdout_is_flagged():
+    # Given the campaign's touches: A sent an e-mail, B only assigned to control (`none`), and the
+    # held-out C sent the campaign anyway
+    scores = pd.DataFrame({"customer_id": ["A", "B", "C", "D"], "policy_action": ["email"] * 4,
+                           "holdout": [False, False, True, True]})
+    touches = pd.DataFrame({"customer_id": ["A", "B", "C"], "campaign_id": "spring", "channel": ["email", "none", "sms"],
+                            "sent_at": START + pd.Timedelta(hours=10)})
+    # When grouped and measured
+    groups = campaign_groups(scores, touches, "spring", START)
+    orders = pd.DataFrame({"customer_id": ["A"], "amount": 10.0, "ordered_at": [START + pd.Timedelta(days=9)]})
+    lift = measure_lift(groups, orders, START, window_days=7)
+    # Then B was never contacted, so is not treated; and the contaminated holdout is counted and said
+    assert groups.set_index("customer_id")["group"].to_dict() == {"A": "treated", "C": "holdout", "D": "holdout"}
+    assert lift["holdout"]["contacted"] == 1 and "1 of 2 holdout customers were sent the campaign" in lift["warning"]

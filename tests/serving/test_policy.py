@@ -404,6 +404,14 @@ def test_high_churn_risk_alone_makes_a_candidate_and_recent_buyers_at_low_risk_a
     assert safe["win_back_reason"].startswith("not at risk")
 
 
+def test_customers_who_never_ordered_are_not_won_back_whatever_their_churn_score():
+    # Given a customer with no order at all, whom the churn model (trained on recent buyers) scores high
+    answer = one(lapsed_customer(days_since_last_order=float("nan"), churn_probability=0.85))
+    # Then there is nothing to win back, and the answer says so
+    assert not answer["win_back"] and answer["win_back_action"] is None
+    assert answer["win_back_reason"] == "never ordered: nothing to win back"
+
+
 def test_no_win_back_when_the_value_saved_does_not_cover_the_cost():
     # 0.8 x 0.5 x 0.1 = 0.04 saved; the cheapest offer costs more
     answer = one(lapsed_customer(clv=0.5))

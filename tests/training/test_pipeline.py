@@ -129,6 +129,14 @@ def test_a_model_of_another_horizon_or_on_the_champions_training_rows_is_not_com
     assert earlier.status == "trained", earlier.message
     assert not earlier.promoted and "trained on these test rows" in earlier.message
     assert str(client.get_model_version_by_alias("churn", CHAMPION).version) == champion
+    # ...and the oracle evaluation judges the champion by its own test rows, not the latest run's
+    from training.pipeline import champion_validation_files
+
+    path, version = champion_validation_files(workspace)["churn"]
+    assert version == champion and path == validation_path(workspace, "churn", champion)
+    judged = pd.read_parquet(path)
+    assert judged["model_version"].unique().tolist() == [champion] and judged["horizon_days"].unique().tolist() == [90]
+    assert pd.read_parquet(validation_path(workspace, "churn"))["model_version"].iloc[0] == earlier.version
 
 
 def _rewrite_artifact_locations(source, target) -> None:
@@ -189,8 +197,27 @@ def test_models_are_compared_with_the_oracle_on_the_same_test_rows(trained):
     assert result["clv"]["oracle_spearman"] > result["clv"]["model_spearman"] * 0.9
     assert result["propensity"]["customer_channel_pairs"] > 0
     assert Oracle.load(truth_dir).parameters.customers == 2500
+    # ...and another simulation's truth is refused, not compared by chance overlaps of record ids
+    from training.evaluation import TruthMismatchError
+
+    stranger = pd.read_parquet(trained.workspace.outputs / "identity_map.parquet").assign(source_id=lambda f: "x" + f["source_id"])
+    with pytest.raises(TruthMismatchError, match="truth of another simulation"):
+        evaluate_against_oracle(files, stranger, truth_dir, {"churn": 90, "clv": 365, "propensity": 7})
     # and each file says the horizon its labels were counted over (`cdp evaluate models` reads it)
     options = trained.settings.training
     for task, horizon in (("churn", options.churn_horizon_days), ("clv", options.clv_horizon_days),
                           ("propensity", options.conversion_window_days)):
         assert pd.read_parquet(files[task])["horizon_days"].unique().tolist() == [horizon]
+
+
+def test_scoring_before_a_champions_validation_start_is_recognised_as_in_sample(trained):
+    from training.scoring import champions_validated_after
+
+    # Given champions trained as of AS_OF, validated on their last rows
+    # When asked about a moment long before, and about AS_OF itself
+    early = champions_validated_after(trained.workspace, pd.Timestamp("2025-06-01"))
+    on_time = champions_validated_after(trained.workspace, AS_OF)
+    # Then every champion trained past the early moment is named with its validation start, none at AS_OF
+    assert {name for name, _, _ in early} == {"churn", "propensity", "clv"}
+    assert all(pd.Timestamp(start) > pd.Timestamp("2025-06-01") for _, _, start in early)
+    assert on_time == []
