@@ -993,7 +993,12 @@ def status(workspace: WorkspaceOption = None, config: ConfigOption = None) -> No
         models = champion_and_challenger(read_model_versions(space), read_runs(space))
         for row in models.itertuples():
             value = f"{row.test_value:.4f}" if row.test_value is not None and row.test_value == row.test_value else "n/a"
-            console.print(f"model {row.model}@{row.alias}: v{row.version}, test {row.primary_metric} {value}")
+            why = f" — not promoted: {escape(str(row.promotion))}" if row.alias == "challenger" and row.promotion else ""
+            console.print(f"model {row.model}@{row.alias}: v{row.version}, test {row.primary_metric} {value}{why}",
+                          emoji=False)
+        if (models["alias"] == "challenger").any():
+            console.print("  (each version's test figure is on its own run's test rows; the promotion compared "
+                          "challenger and champion on the same rows)")
     else:
         console.print("[yellow]no models yet[/yellow]: run `cdp train all --as-of DATE`")
     probe = "not loaded"

@@ -101,6 +101,13 @@ def test_a_tie_stays_challenger_force_promotes_and_rollback_moves_the_alias(tmp_
     client = use_workspace_tracking(workspace)
     assert str(client.get_model_version_by_alias("churn", CHALLENGER).version) == second["churn"].version
     assert str(client.get_model_version_by_alias("churn", CHAMPION).version) == first["churn"].version
+    # ...and `cdp status` says why the challenger was not promoted, beside the two test figures
+    from typer.testing import CliRunner
+
+    from cdp.cli import app
+
+    status = " ".join(CliRunner().invoke(app, ["status", "--workspace", str(workspace.root)]).output.split())
+    assert f"model churn@challenger: v{second['churn'].version}" in status and "— not promoted:" in status
     # When forced, the new version is champion; rolling back is moving the alias
     forced = train_models(workspace, trained.settings, AS_OF, ("churn",), force=True)[0]
     assert str(client.get_model_version_by_alias("churn", CHAMPION).version) == forced.version
