@@ -419,7 +419,7 @@ def report_lift(
         raise _fail(f"{scores_path} holds the holdout drawn for campaign {scored_for!r}, not {campaign!r}: "
                     f"run `cdp score --campaign {campaign}` when the campaign is decided (or pass its file with "
                     "--scores), then measure it")
-    scores = pd.read_parquet(scores_path)
+    scores = (pd.read_csv(scores_path) if scores_path.suffix.lower() == ".csv" else pd.read_parquet(scores_path))
     activity = read_activity(space)
     start = pd.Timestamp(scores["as_of"].iloc[0])
     groups = campaign_groups(scores, activity["touches"], campaign, start)

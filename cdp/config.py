@@ -61,7 +61,7 @@ class IdentitySettings(_Section):
 
     @field_validator("default_phone_region", mode="after")
     @classmethod
-    def _a_region_phone_numbers_know(cls, region: str) -> str:
+    def _region_with_a_numbering_plan(cls, region: str) -> str:
         import phonenumbers
 
         if region.upper() not in phonenumbers.SUPPORTED_REGIONS:

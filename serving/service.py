@@ -288,9 +288,6 @@ class BearerTokenMiddleware:
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
         headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length", b"0").strip()
-        if not declared.isdigit():
-            return await _reply_header_problem(send, "content-length", "the Content-Length header is not a number")
         is_open = path in ("/docs.json", "/docs") or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
         if not is_open:  # who is asking first: a caller without the token learns nothing else, not even the limit
             if sum(name == b"authorization" for name, _ in scope.get("headers") or []) > 1:
@@ -302,6 +299,9 @@ class BearerTokenMiddleware:
             if not bearer_token_matches(headers.get(b"authorization", b""), expected):
                 return await _reply(send, 401, "missing or wrong bearer token (send `Authorization: Bearer <token>`)",
                                     UNAUTHORIZED_HEADERS)
+        declared = headers.get(b"content-length", b"0").strip()
+        if not declared.isdigit():
+            return await _reply_header_problem(send, "content-length", "the Content-Length header is not a number")
         if int(declared) > MAX_BODY_BYTES:
             return await _reply(send, 413, BODY_TOO_LARGE)
         if path == "/docs.json" and scope.get("method") in ("GET", "HEAD"):

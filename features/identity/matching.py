@@ -290,7 +290,8 @@ def compare_pairs(records: EncodedRecords, left: np.ndarray, right: np.ndarray) 
     domain_distance = _pair_similarity(records, "email_domain", a, b, DamerauLevenshtein.distance)
     domain_typo = (same_local & ~email_exact & (domain_distance <= 2)).astype(float)
     out["email"] = _levels(email_missing, email_exact, domain_typo, (1.0,))
-    out["email"][email_exact & records.family_email[a]] = LEVELS["email"].index("same_family_mailbox")
+    family = (email_exact | same_local) & (records.family_email[a] | records.family_email[b])
+    out["email"][family] = LEVELS["email"].index("same_family_mailbox")  # at a misspelt domain too
 
     phone_missing, phone_exact = _same(records, "phone", a, b)
     landline_involved = (records.landline[a] | records.landline[b]).astype(float)
@@ -330,9 +331,11 @@ def deterministic_edges(
     skipped: dict[str, int] = {}
     for column in ("email", "phone"):
         shared = shared_contact_points(keyed, column)
-        if column == "email" and "email_is_family" in keyed:
-            shared |= set(keyed.loc[keyed["email_is_family"].to_numpy(dtype=bool), "email"])
         skipped[f"shared_{column}s"] = len(shared)
+        if column == "email" and "email_is_family" in keyed:
+            family = set(keyed.loc[keyed["email_is_family"].to_numpy(dtype=bool), "email"])
+            skipped["family_mailboxes"] = len(family - shared)
+            shared |= family
         usable = keyed[keyed[column].notna() & ~keyed[column].isin(shared)]
         if column == "phone":
             skipped["landlines"] = int(usable["phone_is_landline"].sum())

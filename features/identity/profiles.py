@@ -63,6 +63,15 @@ def _distinct_lists(customer_ids: pd.Series, values: pd.Series, customers: pd.In
     return [groups[c].tolist() if c in groups else [] for c in customers]
 
 
+def check_survivorship_rules(rules: dict[str, SurvivorshipRule], custom_columns: tuple[str, ...]) -> None:
+    """A rule for an attribute that is neither a profile attribute nor a custom column of the records is
+    a typo in the configuration: refused, naming the setting."""
+    unknown = sorted(set(rules) - set(DEFAULT_RULES) - set(custom_columns))
+    if unknown:
+        raise ValueError(f"identity.survivorship: unknown attribute {', '.join(map(repr, unknown))} (known: "
+                         f"{', '.join([*DEFAULT_RULES, *custom_columns])})")
+
+
 def build_profiles(
     records: pd.DataFrame,
     standardized: pd.DataFrame,
@@ -72,10 +81,7 @@ def build_profiles(
     custom_columns: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """One golden record per customer_id from its source records."""
-    unknown = sorted(set(rules or {}) - set(DEFAULT_RULES) - set(custom_columns))
-    if unknown:
-        raise ValueError(f"identity.survivorship: unknown attribute {', '.join(map(repr, unknown))} (known: "
-                         f"{', '.join([*DEFAULT_RULES, *custom_columns])})")
+    check_survivorship_rules(rules or {}, custom_columns)
     custom_rules = {column: (rules or {}).get(column, CUSTOM_ATTRIBUTE_RULE) for column in custom_columns}
     rules = {**DEFAULT_RULES, **{k: v for k, v in (rules or {}).items() if k in DEFAULT_RULES}}
     data = records.reset_index(drop=True).copy()

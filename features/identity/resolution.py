@@ -26,7 +26,7 @@ from features.identity.matching import (
     generate_candidate_pairs,
     personal_agreement,
 )
-from features.identity.profiles import build_profiles
+from features.identity.profiles import build_profiles, check_survivorship_rules
 from features.identity.standardize import EmailRules, has_any_pii, standardize_records
 from features.identity.weights import (
     EM_MIN_PAIRS,
@@ -90,6 +90,7 @@ def resolve_identities(
     merged_before: dict[str, str] | None = None,
 ) -> Resolution:
     """Resolve identity records (one row per source, source_id) into customers."""
+    check_survivorship_rules(dict(settings.survivorship), custom_columns)  # before the work, not after it
     def advance(step: int) -> None:
         if progress is not None:
             progress(step, STEPS)

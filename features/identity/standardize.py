@@ -167,23 +167,26 @@ def family_mailboxes(emails: pd.Series, last_names: pd.Series) -> pd.Series:
     """Which standardized e-mails are family mailboxes: "the", the surname of a record holding the
     address, perhaps a plural "s", then perhaps digits ("thesmiths", "thejoness12"). A household shares
     such an address, so it says "one household" (like a shared surname), not "one person": it must not
-    merge records alone. Only when no holder gives a surname is any surname in the records accepted;
-    surnames of one letter (initials) never are, so Theo's own theo1985@ stays his."""
-    surnames = last_names.map(lambda name: re.sub(r"[^a-z]", "", name) if isinstance(name, str) else None)
-    surnames = surnames.where(surnames.str.len() >= 2)
-    everyone = set(surnames.dropna())
-    held = pd.DataFrame({"email": emails.to_numpy(), "surname": surnames.to_numpy()}).dropna()
+    merge records alone. An address none of whose holders gives such a surname is not one (Theo
+    Walker's theo1985@, or theking@ of someone else than the Kings), nor is one of a one-letter surname."""
+    distinct = pd.Series(emails.dropna().unique())
+    local = distinct.str.split("@").str[0].str.replace(r"[._-]", "", regex=True)
+    middle = local.str.extract(_FAMILY_MAILBOX, expand=False)
+    candidates = dict(zip(distinct[middle.notna()], middle[middle.notna()], strict=True))
+    if not candidates:
+        return pd.Series(False, index=emails.index)
+    holding = emails.isin(list(candidates))
+    surnames = _map_distinct(last_names[holding], lambda name: re.sub(r"[^a-z]", "", name))
+    held = pd.DataFrame({"email": emails[holding], "surname": surnames}).dropna()
+    held = held[held["surname"].str.len() >= 2]
     by_email = held.groupby("email")["surname"].agg(set).to_dict()
 
     def is_family(email: str) -> bool:
-        match = _FAMILY_MAILBOX.match(re.sub(r"[._-]", "", email.split("@")[0]))
-        if match is None:
-            return False
-        middle = match.group(1)
-        candidates = {c for c in (middle, middle[:-1] if middle.endswith("s") else middle) if len(c) >= 2}
-        return bool(candidates & by_email.get(email, everyone))
+        found = candidates[email]
+        names = {found, found[:-1]} if found.endswith("s") else {found}
+        return bool(names & by_email.get(email, set()))
 
-    return emails.map({email: is_family(email) for email in emails.dropna().unique()}).eq(True)
+    return emails.map({email: is_family(email) for email in candidates}).eq(True)
 
 
 def standardize_records(

@@ -107,6 +107,8 @@ def write_resolution(workspace: Workspace, resolution: Resolution) -> None:
         frame.to_parquet(temporary, index=False)
         temporary.replace(paths[name])
     paths["model"].write_text(json.dumps(resolution.model.as_dict(), indent=2))
-    paths["state"].write_text(json.dumps({"next_sequence": resolution.next_sequence,
-                                          "merged_into": resolution.merged_into}, indent=1))
+    state = paths["state"].with_suffix(".tmp")  # readers (the service, explain) never see half a file
+    state.write_text(json.dumps({"next_sequence": resolution.next_sequence, "merged_into": resolution.merged_into},
+                                indent=1))
+    state.replace(paths["state"])
     paths["report"].write_text(json.dumps(resolution.report, indent=2, default=str))

@@ -500,6 +500,7 @@ def test_an_email_several_customers_hold_names_none_of_them():
 
 def test_a_content_length_that_is_not_a_number_gets_the_documented_400():
     import asyncio
+    import hashlib
 
     from serving.service import BearerTokenMiddleware, ValidationErrorResponse
 
@@ -512,9 +513,12 @@ def test_a_content_length_that_is_not_a_number_gets_the_documented_400():
     async def app(scope, receive, send):  # pragma: no cover - must not be reached
         raise AssertionError("the app was called")
 
-    scope = {"type": "http", "path": "/recommend", "method": "POST", "headers": [(b"content-length", b"12abc")]}
+    middleware = BearerTokenMiddleware(app)
+    middleware._digest = hashlib.sha256(b"t").digest()
+    scope = {"type": "http", "path": "/recommend", "method": "POST",
+             "headers": [(b"content-length", b"12abc"), (b"authorization", b"Bearer t")]}
     # When it arrives
-    asyncio.run(BearerTokenMiddleware(app)(scope, None, send))
+    asyncio.run(middleware(scope, None, send))
     # Then it is a 400 in the shape every documented 400 has
     assert sent[0]["status"] == 400
     body = ValidationErrorResponse.model_validate_json(sent[1]["body"])

@@ -81,6 +81,7 @@ def test_a_family_mailbox_seen_once_per_member_joins_nobody():
             {"source": "app", "source_id": "1", "last_name": "Harris", "email": "theharriss@outlook.com"},
             {"source": "web", "source_id": "2", "first_name": "Grace", "last_name": "Harris",
              "email": "TheHarriss@outlook.com", "postcode": "N4 6UB"},
+            {"source": "crm", "source_id": "5", "last_name": "Harris", "email": "theharriss@outlok.com"},
             {"source": "store", "source_id": "3", "first_name": "Liz", "last_name": "Thompson",
              "email": "thethompsons35@sky.com", "phone": "07201 087421"},
             {"source": "web", "source_id": "4", "first_name": "Elizabeth", "last_name": "Thompson",
@@ -91,8 +92,9 @@ def test_a_family_mailbox_seen_once_per_member_joins_nobody():
     resolution = resolve_identities(given, None, SETTINGS)
     # Then the mailbox alone merges nobody, while the person's own mobile still joins their records
     assert customer_of(resolution, "app:1") != customer_of(resolution, "web:2")
+    assert customer_of(resolution, "crm:5") != customer_of(resolution, "web:2")  # at a misspelt domain too
     assert customer_of(resolution, "store:3") == customer_of(resolution, "web:4")
-    assert resolution.report["contact_points_not_used_alone"]["shared_emails"] == 2
+    assert resolution.report["contact_points_not_used_alone"]["family_mailboxes"] == 3
     # ...and with the rule switched off, the mailbox is one person's e-mail again
     merged = resolve_identities(given, None, SETTINGS.model_copy(update={"email_family_mailboxes": False}))
     assert customer_of(merged, "app:1") == customer_of(merged, "web:2")
@@ -277,3 +279,23 @@ def test_labelled_pairs_replace_em_when_given(simulated, resolved, tmp_path):
     # Then the model says so and still finds matches
     assert resolution.model.trained_on == "labels"
     assert resolution.report["probabilistic_edges_above_threshold"] > 0
+
+
+def test_a_family_mailbox_at_a_misspelt_domain_is_still_not_personal_agreement():
+    from features.identity.matching import (
+        add_blocking_keys,
+        compare_pairs,
+        encode_records,
+        personal_agreement,
+    )
+    from features.identity.standardize import standardize_records
+
+    # Given two Harris records on the family mailbox, one at a misspelt domain
+    given = records([{"source": "app", "source_id": "1", "last_name": "Harris", "email": "theharriss@gmail.com"},
+                     {"source": "web", "source_id": "2", "last_name": "Harris", "email": "theharriss@gmial.com"}])
+    encoded = encode_records(add_blocking_keys(standardize_records(given, "GB")))
+    # When compared
+    levels = compare_pairs(encoded, np.array([0]), np.array([1]))
+    # Then the e-mail level is the family mailbox's, which is not a person's agreement
+    assert LEVELS["email"][levels["email"].iloc[0]] == "same_family_mailbox"
+    assert not personal_agreement(levels)[0]
