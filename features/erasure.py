@@ -84,13 +84,20 @@ class Subject:
     order_ids: list[str]
     shared_identifiers: int = 0
     """E-mails and phones other customers also have: kept for them, not hashed."""
+    former_ids: list[str] = field(default_factory=list)
+    """Customer ids identity resolution retired by merging them into this one: data may still be kept,
+    and campaign tools may still ask, under them."""
 
     @property
     def record_keys(self) -> list[str]:
         return [f"{source}:{source_id}" for source, source_id in self.records]
 
+    @property
+    def customer_ids(self) -> list[str]:
+        return [self.customer_id, *self.former_ids]
+
     def identifiers(self) -> dict[str, list[str]]:
-        return {"customer": [self.customer_id], "record": self.record_keys, "email": self.emails,
+        return {"customer": self.customer_ids, "record": self.record_keys, "email": self.emails,
                 "phone": self.phones, "order": self.order_ids}
 
 
@@ -128,10 +135,14 @@ def _listed(profiles: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def find_customer(identity_map: pd.DataFrame, profiles: pd.DataFrame, query: SubjectQuery,
-                  standardization: Standardization) -> str:
-    """The customer id a request names; SubjectNotFoundError when none (or several) match."""
+                  standardization: Standardization, merged_into: dict[str, str] | None = None) -> str:
+    """The customer id a request names (an id retired by a merge names the customer it went to);
+    SubjectNotFoundError when none (or several) match."""
     if query.customer_id is not None:
         if not (identity_map["customer_id"] == query.customer_id).any():
+            survivor = (merged_into or {}).get(query.customer_id)
+            if survivor is not None and (identity_map["customer_id"] == survivor).any():
+                return survivor
             raise SubjectNotFoundError(f"no customer {query.customer_id!r} in the identity map")
         return query.customer_id
     if query.source is not None:
@@ -155,7 +166,8 @@ def find_subject(workspace: Workspace, settings: Settings, query: SubjectQuery) 
     """The customer a request names with all their records and identifiers (I/O: identity outputs, orders)."""
     identity_map, profiles = _read_identity(workspace)
     standardization = _standardization(settings)
-    customer_id = find_customer(identity_map, profiles, query, standardization)
+    merged_into = read_merged_into(workspace)
+    customer_id = find_customer(identity_map, profiles, query, standardization, merged_into)
     records = identity_map.loc[identity_map["customer_id"] == customer_id, ["source", "source_id"]]
     record_list = [(str(s), str(i)) for s, i in zip(records["source"], records["source_id"], strict=True)]
     contacts: dict[str, list[str]] = {}
@@ -166,8 +178,30 @@ def find_subject(workspace: Workspace, settings: Settings, query: SubjectQuery) 
         others = set(listed.loc[listed["customer_id"] != customer_id, "value"].astype(str))
         contacts[column] = sorted(own - others)
         shared += len(own & others)
+    former = sorted(old for old, new in merged_into.items() if new == customer_id)
     return Subject(customer_id, record_list, contacts["emails"], contacts["phones"],
-                   _order_ids(workspace, set(record_list)), shared)
+                   _order_ids(workspace, set(record_list)), shared, former)
+
+
+def read_merged_into(workspace: Workspace) -> dict[str, str]:
+    """Ids retired by merges -> the customer they went to (identity_state.json)."""
+    state = identity_paths(workspace)["state"]
+    return json.loads(state.read_text()).get("merged_into", {}) if state.exists() else {}
+
+
+def forget_former_ids(workspace: Workspace, subject: Subject) -> int:
+    """Drop the subject's ids from the merge history (rewritten atomically); how many entries went."""
+    state_path = identity_paths(workspace)["state"]
+    if not state_path.exists():
+        return 0
+    state = json.loads(state_path.read_text())
+    merged = state.get("merged_into", {})
+    ids = set(subject.customer_ids)
+    kept = {old: new for old, new in merged.items() if old not in ids and new not in ids}
+    if len(kept) == len(merged):
+        return 0
+    write_json(state_path, {**state, "merged_into": kept})
+    return len(merged) - len(kept)
 
 
 def _order_ids(workspace: Workspace, records: set[tuple[str, str]]) -> list[str]:
@@ -345,7 +379,7 @@ def erase_from_tables(workspace: Workspace, directories: Iterable[Path], subject
     """Every Parquet, CSV and JSON-lines file below the directories (feature tables, scores,
     validation, exports) without the person's rows."""
     removed: dict[str, int] = {}
-    ids, records = {subject.customer_id}, set(subject.record_keys)
+    ids, records = set(subject.customer_ids), set(subject.record_keys)
     for directory in directories:
         if not directory.exists():
             continue
@@ -391,7 +425,7 @@ def erase_from_online_stores(workspace: Workspace, settings: Settings, customer_
 
 def scrub_reports(workspace: Workspace, subject: Subject, skip: set[Path]) -> list[str]:
     """JSON reports and summaries that name the person by id: the values replaced with "[erased]"."""
-    identifiers = {subject.customer_id, *subject.record_keys, *(i for _, i in subject.records),
+    identifiers = {*subject.customer_ids, *subject.record_keys, *(i for _, i in subject.records),
                    *subject.emails, *subject.phones, *subject.order_ids}
     scrubbed = []
     for directory in (workspace.reports, workspace.outputs, workspace.data / "features", workspace.feast):
@@ -421,13 +455,16 @@ def forget(workspace: Workspace, settings: Settings, query: SubjectQuery) -> tup
     identity_files = {paths["identity_map"], paths["profiles"], paths["edges"]}
     report.rows_removed.update(erase_from_tables(
         workspace, [workspace.data / "features", workspace.outputs], subject, identity_files))
-    report.rows_removed.update(erase_from_online_stores(workspace, settings, [subject.customer_id]))
-    report.files_scrubbed = scrub_reports(workspace, subject, identity_files)
+    report.rows_removed.update(erase_from_online_stores(workspace, settings, subject.customer_ids))
+    report.files_scrubbed = scrub_reports(workspace, subject, identity_files | {paths["state"]})
     # Last: while the identity map still holds the person, an interrupted erasure can be run again.
     for path in (paths["edges"], paths["profiles"], paths["identity_map"]):
         if path.exists():
             report.rows_removed[_relative(workspace, path)] = rewrite_parquet(
-                path, lambda frame: customer_rows(frame, {subject.customer_id}, set(subject.record_keys)))
+                path, lambda frame: customer_rows(frame, set(subject.customer_ids), set(subject.record_keys)))
+    removed = forget_former_ids(workspace, subject)
+    if removed:
+        report.rows_removed[_relative(workspace, paths["state"])] = removed
     if features_were_current:
         _record_features_current(workspace)
     return subject, report
@@ -494,7 +531,7 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
     identity_map, profiles = _read_identity(workspace)
     paths = identity_paths(workspace)
     edges = pd.read_parquet(paths["edges"]) if paths["edges"].exists() else None
-    ids, records = {subject.customer_id}, set(subject.record_keys)
+    ids, records = set(subject.customer_ids), set(subject.record_keys)
     source_records, quarantined, nulled = {}, {}, {}
     for table in CONTRACTS:
         locations: set[tuple[str, int]] = set()
@@ -536,7 +573,8 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
         "nulled_values": nulled,
         "features": features,
         "scores": scores,
-        "recommendations_served": served(subject.customer_id) if served is not None else [],
+        "former_customer_ids": subject.former_ids,
+        "recommendations_served": [r for c in subject.customer_ids for r in served(c)] if served is not None else [],
     }
 
 

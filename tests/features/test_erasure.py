@@ -274,3 +274,21 @@ def test_an_unknown_person_is_refused_and_nothing_changes(served, tmp_path):
     result = runner.invoke(app, ["forget", "--customer-id", "C999999999", "--workspace", str(workspace.root)])
     assert result.exit_code == 1 and "no customer 'C999999999'" in result.output
     assert {p: p.stat().st_mtime_ns for p in workspace.root.rglob("*") if p.is_file()} == stamps
+
+
+def test_ids_retired_by_a_merge_lead_to_the_person_and_are_forgotten_with_them(tmp_path):
+    from features.erasure import Subject, find_customer, forget_former_ids
+    from features.suppression import Standardization
+
+    # Given C9 was merged into C1 by an earlier resolution, and C8 into someone else
+    identity_map = pd.DataFrame({"source": ["web"], "source_id": ["1"], "customer_id": ["C1"]})
+    workspace = Workspace.at(tmp_path)
+    workspace.outputs.mkdir(parents=True)
+    state = workspace.outputs / "identity_state.json"
+    state.write_text(json.dumps({"next_sequence": 10, "merged_into": {"C9": "C1", "C8": "C2"}}))
+    # When a request names the retired id, then it names C1
+    merged = json.loads(state.read_text())["merged_into"]
+    assert find_customer(identity_map, pd.DataFrame(), SubjectQuery(customer_id="C9"), Standardization(), merged) == "C1"
+    # When C1 (formerly also C9) is forgotten, then the merge history no longer names either id
+    assert forget_former_ids(workspace, Subject("C1", [("web", "1")], [], [], [], former_ids=["C9"])) == 1
+    assert json.loads(state.read_text()) == {"next_sequence": 10, "merged_into": {"C8": "C2"}}
