@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from cdp.config import Settings
+from cdp.moments import utc_timestamp
 from cdp.workspace import Workspace
 from serving.engine import POLICY_SERVICE
 from training.scoring import load_champions, score_features
@@ -183,11 +184,6 @@ def summary_path(output: Path) -> Path:
     return output.with_suffix(".json")
 
 
-def _utc(moment: dt.datetime | pd.Timestamp) -> pd.Timestamp:
-    moment = pd.Timestamp(moment)
-    return moment.tz_convert("UTC") if moment.tzinfo else moment.tz_localize("UTC")
-
-
 def count_scoring_customers(workspace: Workspace, as_of: pd.Timestamp) -> int:
     """How many customers have a feature snapshot at `as_of` (the progress bar's total)."""
     import duckdb
@@ -215,7 +211,7 @@ def prepare_scoring(workspace: Workspace, as_of: dt.datetime, output_format: str
         raise ScoringError("no champion model in the registry; run `cdp train` first ("
                            + "; ".join(missing.values()) + ")")
     services = sorted({m.feature_service for m in models.values()} | {POLICY_SERVICE})
-    return models, versions, missing, _utc(as_of), services
+    return models, versions, missing, utc_timestamp(as_of), services
 
 
 def compiled_models_directory(workspace: Workspace) -> Path:

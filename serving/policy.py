@@ -22,6 +22,7 @@ from pandas.core.internals import BlockManager
 from pandas.core.internals.api import make_block
 
 from cdp.config import PolicySettings
+from cdp.moments import utc_timestamp
 
 NO_CONTACT = "none"
 """The no-contact action (training/scoring.py's name for it)."""
@@ -583,9 +584,7 @@ def _win_back(read, settings, actions, values, channel_ok, channels, now) -> dic
     net_365 = read("net_revenue_365d")
     since_order = read("days_since_last_order")
     if now is not None and "last_order_epoch_seconds" in read.columns:
-        moment = pd.Timestamp(now)
-        moment = moment.tz_convert("UTC") if moment.tzinfo else moment.tz_localize("UTC")
-        fresh = (moment.timestamp() - read("last_order_epoch_seconds")) / 86400.0
+        fresh = (utc_timestamp(now).timestamp() - read("last_order_epoch_seconds")) / 86400.0
         since_order = np.fmin(since_order, np.where(fresh >= 0, fresh, np.nan))
     with np.errstate(invalid="ignore"):
         lapsed = since_order > settings.win_back_lapse_days

@@ -21,6 +21,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from cdp.moments import utc_timestamp
+
 MISSING_CATEGORY = "__missing__"
 CHANNEL_PRIOR_ROWS = 20.0
 SEED = 20240605
@@ -140,7 +142,7 @@ def _summarize_transactions(transactions: pd.DataFrame, as_of) -> pd.DataFrame:
     day, T = days from the first purchase day to `as_of`, monetary_value = mean net amount of the
     repeat purchase days (0 with no repeat). Orders at or after `as_of` are ignored.
     """
-    as_of = _utc_timestamp(as_of).tz_convert(None)
+    as_of = utc_timestamp(as_of).tz_convert(None)
     ordered_at = pd.to_datetime(transactions["ordered_at"], utc=True).dt.tz_convert(None)
     known = (ordered_at < as_of).to_numpy()
     days = (pd.DataFrame({"customer_id": transactions["customer_id"].astype(str).to_numpy()[known],
@@ -165,11 +167,6 @@ def _summarize_transactions(transactions: pd.DataFrame, as_of) -> pd.DataFrame:
         "T": ((as_of - summary["first"]) / one_day).to_numpy(dtype="float64"),
         "monetary_value": summary["monetary_value"].fillna(0.0).to_numpy(dtype="float64"),
     })
-
-
-def _utc_timestamp(value) -> pd.Timestamp:
-    timestamp = pd.Timestamp(value)
-    return timestamp.tz_localize("UTC") if timestamp.tzinfo is None else timestamp.tz_convert("UTC")
 
 
 @contextlib.contextmanager
@@ -226,7 +223,7 @@ def predict_bgnbd_gamma_gamma(transactions: pd.DataFrame, as_of, horizon_days: i
                            progressbar=False, seed=SEED)
         purchases = _point_estimate(purchase_model.expected_purchases(
             data=summary[["customer_id", "frequency", "recency", "T"]], future_t=horizon_days))
-        known = pd.to_datetime(transactions["ordered_at"], utc=True) < _utc_timestamp(as_of)
+        known = pd.to_datetime(transactions["ordered_at"], utc=True) < utc_timestamp(as_of)
         spend = _expected_spend(summary, GammaGammaModel, transactions.loc[known, "net_amount"])
 
     value = (purchases.reindex(summary["customer_id"]).to_numpy()

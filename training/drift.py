@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from cdp.config import DriftSettings, Settings
+from cdp.moments import utc_timestamp
 from cdp.workspace import Workspace
 
 MISSING_BIN = "(missing)"
@@ -275,11 +276,6 @@ def latest_scores_as_of(workspace: Workspace) -> pd.Timestamp:
     return pd.Timestamp(pd.to_datetime(moments, utc=True).max())
 
 
-def _utc(moment) -> pd.Timestamp:
-    moment = pd.Timestamp(moment)
-    return moment.tz_convert("UTC") if moment.tzinfo else moment.tz_localize("UTC")
-
-
 def rebuild_training_rows(workspace: Workspace, settings: Settings, champion: Champion,
                           activity: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The labelled entity rows of the champion's training run, from its lineage and the label rules
@@ -287,7 +283,7 @@ def rebuild_training_rows(workspace: Workspace, settings: Settings, champion: Ch
     from training.labels import label_churn, label_conversions, label_net_revenue
 
     lineage = champion.lineage
-    snapshots = [_utc(t) for t in lineage["snapshots"]]
+    snapshots = [utc_timestamp(t) for t in lineage["snapshots"]]
     horizon = int(lineage["horizon_days"])
     if champion.task == "churn":
         return label_churn(activity["orders"], snapshots, horizon, settings.training.churn_active_days)
@@ -313,7 +309,7 @@ def retrieve_reference_frame(workspace: Workspace, settings: Settings, champion:
 
     rows = rebuild_training_rows(workspace, settings, champion, activity)
     service = champion.lineage["feature_service"]
-    validation_from = _utc(champion.lineage["validation_from"])
+    validation_from = utc_timestamp(champion.lineage["validation_from"])
     limit = settings.drift.sample_rows
     if len(rows) <= limit:
         frame, names = retrieve_training_frame(workspace, settings.features, service, rows)
@@ -374,7 +370,7 @@ def build_drift_report(workspace: Workspace, settings: Settings, as_of: dt.datet
     of the latest scores)."""
     from training.datasets import read_activity
 
-    moment = _utc(as_of) if as_of is not None else latest_scores_as_of(workspace)
+    moment = utc_timestamp(as_of) if as_of is not None else latest_scores_as_of(workspace)
     champions = load_champion_lineages(workspace)
     activity = read_activity(workspace)
     current = retrieve_current_frame(workspace, settings, [c.lineage["feature_service"] for c in champions], moment)
@@ -387,7 +383,7 @@ def build_drift_report(workspace: Workspace, settings: Settings, as_of: dt.datet
             "registered_model": champion.registered_model, "version": champion.version, "run_id": champion.run_id,
             "feature_service": champion.lineage["feature_service"], "trained_as_of": champion.lineage.get("as_of"),
             "training_snapshots": [t for t in champion.lineage["snapshots"]
-                                   if _utc(t) < _utc(champion.lineage["validation_from"])],
+                                   if utc_timestamp(t) < utc_timestamp(champion.lineage["validation_from"])],
             "validation_from": champion.lineage["validation_from"], "lineage_check": check,
             "reference_rows": len(reference), "current_rows": len(population), "population": described,
             "customers_outside_population": len(current) - len(population),

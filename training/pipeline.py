@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cdp.config import Settings, TrainingSettings
+from cdp.moments import utc_timestamp
 from cdp.workspace import Workspace
 from features.feature_tables import DATA_END_TOLERANCE_DAYS, days_after_the_data, last_data_day
 from training import baselines, metrics
@@ -105,12 +106,10 @@ def champion_validation_files(workspace: Workspace) -> dict[str, tuple[Path, str
     """Per model, the test predictions to judge it by and whose they are: the champion's (its version),
     or, for a champion trained before versions kept their own file or a model with no champion, the
     latest run's (None)."""
-    from training.tracking import REGISTERED_MODELS
+    from training.tracking import champion_versions
 
-    client = use_workspace_tracking(workspace)
     files = {}
-    for task in TASKS:
-        version = alias_version(client, REGISTERED_MODELS[task], CHAMPION)
+    for task, version in champion_versions(use_workspace_tracking(workspace)).items():
         own = validation_path(workspace, task, version) if version else None
         files[task] = (own, version) if own is not None and own.exists() else (validation_path(workspace, task), None)
     return files
@@ -192,7 +191,7 @@ def train_models(
     from features.feature_store import apply_feature_definitions
     from features.feature_tables import ensure_feature_snapshots
 
-    as_of_time = pd.Timestamp(as_of).tz_convert("UTC") if pd.Timestamp(as_of).tzinfo else pd.Timestamp(as_of, tz="UTC")
+    as_of_time = utc_timestamp(as_of)
     progress("reading orders, returns and touches")
     activity = read_activity(workspace)
     plans, times = plan_tasks(activity, as_of_time, tasks, settings.training, last_data_day(workspace))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cdp.moments import utc_timestamp
 from cdp.workspace import Workspace
 from training.models import MISSING_CATEGORY, CustomerModel, Features, feature_rows, feature_values
 
@@ -127,15 +128,14 @@ def load_champions(workspace: Workspace) -> tuple[dict[str, CustomerModel], dict
     from training.tracking import (
         CHAMPION,
         REGISTERED_MODELS,
-        alias_version,
+        champion_versions,
         load_model,
         use_workspace_tracking,
     )
 
-    client = use_workspace_tracking(workspace)
     models, versions, missing = {}, {}, {}
-    for task, name in REGISTERED_MODELS.items():
-        version = alias_version(client, name, CHAMPION)
+    for task, version in champion_versions(use_workspace_tracking(workspace)).items():
+        name = REGISTERED_MODELS[task]
         if version is None:
             missing[task] = f"no `{name}@{CHAMPION}` in the registry; run `cdp train {task}`"
             continue
@@ -147,25 +147,23 @@ def champions_validated_after(workspace: Workspace, moment) -> list[tuple[str, s
     """(registered model, version, validation start) of each champion whose validation rows start after
     `moment`: its training rows include outcomes after it, so its scores as of `moment` are in-sample."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    from training.tracking import CHAMPION, REGISTERED_MODELS, alias_version, use_workspace_tracking
+    from training.tracking import REGISTERED_MODELS, champion_versions, use_workspace_tracking
 
     client = use_workspace_tracking(workspace)
-    moment = pd.Timestamp(moment)
-    moment = moment.tz_convert("UTC") if moment.tzinfo else moment.tz_localize("UTC")
+    moment = utc_timestamp(moment)
     late = []
-    for name in REGISTERED_MODELS.values():
-        version = alias_version(client, name, CHAMPION)
+    for task, version in champion_versions(client).items():
         if version is None:
             continue
+        name = REGISTERED_MODELS[task]
         try:
             lineage = mlflow.artifacts.load_dict(f"runs:/{client.get_model_version(name, version).run_id}/lineage.json")
-        except Exception:  # no lineage: nothing to say (drift reports name such runs)
+        except (MlflowException, OSError, ValueError):  # no lineage: nothing to say (drift reports name such runs)
             continue
-        start = pd.Timestamp(lineage.get("validation_from")) if lineage.get("validation_from") else None
-        if start is not None:
-            start = start.tz_convert("UTC") if start.tzinfo else start.tz_localize("UTC")
-            if moment < start:
-                late.append((name, version, str(start.date())))
+        start = utc_timestamp(lineage["validation_from"]) if lineage.get("validation_from") else None
+        if start is not None and moment < start:
+            late.append((name, version, str(start.date())))
     return late
 
