@@ -977,6 +977,7 @@ def status(workspace: WorkspaceOption = None, config: ConfigOption = None) -> No
     store's age, the last scoring run, and where to look next."""
     import json as json_module
 
+    import pandas as pd
     import pyarrow.parquet as pq
 
     from features.feature_store import online_freshness, probe_online_store
@@ -991,6 +992,11 @@ def status(workspace: WorkspaceOption = None, config: ConfigOption = None) -> No
         console.print("[yellow]no identities resolved yet[/yellow]: run `cdp ingest` and `cdp resolve`")
     if (space.mlruns / "mlflow.db").exists():
         models = champion_and_challenger(read_model_versions(space), read_runs(space))
+        champions = set(zip(models.loc[models["alias"] == "champion", "model"],
+                            models.loc[models["alias"] == "champion", "version"], strict=True))
+        # a first version holds both aliases: it is the champion, nothing to add
+        models = models[(models["alias"] == "champion") | ~pd.Series(
+            [(m, v) in champions for m, v in zip(models["model"], models["version"], strict=True)], index=models.index)]
         for row in models.itertuples():
             value = f"{row.test_value:.4f}" if row.test_value is not None and row.test_value == row.test_value else "n/a"
             why = f" — not promoted: {escape(str(row.promotion))}" if row.alias == "challenger" and row.promotion else ""

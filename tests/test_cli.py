@@ -157,6 +157,8 @@ def test_status_of_a_trained_workspace_names_the_champions(trained):
     assert result.exit_code == 0, result.output
     for model in ("churn", "clv", "propensity"):
         assert f"model {model}@champion: v" in result.output
+    # a first version is both champion and challenger: only the champion line, no "not promoted"
+    assert "@challenger" not in result.output and "not promoted" not in result.output
 
 
 def test_errors_print_paths_as_written_not_as_markup_or_emoji(tmp_path):
