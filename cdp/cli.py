@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -211,16 +212,16 @@ def identity_explain(
     import pandas as pd
 
     from features.identity.explain import explain_customer
-    from features.identity.store import identity_paths
+    from features.identity.store import identity_paths, read_identity_state
 
     space, _ = _context(workspace, config)
     paths = identity_paths(space)
     if not paths["identity_map"].exists():
         raise _fail(f"{paths['identity_map']} not found; run `cdp resolve` first")
     try:
-        state = json.loads(paths["state"].read_text()) if paths["state"].exists() else {}
         explanation = explain_customer(
-            query, pd.read_parquet(paths["identity_map"]), pd.read_parquet(paths["edges"]), state.get("merged_into")
+            query, pd.read_parquet(paths["identity_map"]), pd.read_parquet(paths["edges"]),
+            read_identity_state(space)["merged_into"],
         )
     except KeyError as error:
         raise _fail(str(error.args[0])) from error
@@ -301,7 +302,6 @@ def evaluate_models(
 ) -> None:
     """Each model's last test rows scored next to the simulator's oracle (true probabilities and value)."""
     import pandas as pd
-    import pyarrow.parquet as pq
 
     from training.evaluation import TruthMismatchError, evaluate_against_oracle
     from training.pipeline import champion_validation_files
@@ -319,9 +319,9 @@ def evaluate_models(
     options = settings.training
     horizons = {"churn": options.churn_horizon_days, "clv": options.clv_horizon_days,
                 "propensity": options.conversion_window_days}
-    for task, path in files.items():  # the horizon the model was trained for, when its file says (the config's may differ)
-        if path.exists() and "horizon_days" in pq.read_schema(path).names:
-            horizons[task] = int(pq.read_table(path, columns=["horizon_days"]).column(0)[0].as_py())
+    # What each file says of itself: the horizon its model was trained for (the config's may differ), its version
+    said = {task: _first_values(path, ("horizon_days", "model_version")) for task, path in files.items() if path.exists()}
+    horizons.update({task: int(values["horizon_days"]) for task, values in said.items() if "horizon_days" in values})
     with step_progress("evaluate against the oracle") as progress:
         progress.update(0, 1)
         try:
@@ -330,9 +330,7 @@ def evaluate_models(
             raise _fail(str(error)) from error
         progress.update(1, 1)
     for task, scores in result.items():  # whose predictions these are
-        version = chosen[task][1]
-        if version is None and "model_version" in pq.read_schema(files[task]).names:
-            version = str(pq.read_table(files[task], columns=["model_version"]).column(0)[0].as_py())
+        version = chosen[task][1] or said[task].get("model_version")
         scores.update({"model_version": version, "champion": chosen[task][1] is not None,
                        "horizon_days": horizons[task]})
     space.reports.mkdir(parents=True, exist_ok=True)
@@ -355,6 +353,15 @@ def evaluate_models(
                       f"of the model's top decile {p['true_uplift_of_model_top_decile']:.4f} vs best possible "
                       f"{p['true_uplift_of_best_top_decile']:.4f} (mean {p['true_uplift_mean']:.4f})")
     console.print(f"Written to {space.reports / 'model_evaluation.json'}")
+
+
+def _first_values(path: Path, columns: Sequence[str]) -> dict:
+    """The first row's value of each of `columns` the Parquet file has (constant per file)."""
+    import pyarrow.parquet as pq
+
+    present = [c for c in columns if c in pq.read_schema(path).names]
+    first = pq.read_table(path, columns=present).slice(0, 1).to_pylist() if present else []
+    return first[0] if first else {}
 
 
 @evaluate_app.command("policy")
@@ -770,12 +777,13 @@ def score(
         raise _fail(f"--reasons must be all, segments or none, not {reasons!r}", code=2)
     if engine not in ("local", "spark"):
         raise _fail(f"--engine must be local or spark, not {engine!r}", code=2)
-    _warn_when_after_the_data(space, _one_time(as_of))
-    _warn_when_in_sample(space, _one_time(as_of))
+    moment = _one_time(as_of)
+    _warn_when_after_the_data(space, moment)
+    _warn_when_in_sample(space, moment)
     if engine == "spark" and out is not None and "://" not in out and Path(out).exists():
         raise _fail(f"{out} already exists: Spark writes a directory of part files there and would delete what it "
                     "holds; remove it or pick another --out", code=2)
-    _score(space, settings, _one_time(as_of), campaign, out=out, output_format=output_format, reasons=reasons,
+    _score(space, settings, moment, campaign, out=out, output_format=output_format, reasons=reasons,
            engine=engine)
 
 
@@ -977,7 +985,6 @@ def status(workspace: WorkspaceOption = None, config: ConfigOption = None) -> No
     store's age, the last scoring run, and where to look next."""
     import json as json_module
 
-    import pandas as pd
     import pyarrow.parquet as pq
 
     from features.feature_store import online_freshness, probe_online_store
@@ -992,11 +999,10 @@ def status(workspace: WorkspaceOption = None, config: ConfigOption = None) -> No
         console.print("[yellow]no identities resolved yet[/yellow]: run `cdp ingest` and `cdp resolve`")
     if (space.mlruns / "mlflow.db").exists():
         models = champion_and_challenger(read_model_versions(space), read_runs(space))
-        champions = set(zip(models.loc[models["alias"] == "champion", "model"],
-                            models.loc[models["alias"] == "champion", "version"], strict=True))
+        is_champion = models["alias"] == "champion"
+        champion_of = dict(zip(models.loc[is_champion, "model"], models.loc[is_champion, "version"], strict=True))
         # a first version holds both aliases: it is the champion, nothing to add
-        models = models[(models["alias"] == "champion") | ~pd.Series(
-            [(m, v) in champions for m, v in zip(models["model"], models["version"], strict=True)], index=models.index)]
+        models = models[is_champion | (models["version"] != models["model"].map(champion_of))]
         for row in models.itertuples():
             value = f"{row.test_value:.4f}" if row.test_value is not None and row.test_value == row.test_value else "n/a"
             why = f" — not promoted: {escape(str(row.promotion))}" if row.alias == "challenger" and row.promotion else ""

@@ -31,7 +31,7 @@ from cdp.workspace import Workspace
 from features.contract import CONTRACTS
 from features.identity.explain import explain_customer
 from features.identity.standardize import standardize_email, standardize_phone
-from features.identity.store import identity_paths
+from features.identity.store import identity_paths, read_identity_state
 from features.suppression import (
     Standardization,
     SuppressionList,
@@ -166,7 +166,7 @@ def find_subject(workspace: Workspace, settings: Settings, query: SubjectQuery) 
     """The customer a request names with all their records and identifiers (I/O: identity outputs, orders)."""
     identity_map, profiles = _read_identity(workspace)
     standardization = _standardization(settings)
-    merged_into = read_merged_into(workspace)
+    merged_into = read_identity_state(workspace)["merged_into"]
     customer_id = find_customer(identity_map, profiles, query, standardization, merged_into)
     records = identity_map.loc[identity_map["customer_id"] == customer_id, ["source", "source_id"]]
     record_list = [(str(s), str(i)) for s, i in zip(records["source"], records["source_id"], strict=True)]
@@ -183,24 +183,15 @@ def find_subject(workspace: Workspace, settings: Settings, query: SubjectQuery) 
                    _order_ids(workspace, set(record_list)), shared, former)
 
 
-def read_merged_into(workspace: Workspace) -> dict[str, str]:
-    """Ids retired by merges -> the customer they went to (identity_state.json)."""
-    state = identity_paths(workspace)["state"]
-    return json.loads(state.read_text()).get("merged_into", {}) if state.exists() else {}
-
-
 def forget_former_ids(workspace: Workspace, subject: Subject) -> int:
     """Drop the subject's ids from the merge history (rewritten atomically); how many entries went."""
-    state_path = identity_paths(workspace)["state"]
-    if not state_path.exists():
-        return 0
-    state = json.loads(state_path.read_text())
-    merged = state.get("merged_into", {})
+    state = read_identity_state(workspace)
+    merged = state["merged_into"]
     ids = set(subject.customer_ids)
     kept = {old: new for old, new in merged.items() if old not in ids and new not in ids}
     if len(kept) == len(merged):
         return 0
-    write_json(state_path, {**state, "merged_into": kept})
+    write_json(identity_paths(workspace)["state"], {**state, "merged_into": kept})
     return len(merged) - len(kept)
 
 

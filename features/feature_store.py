@@ -8,7 +8,6 @@ people who use the `feast` command line (`feast -c feature_repo ui`).
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import logging
 import math
@@ -16,7 +15,6 @@ import sqlite3
 import time
 import warnings
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from pandas.core.internals import BlockManager
 from pandas.core.internals.api import make_block
 
 from cdp.config import FeatureSettings
+from cdp.locks import exclusive_lock
 from cdp.workspace import Workspace
 from feature_repo.definitions import (
     MODEL_FEATURE_VIEWS,
@@ -502,9 +501,6 @@ def merge_signals(current: pd.DataFrame, changes: pd.DataFrame, fields: list[str
     return merged
 
 
-@contextmanager
 def _push_lock(store: FeatureStore):
     """An exclusive lock beside the workspace's Feast repository (every process on this machine)."""
-    with open(Path(store.config.repo_path) / ".realtime_push.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    return exclusive_lock(Path(store.config.repo_path) / ".realtime_push.lock")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
-import fcntl
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cdp.config import PrivacySettings
+from cdp.locks import exclusive_lock
 from cdp.workspace import Workspace
 from features.suppression import keyed_hash, load_or_create_salt, read_salt, workspace_path
 
@@ -88,8 +88,7 @@ class AuditLog:
 
     def _rotate(self, descriptor: int) -> None:
         """audit.log.(n-1) -> .n ... audit.log -> .1, under a lock file so two workers rotate once."""
-        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive_lock(self.path.with_name(self.path.name + ".lock")):
             try:
                 if os.stat(self.path).st_ino != os.fstat(descriptor).st_ino:
                     return  # another worker rotated it already

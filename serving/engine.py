@@ -9,7 +9,6 @@ reload marker: every other worker's engine notices it (one `os.stat` per request
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import gc
 import itertools
 import json
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from cdp.config import Settings
+from cdp.locks import exclusive_lock
 from cdp.workspace import Workspace
 from training.models import CustomerModel
 from training.scoring import score_columns
@@ -94,9 +94,7 @@ def announce_reload(path: Path) -> tuple[int, tuple[int, int, int] | None]:
     """Write the next generation: to a temporary file renamed over the marker (a reader sees the old or
     the new file, never half of one), under a lock so that two reloads at once count twice. Returns the
     generation and the new marker's signature."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive_lock(path.with_name(path.name + ".lock")):
         generation = read_reload_generation(path) + 1
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         temporary.write_text(json.dumps({"generation": generation,
@@ -132,6 +130,7 @@ class IdentityLookup:
     @classmethod
     def load(cls, workspace: Workspace, settings: Settings) -> IdentityLookup:
         from features.identity.standardize import EmailRules, standardize_email
+        from features.identity.store import read_identity_state
 
         identity_map = workspace.outputs / "identity_map.parquet"
         if not identity_map.exists():
@@ -144,8 +143,7 @@ class IdentityLookup:
             emails = pd.read_parquet(profiles, columns=["customer_id", "emails"]).explode("emails").dropna()
             by_email = customers_by_email(emails["customer_id"], emails["emails"], lambda e: standardize_email(e, rules))
         by_record = dict(zip(zip(records["source"], records["source_id"], strict=True), records["customer_id"], strict=True))
-        state = workspace.outputs / "identity_state.json"
-        merged_into = json.loads(state.read_text()).get("merged_into", {}) if state.exists() else {}
+        merged_into = read_identity_state(workspace)["merged_into"]
         return cls(by_record, by_email, set(records["customer_id"]), rules, merged_into)
 
     def resolve(self, reference: dict) -> str | None:

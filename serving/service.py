@@ -288,7 +288,7 @@ class BearerTokenMiddleware:
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
         headers = dict(scope.get("headers") or [])
-        is_open = path in ("/docs.json", "/docs") or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+        is_open = path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
         if not is_open:  # who is asking first: a caller without the token learns nothing else, not even the limit
             if sum(name == b"authorization" for name, _ in scope.get("headers") or []) > 1:
                 return await _reply_header_problem(send, "authorization", "send one Authorization header, not several")
@@ -461,14 +461,15 @@ class RecommendationService:
         from serving.engine import EngineNotReadyError
 
         references = [c.model_dump(exclude_none=True) for c in customers]
+        given = context.model_dump(exclude_none=True) if context else None
         try:  # not ready: before, or the online store failing during this request
             engine = self._ready_engine()
-            answers = engine.recommend(references, context.model_dump(exclude_none=True) if context else None)
+            answers = engine.recommend(references, given)
         except EngineNotReadyError as error:
             return _not_ready(error)
         # --- audit (serving/audit.py, docs/privacy.md): one pseudonymous line per answer, one append ---
         from serving.audit import record_recommendations
-        record_recommendations(engine, answers, context.model_dump(exclude_none=True) if context else None)
+        record_recommendations(engine, answers, given)
         # --- end audit ---
         return _engine_answer(RecommendResponse, {"recommendations": answers})
 

@@ -241,10 +241,8 @@ class Champion:
 
 def load_champion_lineages(workspace: Workspace) -> list[Champion]:
     """Each registered champion with its model and the lineage its training run logged."""
-    import mlflow
-
     from training.scoring import load_champions
-    from training.tracking import REGISTERED_MODELS, use_workspace_tracking
+    from training.tracking import REGISTERED_MODELS, run_lineage, use_workspace_tracking
 
     models, versions, _ = load_champions(workspace)
     client = use_workspace_tracking(workspace)
@@ -254,7 +252,7 @@ def load_champion_lineages(workspace: Workspace) -> list[Champion]:
         version = versions[name]
         run_id = client.get_model_version(name, version).run_id
         try:
-            lineage = mlflow.artifacts.load_dict(f"runs:/{run_id}/lineage.json")
+            lineage = run_lineage(run_id)
         except Exception as error:  # an artifact store that lost the file: say which run
             raise DriftError(f"{name} v{version}: run {run_id} has no lineage.json ({error}); retrain with `cdp train {task}`") from error
         champions.append(Champion(task, name, version, run_id, lineage, model))

@@ -146,10 +146,14 @@ def load_champions(workspace: Workspace) -> tuple[dict[str, CustomerModel], dict
 def champions_validated_after(workspace: Workspace, moment) -> list[tuple[str, str, str]]:
     """(registered model, version, validation start) of each champion whose validation rows start after
     `moment`: its training rows include outcomes after it, so its scores as of `moment` are in-sample."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
-    from training.tracking import REGISTERED_MODELS, champion_versions, use_workspace_tracking
+    from training.tracking import (
+        REGISTERED_MODELS,
+        champion_versions,
+        run_lineage,
+        use_workspace_tracking,
+    )
 
     client = use_workspace_tracking(workspace)
     moment = utc_timestamp(moment)
@@ -159,7 +163,7 @@ def champions_validated_after(workspace: Workspace, moment) -> list[tuple[str, s
             continue
         name = REGISTERED_MODELS[task]
         try:
-            lineage = mlflow.artifacts.load_dict(f"runs:/{client.get_model_version(name, version).run_id}/lineage.json")
+            lineage = run_lineage(client.get_model_version(name, version).run_id)
         except (MlflowException, OSError, ValueError):  # no lineage: nothing to say (drift reports name such runs)
             continue
         start = utc_timestamp(lineage["validation_from"]) if lineage.get("validation_from") else None

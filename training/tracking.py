@@ -106,6 +106,11 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
         return None
 
 
+def run_lineage(run_id: str) -> dict:
+    """The lineage a training run logged: snapshots, validation start, horizon, split, input hash."""
+    return mlflow.artifacts.load_dict(f"runs:/{run_id}/lineage.json")
+
+
 def champion_versions(client: MlflowClient) -> dict[str, str | None]:
     """Per task, the registered version behind its `champion` alias (None without one)."""
     return {task: alias_version(client, name, CHAMPION) for task, name in REGISTERED_MODELS.items()}

@@ -163,9 +163,8 @@ def encode_records(keyed: pd.DataFrame) -> EncodedRecords:
     first_letter = pd.factorize(first.str[:1])[0]
     first_letter[first.to_numpy() == ""] = -1
     landline = frame["phone_is_landline"].to_numpy(dtype=bool)
-    family = (frame["email_is_family"] if "email_is_family" in frame else pd.Series(False, index=frame.index))
     return EncodedRecords(codes, values, birth, first_letter, first.str.len().to_numpy(), landline,
-                          family.to_numpy(dtype=bool))
+                          frame["email_is_family"].to_numpy(dtype=bool))
 
 
 def _pair_similarity(records: EncodedRecords, column: str, a: np.ndarray, b: np.ndarray, scorer) -> np.ndarray:
@@ -332,7 +331,7 @@ def deterministic_edges(
     for column in ("email", "phone"):
         shared = shared_contact_points(keyed, column)
         skipped[f"shared_{column}s"] = len(shared)
-        if column == "email" and "email_is_family" in keyed:
+        if column == "email":
             family = set(keyed.loc[keyed["email_is_family"].to_numpy(dtype=bool), "email"])
             skipped["family_mailboxes"] = len(family - shared)
             shared |= family

@@ -81,9 +81,10 @@ def build_profiles(
     custom_columns: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """One golden record per customer_id from its source records."""
-    check_survivorship_rules(rules or {}, custom_columns)
-    custom_rules = {column: (rules or {}).get(column, CUSTOM_ATTRIBUTE_RULE) for column in custom_columns}
-    rules = {**DEFAULT_RULES, **{k: v for k, v in (rules or {}).items() if k in DEFAULT_RULES}}
+    overrides = rules or {}
+    check_survivorship_rules(overrides, custom_columns)
+    custom_rules = {column: overrides.get(column, CUSTOM_ATTRIBUTE_RULE) for column in custom_columns}
+    rules = {**DEFAULT_RULES, **{k: v for k, v in overrides.items() if k in DEFAULT_RULES}}
     data = records.reset_index(drop=True).copy()
     data["customer_id"] = identity_map["customer_id"].to_numpy()
     data["match_probability"] = identity_map["match_probability"].to_numpy()

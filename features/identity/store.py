@@ -81,17 +81,25 @@ def load_labelled_pairs(path: Path) -> pd.DataFrame:
     return frame
 
 
+def read_identity_state(workspace: Workspace) -> dict:
+    """What one resolution hands the next: the next id number, and each id retired by a merge with
+    the customer it went to (`merged_into`); a workspace never resolved has neither."""
+    path = identity_paths(workspace)["state"]
+    state = json.loads(path.read_text()) if path.exists() else {}
+    return {"next_sequence": 1, "merged_into": {}, **state}
+
+
 def run_identity_resolution(
     workspace: Workspace, settings: IdentitySettings, progress: Progress | None = None
 ) -> Resolution:
     records, custom = load_identity_records(workspace)
     paths = identity_paths(workspace)
     previous = pd.read_parquet(paths["identity_map"]) if paths["identity_map"].exists() else None
-    state = json.loads(paths["state"].read_text()) if paths["state"].exists() else {"next_sequence": 1}
+    state = read_identity_state(workspace)
     labelled = load_labelled_pairs(settings.labelled_pairs) if settings.labelled_pairs else None
     resolution = resolve_identities(
         records, load_links(workspace), settings, previous, state["next_sequence"], labelled, custom, progress,
-        merged_before=state.get("merged_into", {}),
+        merged_before=state["merged_into"],
     )
     write_resolution(workspace, resolution)
     return resolution
