@@ -9,6 +9,8 @@ length (the bodies are still read to the end), so what the benchmarks measure is
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +20,23 @@ TIMEOUT_SECONDS = 10.0
 IDLE_SECONDS = 2.0
 """Idle connections older than this are closed, not reused: the server drops keep-alive connections
 after 5 s idle (uvicorn's default), and a request written to one it just dropped would fail."""
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """No garbage collection in this process while it measures. A full collection of the client (it
+    imports pandas) paused it for about 40 ms, and every request in flight counted that pause as the
+    service's latency. What is loaded before is frozen out of later collections; the run's own garbage
+    (a few MB for a minute's records) is collected after."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+        gc.collect()
 
 
 class ResponseError(Exception):
@@ -152,15 +171,17 @@ async def open_loop_records(url: str, bodies: Sequence[dict], token: str, rate: 
         records.append({"at": offset, "ms": (time.perf_counter() - dispatched) * 1000,
                         "late_ms": (dispatched - scheduled) * 1000, "error": error})
 
-    tasks, begin = [], time.perf_counter()
-    for index in range(int(rate * seconds)):
-        scheduled = begin + index / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if during is not None:
-            during(time.perf_counter() - begin)
-        tasks.append(asyncio.create_task(one(requests[index % len(requests)], scheduled, scheduled - begin)))
-    await asyncio.gather(*tasks)
+    tasks = []
+    with collector_paused():
+        begin = time.perf_counter()
+        for index in range(int(rate * seconds)):
+            scheduled = begin + index / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if during is not None:
+                during(time.perf_counter() - begin)
+            tasks.append(asyncio.create_task(one(requests[index % len(requests)], scheduled, scheduled - begin)))
+        await asyncio.gather(*tasks)
     pool.close()
     return records

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -40,7 +39,7 @@ import pandas as pd
 import psutil
 
 from tests.benchmarks.http_client import open_loop_records
-from tests.benchmarks.serving import TOKEN, free_port, summarize_records
+from tests.benchmarks.serving import TOKEN, Elsewhere, cpu_per_request, free_port, summarize_records
 
 P99_BAR_MS = 15.0
 KILLED_ERROR_BAR = 0.001
@@ -185,43 +184,6 @@ def recovered_after(records: list[dict], since: float, bar_ms: float, window: fl
     return round((max(bad_windows) + 1) * window, 1)
 
 
-class BusyElsewhere:
-    """CPU seconds used by processes other than this one and the server's tree, per wall second."""
-
-    def __init__(self, server: subprocess.Popen | None = None):
-        self.server = server
-
-    def _mine(self) -> set[int]:
-        mine = {os.getpid()}
-        if self.server is not None:
-            with contextlib.suppress(psutil.Error):
-                mine |= {self.server.pid} | {c.pid for c in psutil.Process(self.server.pid).children(recursive=True)}
-        return mine
-
-    def __enter__(self) -> BusyElsewhere:
-        self.started, self.total_before = time.time(), sum(psutil.cpu_times()[:3])
-        self.mine_before = self._cpu(self._mine())
-        return self
-
-    @staticmethod
-    def _cpu(pids: set[int]) -> dict[int, float]:
-        used = {}
-        for pid in pids:
-            try:
-                times = psutil.Process(pid).cpu_times()
-                used[pid] = times.user + times.system + times.children_user + times.children_system
-            except psutil.Error:
-                continue
-        return used
-
-    def __exit__(self, *_) -> None:
-        elapsed = time.time() - self.started
-        mine_after = self._cpu(self._mine() | set(self.mine_before))
-        mine = sum(mine_after.get(p, self.mine_before.get(p, 0.0)) - self.mine_before.get(p, 0.0) for p in mine_after)
-        total = sum(psutil.cpu_times()[:3]) - self.total_before
-        self.cores = round(max(total - mine, 0.0) / elapsed, 2) if elapsed > 0 else None
-
-
 def single_customer_bodies(workspace: Path, count: int = 2000) -> list[dict]:
     ids = pd.read_parquet(workspace / "data" / "outputs" / "identity_map.parquet", columns=["customer_id"])
     customers = ids["customer_id"].drop_duplicates().sample(count, replace=True, random_state=1).tolist()
@@ -236,9 +198,9 @@ def steady_and_killed(workspace: Path, rate: float, seconds: float, kill_seconds
     try:
         wait_for(f"http://127.0.0.1:{port}/readyz", server)
         asyncio.run(open_loop_records(url, bodies, TOKEN, 20, 5))  # warm-up
-        with BusyElsewhere(server) as busy:
+        with Elsewhere(server.pid) as busy:
             steady = summarize_records(asyncio.run(open_loop_records(url, bodies, TOKEN, rate, seconds)))
-        steady |= {"target_rate": rate, "cores_busy_elsewhere": busy.cores,
+        steady |= cpu_per_request(busy, steady) | {"target_rate": rate,
                    "bar": {"errors": 0, "p99_ms": P99_BAR_MS},
                    "meets_bar": steady["errors"] == 0 and (steady["p99_ms"] or 1e9) <= P99_BAR_MS}
 
@@ -250,7 +212,7 @@ def steady_and_killed(workspace: Path, rate: float, seconds: float, kill_seconds
                 os.kill(before[0], signal.SIGKILL)
                 killed.update(pid=before[0], at=elapsed, wall=time.time())
 
-        with BusyElsewhere(server) as busy, WorkerWatch(server, sqlite_online_store(workspace)) as watch:
+        with Elsewhere(server.pid) as busy, WorkerWatch(server, sqlite_online_store(workspace)) as watch:
             records = asyncio.run(open_loop_records(url, bodies, TOKEN, rate, kill_seconds, during=kill_one))
             deadline = time.time() + 120  # not back during the load: keep watching for a while
             while killed and not watch.back() and time.time() < deadline:
@@ -272,7 +234,7 @@ def steady_and_killed(workspace: Path, rate: float, seconds: float, kill_seconds
             "load_seconds_after_kill": round(kill_seconds - killed["at"], 1) if killed else None,
             "p99_ms_after_kill": round(float(np.percentile([r["ms"] for r in after_kill if r["error"] is None], 99)), 2)
             if after_kill else None,
-            "cores_busy_elsewhere": busy.cores, "bar": {"error_rate_below": KILLED_ERROR_BAR},
+            **cpu_per_request(busy, {"requests": len(records)}), "bar": {"error_rate_below": KILLED_ERROR_BAR},
             "ready_after": httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code,
         }
         worker_killed["meets_bar"] = bool(killed) and worker_killed["error_rate"] < KILLED_ERROR_BAR \

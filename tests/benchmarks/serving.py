@@ -42,30 +42,37 @@ def busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def process_tree_seconds(pid: int) -> float:
-    """CPU seconds used so far by a process and its descendants (the service and its workers)."""
+def process_tree_times(pid: int) -> dict[int, float]:
+    """CPU seconds used so far by a process and each of its descendants (the service and its workers)."""
     import psutil
 
-    total = 0.0
+    used = {}
     try:
         root = psutil.Process(pid)
-        for process in [root, *root.children(recursive=True)]:
-            times = process.cpu_times()
-            total += times.user + times.system
+        processes = [root, *root.children(recursive=True)]
     except psutil.Error:
-        pass
-    return total
+        return used
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:  # exited meanwhile
+            continue
+        used[process.pid] = times.user + times.system
+    return used
 
 
 class Elsewhere:
     """How many cores processes other than this one and the service kept busy during a step; also the
-    CPU seconds the service and this process (the load generator) used (`service_seconds`, `client_seconds`)."""
+    CPU seconds the service and this process (the load generator) used (`service_seconds`,
+    `client_seconds`) and the service's split by process (`service_processes`: seconds, largest first;
+    with BentoML's processes, one per worker plus the supervisor). A process that exits during the step
+    (a killed worker) counts up to its last reading."""
 
     def __init__(self, service_pid: int | None = None):
         self.service_pid = service_pid
 
-    def _service(self) -> float:
-        return process_tree_seconds(self.service_pid) if self.service_pid else 0.0
+    def _service(self) -> dict[int, float]:
+        return process_tree_times(self.service_pid) if self.service_pid else {}
 
     def __enter__(self) -> Elsewhere:
         self.started, self.busy = time.perf_counter(), busy_seconds()
@@ -75,7 +82,10 @@ class Elsewhere:
     def __exit__(self, *_) -> None:
         elapsed = time.perf_counter() - self.started
         self.client_seconds = sum(os.times()[:2]) - self.client_before
-        self.service_seconds = self._service() - self.service_before
+        after, before = self._service(), self.service_before
+        used = {pid: after.get(pid, before.get(pid, 0.0)) - before.get(pid, 0.0) for pid in after.keys() | before.keys()}
+        self.service_seconds = sum(used.values())
+        self.service_processes = sorted((round(seconds, 2) for seconds in used.values()), reverse=True)
         others = (busy_seconds() - self.busy) - self.client_seconds - self.service_seconds
         self.cores = round(max(others, 0.0) / elapsed, 2)
 
@@ -199,11 +209,15 @@ def bench_engine(workspace: Path, calls: int = 1000, batches: int = 50) -> dict:
 
 
 def cpu_per_request(busy: Elsewhere, step: dict) -> dict:
-    """Where a step's CPU went: the service's and the load generator's milliseconds per request."""
+    """Where a step's CPU went: the service's and the load generator's milliseconds per request, and how
+    the service's seconds split over its processes (how evenly the workers shared the load). The same
+    code's CPU per request moved between 3.9 and 5.9 ms from one run to the next on this machine: read
+    latencies beside it."""
     requests = max(step["requests"], 1)
     return {"cores_busy_elsewhere": busy.cores,
             "service_cpu_ms_per_request": round(busy.service_seconds / requests * 1000, 2),
-            "client_cpu_ms_per_request": round(busy.client_seconds / requests * 1000, 2)}
+            "client_cpu_ms_per_request": round(busy.client_seconds / requests * 1000, 2),
+            "service_cpu_seconds_by_process": busy.service_processes}
 
 
 def bench_service(workspace: Path, rate: float, seconds: float, throughput_seconds: float, workers: int = 2) -> dict:
