@@ -817,7 +817,9 @@ def _print_score_summary(summary) -> None:
     for task, reason in summary.skipped.items():
         console.print(f"[yellow]not scored[/yellow] {task}: {reason}")
     if summary.mean_churn_probability is not None:
-        console.print(f"  mean churn probability {summary.mean_churn_probability:.3f}")
+        console.print(f"  mean churn probability {summary.mean_churn_probability:.3f}"
+                      + (f" ({summary.customers_without_churn_score:,} customers without one: no order in the churn "
+                         "model's window)" if summary.customers_without_churn_score else ""))
     if summary.total_clv is not None:
         console.print(f"  total expected net revenue (CLV) {summary.total_clv:,.0f}")
     console.print("  next best action: " + ", ".join(f"{k} {v:,}" for k, v in summary.next_best_actions.items()))

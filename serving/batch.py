@@ -25,7 +25,7 @@ from cdp.config import Settings
 from cdp.moments import utc_timestamp
 from cdp.workspace import Workspace
 from serving.engine import POLICY_SERVICE
-from training.scoring import load_champions, score_features
+from training.scoring import load_champions, outside_churn_population, score_features
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ class ScoreSummary:
     holdout_customers: int = 0
     total_expected_value: float = 0.0
     mean_churn_probability: float | None = None
+    """Over the customers with a churn probability (those in the churn model's population)."""
+    customers_without_churn_score: int = 0
+    """Outside the churn model's population: never ordered, or not within `training.churn_active_days`."""
     total_clv: float | None = None
     reasons: str = "segments"
     customers_with_reasons: int = 0
@@ -73,7 +76,7 @@ def decide(features: pd.DataFrame, scores: pd.DataFrame, settings: Settings, mod
     """Scores plus the policy's decisions and the churn model's top reasons for the customers
     `reasons` selects (see REASONS_MODES)."""
     from serving.policy import recommend
-    from serving.reasons import reason_phrases
+    from serving.reasons import reason_phrases, unscored_churn_phrases
 
     if reasons not in REASONS_MODES:
         raise ValueError(f"reasons must be one of {', '.join(REASONS_MODES)}, not {reasons!r}")
@@ -90,9 +93,16 @@ def decide(features: pd.DataFrame, scores: pd.DataFrame, settings: Settings, mod
     else:
         explained = np.zeros(len(result), dtype=bool)
     phrases = pd.Series([None] * len(result), dtype=object)
-    if "churn" in models and explained.any():
-        chosen = features.reset_index(drop=True)[explained]
-        phrases[np.flatnonzero(explained)] = ["; ".join(p) for p in reason_phrases(*models["churn"].explain(chosen))]
+    if "churn" in models:
+        frame = features.reset_index(drop=True)
+        outside = outside_churn_population(frame, models["churn"])
+        scored = explained & ~outside
+        if scored.any():
+            phrases[np.flatnonzero(scored)] = ["; ".join(p) for p in reason_phrases(*models["churn"].explain(frame[scored]))]
+        if (explained & outside).any():
+            rows = np.flatnonzero(explained & outside)
+            phrases[rows] = unscored_churn_phrases(frame["days_since_last_order"].to_numpy(dtype=float)[rows],
+                                                   models["churn"].population_days)
     result["reasons"] = phrases.to_numpy()
     return result
 
@@ -115,7 +125,7 @@ class _SummaryTotals:
     """Running totals over the chunks, for the printed and JSON summary."""
 
     def __init__(self):
-        self.customers = self.win_back = self.holdout = self.with_reasons = 0
+        self.customers = self.win_back = self.holdout = self.with_reasons = self.churn_scored = 0
         self.expected_value = self.churn = self.clv = 0.0
         self.actions: Counter = Counter()
         self.channels: Counter = Counter()
@@ -130,7 +140,9 @@ class _SummaryTotals:
         self.holdout += int(chunk["holdout"].fillna(False).astype(bool).sum())
         self.with_reasons += int(chunk["reasons"].notna().sum())
         self.expected_value += float(chunk["expected_value"].fillna(0).sum())
-        self.churn += float(chunk["churn_probability"].sum()) if "churn_probability" in chunk else 0.0
+        if "churn_probability" in chunk:
+            self.churn += float(chunk["churn_probability"].sum())
+            self.churn_scored += int(chunk["churn_probability"].notna().sum())
         self.clv += float(chunk["clv"].sum()) if "clv" in chunk else 0.0
 
 
@@ -290,7 +302,8 @@ def score_to_file(workspace: Workspace, settings: Settings, as_of: dt.datetime, 
         next_best_actions=dict(totals.actions.most_common()), next_best_channels=dict(totals.channels.most_common()),
         win_back_customers=totals.win_back, holdout_customers=totals.holdout,
         total_expected_value=totals.expected_value,
-        mean_churn_probability=totals.churn / totals.customers if "churn" in models else None,
+        mean_churn_probability=totals.churn / totals.churn_scored if "churn" in models and totals.churn_scored else None,
+        customers_without_churn_score=totals.customers - totals.churn_scored if "churn" in models else 0,
         total_clv=totals.clv if "clv" in models else None,
         reasons=reasons, customers_with_reasons=totals.with_reasons,
         output=str(output), output_format=output_format, seconds=round(time.perf_counter() - started, 2),

@@ -30,7 +30,7 @@ from cdp.config import Settings
 from cdp.locks import exclusive_lock
 from cdp.workspace import Workspace
 from training.models import CustomerModel
-from training.scoring import score_columns
+from training.scoring import outside_churn_population, score_columns
 
 log = logging.getLogger("cdp.serving")
 POLICY_SERVICE = "recommendation_v1"
@@ -381,6 +381,8 @@ class RecommendationEngine:
         )
         reasons = {task: phrases_from_contributions(models.models[task].encoding.columns, values, encoded)
                    for task, (values, encoded) in explained.items()}
+        if "churn" in models.models:
+            _explain_missing_churn(reasons, features, scores["churn_probability"], models.models["churn"])
         scores, decisions = _lists(scores), _lists(decisions)
         for position, index in enumerate(known):
             if not found[position]:
@@ -394,12 +396,13 @@ class RecommendationEngine:
 
     def _explain(self, features: dict[str, np.ndarray],
                  models: LoadedModels) -> dict[str, tuple[np.ndarray, Mapping[str, np.ndarray]]]:
-        """Per model with reasons: the SHAP values of each customer and the encoded input they refer to."""
+        """Per model with reasons: the SHAP values of each customer and the encoded input they refer to.
+        Churn is not explained when no customer asked about is in its population (no score to explain)."""
         explained = {}
         rows = len(features["customer_id"])
         for task in REASON_TASKS:
             model = models.models.get(task)
-            if model is None:
+            if model is None or (task == "churn" and outside_churn_population(features, model).all()):
                 continue
             inputs = features
             if task == "propensity":  # why a contact would work: the e-mail touch, no offer
@@ -506,6 +509,20 @@ def _safe_reference(reference: dict) -> dict:
         local, _, domain = str(shown["email"]).partition("@")
         shown["email"] = f"{local[:1]}***@{domain}"
     return shown
+
+
+def _explain_missing_churn(reasons: dict[str, list[list[str]]], features: Mapping[str, np.ndarray],
+                           churn: np.ndarray, model: CustomerModel) -> None:
+    """The churn reasons of customers outside the churn model's population say why they have no score."""
+    outside = np.flatnonzero(outside_churn_population(features, model))
+    if not len(outside):
+        return
+    from serving.reasons import unscored_churn_phrases
+
+    phrases = reasons.setdefault("churn", [[] for _ in range(len(churn))])
+    for row, phrase in zip(outside, unscored_churn_phrases(features["days_since_last_order"][outside],
+                                                           model.population_days), strict=True):
+        phrases[row] = [phrase]
 
 
 def _lists(columns: dict[str, np.ndarray]) -> dict[str, list]:

@@ -559,3 +559,12 @@ def phrases_from_contributions(
                 chosen.append(text)
         result.append(chosen)
     return result
+
+
+def unscored_churn_phrases(days_since_last_order: np.ndarray, population_days: int) -> list[str]:
+    """Why a customer has no churn probability (`training.scoring.outside_churn_population`), in the
+    words of the reasons: the number left empty still comes with its reason."""
+    covered = f"the churn model covers customers who ordered in the last {population_days} days"
+    return [f"no churn score: never ordered ({covered})" if _missing(days)
+            else f"no churn score: last order {_days(days)} ago ({covered})"
+            for days in np.asarray(days_since_last_order, dtype=float).tolist()]

@@ -119,7 +119,9 @@ REQUEST_MODELS = {"recommend": RecommendRequest, "events": EventsRequest, "reloa
 
 # --- responses: what serving/engine.py answers, declared so the OpenAPI document describes it ---
 class Scores(BaseModel):
-    churn_probability: float | None
+    churn_probability: float | None = Field(description=(
+        "Null outside the churn model's population (never ordered, or no order in `training.churn_active_days`); "
+        "`reasons.churn` then says why."))
     clv: float | None
     conversion_probability: dict[str, float | None] = Field(description="Per candidate action.")
 
@@ -265,6 +267,15 @@ def _engine_answer(model: type[BaseModel], answer: dict) -> BaseModel:
         first = error.errors(include_input=False)[0]
         raise RuntimeError(f"the engine's answer does not match {model.__name__} ({error.error_count()} problems; "
                            f"first at {'.'.join(map(str, first['loc']))}: {first['msg']})") from None
+
+
+def share_metrics_directory() -> None:
+    """Point Feast's metrics at BentoML's Prometheus directory before Feast is imported. Otherwise each
+    worker makes its own `feast_metrics_*` temporary directory, removed only at a normal exit: every
+    worker BentoML kills or restarts left one behind (341 of them in /tmp here after a few days)."""
+    bentoml_directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if bentoml_directory:
+        os.environ.setdefault("PROMETHEUS_MULTIPROCESS_DIR", bentoml_directory)
 
 
 class BearerTokenMiddleware:
@@ -415,6 +426,7 @@ class RecommendationService:
         self.engine = None
         self.startup_problems: list[str] = []
         filter_client_error_logs()
+        share_metrics_directory()
         try:
             self.engine = RecommendationEngine.load(Workspace.at(os.environ.get(WORKSPACE_VARIABLE)), _settings())
             self.engine.readiness()

@@ -193,7 +193,9 @@ def summarize_scores(scores: DataFrame) -> dict:
                   functions.sum(functions.coalesce("expected_value", functions.lit(0.0))).alias("total_expected_value"),
                   functions.count("reasons").alias("customers_with_reasons")]
     if "churn_probability" in scores.columns:
-        aggregates.append(functions.avg("churn_probability").alias("mean_churn_probability"))
+        churn = functions.when(~functions.isnan("churn_probability"), functions.col("churn_probability"))
+        aggregates += [functions.avg(churn).alias("mean_churn_probability"),
+                       (functions.count(functions.lit(1)) - functions.count(churn)).alias("customers_without_churn_score")]
     if "clv" in scores.columns:
         aggregates.append(functions.sum("clv").alias("total_clv"))
     figures = scores.agg(*aggregates).first().asDict()

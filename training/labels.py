@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 
@@ -42,6 +43,16 @@ def choose_snapshots(
             f"label window with {minimum_history_days} days of history needs at least {needed} for two snapshots"
         )
     return chosen
+
+
+def in_churn_population(days_since_last_order: np.ndarray, active_days: float) -> np.ndarray:
+    """Who the churn label is defined for: an order in the `active_days` before the snapshot (the
+    HAVING clause of `label_churn`). Someone who never ordered, or not for longer, cannot churn in its
+    sense, so the model's probability means nothing for them: scoring leaves it empty, drift leaves
+    them out."""
+    days = np.asarray(days_since_last_order, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return days <= active_days
 
 
 def label_churn(orders: pd.DataFrame, snapshots: Sequence[pd.Timestamp], horizon_days: int,

@@ -363,6 +363,10 @@ class CustomerModel:
     uplift_shrinkage: float = 0.0
     """Propensity: 0 = each customer's own predicted uplift, 1 = the action's average uplift
     (training.uplift_shrinkage; docs/policy.md shows why the default is 1)."""
+    population_days: int | None = None
+    """Churn: the model learned only from customers with an order in this many days before a snapshot
+    (training.churn_active_days); scoring gives no churn probability outside that population. None
+    (models trained before this was kept): every customer is scored."""
 
     @property
     def input_columns(self) -> list[str]:

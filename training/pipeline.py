@@ -251,6 +251,8 @@ def _train_task(workspace: Workspace, settings: Settings, plan: TaskPlan, as_of:
     if task == "propensity":
         model.average_uplift = average_uplifts(model, frame[train])
         model.uplift_shrinkage = options.uplift_shrinkage
+    if task == "churn":
+        model.population_days = options.churn_active_days
     predictions = model.predict(x[test])
     scores = _baseline_scores(task, frame, x, label, train, test, activity, plan, options)
     evaluate = metrics.regression_metrics if task == "clv" else metrics.classification_metrics
@@ -316,6 +318,8 @@ def _log_run(task, model: CustomerModel, parameters: TrainingParameters, lineage
         "best_iteration": booster.best_iteration, "features": len(model.encoding.columns),
     })
     mlflow.log_metrics({f"test_{k}": v for k, v in report.metrics.items() if np.isfinite(v)})
+    if model.population_days is not None:
+        mlflow.log_param("population_days", model.population_days)
     if model.average_uplift:
         mlflow.log_param("uplift_shrinkage", model.uplift_shrinkage)
         mlflow.log_metrics({f"average_uplift_{action.replace(':', '_')}": value

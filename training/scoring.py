@@ -8,6 +8,7 @@ import pandas as pd
 
 from cdp.moments import utc_timestamp
 from cdp.workspace import Workspace
+from training.labels import in_churn_population
 from training.models import MISSING_CATEGORY, CustomerModel, Features, feature_rows, feature_values
 
 NO_CONTACT = "none"
@@ -64,7 +65,8 @@ def score_columns(features: Features, models: dict[str, CustomerModel],
         churn = None
         if churn_contributions is not None:
             churn = models["churn"].predict_from_contributions(churn_contributions)
-        scores["churn_probability"] = models["churn"].predict(features) if churn is None else churn
+        churn = models["churn"].predict(features) if churn is None else churn
+        scores["churn_probability"] = np.where(outside_churn_population(features, models["churn"]), np.nan, churn)
     if "clv" in models:
         scores["clv"] = models["clv"].predict(features)
     if "propensity" in models:
@@ -89,6 +91,14 @@ def score_columns(features: Features, models: dict[str, CustomerModel],
         for position, (channel, offer) in enumerate(actions):
             scores[conversion_column(channel, offer)] = probabilities[:, position]
     return scores
+
+
+def outside_churn_population(features: Features, model: CustomerModel) -> np.ndarray:
+    """True for the rows the churn model gives no probability: outside the population it learned from
+    (`training.labels.in_churn_population`; never for a model that did not record it)."""
+    if model.population_days is None:
+        return np.zeros(feature_rows(features), dtype=bool)
+    return ~in_churn_population(feature_values(features, "days_since_last_order"), model.population_days)
 
 
 def _averages_decide(model: CustomerModel, actions: list[tuple[str, str]]) -> bool:

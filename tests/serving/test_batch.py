@@ -29,6 +29,24 @@ def test_every_customer_gets_scores_and_a_decision(scored):
     pd.testing.assert_frame_equal(on_disk.drop(columns="as_of"), scores.drop(columns="as_of"), check_dtype=False)
 
 
+def test_only_the_churn_models_population_gets_a_churn_probability(scored):
+    served, scores, summary = scored
+    # Given: each customer's recency at the scoring time
+    history = pd.read_parquet(served.workspace.data / "features" / "purchase_history.parquet")
+    history = history[pd.to_datetime(history["event_timestamp"], utc=True) == pd.Timestamp(AS_OF)]
+    joined = scores.merge(history[["customer_id", "days_since_last_order"]], on="customer_id", how="left")
+    outside = ~(joined["days_since_last_order"] <= served.settings.training.churn_active_days)
+    assert outside.any() and (~outside).any(), "the base should hold both kinds"
+    # Then: no probability outside, one inside; the summary counts and averages accordingly
+    assert joined.loc[outside, "churn_probability"].isna().all()
+    assert joined.loc[~outside, "churn_probability"].between(0, 1).all()
+    assert summary.customers_without_churn_score == int(outside.sum())
+    assert summary.mean_churn_probability == pytest.approx(joined.loc[~outside, "churn_probability"].mean())
+    # and the reasons written for such a customer say why there is no score
+    explained = joined[outside & joined["reasons"].notna()]
+    assert explained["reasons"].str.startswith("no churn score").all()
+
+
 def test_no_channel_is_recommended_without_consent_in_the_whole_base(scored):
     served, scores, _ = scored
     features = pd.read_parquet(served.workspace.data / "features" / "reachability.parquet")

@@ -28,6 +28,7 @@ class Server:
     url: str
     workspace: Workspace
     log: Path
+    temporary: Path
 
 
 def free_port() -> int:
@@ -42,7 +43,10 @@ def server(served, tmp_path_factory):
     workspace = Workspace.at(root / "ws")
     shutil.copytree(served.workspace.root, workspace.root, ignore=shutil.ignore_patterns("audit"))
     port, log = free_port(), root / "server.log"
-    environment = {**os.environ, "CDP_SERVING__API_TOKEN": TOKEN}
+    (root / "tmp").mkdir()
+    # As a shell starts it: not with the Prometheus directory Feast's import set in this test process
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS_MULTIPROC")}
+    environment = {**inherited, "CDP_SERVING__API_TOKEN": TOKEN, "TMPDIR": str(root / "tmp")}
     with log.open("wb") as output:
         process = subprocess.Popen([sys.executable, "-m", "cdp.cli", "serve", "--workspace", str(workspace.root),
                                     "--port", str(port)], env=environment, stdout=output, stderr=subprocess.STDOUT)
@@ -60,7 +64,7 @@ def server(served, tmp_path_factory):
             if time.time() > deadline:
                 pytest.fail("the service did not become ready within 120 s")
             time.sleep(0.5)
-        yield Server(url, workspace, log)
+        yield Server(url, workspace, log, root / "tmp")
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -132,3 +136,9 @@ def test_a_reload_reaches_both_workers(server):
                            for r in _answers(server, 12)))
     finally:
         registry.set_registered_model_alias(name, CHAMPION, version)
+
+
+def test_workers_leave_no_temporary_metrics_directories(server):
+    # Given the running service (its processes' temporary directory is the server's own)
+    # Then no worker made a Feast metrics directory of its own: one left behind per killed worker
+    assert not list(server.temporary.glob("feast_metrics_*"))

@@ -64,11 +64,33 @@ def test_answers_come_back_in_request_order_with_scores_action_and_reasons(clien
     found = [a for a in answers if a["found"]]
     assert found, "no known customer found in the online store"
     for answer in found:
-        assert 0 <= answer["scores"]["churn_probability"] <= 1
+        churn = answer["scores"]["churn_probability"]
+        assert churn is None or 0 <= churn <= 1
         assert answer["next_best_action"] == "none" or answer["next_best_channel"] in ("email", "push", "sms")
         assert set(answer["model_versions"]) == {"churn", "propensity", "clv"}
-        assert answer["reasons"]["churn"], "every scored customer gets churn reasons"
+        assert answer["reasons"]["churn"], "every customer gets churn reasons, or why there is no churn score"
         assert isinstance(answer["alternatives"], list) and answer["alternatives"]
+
+
+def test_a_customer_outside_the_churn_population_gets_no_churn_score_and_the_reason(client, served):
+    # Given: a customer who never ordered and one who ordered in the last month (the feature table
+    # at the time the online store was materialized)
+    from features.feature_tables import feature_table_path
+
+    history = pd.read_parquet(feature_table_path(served.workspace, "purchase_history"),
+                              columns=["customer_id", "event_timestamp", "days_since_last_order"])
+    latest = history[history["event_timestamp"] == history["event_timestamp"].max()]
+    never = latest.loc[latest["days_since_last_order"].isna(), "customer_id"].iloc[0]
+    recent = latest.loc[latest["days_since_last_order"] < 30, "customer_id"].iloc[0]
+    # When
+    never_answer, recent_answer = recommend(client, [{"customer_id": never}, {"customer_id": recent}]).json()["recommendations"]
+    # Then: no churn probability for the one the churn model never learned about, and the reason says so
+    assert never_answer["found"] and never_answer["scores"]["churn_probability"] is None
+    assert never_answer["reasons"]["churn"] == [
+        "no churn score: never ordered (the churn model covers customers who ordered in the last 365 days)"]
+    assert never_answer["win_back"]["eligible"] is False
+    assert 0 <= recent_answer["scores"]["churn_probability"] <= 1
+    assert not recent_answer["reasons"]["churn"][0].startswith("no churn score")
 
 
 def test_source_ids_and_emails_resolve_through_the_identity_map(client, known):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -9,6 +10,7 @@ from training.labels import (
     InsufficientDataError,
     choose_snapshots,
     choose_touch_days,
+    in_churn_population,
     label_churn,
     label_conversions,
     label_net_revenue,
@@ -42,6 +44,24 @@ def test_churn_label_counts_only_the_horizon_after_the_snapshot():
     churned = labels.set_index("customer_id")["churned"].to_dict()
     assert churned == {"A": 0, "B": 1, "D": 0, "E": 1}
     assert (labels["event_timestamp"] == at("2026-02-01")).all()
+
+
+def test_the_churn_population_is_who_the_churn_label_is_defined_for():
+    # Given: orders before a snapshot, one exactly `active_days` before it, one a day earlier than
+    # that, and a customer who never ordered
+    snapshot = at("2026-02-01")
+    orders = orders_frame([
+        ("A", "1", "2026-01-10", 10), ("B", "2", "2025-02-01", 10), ("C", "3", "2025-01-31 23:00:00", 10),
+        ("D", "4", "2026-01-31", 10), ("D", "5", "2026-03-01", 10),
+    ])
+    customers = ["A", "B", "C", "D", "never"]
+    last = orders[orders["ordered_at"] < snapshot].groupby("customer_id")["ordered_at"].max()
+    days = np.array([(snapshot - last[c]).total_seconds() / 86400 if c in last else np.nan for c in customers])
+    # When
+    labelled = set(label_churn(orders, [snapshot], horizon_days=90, active_days=365)["customer_id"])
+    in_population = {c for c, inside in zip(customers, in_churn_population(days, 365), strict=True) if inside}
+    # Then: the rows the model learns from are the rows scoring gives a probability to
+    assert labelled == in_population == {"A", "B", "D"}
 
 
 def test_net_revenue_subtracts_returns_of_window_orders_known_by_its_end():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +17,7 @@ from training.models import (
     fit_classifier,
     fit_value_models,
 )
+from training.scoring import score_columns
 
 FAST = TrainingParameters(max_rounds=120, early_stopping_rounds=20, min_data_in_leaf=20, threads=1)
 
@@ -118,6 +121,21 @@ def test_a_probability_read_from_contributions_equals_the_prediction(churn_model
     from_contributions = churn_model.predict_from_contributions(values)
     # Then: the same calibrated probabilities, to float rounding
     np.testing.assert_allclose(from_contributions, churn_model.predict(frame), rtol=0, atol=1e-12)
+
+
+def test_customers_outside_the_churn_population_get_no_churn_probability(churn_model):
+    # Given: a churn model that learned from customers with an order in the last 365 days, and
+    # customers who never ordered, last ordered 400 days ago, and 30 days ago
+    frame, _ = churn_frame(3, seed=5)
+    frame["days_since_last_order"] = [np.nan, 400.0, 30.0]
+    frame["customer_id"] = ["never", "lapsed", "recent"]
+    restricted = dataclasses.replace(churn_model, population_days=365)
+    # When
+    churn = score_columns(frame, {"churn": restricted})["churn_probability"]
+    unrestricted = score_columns(frame, {"churn": dataclasses.replace(churn_model, population_days=None)})
+    # Then: only the recent buyer is scored; a model that did not record its population scores everyone
+    assert np.isnan(churn[:2]).all() and 0 < churn[2] < 1
+    assert np.isfinite(unrestricted["churn_probability"]).all()
 
 
 def test_a_two_part_model_is_not_read_from_contributions():
