@@ -43,6 +43,7 @@ from features.ingest.validation import (
     contract_schema,
     custom_columns_of,
     output_schema,
+    raw_records,
     validate_batch,
 )
 from features.suppression import (
@@ -235,6 +236,7 @@ def _ingest_into(
                 suppression,
             )
             report.reader = reader_name
+            reader = open_stream
             break
         except pa.ArrowInvalid as error:
             if attempt + 1 == len(attempts):
@@ -248,6 +250,8 @@ def _ingest_into(
                 connection, contract, staging / "valid.parquet", workspace.lake_table(contract.name),
                 str(path), ingested_at, duplicates,
             )
+        if merge.duplicates:
+            restore_raw_records(staging / "rejected-duplicates.parquet", reader(), contract, custom)
         rejected = [staging / "rejected.parquet", staging / "rejected-duplicates.parquet"]
         quarantine = workspace.quarantine
         lake.replace_file_entries(connection, rejected, quarantine / f"{contract.name}.parquet", str(path))
@@ -265,6 +269,25 @@ def _ingest_into(
     report.quarantined_by_reason = by_reason
     report.nulled_values = dict(counts["nulled_by_column"])
     report.inserted, report.updated, report.lake_rows = merge.inserted, merge.updated, merge.lake_rows
+
+
+def restore_raw_records(quarantined: Path, batches: Iterator[RawBatch], contract: TableContract,
+                        custom: list[str]) -> None:
+    """Put the rows as read into the `record` of rows quarantined at the merge (superseded by a key
+    repeated later in the file), in place of the typed values staging kept: like every quarantined row,
+    they must be recoverable as they were sent. One more pass over the file, only when a key repeats."""
+    table = pq.read_table(quarantined)
+    wanted = table.column("row").to_numpy()
+    records: dict[int, str] = {}
+    for batch in batches:
+        positions = np.flatnonzero(np.isin(batch.rows, wanted))
+        if len(positions):
+            records.update(zip(batch.rows[positions].tolist(), raw_records(batch.table, positions, contract, custom),
+                               strict=True))
+    restored = [records.get(row, typed) for row, typed in zip(wanted.tolist(), table.column("record").to_pylist(),
+                                                              strict=True)]
+    index = table.schema.get_field_index("record")
+    pq.write_table(table.set_column(index, table.schema.field(index), pa.array(restored, pa.string())), quarantined)
 
 
 def _stage_batches(

@@ -342,10 +342,7 @@ def validate_batch(
         if column.name not in raw.column_names:
             typed[column.name] = pa.nulls(size, ARROW_TYPES[column.kind])
             continue
-        array = raw.column(column.name).combine_chunks()
-        text, bad_utf8, kept = _decode_text(array)
-        if column.kind == "string" and not pa.types.is_string(text.type):
-            text, kept = text.cast(pa.string()), kept.cast(pa.string())
+        text, bad_utf8, kept = _read_text(raw.column(column.name), as_string=column.kind == "string")
         raw_text[column.name] = kept
         _record(problems, np.flatnonzero(bad_utf8), column, "invalid UTF-8 text")
         if pa.types.is_string(text.type):
@@ -360,9 +357,7 @@ def validate_batch(
         typed[column.name] = values
 
     for name in custom_columns:
-        text, bad_utf8, kept = _decode_text(raw.column(name).combine_chunks())
-        if not pa.types.is_string(text.type):
-            text, kept = text.cast(pa.string()), kept.cast(pa.string())
+        text, bad_utf8, kept = _read_text(raw.column(name), as_string=True)
         raw_text[name] = kept
         problems.reject(np.flatnonzero(bad_utf8), name, "invalid UTF-8 text")
         typed[name] = _blank_to_null(text)
@@ -425,6 +420,23 @@ def _record_schema_failures(problems: _Problems, failures: pd.DataFrame, contrac
         reason = "required value is missing" if check == "not_nullable" else str(check)
         positions = group["index"].astype(np.int64).to_numpy()
         _record(problems, positions, column, reason)
+
+
+def _read_text(column: pa.ChunkedArray, as_string: bool) -> tuple[pa.Array, np.ndarray, pa.Array]:
+    """`_decode_text` of a column as read, as text when the column is kept as text."""
+    text, bad_utf8, kept = _decode_text(column.combine_chunks())
+    if as_string and not pa.types.is_string(text.type):
+        text, kept = text.cast(pa.string()), kept.cast(pa.string())
+    return text, bad_utf8, kept
+
+
+def raw_records(raw: pa.Table, positions: np.ndarray, contract: TableContract, custom_columns: list[str]) -> list[str]:
+    """The rows at `positions` of a batch as read, as JSON: the `record` a rejected row gets in
+    `validate_batch`, for rows found unwanted only later (a key repeated further down the file)."""
+    raw_text = {column.name: _read_text(raw.column(column.name), as_string=column.kind == "string")[2]
+                for column in contract.columns if column.name in raw.column_names}
+    raw_text.update({name: _read_text(raw.column(name), as_string=True)[2] for name in custom_columns})
+    return _records_as_json(raw_text, positions)
 
 
 def _text_at(raw_text: dict[str, pa.Array], column: str, position: int) -> str | None:

@@ -41,6 +41,30 @@ def test_rebuilding_a_snapshot_replaces_it(built):
     assert len(pd.read_parquet(feature_table_path(workspace, "purchase_history"))) == counts["purchase_history"]
 
 
+def test_tables_are_kept_when_only_file_times_change_and_rebuilt_when_the_lake_does(built):
+    import os
+
+    from features.feature_tables import ensure_feature_snapshots
+
+    workspace, _ = built
+    build_feature_tables(workspace, AS_OF)
+    orders_file = workspace.lake_table("orders")
+    original = orders_file.read_bytes()
+    try:
+        # Given a copy's new modification times (`cp -r`) on lake tables, the data unchanged
+        for name in ("customers", "orders"):
+            os.utime(workspace.lake_table(name), (1_900_000_000, 1_900_000_000))
+        # Then the snapshots already built are kept
+        assert ensure_feature_snapshots(workspace, AS_OF) == []
+        # Given the orders changed (one order fewer)
+        pd.read_parquet(orders_file).iloc[1:].to_parquet(orders_file, index=False)
+        # Then every snapshot is rebuilt
+        assert ensure_feature_snapshots(workspace, AS_OF) == AS_OF
+    finally:  # the module's other tests read the original lake
+        orders_file.write_bytes(original)
+        build_feature_tables(workspace, AS_OF)
+
+
 def test_no_feature_holds_pii(built, simulated):
     # Given every PII value the sources hold
     _, workspace = simulated

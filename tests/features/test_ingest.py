@@ -401,10 +401,6 @@ def test_a_far_off_timestamp_is_out_of_range_whatever_else_is_in_the_file(raw_di
     assert lake(workspace, "customers").set_index("source_id").loc["w3", "date_of_birth"] == dt.date(1980, 2, 29)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs features/ingest/lake.py to write the raw row for a superseded key (see docs/data-contract.md)",
-)
 def test_a_superseded_row_is_quarantined_as_read(raw_dir, workspace, ingest_settings):
     # Given the same order twice in one file
     (raw_dir / "orders.csv").write_text(
