@@ -237,6 +237,8 @@ def identity_explain(
                else f"matched by {record['matched_by']}")
         console.print(f"  {escape(record['source'])}:{escape(str(record['source_id']))}  {how}"
                       f" (p={record['match_probability']:.4f})", emoji=False)
+        for held in record["contact_points_held_back"]:
+            console.print(f"    {escape(held)}", emoji=False)
     for title, edges in (("joined because", explanation["joined_by"]), ("kept apart", explanation["refused"])):
         if not edges:
             continue
@@ -817,9 +819,10 @@ def _print_score_summary(summary) -> None:
     for task, reason in summary.skipped.items():
         console.print(f"[yellow]not scored[/yellow] {task}: {reason}")
     if summary.mean_churn_probability is not None:
-        console.print(f"  mean churn probability {summary.mean_churn_probability:.3f}"
-                      + (f" ({summary.customers_without_churn_score:,} customers without one: no order in the churn "
-                         "model's window)" if summary.customers_without_churn_score else ""))
+        console.print(f"  mean churn probability {summary.mean_churn_probability:.3f} (customers with one)")
+    if summary.customers_without_churn_score:
+        console.print(f"  {summary.customers_without_churn_score:,} customers without a churn probability: no order "
+                      "in the churn model's window (docs/models.md)")
     if summary.total_clv is not None:
         console.print(f"  total expected net revenue (CLV) {summary.total_clv:,.0f}")
     console.print("  next best action: " + ", ".join(f"{k} {v:,}" for k, v in summary.next_best_actions.items()))

@@ -397,12 +397,17 @@ class RecommendationEngine:
     def _explain(self, features: dict[str, np.ndarray],
                  models: LoadedModels) -> dict[str, tuple[np.ndarray, Mapping[str, np.ndarray]]]:
         """Per model with reasons: the SHAP values of each customer and the encoded input they refer to.
-        Churn is not explained when no customer asked about is in its population (no score to explain)."""
+        Churn only for the customers in its population (the others have no score to explain)."""
         explained = {}
         rows = len(features["customer_id"])
         for task in REASON_TASKS:
             model = models.models.get(task)
-            if model is None or (task == "churn" and outside_churn_population(features, model).all()):
+            if model is None:
+                continue
+            if task == "churn":  # only the customers in its population have a churn score to explain
+                inside = ~outside_churn_population(features, model)
+                if inside.any():
+                    explained[task] = model.explain_columns(features, rows=inside)
                 continue
             inputs = features
             if task == "propensity":  # why a contact would work: the e-mail touch, no offer

@@ -566,5 +566,5 @@ def unscored_churn_phrases(days_since_last_order: np.ndarray, population_days: i
     words of the reasons: the number left empty still comes with its reason."""
     covered = f"the churn model covers customers who ordered in the last {population_days} days"
     return [f"no churn score: never ordered ({covered})" if _missing(days)
-            else f"no churn score: last order {_days(days)} ago ({covered})"
+            else f"no churn score: no order in the last {population_days} days (the churn model covers customers who did)"
             for days in np.asarray(days_since_last_order, dtype=float).tolist()]

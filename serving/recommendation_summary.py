@@ -48,7 +48,10 @@ def summarize_recommendations(scores: pd.DataFrame) -> pd.DataFrame:
         "holdout customers": int(_flags(scores, "holdout").sum()),
     }
     if "churn_probability" in scores:
-        measures["mean churn probability"] = round(float(scores["churn_probability"].mean()), 4)
+        scored = scores["churn_probability"].notna()
+        measures["mean churn probability (customers with one)"] = (
+            round(float(scores["churn_probability"].mean()), 4) if scored.any() else None)
+        measures["customers without a churn probability (no order in the churn model's window)"] = int((~scored).sum())
     if "clv" in scores:
         measures["total predicted CLV"] = round(float(scores["clv"].sum()), 2)
     return pd.DataFrame({"measure": list(measures), "value": pd.Series(list(measures.values()), dtype=object)})

@@ -338,7 +338,8 @@ def retrieve_current_frame(workspace: Workspace, settings: Settings, services: l
     return current
 
 
-def select_model_population(task: str, current: pd.DataFrame, settings: Settings) -> tuple[pd.DataFrame, str]:
+def select_model_population(task: str, current: pd.DataFrame, settings: Settings,
+                            population_days: int | None = None) -> tuple[pd.DataFrame, str]:
     """The scoring rows of the population the model was trained on, and that population in words.
     Churn learns only from customers who bought in the `churn_active_days` before a snapshot
     (training/labels.py): comparing lapsed customers with them would flag recency every time."""
@@ -346,7 +347,7 @@ def select_model_population(task: str, current: pd.DataFrame, settings: Settings
         return current, "every customer known at the as-of time"
     from training.labels import in_churn_population
 
-    days = settings.training.churn_active_days
+    days = population_days if population_days is not None else settings.training.churn_active_days
     active = in_churn_population(current["days_since_last_order"].to_numpy(dtype=float), days)
     return current[active].reset_index(drop=True), f"customers with an order in the {days} days before"
 
@@ -375,7 +376,8 @@ def build_drift_report(workspace: Workspace, settings: Settings, as_of: dt.datet
     models = {}
     for champion in champions:
         reference, names, check = retrieve_reference_frame(workspace, settings, champion, activity)
-        population, described = select_model_population(champion.task, current, settings)
+        population, described = select_model_population(champion.task, current, settings,
+                                                      getattr(champion.model, "population_days", None))
         features = compare_feature_distributions(reference, population, names, settings.drift)
         models[champion.task] = {
             "registered_model": champion.registered_model, "version": champion.version, "run_id": champion.run_id,

@@ -442,13 +442,19 @@ class CustomerModel:
                                      index=frame.index)
         return contributions, self.encoding.frame_of(encoded, frame.index)
 
-    def explain_columns(self, features: Features) -> tuple[np.ndarray, Mapping[str, np.ndarray]]:
+    def explain_columns(self, features: Features,
+                        rows: np.ndarray | None = None) -> tuple[np.ndarray, Mapping[str, np.ndarray]]:
         """`explain` without DataFrames: the contributions matrix (columns `encoding.columns` then
         bias) and the encoded input by column, categories named, each column built when first read
         (for a few rows, the frames cost more than the contributions; reason phrases read a handful
-        of the columns)."""
+        of the columns). With `rows` (a boolean mask), only those rows are explained; the others'
+        contributions are NaN."""
         encoded = self._matrix(features)
-        return self.contribution_values(encoded), EncodedColumns(self.encoding, encoded)
+        if rows is None or rows.all():
+            return self.contribution_values(encoded), EncodedColumns(self.encoding, encoded)
+        values = np.full((len(encoded), encoded.shape[1] + 1), np.nan)
+        values[rows] = self.contribution_values(encoded[rows])
+        return values, EncodedColumns(self.encoding, encoded)
 
     def contribution_values(self, encoded: np.ndarray) -> np.ndarray:
         """Exact per-row SHAP values of the main booster for an encoded input (training/tree_tables.py:

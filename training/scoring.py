@@ -62,11 +62,13 @@ def score_columns(features: Features, models: dict[str, CustomerModel],
     churn probability is then read from them instead of from a second pass over the trees."""
     scores: dict[str, np.ndarray] = {"customer_id": feature_values(features, "customer_id")}
     if "churn" in models:
+        outside = outside_churn_population(features, models["churn"])
         churn = None
         if churn_contributions is not None:
             churn = models["churn"].predict_from_contributions(churn_contributions)
-        churn = models["churn"].predict(features) if churn is None else churn
-        scores["churn_probability"] = np.where(outside_churn_population(features, models["churn"]), np.nan, churn)
+        if churn is None:
+            churn = np.full(len(outside), np.nan) if outside.all() else models["churn"].predict(features)
+        scores["churn_probability"] = np.where(outside, np.nan, churn)
     if "clv" in models:
         scores["clv"] = models["clv"].predict(features)
     if "propensity" in models:

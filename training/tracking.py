@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import mlflow
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -65,7 +66,13 @@ class ScoringModel(mlflow.pyfunc.PythonModel):
         self.model = model
 
     def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: ARG002 — MLflow's signature
-        return pd.Series(self.model.predict(model_input), name=self.model.task)
+        """As `cdp score` scores: churn is empty outside the population the model learned from."""
+        from training.scoring import outside_churn_population
+
+        predictions = np.asarray(self.model.predict(model_input), dtype=float)
+        if self.model.task == "churn" and "days_since_last_order" in model_input:
+            predictions = np.where(outside_churn_population(model_input, self.model), np.nan, predictions)
+        return pd.Series(predictions, name=self.model.task)
 
 
 def signature_example(example: pd.DataFrame) -> pd.DataFrame:

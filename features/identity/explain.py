@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.identity.matching import LEVELS
+from features.identity.matching import HELD_BACK_REASONS, LEVELS
 
 
 def explain_customer(query: str, identity_map: pd.DataFrame, edges: pd.DataFrame,
@@ -51,9 +51,19 @@ def explain_customer(query: str, identity_map: pd.DataFrame, edges: pd.DataFrame
                 else edge["left_customer_id"]} if not edge["accepted"] else {}),
         }
 
+    records = members[["source", "source_id", "match_probability", "matched_by"]].to_dict("records")
+    held = members["held_back"] if "held_back" in members else pd.Series("", index=members.index)  # older maps
+    for record, codes in zip(records, held.fillna("").tolist(), strict=True):
+        record["contact_points_held_back"] = [held_back_phrase(code) for code in codes.split("; ") if code]
     return {
         "customer_id": customer_id,
-        "records": members[["source", "source_id", "match_probability", "matched_by"]].to_dict("records"),
+        "records": records,
         "joined_by": [describe(edge) for _, edge in inside.sort_values("probability", ascending=False).iterrows()],
         "refused": [describe(edge) for _, edge in refused.iterrows()],
     }
+
+
+def held_back_phrase(code: str) -> str:
+    """`email:shared` -> "e-mail held by people with different names or birth dates: joins nothing on its own"."""
+    contact, _, reason = code.partition(":")
+    return f"{'e-mail' if contact == 'email' else contact} {HELD_BACK_REASONS.get(reason, reason)}: joins nothing on its own"

@@ -322,22 +322,40 @@ def shared_contact_points(keyed: pd.DataFrame, column: str) -> set[str]:
     return set(keyed[column].to_numpy(dtype=object)[left[conflicting]])
 
 
+HELD_BACK_REASONS = {
+    "shared": "held by people with different names or birth dates",
+    "family_mailbox": "a household's family mailbox",
+    "landline": "a landline (a household's)",
+}
+"""Why a record's e-mail or phone joined no record on its own (`deterministic_edges`' `held_back`)."""
+
+
 def deterministic_edges(
     keyed: pd.DataFrame, links: pd.DataFrame | None, record_index: pd.Series
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Edges from exact e-mail or phone (except shared contact points) and from `links`."""
+) -> tuple[pd.DataFrame, dict[str, int], np.ndarray]:
+    """Edges from exact e-mail or phone (except shared contact points) and from `links`; also, per
+    record, the contact points held back from exact matching and why (`email:shared; phone:landline`,
+    empty when none): what `cdp identity explain` shows for joins that did not happen."""
     edges = []
     skipped: dict[str, int] = {}
+    held_back: dict[int, list[str]] = {}
     for column in ("email", "phone"):
         shared = shared_contact_points(keyed, column)
         skipped[f"shared_{column}s"] = len(shared)
+        values = keyed[column]
+        for position in np.flatnonzero(values.isin(shared).to_numpy()):
+            held_back.setdefault(position, []).append(f"{column}:shared")
         if column == "email":
             family = set(keyed.loc[keyed["email_is_family"].to_numpy(dtype=bool), "email"])
             skipped["family_mailboxes"] = len(family - shared)
+            for position in np.flatnonzero((values.isin(family) & ~values.isin(shared)).to_numpy()):
+                held_back.setdefault(position, []).append(f"{column}:family_mailbox")
             shared |= family
         usable = keyed[keyed[column].notna() & ~keyed[column].isin(shared)]
         if column == "phone":
             skipped["landlines"] = int(usable["phone_is_landline"].sum())
+            for position in usable.index[usable["phone_is_landline"].to_numpy(dtype=bool)]:
+                held_back.setdefault(int(position), []).append(f"{column}:landline")
             usable = usable[~usable["phone_is_landline"]]
         codes = np.full(len(keyed), -1, dtype=np.int64)
         codes[usable.index.to_numpy()] = pd.factorize(usable[column])[0]
@@ -354,4 +372,7 @@ def deterministic_edges(
         hi = np.maximum(left[known].to_numpy(np.int64), right[known].to_numpy(np.int64))
         edges.append(pd.DataFrame({"left": lo, "right": hi, "rule": "link"}))
     result = pd.concat(edges, ignore_index=True).drop_duplicates(["left", "right"])
-    return result.reset_index(drop=True), skipped
+    reasons = np.full(len(keyed), "", dtype=object)
+    for position, held in held_back.items():
+        reasons[position] = "; ".join(held)
+    return result.reset_index(drop=True), skipped, reasons

@@ -46,7 +46,7 @@ RANDOM_PAIRS = 500_000
 @dataclass
 class Resolution:
     identity_map: pd.DataFrame
-    """source, source_id, customer_id, match_probability, matched_by."""
+    """source, source_id, customer_id, match_probability, matched_by, held_back."""
     profiles: pd.DataFrame
     edges: pd.DataFrame
     """Every deterministic edge and every candidate pair above the threshold: the evidence."""
@@ -107,7 +107,7 @@ def resolve_identities(
     with_pii = has_any_pii(standardized)
     advance(1)
 
-    fixed, skipped = deterministic_edges(keyed, links, index_of)
+    fixed, skipped, held_back = deterministic_edges(keyed, links, index_of)
     candidates = generate_candidate_pairs(keyed, settings.block_window)
     advance(2)
     pairs = pd.concat(
@@ -158,7 +158,7 @@ def resolve_identities(
         previous = pd.Series(previous_map["customer_id"].to_numpy(), index=record_keys(previous_map).to_numpy())
     customer_ids, next_sequence, id_changes, merged_now = assign_stable_ids(keys, clusters.labels, previous, next_sequence)
     merged_into = follow_merges({**(merged_before or {}), **merged_now})
-    identity_map = _identity_map(records, customer_ids, edges, with_pii)
+    identity_map = _identity_map(records, customer_ids, edges, with_pii, held_back)
     advance(6)
 
     profiles = build_profiles(
@@ -227,9 +227,11 @@ def _labelled_levels(
 
 
 def _identity_map(
-    records: pd.DataFrame, customer_ids: np.ndarray, edges: pd.DataFrame, with_pii: np.ndarray
+    records: pd.DataFrame, customer_ids: np.ndarray, edges: pd.DataFrame, with_pii: np.ndarray,
+    held_back: np.ndarray,
 ) -> pd.DataFrame:
-    """Per record: its strongest accepted edge says how and how surely it joined its customer."""
+    """Per record: its strongest accepted edge says how and how surely it joined its customer; and
+    which of its contact points joined nothing on their own (`held_back`, `matching.deterministic_edges`)."""
     accepted = edges[edges["accepted"]]
     ends = pd.concat(
         [accepted[["left", "probability", "rule"]].rename(columns={"left": "record"}),
@@ -249,6 +251,7 @@ def _identity_map(
             "match_probability": np.where(alone, 1.0, probability).round(6),
             "matched_by": [r if r in ("unmatched", "no_pii", "link") or str(r).startswith("exact_")
                            else f"probabilistic:{r}" for r in rule],
+            "held_back": held_back,
         }
     )
 

@@ -209,6 +209,7 @@ def steady_and_killed(workspace: Path, rate: float, seconds: float, kill_seconds
 
         def kill_one(elapsed: float) -> None:
             if not killed and elapsed >= kill_seconds / 3 and before:
+                busy.note()
                 os.kill(before[0], signal.SIGKILL)
                 killed.update(pid=before[0], at=elapsed, wall=time.time())
 

@@ -66,7 +66,7 @@ class Elsewhere:
     CPU seconds the service and this process (the load generator) used (`service_seconds`,
     `client_seconds`) and the service's split by process (`service_processes`: seconds, largest first;
     with BentoML's processes, one per worker plus the supervisor). A process that exits during the step
-    (a killed worker) counts up to its last reading."""
+    (a killed worker) counts up to its last reading: call `note()` just before killing one."""
 
     def __init__(self, service_pid: int | None = None):
         self.service_pid = service_pid
@@ -77,13 +77,18 @@ class Elsewhere:
     def __enter__(self) -> Elsewhere:
         self.started, self.busy = time.perf_counter(), busy_seconds()
         self.client_before, self.service_before = sum(os.times()[:2]), self._service()
+        self.last_seen = dict(self.service_before)
         return self
+
+    def note(self) -> None:
+        """Read the service's processes now (before one is killed, so its CPU so far still counts)."""
+        self.last_seen |= self._service()
 
     def __exit__(self, *_) -> None:
         elapsed = time.perf_counter() - self.started
         self.client_seconds = sum(os.times()[:2]) - self.client_before
-        after, before = self._service(), self.service_before
-        used = {pid: after.get(pid, before.get(pid, 0.0)) - before.get(pid, 0.0) for pid in after.keys() | before.keys()}
+        after, before = self.last_seen | self._service(), self.service_before
+        used = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
         self.service_seconds = sum(used.values())
         self.service_processes = sorted((round(seconds, 2) for seconds in used.values()), reverse=True)
         others = (busy_seconds() - self.busy) - self.client_seconds - self.service_seconds

@@ -14,7 +14,7 @@ def scores() -> pd.DataFrame:
     return pd.DataFrame({
         "customer_id": ["C1", "C2", "C3", "C4", "C5", "C6"],
         "as_of": pd.Timestamp("2026-07-01", tz="UTC"),
-        "churn_probability": [0.2, 0.3, 0.9, 0.8, 0.5, 0.4],
+        "churn_probability": [0.2, 0.3, 0.9, 0.8, 0.5, None],  # C6: outside the churn model's population
         "clv": [100.0, 50.0, 300.0, 400.0, 10.0, 20.0],
         "next_best_action": ["email", "push", "none", "none", "none", "none"],
         "next_best_channel": ["email", "push", None, None, None, None],
@@ -41,6 +41,8 @@ def test_headline_numbers(scores):
     assert table["win-back customers"] == 2
     assert table["holdout customers"] == 1
     assert table["total predicted CLV"] == 880.0
+    assert table["mean churn probability (customers with one)"] == 0.54
+    assert table["customers without a churn probability (no order in the churn model's window)"] == 1
 
 
 def test_next_best_actions_are_counted_with_their_value(scores):

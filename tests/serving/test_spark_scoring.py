@@ -72,6 +72,8 @@ def test_the_summary_names_the_champion_versions_and_matches_the_local_one(both_
                                                                         local_summary.holdout_customers)
     assert summary.total_expected_value == pytest.approx(local_summary.total_expected_value, abs=1e-6)
     assert summary.total_clv == pytest.approx(local_summary.total_clv, rel=1e-12)
+    assert summary.customers_without_churn_score == local_summary.customers_without_churn_score > 0
+    assert summary.mean_churn_probability == pytest.approx(local_summary.mean_churn_probability, rel=1e-9)
     assert summary.engine == "spark" and summary.master.startswith("local")
     assert (workspace.outputs / "spark_scores.json").exists()
 

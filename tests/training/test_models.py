@@ -18,6 +18,7 @@ from training.models import (
     fit_value_models,
 )
 from training.scoring import score_columns
+from training.tracking import ScoringModel
 
 FAST = TrainingParameters(max_rounds=120, early_stopping_rounds=20, min_data_in_leaf=20, threads=1)
 
@@ -133,8 +134,11 @@ def test_customers_outside_the_churn_population_get_no_churn_probability(churn_m
     # When
     churn = score_columns(frame, {"churn": restricted})["churn_probability"]
     unrestricted = score_columns(frame, {"churn": dataclasses.replace(churn_model, population_days=None)})
-    # Then: only the recent buyer is scored; a model that did not record its population scores everyone
+    registry = ScoringModel(restricted).predict(None, frame.drop(columns="customer_id")).to_numpy()
+    # Then: only the recent buyer is scored, by `cdp score` and by the registry's pyfunc alike; a model
+    # that did not record its population scores everyone
     assert np.isnan(churn[:2]).all() and 0 < churn[2] < 1
+    np.testing.assert_array_equal(registry, churn)
     assert np.isfinite(unrestricted["churn_probability"]).all()
 
 

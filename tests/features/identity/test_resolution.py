@@ -70,6 +70,12 @@ def test_household_sharing_an_email_stays_apart():
     assert customer_of(resolution, "web:1") != customer_of(resolution, "crm:2")
     assert customer_of(resolution, "app:3") == customer_of(resolution, "crm:4")
     assert resolution.report["contact_points_not_used_alone"]["shared_emails"] == 1
+    # ...and explain says why Anna's e-mail joined her to nobody, without the address itself
+    anna = explain_customer("web:1", resolution.identity_map, resolution.edges)["records"]
+    assert anna[0]["contact_points_held_back"] == [
+        "e-mail held by people with different names or birth dates: joins nothing on its own"]
+    tom = explain_customer("app:3", resolution.identity_map, resolution.edges)["records"]
+    assert all(record["contact_points_held_back"] == [] for record in tom)
 
 
 def test_a_family_mailbox_seen_once_per_member_joins_nobody():
@@ -95,6 +101,8 @@ def test_a_family_mailbox_seen_once_per_member_joins_nobody():
     assert customer_of(resolution, "crm:5") != customer_of(resolution, "web:2")  # at a misspelt domain too
     assert customer_of(resolution, "store:3") == customer_of(resolution, "web:4")
     assert resolution.report["contact_points_not_used_alone"]["family_mailboxes"] == 3
+    held = resolution.identity_map.set_index(resolution.identity_map["source"] + ":" + resolution.identity_map["source_id"])
+    assert held.loc[["app:1", "web:2", "crm:5", "store:3", "web:4"], "held_back"].tolist() == ["email:family_mailbox"] * 5
     # ...and with the rule switched off, the mailbox is one person's e-mail again
     merged = resolve_identities(given, None, SETTINGS.model_copy(update={"email_family_mailboxes": False}))
     assert customer_of(merged, "app:1") == customer_of(merged, "web:2")
