@@ -164,9 +164,9 @@ def _tables_match_inputs(workspace: Workspace) -> bool:
 
 
 def ensure_feature_snapshots(workspace: Workspace, as_of: Sequence[dt.datetime]) -> list[dt.datetime]:
-    """Build only the snapshots the tables lack; rebuild everything when the lake or identity map
-    changed since the tables were written (older snapshots would otherwise mix two versions of the
-    data). Returns the times built."""
+    """Build only the snapshots the tables lack; when the lake or identity map changed since the tables
+    were written, start the tables over with the snapshots asked for (older snapshots would otherwise
+    mix two versions of the data). Returns the times built."""
     table = feature_table_path(workspace, "purchase_history")
     wanted = list(as_of)
     if _tables_match_inputs(workspace) and table.exists():

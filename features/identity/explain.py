@@ -54,7 +54,8 @@ def explain_customer(query: str, identity_map: pd.DataFrame, edges: pd.DataFrame
     records = members[["source", "source_id", "match_probability", "matched_by"]].to_dict("records")
     held = members["held_back"] if "held_back" in members else pd.Series("", index=members.index)  # older maps
     for record, codes in zip(records, held.fillna("").tolist(), strict=True):
-        record["contact_points_held_back"] = [held_back_phrase(code) for code in codes.split("; ") if code]
+        record["held_back"] = [code for code in codes.split("; ") if code]  # for programs: `email:shared`, ...
+        record["contact_points_held_back"] = [held_back_phrase(code) for code in record["held_back"]]
     return {
         "customer_id": customer_id,
         "records": records,

@@ -74,6 +74,7 @@ def test_household_sharing_an_email_stays_apart():
     anna = explain_customer("web:1", resolution.identity_map, resolution.edges)["records"]
     assert anna[0]["contact_points_held_back"] == [
         "e-mail held by people with different names or birth dates: joins nothing on its own"]
+    assert anna[0]["held_back"] == ["email:shared"]
     tom = explain_customer("app:3", resolution.identity_map, resolution.edges)["records"]
     assert all(record["contact_points_held_back"] == [] for record in tom)
 
