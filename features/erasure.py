@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cdp.config import Settings
+from cdp.files import temporary_beside, write_json
 from cdp.workspace import Workspace
 from features.contract import CONTRACTS
 from features.identity.explain import explain_customer
@@ -213,16 +214,12 @@ def subject_matcher(subject: Subject, standardization: Standardization) -> Suppr
 # ---------------------------------------------------------------- rewriting files
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def rewrite_parquet(path: Path, drop: Callable[[pd.DataFrame], np.ndarray],
                     on_dropped: Callable[[pd.DataFrame], None] | None = None) -> int:
     """Rewrite a Parquet file without the rows `drop` marks, batch by batch, then rename it over the
     original; the file is left untouched when nothing matches. Returns rows dropped."""
     source = pq.ParquetFile(path)
-    temporary = _temporary(path)
+    temporary = temporary_beside(path)
     dropped = 0
     try:
         with pq.ParquetWriter(temporary, source.schema_arrow, compression="zstd") as writer:
@@ -246,7 +243,7 @@ def rewrite_csv(path: Path, drop: Callable[[pd.DataFrame], np.ndarray]) -> int:
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     mask = np.asarray(drop(frame), dtype=bool)
     if mask.any():
-        temporary = _temporary(path)
+        temporary = temporary_beside(path)
         frame[~mask].to_csv(temporary, index=False)
         os.replace(temporary, path)
     return int(mask.sum())
@@ -256,7 +253,7 @@ def rewrite_json_lines(path: Path, drop_entry: Callable[[dict], bool]) -> int:
     lines = path.read_text().splitlines()
     kept = [line for line in lines if not (line.strip() and drop_entry(json.loads(line)))]
     if len(kept) != len(lines):
-        temporary = _temporary(path)
+        temporary = temporary_beside(path)
         temporary.write_text("".join(line + "\n" for line in kept))
         os.replace(temporary, path)
     return len(lines) - len(kept)
@@ -282,7 +279,7 @@ def rewrite_json(path: Path, identifiers: set[str]) -> bool:
     scrubbed = scrub_json(original, identifiers)
     if scrubbed == original:
         return False
-    temporary = _temporary(path)
+    temporary = temporary_beside(path)
     temporary.write_text(json.dumps(scrubbed, indent=2))
     os.replace(temporary, path)
     return True
@@ -567,14 +564,6 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
         "former_customer_ids": subject.former_ids,
         "recommendations_served": [r for c in subject.customer_ids for r in served(c)] if served is not None else [],
     }
-
-
-def write_json(path: Path, document: dict) -> None:
-    """Atomic: a temporary file renamed over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary(path)
-    temporary.write_text(json.dumps(document, indent=2, default=str, ensure_ascii=False))
-    os.replace(temporary, path)
 
 
 __all__ = ["ErasureError", "ErasureReport", "Subject", "SubjectNotFoundError", "SubjectQuery", "export_subject",

@@ -6,7 +6,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cdp.files import temporary_beside
 from cdp.workspace import Workspace
 from features.contract import CONTRACTS
 from features.customer_features import KEY_COLUMNS, build_customer_features
@@ -189,6 +189,6 @@ def write_feature_table(path: Path, frame: pd.DataFrame) -> None:
             existing = existing[~existing["event_timestamp"].isin(frame["event_timestamp"].unique())]
             frame = pd.concat([existing, frame], ignore_index=True)
     frame = frame.sort_values(list(KEY_COLUMNS)).reset_index(drop=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = temporary_beside(path)
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), temporary)
     temporary.replace(path)

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cdp.config import IdentitySettings, PrivacySettings
+from cdp.files import temporary_beside
 from cdp.workspace import Workspace
 from features.contract import CONTRACTS, TableContract
 from features.identity.standardize import (
@@ -61,7 +62,7 @@ def load_or_create_salt(workspace: Workspace, privacy: PrivacySettings) -> bytes
     path = workspace_path(workspace, privacy.salt_file)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary = temporary_beside(path)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_hex(SALT_BYTES))
@@ -147,7 +148,7 @@ def append_suppression(workspace: Workspace, privacy: PrivacySettings, hashes: d
     table = pa.concat_tables([existing.select(SUPPRESSION_SCHEMA.names).cast(SUPPRESSION_SCHEMA), added])
     table = table.replace_schema_metadata(metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = temporary_beside(path)
     pq.write_table(table, temporary)
     os.replace(temporary, path)
     return len(new)

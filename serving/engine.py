@@ -371,7 +371,9 @@ class RecommendationEngine:
         ids = [customer_ids[i] for i in known]
         with self._store_failures_as_not_ready():
             features, found = self.online_columns(ids)
-        explained = self._explain(features, models)
+        churn_model = models.models.get("churn")
+        outside = outside_churn_population(features, churn_model) if churn_model is not None else None
+        explained = self._explain(features, models, outside)
         scores = score_columns(features, models.models,
                                churn_contributions=explained["churn"][0] if "churn" in explained else None)
         decisions = decide(
@@ -381,8 +383,8 @@ class RecommendationEngine:
         )
         reasons = {task: phrases_from_contributions(models.models[task].encoding.columns, values, encoded)
                    for task, (values, encoded) in explained.items()}
-        if "churn" in models.models:
-            _explain_missing_churn(reasons, features, scores["churn_probability"], models.models["churn"])
+        if outside is not None and outside.any():
+            _explain_missing_churn(reasons, features, outside, churn_model)
         scores, decisions = _lists(scores), _lists(decisions)
         for position, index in enumerate(known):
             if not found[position]:
@@ -394,10 +396,11 @@ class RecommendationEngine:
         log.debug("recommend: %d customers in %.1f ms", len(references), (time.perf_counter() - started) * 1000)
         return answers
 
-    def _explain(self, features: dict[str, np.ndarray],
-                 models: LoadedModels) -> dict[str, tuple[np.ndarray, Mapping[str, np.ndarray]]]:
+    def _explain(self, features: dict[str, np.ndarray], models: LoadedModels,
+                 churn_outside: np.ndarray | None) -> dict[str, tuple[np.ndarray, Mapping[str, np.ndarray]]]:
         """Per model with reasons: the SHAP values of each customer and the encoded input they refer to.
-        Churn only for the customers in its population (the others have no score to explain)."""
+        Churn only for the customers in its population (`churn_outside` marks the others: they have no
+        score to explain)."""
         explained = {}
         rows = len(features["customer_id"])
         for task in REASON_TASKS:
@@ -405,7 +408,7 @@ class RecommendationEngine:
             if model is None:
                 continue
             if task == "churn":  # only the customers in its population have a churn score to explain
-                inside = ~outside_churn_population(features, model)
+                inside = ~churn_outside
                 if inside.any():
                     explained[task] = model.explain_columns(features, rows=inside)
                 continue
@@ -517,16 +520,14 @@ def _safe_reference(reference: dict) -> dict:
 
 
 def _explain_missing_churn(reasons: dict[str, list[list[str]]], features: Mapping[str, np.ndarray],
-                           churn: np.ndarray, model: CustomerModel) -> None:
+                           outside: np.ndarray, model: CustomerModel) -> None:
     """The churn reasons of customers outside the churn model's population say why they have no score."""
-    outside = np.flatnonzero(outside_churn_population(features, model))
-    if not len(outside):
-        return
     from serving.reasons import unscored_churn_phrases
 
-    phrases = reasons.setdefault("churn", [[] for _ in range(len(churn))])
-    for row, phrase in zip(outside, unscored_churn_phrases(features["days_since_last_order"][outside],
-                                                           model.population_days), strict=True):
+    phrases = reasons.setdefault("churn", [[] for _ in range(len(outside))])
+    rows = np.flatnonzero(outside)
+    for row, phrase in zip(rows, unscored_churn_phrases(features["days_since_last_order"][rows],
+                                                        model.population_days), strict=True):
         phrases[row] = [phrase]
 
 

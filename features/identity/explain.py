@@ -20,9 +20,9 @@ def explain_customer(query: str, identity_map: pd.DataFrame, edges: pd.DataFrame
         return {"merged_from": query.strip(), **explain_customer(survivor, identity_map, edges)}
     keys = identity_map["source"].astype(str) + ":" + identity_map["source_id"].astype(str)
     source, separator, source_id = query.strip().partition(":")
-    if separator and query not in set(identity_map["customer_id"]):
+    if separator and query not in customers:
         query = f"{source.strip().lower()}:{source_id.strip()}"
-    if query in set(identity_map["customer_id"]):
+    if query in customers:
         customer_id = query
     elif (keys == query).any():
         customer_id = identity_map.loc[keys == query, "customer_id"].iloc[0]

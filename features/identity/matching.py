@@ -338,25 +338,27 @@ def deterministic_edges(
     empty when none): what `cdp identity explain` shows for joins that did not happen."""
     edges = []
     skipped: dict[str, int] = {}
-    held_back: dict[int, list[str]] = {}
+    held_back = {}
     for column in ("email", "phone"):
         shared = shared_contact_points(keyed, column)
         skipped[f"shared_{column}s"] = len(shared)
         values = keyed[column]
-        for position in np.flatnonzero(values.isin(shared).to_numpy()):
-            held_back.setdefault(position, []).append(f"{column}:shared")
+        is_shared = values.isin(shared).to_numpy()
+        held = np.where(is_shared, f"{column}:shared", "").astype(object)
         if column == "email":
             family = set(keyed.loc[keyed["email_is_family"].to_numpy(dtype=bool), "email"])
             skipped["family_mailboxes"] = len(family - shared)
-            for position in np.flatnonzero((values.isin(family) & ~values.isin(shared)).to_numpy()):
-                held_back.setdefault(position, []).append(f"{column}:family_mailbox")
-            shared |= family
-        usable = keyed[keyed[column].notna() & ~keyed[column].isin(shared)]
+            is_family = values.isin(family).to_numpy() & ~is_shared
+            held[is_family] = f"{column}:family_mailbox"
+            is_shared |= is_family
+        usable_rows = values.notna().to_numpy() & ~is_shared
         if column == "phone":
-            skipped["landlines"] = int(usable["phone_is_landline"].sum())
-            for position in usable.index[usable["phone_is_landline"].to_numpy(dtype=bool)]:
-                held_back.setdefault(int(position), []).append(f"{column}:landline")
-            usable = usable[~usable["phone_is_landline"]]
+            landline = usable_rows & keyed["phone_is_landline"].to_numpy(dtype=bool)
+            skipped["landlines"] = int(landline.sum())
+            held[landline] = f"{column}:landline"
+            usable_rows &= ~landline
+        held_back[column] = held
+        usable = keyed[usable_rows]
         codes = np.full(len(keyed), -1, dtype=np.int64)
         codes[usable.index.to_numpy()] = pd.factorize(usable[column])[0]
         left, right = window_pairs(codes, 2)  # a chain per group keeps it connected and linear
@@ -372,7 +374,6 @@ def deterministic_edges(
         hi = np.maximum(left[known].to_numpy(np.int64), right[known].to_numpy(np.int64))
         edges.append(pd.DataFrame({"left": lo, "right": hi, "rule": "link"}))
     result = pd.concat(edges, ignore_index=True).drop_duplicates(["left", "right"])
-    reasons = np.full(len(keyed), "", dtype=object)
-    for position, held in held_back.items():
-        reasons[position] = "; ".join(held)
+    email, phone = held_back["email"], held_back["phone"]
+    reasons = email + np.where((email != "") & (phone != ""), "; ", "").astype(object) + phone
     return result.reset_index(drop=True), skipped, reasons

@@ -9,6 +9,7 @@ import duckdb
 import pandas as pd
 
 from cdp.config import IdentitySettings
+from cdp.files import write_json
 from cdp.workspace import Workspace
 from features.contract import CONTRACTS, CUSTOMERS
 from features.identity.resolution import Progress, Resolution, resolve_identities
@@ -115,8 +116,6 @@ def write_resolution(workspace: Workspace, resolution: Resolution) -> None:
         frame.to_parquet(temporary, index=False)
         temporary.replace(paths[name])
     paths["model"].write_text(json.dumps(resolution.model.as_dict(), indent=2))
-    state = paths["state"].with_suffix(".tmp")  # readers (the service, explain) never see half a file
-    state.write_text(json.dumps({"next_sequence": resolution.next_sequence, "merged_into": resolution.merged_into},
-                                indent=1))
-    state.replace(paths["state"])
+    # readers (the service, explain) never see half a state file
+    write_json(paths["state"], {"next_sequence": resolution.next_sequence, "merged_into": resolution.merged_into})
     paths["report"].write_text(json.dumps(resolution.report, indent=2, default=str))

@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cdp.files import temporary_beside
 from features.contract import TableContract
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -111,7 +112,7 @@ def merge_into_lake(
     )
     incoming = pq.ParquetFile(staged).metadata.num_rows - superseded.num_rows
     join = " AND ".join(f"n.{_quote(c)} = e.{_quote(c)}" for c in contract.primary_key)
-    temporary = lake_file.with_name(f".{lake_file.name}.{os.getpid()}.tmp")
+    temporary = temporary_beside(lake_file)
     lake_file.parent.mkdir(parents=True, exist_ok=True)
     if lake_file.exists():
         existing = f"read_parquet({_literal(str(lake_file))}, union_by_name = true)"
@@ -174,7 +175,7 @@ def replace_file_entries(
 ) -> int:
     """Swap the entries of `source_file` in a quarantine table for the newly staged ones."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary = temporary_beside(target)
     new = _read_all(staged)
     if target.exists():
         query = (
