@@ -146,12 +146,15 @@ class IdentityLookup:
         merged_into = read_identity_state(workspace)["merged_into"]
         return cls(by_record, by_email, set(records["customer_id"]), rules, merged_into)
 
+    def survivor(self, customer_id: str) -> str:
+        """The customer holding an id's records now: itself, or the survivor of the merge that retired it."""
+        return customer_id if customer_id in self.customers else self.merged_into.get(customer_id, customer_id)
+
     def resolve(self, reference: dict) -> str | None:
         from features.identity.standardize import standardize_email
 
         if reference.get("customer_id"):
-            customer = reference["customer_id"]
-            return customer if customer in self.customers else self.merged_into.get(customer, customer)
+            return self.survivor(reference["customer_id"])
         if reference.get("source") and reference.get("source_id"):
             return self.by_record.get((reference["source"], str(reference["source_id"])))
         if reference.get("email"):
@@ -376,15 +379,16 @@ class RecommendationEngine:
         explained = self._explain(features, models, outside)
         scores = score_columns(features, models.models,
                                churn_contributions=explained["churn"][0] if "churn" in explained else None)
+        now = pd.Timestamp.now(tz="UTC")
         decisions = decide(
             {**features, **{k: v for k, v in scores.items() if k != "customer_id"}}, self.settings.policy,
             campaign_id=context.get("campaign_id"), allowed_channels=context.get("allowed_channels"),
-            alternatives=True, now=pd.Timestamp.now(tz="UTC"),
+            alternatives=True, now=now,
         )
         reasons = {task: phrases_from_contributions(models.models[task].encoding.columns, values, encoded)
                    for task, (values, encoded) in explained.items()}
         if outside is not None and outside.any():
-            _explain_missing_churn(reasons, features, outside, churn_model)
+            _explain_missing_churn(reasons, features, outside, churn_model, now)
         scores, decisions = _lists(scores), _lists(decisions)
         for position, index in enumerate(known):
             if not found[position]:
@@ -477,10 +481,7 @@ class RecommendationEngine:
         suppression = self._suppression()
         refused = {}
         for customer in dict.fromkeys(customer_ids):
-            if customer not in self.identity.customers and customer in self.identity.merged_into:
-                refused[customer] = (f"merged into {self.identity.merged_into[customer]} by identity resolution: "
-                                     "send events for that customer")
-            elif customer not in self.identity.customers:
+            if customer not in self.identity.customers:
                 refused[customer] = "unknown customer (not in the identity map)"
             elif not suppression.empty and keyed_hash(suppression.salt, "customer", customer) in suppression.hashes:
                 refused[customer] = "erased (cdp forget)"
@@ -520,14 +521,17 @@ def _safe_reference(reference: dict) -> dict:
 
 
 def _explain_missing_churn(reasons: dict[str, list[list[str]]], features: Mapping[str, np.ndarray],
-                           outside: np.ndarray, model: CustomerModel) -> None:
-    """The churn reasons of customers outside the churn model's population say why they have no score."""
+                           outside: np.ndarray, model: CustomerModel, now: pd.Timestamp) -> None:
+    """The churn reasons of customers outside the churn model's population say why they have no score
+    (and, for an order pushed since the stored features, that it is not in them yet)."""
     from serving.reasons import unscored_churn_phrases
 
     phrases = reasons.setdefault("churn", [[] for _ in range(len(outside))])
     rows = np.flatnonzero(outside)
+    pushed = features.get("last_order_epoch_seconds")
+    days_since_pushed = None if pushed is None else (now.timestamp() - np.asarray(pushed, dtype=float)[rows]) / 86400.0
     for row, phrase in zip(rows, unscored_churn_phrases(features["days_since_last_order"][rows],
-                                                        model.population_days), strict=True):
+                                                        model.population_days, days_since_pushed), strict=True):
         phrases[row] = [phrase]
 
 

@@ -561,10 +561,28 @@ def phrases_from_contributions(
     return result
 
 
-def unscored_churn_phrases(days_since_last_order: np.ndarray, population_days: int) -> list[str]:
+def unscored_churn_phrases(days_since_last_order: np.ndarray, population_days: int,
+                           days_since_pushed_order: np.ndarray | None = None) -> list[str]:
     """Why a customer has no churn probability (`training.scoring.outside_churn_population`), in the
-    words of the reasons: the number left empty still comes with its reason."""
+    words of the reasons: the number left empty still comes with its reason. `days_since_pushed_order`
+    (online: the last order pushed through /events) tells apart a customer who ordered after the stored
+    features, for whom "never ordered" would read as false."""
+    stored = np.asarray(days_since_last_order, dtype=float)
+    pushed = np.full(len(stored), np.nan) if days_since_pushed_order is None else np.asarray(days_since_pushed_order, dtype=float)
     covered = f"the churn model covers customers who ordered in the last {population_days} days"
-    return [f"no churn score: never ordered ({covered})" if _missing(days)
-            else f"no churn score: no order in the last {population_days} days (the churn model covers customers who did)"
-            for days in np.asarray(days_since_last_order, dtype=float).tolist()]
+    phrases = []
+    for days, fresh in zip(stored.tolist(), pushed.tolist(), strict=True):
+        if not _missing(fresh) and 0 <= fresh <= population_days and (_missing(days) or fresh < days):
+            phrases.append(f"no churn score yet: the order {_days(fresh)} came after the stored features the churn "
+                           "model reads (scored from the next `cdp features materialize`)")
+        elif _missing(days):
+            phrases.append(f"no churn score: never ordered ({covered})")
+        else:
+            phrases.append(f"no churn score: no order in the last {population_days} days (the churn model covers "
+                           "customers who did)")
+    return phrases
+
+
+def _days(days: float) -> str:
+    whole = int(days)
+    return "today" if whole == 0 else "yesterday" if whole == 1 else f"{whole} days ago"

@@ -168,10 +168,19 @@ class RefusedCustomer(BaseModel):
     reason: str
 
 
+class RedirectedCustomer(BaseModel):
+    customer_id: str = Field(description="The id the events named: retired when identity resolution merged it.")
+    applied_to: str = Field(description="The customer the id was merged into, whose online row the events updated.")
+
+
 class EventsResponse(BaseModel):
     accepted: int = Field(description="Events pushed (several for one customer are merged into one push).")
     refused: list[RefusedCustomer] = Field(default_factory=list, description=(
-        "Customers whose events were not pushed: unknown to the identity map, or erased."))
+        "Customers whose events were not pushed: unknown to the identity map, erased, not materialized yet, "
+        "or with a moment in the future."))
+    redirected: list[RedirectedCustomer] = Field(default_factory=list, description=(
+        "Ids retired by a merge whose events were applied to the surviving customer, as `/recommend` answers "
+        "such an id with its survivor."))
     milliseconds: float
 
 
@@ -494,17 +503,23 @@ class RecommendationService:
 
         from serving.engine import EngineNotReadyError
 
-        merged: dict[str, dict] = {}
-        for event in events:
-            merged.setdefault(event.customer_id, {}).update(event.model_dump(exclude_none=True))
         try:  # not ready: before, or the online store failing during this push
             engine = self._ready_engine(models=False)
+            # an id retired by a merge is the same person as its survivor: their events go there
+            targets = {event.customer_id: engine.identity.survivor(event.customer_id) for event in events}
+            merged: dict[str, dict] = {}
+            for event in events:
+                target = targets[event.customer_id]
+                merged.setdefault(target, {}).update({**event.model_dump(exclude_none=True), "customer_id": target})
             seconds, refused = engine.push_events(pd.DataFrame(list(merged.values())))
         except EngineNotReadyError as error:
             return _not_ready(error)
-        accepted = sum(event.customer_id not in refused for event in events)
-        return EventsResponse(accepted=accepted, milliseconds=round(seconds * 1000, 1),
-                              refused=[RefusedCustomer(customer_id=c, reason=r) for c, r in refused.items()])
+        accepted = sum(targets[event.customer_id] not in refused for event in events)
+        return EventsResponse(
+            accepted=accepted, milliseconds=round(seconds * 1000, 1),
+            refused=[RefusedCustomer(customer_id=c, reason=r) for c, r in refused.items()],
+            redirected=[RedirectedCustomer(customer_id=c, applied_to=t) for c, t in targets.items()
+                        if c != t and t not in refused])
 
     @bentoml.api(route="/admin/reload", input_spec=ReloadRequest)
     def reload(self) -> ReloadResponse:

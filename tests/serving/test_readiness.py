@@ -179,3 +179,39 @@ def test_a_stale_online_store_is_warned_about_once_not_at_every_recheck(tmp_path
             engine.readiness()
     # Then its staleness is logged once
     assert sum("days ago" in record.getMessage() for record in caplog.records) == 1
+
+
+# --- an id retired by a merge: its events go to the customer it was merged into ---
+def test_events_for_an_id_retired_by_a_merge_update_the_survivor(served, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from cdp.config import load_settings
+    from cdp.files import write_json
+    from feature_repo.definitions import REALTIME_VIEW
+    from features.feature_store import open_feature_store
+    from features.identity.store import identity_paths, read_identity_state
+
+    # Given a workspace whose last resolution merged C999999990 into a known customer
+    workspace = _copy(served, tmp_path)
+    survivor = pd.read_parquet(workspace.outputs / "identity_map.parquet")["customer_id"].iloc[0]
+    state = read_identity_state(workspace)
+    write_json(identity_paths(workspace)["state"], {**state, "merged_into": {"C999999990": survivor}})
+    monkeypatch.setenv("CDP_WORKSPACE", str(workspace.root))
+    monkeypatch.setenv("CDP_SERVING__API_TOKEN", "test-token")
+    # When a campaign tool still holding the retired id withdraws the customer's push consent
+    with TestClient(_app(), raise_server_exceptions=False) as retired_client:
+        response = retired_client.post("/events", headers=TOKEN, json={"events": [
+            {"customer_id": "C999999990", "latest_push_consent": 0}]})
+        answered = retired_client.post("/recommend", headers=TOKEN,
+                                       json={"customers": [{"customer_id": "C999999990"}]})
+    answer = answered.json()["recommendations"][0]
+    # Then the withdrawal lands on the survivor's online row, and the response says where it went
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 1 and response.json()["refused"] == []
+    assert response.json()["redirected"] == [{"customer_id": "C999999990", "applied_to": survivor}]
+    store = open_feature_store(workspace, load_settings().features)
+    rows = store.get_online_features(features=[f"{REALTIME_VIEW}:latest_push_consent"],
+                                     entity_rows=[{"customer_id": survivor}, {"customer_id": "C999999990"}]).to_dict()
+    assert rows["latest_push_consent"] == [0, None], "the survivor's row is updated and no row made for the old id"
+    # ...and the retired id is answered as the survivor, never on push
+    assert answer["customer_id"] == survivor and answer["next_best_channel"] != "push"

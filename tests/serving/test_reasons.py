@@ -322,3 +322,21 @@ def test_contributions_and_features_must_line_up():
         reason_phrases(contributions(orders_365d=1.0), pd.concat([CUSTOMER, CUSTOMER]))
     with pytest.raises(ValueError, match="direction"):
         reason_phrases(contributions(orders_365d=1.0), CUSTOMER, direction="sideways")  # type: ignore[arg-type]
+
+
+def test_unscored_churn_phrases_tell_a_pushed_order_from_no_order():
+    from serving.reasons import unscored_churn_phrases
+
+    # Given stored recency (never, 400 days) and the online last order (none, 2 days ago, 500 days ago)
+    stored = np.array([np.nan, 400.0, np.nan, 400.0])
+    pushed = np.array([np.nan, 2.0, 0.5, 500.0])
+    # When / then: only an order inside the population since the stored features changes the phrase
+    assert unscored_churn_phrases(stored, 365, pushed) == [
+        "no churn score: never ordered (the churn model covers customers who ordered in the last 365 days)",
+        "no churn score yet: the order 2 days ago came after the stored features the churn model reads "
+        "(scored from the next `cdp features materialize`)",
+        "no churn score yet: the order today came after the stored features the churn model reads "
+        "(scored from the next `cdp features materialize`)",
+        "no churn score: no order in the last 365 days (the churn model covers customers who did)",
+    ]
+    assert unscored_churn_phrases(stored, 365) == unscored_churn_phrases(stored, 365, np.full(4, np.nan))

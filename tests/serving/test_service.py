@@ -93,6 +93,29 @@ def test_a_customer_outside_the_churn_population_gets_no_churn_score_and_the_rea
     assert not recent_answer["reasons"]["churn"][0].startswith("no churn score")
 
 
+def test_an_order_pushed_since_the_features_is_named_not_denied(client, served):
+    import time
+
+    from features.feature_tables import feature_table_path
+
+    # Given a customer who had never ordered when the online store was materialized
+    history = pd.read_parquet(feature_table_path(served.workspace, "purchase_history"),
+                              columns=["customer_id", "event_timestamp", "days_since_last_order"])
+    latest = history[history["event_timestamp"] == history["event_timestamp"].max()]
+    never = latest.loc[latest["days_since_last_order"].isna(), "customer_id"].iloc[-1]
+    # When their first order is pushed through /events
+    pushed = client.post("/events", headers=AUTH, json={"events": [
+        {"customer_id": never, "last_order_epoch_seconds": int(time.time()) - 60}]})
+    assert pushed.status_code == 200 and pushed.json()["accepted"] == 1, pushed.text
+    # Then the churn score stays empty (the model reads the stored features) but the reason no longer
+    # says "never ordered": it names the order and when the score comes
+    answer = recommend(client, [{"customer_id": never}]).json()["recommendations"][0]
+    assert answer["scores"]["churn_probability"] is None
+    assert answer["reasons"]["churn"] == [
+        "no churn score yet: the order today came after the stored features the churn model reads "
+        "(scored from the next `cdp features materialize`)"]
+
+
 def test_source_ids_and_emails_resolve_through_the_identity_map(client, known):
     record = known["record"]
     answers = recommend(client, [{"source": record["source"], "source_id": record["source_id"]},
@@ -504,9 +527,9 @@ def test_an_id_retired_by_a_merge_is_answered_as_its_survivor_and_events_are_poi
     engine = RecommendationEngine(Workspace.at(tmp_path), load_settings(), None, lookup, LoadedModels({}, {}, {}))
     # When C5 is asked for, then it resolves to C1 (an unknown id stays itself, answered cold)
     assert [lookup.resolve({"customer_id": c}) for c in ("C5", "C1", "C9")] == ["C1", "C1", "C9"]
-    # ...and events for C5 are refused, naming the customer to send them for
-    assert engine.refused_customers(["C5"]) == {
-        "C5": "merged into C1 by identity resolution: send events for that customer"}
+    assert [lookup.survivor(c) for c in ("C5", "C1", "C9")] == ["C1", "C1", "C9"]
+    # ...and a push is judged on the survivor: C1 is known, C9 is not
+    assert engine.refused_customers(["C1", "C9"]) == {"C9": "unknown customer (not in the identity map)"}
 
 
 def test_an_email_several_customers_hold_names_none_of_them():
