@@ -573,7 +573,8 @@ def unscored_churn_phrases(days_since_last_order: np.ndarray, population_days: i
     phrases = []
     for days, fresh in zip(stored.tolist(), pushed.tolist(), strict=True):
         if not _missing(fresh) and 0 <= fresh <= population_days and (_missing(days) or fresh < days):
-            phrases.append(f"no churn score yet: the order {_days(fresh)} came after the stored features the churn "
+            when = "today" if fresh < 1 else f"{_days(fresh)} ago"
+            phrases.append(f"no churn score yet: the order {when} came after the stored features the churn "
                            "model reads (scored from the next `cdp features materialize`)")
         elif _missing(days):
             phrases.append(f"no churn score: never ordered ({covered})")
@@ -582,7 +583,3 @@ def unscored_churn_phrases(days_since_last_order: np.ndarray, population_days: i
                            "customers who did)")
     return phrases
 
-
-def _days(days: float) -> str:
-    whole = int(days)
-    return "today" if whole == 0 else "yesterday" if whole == 1 else f"{whole} days ago"
