@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cdp.config import ConfigError, Settings, find_config_file, load_settings
-from cdp.console import configure_logging, console, step_progress
+from cdp.console import answer_console, configure_logging, console, step_progress
 from cdp.workspace import Workspace
 
 app = typer.Typer(
@@ -148,8 +148,13 @@ def ingest(
                         f"{sum(t.nulled_values.values()):,}", f"{t.lake_rows:,}", status)
     console.print(summary)
     for t in report.tables:
-        for reason, count in list(t.quarantined_by_reason.items())[:5]:
-            console.print(f"  {t.table}: {count:,} quarantined: {reason}")
+        reasons = list(t.quarantined_by_reason.items())
+        for reason, count in reasons[:5]:
+            console.print(f"  {t.table}: {count:,} quarantined: {escape(reason)}", emoji=False)
+        if len(reasons) > 5:
+            rest = sum(count for _, count in reasons[5:])
+            console.print(f"  {t.table}: {rest:,} more quarantined for {len(reasons) - 5:,} other reason(s) "
+                          f"(all in {space.reports / 'ingest.json'})")
     for t in report.tables:
         if t.suppressed:
             console.print(f"  {t.table}: {t.suppressed:,} suppressed: rows of erased people (docs/privacy.md)")
@@ -229,28 +234,28 @@ def identity_explain(
         typer.echo(json.dumps(explanation, indent=2, default=str))
         return
     if "merged_from" in explanation:
-        console.print(f"{escape(explanation['merged_from'])} was merged into {explanation['customer_id']} by a later "
+        answer_console.print(f"{escape(explanation['merged_from'])} was merged into {explanation['customer_id']} by a later "
                       "run (its records were found to be one person with that customer's); that customer:", emoji=False)
-    console.print(f"[bold]{explanation['customer_id']}[/bold]: {len(explanation['records'])} record(s)")
+    answer_console.print(f"[bold]{explanation['customer_id']}[/bold]: {len(explanation['records'])} record(s)")
     for record in explanation["records"]:
         how = ("no match: a record of its own" if record["matched_by"] == "unmatched"
                else f"matched by {record['matched_by']}")
-        console.print(f"  {escape(record['source'])}:{escape(str(record['source_id']))}  {how}"
+        answer_console.print(f"  {escape(record['source'])}:{escape(str(record['source_id']))}  {how}"
                       f" (p={record['match_probability']:.4f})", emoji=False)
         for held in record["contact_points_held_back"]:
-            console.print(f"    {escape(held)}", emoji=False)
+            answer_console.print(f"    {escape(held)}", emoji=False)
     for title, edges in (("joined because", explanation["joined_by"]), ("kept apart", explanation["refused"])):
         if not edges:
             continue
-        console.print(f"[bold]{title}[/bold]")
+        answer_console.print(f"[bold]{title}[/bold]")
         for edge in edges:
             evidence = ", ".join(f"{name} {e['level']} ({e['weight']:+.1f})" for name, e in edge["evidence"].items())
             extra = f" — refused: {edge['refused_because']}" if "refused_because" in edge else ""
-            console.print(f"  {escape(str(edge['records'][0]))} ~ {escape(str(edge['records'][1]))}: "
+            answer_console.print(f"  {escape(str(edge['records'][0]))} ~ {escape(str(edge['records'][1]))}: "
                           f"{escape(str(edge['rule']))}, p={edge['match_probability']:.4f}, "
                           f"weight {edge['match_weight']:+.1f}{escape(extra)}", emoji=False)
             if evidence:
-                console.print(f"    {escape(evidence)}", emoji=False)
+                answer_console.print(f"    {escape(evidence)}", emoji=False)
 
 
 @evaluate_app.command("identity")

@@ -20,6 +20,8 @@ from rich.progress import (
 )
 
 console = Console(stderr=True)
+answer_console = Console(soft_wrap=True)
+"""A query's answer (`cdp identity explain`): on stdout, so it pipes to a file, and unwrapped there."""
 log = logging.getLogger("cdp")
 
 

@@ -108,6 +108,22 @@ def test_explain_prints_record_ids_literally(tmp_path):
     assert result.exit_code == 0, result.output
     joins = result.output.split("joined because")[1]
     assert "[red]R1" in joins and "[/x]" in joins and ":smile:" in joins
+    # ...on stdout, so that `cdp identity explain ID > file` keeps it
+    assert "joined because" in result.stdout and "joined because" not in result.stderr
+
+
+def test_ingest_says_how_many_more_rows_it_quarantined_than_it_lists(tmp_path):
+    # Given seven records each repeated: seven rows superseded, each reason naming the row that won
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "customers.csv").write_text("source,source_id,first_name\n" + "".join(f"web,W{i},Ann\n" * 2 for i in range(7)))
+    # When ingested
+    result = runner.invoke(app, ["ingest", "--raw", str(raw), "--workspace", str(tmp_path / "ws")])
+    # Then five reasons are listed and the rest counted, pointing to the report
+    assert result.exit_code == 0, result.output
+    words = " ".join(result.output.split())  # the console wraps at 80 columns off a terminal
+    assert words.count("1 quarantined:") == 5
+    assert "2 more quarantined for 2 other reason(s) (all in" in words
 
 
 def test_explain_an_unknown_customer_is_a_clear_error(tmp_path):
