@@ -22,6 +22,10 @@ class TableFileError(ValueError):
     """The whole file cannot be ingested; the message names the file and the reason."""
 
 
+FIELD_SIZE_LIMIT = 2**31 - 1
+"""The tolerant reader's longest field (characters): as long as a file can hold in practice."""
+
+
 @dataclass(frozen=True)
 class MalformedRecord:
     row: int
@@ -127,6 +131,9 @@ def stream_csv_fast(path: Path, header: list[str], batch_bytes: int) -> Iterator
 
 def stream_csv_robust(path: Path, header: list[str], batch_rows: int) -> Iterator[RawBatch]:
     """Python's csv module: slower, but reads files that pyarrow gives up on."""
+    # its default limit (128 KiB a field) quarantined a longer field's record with nothing of it kept;
+    # read it whole instead, and let the contract's checks judge the value
+    csv.field_size_limit(max(csv.field_size_limit(), FIELD_SIZE_LIMIT))
     size = path.stat().st_size
     with path.open("rb") as binary:
         text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
@@ -153,8 +160,7 @@ def stream_csv_robust(path: Path, header: list[str], batch_rows: int) -> Iterato
                     MalformedRecord(
                         position,
                         f"malformed CSV record: expected {len(header)} fields, found {len(record)}",
-                        # invalid UTF-8 kept, escaped (\xff), not lost
-                        ",".join(record).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"),
+                        _as_csv_line(record),
                     )
                 )
                 continue
@@ -165,6 +171,14 @@ def stream_csv_robust(path: Path, header: list[str], batch_rows: int) -> Iterato
                 yield _robust_batch(header, columns, rows, malformed, binary.tell())
                 columns, rows, malformed = [[] for _ in header], [], []
         yield _robust_batch(header, columns, rows, malformed, size)
+
+
+def _as_csv_line(record: list[str]) -> str:
+    """A malformed record as a CSV line again, quoted where a field needs it (a field holding a comma
+    stays one field), invalid UTF-8 kept, escaped (\\xff): what the quarantine keeps of it."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(record)
+    return line.getvalue().encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _robust_batch(
