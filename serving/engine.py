@@ -163,6 +163,17 @@ class IdentityLookup:
         return None
 
 
+@dataclass(frozen=True)
+class PushedEvents:
+    accepted: int
+    """Events pushed (a customer's several events make one push)."""
+    seconds: float
+    refused: dict[str, str]
+    """Id as sent -> why its events were not pushed."""
+    redirected: dict[str, str]
+    """Id retired by a merge, as sent -> the customer whose online row its events updated."""
+
+
 @dataclass
 class LoadedModels:
     models: dict[str, CustomerModel]
@@ -422,6 +433,23 @@ class RecommendationEngine:
                           "offer": np.full(rows, "none", dtype=object)}
             explained[task] = model.explain_columns(inputs)
         return explained
+
+    def apply_events(self, events: Sequence[dict]) -> PushedEvents:
+        """/events: each event's customer as identity resolution holds it now (an id retired by a merge
+        is the same person as its survivor, as `/recommend` answers it), a customer's events merged in
+        order (a later field wins) into one push; refusals reported under the id the caller sent."""
+        targets = {event["customer_id"]: self.identity.survivor(event["customer_id"]) for event in events}
+        merged: dict[str, dict] = {}
+        for event in events:
+            target = targets[event["customer_id"]]
+            merged.setdefault(target, {}).update({**event, "customer_id": target})
+        seconds, refused = self.push_events(pd.DataFrame(list(merged.values())))
+        return PushedEvents(
+            accepted=sum(targets[event["customer_id"]] not in refused for event in events), seconds=seconds,
+            refused={sent: refused[held] if sent == held else f"merged into {held}, refused: {refused[held]}"
+                     for sent, held in targets.items() if held in refused},
+            redirected={sent: held for sent, held in targets.items() if sent != held and held not in refused},
+        )
 
     def push_events(self, events: pd.DataFrame) -> tuple[float, dict[str, str]]:
         """Fresh signals into the online store through the PushSource; returns the seconds taken and

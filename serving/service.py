@@ -499,27 +499,16 @@ class RecommendationService:
         """Push fresh signals (a consent withdrawal, an order, an app open) to the online store now.
         Several events for one customer are merged in order (a later field wins) into one push. Needs
         the online store only: a consent withdrawal gets through while a model is missing."""
-        import pandas as pd
-
         from serving.engine import EngineNotReadyError
 
         try:  # not ready: before, or the online store failing during this push
-            engine = self._ready_engine(models=False)
-            # an id retired by a merge is the same person as its survivor: their events go there
-            targets = {event.customer_id: engine.identity.survivor(event.customer_id) for event in events}
-            merged: dict[str, dict] = {}
-            for event in events:
-                target = targets[event.customer_id]
-                merged.setdefault(target, {}).update({**event.model_dump(exclude_none=True), "customer_id": target})
-            seconds, refused = engine.push_events(pd.DataFrame(list(merged.values())))
+            pushed = self._ready_engine(models=False).apply_events([e.model_dump(exclude_none=True) for e in events])
         except EngineNotReadyError as error:
             return _not_ready(error)
-        accepted = sum(targets[event.customer_id] not in refused for event in events)
         return EventsResponse(
-            accepted=accepted, milliseconds=round(seconds * 1000, 1),
-            refused=[RefusedCustomer(customer_id=c, reason=r) for c, r in refused.items()],
-            redirected=[RedirectedCustomer(customer_id=c, applied_to=t) for c, t in targets.items()
-                        if c != t and t not in refused])
+            accepted=pushed.accepted, milliseconds=round(pushed.seconds * 1000, 1),
+            refused=[RefusedCustomer(customer_id=c, reason=r) for c, r in pushed.refused.items()],
+            redirected=[RedirectedCustomer(customer_id=c, applied_to=t) for c, t in pushed.redirected.items()])
 
     @bentoml.api(route="/admin/reload", input_spec=ReloadRequest)
     def reload(self) -> ReloadResponse:

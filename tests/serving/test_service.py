@@ -532,6 +532,32 @@ def test_an_id_retired_by_a_merge_is_answered_as_its_survivor_and_events_are_poi
     assert engine.refused_customers(["C1", "C9"]) == {"C9": "unknown customer (not in the identity map)"}
 
 
+def test_events_are_merged_per_survivor_and_refusals_named_by_the_id_sent(tmp_path):
+    from cdp.config import load_settings
+    from cdp.workspace import Workspace
+    from serving.engine import IdentityLookup, LoadedModels, RecommendationEngine
+
+    # Given C5 merged into C1, and a store that refuses C1 (say, erased since the worker started)
+    lookup = IdentityLookup({}, {}, {"C1", "C2"}, None, merged_into={"C5": "C1"})
+    engine = RecommendationEngine(Workspace.at(tmp_path), load_settings(), None, lookup, LoadedModels({}, {}, {}))
+    pushes = []
+    def push(frame):
+        pushes.append([{k: v for k, v in row.items() if v == v} for row in frame.to_dict("records")])  # NaN: not sent
+        return 0.001, {"C1": "erased (cdp forget)"}
+
+    engine.push_events = push
+    # When events come for C5, C2 and C1, in that order
+    pushed = engine.apply_events([{"customer_id": "C5", "latest_sms_consent": 0},
+                                  {"customer_id": "C2", "latest_sms_consent": 1},
+                                  {"customer_id": "C1", "latest_sms_consent": 1, "latest_push_consent": 0}])
+    # Then C5's and C1's events make one push for C1, the later field winning
+    assert pushes == [[{"customer_id": "C1", "latest_sms_consent": 1, "latest_push_consent": 0},
+                       {"customer_id": "C2", "latest_sms_consent": 1}]]
+    # ...and the refusal is reported under each id the caller sent
+    assert pushed.accepted == 1 and pushed.redirected == {}
+    assert pushed.refused == {"C5": "merged into C1, refused: erased (cdp forget)", "C1": "erased (cdp forget)"}
+
+
 def test_an_email_several_customers_hold_names_none_of_them():
     # Given a family mailbox two customers hold, and an address only one holds
     from serving.engine import customers_by_email
