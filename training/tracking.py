@@ -44,7 +44,9 @@ def use_workspace_tracking(workspace: Workspace) -> MlflowClient:
     warnings.filterwarnings("ignore", message="The ``noload`` loader strategy is deprecated", category=DeprecationWarning)
     uri = tracking_uri(workspace)
     artifacts = (workspace.mlruns / "artifacts").as_uri()
-    if not (workspace.mlruns / "mlflow.db").exists():
+    if (workspace.mlruns / "mlflow.db").exists():
+        relocate_tracking_store(workspace)
+    else:
         # Made here, the store's own "Default" experiment keeps its artifacts in the workspace too (the
         # client would put them in ./mlruns of whatever directory the command ran in).
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
@@ -57,6 +59,49 @@ def use_workspace_tracking(workspace: Workspace) -> MlflowClient:
         client.create_experiment(EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(EXPERIMENT)
     return client
+
+
+TRACKING_LOCATIONS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                      ("logged_models", "artifact_location"), ("model_versions", "storage_location"),
+                      ("model_versions", "source"))
+"""Where MLflow's SQLite store keeps absolute artifact locations (file:// URIs)."""
+
+
+def relocate_tracking_store(workspace: Workspace) -> str | None:
+    """Point a copied or moved workspace's MLflow locations at its own `mlruns/`; returns the old root.
+
+    MLflow stores artifact locations as absolute URIs, so a `cp -r` of a workspace went on loading
+    (and logging) models in the original's directory, and failed once that was gone. The old root is
+    read from this project's experiment (`<old>/artifacts`); every location under it is rewritten, in
+    one immediate transaction so workers starting together do it once."""
+    import sqlite3
+
+    new_root = workspace.mlruns.as_uri()
+    connection = sqlite3.connect(workspace.mlruns / "mlflow.db", timeout=60, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        row = (connection.execute("SELECT artifact_location FROM experiments WHERE name = ?", (EXPERIMENT,)).fetchone()
+               if "experiments" in tables else None)
+        old_root = row[0].removesuffix("/artifacts") if row and row[0] and row[0].endswith("/artifacts") else None
+        if old_root is None or old_root == new_root or not old_root.startswith("file://"):
+            connection.execute("COMMIT")
+            return None
+        for table, column in TRACKING_LOCATIONS:
+            if table in tables:
+                connection.execute(
+                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE substr({column}, 1, ?) = ?",
+                    (new_root + "/", len(old_root) + 2, len(old_root) + 1, old_root + "/"),
+                )
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    finally:
+        connection.close()
+    log.info("workspace moved: MLflow locations under %s now point at %s", old_root, new_root)
+    return old_root
 
 
 class ScoringModel(mlflow.pyfunc.PythonModel):

@@ -32,3 +32,29 @@ def test_opening_the_registry_prints_no_library_deprecation_warning(tmp_path):
     printed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stderr
     # Then SQLAlchemy's deprecation of MLflow's loader is not shown to the user
     assert "noload" not in printed, printed
+
+
+def test_a_copied_workspace_loads_and_logs_its_own_models_not_the_originals(trained, tmp_path):
+    import shutil
+    import sqlite3
+
+    from training.tracking import CHAMPION, REGISTERED_MODELS, load_model
+
+    # Given a copy of a trained workspace, then a copy of that copy, the first copy gone
+    first = Workspace.at(tmp_path / "first")
+    shutil.copytree(trained.workspace.root, first.root)
+    use_workspace_tracking(first)
+    second = Workspace.at(tmp_path / "second")
+    shutil.copytree(first.root, second.root)
+    shutil.rmtree(first.root)
+    # When the second copy's tracking is opened
+    client = use_workspace_tracking(second)
+    # Then its champions load from its own files
+    assert load_model(REGISTERED_MODELS["churn"], CHAMPION).task == "churn"
+    # ...and no location in its store names another directory: not the original, not the first copy
+    with sqlite3.connect(second.mlruns / "mlflow.db") as connection:
+        for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                              ("model_versions", "storage_location"), ("logged_models", "artifact_location")):
+            locations = [row[0] for row in connection.execute(f"SELECT {column} FROM {table}")]
+            assert locations and all(loc.startswith(second.mlruns.as_uri() + "/") for loc in locations), (table, locations)
+    assert {e.name for e in client.search_experiments()} >= {"Default", "customer-models"}
