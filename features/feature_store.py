@@ -420,9 +420,20 @@ def future_moments(updates: pd.DataFrame, now: float) -> dict[str, str]:
         values = pd.to_numeric(updates[column], errors="coerce")
         late = values > now + MOMENT_FUTURE_TOLERANCE_SECONDS
         for customer, value in zip(updates["customer_id"][late], values[late], strict=True):
-            when = dt.datetime.fromtimestamp(min(value, 253_402_300_799), dt.UTC).strftime("%Y-%m-%d %H:%M")
-            refused.setdefault(str(customer), f"{column} is {when} UTC, more than a day in the future")
+            refused.setdefault(str(customer), late_moment_reason(column, value))
     return refused
+
+
+def late_moment_fields(update: dict, now: float) -> dict[str, str]:
+    """The fields of one pushed update whose moment lies more than a day after `now`, with why."""
+    return {field: late_moment_reason(field, value) for field, value in update.items()
+            if field.endswith(MOMENT_SUFFIX) and isinstance(value, int | float)
+            and value > now + MOMENT_FUTURE_TOLERANCE_SECONDS}
+
+
+def late_moment_reason(field: str, value: float) -> str:
+    when = dt.datetime.fromtimestamp(min(value, 253_402_300_799), dt.UTC).strftime("%Y-%m-%d %H:%M")
+    return f"{field} is {when} UTC, more than a day in the future"
 
 
 def signal_problems(updates: pd.DataFrame, now: float | None = None) -> list[str]:

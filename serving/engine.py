@@ -172,6 +172,8 @@ class PushedEvents:
     """Id as sent -> why its events were not pushed."""
     redirected: dict[str, str]
     """Id retired by a merge, as sent -> the customer whose online row its events updated."""
+    dropped_fields: list[tuple[str, str, str]]
+    """(id as sent, field, why) for each field left out of a push."""
 
 
 @dataclass
@@ -437,18 +439,34 @@ class RecommendationEngine:
     def apply_events(self, events: Sequence[dict]) -> PushedEvents:
         """/events: each event's customer as identity resolution holds it now (an id retired by a merge
         is the same person as its survivor, as `/recommend` answers it), a customer's events merged in
-        order (a later field wins) into one push; refusals reported under the id the caller sent."""
+        order (a later field wins) into one push; refusals reported under the id the caller sent. A
+        moment more than a day in the future is dropped alone: it must not take a consent withdrawal
+        sent beside it down with it."""
+        from features.feature_store import late_moment_fields
+
+        now = time.time()
         targets = {event["customer_id"]: self.identity.survivor(event["customer_id"]) for event in events}
         merged: dict[str, dict] = {}
+        dropped: list[tuple[str, str, str]] = []
+        pushing: list[bool] = []
         for event in events:
-            target = targets[event["customer_id"]]
-            merged.setdefault(target, {}).update({**event, "customer_id": target})
-        seconds, refused = self.push_events(pd.DataFrame(list(merged.values())))
+            late = late_moment_fields(event, now)
+            dropped += [(event["customer_id"], field, reason) for field, reason in late.items()]
+            kept = {field: value for field, value in event.items() if field not in late and field != "customer_id"}
+            pushing.append(bool(kept))
+            if kept:
+                target = targets[event["customer_id"]]
+                merged.setdefault(target, {"customer_id": target}).update(kept)
+        seconds, refused = self.push_events(pd.DataFrame(list(merged.values()))) if merged else (0.0, {})
         return PushedEvents(
-            accepted=sum(targets[event["customer_id"]] not in refused for event in events), seconds=seconds,
+            accepted=sum(push and targets[event["customer_id"]] not in refused
+                         for push, event in zip(pushing, events, strict=True)),
+            seconds=seconds,
             refused={sent: refused[held] if sent == held else f"merged into {held}, refused: {refused[held]}"
                      for sent, held in targets.items() if held in refused},
-            redirected={sent: held for sent, held in targets.items() if sent != held and held not in refused},
+            redirected={sent: held for sent, held in targets.items()
+                        if sent != held and held not in refused and held in merged},
+            dropped_fields=dropped,
         )
 
     def push_events(self, events: pd.DataFrame) -> tuple[float, dict[str, str]]:

@@ -173,14 +173,22 @@ class RedirectedCustomer(BaseModel):
     applied_to: str = Field(description="The customer the id was merged into, whose online row the events updated.")
 
 
+class DroppedField(BaseModel):
+    customer_id: str
+    field: str
+    reason: str
+
+
 class EventsResponse(BaseModel):
     accepted: int = Field(description="Events pushed (several for one customer are merged into one push).")
     refused: list[RefusedCustomer] = Field(default_factory=list, description=(
-        "Customers whose events were not pushed: unknown to the identity map, erased, not materialized yet, "
-        "or with a moment in the future."))
+        "Customers whose events were not pushed: unknown to the identity map, erased, or not materialized yet."))
     redirected: list[RedirectedCustomer] = Field(default_factory=list, description=(
         "Ids retired by a merge whose events were applied to the surviving customer, as `/recommend` answers "
         "such an id with its survivor."))
+    dropped_fields: list[DroppedField] = Field(default_factory=list, description=(
+        "Fields left out of a push, with why (a moment more than a day in the future, which would stick: a "
+        "pushed moment never moves back); the event's other fields were pushed."))
     milliseconds: float
 
 
@@ -508,7 +516,8 @@ class RecommendationService:
         return EventsResponse(
             accepted=pushed.accepted, milliseconds=round(pushed.seconds * 1000, 1),
             refused=[RefusedCustomer(customer_id=c, reason=r) for c, r in pushed.refused.items()],
-            redirected=[RedirectedCustomer(customer_id=c, applied_to=t) for c, t in pushed.redirected.items()])
+            redirected=[RedirectedCustomer(customer_id=c, applied_to=t) for c, t in pushed.redirected.items()],
+            dropped_fields=[DroppedField(customer_id=c, field=f, reason=r) for c, f, r in pushed.dropped_fields])
 
     @bentoml.api(route="/admin/reload", input_spec=ReloadRequest)
     def reload(self) -> ReloadResponse:

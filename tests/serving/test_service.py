@@ -482,13 +482,37 @@ def test_a_moment_far_in_the_future_is_refused_not_stored(client, served):
     response = client.post("/events", headers=AUTH, json={"events": [
         {"customer_id": first, "last_order_epoch_seconds": 9_999_999_999},
         {"customer_id": second, "last_visit_epoch_seconds": int(time.time())}]})
-    # Then that customer is refused with the reason and keeps their last order (a pushed moment never
-    # moves back, so a stored 2286 would have stuck); the other is pushed
+    # Then that field is dropped with the reason and the customer keeps their last order (a pushed moment
+    # never moves back, so a stored 2286 would have stuck); the other is pushed
     assert response.status_code == 200, response.text
-    assert response.json()["accepted"] == 1
-    assert response.json()["refused"] == [{"customer_id": first, "reason": "last_order_epoch_seconds is 2286-11-20 "
-                                           "17:46 UTC, more than a day in the future"}]
+    assert response.json()["accepted"] == 1 and response.json()["refused"] == []
+    assert response.json()["dropped_fields"] == [{
+        "customer_id": first, "field": "last_order_epoch_seconds",
+        "reason": "last_order_epoch_seconds is 2286-11-20 17:46 UTC, more than a day in the future"}]
     assert last_order(first) == before
+
+
+def test_a_consent_withdrawal_is_pushed_even_beside_a_refused_moment(client, served):
+    from cdp.config import load_settings
+    from feature_repo.definitions import REALTIME_VIEW
+    from features.feature_store import open_feature_store
+
+    # Given a customer, and a batch whose other event for them carries a moment in 2286
+    customer = pd.read_parquet(served.workspace.outputs / "identity_map.parquet")["customer_id"].unique()[2]
+    # When both are sent in one request
+    response = client.post("/events", headers=AUTH, json={"events": [
+        {"customer_id": customer, "latest_sms_consent": 0},
+        {"customer_id": customer, "last_visit_epoch_seconds": 9_999_999_999, "latest_email_consent": 0}]})
+    # Then the withdrawals are stored and only the bad moment is left out, named
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 2
+    assert [d["field"] for d in response.json()["dropped_fields"]] == ["last_visit_epoch_seconds"]
+    store = open_feature_store(served.workspace, load_settings().features)
+    row = store.get_online_features(
+        features=[f"{REALTIME_VIEW}:latest_sms_consent", f"{REALTIME_VIEW}:latest_email_consent",
+                  f"{REALTIME_VIEW}:last_visit_epoch_seconds"], entity_rows=[{"customer_id": customer}]).to_dict()
+    assert (row["latest_sms_consent"], row["latest_email_consent"]) == ([0], [0])
+    assert row["last_visit_epoch_seconds"][0] is None or row["last_visit_epoch_seconds"][0] < 9_999_999_999
 
 
 def test_an_engine_refuses_pushes_for_customers_erased_since_it_loaded(tmp_path):
