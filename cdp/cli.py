@@ -1086,11 +1086,10 @@ def contract(
 @app.command("config")
 def show_config(workspace: WorkspaceOption = None, config: ConfigOption = None) -> None:
     """Print the effective configuration (defaults, YAML file and CDP_* overrides applied)."""
+    from cdp.config import settings_for_display
+
     _, settings = _context(workspace, config)
-    shown = settings.model_dump(mode="json")
-    if shown["serving"]["api_token"]:
-        shown["serving"]["api_token"] = "***"  # a secret: say it is set, never print it
-    typer.echo(json.dumps(shown, indent=2))
+    typer.echo(json.dumps(settings_for_display(settings), indent=2))
 
 
 if __name__ == "__main__":

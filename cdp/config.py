@@ -415,3 +415,23 @@ def find_config_file(workspace: Path, explicit: Path | None) -> Path | None:
         return explicit
     candidate = workspace / CONFIG_FILE_NAME
     return candidate if candidate.is_file() else None
+
+
+SECRET_MASK = "***"
+
+
+def mask_connection_secret(connection: str) -> str:
+    """A Redis connection string with its password masked (Feast's `,password=...` and `user:pw@` in a URL)."""
+    import re
+
+    masked = re.sub(r"(?i)(,\s*password\s*=)[^,]*", lambda m: m.group(1) + SECRET_MASK, connection)
+    return re.sub(r"(://[^:/@]*:)[^@]*@", lambda m: m.group(1) + SECRET_MASK + "@", masked)
+
+
+def settings_for_display(settings: Settings) -> dict:
+    """The settings as JSON with their secrets masked: say a secret is set, never print it."""
+    shown = settings.model_dump(mode="json")
+    if shown["serving"]["api_token"]:
+        shown["serving"]["api_token"] = SECRET_MASK
+    shown["features"]["redis_connection_string"] = mask_connection_secret(shown["features"]["redis_connection_string"])
+    return shown

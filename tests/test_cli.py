@@ -138,6 +138,18 @@ def test_config_never_prints_the_api_token(tmp_path, monkeypatch):
     assert json.loads(result.output)["serving"]["api_token"] == "***"
 
 
+@pytest.mark.parametrize(("connection", "shown"), [
+    ("localhost:6379,password=pw123,ssl=true", "localhost:6379,password=***,ssl=true"),
+    ("redis://user:pw123@cache:6379/0", "redis://user:***@cache:6379/0"),
+    ("localhost:6379", "localhost:6379"),
+])
+def test_config_never_prints_the_redis_password(tmp_path, monkeypatch, connection, shown):
+    monkeypatch.setenv("CDP_FEATURES__REDIS_CONNECTION_STRING", connection)
+    result = runner.invoke(app, ["config", "--workspace", str(tmp_path)])
+    assert result.exit_code == 0 and "pw123" not in result.output
+    assert json.loads(result.output)["features"]["redis_connection_string"] == shown
+
+
 @pytest.mark.slow
 def test_run_on_orders_only_with_a_short_history_says_what_it_skipped(tmp_path, simulated_raw):
     # Given: only the orders table, and only its last five months
