@@ -933,6 +933,7 @@ def forget(
     from features.erasure import ErasureError, SubjectNotFoundError
     from features.erasure import forget as forget_subject
     from serving.audit import record_request
+    from serving.batch import recount_score_summary
 
     query = _subject_query(email, customer_id, source, source_id)
     space, settings = _context(workspace, config)
@@ -942,6 +943,9 @@ def forget(
         raise _fail(f"{error}; nothing was changed") from error
     except ErasureError as error:
         raise _fail(str(error)) from error
+    for name, count in report.rows_removed.items():  # the scoring summaries count what the files hold
+        if count:
+            recount_score_summary(space.root / name)
     record_request(space, settings.privacy, "erasure", subject.customer_id,
                    {"request_id": report.request_id, "records": report.records,
                     "rows_removed": sum(report.rows_removed.values()),

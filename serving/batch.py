@@ -145,6 +145,17 @@ class _SummaryTotals:
             self.churn_scored += int(chunk["churn_probability"].notna().sum())
         self.clv += float(chunk["clv"].sum()) if "clv" in chunk else 0.0
 
+    def counts(self, churn: bool, clv: bool) -> dict:
+        """The summary's fields these totals give (`churn`, `clv`: whether those models scored)."""
+        return dict(
+            customers=self.customers,
+            next_best_actions=dict(self.actions.most_common()), next_best_channels=dict(self.channels.most_common()),
+            win_back_customers=self.win_back, holdout_customers=self.holdout, total_expected_value=self.expected_value,
+            mean_churn_probability=self.churn / self.churn_scored if churn and self.churn_scored else None,
+            customers_without_churn_score=self.customers - self.churn_scored if churn else 0,
+            total_clv=self.clv if clv else None, customers_with_reasons=self.with_reasons,
+        )
+
 
 class _ChunkWriter:
     """Appends chunks to one Parquet or CSV file under a temporary name, renamed when complete, so
@@ -295,22 +306,41 @@ def score_to_file(workspace: Workspace, settings: Settings, as_of: dt.datetime, 
         raise
     writer.close()
     summary = ScoreSummary(
-        customers=totals.customers, as_of=moment.isoformat(),
+        as_of=moment.isoformat(),
         campaign_id=campaign_id if campaign_id is not None else settings.policy.default_campaign_id,
         models=versions, skipped=missing,
         actions=[c for c in totals.columns if c.startswith("conversion_")],
-        next_best_actions=dict(totals.actions.most_common()), next_best_channels=dict(totals.channels.most_common()),
-        win_back_customers=totals.win_back, holdout_customers=totals.holdout,
-        total_expected_value=totals.expected_value,
-        mean_churn_probability=totals.churn / totals.churn_scored if "churn" in models and totals.churn_scored else None,
-        customers_without_churn_score=totals.customers - totals.churn_scored if "churn" in models else 0,
-        total_clv=totals.clv if "clv" in models else None,
-        reasons=reasons, customers_with_reasons=totals.with_reasons,
-        output=str(output), output_format=output_format, seconds=round(time.perf_counter() - started, 2),
-        compile_seconds=round(compile_seconds, 2),
+        reasons=reasons, output=str(output), output_format=output_format,
+        seconds=round(time.perf_counter() - started, 2), compile_seconds=round(compile_seconds, 2),
+        **totals.counts(churn="churn" in models, clv="clv" in models),
     )
     summary_path(output).write_text(json.dumps(asdict(summary), indent=2))
     return summary
+
+
+def recount_score_summary(output: Path) -> bool:
+    """Make a scores file's JSON summary count what the file holds again, after rows were removed from
+    it (`cdp forget`); False when the file has no scoring summary beside it."""
+    import pyarrow.parquet as pq
+
+    from cdp.files import write_json
+
+    path = summary_path(output)
+    if not (output.is_file() and path.exists() and output.suffix in (".parquet", ".csv")):
+        return False
+    summary = json.loads(path.read_text())
+    if not isinstance(summary, dict) or "output_format" not in summary:
+        return False
+    totals = _SummaryTotals()
+    if output.suffix == ".parquet":
+        for batch in pq.ParquetFile(output).iter_batches(batch_size=200_000):
+            totals.add(batch.to_pandas())
+    else:
+        for chunk in pd.read_csv(output, chunksize=200_000):
+            totals.add(chunk)
+    columns = set(totals.columns)
+    write_json(path, {**summary, **totals.counts(churn="churn_probability" in columns, clv="clv" in columns)})
+    return True
 
 
 def score_customer_base(workspace: Workspace, settings: Settings, as_of: dt.datetime, campaign_id: str | None = None,

@@ -194,6 +194,17 @@ def test_nothing_of_the_person_is_left_in_any_file_but_the_suppression_hash(eras
     assert kinds == {"customer", "record", "email", "phone", "order"}
 
 
+def test_the_scoring_summary_counts_what_the_scores_file_holds_after_erasure(erasure):
+    # Then the summary `cdp status` reads agrees with the rewritten scores file
+    workspace = erasure["workspace"]
+    scores = pd.read_parquet(workspace.outputs / "scores.parquet")
+    summary = json.loads((workspace.outputs / "scores.json").read_text())
+    assert summary["customers"] == len(scores) and erasure["customer_id"] not in set(scores["customer_id"])
+    assert summary["win_back_customers"] == int(scores["win_back"].fillna(False).astype(bool).sum())
+    assert summary["next_best_actions"] == scores["next_best_action"].astype(str).value_counts().to_dict()
+    assert summary["customers_without_churn_score"] == int(scores["churn_probability"].isna().sum())
+
+
 def test_redis_holds_no_key_or_value_of_the_person(erasure):
     needles = set().union(*erasure["identifiers"].values())
     assert search_redis(erasure["redis"], needles) == []
