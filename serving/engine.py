@@ -405,7 +405,7 @@ class RecommendationEngine:
         scores, decisions = _lists(scores), _lists(decisions)
         for position, index in enumerate(known):
             if not found[position]:
-                answers[index]["customer_id"] = ids[position]
+                answers[index] |= {"customer_id": ids[position], "no_contact_reason": NO_FEATURES_REASON}
                 continue
             answers[index] = format_answer(ids[position], _row(scores, position), _row(decisions, position),
                                            {t: r[position] for t, r in reasons.items()}, models.versions,
@@ -545,6 +545,11 @@ class RecommendationEngine:
         return self._suppression_list
 
 
+UNKNOWN_CUSTOMER_REASON = "unknown customer: no profile or consent on record (cold start)"
+NO_FEATURES_REASON = ("known customer without features in the online store yet (no activity in the feature tables "
+                      "it was loaded from, or added since): no consent on record (cold start)")
+
+
 def cold_start_answer(reference: dict, customer_id: str | None) -> dict:
     """An unknown customer: no scores, no consent on record, so no contact — said plainly."""
     return {
@@ -552,7 +557,7 @@ def cold_start_answer(reference: dict, customer_id: str | None) -> dict:
         "scores": None, "next_best_action": "none", "next_best_channel": None, "expected_value": 0.0,
         "alternatives": [], "win_back": {"eligible": False, "action": None, "timing": None},
         "reasons": {}, "holdout": False,
-        "no_contact_reason": "unknown customer: no profile or consent on record (cold start)",
+        "no_contact_reason": UNKNOWN_CUSTOMER_REASON,
         "model_versions": {}, "feature_timestamp": None,
     }
 

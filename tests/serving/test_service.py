@@ -93,6 +93,21 @@ def test_a_customer_outside_the_churn_population_gets_no_churn_score_and_the_rea
     assert not recent_answer["reasons"]["churn"][0].startswith("no churn score")
 
 
+def test_a_known_customer_missing_from_the_online_store_is_told_apart_from_an_unknown_one(client, served):
+    from serving.engine import NO_FEATURES_REASON, UNKNOWN_CUSTOMER_REASON
+
+    # Given customers of the identity map, some without an online row (no activity to build features from)
+    customers = pd.read_parquet(served.workspace.outputs / "identity_map.parquet")["customer_id"].unique().tolist()
+    # When all of them and an unknown id are asked for
+    answers = recommend(client, [{"customer_id": c} for c in customers[:999]] + [{"customer_id": "C999999999"}]
+                        ).json()["recommendations"]
+    # Then the unknown one is "unknown", and every known one without features says so, under its id
+    assert answers[-1]["no_contact_reason"] == UNKNOWN_CUSTOMER_REASON
+    missing = [a for a in answers[:-1] if not a["found"]]
+    assert missing, "every customer had an online row; the test proves nothing"
+    assert all(a["no_contact_reason"] == NO_FEATURES_REASON and a["customer_id"] in customers for a in missing)
+
+
 def test_an_order_pushed_since_the_features_is_named_not_denied(client, served):
     import time
 
