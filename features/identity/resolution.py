@@ -233,11 +233,12 @@ def _identity_map(
     """Per record: its strongest accepted edge says how and how surely it joined its customer; and
     which of its contact points joined nothing on their own (`held_back`, `matching.deterministic_edges`)."""
     accepted = edges[edges["accepted"]]
-    ends = pd.concat(
-        [accepted[["left", "probability", "rule"]].rename(columns={"left": "record"}),
-         accepted[["right", "probability", "rule"]].rename(columns={"right": "record"})],
+    columns = ["probability", "match_weight", "rule"]
+    ends = pd.concat(  # ties in probability (deterministic edges are all 1) go to the heavier evidence
+        [accepted[["left", *columns]].rename(columns={"left": "record"}),
+         accepted[["right", *columns]].rename(columns={"right": "record"})],
         ignore_index=True,
-    ).sort_values("probability", ascending=False).drop_duplicates("record").set_index("record")
+    ).sort_values(["probability", "match_weight"], ascending=False, kind="stable").drop_duplicates("record").set_index("record")
     index = np.arange(len(records))
     probability = ends["probability"].reindex(index).to_numpy()
     rule = ends["rule"].reindex(index).to_numpy(dtype=object)

@@ -141,6 +141,23 @@ def test_links_join_records_without_pii_and_orders_only_refs_stay_alone():
     assert matched["a"] == "link" and matched["s"] == "no_pii"
 
 
+def test_each_record_names_its_strongest_join_with_ties_going_to_the_heavier_evidence(resolved):
+    # Given a resolved simulated retailer, where many records have several accepted joins of probability
+    # 1 (a link and an exact e-mail, say)
+    edges = resolved.edges[resolved.edges["accepted"]]
+    ends = pd.concat([edges.rename(columns={"left_record": "record"}), edges.rename(columns={"right_record": "record"})])
+    ties = ends[ends["probability"] == 1].groupby("record")["rule"].nunique()
+    assert (ties > 1).sum() > 0, "no record with two kinds of certain join; the test proves nothing"
+    # When / then each record's matched_by is the rule of its most probable join, the largest weight among equals
+    best = ends.groupby("record")[["probability", "match_weight"]].transform("max")
+    strongest = ends[(ends["probability"] == best["probability"]) & (ends["match_weight"] == best["match_weight"])]
+    expected = strongest.groupby("record")["rule"].agg(set)
+    identity = resolved.identity_map.assign(record=resolved.identity_map["source"] + ":" + resolved.identity_map["source_id"])
+    joined = identity.set_index("record")["matched_by"].str.removeprefix("probabilistic:").loc[expected.index]
+    wrong = [(record, rule, expected[record]) for record, rule in joined.items() if rule not in expected[record]]
+    assert not wrong, wrong[:5]
+
+
 def test_customer_ids_are_stable_across_runs(simulated, tmp_path):
     # Given a workspace resolved once on part of the records
     raw, full = simulated
