@@ -65,6 +65,6 @@ def explain_customer(query: str, identity_map: pd.DataFrame, edges: pd.DataFrame
 
 
 def held_back_phrase(code: str) -> str:
-    """`email:shared` -> "e-mail held by people with different names or birth dates: joins nothing on its own"."""
+    """`email:shared` -> "e-mail held by records whose names or birth dates conflict: joins nothing on its own"."""
     contact, _, reason = code.partition(":")
     return f"{'e-mail' if contact == 'email' else contact} {HELD_BACK_REASONS.get(reason, reason)}: joins nothing on its own"

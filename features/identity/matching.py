@@ -323,7 +323,7 @@ def shared_contact_points(keyed: pd.DataFrame, column: str) -> set[str]:
 
 
 HELD_BACK_REASONS = {
-    "shared": "held by people with different names or birth dates",
+    "shared": "held by records whose names or birth dates conflict",
     "family_mailbox": "a household's family mailbox",
     "landline": "a landline (a household's)",
 }

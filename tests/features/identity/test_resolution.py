@@ -73,7 +73,7 @@ def test_household_sharing_an_email_stays_apart():
     # ...and explain says why Anna's e-mail joined her to nobody, without the address itself
     anna = explain_customer("web:1", resolution.identity_map, resolution.edges)["records"]
     assert anna[0]["contact_points_held_back"] == [
-        "e-mail held by people with different names or birth dates: joins nothing on its own"]
+        "e-mail held by records whose names or birth dates conflict: joins nothing on its own"]
     assert anna[0]["held_back"] == ["email:shared"]
     tom = explain_customer("app:3", resolution.identity_map, resolution.edges)["records"]
     assert all(record["contact_points_held_back"] == [] for record in tom)
