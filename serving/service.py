@@ -268,6 +268,17 @@ BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
 """Where BentoML logs a request's exception (`log_exception`)."""
 
 
+def hide_library_deprecation_warnings() -> None:
+    """BentoML 1.4 reads `model_fields` from a model instance on every request, which pydantic 2.11
+    deprecates: a warning about BentoML's code in our service's log, nothing a user can act on. Called
+    after the engine loaded (importing Feast resets warning filters)."""
+    import warnings
+
+    from pydantic.warnings import PydanticDeprecatedSince211
+
+    warnings.filterwarnings("ignore", category=PydanticDeprecatedSince211, module=r"_bentoml_impl\.")
+
+
 def filter_client_error_logs() -> None:
     """Put `ClientErrorLogFilter` on BentoML's request logger, once per process (each worker's service
     does it when it starts; importing this module does nothing)."""
@@ -449,6 +460,7 @@ class RecommendationService:
             self.engine.readiness()
         except (EngineNotReadyError, FileNotFoundError, OSError) as error:
             self.startup_problems = [str(error)]
+        hide_library_deprecation_warnings()
         for problem in self._problems():
             log.error("not ready: %s", problem)
         # Everything loaded so far lives as long as the worker: out of the garbage collector's sight,

@@ -79,6 +79,8 @@ def test_bentoml_client_gets_recommendations(server, served):
     recommendations = answer["recommendations"]
     assert [r["customer_id"] for r in recommendations] == [customer, "C999999999"]
     assert recommendations[1]["found"] is False
+    # ...and answering it put no library's deprecation warning in the server's log
+    assert "Deprecat" not in server.log.read_text(errors="replace")
 
 
 def test_the_running_service_refuses_calls_without_the_token(server):
