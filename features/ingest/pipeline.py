@@ -187,6 +187,16 @@ def ingest_table(
     return report
 
 
+def _separator_hint(columns: list[str]) -> str:
+    """A header read as one column holding ';', tab or '|': the file is most likely separated by it."""
+    if len(columns) != 1:
+        return ""
+    for separator, name in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+        if separator in columns[0]:
+            return f"; the header looks separated by {name}: CSV files here must be comma-separated"
+    return ""
+
+
 def _ingest_into(
     report: TableReport,
     path: Path,
@@ -203,7 +213,7 @@ def _ingest_into(
     if missing:
         raise TableFileError(
             f"{path}: missing required column(s) {', '.join(missing)} for table {contract.name!r} "
-            f"(found: {', '.join(columns)})"
+            f"(found: {', '.join(columns)}){_separator_hint(columns) if is_csv else ''}"
         )
     custom = custom_columns_of(contract, columns)
     report.custom_columns = custom

@@ -384,6 +384,12 @@ def validate_batch(
     valid_columns[SOURCE_ROW] = pa.array(rows, pa.int64())
     valid = pa.table(valid_columns, schema=output_schema(contract, custom_columns)).filter(pa.array(keep))
 
+    # a quarantined row keeps all its raw values: its invalid PII is one more reason, not a nulled value
+    for position, column_name, reason in problems.nulled:
+        if problems.rejected[position]:
+            problems.reject_reasons[position].append(f"{column_name}: {reason}")
+            problems.reject_columns[position].append(column_name)
+    problems.nulled = [entry for entry in problems.nulled if not problems.rejected[entry[0]]]
     rejected_positions = np.flatnonzero(problems.rejected)
     rejected = pd.DataFrame(
         {

@@ -110,6 +110,25 @@ def test_invalid_pii_is_nulled_and_kept_aside_not_logged(raw_dir, workspace, ing
     assert "zoe-at-example" not in caplog.text and "call me" not in caplog.text
 
 
+def test_a_quarantined_row_keeps_its_invalid_pii_as_a_reason_not_as_a_nulled_value(raw_dir, workspace, ingest_settings):
+    # Given one row with only an invalid e-mail, one with an invalid e-mail and an unreadable timestamp
+    (raw_dir / "customers.csv").write_text(
+        "source,source_id,first_name,email,updated_at\n"
+        "web,w1,Ann,ann-at-example,2025-01-01T00:00:00Z\n"
+        "web,w2,Bo,bo-at-example,last tuesday\n"
+    )
+    # When ingested
+    report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    # Then the first loads with its e-mail nulled (and kept aside); the second is quarantined whole, both
+    # problems named, and is not counted among nulled values
+    assert (report.loaded, report.quarantined, report.nulled_values) == (1, 1, {"email": 1})
+    nulled = pd.read_parquet(workspace.quarantine / "customers.nulled.parquet")
+    assert nulled["row"].tolist() == [1]
+    bad = quarantine(workspace, "customers").set_index("row")
+    assert "updated_at" in bad.loc[2, "reason"] and "email" in bad.loc[2, "reason"]
+    assert json.loads(bad.loc[2, "record"])["email"] == "bo-at-example"
+
+
 def test_missing_required_column_fails_only_that_table(raw_dir, workspace, ingest_settings):
     # Given an orders file without `amount` and a valid returns file
     (raw_dir / "orders.csv").write_text("order_id,source,source_id,ordered_at\no1,web,w1,2025-01-01\n")
@@ -122,6 +141,16 @@ def test_missing_required_column_fails_only_that_table(raw_dir, workspace, inges
     assert "orders.csv" in by_table["orders"].error and "amount" in by_table["orders"].error
     assert by_table["returns"].loaded == 1
     assert not workspace.lake_table("orders").exists()
+
+
+def test_a_semicolon_separated_file_is_told_what_separates_it(raw_dir, workspace, ingest_settings):
+    # Given a returns file exported with ';' (a spreadsheet's default in much of Europe)
+    (raw_dir / "returns.csv").write_text("order_id;returned_at;amount\no1;2025-01-05;3\n")
+    # When ingested
+    report = ingest_directory(raw_dir, workspace, ingest_settings)
+    # Then the error names the missing columns and the likely cause
+    error = report.tables[0].error
+    assert "missing required column(s)" in error and "separated by ';'" in error and "comma-separated" in error
 
 
 @pytest.mark.parametrize(
