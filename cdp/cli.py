@@ -399,8 +399,11 @@ def evaluate_policy_command(
                      f"{values['contacted_share']:.1%}")
     console.print(view)
     share, ratio = result["share_of_oracle_profit"], result["ratio_to_always_email"]
+    random_ratio = result["ratio_to_random_eligible_channel"]
     console.print(f"our policy: {share:.1%} of the oracle's profit (bar 80%); "
-                  + (f"{ratio:.2f}x always-e-mail (bar 1.5x)" if ratio is not None else "always-e-mail makes no profit"))
+                  + (f"{ratio:.2f}x always-e-mail (bar 1.5x)" if ratio is not None else "always-e-mail makes no profit")
+                  + (f"; {random_ratio:.3f}x a random eligible channel for every eligible customer"
+                     if random_ratio is not None else ""))
     console.print(f"Written to {space.reports / 'policy_evaluation.json'}")
 
 

@@ -107,7 +107,10 @@ def evaluate_policy(scores: pd.DataFrame, engagement: pd.DataFrame, identity_map
     results = {name: value_of(choice, profits, uplifts) for name, choice in choices.items()}
     ours, best = results["our_policy"]["incremental_profit_per_1000"], results["oracle_best"]["incremental_profit_per_1000"]
     email = results["always_email"]["incremental_profit_per_1000"]
+    random_channel = results["random_eligible_channel"]["incremental_profit_per_1000"]
     return {"customers": len(scores), "as_of_day": day, "policies": results,
             "share_of_oracle_profit": ours / best if best else None,
             "ratio_to_always_email": ours / email if email > 0 else None,
+            # the honest comparison for choosing among channels: contacting every eligible customer on a random one
+            "ratio_to_random_eligible_channel": ours / random_channel if random_channel > 0 else None,
             "bar": "our profit >= 0.8 x oracle_best and >= 1.5 x always_email"}

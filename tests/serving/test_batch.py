@@ -70,6 +70,8 @@ def test_the_oracle_policy_is_the_best_and_ours_is_valued(scored):
     assert profits["oracle_best"] == max(profits.values())
     assert profits["oracle_best"] > 0
     assert result["share_of_oracle_profit"] is not None
+    random_channel = profits["random_eligible_channel"]
+    assert result["ratio_to_random_eligible_channel"] == (profits["our_policy"] / random_channel if random_channel > 0 else None)
 
 
 def test_chunked_csv_output_holds_the_same_decisions_with_its_summary_beside_it(scored, tmp_path):
