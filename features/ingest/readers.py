@@ -22,10 +22,6 @@ class TableFileError(ValueError):
     """The whole file cannot be ingested; the message names the file and the reason."""
 
 
-FIELD_SIZE_LIMIT = 2**31 - 1
-"""The tolerant reader's longest field (characters): as long as a file can hold in practice."""
-
-
 @dataclass(frozen=True)
 class MalformedRecord:
     row: int
@@ -130,15 +126,17 @@ def stream_csv_fast(path: Path, header: list[str], batch_bytes: int) -> Iterator
 
 
 def stream_csv_robust(path: Path, header: list[str], batch_rows: int) -> Iterator[RawBatch]:
-    """Python's csv module: slower, but reads files that pyarrow gives up on."""
-    # its default limit (128 KiB a field) quarantined a longer field's record with nothing of it kept;
-    # read it whole instead, and let the contract's checks judge the value
-    csv.field_size_limit(max(csv.field_size_limit(), FIELD_SIZE_LIMIT))
+    """Python's csv module: slower, but reads files that pyarrow gives up on. A record it cannot use
+    is quarantined with its lines exactly as in the file (`_RecordLines`), an unreadable one too."""
     size = path.stat().st_size
     with path.open("rb") as binary:
         text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        reader = csv.reader(text, strict=False)
+        lines = _RecordLines(text)
+        # strict=False: a stray quote reads on until a field passes csv's limit (128 KiB), and that
+        # record is quarantined whole, lines and all; the records after it are read again
+        reader = csv.reader(lines, strict=False)
         next(reader, None)
+        lines.take()
         columns: list[list[bytes]] = [[] for _ in header]
         rows: list[int] = []
         malformed: list[MalformedRecord] = []
@@ -150,19 +148,15 @@ def stream_csv_robust(path: Path, header: list[str], batch_rows: int) -> Iterato
                 break
             except csv.Error as error:
                 position += 1
-                malformed.append(MalformedRecord(position, f"unreadable CSV record: {error}", ""))
+                malformed.append(MalformedRecord(position, f"unreadable CSV record: {error}", lines.take()))
                 continue
+            raw = lines.take()
             if not record:
                 continue  # blank line: not a record
             position += 1
             if len(record) != len(header):
-                malformed.append(
-                    MalformedRecord(
-                        position,
-                        f"malformed CSV record: expected {len(header)} fields, found {len(record)}",
-                        _as_csv_line(record),
-                    )
-                )
+                malformed.append(MalformedRecord(
+                    position, f"malformed CSV record: expected {len(header)} fields, found {len(record)}", raw))
                 continue
             for values, value in zip(columns, record, strict=True):
                 values.append(value.encode("utf-8", "surrogateescape"))
@@ -173,12 +167,27 @@ def stream_csv_robust(path: Path, header: list[str], batch_rows: int) -> Iterato
         yield _robust_batch(header, columns, rows, malformed, size)
 
 
-def _as_csv_line(record: list[str]) -> str:
-    """A malformed record as a CSV line again, quoted where a field needs it (a field holding a comma
-    stays one field), invalid UTF-8 kept, escaped (\\xff): what the quarantine keeps of it."""
-    line = io.StringIO()
-    csv.writer(line, lineterminator="").writerow(record)
-    return line.getvalue().encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+class _RecordLines:
+    """The file's lines for the csv module, remembering those of the record being read: what the
+    quarantine keeps of a record it cannot use, as written (invalid UTF-8 escaped, \\xff)."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._taken: list[str] = []
+
+    def __iter__(self) -> _RecordLines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self._taken.append(line)
+        return line
+
+    def take(self) -> str:
+        """The lines read since the last call, without the final line break."""
+        text = "".join(self._taken).removesuffix("\n").removesuffix("\r")
+        self._taken.clear()
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _robust_batch(

@@ -27,12 +27,27 @@ def test_a_malformed_record_is_kept_as_a_csv_line_that_reads_back_to_its_fields(
     assert next(csv.reader(io.StringIO(malformed[0].text))) == ['x, "y"', "2", "3"]
 
 
-def test_a_field_longer_than_the_csv_modules_default_limit_is_read_not_dropped(tmp_path):
-    # Given a field of 200,000 characters (Python's csv refuses fields over 131,072 by default)
+def test_a_field_past_the_csv_limit_is_quarantined_with_its_text_and_the_next_rows_load(tmp_path):
+    # Given a field of 200,000 characters (Python's csv refuses fields over 131,072)
     path = tmp_path / "t.csv"
     path.write_text("a,b\n1,2\nq," + "z" * 200_000 + "\n5,6\n")
     # When read
     rows, values, malformed = _read(path)
-    # Then the record is read whole, for the contract's checks to judge, and no row goes missing
-    assert rows == [1, 2, 3] and not malformed
-    assert values[1] == {"a": b"q", "b": b"z" * 200_000}
+    # Then that record is quarantined with its line as written, and the rows around it load
+    assert rows == [1, 3] and [v["a"] for v in values] == [b"1", b"5"]
+    assert [m.row for m in malformed] == [2] and "field larger than field limit" in malformed[0].reason
+    assert malformed[0].text == "q," + "z" * 200_000
+
+
+def test_a_stray_quote_swallows_no_row_unseen(tmp_path):
+    # Given a quote that never closes, followed by 4,000 good rows (more than csv's 128 KiB field limit)
+    path = tmp_path / "t.csv"
+    good = [f"id{i:05d}-padding-padding-padding,{i}" for i in range(4000)]
+    path.write_text("a,b\n1,2\nq,\"oops\n" + "\n".join(good) + "\n")
+    # When read
+    rows, values, malformed = _read(path)
+    # Then every line of the file is either a loaded row or inside a quarantined record's text
+    loaded = {v["a"].decode() + "," + v["b"].decode() for v in values}
+    quarantined = "\n".join(m.text for m in malformed)
+    assert all(line in loaded or line in quarantined for line in good)
+    assert 'q,"oops' in quarantined and len(loaded) > 1, "the rows after the swallowed part load again"
