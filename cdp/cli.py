@@ -946,13 +946,17 @@ def forget(
         raise _fail(f"{error}; nothing was changed") from error
     except ErasureError as error:
         raise _fail(str(error)) from error
-    for name, count in report.rows_removed.items():  # the scoring summaries count what the files hold
-        if count:
-            recount_score_summary(space.root / name)
     record_request(space, settings.privacy, "erasure", subject.customer_id,
                    {"request_id": report.request_id, "records": report.records,
                     "rows_removed": sum(report.rows_removed.values()),
                     "suppression_entries_added": report.suppression_entries_added})
+    for name, count in report.rows_removed.items():  # the scoring summaries count what the files hold
+        try:
+            if count:
+                recount_score_summary(space.root / name)
+        except Exception as error:  # the erasure is done and audited: a stale count is only reported
+            log.warning("%s: its summary's counts could not be updated (%s); `cdp score` writes them again",
+                        name, type(error).__name__)
     _print_row_counts(f"Erased customer {subject.customer_id} ({report.records} record"
                       f"{'' if report.records == 1 else 's'})", "store",
                       {name: count for name, count in report.rows_removed.items() if count})

@@ -329,7 +329,9 @@ def recount_score_summary(output: Path) -> bool:
     if not (output.is_file() and path.exists() and output.suffix in (".parquet", ".csv")):
         return False
     summary = json.loads(path.read_text())
-    if not isinstance(summary, dict) or "output_format" not in summary:
+    # scores.parquet and scores.csv share scores.json: it is the summary of the one it names
+    if not (isinstance(summary, dict) and summary.get("output_format") == output.suffix.removeprefix(".")
+            and Path(str(summary.get("output", ""))).name == output.name):
         return False
     totals = _SummaryTotals()
     if output.suffix == ".parquet":
@@ -338,8 +340,8 @@ def recount_score_summary(output: Path) -> bool:
     else:
         for chunk in pd.read_csv(output, chunksize=200_000):
             totals.add(chunk)
-    columns = set(totals.columns)
-    write_json(path, {**summary, **totals.counts(churn="churn_probability" in columns, clv="clv" in columns)})
+    scored = summary.get("models") or {}
+    write_json(path, {**summary, **totals.counts(churn="churn" in scored, clv="clv" in scored)})
     return True
 
 

@@ -172,3 +172,28 @@ def test_compiled_models_score_the_base_as_lightgbm_does(scored, tmp_path):
     assert (compiled["next_best_action"] == compiled["next_best_action_lightgbm"]).all()
     assert first.compile_seconds > 0 and second.compile_seconds == 0
     assert any(compiled_models_directory(served.workspace).glob("*.o"))
+
+
+def test_a_summary_is_recounted_only_from_the_scores_file_it_describes(tmp_path):
+    import json
+
+    from serving.batch import recount_score_summary
+
+    # Given scores.parquet and scores.csv side by side, and scores.json describing the CSV (scored last)
+    frame = pd.DataFrame({"customer_id": ["C1", "C2"], "next_best_action": ["email", "none"],
+                          "next_best_channel": ["email", None], "win_back": [True, False], "holdout": [False, False],
+                          "reasons": [None, None], "expected_value": [1.5, 0.0], "churn_probability": [0.2, None],
+                          "clv": [10.0, 5.0]})
+    frame.to_parquet(tmp_path / "scores.parquet")
+    frame.head(1).to_csv(tmp_path / "scores.csv", index=False)
+    summary = {"customers": 2, "output": "/elsewhere/scores.csv", "output_format": "csv",
+               "models": {"churn": "1", "clv": "1"}, "seconds": 1.0}
+    (tmp_path / "scores.json").write_text(json.dumps(summary))
+    # When both files are recounted (after an erasure rewrote them)
+    assert recount_score_summary(tmp_path / "scores.parquet") is False
+    assert recount_score_summary(tmp_path / "scores.csv") is True
+    # Then the summary counts the CSV it names, and keeps what it said of the run
+    recounted = json.loads((tmp_path / "scores.json").read_text())
+    assert recounted["customers"] == 1 and recounted["win_back_customers"] == 1
+    assert recounted["mean_churn_probability"] == 0.2 and recounted["total_clv"] == 10.0
+    assert recounted["seconds"] == 1.0 and recounted["output"] == "/elsewhere/scores.csv"
