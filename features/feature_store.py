@@ -179,6 +179,8 @@ class Freshness:
     age_days: float | None
     stale: bool
     message: str
+    snapshots_until: dt.datetime | None = None
+    """The moment the loaded features describe customers at (`materialize --end`)."""
 
 
 def online_freshness(workspace: Workspace, settings: FeatureSettings, now: dt.datetime | None = None,
@@ -187,14 +189,16 @@ def online_freshness(workspace: Workspace, settings: FeatureSettings, now: dt.da
     record = _materialization_record(workspace)
     if not record.exists():
         return Freshness(None, None, True, "the online store was never materialized; run `cdp features materialize`")
-    loaded = dt.datetime.fromisoformat(json.loads(record.read_text())["materialized_at"])
+    written = json.loads(record.read_text())
+    loaded = dt.datetime.fromisoformat(written["materialized_at"])
+    until = dt.datetime.fromisoformat(written["snapshots_until"]) if written.get("snapshots_until") else None
     age = ((now or dt.datetime.now(dt.UTC)) - loaded).total_seconds() / 86400
     stale = age > settings.stale_after_days
     message = (f"online features were loaded {age:.1f} days ago (limit {settings.stale_after_days:g}); "
                "run `cdp features build` and `cdp features materialize`" if stale else "online features are fresh")
     if stale and warn:
         log.warning("%s", message)
-    return Freshness(loaded, age, stale, message)
+    return Freshness(loaded, age, stale, message, until)
 
 
 def latest_rows(path, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:

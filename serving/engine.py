@@ -196,6 +196,8 @@ class RecommendationEngine:
         self._models = models
         self._lock = threading.Lock()
         self.features_loaded_at: str | None = None
+        self.features_as_of_seconds: float | None = None
+        """The online store's features describe customers as of this moment (seconds since 1970)."""
         self.model_problems: list[str] = models.problems
         self.store_problems: list[str] = []
         self._store_checked_at = 0.0  # time.monotonic() of the last look at the online store
@@ -326,6 +328,7 @@ class RecommendationEngine:
             if freshness.stale:
                 log.warning("%s", freshness.message)
         self.features_loaded_at = freshness.materialized_at.isoformat() if freshness.materialized_at else None
+        self.features_as_of_seconds = freshness.snapshots_until.timestamp() if freshness.snapshots_until else None
         if freshness.materialized_at is None:
             self.store_problems = [f"online store: {freshness.message}"]
         else:
@@ -401,7 +404,7 @@ class RecommendationEngine:
         reasons = {task: phrases_from_contributions(models.models[task].encoding.columns, values, encoded)
                    for task, (values, encoded) in explained.items()}
         if outside is not None and outside.any():
-            _explain_missing_churn(reasons, features, outside, churn_model, now)
+            _explain_missing_churn(reasons, features, outside, churn_model, now, self.features_as_of_seconds)
         scores, decisions = _lists(scores), _lists(decisions)
         for position, index in enumerate(known):
             if not found[position]:
@@ -572,17 +575,22 @@ def _safe_reference(reference: dict) -> dict:
 
 
 def _explain_missing_churn(reasons: dict[str, list[list[str]]], features: Mapping[str, np.ndarray],
-                           outside: np.ndarray, model: CustomerModel, now: pd.Timestamp) -> None:
+                           outside: np.ndarray, model: CustomerModel, now: pd.Timestamp,
+                           features_as_of: float | None) -> None:
     """The churn reasons of customers outside the churn model's population say why they have no score
-    (and, for an order pushed since the stored features, that it is not in them yet)."""
+    (and, for an order pushed after the moment the stored features describe, that they miss it)."""
     from serving.reasons import unscored_churn_phrases
 
     phrases = reasons.setdefault("churn", [[] for _ in range(len(outside))])
     rows = np.flatnonzero(outside)
     pushed = features.get("last_order_epoch_seconds")
-    days_since_pushed = None if pushed is None else (now.timestamp() - np.asarray(pushed, dtype=float)[rows]) / 86400.0
+    days_ago = None
+    if pushed is not None and features_as_of is not None:
+        moment = np.asarray(pushed, dtype=float)[rows]
+        with np.errstate(invalid="ignore"):  # a stored last order is never after the features' moment
+            days_ago = np.where(moment > features_as_of, np.maximum(now.timestamp() - moment, 0.0) / 86400.0, np.nan)
     for row, phrase in zip(rows, unscored_churn_phrases(features["days_since_last_order"][rows],
-                                                        model.population_days, days_since_pushed), strict=True):
+                                                        model.population_days, days_ago), strict=True):
         phrases[row] = [phrase]
 
 

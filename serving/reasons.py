@@ -562,18 +562,20 @@ def phrases_from_contributions(
 
 
 def unscored_churn_phrases(days_since_last_order: np.ndarray, population_days: int,
-                           days_since_pushed_order: np.ndarray | None = None) -> list[str]:
+                           days_since_later_order: np.ndarray | None = None) -> list[str]:
     """Why a customer has no churn probability (`training.scoring.outside_churn_population`), in the
-    words of the reasons: the number left empty still comes with its reason. `days_since_pushed_order`
-    (online: the last order pushed through /events) tells apart a customer who ordered after the stored
-    features, for whom "never ordered" would read as false."""
+    words of the reasons: the number left empty still comes with its reason. `days_since_later_order`
+    (online: an order pushed through /events after the moment the stored features describe, NaN for
+    none) tells apart a customer the stored features miss an order of, for whom "never ordered" would
+    read as false."""
     stored = np.asarray(days_since_last_order, dtype=float)
-    pushed = np.full(len(stored), np.nan) if days_since_pushed_order is None else np.asarray(days_since_pushed_order, dtype=float)
+    later = (np.full(len(stored), np.nan) if days_since_later_order is None
+             else np.asarray(days_since_later_order, dtype=float))
     covered = f"the churn model covers customers who ordered in the last {population_days} days"
     phrases = []
-    for days, fresh in zip(stored.tolist(), pushed.tolist(), strict=True):
-        if not _missing(fresh) and 0 <= fresh <= population_days and (_missing(days) or fresh < days):
-            when = "today" if fresh < 1 else f"{_days(fresh)} ago"
+    for days, since in zip(stored.tolist(), later.tolist(), strict=True):
+        if not _missing(since):
+            when = "today" if since < 1 else f"{_days(since)} ago"
             phrases.append(f"no churn score yet: the order {when} came after the stored features the churn "
                            "model reads (scored from the next `cdp features materialize`)")
         elif _missing(days):
@@ -582,4 +584,3 @@ def unscored_churn_phrases(days_since_last_order: np.ndarray, population_days: i
             phrases.append(f"no churn score: no order in the last {population_days} days (the churn model covers "
                            "customers who did)")
     return phrases
-

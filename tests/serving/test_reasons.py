@@ -324,14 +324,14 @@ def test_contributions_and_features_must_line_up():
         reason_phrases(contributions(orders_365d=1.0), CUSTOMER, direction="sideways")  # type: ignore[arg-type]
 
 
-def test_unscored_churn_phrases_tell_a_pushed_order_from_no_order():
+def test_unscored_churn_phrases_tell_an_order_after_the_features_from_no_order():
     from serving.reasons import unscored_churn_phrases
 
-    # Given stored recency (never, 400 days) and the online last order (none, 2 days ago, 500 days ago)
+    # Given stored recency (never, 400 days) and days since an order after the features' moment (NaN: none)
     stored = np.array([np.nan, 400.0, np.nan, 400.0])
-    pushed = np.array([np.nan, 2.0, 0.5, 500.0])
-    # When / then: only an order inside the population since the stored features changes the phrase
-    assert unscored_churn_phrases(stored, 365, pushed) == [
+    later = np.array([np.nan, 2.0, 0.5, np.nan])
+    # When / then: only an order after the stored features changes the phrase
+    assert unscored_churn_phrases(stored, 365, later) == [
         "no churn score: never ordered (the churn model covers customers who ordered in the last 365 days)",
         "no churn score yet: the order 2 days ago came after the stored features the churn model reads "
         "(scored from the next `cdp features materialize`)",
