@@ -449,26 +449,29 @@ class RecommendationEngine:
 
         now = time.time()
         targets = {event["customer_id"]: self.identity.survivor(event["customer_id"]) for event in events}
+        refused = self.refused_customers(list(targets.values()))  # every id, even one with nothing to push
         merged: dict[str, dict] = {}
         dropped: list[tuple[str, str, str]] = []
-        pushing: list[bool] = []
+        contributed: list[bool] = []  # per event: something of it went into a push
         for event in events:
             late = late_moment_fields(event, now)
             dropped += [(event["customer_id"], field, reason) for field, reason in late.items()]
             kept = {field: value for field, value in event.items() if field not in late and field != "customer_id"}
-            pushing.append(bool(kept))
-            if kept:
-                target = targets[event["customer_id"]]
+            target = targets[event["customer_id"]]
+            contributed.append(bool(kept) and target not in refused)
+            if contributed[-1]:
                 merged.setdefault(target, {"customer_id": target}).update(kept)
-        seconds, refused = self.push_events(pd.DataFrame(list(merged.values()))) if merged else (0.0, {})
+        seconds, store_refused = self.push_events(pd.DataFrame(list(merged.values()))) if merged else (0.0, {})
+        refused |= store_refused
+        applied = [done and targets[event["customer_id"]] not in refused
+                   for done, event in zip(contributed, events, strict=True)]
         return PushedEvents(
-            accepted=sum(push and targets[event["customer_id"]] not in refused
-                         for push, event in zip(pushing, events, strict=True)),
-            seconds=seconds,
+            accepted=sum(applied), seconds=seconds,
             refused={sent: refused[held] if sent == held else f"merged into {held}, refused: {refused[held]}"
                      for sent, held in targets.items() if held in refused},
-            redirected={sent: held for sent, held in targets.items()
-                        if sent != held and held not in refused and held in merged},
+            redirected={event["customer_id"]: targets[event["customer_id"]]
+                        for done, event in zip(applied, events, strict=True)
+                        if done and event["customer_id"] != targets[event["customer_id"]]},
             dropped_fields=dropped,
         )
 

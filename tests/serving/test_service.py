@@ -595,6 +595,17 @@ def test_events_are_merged_per_survivor_and_refusals_named_by_the_id_sent(tmp_pa
     # ...and the refusal is reported under each id the caller sent
     assert pushed.accepted == 1 and pushed.redirected == {}
     assert pushed.refused == {"C5": "merged into C1, refused: erased (cdp forget)", "C1": "erased (cdp forget)"}
+    # When an unknown id comes with nothing but a moment in 2286, and C5 with a sound field
+    pushes.clear()
+    engine.push_events = lambda frame: (pushes.append(frame["customer_id"].tolist()) or 0.001, {})
+    pushed = engine.apply_events([{"customer_id": "C9", "last_order_epoch_seconds": 9_999_999_999},
+                                  {"customer_id": "C5", "latest_sms_consent": 0}])
+    # Then the unknown id is still refused as unknown (nothing of it pushed), its field named as dropped,
+    # and C5's event lands on C1, said so
+    assert pushes == [["C1"]] and pushed.accepted == 1
+    assert pushed.refused == {"C9": "unknown customer (not in the identity map)"}
+    assert [(c, f) for c, f, _ in pushed.dropped_fields] == [("C9", "last_order_epoch_seconds")]
+    assert pushed.redirected == {"C5": "C1"}
 
 
 def test_an_email_several_customers_hold_names_none_of_them():
