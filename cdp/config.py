@@ -424,8 +424,9 @@ def mask_connection_secret(connection: str) -> str:
     """A Redis connection string with its password masked (Feast's `,password=...` and `user:pw@` in a URL)."""
     import re
 
-    masked = re.sub(r"(?i)(,\s*password\s*=)[^,]*", lambda m: m.group(1) + SECRET_MASK, connection)
-    return re.sub(r"(://[^:/@]*:)[^@]*@", lambda m: m.group(1) + SECRET_MASK + "@", masked)
+    masked = re.sub(r"(?i)([,?&;]\s*\w*password\s*=)[^,&;]*", lambda m: m.group(1) + SECRET_MASK, connection)
+    # user:password@host: up to the last @ before the path, a password may hold @ itself
+    return re.sub(r"(://[^:/@]*:)[^/]*@", lambda m: m.group(1) + SECRET_MASK + "@", masked)
 
 
 def settings_for_display(settings: Settings) -> dict:

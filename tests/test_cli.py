@@ -141,6 +141,9 @@ def test_config_never_prints_the_api_token(tmp_path, monkeypatch):
 @pytest.mark.parametrize(("connection", "shown"), [
     ("localhost:6379,password=pw123,ssl=true", "localhost:6379,password=***,ssl=true"),
     ("redis://user:pw123@cache:6379/0", "redis://user:***@cache:6379/0"),
+    ("redis://user:p@pw123@cache:6379/0", "redis://user:***@cache:6379/0"),
+    ("redis://cache:6379/0?password=pw123&ssl=true", "redis://cache:6379/0?password=***&ssl=true"),
+    ("cache:6379,ssl_password=pw123", "cache:6379,ssl_password=***"),
     ("localhost:6379", "localhost:6379"),
 ])
 def test_config_never_prints_the_redis_password(tmp_path, monkeypatch, connection, shown):

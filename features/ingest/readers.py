@@ -55,8 +55,8 @@ class _MalformedCollector:
         self.records.append(
             MalformedRecord(
                 row=line - 1,
-                reason=f"malformed CSV record: expected {row.expected_columns} fields, "
-                f"found {row.actual_columns}",
+                reason=unterminated_quote(row.text or "", row.expected_columns)
+                or f"malformed CSV record: expected {row.expected_columns} fields, found {row.actual_columns}",
                 text=row.text,
             )
         )
@@ -113,6 +113,9 @@ def stream_csv_fast(path: Path, header: list[str], batch_bytes: int) -> Iterator
     done = 0
     for record_batch in reader:
         table = pa.Table.from_batches([record_batch])
+        swallowed = _swallowed_records(table, len(header))
+        if swallowed:  # the tolerant reader quarantines that record with its lines
+            raise pa.ArrowInvalid(f"a quoted field runs over {swallowed} line(s) that look like records of their own")
         rows = collector.positions_of_parsed(parsed, table.num_rows)
         parsed += table.num_rows
         done = min(size, done + batch_bytes)
@@ -154,9 +157,11 @@ def stream_csv_robust(path: Path, header: list[str], batch_rows: int) -> Iterato
             if not record:
                 continue  # blank line: not a record
             position += 1
-            if len(record) != len(header):
+            open_quote = unterminated_quote(raw, len(header))
+            if open_quote or len(record) != len(header):
                 malformed.append(MalformedRecord(
-                    position, f"malformed CSV record: expected {len(header)} fields, found {len(record)}", raw))
+                    position, open_quote or f"malformed CSV record: expected {len(header)} fields, found {len(record)}",
+                    raw))
                 continue
             for values, value in zip(columns, record, strict=True):
                 values.append(value.encode("utf-8", "surrogateescape"))
@@ -165,6 +170,37 @@ def stream_csv_robust(path: Path, header: list[str], batch_rows: int) -> Iterato
                 yield _robust_batch(header, columns, rows, malformed, binary.tell())
                 columns, rows, malformed = [[] for _ in header], [], []
         yield _robust_batch(header, columns, rows, malformed, size)
+
+
+def _looks_like_a_record(line: str, fields: int) -> bool:
+    """A line inside a quoted value that would be a whole record of the file on its own: the sign of a
+    quote left open, which would otherwise swallow the rows after it into one value."""
+    return fields > 1 and line.count(",") >= fields - 1 and len(next(csv.reader([line]), [])) == fields
+
+
+def unterminated_quote(text: str, fields: int) -> str | None:
+    """Why a record's text is a quote left open (lines after its first that look like records of
+    their own), or None."""
+    lines = text.split("\n")[1:]
+    swallowed = sum(_looks_like_a_record(line, fields) for line in lines)
+    if not swallowed:
+        return None
+    return (f"unterminated quote: a quoted field runs over {len(lines)} more line(s), {swallowed} of them "
+            "looking like records of their own")
+
+
+def _swallowed_records(table: pa.Table, fields: int) -> int:
+    """How many lines inside the batch's multi-line values look like records of their own."""
+    import pyarrow.compute as pc
+
+    count = 0
+    for column in table.columns:
+        multiline = pc.match_substring(column, "\n")
+        if pc.any(multiline).as_py():
+            for value in column.filter(multiline).to_pylist():
+                text = value.decode("utf-8", "replace")
+                count += sum(_looks_like_a_record(line, fields) for line in text.split("\n")[1:])
+    return count
 
 
 class _RecordLines:

@@ -386,7 +386,7 @@ def validate_batch(
 
     # a quarantined row keeps all its raw values: its invalid PII is one more reason, not a nulled value
     for position, column_name, reason in problems.nulled:
-        if problems.rejected[position]:
+        if problems.rejected[position] and column_name not in problems.reject_columns[position]:
             problems.reject_reasons[position].append(f"{column_name}: {reason}")
             problems.reject_columns[position].append(column_name)
     problems.nulled = [entry for entry in problems.nulled if not problems.rejected[entry[0]]]

@@ -129,6 +129,19 @@ def test_a_quarantined_row_keeps_its_invalid_pii_as_a_reason_not_as_a_nulled_val
     assert json.loads(bad.loc[2, "record"])["email"] == "bo-at-example"
 
 
+def test_a_quote_left_open_loses_no_row_silently(raw_dir, workspace, ingest_settings):
+    # Given a returns file whose second record opens a quote it never closes
+    (raw_dir / "returns.csv").write_text('order_id,returned_at,amount\no1,2025-01-05,3\n"o2,2025-01-06,4\n'
+                                         "o3,2025-01-07,5\no4,2025-01-08,6\n")
+    # When ingested
+    report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    # Then the first row loads, and the open record is quarantined with the rows it swallowed and why
+    assert (report.read, report.loaded, report.quarantined) == (2, 1, 1)
+    bad = quarantine(workspace, "returns")
+    assert "unterminated quote" in bad["reason"].iloc[0]
+    assert json.loads(bad["record"].iloc[0])["raw_text"] == '"o2,2025-01-06,4\no3,2025-01-07,5\no4,2025-01-08,6'
+
+
 def test_missing_required_column_fails_only_that_table(raw_dir, workspace, ingest_settings):
     # Given an orders file without `amount` and a valid returns file
     (raw_dir / "orders.csv").write_text("order_id,source,source_id,ordered_at\no1,web,w1,2025-01-01\n")

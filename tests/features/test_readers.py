@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 
-from features.ingest.readers import stream_csv_robust
+import pyarrow as pa
+import pytest
+
+from features.ingest.readers import stream_csv_fast, stream_csv_robust
 
 
 def _read(path):
@@ -51,3 +54,26 @@ def test_a_stray_quote_swallows_no_row_unseen(tmp_path):
     quarantined = "\n".join(m.text for m in malformed)
     assert all(line in loaded or line in quarantined for line in good)
     assert 'q,"oops' in quarantined and len(loaded) > 1, "the rows after the swallowed part load again"
+
+
+def test_a_quote_left_open_is_quarantined_with_the_rows_it_swallowed_not_loaded_as_one_value(tmp_path):
+    # Given a small file whose third record opens a quote it never closes
+    path = tmp_path / "t.csv"
+    path.write_text('a,b\n1,2\nq,"oops\n3,4\n5,6\n')
+    # When read by the tolerant reader
+    rows, values, malformed = _read(path)
+    # Then the record is quarantined with every line it took in, and says why; nothing loads as one value
+    assert rows == [1] and [m.row for m in malformed] == [2]
+    assert malformed[0].text == 'q,"oops\n3,4\n5,6'
+    assert malformed[0].reason.startswith("unterminated quote") and "2 of them looking like records" in malformed[0].reason
+    # ...and the fast reader refuses the batch, so the tolerant one reads the file
+    with pytest.raises(pa.ArrowInvalid, match="look like records of their own"):
+        list(stream_csv_fast(path, ["a", "b"], 1 << 20))
+
+
+def test_an_address_over_two_lines_still_loads_as_one_value(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text('a,b\n1,"1 Elm Road\nFlat 2"\n')
+    assert [b.table.column("b").to_pylist() for b in stream_csv_fast(path, ["a", "b"], 1 << 20)][0] == [b"1 Elm Road\nFlat 2"]
+    rows, values, malformed = _read(path)
+    assert rows == [1] and not malformed and values[0]["b"] == b"1 Elm Road\nFlat 2"
