@@ -7,6 +7,7 @@ two workspaces (and the test suite's temporary ones) never share runs or models.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import warnings
 from dataclasses import dataclass
 
@@ -73,18 +74,18 @@ def relocate_tracking_store(workspace: Workspace) -> str | None:
     MLflow stores artifact locations as absolute URIs, so a `cp -r` of a workspace went on loading
     (and logging) models in the original's directory, and failed once that was gone. The old root is
     read from this project's experiment (`<old>/artifacts`); every location under it is rewritten, in
-    one immediate transaction so workers starting together do it once."""
-    import sqlite3
-
+    one immediate transaction so workers starting together do it once. A workspace is assumed to be
+    reached by one path: opened by two (a container's bind mount and the host's), each would point
+    the store back at itself."""
     new_root = workspace.mlruns.as_uri()
     connection = sqlite3.connect(workspace.mlruns / "mlflow.db", timeout=60, isolation_level=None)
     try:
+        if _recorded_root(connection) in (None, new_root):  # the usual case: a read, no write lock
+            return None
         connection.execute("BEGIN IMMEDIATE")
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        row = (connection.execute("SELECT artifact_location FROM experiments WHERE name = ?", (EXPERIMENT,)).fetchone()
-               if "experiments" in tables else None)
-        old_root = row[0].removesuffix("/artifacts") if row and row[0] and row[0].endswith("/artifacts") else None
-        if old_root is None or old_root == new_root or not old_root.startswith("file://"):
+        old_root = _recorded_root(connection)  # again, under the lock: another worker may have done it
+        if old_root is None or old_root == new_root:
             connection.execute("COMMIT")
             return None
         for table, column in TRACKING_LOCATIONS:
@@ -102,6 +103,19 @@ def relocate_tracking_store(workspace: Workspace) -> str | None:
         connection.close()
     log.info("workspace moved: MLflow locations under %s now point at %s", old_root, new_root)
     return old_root
+
+
+def _recorded_root(connection) -> str | None:
+    """The `mlruns` URI this project's experiment was created under, or None (no such experiment yet,
+    or a location that is not a local file)."""
+    try:
+        row = connection.execute("SELECT artifact_location FROM experiments WHERE name = ?", (EXPERIMENT,)).fetchone()
+    except sqlite3.OperationalError:  # a store MLflow has not created its tables in yet
+        return None
+    location = row[0] if row else None
+    if not location or not location.startswith("file://") or not location.endswith("/artifacts"):
+        return None
+    return location.removesuffix("/artifacts")
 
 
 class ScoringModel(mlflow.pyfunc.PythonModel):
