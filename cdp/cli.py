@@ -677,11 +677,16 @@ def push(
             values[field] = [int(value)]
         except ValueError as error:
             raise _fail(f"--set {item!r}: realtime signals are whole numbers", 2) from error
-    identity_map = space.outputs / "identity_map.parquet"
-    if identity_map.exists():
-        known = pd.read_parquet(identity_map, columns=["customer_id"])["customer_id"]
-        if not (known == customer_id).any():
+    if (space.outputs / "identity_map.parquet").exists():
+        from serving.engine import IdentityLookup
+
+        identity = IdentityLookup.load(space, settings)
+        survivor = identity.survivor(customer_id)  # as /events: a retired id's signals go to its survivor
+        if survivor not in identity.customers:
             raise _fail(f"no customer {customer_id!r} in the identity map; nothing was pushed")
+        if survivor != customer_id:
+            console.print(f"{customer_id} was merged into {survivor} by identity resolution: pushing for {survivor}")
+            customer_id = values["customer_id"][0] = survivor
     store = open_feature_store(space, settings.features)
     seconds = _feature_store_call(push_realtime_signals, store, pd.DataFrame(values))
     console.print(f"Pushed {', '.join(signal)} for {customer_id} in {seconds * 1000:.0f} ms")

@@ -218,6 +218,35 @@ def test_push_refuses_an_unknown_customer_and_a_bad_value(trained):
     assert bad.exit_code == 1 and "latest_email_consent must be 0 or 1, not 7" in " ".join(bad.output.split())
 
 
+def test_push_for_an_id_retired_by_a_merge_goes_to_its_survivor(served, tmp_path):
+    import shutil
+
+    from cdp.config import load_settings
+    from cdp.files import write_json
+    from cdp.workspace import Workspace
+    from feature_repo.definitions import REALTIME_VIEW
+    from features.feature_store import open_feature_store
+    from features.identity.store import identity_paths, read_identity_state
+
+    # Given a workspace whose last resolution merged C999999990 into a known customer
+    shutil.copytree(served.workspace.root, tmp_path / "ws")
+    workspace = Workspace.at(tmp_path / "ws")
+    survivor = pd.read_parquet(workspace.outputs / "identity_map.parquet")["customer_id"].iloc[1]
+    write_json(identity_paths(workspace)["state"],
+               {**read_identity_state(workspace), "merged_into": {"C999999990": survivor}})
+    # When a consent is pushed for the retired id
+    result = runner.invoke(app, ["push", "--customer-id", "C999999990", "--set", "latest_sms_consent=0",
+                                 "--workspace", str(workspace.root)])
+    # Then it is pushed for the survivor, as /events does, and says so
+    words = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert f"merged into {survivor}" in words and f"for {survivor}" in words
+    store = open_feature_store(workspace, load_settings().features)
+    row = store.get_online_features(features=[f"{REALTIME_VIEW}:latest_sms_consent"],
+                                    entity_rows=[{"customer_id": survivor}]).to_dict()
+    assert row["latest_sms_consent"] == [0]
+
+
 def test_lift_refuses_a_campaign_the_scores_were_not_drawn_for_or_without_treated_customers(tmp_path, trained):
     import shutil
 
