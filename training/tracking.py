@@ -7,6 +7,7 @@ two workspaces (and the test suite's temporary ones) never share runs or models.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import warnings
 from dataclasses import dataclass
@@ -43,6 +44,9 @@ def use_workspace_tracking(workspace: Workspace) -> MlflowClient:
     # MLflow's store uses a loader SQLAlchemy 2 deprecates: not ours to fix, and it was printed by every
     # command that opens the registry. Set here, at use: importing Feast resets warning filters.
     warnings.filterwarnings("ignore", message="The ``noload`` loader strategy is deprecated", category=DeprecationWarning)
+    # MLflow draws a "Downloading artifacts" bar for every model loaded, in logs and CI output as much
+    # as on a terminal; our commands say what they load. A user's own setting wins.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri(workspace)
     artifacts = (workspace.mlruns / "artifacts").as_uri()
     if (workspace.mlruns / "mlflow.db").exists():
