@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cdp.config import IngestSettings, PrivacySettings
@@ -262,6 +263,8 @@ def _ingest_into(
             )
         if merge.duplicates:
             restore_raw_records(staging / "rejected-duplicates.parquet", reader(), contract, custom)
+            counts["nulled_by_column"] = drop_nulled_of_quarantined(
+                staging / "nulled.parquet", staging / "rejected-duplicates.parquet")
         rejected = [staging / "rejected.parquet", staging / "rejected-duplicates.parquet"]
         quarantine = workspace.quarantine
         lake.replace_file_entries(connection, rejected, quarantine / f"{contract.name}.parquet", str(path))
@@ -279,6 +282,19 @@ def _ingest_into(
     report.quarantined_by_reason = by_reason
     report.nulled_values = dict(counts["nulled_by_column"])
     report.inserted, report.updated, report.lake_rows = merge.inserted, merge.updated, merge.lake_rows
+
+
+def drop_nulled_of_quarantined(nulled: Path, quarantined: Path) -> Counter:
+    """Remove the nulled values of rows quarantined at the merge (their record keeps every value as
+    read, as for any quarantined row); returns the nulled values left, per column."""
+    if not nulled.exists():
+        return Counter()
+    table = pq.read_table(nulled)
+    superseded = pq.read_table(quarantined, columns=["row"]).column("row")
+    kept = table.filter(pc.invert(pc.is_in(table.column("row"), value_set=superseded)))
+    if kept.num_rows != table.num_rows:
+        pq.write_table(kept, nulled)
+    return Counter(kept.column("column").to_pylist())
 
 
 def restore_raw_records(quarantined: Path, batches: Iterator[RawBatch], contract: TableContract,

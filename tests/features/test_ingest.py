@@ -142,6 +142,20 @@ def test_a_quote_left_open_loses_no_row_silently(raw_dir, workspace, ingest_sett
     assert json.loads(bad["record"].iloc[0])["raw_text"] == '"o2,2025-01-06,4\no3,2025-01-07,5\no4,2025-01-08,6'
 
 
+def test_a_superseded_row_keeps_its_invalid_pii_in_its_record_not_among_nulled_values(raw_dir, workspace,
+                                                                                      ingest_settings):
+    # Given a record sent twice in one file, the first time with an invalid e-mail
+    (raw_dir / "customers.csv").write_text("source,source_id,first_name,email\n"
+                                           "web,w1,Ann,ann-at-example\nweb,w1,Ann,ann@example.com\n")
+    # When ingested
+    report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    # Then the first is quarantined as superseded with its values as read, and nothing counts as nulled
+    assert (report.loaded, report.quarantined, report.nulled_values) == (1, 1, {})
+    assert not (workspace.quarantine / "customers.nulled.parquet").exists() or \
+        pd.read_parquet(workspace.quarantine / "customers.nulled.parquet").empty
+    assert json.loads(quarantine(workspace, "customers")["record"].iloc[0])["email"] == "ann-at-example"
+
+
 def test_missing_required_column_fails_only_that_table(raw_dir, workspace, ingest_settings):
     # Given an orders file without `amount` and a valid returns file
     (raw_dir / "orders.csv").write_text("order_id,source,source_id,ordered_at\no1,web,w1,2025-01-01\n")
