@@ -98,7 +98,7 @@ def label_net_revenue(orders: pd.DataFrame, returns: pd.DataFrame, population: p
         bought AS (SELECT customer_id, event_timestamp, sum(amount) AS gross FROM window_orders GROUP BY ALL)
         SELECT p.customer_id, p.event_timestamp,
                -- rounded to cents: DuckDB's parallel sums differ in the last bits from run to run
-               round(coalesce(b.gross, 0) - coalesce(r.returned, 0), 2) AS net_revenue
+               round(coalesce(b.gross, 0) - coalesce(r.returned, 0), 2) + 0.0 AS net_revenue
         FROM population p
         LEFT JOIN bought b USING (customer_id, event_timestamp)
         LEFT JOIN returned r USING (customer_id, event_timestamp)

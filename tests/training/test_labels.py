@@ -80,6 +80,20 @@ def test_net_revenue_subtracts_returns_of_window_orders_known_by_its_end():
     assert revenue.to_dict() == {"A": 50 - 20 + 30, "B": 0.0, "C": 0.0}
 
 
+def test_a_fully_returned_order_nets_to_plain_zero_not_minus_zero():
+    import math
+
+    # Given an order of 0.3 returned in two parts that sum, in floating point, to a hair more
+    orders = orders_frame([("A", "1", "2026-01-10", 0.3)])
+    returns = pd.DataFrame({"order_id": ["1", "1"], "amount": [0.1, 0.2],
+                            "returned_at": pd.to_datetime(["2026-01-12", "2026-01-13"], utc=True)})
+    population = pd.DataFrame({"customer_id": ["A"], "event_timestamp": [at("2026-01-01")]})
+    # When labelled
+    revenue = label_net_revenue(orders, returns, population, horizon_days=90)["net_revenue"].iloc[0]
+    # Then it is 0.0, sign included: a -0.0 hashes differently and made lineage checks fail at random
+    assert revenue == 0 and math.copysign(1, revenue) == 1
+
+
 def test_conversion_needs_an_order_after_the_touch_and_within_the_window():
     touches = pd.DataFrame({
         "customer_id": ["A", "B", "C"], "touch_id": ["t1", "t2", "t3"],
