@@ -467,12 +467,7 @@ def export_command(
     from serving.segments import SegmentError, export_segment
 
     space, settings = _context(workspace, config)
-    chosen_format = output_format or settings.segments.default_format
-    if chosen_format not in ("csv", "parquet"):
-        raise _fail(f"--format must be csv or parquet, not {chosen_format!r}", 2)
-    if out is not None and out.suffix.lower() in (".csv", ".parquet") and out.suffix.lower() != f".{chosen_format}":
-        raise _fail(f"--out {out} ends in {out.suffix} but the format is {chosen_format}: "
-                    f"name the file .{chosen_format} or pass --format {out.suffix.lower().lstrip('.')}", 2)
+    chosen_format = _output_format(out, output_format, settings.segments.default_format)
     try:
         summary = export_segment(space, settings, segment, chosen_format, out)
     except SegmentError as error:
@@ -587,6 +582,20 @@ def _warn_when_in_sample(space: Workspace, moment: dt.datetime) -> None:
         console.print(f"[yellow]warning:[/yellow] --as-of {moment.date()} is before {name} v{version}'s validation "
                       f"start ({start}): it trained on outcomes after that date, so its scores here are in-sample "
                       "(optimistic for backtests, lift and policy evaluation)")
+
+
+def _output_format(out: Path | str | None, given: str | None, default: str) -> str:
+    """csv or parquet: as given, else as --out's name says (x.csv), else the default; a name that
+    says the other one is refused, not written in the wrong format under it."""
+    suffix = Path(str(out)).suffix.lower() if out is not None and "://" not in str(out) else ""
+    named = suffix.removeprefix(".") if suffix in (".csv", ".parquet") else None
+    chosen = given or named or default
+    if chosen not in ("csv", "parquet"):
+        raise _fail(f"--format must be csv or parquet, not {chosen!r}", 2)
+    if named is not None and named != chosen:
+        raise _fail(f"--out {out} ends in {suffix} but the format is {chosen}: "
+                    f"name the file .{chosen} or pass --format {named}", 2)
+    return chosen
 
 
 def _feature_store_call(function, *args):
@@ -775,7 +784,7 @@ def score(
     as_of: Annotated[list[str], typer.Option("--as-of", metavar="DATE", help="Score with what is known before this date.")] = ...,  # noqa: B008
     campaign: Annotated[str | None, typer.Option("--campaign", help="Campaign id: salts the holdout (default: policy.default_campaign_id).")] = None,
     out: Annotated[str | None, typer.Option("--out", "-o", help="Output file (default: data/outputs/scores.<format>); the summary goes beside it as .json. With --engine spark: a directory of part files, or any URI the cluster writes to (s3a://...).")] = None,
-    output_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    output_format: Annotated[str | None, typer.Option("--format", help="parquet or csv (default: as --out's name says, else parquet).")] = None,
     reasons: Annotated[str, typer.Option("--reasons", help="Reason phrases for: all customers, segments (those the policy acts on: a contact or a win-back), none. Exact contributions cost ~0.3-1.7 ms a customer.")] = "segments",
     engine: Annotated[str, typer.Option("--engine", help="local (chunked, this machine) or spark (config section `spark`).")] = "local",
     workspace: WorkspaceOption = None,
@@ -786,8 +795,7 @@ def score(
     holdout, reasons. Streams in chunks to data/outputs/scores.parquet (or --out) and writes a
     summary beside it (scores.json)."""
     space, settings = _context(workspace, config)
-    if output_format not in ("parquet", "csv"):
-        raise _fail(f"--format must be parquet or csv, not {output_format!r}", code=2)
+    output_format = _output_format(out, output_format, "parquet")
     if reasons not in ("all", "segments", "none"):
         raise _fail(f"--reasons must be all, segments or none, not {reasons!r}", code=2)
     if engine not in ("local", "spark"):

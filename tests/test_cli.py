@@ -284,6 +284,20 @@ def test_export_refuses_an_out_file_named_for_another_format(tmp_path):
     assert not (tmp_path / "push.csv").exists()
 
 
+def test_score_takes_its_format_from_the_out_name_and_refuses_a_contradiction(tmp_path):
+    from cdp.cli import _output_format
+
+    # Given --out x.csv without --format: csv; with --format parquet: refused before anything is scored
+    assert _output_format(tmp_path / "x.csv", None, "parquet") == "csv"
+    assert _output_format(tmp_path / "x.parquet", None, "csv") == "parquet"
+    assert _output_format(None, None, "parquet") == "parquet"
+    assert _output_format("s3a://bucket/scores", "csv", "parquet") == "csv"
+    result = runner.invoke(app, ["score", "--as-of", "2026-07-01", "--format", "parquet",
+                                 "--out", str(tmp_path / "x.csv"), "--workspace", str(tmp_path)])
+    assert result.exit_code == 2 and "ends in .csv but the format is parquet" in " ".join(result.output.split())
+    assert not (tmp_path / "x.csv").exists()
+
+
 def test_scoring_long_after_the_last_data_warns(tmp_path, trained):
     import shutil
 
