@@ -278,8 +278,10 @@ def _train_task(workspace: Workspace, settings: Settings, plan: TaskPlan, as_of:
         decision = promote(client, name, version, comparison.challenger_score, comparison.champion_score,
                            PRIMARY_METRIC[task], force, comparison.refused)
         mlflow.set_tags({"registered_version": version, "promoted": str(decision.promoted), "promotion": decision.reason})
-    report.version, report.promoted = version, decision.promoted
-    report.message = f"version {version}: {'champion' if decision.promoted else 'challenger'} ({decision.reason})"
+        report.version, report.promoted = version, decision.promoted
+        report.message = f"version {version}: {'champion' if decision.promoted else 'challenger'} ({decision.reason})"
+        # logged last, so that it says which version the run registered and whether it was promoted
+        mlflow.log_text(json.dumps({"report": dataclasses.asdict(report)}, default=str, indent=2), "report.json")
     return report
 
 
@@ -339,7 +341,6 @@ def _log_run(task, model: CustomerModel, parameters: TrainingParameters, lineage
         plots.plot_shap_summary(model.contributions(sample), model.prepare(sample), folder / "shap_summary.png")
         metrics.gains_by_decile(test_labels, predictions).to_csv(folder / "gains_by_decile.csv", index=False)
         mlflow.log_artifacts(scratch, artifact_path="evaluation")
-    mlflow.log_text(json.dumps({"report": dataclasses.asdict(report)}, default=str, indent=2), "report.json")
 
 
 @dataclass(frozen=True)
