@@ -363,6 +363,10 @@ class CustomerModel:
     uplift_shrinkage: float = 0.0
     """Propensity: 0 = each customer's own predicted uplift, 1 = the action's average uplift
     (training.uplift_shrinkage; docs/policy.md shows why the default is 1)."""
+    value_smearing: float = 1.0
+    """CLV two_part_log: E[1 + value | buys] = exp(prediction) x this factor (Duan's smearing, the mean
+    of exp(residual) over the tuning buyers). exp of a predicted mean logarithm is a typical value, not
+    the mean: without it the demo's CLV summed to 19% under the truth. 1.0 for models trained before."""
     population_days: int | None = None
     """Churn: the model learned only from customers with an order in this many days before a snapshot
     (training.churn_active_days); scoring gives no churn probability outside that population. None
@@ -394,7 +398,8 @@ class CustomerModel:
             return buyer * value
         if self.variant == "two_part_log":
             buyer = _predict_booster(self.boosters["buyer"], encoded)
-            return buyer * np.expm1(np.maximum(_predict_booster(self.boosters["log_value"], encoded), 0.0))
+            log_value = np.maximum(_predict_booster(self.boosters["log_value"], encoded), 0.0)
+            return buyer * np.maximum(self.value_smearing * np.exp(log_value) - 1.0, 0.0)
         scores = _predict_booster(next(iter(self.boosters.values())), encoded)
         if self.calibration is not None:
             scores = self.calibration.apply(scores)
@@ -560,9 +565,11 @@ def fit_value_models(train: pd.DataFrame, train_values: np.ndarray, tune: pd.Dat
                        lightgbm.Dataset(train_x[positive], label=np.log1p(target[positive])),
                        lightgbm.Dataset(tune_x[tune_positive], label=np.log1p(tune_target[tune_positive])),
                        parameters.max_rounds, parameters.early_stopping_rounds)
+    residuals = np.log1p(tune_target[tune_positive]) - log_value.predict(tune_x[tune_positive])
+    smearing = float(np.mean(np.exp(residuals))) if len(residuals) else 1.0
     return {
         "tweedie": CustomerModel("clv", encoding, {"tweedie": tweedie}, None, "tweedie", feature_service),
         "two_part_log": CustomerModel("clv", encoding, {"buyer": buyer, "log_value": log_value}, None, "two_part_log",
-                                      feature_service),
+                                      feature_service, value_smearing=smearing),
         "two_part": CustomerModel("clv", encoding, {"buyer": buyer, "value": value}, None, "two_part", feature_service),
     }

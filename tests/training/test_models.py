@@ -171,6 +171,24 @@ def test_clv_candidates_rank_big_spenders_first():
         assert ranked[:100].mean() > 2 * ranked[500:].mean()
 
 
+def test_the_log_value_clv_sums_to_the_truth_on_held_out_rows_not_to_a_typical_value():
+    # Given heavy-tailed spend (lognormal, sigma 0.7: the mean is 1.28x the median)
+    rng = np.random.default_rng(21)
+    rows = 20000
+    frame = pd.DataFrame({"net_revenue_365d": rng.gamma(1, 200, rows), "orders_365d": rng.poisson(3, rows).astype(float)})
+    buys = rng.random(rows) < 0.3
+    value = np.where(buys, (20 + 0.5 * frame["net_revenue_365d"]) * rng.lognormal(0, 0.7, rows), 0.0)
+    train, tune, test = slice(0, 10000), slice(10000, 15000), slice(15000, rows)
+    model = fit_value_models(frame[train], value[train], frame[tune], FAST, value[tune], "clv_v1")["two_part_log"]
+    # When the held-out rows are predicted
+    smeared = model.predict(frame[test]).sum() / value[test].sum()
+    model.value_smearing, smearing = 1.0, model.value_smearing
+    typical = model.predict(frame[test]).sum() / value[test].sum()
+    # Then their sum is near what they spent; exp of the predicted mean logarithm alone falls far short
+    assert smearing > 1.1
+    assert abs(smeared - 1) < 0.12 and typical < 0.85
+
+
 def test_no_scored_action_is_worth_less_than_no_contact():
     # Given: touches where e-mail helps the responsive, push helps nobody, and noise is heavy
     from training.scoring import score_features
