@@ -576,12 +576,12 @@ def _warn_when_after_the_data(space: Workspace, moment: dt.datetime) -> None:
 def _warn_when_in_sample(space: Workspace, moment: dt.datetime) -> None:
     """Scores as of a time a champion trained past are in-sample: backtests, lift and policy evaluation
     built on them come out optimistic."""
-    from training.scoring import champions_validated_after
+    from training.scoring import champions_trained_past
 
-    for name, version, start in champions_validated_after(space, moment):
-        console.print(f"[yellow]warning:[/yellow] --as-of {moment.date()} is before {name} v{version}'s validation "
-                      f"start ({start}): it trained on outcomes after that date, so its scores here are in-sample "
-                      "(optimistic for backtests, lift and policy evaluation)")
+    for name, version, trained_as_of in champions_trained_past(space, moment):
+        console.print(f"[yellow]warning:[/yellow] --as-of {moment.date()} is before {name} v{version} was trained "
+                      f"as of {trained_as_of}: it learned from outcomes after that date, so its scores here see the "
+                      "future (in-sample, optimistic for backtests, lift and policy evaluation)")
 
 
 def _output_format(out: Path | str | None, given: str | None, default: str) -> str:

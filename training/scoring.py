@@ -155,9 +155,11 @@ def load_champions(workspace: Workspace) -> tuple[dict[str, CustomerModel], dict
     return models, versions, missing
 
 
-def champions_validated_after(workspace: Workspace, moment) -> list[tuple[str, str, str]]:
-    """(registered model, version, validation start) of each champion whose validation rows start after
-    `moment`: its training rows include outcomes after it, so its scores as of `moment` are in-sample."""
+def champions_trained_past(workspace: Workspace, moment) -> list[tuple[str, str, str]]:
+    """(registered model, version, training as-of) of each champion trained as of a time after `moment`:
+    its labels (and its validation rows) hold outcomes after `moment`, so its scores as of `moment` see
+    the future: in-sample where `moment` is among its training snapshots, and in any case optimistic
+    for a backtest. Read from the run's lineage (`as_of`, else `validation_from` for older runs)."""
     from mlflow.exceptions import MlflowException
 
     from training.tracking import (
@@ -178,8 +180,9 @@ def champions_validated_after(workspace: Workspace, moment) -> list[tuple[str, s
             lineage = run_lineage(client.get_model_version(name, version).run_id)
         except (MlflowException, OSError, ValueError):  # no lineage: nothing to say (drift reports name such runs)
             continue
-        start = utc_timestamp(lineage["validation_from"]) if lineage.get("validation_from") else None
-        if start is not None and moment < start:
-            late.append((name, version, str(start.date())))
+        known_until = lineage.get("as_of") or lineage.get("validation_from")
+        end = utc_timestamp(known_until) if known_until else None
+        if end is not None and moment < end:
+            late.append((name, version, str(end.date())))
     return late
 

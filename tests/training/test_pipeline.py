@@ -202,14 +202,15 @@ def test_models_are_compared_with_the_oracle_on_the_same_test_rows(trained):
         assert pd.read_parquet(files[task])["horizon_days"].unique().tolist() == [horizon]
 
 
-def test_scoring_before_a_champions_validation_start_is_recognised_as_in_sample(trained):
-    from training.scoring import champions_validated_after
+def test_scoring_before_a_champions_training_as_of_is_recognised_as_seeing_the_future(trained):
+    from training.scoring import champions_trained_past
 
-    # Given champions trained as of AS_OF, validated on their last rows
-    # When asked about a moment long before, and about AS_OF itself
-    early = champions_validated_after(trained.workspace, pd.Timestamp("2025-06-01"))
-    on_time = champions_validated_after(trained.workspace, AS_OF)
-    # Then every champion trained past the early moment is named with its validation start, none at AS_OF
-    assert {name for name, _, _ in early} == {"churn", "propensity", "clv"}
-    assert all(pd.Timestamp(start) > pd.Timestamp("2025-06-01") for _, _, start in early)
+    # Given champions trained as of AS_OF (their labels run up to it)
+    # When asked about a moment long before, a day before AS_OF (inside every validation window), and AS_OF
+    early = champions_trained_past(trained.workspace, pd.Timestamp("2025-06-01"))
+    day_before = champions_trained_past(trained.workspace, pd.Timestamp(AS_OF) - pd.Timedelta(days=1))
+    on_time = champions_trained_past(trained.workspace, AS_OF)
+    # Then every champion is named for both earlier moments, with the date it was trained as of; none at AS_OF
+    assert {name for name, _, _ in early} == {name for name, _, _ in day_before} == {"churn", "propensity", "clv"}
+    assert {trained_as_of for _, _, trained_as_of in early} == {str(pd.Timestamp(AS_OF).date())}
     assert on_time == []
