@@ -415,7 +415,7 @@ app.add_typer(report_app, name="report")
 def report_lift(
     campaign: Annotated[str, typer.Option("--campaign", help="The campaign id: the holdout salt and the touches' campaign_id.")],
     window_days: Annotated[int | None, typer.Option(min=1, help="Days after the decision to count orders (default: the conversion window).")] = None,
-    scores_file: Annotated[Path | None, typer.Option("--scores", help="The scores of the campaign's decision (default: data/outputs/scores.parquet; a `cdp score --out` file works, its .json summary beside it).", dir_okay=False)] = None,
+    scores_file: Annotated[Path | None, typer.Option("--scores", help="The scores of the campaign's decision (default: the latest `cdp score` in data/outputs/; a `cdp score --out` file works, its .json summary beside it).", dir_okay=False)] = None,
     workspace: WorkspaceOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -427,7 +427,7 @@ def report_lift(
     from training.datasets import read_activity
 
     space, settings = _context(workspace, config)
-    scores_path = scores_file or space.outputs / "scores.parquet"
+    scores_path = scores_file or space.latest_scores
     if not scores_path.exists():
         raise _fail(f"{scores_path} not found; run `cdp score --campaign {campaign}` first (or name the file with --scores)")
     summary_file = scores_path.with_suffix(".json")
@@ -480,7 +480,7 @@ def export_command(
 
 @report_app.command("drift")
 def report_drift(
-    as_of: Annotated[list[str] | None, typer.Option("--as-of", metavar="DATE", help="Compare the features as of this date (default: the as_of of data/outputs/scores.parquet).")] = None,
+    as_of: Annotated[list[str] | None, typer.Option("--as-of", metavar="DATE", help="Compare the features as of this date (default: the as_of of the latest `cdp score` in data/outputs/).")] = None,
     workspace: WorkspaceOption = None,
     config: ConfigOption = None,
 ) -> None:

@@ -47,5 +47,18 @@ class Workspace:
     def mlruns(self) -> Path:
         return self.root / "mlruns"
 
+    @property
+    def latest_scores(self) -> Path:
+        """The scores file the last `cdp score` without --out wrote: data/outputs/scores.csv when the
+        summary both share (scores.json) names it, else scores.parquet. Segments, drift and lift read
+        this one, so they never pair one run's file with another run's summary."""
+        import json
+
+        try:
+            named = Path(str(json.loads((self.outputs / "scores.json").read_text()).get("output", ""))).name
+        except (OSError, ValueError, AttributeError):
+            named = ""
+        return self.outputs / ("scores.csv" if named == "scores.csv" else "scores.parquet")
+
     def lake_table(self, table: str) -> Path:
         return self.lake / f"{table}.parquet"

@@ -144,7 +144,13 @@ def build_export(selected: pd.DataFrame, identity_map: pd.DataFrame, profiles: p
 # --- I/O edge ----------------------------------------------------------------------------------------
 
 def default_scores_path(workspace: Workspace) -> Path:
-    return workspace.outputs / "scores.parquet"
+    """The latest default scores; segments read Parquet, so a last run written as CSV is refused."""
+    path = workspace.latest_scores
+    if path.suffix == ".csv":
+        raise SegmentError(f"the latest `cdp score` wrote {path} (CSV); segments read the Parquet scores, and "
+                           f"{path.with_suffix('.parquet').name} is an older run's: run `cdp score` again without "
+                           "--format csv")
+    return path
 
 
 def default_export_path(workspace: Workspace, segment: str, output_format: ExportFormat) -> Path:

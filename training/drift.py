@@ -262,13 +262,14 @@ def load_champion_lineages(workspace: Workspace) -> list[Champion]:
 
 
 def latest_scores_as_of(workspace: Workspace) -> pd.Timestamp:
-    """The as_of of data/outputs/scores.parquet (the default comparison time)."""
+    """The as_of of the latest default scores (`Workspace.latest_scores`; the default comparison time)."""
     import pyarrow.parquet as pq
 
-    path = workspace.outputs / "scores.parquet"
+    path = workspace.latest_scores
     if not path.exists():
         raise DriftError(f"{path} not found: run `cdp score --as-of DATE` first or give --as-of")
-    moments = pq.read_table(path, columns=["as_of"]).column(0).to_pandas()
+    moments = (pd.read_csv(path, usecols=["as_of"])["as_of"] if path.suffix == ".csv"
+               else pq.read_table(path, columns=["as_of"]).column(0).to_pandas())
     if moments.empty:
         raise DriftError(f"{path} holds no customers: run `cdp score --as-of DATE` or give --as-of")
     return pd.Timestamp(pd.to_datetime(moments, utc=True).max())

@@ -221,3 +221,26 @@ def test_cli_export_prints_the_summary_and_never_the_emails(scored, tmp_path):
     assert "@" not in result.output
     unknown = runner.invoke(app, ["export", "--segment", "vip", "--workspace", str(workspace.root)])
     assert unknown.exit_code == 1 and "known segments" in unknown.output
+
+
+def test_segments_refuse_an_older_parquet_when_the_latest_scoring_wrote_csv(tmp_path):
+    from serving.segments import SegmentError, export_segment
+    from training.drift import latest_scores_as_of
+
+    # Given scores.parquet of an older run, then a `cdp score --format csv` that wrote scores.csv and
+    # the summary both share
+    workspace = Workspace.at(tmp_path)
+    workspace.outputs.mkdir(parents=True)
+    pd.DataFrame({"customer_id": ["C1"], "as_of": ["2026-06-01T00:00:00+00:00"]}).to_parquet(
+        workspace.outputs / "scores.parquet")
+    pd.DataFrame({"customer_id": ["C1"], "as_of": ["2026-06-15T00:00:00+00:00"]}).to_csv(
+        workspace.outputs / "scores.csv", index=False)
+    (workspace.outputs / "scores.json").write_text(json.dumps({"output": "/anywhere/scores.csv", "output_format": "csv"}))
+    # When / then: the latest scores are the CSV; drift compares as of its date; segments refuse the stale Parquet
+    assert workspace.latest_scores == workspace.outputs / "scores.csv"
+    assert latest_scores_as_of(workspace) == pd.Timestamp("2026-06-15", tz="UTC")
+    with pytest.raises(SegmentError, match="without --format csv"):
+        export_segment(workspace, load_settings(), "push_reachable", "csv", tmp_path / "push.csv")
+    # ...and with no summary, scores.parquet is the latest
+    (workspace.outputs / "scores.json").unlink()
+    assert workspace.latest_scores == workspace.outputs / "scores.parquet"
