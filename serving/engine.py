@@ -442,9 +442,11 @@ class RecommendationEngine:
     def apply_events(self, events: Sequence[dict]) -> PushedEvents:
         """/events: each event's customer as identity resolution holds it now (an id retired by a merge
         is the same person as its survivor, as `/recommend` answers it), a customer's events merged in
-        order (a later field wins) into one push; refusals reported under the id the caller sent. A
-        moment more than a day in the future is dropped alone: it must not take a consent withdrawal
-        sent beside it down with it."""
+        order (a later field wins) into one push; refusals reported under the id the caller sent. A push
+        creates an online row, so ids the identity map does not know, or erased since this worker loaded
+        it, are refused: an erased person must not come back through the service (docs/privacy.md). A
+        moment more than a day in the future (it would stick: a pushed moment never moves back) is
+        dropped alone: it must not take a consent withdrawal sent beside it down with it."""
         from features.feature_store import late_moment_fields
 
         now = time.time()
@@ -476,22 +478,17 @@ class RecommendationEngine:
         )
 
     def push_events(self, events: pd.DataFrame) -> tuple[float, dict[str, str]]:
-        """Fresh signals into the online store through the PushSource; returns the seconds taken and
-        the customers refused, with why. A push creates an online row, so events for a customer the
-        identity map does not know, or one erased since this worker loaded it, are refused: an erased
-        person must not come back through the service (docs/privacy.md). So are moments more than a day
-        in the future, which would stick (a pushed moment never moves back)."""
-        from features.feature_store import future_moments, push_realtime_signals
+        """Fresh signals into the online store through the PushSource, for customers `apply_events`
+        already judged (known, not erased, no moment in the future); returns the seconds taken and the
+        customers refused here: those not in the online store yet, since a row of only the pushed
+        fields would hide their batch consents."""
+        from features.feature_store import push_realtime_signals
 
-        refused = self.refused_customers(events["customer_id"].tolist())
-        refused |= {c: r for c, r in future_moments(events, time.time()).items() if c not in refused}
-        kept = events[~events["customer_id"].isin(list(refused))]
         with self._store_failures_as_not_ready():
-            if len(kept):  # a customer not yet materialized: a row of only the pushed fields would hide
-                _, found = self.online_columns(kept["customer_id"].tolist())  # their batch consents
-                refused |= {c: "not in the online store yet (run `cdp features materialize`)"
-                            for c, present in zip(kept["customer_id"], found, strict=True) if not present}
-                kept = kept[~kept["customer_id"].isin(list(refused))]
+            _, found = self.online_columns(events["customer_id"].tolist())
+            refused = {c: "not in the online store yet (run `cdp features materialize`)"
+                       for c, present in zip(events["customer_id"], found, strict=True) if not present}
+            kept = events[~events["customer_id"].isin(list(refused))]
             seconds = push_realtime_signals(self.store, kept) if len(kept) else 0.0
         return seconds, refused
 

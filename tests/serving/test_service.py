@@ -550,10 +550,11 @@ def test_an_engine_refuses_pushes_for_customers_erased_since_it_loaded(tmp_path)
     append_suppression(workspace, PrivacySettings(), identifier_hashes(salt, {"customer": ["C2"]}), "r1",
                        Standardization())
     # When events for C2 and an unknown C3 arrive
-    seconds, refused = engine.push_events(pd.DataFrame({"customer_id": ["C2", "C3"], "latest_sms_consent": [1, 1]}))
+    pushed = engine.apply_events([{"customer_id": "C2", "latest_sms_consent": 1},
+                                  {"customer_id": "C3", "latest_sms_consent": 1}])
     # Then both are refused, saying why, and nothing is written (this engine has no store to write to)
-    assert refused == {"C2": "erased (cdp forget)", "C3": "unknown customer (not in the identity map)"}
-    assert seconds == 0.0
+    assert pushed.refused == {"C2": "erased (cdp forget)", "C3": "unknown customer (not in the identity map)"}
+    assert pushed.seconds == 0.0
 
 
 def test_an_id_retired_by_a_merge_is_answered_as_its_survivor_and_events_are_pointed_there(tmp_path):
