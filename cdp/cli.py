@@ -1022,7 +1022,7 @@ def status(workspace: WorkspaceOption = None, config: ConfigOption = None) -> No
     import pyarrow.parquet as pq
 
     from features.feature_store import online_freshness, probe_online_store
-    from training.model_report import champion_and_challenger, read_model_versions, read_runs
+    from training.model_report import champion_and_challenger, challenger_note, read_model_versions, read_runs
 
     space, settings = _context(workspace, config)
     console.rule(f"workspace {space.root}")
@@ -1039,7 +1039,8 @@ def status(workspace: WorkspaceOption = None, config: ConfigOption = None) -> No
         models = models[is_champion | (models["version"] != models["model"].map(champion_of))]
         for row in models.itertuples():
             value = f"{row.test_value:.4f}" if row.test_value is not None and row.test_value == row.test_value else "n/a"
-            why = f" — not promoted: {escape(str(row.promotion))}" if row.alias == "challenger" and row.promotion else ""
+            why = (escape(challenger_note(row.promotion, row.promoted, champion_of.get(row.model)))
+                   if row.alias == "challenger" else "")
             console.print(f"model {row.model}@{row.alias}: v{row.version}, test {row.primary_metric} {value}{why}",
                           emoji=False)
         if (models["alias"] == "challenger").any():

@@ -419,12 +419,15 @@ it would stick: a pushed moment never moves back, so a last order in 2286 would 
 
 def future_moments(updates: pd.DataFrame, now: float) -> dict[str, str]:
     """Customers whose pushed moments lie more than a day after `now` (seconds since 1970), with why."""
+    columns = [c for c in updates.columns if c.endswith(MOMENT_SUFFIX)]
     refused: dict[str, str] = {}
-    for column in [c for c in updates.columns if c.endswith(MOMENT_SUFFIX)]:
-        values = pd.to_numeric(updates[column], errors="coerce")
-        late = values > now + MOMENT_FUTURE_TOLERANCE_SECONDS
-        for customer, value in zip(updates["customer_id"][late], values[late], strict=True):
-            refused.setdefault(str(customer), late_moment_reason(column, value))
+    if not columns:
+        return refused
+    moments = updates[columns].apply(pd.to_numeric, errors="coerce")
+    for customer, update in zip(updates["customer_id"], moments.to_dict("records"), strict=True):
+        late = late_moment_fields(update, now)
+        if late:
+            refused.setdefault(str(customer), next(iter(late.values())))
     return refused
 
 

@@ -107,7 +107,7 @@ def champion_and_challenger(versions: pd.DataFrame, runs: pd.DataFrame) -> pd.Da
     """Per registered model, the versions behind the champion and challenger aliases with the
     primary test metric of the run that trained each and the registry's promotion reason.
     (The two runs' test rows may differ; the promotion reason compares them on the same rows.)"""
-    columns = ["task", "model", "alias", "version", "primary_metric", "test_value", "promotion", "run_id"]
+    columns = ["task", "model", "alias", "version", "primary_metric", "test_value", "promotion", "promoted", "run_id"]
     if versions.empty:
         return pd.DataFrame(columns=columns)
     by_run = runs.set_index("run_id") if not runs.empty else pd.DataFrame()
@@ -119,11 +119,25 @@ def champion_and_challenger(versions: pd.DataFrame, runs: pd.DataFrame) -> pd.Da
             task = TASK_OF_MODEL.get(version["model"], version["model"])
             metric = PRIMARY_METRIC.get(task)
             column = f"{TEST_PREFIX}{metric}"
-            value = by_run.at[version["run_id"], column] if version["run_id"] in by_run.index and column in by_run else None
+            known_run = version["run_id"] in by_run.index
+            value = by_run.at[version["run_id"], column] if known_run and column in by_run else None
+            promoted = by_run.at[version["run_id"], "tags.promoted"] if known_run and "tags.promoted" in by_run else None
             rows.append({"task": task, "model": version["model"], "alias": alias, "version": version["version"],
                          "primary_metric": metric, "test_value": value, "promotion": version["promotion"],
-                         "run_id": version["run_id"]})
+                         "promoted": {"True": True, "False": False}.get(promoted), "run_id": version["run_id"]})
     return pd.DataFrame(rows, columns=columns).sort_values(["task", "alias"], ascending=[True, False]).reset_index(drop=True)
+
+
+def challenger_note(promotion: str | None, promoted: bool | None, champion_version: str | None) -> str:
+    """Why a challenger is not the champion. A version promoted when it was trained and later replaced
+    (a rollback that moved the champion alias back, or a newer champion) was promoted: saying "not
+    promoted: forced" would contradict the registry's history."""
+    if not promotion:
+        return ""
+    if promoted:
+        moved = f" to v{champion_version}" if champion_version else ""
+        return f" — promoted when trained ({promotion}); the champion alias has moved since{moved}"
+    return f" — not promoted: {promotion}"
 
 
 def run_of(versions: pd.DataFrame, task: str, alias: str = CHAMPION) -> str:

@@ -76,9 +76,20 @@ def test_champion_and_challenger_carry_their_runs_metrics():
     assert churn.loc["challenger", "test_value"] == 0.78
     clv = table[table["task"] == "clv"]
     assert clv["alias"].tolist() == ["champion", "challenger"]  # one version holding both aliases
+    assert not churn.loc["challenger", "promoted"] and churn.loc["champion", "promoted"]
     assert model_report.run_of(versions_frame(), "churn", "challenger") == "r2"
     with pytest.raises(LookupError, match="propensity@champion"):
         model_report.run_of(versions_frame(), "propensity")
+
+
+def test_a_challenger_promoted_when_trained_and_rolled_back_is_not_called_unpromoted():
+    # given a version forced to champion, after which the champion alias was moved back to v3
+    note = model_report.challenger_note("forced", True, "3")
+    # then the note says it was promoted and where the champion is now
+    assert "not promoted" not in note and "promoted when trained (forced)" in note and "v3" in note
+    assert model_report.challenger_note("roc_auc 0.7 does not beat the champion's 0.8", False, "1") == (
+        " — not promoted: roc_auc 0.7 does not beat the champion's 0.8")
+    assert model_report.challenger_note(None, None, "1") == ""
 
 
 def test_validation_plots_draw_calibration_only_for_probabilities(tmp_path):
