@@ -1022,7 +1022,12 @@ def status(workspace: WorkspaceOption = None, config: ConfigOption = None) -> No
     import pyarrow.parquet as pq
 
     from features.feature_store import online_freshness, probe_online_store
-    from training.model_report import champion_and_challenger, challenger_note, read_model_versions, read_runs
+    from training.model_report import (
+        challenger_note,
+        champion_and_challenger,
+        read_model_versions,
+        read_runs,
+    )
 
     space, settings = _context(workspace, config)
     console.rule(f"workspace {space.root}")
