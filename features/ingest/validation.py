@@ -166,8 +166,15 @@ def _parse_timestamps(text: pa.Array) -> pa.Array:
         # Well-shaped but impossible values (month 13): let pandas null them one by one. Pandas
         # cannot hold years before 1677 or after 2262; Python parses those, so that a real but
         # far-off moment gets the range reason whatever else is in the batch.
+        # Values with and without a zone apart: in one call pandas gives a value without a zone the
+        # offset of the last zoned value before it (a "-05:00" row moved every later zone-less one).
         texts = candidate.to_pylist()
-        parsed = pd.to_datetime(pd.Series(texts, dtype=object), utc=True, format="ISO8601", errors="coerce")
+        series = pd.Series(texts, dtype=object)
+        with_offset = _mask(zoned)
+        parsed = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns, UTC]")
+        for part in (with_offset, ~with_offset):
+            if part.any():
+                parsed[part] = pd.to_datetime(series[part], utc=True, format="ISO8601", errors="coerce")
         micros = pa.array(parsed.astype("datetime64[us, UTC]"), target).cast(pa.int64()).to_pylist()
         for index in np.flatnonzero(parsed.isna().to_numpy() & _mask(pc.is_valid(candidate))):
             micros[index] = _iso_micros(texts[index])

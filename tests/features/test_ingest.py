@@ -457,6 +457,26 @@ def test_a_far_off_timestamp_is_out_of_range_whatever_else_is_in_the_file(raw_di
     assert lake(workspace, "customers").set_index("source_id").loc["w3", "date_of_birth"] == dt.date(1980, 2, 29)
 
 
+def test_an_impossible_timestamp_does_not_move_the_zone_less_ones_beside_it(raw_dir, workspace, ingest_settings):
+    # Given a zoned timestamp, then zone-less ones (UTC by the contract), and an impossible hour 25 in one batch
+    (raw_dir / "orders.csv").write_text(
+        ORDERS_HEADER
+        + "o1,web,w1,2025-04-13T08:28:00-05:00,1,web,1,0\n"
+        + "o2,web,w1,2025-04-18T20:30:00,1,web,1,0\n"
+        + "o3,web,w1,2025-04-04T25:00:00,1,web,1,0\n"
+        + "o4,web,w1,2025-04-19 06:00,1,web,1,0\n"
+    )
+    # When ingested
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    # Then only the impossible one is quarantined and each other keeps its own zone (none: UTC)
+    assert quarantine(workspace, "orders").set_index("row")["reason"].to_dict() == {
+        3: "ordered_at: not an ISO-8601 timestamp"}
+    loaded = lake(workspace, "orders").set_index("order_id")["ordered_at"]
+    assert loaded["o1"] == pd.Timestamp("2025-04-13 13:28", tz="UTC")
+    assert loaded["o2"] == pd.Timestamp("2025-04-18 20:30", tz="UTC")
+    assert loaded["o4"] == pd.Timestamp("2025-04-19 06:00", tz="UTC")
+
+
 def test_a_superseded_row_is_quarantined_as_read(raw_dir, workspace, ingest_settings):
     # Given the same order twice in one file
     (raw_dir / "orders.csv").write_text(
