@@ -305,6 +305,42 @@ def profile(connection: duckdb.DuckDBPyConnection, custom_columns: tuple[str, ..
     return frame
 
 
+PERSONAL_NAME_PARTS = ("email", "e_mail", "phone", "mobile", "address", "postcode", "zipcode", "birth", "dob",
+                       "surname", "firstname", "first_name", "lastname", "last_name", "fullname", "full_name",
+                       "passport", "iban", "ssn")
+"""Custom columns named like these hold personal data, whatever their values look like."""
+EMAIL_SHAPE = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+PHONE_SHAPE = r"^\+?[\d\s().-]{9,22}$"
+IDENTIFIER_MIN_DISTINCT = 50
+
+
+def personal_attribute_reason(name: str, values: pd.Series) -> str | None:
+    """Why a custom attribute must not become a feature (None when it may): the feature store, the
+    models' category levels and the reason phrases would all carry its values. A name that says
+    personal data, any e-mail-shaped value, mostly phone-shaped text, or text nearly unique per record
+    (an identifier: useless to a model, and a person's key). `values`: the column's non-null values,
+    or a sample of them."""
+    lowered = name.lower()
+    if any(part in lowered for part in PERSONAL_NAME_PARTS):
+        return "its name says it holds personal data"
+    text = values.dropna().astype(str).str.strip()
+    text = text[text != ""]
+    if text.empty:
+        return None
+    if text.str.contains(EMAIL_SHAPE, regex=True).any():
+        return "it holds e-mail addresses"
+    numeric = pd.to_numeric(text, errors="coerce").notna()
+    digits = text.str.count(r"\d")
+    phone_like = text.str.match(PHONE_SHAPE) & digits.between(9, 15) & (~numeric | text.str.match(r"^[+0]"))
+    if phone_like.mean() >= 0.1:
+        return "it holds phone numbers"
+    words = text[~numeric]
+    distinct = words.nunique()
+    if distinct >= IDENTIFIER_MIN_DISTINCT and distinct > 0.5 * len(words):
+        return f"it is nearly one value per record ({distinct:,} distinct of {len(words):,}): an identifier"
+    return None
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

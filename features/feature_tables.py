@@ -17,7 +17,11 @@ import pyarrow.parquet as pq
 from cdp.files import temporary_beside
 from cdp.workspace import Workspace
 from features.contract import CONTRACTS
-from features.customer_features import KEY_COLUMNS, build_customer_features
+from features.customer_features import (
+    KEY_COLUMNS,
+    build_customer_features,
+    personal_attribute_reason,
+)
 from features.identity.store import identity_paths
 
 SQL_TYPES = {"string": "VARCHAR", "timestamp": "TIMESTAMPTZ", "date": "DATE", "float": "DOUBLE", "int": "BIGINT"}
@@ -84,6 +88,26 @@ def open_lake(workspace: Workspace, memory_limit: str = "4GB") -> tuple[duckdb.D
     return connection, custom
 
 
+ATTRIBUTE_SAMPLE_ROWS = 100_000
+
+
+def usable_custom_attributes(connection: duckdb.DuckDBPyConnection, custom: Sequence[str]) -> tuple[str, ...]:
+    """The custom `customers` columns that may become features; each other one is named in the log
+    with why (`personal_attribute_reason`). It stays in the lake and the golden profiles."""
+    usable = []
+    for name in custom:
+        column = '"' + name.replace('"', '""') + '"'
+        values = connection.sql(f"SELECT CAST({column} AS VARCHAR) AS v FROM customers WHERE {column} IS NOT NULL "
+                                f"LIMIT {ATTRIBUTE_SAMPLE_ROWS}").df()["v"]
+        reason = personal_attribute_reason(name, values)
+        if reason is None:
+            usable.append(name)
+        else:
+            log.warning("customers column %r is not used as a feature: %s (personal data never enters the "
+                        "feature store or the models)", name, reason)
+    return tuple(usable)
+
+
 def create_missing_tables(connection: duckdb.DuckDBPyConnection) -> None:
     """An empty, typed table for every contract table not present: orders-only data works."""
     present = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}
@@ -128,7 +152,7 @@ def build_feature_tables(workspace: Workspace, as_of: Sequence[dt.datetime]) -> 
         snapshots = register_snapshots(connection, as_of)
         if snapshots == 0:
             raise FeatureInputError(f"no customer has any activity before {min(as_of)}")
-        tables = build_customer_features(connection, custom)
+        tables = build_customer_features(connection, usable_custom_attributes(connection, custom))
     finally:
         connection.close()
     created = pd.Timestamp(dt.datetime.now(dt.UTC))

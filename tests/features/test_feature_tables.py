@@ -88,3 +88,32 @@ def test_features_need_the_identity_map(tmp_path):
 
     with pytest.raises(FeatureInputError, match="run `cdp resolve` first"):
         build_feature_tables(Workspace.at(tmp_path), AS_OF)
+
+
+def test_custom_attributes_holding_personal_data_never_become_features(caplog):
+    import duckdb
+
+    from features.feature_tables import usable_custom_attributes
+
+    # Given a CRM export's extra columns: a tier, a score, a second e-mail, a work phone, a member number
+    rows = 400
+    customers = pd.DataFrame({
+        "loyalty_tier": ["gold", "silver", "bronze", None] * (rows // 4),
+        "points": [str(i * 7) for i in range(rows)],
+        "alt_contact": [f"person{i}@work.example.co.uk" if i % 9 == 0 else None for i in range(rows)],
+        "work_line": [f"07700 9{i:05d}" for i in range(rows)],
+        "member_ref": [f"M-{i:06d}" for i in range(rows)],
+        "secondary_email": ["x"] * rows,
+    })
+    connection = duckdb.connect()
+    connection.register("customers", customers)
+    # When the feature stage picks the columns it may use
+    with caplog.at_level("WARNING", logger="cdp.features"):
+        usable = usable_custom_attributes(connection, list(customers.columns))
+    # Then only the tier and the numeric score remain, and the log says why each other one was left out
+    assert usable == ("loyalty_tier", "points")
+    assert "'alt_contact' is not used as a feature: it holds e-mail addresses" in caplog.text
+    assert "'work_line' is not used as a feature: it holds phone numbers" in caplog.text
+    assert "'member_ref' is not used as a feature: it is nearly one value per record (400 distinct of 400)" in caplog.text
+    assert "'secondary_email' is not used as a feature: its name says it holds personal data" in caplog.text
+    assert "person0@" not in caplog.text  # the log names columns, never values
