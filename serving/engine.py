@@ -35,6 +35,17 @@ from training.scoring import outside_churn_population, score_columns
 log = logging.getLogger("cdp.serving")
 POLICY_SERVICE = "recommendation_v1"
 REASON_TASKS = ("churn", "propensity")
+MODEL_NEEDS_TABLE = {"propensity": "touches"}
+"""A model that cannot be trained without rows in this lake table: with none, the service answers
+without it (orders-only data: churn, CLV and win-back; no contact recommended) instead of never being
+ready for want of a champion nobody can train."""
+
+
+def lake_rows(workspace: Workspace, table: str) -> int:
+    import pyarrow.parquet as pq
+
+    path = workspace.lake_table(table)
+    return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
 """Reasons explain the decisions: churn for win-back, propensity for the contact. CLV is left out: exact
 per-row contributions of its trees cost about 2.5 ms a customer."""
 
@@ -232,6 +243,13 @@ class RecommendationEngine:
         from training.scoring import load_champions
 
         models, versions, missing = load_champions(workspace)
+        for task, table in MODEL_NEEDS_TABLE.items():
+            if task in missing and lake_rows(workspace, table) == 0:
+                # cannot be trained on this data: answer without it, as `cdp score` does
+                log.info("model %s: none needed, the lake holds no %s; recommendations are `none` with the "
+                         "reason 'no propensity model' until touches are ingested and `cdp train %s` runs",
+                         task, table, task)
+                del missing[task]
         for task, model in models.items():
             for rows in (1, 2):
                 probe = {c: np.full(rows, np.nan) for c in model.input_columns}

@@ -130,6 +130,24 @@ def test_without_a_champion_recommend_answers_503_like_readyz_and_events_still_g
     assert answers["events"].status_code == 200, answers["events"].text
 
 
+def test_orders_only_data_is_served_without_a_propensity_model(served, tmp_path, monkeypatch):
+    # Given a shop without touches (orders-only data): no propensity champion can be trained
+    from training.tracking import CHAMPION, REGISTERED_MODELS, use_workspace_tracking
+
+    workspace = _copy(served, tmp_path)
+    use_workspace_tracking(workspace).delete_registered_model_alias(REGISTERED_MODELS["propensity"], CHAMPION)
+    workspace.lake_table("touches").unlink()
+    # When campaign tools call the service
+    answers = _calls(workspace, monkeypatch)
+    # Then it is ready and answers churn and CLV, recommending no contact and saying why
+    assert answers["readyz"].status_code == 200, answers["readyz"].text
+    assert answers["recommend"].status_code == 200, answers["recommend"].text
+    answer = answers["recommend"].json()["recommendations"][0]
+    assert answer["found"] and answer["next_best_action"] == "none"
+    assert answer["no_contact_reason"].startswith("no propensity model")
+    assert answer["scores"]["clv"] is not None
+
+
 def test_a_store_that_fails_mid_service_makes_the_engine_not_ready_until_it_is_back(served, monkeypatch):
     import redis
 
