@@ -198,6 +198,16 @@ def _separator_hint(columns: list[str]) -> str:
     return ""
 
 
+def _found_columns(columns: list[str], contract: TableContract) -> str:
+    """The header as found, unless none of it is a column of the table: then the first line is
+    likely a data row (a file without its header), and its values may be personal data that the
+    message would carry into the log and the reports."""
+    if any(c in contract.column_names for c in columns):
+        return f"found: {', '.join(columns)}"
+    return (f"found {len(columns)} field(s), none of them a column of {contract.name!r}: is the header row "
+            "missing? (the first line is not repeated here: it may hold personal data)")
+
+
 def _ingest_into(
     report: TableReport,
     path: Path,
@@ -214,7 +224,7 @@ def _ingest_into(
     if missing:
         raise TableFileError(
             f"{path}: missing required column(s) {', '.join(missing)} for table {contract.name!r} "
-            f"(found: {', '.join(columns)}){_separator_hint(columns) if is_csv else ''}"
+            f"({_found_columns(columns, contract)}){_separator_hint(columns) if is_csv else ''}"
         )
     custom = custom_columns_of(contract, columns)
     report.custom_columns = custom

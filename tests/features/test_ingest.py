@@ -180,6 +180,22 @@ def test_a_semicolon_separated_file_is_told_what_separates_it(raw_dir, workspace
     assert "missing required column(s)" in error and "separated by ';'" in error and "comma-separated" in error
 
 
+def test_a_file_without_its_header_row_is_refused_without_quoting_its_first_line(raw_dir, workspace, ingest_settings,
+                                                                                 caplog):
+    # Given a customers export whose first line is a customer, not the header
+    (raw_dir / "customers.csv").write_text("web,W1,Jane,Doe,jane.doe@example.com,07700 900123\n")
+    # When ingested
+    with caplog.at_level("INFO"):
+        report = ingest_directory(raw_dir, workspace, ingest_settings)
+    # Then the error says the header seems missing, and neither it, the log nor the report holds her data
+    error = report.tables[0].error
+    assert "missing required column(s) source, source_id" in error and "is the header row missing?" in error
+    saved = "".join(p.read_text() for p in workspace.reports.rglob("*.json"))
+    assert "is the header row missing?" in saved
+    for text in (error, caplog.text, saved):
+        assert "jane" not in text.lower() and "07700" not in text
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [(b"", "file is empty"), (b"not,a,parquet", "not a readable Parquet file")],
