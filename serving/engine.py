@@ -115,16 +115,18 @@ def announce_reload(path: Path) -> tuple[int, tuple[int, int, int] | None]:
     return generation, signature
 
 
-def customers_by_email(customers: Iterable[str], emails: Iterable[str], standardize) -> dict[str, str]:
-    """Standardized e-mail -> the one customer holding it. An address several customers hold (a family
-    mailbox, one e-mail shared by a household) names none of them: answering for an arbitrary member
-    would send one person's offer to another, so such a reference gets the cold-start answer."""
+def customers_by_email(customers: Iterable[str], emails: Iterable[str], standardize) -> tuple[dict[str, str], dict[str, int]]:
+    """Standardized e-mail -> the one customer holding it, and e-mail -> how many hold it when several
+    do. An address several customers hold (a family mailbox, one e-mail shared by a household) names
+    none of them: answering for an arbitrary member would send one person's offer to another, so such
+    a reference is answered without a customer, saying why (`SHARED_EMAIL_REASON`)."""
     owners: dict[str, set[str]] = {}
     for customer, email in zip(customers, emails, strict=True):
         key = standardize(str(email))
         if key:
             owners.setdefault(key, set()).add(customer)
-    return {key: next(iter(held)) for key, held in owners.items() if len(held) == 1}
+    unique = {key: next(iter(held)) for key, held in owners.items() if len(held) == 1}
+    return unique, {key: len(held) for key, held in owners.items() if len(held) > 1}
 
 
 @dataclass
@@ -137,6 +139,8 @@ class IdentityLookup:
     email_rules: object
     merged_into: dict[str, str] = field(default_factory=dict)
     """Ids retired by a merge -> the customer holding their records now (a campaign tool may hold one)."""
+    shared_emails: dict[str, int] = field(default_factory=dict)
+    """Standardized e-mails several customers hold -> how many (they resolve to nobody)."""
 
     @classmethod
     def load(cls, workspace: Workspace, settings: Settings) -> IdentityLookup:
@@ -149,13 +153,15 @@ class IdentityLookup:
         records = pd.read_parquet(identity_map, columns=["source", "source_id", "customer_id"])
         rules = EmailRules(settings.identity.email_strip_plus_tags, tuple(settings.identity.email_dotless_domains))
         by_email: dict[str, str] = {}
+        shared: dict[str, int] = {}
         profiles = workspace.outputs / "profiles.parquet"
         if profiles.exists():
             emails = pd.read_parquet(profiles, columns=["customer_id", "emails"]).explode("emails").dropna()
-            by_email = customers_by_email(emails["customer_id"], emails["emails"], lambda e: standardize_email(e, rules))
+            by_email, shared = customers_by_email(emails["customer_id"], emails["emails"],
+                                                  lambda e: standardize_email(e, rules))
         by_record = dict(zip(zip(records["source"], records["source_id"], strict=True), records["customer_id"], strict=True))
         merged_into = read_identity_state(workspace)["merged_into"]
-        return cls(by_record, by_email, set(records["customer_id"]), rules, merged_into)
+        return cls(by_record, by_email, set(records["customer_id"]), rules, merged_into, shared)
 
     def survivor(self, customer_id: str) -> str:
         """The customer holding an id's records now: itself, or the survivor of the merge that retired it."""
@@ -165,13 +171,24 @@ class IdentityLookup:
         from features.identity.standardize import standardize_email
 
         if reference.get("customer_id"):
-            return self.survivor(reference["customer_id"])
+            return self.survivor(str(reference["customer_id"]).strip())
         if reference.get("source") and reference.get("source_id"):
-            return self.by_record.get((reference["source"], str(reference["source_id"])))
+            # as the lake stores them (docs/data-contract.md): sources lower-cased, text trimmed
+            return self.by_record.get((str(reference["source"]).strip().lower(), str(reference["source_id"]).strip()))
         if reference.get("email"):
             key = standardize_email(str(reference["email"]), self.email_rules)
             return self.by_email.get(key) if key else None
         return None
+
+    def unresolved_reason(self, reference: dict) -> str:
+        """Why a reference that resolved to no customer gets no answer of its own."""
+        from features.identity.standardize import standardize_email
+
+        if reference.get("email") and not reference.get("customer_id") and not reference.get("source"):
+            holders = self.shared_emails.get(standardize_email(str(reference["email"]), self.email_rules) or "")
+            if holders:
+                return SHARED_EMAIL_REASON.format(holders=holders)
+        return UNKNOWN_CUSTOMER_REASON
 
 
 @dataclass(frozen=True)
@@ -402,7 +419,8 @@ class RecommendationEngine:
         started = time.perf_counter()
         customer_ids = [self.identity.resolve(r) for r in references]
         known = [i for i, c in enumerate(customer_ids) if c is not None and c in self.identity.customers]
-        answers: list[dict] = [cold_start_answer(r, customer_ids[i]) for i, r in enumerate(references)]
+        answers: list[dict] = [cold_start_answer(r, customer_ids[i], self.identity.unresolved_reason(r))
+                               for i, r in enumerate(references)]
         if not known:
             return answers
         ids = [customer_ids[i] for i in known]
@@ -567,18 +585,20 @@ class RecommendationEngine:
 
 
 UNKNOWN_CUSTOMER_REASON = "unknown customer: no profile or consent on record (cold start)"
+SHARED_EMAIL_REASON = ("e-mail shared by {holders} customers (a household's): it names none of them; send a "
+                       "customer_id or a source and source_id")
 NO_FEATURES_REASON = ("known customer without features in the online store yet (no activity in the feature tables "
                       "it was loaded from, or added since): no consent on record (cold start)")
 
 
-def cold_start_answer(reference: dict, customer_id: str | None) -> dict:
+def cold_start_answer(reference: dict, customer_id: str | None, reason: str = UNKNOWN_CUSTOMER_REASON) -> dict:
     """An unknown customer: no scores, no consent on record, so no contact — said plainly."""
     return {
         "reference": _safe_reference(reference), "customer_id": customer_id, "found": False,
         "scores": None, "next_best_action": "none", "next_best_channel": None, "expected_value": 0.0,
         "alternatives": [], "win_back": {"eligible": False, "action": None, "timing": None},
         "reasons": {}, "holdout": False,
-        "no_contact_reason": UNKNOWN_CUSTOMER_REASON,
+        "no_contact_reason": reason,
         "model_versions": {}, "feature_timestamp": None,
     }
 

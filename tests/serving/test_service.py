@@ -138,6 +138,26 @@ def test_source_ids_and_emails_resolve_through_the_identity_map(client, known):
     assert answers[0]["customer_id"] == record["customer_id"]
     assert answers[1]["customer_id"] == known["email_customer"]
     assert known["email"] not in str(answers)  # the e-mail is echoed masked only
+    # and a source written as another system writes it (case, spaces) is the lake's (docs/data-contract.md)
+    loose = recommend(client, [{"source": f" {record['source'].title()} ", "source_id": f" {record['source_id']} "},
+                               {"customer_id": f" {record['customer_id']}"}]).json()["recommendations"]
+    assert [a["customer_id"] for a in loose] == [record["customer_id"]] * 2
+
+
+def test_an_email_several_customers_hold_is_told_apart_from_an_unknown_one(client, served):
+    from serving.engine import SHARED_EMAIL_REASON
+
+    # Given an e-mail two or more customers' records hold (a household's)
+    emails = pd.read_parquet(served.workspace.outputs / "profiles.parquet", columns=["customer_id", "emails"])
+    holders = emails.explode("emails").dropna().assign(emails=lambda f: f["emails"].str.lower())
+    shared = holders.groupby("emails")["customer_id"].nunique()
+    assert (shared > 1).any(), "no shared e-mail in the simulated data; the test proves nothing"
+    email, count = shared[shared > 1].index[0], int(shared[shared > 1].iloc[0])
+    # When a campaign tool asks for it
+    answer = recommend(client, [{"email": email}]).json()["recommendations"][0]
+    # Then the answer names no customer and says why, not "unknown customer"
+    assert answer["found"] is False and answer["customer_id"] is None
+    assert answer["no_contact_reason"] == SHARED_EMAIL_REASON.format(holders=count)
 
 
 def test_unknown_customers_get_the_cold_start_answer(client):
@@ -614,10 +634,10 @@ def test_an_email_several_customers_hold_names_none_of_them():
     from serving.engine import customers_by_email
 
     # When the e-mail lookup is built
-    lookup = customers_by_email(["C1", "C2", "C2", "C3"], ["thesmiths@x.com", "thesmiths@x.com", "tom@y.com", " "],
-                                lambda email: email.strip().lower() or None)
-    # Then the shared address resolves to nobody (cold start), the personal one to its holder
-    assert lookup == {"tom@y.com": "C2"}
+    lookup, shared = customers_by_email(["C1", "C2", "C2", "C3"], ["thesmiths@x.com", "thesmiths@x.com", "tom@y.com", " "],
+                                        lambda email: email.strip().lower() or None)
+    # Then the shared address resolves to nobody (counted as shared), the personal one to its holder
+    assert lookup == {"tom@y.com": "C2"} and shared == {"thesmiths@x.com": 2}
 
 
 def test_a_content_length_that_is_not_a_number_gets_the_documented_400():
