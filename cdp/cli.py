@@ -639,7 +639,10 @@ def features_materialize(
                       f"({settings.features.online_store}) is unchanged; `cdp features build --as-of DATE` makes one")
     else:
         count = "" if loaded.customers is None else f"{loaded.customers:,} customers' "
-        console.print(f"Online store ({settings.features.online_store}) loaded {count}latest snapshots in {window}")
+        described = f"; the features describe customers as of {loaded.features_as_of:%Y-%m-%d %H:%M} UTC" \
+            if loaded.features_as_of else ""
+        console.print(f"Online store ({settings.features.online_store}) loaded {count}latest snapshots in {window}"
+                      f"{described}")
 
 
 @features_app.command("ui")

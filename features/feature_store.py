@@ -120,6 +120,9 @@ class Materialization:
     end: dt.datetime
     customers: int | None
     """Most customers loaded for one view (None when Feast's own materialize loaded them)."""
+    features_as_of: dt.datetime | None = None
+    """The latest snapshot loaded: the moment the online features describe (None when Feast's own
+    materialize loaded them)."""
 
 
 def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.datetime | None = None) -> Materialization:
@@ -132,6 +135,7 @@ def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.
     start = end - dt.timedelta(days=settings.ttl_days)
     online_store = store._get_provider().online_store
     customers = None
+    described: dt.datetime | None = None
     if isinstance(online_store, PackedSqliteOnlineStore | PackedRedisOnlineStore):
         # Feast's materialize serializes every value as its own protobuf; load the tables directly.
         customers = 0
@@ -139,6 +143,9 @@ def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.
             for view in store.list_feature_views():
                 latest = latest_rows(feature_table_path(workspace, view.name), start, end)
                 customers = max(customers, online_store.bulk_load(store.config, view, latest))
+                if len(latest):
+                    newest = pd.Timestamp(latest["event_timestamp"].max()).to_pydatetime()
+                    described = newest if described is None else max(described, newest)
         except sqlite3.OperationalError as error:  # the store file was deleted or replaced since `apply`
             raise FeatureStoreError(f"the online store has no table for {view.name} ({error}); "
                                     "run `cdp features apply`, then materialize again") from error
@@ -148,9 +155,10 @@ def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.
         return Materialization(start, end, 0)
     _materialization_record(workspace).write_text(
         json.dumps({"materialized_at": dt.datetime.now(dt.UTC).isoformat(), "snapshots_until": end.isoformat(),
+                    "features_as_of": described.isoformat() if described else None,
                     "online_store": settings.online_store})
     )
-    return Materialization(start, end, customers)
+    return Materialization(start, end, customers, described)
 
 
 def probe_online_store(workspace: Workspace, settings: FeatureSettings, customer_ids: Sequence[str]) -> str:
@@ -180,25 +188,42 @@ class Freshness:
     stale: bool
     message: str
     snapshots_until: dt.datetime | None = None
-    """The moment the loaded features describe customers at (`materialize --end`)."""
+    """The end of the window materialized (`materialize --end`): no loaded snapshot is later."""
+    features_as_of: dt.datetime | None = None
+    """The latest snapshot loaded: the moment the online features describe customers at (recency,
+    "13 days ago" in reasons). Older records lack it: then `snapshots_until`."""
 
 
 def online_freshness(workspace: Workspace, settings: FeatureSettings, now: dt.datetime | None = None,
                      warn: bool = True) -> Freshness:
-    """How old the online store is; stale when never loaded or loaded longer ago than the setting."""
+    """How old the online features are: stale when never loaded, or when they were loaded, or describe
+    customers as of, longer ago than `features.stale_after_days` (features of June loaded today are
+    June's: every recency in them is June's)."""
     record = _materialization_record(workspace)
     if not record.exists():
         return Freshness(None, None, True, "the online store was never materialized; run `cdp features materialize`")
     written = json.loads(record.read_text())
     loaded = dt.datetime.fromisoformat(written["materialized_at"])
     until = dt.datetime.fromisoformat(written["snapshots_until"]) if written.get("snapshots_until") else None
-    age = ((now or dt.datetime.now(dt.UTC)) - loaded).total_seconds() / 86400
+    described = dt.datetime.fromisoformat(written["features_as_of"]) if written.get("features_as_of") else until
+    moment = now or dt.datetime.now(dt.UTC)
+    loaded_days = (moment - loaded).total_seconds() / 86400
+    described_days = (moment - described).total_seconds() / 86400 if described else loaded_days
+    age = max(loaded_days, described_days)
     stale = age > settings.stale_after_days
-    message = (f"online features were loaded {age:.1f} days ago (limit {settings.stale_after_days:g}); "
-               "run `cdp features build` and `cdp features materialize`" if stale else "online features are fresh")
+    as_of = f"as of {described:%Y-%m-%d %H:%M} UTC ({described_days:.1f} days ago)" if described else "as of unknown"
+    if not stale:
+        message = f"online features are fresh: they describe customers {as_of}, loaded {loaded_days:.1f} days ago"
+    elif described_days > loaded_days:
+        message = (f"online features describe customers {as_of}, over the limit of {settings.stale_after_days:g} days "
+                   f"(loaded {loaded_days:.1f} days ago); run `cdp features build --as-of` a recent time and "
+                   "`cdp features materialize`")
+    else:
+        message = (f"online features were loaded {loaded_days:.1f} days ago (limit {settings.stale_after_days:g}); "
+                   "run `cdp features build` and `cdp features materialize`")
     if stale and warn:
         log.warning("%s", message)
-    return Freshness(loaded, age, stale, message, until)
+    return Freshness(loaded, age, stale, message, until, described)
 
 
 def latest_rows(path, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:

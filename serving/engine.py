@@ -223,7 +223,8 @@ class RecommendationEngine:
         self.workspace, self.settings, self.store, self.identity = workspace, settings, store, identity
         self._models = models
         self._lock = threading.Lock()
-        self.features_loaded_at: str | None = None
+        self.features_as_of: str | None = None
+        """The moment the online features describe (the latest snapshot loaded): each answer's feature_timestamp."""
         self.features_as_of_seconds: float | None = None
         """The online store's features describe customers as of this moment (seconds since 1970)."""
         self.model_problems: list[str] = models.problems
@@ -362,7 +363,7 @@ class RecommendationEngine:
             self._store_was_stale = freshness.stale
             if freshness.stale:
                 log.warning("%s", freshness.message)
-        self.features_loaded_at = freshness.materialized_at.isoformat() if freshness.materialized_at else None
+        self.features_as_of = freshness.features_as_of.isoformat() if freshness.features_as_of else None
         self.features_as_of_seconds = freshness.snapshots_until.timestamp() if freshness.snapshots_until else None
         if freshness.materialized_at is None:
             self.store_problems = [f"online store: {freshness.message}"]
@@ -448,7 +449,7 @@ class RecommendationEngine:
                 continue
             answers[index] = format_answer(ids[position], _row(scores, position), _row(decisions, position),
                                            {t: r[position] for t, r in reasons.items()}, models.versions,
-                                           self.features_loaded_at)
+                                           self.features_as_of)
         log.debug("recommend: %d customers in %.1f ms", len(references), (time.perf_counter() - started) * 1000)
         return answers
 
@@ -648,7 +649,7 @@ def _number(value) -> float | None:
 
 
 def format_answer(customer_id: str, scores: dict, decision: dict, reasons: dict[str, list[str]],
-                  versions: dict[str, str], features_loaded_at: str | None) -> dict:
+                  versions: dict[str, str], features_as_of: str | None) -> dict:
     conversions = {k.removeprefix("conversion_"): _number(v) for k, v in scores.items() if k.startswith("conversion_")}
     return {
         "customer_id": customer_id, "found": True,
@@ -663,5 +664,5 @@ def format_answer(customer_id: str, scores: dict, decision: dict, reasons: dict[
         "reasons": reasons, "holdout": bool(decision.get("holdout")),
         "no_contact_reason": decision.get("no_contact_reason"),
         "model_versions": dict(versions),
-        "feature_timestamp": features_loaded_at,
+        "feature_timestamp": features_as_of,
     }

@@ -200,7 +200,17 @@ def test_an_older_value_never_overwrites_a_newer_one(store_setup):
 
 def test_a_stale_or_never_loaded_online_store_is_reported(store_setup, tmp_path):
     workspace, settings, _ = store_setup
-    assert not online_freshness(workspace, settings).stale
+    # Given the store loaded today with the latest snapshot of the feature tables
+    described = max(pd.read_parquet(feature_table_path(workspace, "purchase_history"), columns=["event_timestamp"])
+                    ["event_timestamp"]).to_pydatetime()
+    loaded = json.loads((workspace.feast / "materialized.json").read_text())
+    assert dt.datetime.fromisoformat(loaded["features_as_of"]) == described
+    # Then it is fresh on the day it describes, and says what moment that is
+    fresh = online_freshness(workspace, settings, now=described + dt.timedelta(days=1))
+    assert not fresh.stale and fresh.features_as_of == described and f"as of {described:%Y-%m-%d}" in fresh.message
+    # but stale today: features of a past snapshot describe customers then, however recently loaded
+    today = online_freshness(workspace, settings)
+    assert today.stale and "describe customers as of" in today.message and "cdp features build --as-of" in today.message
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=settings.stale_after_days + 1)
     stale = online_freshness(workspace, settings, now=later)
     assert stale.stale and "cdp features materialize" in stale.message and stale.age_days > settings.stale_after_days
