@@ -44,6 +44,9 @@ class IngestSettings(_Section):
     earliest_timestamp: dt.date = dt.date(1970, 1, 1)
     latest_timestamp: dt.date = dt.date(2100, 1, 1)
     earliest_birth_date: dt.date = dt.date(1900, 1, 1)
+    future_tolerance_days: float = Field(1.0, ge=0)
+    """A moment more than this after the ingestion is quarantined: an order dated next year cannot have
+    happened, and it would make the lake's data seem to run until then (clocks differ by less)."""
 
     @model_validator(mode="after")
     def _timestamps_form_an_interval(self) -> IngestSettings:

@@ -233,14 +233,15 @@ def _ingest_into(
         log.warning("%s: columns not in the contract for %r are ignored: %s",
                     path, contract.name, ", ".join(report.ignored_columns))
 
+    ingested_at = dt.datetime.now(dt.UTC)
     rules = ValidationRules(
         earliest_timestamp=settings.earliest_timestamp,
         latest_timestamp=settings.latest_timestamp,
         earliest_birth_date=settings.earliest_birth_date,
+        latest_moment=ingested_at + dt.timedelta(days=settings.future_tolerance_days),
     )
     schema = contract_schema(contract, rules)
     total_bytes = path.stat().st_size
-    ingested_at = dt.datetime.now(dt.UTC)
     attempts: list[tuple[str, Callable[[], Iterator[RawBatch]]]]
     if is_csv:
         attempts = [

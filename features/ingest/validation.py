@@ -64,6 +64,8 @@ class ValidationRules:
     earliest_birth_date: dt.date = dt.date(1900, 1, 1)
     latest_birth_date: dt.date | None = None
     """None: today."""
+    latest_moment: dt.datetime | None = None
+    """Timestamps after this are in the future (the ingestion time plus a tolerance); None: no check."""
 
 
 @dataclass
@@ -295,6 +297,10 @@ def _value_checks(column: Column, rules: ValidationRules) -> list[pandera.Check]
             pandera.Check.in_range(low, high, include_max=False,
                                    error=f"outside {rules.earliest_timestamp} .. {rules.latest_timestamp}")
         )
+        if rules.latest_moment is not None:
+            future = pd.Timestamp(rules.latest_moment).tz_convert("UTC")
+            checks.append(pandera.Check.le(future, error=f"in the future: after {future:%Y-%m-%d %H:%M} UTC "
+                                                         "(the ingestion time and its tolerance)"))
     if column.name == "date_of_birth":
         latest = rules.latest_birth_date or dt.date.today()
         checks.append(

@@ -493,6 +493,22 @@ def test_an_impossible_timestamp_does_not_move_the_zone_less_ones_beside_it(raw_
     assert loaded["o4"] == pd.Timestamp("2025-04-19 06:00", tz="UTC")
 
 
+def test_a_moment_in_the_future_is_quarantined(raw_dir, workspace, ingest_settings):
+    # Given an order dated well after today (a typo, or a system's placeholder) beside one of today
+    today = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    (raw_dir / "orders.csv").write_text(
+        ORDERS_HEADER
+        + f"o1,web,w1,{(today + dt.timedelta(days=400)).isoformat()},1,web,1,0\n"
+        + f"o2,web,w1,{(today - dt.timedelta(hours=1)).isoformat()},1,web,1,0\n"
+    )
+    # When ingested
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    # Then the future one is quarantined saying so, and today's loads
+    reason = quarantine(workspace, "orders").set_index("row")["reason"][1]
+    assert reason.startswith("ordered_at: in the future: after ") and "ingestion time" in reason
+    assert lake(workspace, "orders")["order_id"].tolist() == ["o2"]
+
+
 def test_a_superseded_row_is_quarantined_as_read(raw_dir, workspace, ingest_settings):
     # Given the same order twice in one file
     (raw_dir / "orders.csv").write_text(

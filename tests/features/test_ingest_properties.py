@@ -30,7 +30,7 @@ def order_rows(draw) -> list[dict]:
     count = draw(st.integers(min_value=1, max_value=30))
     rows = []
     for index in range(count):
-        moment = draw(st.datetimes(min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2030, 1, 1)))
+        moment = draw(st.datetimes(min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2026, 1, 1)))  # past: later is quarantined
         moment = moment.replace(microsecond=0)
         zone = draw(st.sampled_from(["", "Z", "+02:00", "-05:30"]))
         rows.append(
