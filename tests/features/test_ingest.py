@@ -240,12 +240,15 @@ def test_a_newer_file_updates_rows_by_primary_key(raw_dir, workspace, ingest_set
 def test_repeated_key_in_one_file_keeps_the_last_and_quarantines_the_rest(raw_dir, workspace, ingest_settings):
     (raw_dir / "orders.csv").write_text(
         ORDERS_HEADER + "o1,web,w1,2025-01-01,10,web,1,0\no1,web,w1,2025-01-01,11,web,1,0\n"
+        + "o2,web,w1,2025-01-01,5,web,1,0\no2,web,w1,2025-01-01,6,web,1,0\n"
     )
     report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
-    assert (report.read, report.loaded, report.quarantined) == (2, 1, 1)
-    assert lake(workspace, "orders")["amount"].tolist() == [11.0]
+    assert (report.read, report.loaded, report.quarantined) == (4, 2, 2)
+    assert lake(workspace, "orders").sort_values("order_id")["amount"].tolist() == [11.0, 6.0]
     bad = quarantine(workspace, "orders")
-    assert bad["row"].tolist() == [1] and "superseded by row 2" in bad["reason"].iloc[0]
+    assert bad["row"].tolist() == [1, 3] and "superseded by row 2" in bad["reason"].iloc[0]
+    # and the report counts duplicates as one kind of reason, not one per row they point at
+    assert report.quarantined_by_reason == {"duplicate primary key (order_id): superseded by row N of the same file": 2}
 
 
 def test_invalid_utf8_quarantines_the_row_only(raw_dir, workspace, ingest_settings):
