@@ -36,6 +36,9 @@ class TableContract:
     allows_custom_columns: bool = False
     """Extra columns are custom attributes kept as they are (only `customers`)."""
     timestamp_column: str | None = None
+    version_column: str | None = None
+    """When a row's key is already in the lake, the row with the later value here is kept: re-ingesting
+    an old export must not undo a newer one. A row without a value replaces the lake's."""
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -88,6 +91,7 @@ CUSTOMERS = TableContract(
     primary_key=("source", "source_id"),
     allows_custom_columns=True,
     timestamp_column="updated_at",
+    version_column="updated_at",
 )
 
 ORDERS = TableContract(

@@ -101,7 +101,13 @@ def merge_into_lake(
     ).to_arrow_table()
     if superseded.num_rows:
         _write_superseded(superseded, contract, source_file, ingested_at, duplicates_out)
-    connection.register("superseded_rows", pa.table({"_source_row": superseded.column("row").cast(pa.int64())}))
+    excluded = superseded.column("row").cast(pa.int64()).to_pylist()
+    if lake_file.exists() and contract.version_column:
+        outdated = _outdated_rows(connection, contract, staged_rows, lake_file, payload, on_key, excluded)
+        if outdated.num_rows:
+            _write_superseded(outdated, contract, source_file, ingested_at, duplicates_out)
+            excluded += outdated.column("row").cast(pa.int64()).to_pylist()
+    connection.register("superseded_rows", pa.table({"_source_row": pa.array(excluded, pa.int64())}))
     connection.execute(
         f"""
         CREATE OR REPLACE TEMP VIEW latest AS
@@ -110,7 +116,7 @@ def merge_into_lake(
         FROM {staged_rows} s ANTI JOIN superseded_rows USING (_source_row)
         """
     )
-    incoming = pq.ParquetFile(staged).metadata.num_rows - superseded.num_rows
+    incoming = pq.ParquetFile(staged).metadata.num_rows - len(excluded)
     join = " AND ".join(f"n.{_quote(c)} = e.{_quote(c)}" for c in contract.primary_key)
     temporary = temporary_beside(lake_file)
     lake_file.parent.mkdir(parents=True, exist_ok=True)
@@ -130,11 +136,29 @@ def merge_into_lake(
     os.replace(temporary, lake_file)
     lake_rows = pq.ParquetFile(lake_file).metadata.num_rows
     return MergeResult(
-        duplicates=superseded.num_rows,
+        duplicates=len(excluded),
         inserted=incoming - updated,
         updated=updated,
         lake_rows=lake_rows,
     )
+
+
+def _outdated_rows(connection: duckdb.DuckDBPyConnection, contract: TableContract, staged_rows: str,
+                   lake_file: Path, payload: str, on_key: str, excluded: list[int]) -> pa.Table:
+    """Rows whose key the lake holds with a later version (`updated_at`): an older export re-ingested
+    after a newer one. They are quarantined, saying so, and the lake keeps the newer row."""
+    version = _quote(contract.version_column)
+    connection.register("already_superseded", pa.table({"_source_row": pa.array(excluded, pa.int64())}))
+    return connection.sql(
+        f"""
+        SELECT s._source_row AS row, NULL::BIGINT AS last_row, to_json({{{payload}}})::VARCHAR AS record,
+               true AS outdated
+        FROM {staged_rows} s ANTI JOIN already_superseded USING (_source_row)
+        JOIN read_parquet({_literal(str(lake_file))}, union_by_name = true) d ON {on_key}
+        WHERE d.{version} > s.{version}
+        ORDER BY s._source_row
+        """
+    ).to_arrow_table()
 
 
 def _write_superseded(
@@ -146,10 +170,13 @@ def _write_superseded(
 ) -> None:
     count = superseded.num_rows
     key = ", ".join(contract.primary_key)
-    reasons = [
-        f"duplicate primary key ({key}): superseded by row {last} of the same file"
-        for last in superseded.column("last_row").to_pylist()
-    ]
+    if "outdated" in superseded.column_names:  # one reason for all: the record holds the row's version
+        reasons = [f"older than the lake's row for this key ({key}): its {contract.version_column} is earlier"] * count
+    else:
+        reasons = [
+            f"duplicate primary key ({key}): superseded by row {last} of the same file"
+            for last in superseded.column("last_row").to_pylist()
+        ]
     duplicates_out.write_table(
         pa.table(
             {

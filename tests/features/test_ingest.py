@@ -237,6 +237,29 @@ def test_a_newer_file_updates_rows_by_primary_key(raw_dir, workspace, ingest_set
     assert (report.inserted, report.updated) == (1, 1)
 
 
+def test_an_older_export_ingested_after_a_newer_one_does_not_undo_it(raw_dir, workspace, ingest_settings, tmp_path):
+    # Given a customer's newer record in the lake
+    header = "source,source_id,email,updated_at\n"
+    (raw_dir / "customers.csv").write_text(header + "web,W1,new@example.com,2025-06-01\nweb,W2,b@example.com,\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    # When an older export of the same system is ingested after it
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "customers.csv").write_text(
+        header + "web,W1,old@example.com,2025-01-01\nweb,W2,b2@example.com,2025-01-01\nweb,W3,c@example.com,2025-01-01\n")
+    report = ingest_directory(older, workspace, ingest_settings).tables[0]
+    # Then the lake keeps the newer row; the older one is quarantined as read, saying why, and nothing is lost
+    customers = lake(workspace, "customers").set_index("source_id")["email"].to_dict()
+    assert customers == {"W1": "new@example.com", "W2": "b2@example.com", "W3": "c@example.com"}
+    assert (report.read, report.loaded, report.quarantined) == (3, 2, 1)
+    bad = quarantine(workspace, "customers")
+    assert bad["row"].tolist() == [1] and "older than the lake's row" in bad["reason"].iloc[0]
+    assert strict_json(bad["record"].iloc[0])["email"] == "old@example.com"
+    # and re-ingesting the newer export again changes nothing
+    again = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    assert (again.loaded, again.quarantined) == (2, 0)
+
+
 def test_repeated_key_in_one_file_keeps_the_last_and_quarantines_the_rest(raw_dir, workspace, ingest_settings):
     (raw_dir / "orders.csv").write_text(
         ORDERS_HEADER + "o1,web,w1,2025-01-01,10,web,1,0\no1,web,w1,2025-01-01,11,web,1,0\n"
