@@ -100,6 +100,10 @@ class FeatureSettings(_Section):
     """sqlite: embedded, nothing to start (default). redis: production, see redis_connection_string."""
     redis_connection_string: str = "localhost:6379"
     """Feast's format: host:port[,password=...,ssl=true,db=N]."""
+    redis_namespace: str | None = None
+    """Prefix of this workspace's Redis keys, so that workspaces sharing one Redis never read, overwrite
+    or erase each other's customers (their ids repeat). None: derived from the workspace's path. Set
+    it when the service and the nightly job reach one workspace by different paths."""
     ttl_days: int = Field(400, ge=1)
     """How old a feature snapshot may be and still be served for a later time."""
     stale_after_days: float = Field(2.0, gt=0)

@@ -386,6 +386,24 @@ def erase_from_tables(workspace: Workspace, directories: Iterable[Path], subject
     return removed
 
 
+def require_configured_online_store(workspace: Workspace, settings: Settings) -> None:
+    """Refuse (before anything is erased) when `cdp features materialize` last loaded this workspace into
+    Redis but the configuration names SQLite: the person's features would stay in Redis, served, while
+    the erasure reported success."""
+    import json
+
+    from features.feature_store import redis_namespace
+
+    record = workspace.feast / "materialized.json"
+    loaded_into = json.loads(record.read_text()).get("online_store") if record.exists() else None
+    if loaded_into == "redis" and settings.features.online_store != "redis":
+        raise ErasureError(
+            "the online store of this workspace was last loaded into Redis (data/feast/materialized.json), but "
+            "this configuration names SQLite, so the person would stay in Redis: run the command again with "
+            "CDP_FEATURES__ONLINE_STORE=redis and the workspace's CDP_FEATURES__REDIS_CONNECTION_STRING (nothing "
+            f"was erased; keys under the namespace {redis_namespace(workspace, settings.features)!r})")
+
+
 def erase_from_online_stores(workspace: Workspace, settings: Settings, customer_ids: list[str]) -> dict[str, int]:
     """The configured online store, and the workspace's SQLite store file too when Redis is configured."""
     from features.feature_store import open_feature_store, sqlite_store_path
@@ -428,8 +446,11 @@ def scrub_reports(workspace: Workspace, subject: Subject, skip: set[Path]) -> li
 def forget(workspace: Workspace, settings: Settings, query: SubjectQuery) -> tuple[Subject, ErasureReport]:
     """Erase one person from every store and add them to the suppression list.
 
-    Raises SubjectNotFoundError (nothing changed) when the request names nobody."""
+    Raises SubjectNotFoundError (nothing changed) when the request names nobody, and ErasureError
+    (nothing changed) when the online store the workspace was last loaded into is not the one this
+    configuration reaches."""
     subject = find_subject(workspace, settings, query)
+    require_configured_online_store(workspace, settings)
     standardization = _standardization(settings)
     request_id = uuid.uuid4().hex
     salt = load_or_create_salt(workspace, settings.privacy)

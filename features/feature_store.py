@@ -8,6 +8,7 @@ people who use the `feast` command line (`feast -c feature_repo ui`).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import math
@@ -48,10 +49,19 @@ class FeatureStoreError(RuntimeError):
     """The store is not set up, or asked for something it does not have; the message says what to run."""
 
 
+def redis_namespace(workspace: Workspace, settings: FeatureSettings) -> str:
+    """The prefix of the workspace's Redis keys: `features.redis_namespace`, else a digest of the
+    workspace's resolved path (a copy of a workspace gets its own keys: it is another workspace)."""
+    if settings.redis_namespace:
+        return settings.redis_namespace
+    return "cdp-" + hashlib.sha256(str(workspace.root.resolve()).encode()).hexdigest()[:12]
+
+
 def _online_store_config(workspace: Workspace, settings: FeatureSettings) -> dict[str, str]:
     if settings.online_store == "redis":
         return {"type": "features.online_store.PackedRedisOnlineStore",
-                "connection_string": settings.redis_connection_string}
+                "connection_string": settings.redis_connection_string,
+                "key_prefix": redis_namespace(workspace, settings)}
     return {"type": "features.online_store.PackedSqliteOnlineStore", "path": str(sqlite_store_path(workspace))}
 
 

@@ -322,6 +322,9 @@ def _decode_redis(raw: bytes | None, fields: list[tuple[str, ValueType]], wanted
 
 class PackedRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     type: Literal["features.online_store.PackedRedisOnlineStore"] = "features.online_store.PackedRedisOnlineStore"
+    key_prefix: str = "cdp"
+    """The workspace's namespace (`features.feature_store.redis_namespace`): keys are
+    `<key_prefix>:<project>:<view>:<entity key>`."""
 
 
 class PackedRedisOnlineStore(RedisOnlineStore):
@@ -329,7 +332,7 @@ class PackedRedisOnlineStore(RedisOnlineStore):
 
     @staticmethod
     def _key(config: RepoConfig, table: FeatureView, entity_key: bytes) -> bytes:
-        return f"cdp:{config.project}:{table.name}:".encode() + entity_key
+        return f"{config.online_store.key_prefix}:{config.project}:{table.name}:".encode() + entity_key
 
     def _write(self, config: RepoConfig, table: FeatureView, keys: list[bytes], times: list[int],
                payloads: list[str]) -> None:

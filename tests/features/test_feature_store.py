@@ -351,3 +351,41 @@ def test_the_online_store_probe_says_whether_it_answers_and_holds_customers(stor
     assert probe_online_store(workspace, settings, [*customers, "C-NOBODY"]) == "holds 5 of 6 sampled customers"
     unreachable = settings.model_copy(update={"online_store": "redis", "redis_connection_string": "localhost:1"})
     assert probe_online_store(workspace, unreachable, customers).startswith("unreadable (ConnectionError")
+
+
+def test_workspaces_sharing_one_redis_never_touch_each_others_customers(store_setup, tmp_path):
+    from cdp.workspace import Workspace
+    from features.erasure import erase_from_online_stores
+    from features.feature_store import redis_namespace
+
+    workspace, settings, store = store_setup
+    if settings.online_store != "redis":
+        pytest.skip("a Redis shared by several workspaces")
+    # Given a second workspace on the same Redis (a copy: the same customer ids), loaded too
+    other = Workspace.at(tmp_path / "other")
+    for part in ("lake", "outputs", "features", "feast"):
+        shutil.copytree(workspace.data / part, other.data / part)
+    assert redis_namespace(other, settings) != redis_namespace(workspace, settings)
+    materialize_online(other, settings, end=dt.datetime(2025, 7, 1, tzinfo=dt.UTC))
+    customer = latest_offline(workspace, "purchase_history").index[0]
+    before = get_online_features(store, "recommendation_v1", [customer]).frame
+    # When the customer is erased from the second workspace's online store
+    removed = erase_from_online_stores(other, load_settings().model_copy(update={"features": settings}), [customer])
+    # Then the second workspace no longer holds them, and the first still serves its own values
+    assert removed["online store (redis)"] > 0
+    other_store = open_feature_store(other, settings)
+    assert get_online_features(other_store, "recommendation_v1", [customer]).frame.drop(columns="customer_id").isna().all(axis=None)
+    pd.testing.assert_frame_equal(get_online_features(store, "recommendation_v1", [customer]).frame, before)
+
+
+def test_erasure_refuses_to_run_against_sqlite_when_the_workspace_was_loaded_into_redis(tmp_path):
+    from cdp.workspace import Workspace
+    from features.erasure import ErasureError, require_configured_online_store
+
+    # Given a workspace last materialized into Redis, and a configuration naming SQLite (the default)
+    workspace = Workspace.at(tmp_path)
+    workspace.feast.mkdir(parents=True)
+    (workspace.feast / "materialized.json").write_text(json.dumps({"online_store": "redis"}))
+    # Then erasure refuses before touching anything, saying how to reach the store
+    with pytest.raises(ErasureError, match="CDP_FEATURES__ONLINE_STORE=redis"):
+        require_configured_online_store(workspace, load_settings())
