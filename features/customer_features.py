@@ -217,7 +217,11 @@ def reachability(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     query = f"""
     WITH latest AS (
         SELECT customer_id, as_of, channel, arg_max(status, happened_at) AS status
-        FROM ({_customer_rows("consents", "recorded_at", "t.channel, t.status")}) GROUP BY customer_id, as_of, channel
+        FROM ({_customer_rows("consents", "recorded_at", "t.channel, t.status")}
+              UNION ALL  -- consents pushed through /events or `cdp push`: events of the customer at the push
+              SELECT s.customer_id, s.as_of, p.happened_at, p.channel, p.status
+              FROM pushed_consents p JOIN snapshots s ON s.customer_id = p.customer_id AND p.happened_at < s.as_of)
+        GROUP BY customer_id, as_of, channel
     ),
     consent AS (SELECT customer_id, as_of, {consent_columns} FROM latest GROUP BY customer_id, as_of),
     contact AS (

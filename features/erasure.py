@@ -465,6 +465,11 @@ def forget(workspace: Workspace, settings: Settings, query: SubjectQuery) -> tup
     report.rows_removed.update(erase_from_tables(
         workspace, [workspace.data / "features", workspace.outputs], subject, identity_files))
     report.rows_removed.update(erase_from_online_stores(workspace, settings, subject.customer_ids))
+    from features.feature_store import push_log_path
+
+    if push_log_path(workspace).exists():
+        report.rows_removed[_relative(workspace, push_log_path(workspace))] = rewrite_json_lines(
+            push_log_path(workspace), _pushed_by_subject(workspace, subject))
     report.files_scrubbed = scrub_reports(workspace, subject, identity_files | {paths["state"]})
     # Last: while the identity map still holds the person, an interrupted erasure can be run again.
     for path in (paths["edges"], paths["profiles"], paths["identity_map"]):
@@ -584,7 +589,31 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
         "scores": scores,
         "former_customer_ids": subject.former_ids,
         "recommendations_served": [r for c in subject.customer_ids for r in served(c)] if served is not None else [],
+        "pushed_signals": pushed_signals_of(workspace, subject),
     }
+
+
+def _pushed_by_subject(workspace: Workspace, subject: Subject) -> Callable[[dict], bool]:
+    """Whether a push log entry is the person's: pushed under one of their ids, or under an id a merge
+    retired into one of them."""
+    from features.feature_store import _survivor
+    from features.identity.store import read_identity_state
+
+    merged_into = read_identity_state(workspace)["merged_into"]
+    ids = set(subject.customer_ids) | set(subject.former_ids)
+    return lambda entry: entry.get("customer_id") in ids or _survivor(entry.get("customer_id", ""), merged_into) in ids
+
+
+def pushed_signals_of(workspace: Workspace, subject: Subject) -> list[dict]:
+    """The person's pushes (consent changes, orders, visits sent to /events or `cdp push`)."""
+    from features.feature_store import push_log_path
+
+    path = push_log_path(workspace)
+    if not path.exists():
+        return []
+    mine = _pushed_by_subject(workspace, subject)
+    return [entry for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+            for entry in [json.loads(line)] if mine(entry)]
 
 
 __all__ = ["ErasureError", "ErasureReport", "Subject", "SubjectNotFoundError", "SubjectQuery", "export_subject",

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import sqlite3
 import time
 import warnings
@@ -146,6 +147,7 @@ def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.
     online_store = store._get_provider().online_store
     customers = None
     described: dt.datetime | None = None
+    realtime = pd.DataFrame()
     if isinstance(online_store, PackedSqliteOnlineStore | PackedRedisOnlineStore):
         # Feast's materialize serializes every value as its own protobuf; load the tables directly.
         customers = 0
@@ -153,6 +155,8 @@ def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.
             for view in store.list_feature_views():
                 latest = latest_rows(feature_table_path(workspace, view.name), start, end)
                 customers = max(customers, online_store.bulk_load(store.config, view, latest))
+                if view.name == REALTIME_VIEW:
+                    realtime = latest[["customer_id", "event_timestamp", "created_timestamp"]]
                 if len(latest):
                     newest = pd.Timestamp(latest["event_timestamp"].max()).to_pydatetime()
                     described = newest if described is None else max(described, newest)
@@ -163,6 +167,9 @@ def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.
         store.materialize(start_date=start, end_date=end)
     if customers == 0:  # nothing loaded: the store and its record stay as they were
         return Materialization(start, end, 0)
+    reapplied = reapply_pushes(workspace, store, realtime)
+    if reapplied:
+        log.info("applied again the pushes of %d customers that the loaded snapshot does not hold", reapplied)
     _materialization_record(workspace).write_text(
         json.dumps({"materialized_at": dt.datetime.now(dt.UTC).isoformat(), "snapshots_until": end.isoformat(),
                     "features_as_of": described.isoformat() if described else None,
@@ -498,8 +505,9 @@ def signal_problems(updates: pd.DataFrame, now: float | None = None) -> list[str
     return problems
 
 
-def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame) -> float:
-    """Write fresh signals (a consent change, an order, a visit) to the online store at once.
+def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: bool = True) -> float:
+    """Write fresh signals (a consent change, an order, a visit) to the online store at once, and to
+    the workspace's push log (`PUSH_LOG`) unless `log_push` is False (a push applied again).
 
     A push must carry every field of the view, so the current online values fill the fields an
     update does not set. Returns the seconds the push took."""
@@ -536,7 +544,88 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame) -> float:
             if str(field.dtype) == "Int64":
                 rows[field.name] = pd.to_numeric(rows[field.name], errors="coerce").astype("Int64")
         store.push(REALTIME_PUSH_SOURCE, rows, to=PushMode.ONLINE)
+        if log_push:
+            append_push_log(Path(store.config.repo_path), updates, now)
     return time.perf_counter() - started
+
+
+PUSH_LOG = "pushed_signals.jsonl"
+"""Every push, appended (data/feast/pushed_signals.jsonl): a consent withdrawn through /events or
+`cdp push` must outlive the online store (a Redis restart, a materialize of a newer snapshot). The
+feature build reads its consents as consent events, materialize applies again what a loaded snapshot
+cannot hold, `cdp forget` removes a person's lines and `cdp export-subject` lists them."""
+
+
+def push_log_path(workspace: Workspace) -> Path:
+    return workspace.feast / PUSH_LOG
+
+
+def append_push_log(feast_directory: Path, updates: pd.DataFrame, pushed_at: pd.Timestamp) -> None:
+    """One JSON line per customer pushed: the fields it sent (not those filled from the store)."""
+    lines = []
+    for row in updates.to_dict("records"):
+        fields = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()
+                  if k not in ("customer_id", "event_timestamp") and v is not None and v == v}
+        if fields:
+            lines.append(json.dumps({"customer_id": str(row["customer_id"]), "pushed_at": pushed_at.isoformat(),
+                                     "fields": fields}))
+    if lines:
+        with open(feast_directory / PUSH_LOG, "a", encoding="utf-8") as log_file:
+            log_file.write("".join(line + "\n" for line in lines))
+            log_file.flush()
+            os.fsync(log_file.fileno())
+
+
+def read_push_log(workspace: Workspace, merged_into: dict[str, str] | None = None) -> pd.DataFrame:
+    """The pushes as rows (customer_id, pushed_at, field, value), oldest first; ids a later identity
+    run retired by a merge are read as the customer they went to (`merged_into`)."""
+    path = push_log_path(workspace)
+    rows = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                customer = _survivor(entry["customer_id"], merged_into or {})
+                rows += [(customer, entry["pushed_at"], field, value) for field, value in entry["fields"].items()]
+    frame = pd.DataFrame(rows, columns=["customer_id", "pushed_at", "field", "value"])
+    frame["pushed_at"] = pd.to_datetime(frame["pushed_at"], utc=True, format="ISO8601")
+    return frame.sort_values("pushed_at", kind="stable").reset_index(drop=True)
+
+
+def _survivor(customer_id: str, merged_into: dict[str, str]) -> str:
+    seen = set()
+    while customer_id in merged_into and customer_id not in seen:
+        seen.add(customer_id)
+        customer_id = merged_into[customer_id]
+    return customer_id
+
+
+def reapply_pushes(workspace: Workspace, store: FeatureStore, loaded: pd.DataFrame) -> int:
+    """After a materialize: push again what the loaded realtime rows cannot hold, the pushes made after
+    their snapshot's moment or after the snapshot was built (a withdrawal of today is in neither a June
+    snapshot nor one built this morning). Returns the customers pushed again."""
+    from features.identity.store import read_identity_state
+
+    pushes = read_push_log(workspace, read_identity_state(workspace)["merged_into"])
+    if pushes.empty or loaded.empty:
+        return 0
+    snapshot = loaded.set_index("customer_id")[["event_timestamp", "created_timestamp"]]
+    pushes = pushes[pushes["customer_id"].isin(snapshot.index)]
+    as_of = pd.to_datetime(snapshot["event_timestamp"], utc=True).reindex(pushes["customer_id"]).to_numpy()
+    built = pd.to_datetime(snapshot["created_timestamp"], utc=True).reindex(pushes["customer_id"]).to_numpy()
+    moments = pushes["pushed_at"].to_numpy()
+    # A pushed moment never moves a stored one back: apply it again whatever its time. A consent only
+    # when the snapshot cannot hold it: one it holds may have been replaced by a later consent record.
+    is_moment = pushes["field"].str.endswith(MOMENT_SUFFIX).to_numpy()
+    late = pushes[is_moment | (moments >= as_of) | (moments >= built)]
+    if late.empty:
+        return 0
+    updates = late.pivot_table(index="customer_id", columns="field", values="value", aggfunc="last")
+    moments_pushed = [c for c in updates.columns if c.endswith(MOMENT_SUFFIX)]
+    for column in moments_pushed:  # a moment never moves back: the latest pushed, not the last
+        updates[column] = late[late["field"] == column].groupby("customer_id")["value"].max()
+    push_realtime_signals(store, updates.reset_index(), log_push=False)
+    return len(updates)
 
 
 def merge_signals(current: pd.DataFrame, changes: pd.DataFrame, fields: list[str]) -> pd.DataFrame:

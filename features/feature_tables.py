@@ -80,6 +80,8 @@ def open_lake(workspace: Workspace, memory_limit: str = "4GB") -> tuple[duckdb.D
         path = workspace.lake_table(name)
         if path.exists():
             connection.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_literal(str(path))})")
+    connection.register("pushed_consents_frame", pushed_consents(workspace))
+    connection.execute("CREATE VIEW pushed_consents AS SELECT * FROM pushed_consents_frame")
     create_missing_tables(connection)
     connection.execute(f"CREATE VIEW identity_map AS SELECT * FROM read_parquet({_literal(str(paths['identity_map']))})")
     known = set(CONTRACTS["customers"].column_names)
@@ -108,13 +110,37 @@ def usable_custom_attributes(connection: duckdb.DuckDBPyConnection, custom: Sequ
     return tuple(usable)
 
 
+def pushed_consents(workspace: Workspace) -> pd.DataFrame:
+    """Consent changes pushed through /events or `cdp push` (the push log), as consent events of the
+    customer: the feature build counts them with the lake's consents, each from the moment it was
+    pushed, so a withdrawal survives the next build and materialize."""
+    from features.feature_store import FLAG_PREFIX, push_log_path, read_push_log
+    from features.identity.store import read_identity_state
+
+    columns = ["customer_id", "channel", "status", "happened_at"]
+    if not push_log_path(workspace).exists():
+        return pd.DataFrame({c: pd.Series(dtype="datetime64[us, UTC]" if c == "happened_at" else object) for c in columns})
+    pushes = read_push_log(workspace, read_identity_state(workspace)["merged_into"])
+    consents = pushes[pushes["field"].str.match(rf"^{FLAG_PREFIX}.+_consent$")]
+    return pd.DataFrame({
+        "customer_id": consents["customer_id"].astype(object),
+        "channel": consents["field"].str.removeprefix(FLAG_PREFIX).str.removesuffix("_consent").astype(object),
+        "status": consents["value"].map(lambda v: "granted" if v == 1 else "withdrawn").astype(object),
+        "happened_at": consents["pushed_at"].astype("datetime64[us, UTC]"),
+    }, columns=columns)
+
+
 def create_missing_tables(connection: duckdb.DuckDBPyConnection) -> None:
-    """An empty, typed table for every contract table not present: orders-only data works."""
+    """An empty, typed table for every contract table not present: orders-only data works; also the
+    pushed consents when no push log was read."""
     present = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     for name, contract in CONTRACTS.items():
         if name not in present:
             columns = ", ".join(f'"{c.name}" {SQL_TYPES[c.kind]}' for c in contract.columns)
             connection.execute(f"CREATE TABLE {name} ({columns})")
+    if "pushed_consents" not in present:
+        connection.execute("CREATE TABLE pushed_consents (customer_id VARCHAR, channel VARCHAR, status VARCHAR, "
+                           "happened_at TIMESTAMPTZ)")
 
 
 def register_snapshots(connection: duckdb.DuckDBPyConnection, as_of: Sequence[dt.datetime]) -> int:

@@ -113,10 +113,14 @@ def test_explain_prints_record_ids_literally(tmp_path):
 
 
 def test_ingest_says_how_many_more_rows_it_quarantined_than_it_lists(tmp_path):
-    # Given seven records each repeated: seven rows superseded, each reason naming the row that won
+    # Given seven orders quarantined for seven different reasons
     raw = tmp_path / "raw"
     raw.mkdir()
-    (raw / "customers.csv").write_text("source,source_id,first_name\n" + "".join(f"web,W{i},Ann\n" * 2 for i in range(7)))
+    (raw / "orders.csv").write_text(
+        "order_id,source,source_id,ordered_at,amount,channel,items,discount\n"
+        "o1,web,w1,2025-01-01,ten,web,1,0\n" "o2,web,w1,yesterday,1,web,1,0\n" "o3,web,w1,2025-01-01,1,pigeon,1,0\n"
+        "o4,web,w1,2025-01-01,1,web,many,0\n" "o5,web,w1,2025-01-01,1,web,1,lots\n" "o6,web,,2025-01-01,1,web,1,0\n"
+        ",web,w1,2025-01-01,1,web,1,0\n")
     # When ingested
     result = runner.invoke(app, ["ingest", "--raw", str(raw), "--workspace", str(tmp_path / "ws")])
     # Then five reasons are listed and the rest counted, pointing to the report

@@ -157,6 +157,11 @@ def erasure(served, redis_server, tmp_path_factory):  # noqa: F811
                            pd.read_parquet(workspace.outputs / "profiles.parquet"), "test_segment")
     for output_format in ("csv", "parquet"):  # where `cdp export` writes by default
         write_export(segment, default_export_path(workspace, "test_segment", output_format), output_format)
+    from features.feature_store import open_feature_store, push_realtime_signals
+
+    # a consent withdrawal pushed for them (the push log keeps it): erasure must take it too
+    push_realtime_signals(open_feature_store(workspace, features),
+                          pd.DataFrame({"customer_id": [customer_id], "latest_sms_consent": [0]}))
     audit = AuditLog.open(workspace, settings.privacy)
     audit.append(recommendation_entries([{"customer_id": customer_id, "found": True, "next_best_action": "email",
                                           "model_versions": {"churn": "1"}}], "spring", audit.pseudonym, "t"))
@@ -170,6 +175,7 @@ def erasure(served, redis_server, tmp_path_factory):  # noqa: F811
                                  str(workspace.root), "--out", str(subject_file)])
     assert access.exit_code == 0, access.output
     exported = json.loads(subject_file.read_text())
+    assert [e["fields"] for e in exported["pushed_signals"]] == [{"latest_sms_consent": 0}]
     result = runner.invoke(app, ["forget", "--email", person["emails"][0], "--workspace", str(workspace.root)])
     assert result.exit_code == 0, result.output
     return {"workspace": workspace, "settings": settings, "customer_id": customer_id, "identifiers": identifiers,

@@ -389,3 +389,40 @@ def test_erasure_refuses_to_run_against_sqlite_when_the_workspace_was_loaded_int
     # Then erasure refuses before touching anything, saying how to reach the store
     with pytest.raises(ErasureError, match="CDP_FEATURES__ONLINE_STORE=redis"):
         require_configured_online_store(workspace, load_settings())
+
+
+def test_a_pushed_consent_withdrawal_outlives_the_online_store_and_the_next_build(store_setup, tmp_path):
+    from cdp.workspace import Workspace
+    from features.feature_store import push_log_path
+
+    source, settings, _ = store_setup
+    # Given a workspace of its own (a copy: with Redis, its own namespace), loaded, and a customer who
+    # consented to e-mail
+    workspace = Workspace.at(tmp_path / "own")
+    for part in ("lake", "outputs", "features", "feast"):
+        shutil.copytree(source.data / part, workspace.data / part)
+    materialize_online(workspace, settings, end=dt.datetime(2025, 7, 1, tzinfo=dt.UTC))
+    store = open_feature_store(workspace, settings)
+    offline = latest_offline(workspace, "realtime_signals")
+    customer = offline[offline["latest_email_consent"] == 1].index[-1]
+
+    def consent() -> int:
+        return get_online_features(store, "recommendation_v1", [customer]).frame.iloc[0]["latest_email_consent"]
+
+    # When the customer withdraws through a push (the service's /events)
+    push_realtime_signals(store, pd.DataFrame({"customer_id": [customer], "latest_email_consent": [0]}))
+    assert consent() == 0 and customer in push_log_path(workspace).read_text()
+    # Then losing the online row (a Redis restart) and materializing the June snapshot again keeps it
+    online = store._get_provider().online_store
+    online.delete_customers(store.config, store.list_feature_views(), [customer])
+    materialize_online(workspace, settings, end=dt.datetime(2025, 7, 1, tzinfo=dt.UTC))
+    assert consent() == 0
+    # and so does the next build of a snapshot after the push, and its materialize: the push is a consent event
+    tomorrow = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_feature_tables(workspace, [tomorrow])
+    reach = pd.read_parquet(feature_table_path(workspace, "reachability")).set_index(["customer_id", "event_timestamp"])
+    assert reach.loc[(customer, pd.Timestamp(tomorrow)), "email_consent"] == 0
+    materialize_online(workspace, settings, end=tomorrow + dt.timedelta(minutes=1))
+    assert consent() == 0
