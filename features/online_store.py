@@ -320,6 +320,10 @@ def _decode_redis(raw: bytes | None, fields: list[tuple[str, ValueType]], wanted
     return datetime.fromtimestamp(stored["t"], UTC), _protos(stored["v"], fields, wanted)
 
 
+REDIS_CLIENT_DEFAULTS = {"socket_connect_timeout": 1.0, "socket_timeout": 10.0}
+"""Seconds. Reads are one MGET; a bulk load's largest call (REDIS_KEYS_PER_CALL keys) takes well under 1 s."""
+
+
 class PackedRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     type: Literal["features.online_store.PackedRedisOnlineStore"] = "features.online_store.PackedRedisOnlineStore"
     key_prefix: str = "cdp"
@@ -333,6 +337,24 @@ class PackedRedisOnlineStore(RedisOnlineStore):
     @staticmethod
     def _key(config: RepoConfig, table: FeatureView, entity_key: bytes) -> bytes:
         return f"{config.online_store.key_prefix}:{config.project}:{table.name}:".encode() + entity_key
+
+    def _get_client(self, online_store_config: RedisOnlineStoreConfig):
+        """Feast's client, failing fast when Redis is down: redis-py retries three times with backoff up
+        to 10 s by default, so every request waited 5-13 s for its 503 while Redis was away. Here: one
+        retry without backoff (a connection Redis dropped on restart is simply reopened), a 1 s connect
+        timeout; settings in the connection string (`socket_connect_timeout=…`) still win."""
+        if not self._client:
+            given = {part.split("=", 1)[0].strip() for part in online_store_config.connection_string.split(",") if "=" in part}
+            defaults = ",".join(f"{name}={value}" for name, value in REDIS_CLIENT_DEFAULTS.items() if name not in given)
+            config = online_store_config.model_copy(update={
+                "connection_string": ",".join(filter(None, (online_store_config.connection_string, defaults)))})
+            client = super()._get_client(config)
+            if hasattr(client, "set_retry"):
+                from redis.backoff import NoBackoff
+                from redis.retry import Retry
+
+                client.set_retry(Retry(NoBackoff(), 1))
+        return self._client
 
     def _write(self, config: RepoConfig, table: FeatureView, keys: list[bytes], times: list[int],
                payloads: list[str]) -> None:

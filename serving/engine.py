@@ -41,6 +41,16 @@ without it (orders-only data: churn, CLV and win-back; no contact recommended) i
 ready for want of a champion nobody can train."""
 
 
+def _is_connection_error(error: BaseException) -> bool:
+    """Redis down or unreachable (redis-py's ConnectionError and TimeoutError), not a store to reload."""
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:
+        return False
+    return isinstance(error, RedisConnectionError | RedisTimeoutError | ConnectionError)
+
+
 def lake_rows(workspace: Workspace, table: str) -> int:
     import pyarrow.parquet as pq
 
@@ -385,6 +395,8 @@ class RecommendationEngine:
         try:
             _, found = self.online_columns(probe)
         except Exception as error:  # any store failure (no table, Redis down) is a readiness problem
+            if _is_connection_error(error):  # materializing cannot help while the server is away
+                fix = f"bring it back (the service re-checks every {STORE_RECHECK_SECONDS:g} s)"
             return [f"online store ({self.settings.features.online_store}) unreadable: "
                     f"{type(error).__name__}: {error}; {fix}"]
         if not any(found):

@@ -426,3 +426,21 @@ def test_a_pushed_consent_withdrawal_outlives_the_online_store_and_the_next_buil
     assert reach.loc[(customer, pd.Timestamp(tomorrow)), "email_consent"] == 0
     materialize_online(workspace, settings, end=tomorrow + dt.timedelta(minutes=1))
     assert consent() == 0
+
+
+def test_the_redis_client_fails_fast_unless_the_connection_string_says_otherwise():
+    from redis.backoff import NoBackoff
+
+    from features.online_store import PackedRedisOnlineStore, PackedRedisOnlineStoreConfig
+
+    # Given the packed Redis store's client, with and without the user's own timeout
+    plain = PackedRedisOnlineStore()._get_client(PackedRedisOnlineStoreConfig(connection_string="127.0.0.1:1"))
+    own = PackedRedisOnlineStore()._get_client(
+        PackedRedisOnlineStoreConfig(connection_string="127.0.0.1:1,socket_connect_timeout=7"))
+    # Then a down Redis costs one quick retry and a 1 s connect timeout, not redis-py's three retries with
+    # backoff up to 10 s (every request waited 5-13 s for its 503), and the user's setting wins
+    options = plain.connection_pool.connection_kwargs
+    assert options["socket_connect_timeout"] == 1.0 and options["socket_timeout"] == 10.0
+    retry = plain.get_retry()
+    assert retry.get_retries() == 1 and isinstance(retry._backoff, NoBackoff)
+    assert own.connection_pool.connection_kwargs["socket_connect_timeout"] == 7
