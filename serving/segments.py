@@ -170,7 +170,7 @@ def read_scores(path: Path, names: Iterable[str]) -> pd.DataFrame:
     nothing else: at a million customers the conversion columns are most of the file."""
     if not path.exists():
         raise SegmentError(f"no scores yet: {path} not found; run `cdp score --as-of DATE` first")
-    available = pq.read_schema(path).names
+    available = pq.ParquetDataset(path).schema.names  # a file, or the directory of part files Spark writes
     wanted = {"customer_id", "as_of", *ACTION_COLUMNS, *names}
     wanted |= {DERIVED_COLUMNS[n] for n in names if n in DERIVED_COLUMNS}
     columns = [c for c in available if c.lower() in {w.lower() for w in wanted}]

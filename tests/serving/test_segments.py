@@ -244,3 +244,19 @@ def test_segments_refuse_an_older_parquet_when_the_latest_scoring_wrote_csv(tmp_
     # ...and with no summary, scores.parquet is the latest
     (workspace.outputs / "scores.json").unlink()
     assert workspace.latest_scores == workspace.outputs / "scores.parquet"
+
+
+def test_scores_written_by_spark_as_a_directory_of_parts_are_read_as_one_table(tmp_path):
+    from serving.segments import read_scores
+
+    # Given scores as `cdp score --engine spark` writes them: a directory of part files
+    folder = tmp_path / "scores.parquet"
+    folder.mkdir()
+    frame = pd.DataFrame({"customer_id": ["C1", "C2", "C3"], "as_of": pd.Timestamp("2026-07-01", tz="UTC"),
+                          "next_best_action": ["email", "none", "sms"], "clv": [1.0, 2.0, 3.0], "unused": [0, 0, 0]})
+    frame.iloc[:2].to_parquet(folder / "part-00000.parquet")
+    frame.iloc[2:].to_parquet(folder / "part-00001.parquet")
+    # When a segment reads them
+    scores = read_scores(folder, ["clv"])
+    # Then every part is read, with only the columns needed
+    assert sorted(scores["customer_id"]) == ["C1", "C2", "C3"] and "unused" not in scores.columns
