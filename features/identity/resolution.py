@@ -8,6 +8,7 @@ records -> standardize -> deterministic edges + blocked candidate pairs -> compa
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -61,21 +62,42 @@ def record_keys(frame: pd.DataFrame, source: str = "source", source_id: str = "s
     return frame[source].astype(str) + ":" + frame[source_id].astype(str)
 
 
-def _random_pairs(population: np.ndarray, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Random distinct record pairs (deterministic for a seed), for estimating u."""
-    if len(population) < 2:
+def _stable_hash(values: pd.Series) -> np.ndarray:
+    """A 64-bit hash per value, the same in every run and on every machine."""
+    return pd.util.hash_array(values.astype(str).to_numpy(dtype=object))
+
+
+def _random_pairs(population: np.ndarray, count: int, keys: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """About `count` random distinct record pairs, for estimating u: neighbours in the order of a hash of
+    the record keys, at offsets 1..k. A record added or removed changes only the pairs around it, so
+    the estimate (and with it every borderline match) does not move because of an unrelated record;
+    positions drawn from a seeded generator reshuffled every pair when one record came or went (a user
+    saw a customer split and another merge after erasing an unrelated person)."""
+    size = len(population)
+    if size < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    rng = np.random.default_rng(seed)
-    left = rng.choice(population, size=count)
-    right = rng.choice(population, size=count)
-    distinct = left != right
-    return left[distinct], right[distinct]
+    hashes = _stable_hash(keys.iloc[population])
+    order = population[np.argsort(hashes, kind="stable")]
+    # offsets up to a power of two, so that one record more or less rarely changes how many there are
+    # (ceil(count / size) itself would change with size); then a stable share of the pairs, by hash
+    offsets = range(1, min(size - 1, 2 ** math.ceil(math.log2(max(1.0, count / size)))) + 1)
+    left = np.concatenate([order[:-k] for k in offsets])
+    right = np.concatenate([order[k:] for k in offsets])
+    if len(left) > count:
+        share = _stable_hash(keys.iloc[left].reset_index(drop=True) + "|" + keys.iloc[right].reset_index(drop=True))
+        kept = share % 1_000_003 < count / len(left) * 1_000_003
+        left, right = left[kept], right[kept]
+    return left, right
 
 
-def _sample(count: int, limit: int, seed: int = 0) -> np.ndarray:
-    if count <= limit:
-        return np.arange(count)
-    return np.sort(np.random.default_rng(seed).choice(count, size=limit, replace=False))
+def _sample(pairs: pd.DataFrame, keys: pd.Series, limit: int) -> np.ndarray:
+    """Positions of at most about `limit` candidate pairs, chosen by a hash of the pair's record keys:
+    the same pairs whatever else was added or removed."""
+    if len(pairs) <= limit:
+        return np.arange(len(pairs))
+    hashes = _stable_hash(keys.iloc[pairs["left"].to_numpy()].reset_index(drop=True)
+                          + "|" + keys.iloc[pairs["right"].to_numpy()].reset_index(drop=True))
+    return np.flatnonzero(hashes % 1_000_003 < limit / len(pairs) * 1_000_003)
 
 
 def resolve_identities(
@@ -125,8 +147,8 @@ def resolve_identities(
     frequencies, baselines = {}, {}
     for name, column in (("first_name", "first_canonical"), ("last_name", "last_name"), ("name_pair", "name_pair")):
         frequencies[name], baselines[name] = term_frequencies(keyed[column])
-    training = levels.iloc[_sample(len(levels), settings.em_max_pairs)]
-    random_left, random_right = _random_pairs(np.flatnonzero(with_pii), RANDOM_PAIRS)
+    training = levels.iloc[_sample(pairs, keys, settings.em_max_pairs)]
+    random_left, random_right = _random_pairs(np.flatnonzero(with_pii), RANDOM_PAIRS, keys)
     random_levels = compare_pairs(encoded, random_left, random_right)
     if labelled_pairs is not None:
         labelled_levels, is_match = _labelled_levels(encoded, index_of, labelled_pairs)

@@ -183,6 +183,22 @@ def test_customer_ids_are_stable_across_runs(simulated, tmp_path):
     assert new_ids and min(new_ids) > max(first["customer_id"])
 
 
+def test_the_random_pairs_behind_u_move_only_around_a_record_that_comes_or_goes():
+    from features.identity.resolution import _random_pairs
+
+    # Given 5,000 records, and the same without one of them
+    keys = pd.Series([f"web:W{i}" for i in range(5000)])
+    def key_pairs(population):
+        left, right = _random_pairs(population, 50_000, keys)
+        return set(zip(keys.iloc[left], keys.iloc[right], strict=True))
+    everyone = key_pairs(np.arange(5000))
+    without_one = key_pairs(np.delete(np.arange(5000), 1234))
+    # Then nearly every pair is the same: only those around the removed record changed (a seeded draw of
+    # positions changed all of them, and with them the u estimates and every borderline match)
+    assert 0.95 * 50_000 <= len(everyone) <= 1.05 * 50_000
+    assert len(everyone ^ without_one) < 0.01 * len(everyone)
+
+
 def test_explain_names_the_rule_and_the_evidence(resolved):
     resolution = resolved
     multi = resolution.identity_map.groupby("customer_id").size()
