@@ -8,6 +8,7 @@ file, then the defaults below. Nothing is read until :func:`load_settings` is ca
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -108,6 +109,16 @@ class FeatureSettings(_Section):
     """How old a feature snapshot may be and still be served for a later time."""
     stale_after_days: float = Field(2.0, gt=0)
     """Online features loaded longer ago than this are stale: readers are told (and logs say so)."""
+
+    @field_validator("redis_connection_string", mode="after")
+    @classmethod
+    def _feast_connection_format(cls, value: str) -> str:
+        """Feast reads host:port[,key=value...]; a URL passed here failed much later, deep in a command."""
+        nodes = [part for part in value.split(",") if "=" not in part]
+        if "://" in value or not nodes or not all(re.fullmatch(r"[^:/\s]+:\d+", node.strip()) for node in nodes):
+            raise ValueError("expected Feast's format host:port[,password=...,ssl=true,db=N] "
+                             "(e.g. localhost:6379,db=1), not a redis:// URL")
+        return value
 
 
 class TrainingSettings(_Section):
