@@ -276,7 +276,7 @@ def _train_task(workspace: Workspace, settings: Settings, plan: TaskPlan, as_of:
                                            lineage["horizon_days"], (options.test_share, options.seed),
                                            report.metrics[PRIMARY_METRIC[task]])
         decision = promote(client, name, version, comparison.challenger_score, comparison.champion_score,
-                           PRIMARY_METRIC[task], force, comparison.refused)
+                           PRIMARY_METRIC[task], force, comparison.refused, options.promotion_min_gain)
         mlflow.set_tags({"registered_version": version, "promoted": str(decision.promoted), "promotion": decision.reason})
         report.version, report.promoted = version, decision.promoted
         report.message = f"version {version}: {'champion' if decision.promoted else 'challenger'} ({decision.reason})"

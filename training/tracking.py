@@ -193,10 +193,11 @@ class Promotion:
 
 
 def promote(client: MlflowClient, name: str, version: str, challenger_score: float,
-            champion_score: float | None, metric: str, force: bool, not_comparable: str | None = None) -> Promotion:
+            champion_score: float | None, metric: str, force: bool, not_comparable: str | None = None,
+            min_gain: float = 0.0) -> Promotion:
     """The new version becomes challenger; it becomes champion only if it beats the champion on
-    the same rows (or with force, or when there is no scorable champion). One that cannot be
-    compared fairly (`not_comparable` says why) stays challenger unless forced."""
+    the same rows by more than `min_gain` (or with force, or when there is no scorable champion). One
+    that cannot be compared fairly (`not_comparable` says why) stays challenger unless forced."""
     client.set_registered_model_alias(name, CHALLENGER, version)
     if force:
         decision = Promotion(True, "forced")
@@ -204,8 +205,12 @@ def promote(client: MlflowClient, name: str, version: str, challenger_score: flo
         decision = Promotion(False, f"not compared: {not_comparable}; --force makes it champion")
     elif champion_score is None:
         decision = Promotion(True, "no champion to compare with")
-    elif challenger_score > champion_score:
+    elif challenger_score > champion_score + min_gain:
         decision = Promotion(True, f"{metric} {challenger_score:.4f} beats the champion's {champion_score:.4f}")
+    elif challenger_score > champion_score:
+        decision = Promotion(False, f"{metric} {challenger_score:.4f} beats the champion's {champion_score:.4f} by "
+                                    f"{challenger_score - champion_score:.4f}, not more than "
+                                    f"training.promotion_min_gain ({min_gain:g}); --force makes it champion")
     else:
         decision = Promotion(False, f"{metric} {challenger_score:.4f} does not beat the champion's {champion_score:.4f}")
     if decision.promoted:

@@ -133,3 +133,30 @@ def test_runs_versions_and_plots_are_read_from_the_workspace_store(workspace, tm
     assert list(plots) == ["gains_chart"]
     with pytest.raises(FileNotFoundError, match="cdp train churn"):
         model_report.read_validation(workspace, "churn")
+
+
+class _Registry:
+    """Records alias and tag calls: promote's decision is our logic; the real registry is in test_pipeline."""
+
+    def __init__(self):
+        self.aliases, self.tags = {}, {}
+
+    def set_registered_model_alias(self, name, alias, version):
+        self.aliases[alias] = version
+
+    def set_model_version_tag(self, name, version, key, value):
+        self.tags[key] = value
+
+
+@pytest.mark.parametrize(("challenger", "promoted"), [(0.8010, False), (0.8030, True), (0.7990, False)])
+def test_a_challenger_must_beat_the_champion_by_more_than_the_minimum_gain(challenger, promoted):
+    from training.tracking import CHAMPION, promote
+
+    # Given a champion scoring 0.8000 on the same rows and a minimum gain of 0.002
+    registry = _Registry()
+    # When a challenger is judged
+    decision = promote(registry, "churn", "2", challenger, 0.8000, "roc_auc", force=False, min_gain=0.002)
+    # Then only a gain above the minimum takes the champion's place, and the reason says which case it was
+    assert decision.promoted is promoted and (registry.aliases.get(CHAMPION) == "2") is promoted
+    if 0.8 < challenger < 0.802:
+        assert "not more than training.promotion_min_gain (0.002)" in decision.reason
