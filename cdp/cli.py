@@ -1065,8 +1065,13 @@ def status(workspace: WorkspaceOption = None, config: ConfigOption = None) -> No
     if profiles.exists() and (space.feast / "registry.db").exists():
         sample = pq.read_table(profiles, columns=["customer_id"]).column(0).to_pylist()[:20]
         probe = probe_online_store(space, settings.features, sample)
-    console.print(f"online store ({settings.features.online_store}): {online_freshness(space, settings.features).message}; "
-                  f"{probe}")
+    freshness = online_freshness(space, settings.features, warn=False)
+    if probe.startswith(("unreadable", "holds 0 ")):  # what it answers now matters more than when it was loaded
+        console.print(f"online store ({settings.features.online_store}): [yellow]not serving[/yellow]: {escape(probe)}; "
+                      "run `cdp features materialize` (or bring Redis back) — its record says: "
+                      f"{escape(freshness.message)}")
+    else:
+        console.print(f"online store ({settings.features.online_store}): {escape(freshness.message)}; {probe}")
     summary = space.outputs / "scores.json"
     if summary.exists():
         scored = json_module.loads(summary.read_text())
