@@ -47,7 +47,10 @@ class MergeResult:
     duplicates: int
     inserted: int
     updated: int
+    """Rows whose key the lake held with other values."""
     lake_rows: int
+    unchanged: int = 0
+    """Rows the lake already held as they are (a file ingested again)."""
 
 
 def _quote(name: str) -> str:
@@ -122,24 +125,34 @@ def merge_into_lake(
     lake_file.parent.mkdir(parents=True, exist_ok=True)
     if lake_file.exists():
         existing = f"read_parquet({_literal(str(lake_file))}, union_by_name = true)"
-        updated = connection.execute(
-            f"SELECT count(*) FROM latest n WHERE EXISTS (SELECT 1 FROM {existing} e WHERE {join})"
-        ).fetchone()[0]
+        staged_columns = [c for c in pq.read_schema(staged).names if c != "_source_row"]
+        lake_columns = set(pq.read_schema(lake_file).names)
+        same = " AND ".join(f"n.{_quote(c)} IS NOT DISTINCT FROM e.{_quote(c)}" for c in staged_columns
+                            if c in lake_columns) or "true"
+        matched, changed = connection.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE NOT ({same})) FROM latest n JOIN {existing} e ON {join}"
+        ).fetchone()
+        if matched == incoming and changed == 0 and lake_columns.issuperset(staged_columns):
+            # Nothing new (a file ingested again): the lake file stays as it is, byte for byte, so the
+            # feature tables built from it stay valid (their digest of the lake does not change).
+            return MergeResult(duplicates=len(excluded), inserted=0, updated=0, lake_rows=pq.ParquetFile(lake_file)
+                               .metadata.num_rows, unchanged=matched)
         query = f"""
             SELECT * FROM {existing} e WHERE NOT EXISTS (SELECT 1 FROM latest n WHERE {join})
             UNION ALL BY NAME SELECT * FROM latest
         """
     else:
-        updated = 0
+        matched = changed = 0
         query = "SELECT * FROM latest"
     connection.execute(f"COPY ({query}) TO {_literal(str(temporary))} (FORMAT parquet, COMPRESSION zstd)")
     os.replace(temporary, lake_file)
     lake_rows = pq.ParquetFile(lake_file).metadata.num_rows
     return MergeResult(
         duplicates=len(excluded),
-        inserted=incoming - updated,
-        updated=updated,
+        inserted=incoming - matched,
+        updated=changed,
         lake_rows=lake_rows,
+        unchanged=matched - changed,
     )
 
 

@@ -79,6 +79,9 @@ class TableReport:
     """PII values set to null, per column; the originals are kept in quarantine."""
     inserted: int = 0
     updated: int = 0
+    """Rows whose key the lake held with other values; `unchanged`: held as they are (nothing rewritten
+    when every row is: the lake file and the feature tables built from it stay valid)."""
+    unchanged: int = 0
     lake_rows: int = 0
     ignored_columns: list[str] = field(default_factory=list)
     custom_columns: list[str] = field(default_factory=list)
@@ -293,6 +296,7 @@ def _ingest_into(
     report.quarantined_by_reason = by_reason
     report.nulled_values = dict(counts["nulled_by_column"])
     report.inserted, report.updated, report.lake_rows = merge.inserted, merge.updated, merge.lake_rows
+    report.unchanged = merge.unchanged
 
 
 def drop_nulled_of_quarantined(nulled: Path, quarantined: Path) -> Counter:

@@ -216,13 +216,16 @@ def test_reingesting_the_same_file_is_idempotent(raw_dir, workspace, ingest_sett
     )
     ingest_directory(raw_dir, workspace, ingest_settings)
     first_lake, first_quarantine = lake(workspace, "orders"), quarantine(workspace, "orders")
+    first_bytes = workspace.lake_table("orders").read_bytes()
     # When the same file is ingested again
     report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
     # Then the lake and the quarantine hold the same rows, not twice as many
     columns = [c for c in first_lake.columns if c != "_ingested_at"]
     pd.testing.assert_frame_equal(lake(workspace, "orders")[columns], first_lake[columns])
     assert len(quarantine(workspace, "orders")) == len(first_quarantine) == 1
-    assert (report.inserted, report.updated, report.lake_rows) == (0, 1, 1)
+    assert (report.inserted, report.updated, report.unchanged, report.lake_rows) == (0, 0, 1, 1)
+    # and the lake file was not rewritten: the feature tables built from it stay valid
+    assert workspace.lake_table("orders").read_bytes() == first_bytes
 
 
 def test_a_newer_file_updates_rows_by_primary_key(raw_dir, workspace, ingest_settings, tmp_path):
