@@ -368,10 +368,17 @@ PREDICTION_OF = {"churn": "churn probability", "clv": "CLV (expected net revenue
 def build_drift_report(workspace: Workspace, settings: Settings, as_of: dt.datetime | None = None) -> dict[str, Any]:
     """Compare every champion's training rows with the scoring rows at `as_of` (default: the as_of
     of the latest scores)."""
+    from features.feature_tables import ensure_feature_snapshots
     from training.datasets import read_activity
 
     moment = utc_timestamp(as_of) if as_of is not None else latest_scores_as_of(workspace)
     champions = load_champion_lineages(workspace)
+    # The champions' training snapshots may be gone: new data in the lake starts the feature tables over
+    # with the snapshot asked for (a nightly score without retraining). Build what is missing.
+    times = sorted({moment, *(utc_timestamp(t) for c in champions for t in c.lineage["snapshots"])})
+    built = ensure_feature_snapshots(workspace, [t.to_pydatetime() for t in times])
+    if built:
+        log.info("drift: built %d feature snapshot(s) the comparison needs (the tables lacked them)", len(built))
     activity = read_activity(workspace)
     current = retrieve_current_frame(workspace, settings, [c.lineage["feature_service"] for c in champions], moment)
     models = {}

@@ -183,3 +183,27 @@ def test_a_deliberately_shifted_feature_is_flagged(served, drift_workspace):
     assert status(before)["days_since_last_order"] != "alert"
     assert status(after)["days_since_last_order"] == "alert"
     assert "churn:days_since_last_order" in after["summary"]["features_alert"]
+
+
+def test_the_report_builds_the_training_snapshots_new_data_made_the_tables_drop(served, tmp_path):
+    from features.feature_store import apply_feature_definitions
+    from features.feature_tables import build_feature_tables, feature_table_path
+    from training.drift import build_drift_report
+
+    # Given a trained workspace whose lake got new data after training, and features built for scoring
+    # only: the tables started over with that one snapshot (a nightly score without retraining)
+    workspace = Workspace.at(tmp_path / "ws")
+    shutil.copytree(served.workspace.root, workspace.root)
+    apply_feature_definitions(workspace, served.settings.features)
+    orders = pd.read_parquet(workspace.lake_table("orders"))
+    orders.iloc[:-1].to_parquet(workspace.lake_table("orders"))
+    build_feature_tables(workspace, [AS_OF])
+    snapshots = pd.read_parquet(feature_table_path(workspace, "purchase_history"), columns=["event_timestamp"])
+    assert snapshots["event_timestamp"].nunique() == 1
+    # When the drift report runs
+    report = build_drift_report(workspace, served.settings, AS_OF)
+    # Then every champion is compared with real training rows (features, not all missing)
+    for task, entry in report["models"].items():
+        assert entry["reference_rows"] > 0, task
+        assert entry["lineage_check"].startswith("rebuilt rows "), (task, entry["lineage_check"])
+        assert any(row["reference_missing"] < 1 for row in entry["features"]), task
