@@ -45,9 +45,23 @@ class IngestSettings(_Section):
     earliest_timestamp: dt.date = dt.date(1970, 1, 1)
     latest_timestamp: dt.date = dt.date(2100, 1, 1)
     earliest_birth_date: dt.date = dt.date(1900, 1, 1)
+    naive_timezone: str = "UTC"
+    """The zone of timestamps written without one (`2026-03-29 01:30`), an IANA name such as
+    Europe/London: a shop exporting local time would otherwise be an hour off for half the year."""
     future_tolerance_days: float = Field(1.0, ge=0)
     """A moment more than this after the ingestion is quarantined: an order dated next year cannot have
     happened, and it would make the lake's data seem to run until then (clocks differ by less)."""
+
+    @field_validator("naive_timezone", mode="after")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: give an IANA name such as UTC or Europe/London") from None
+        return value
 
     @model_validator(mode="after")
     def _timestamps_form_an_interval(self) -> IngestSettings:

@@ -242,6 +242,7 @@ def _ingest_into(
         latest_timestamp=settings.latest_timestamp,
         earliest_birth_date=settings.earliest_birth_date,
         latest_moment=ingested_at + dt.timedelta(days=settings.future_tolerance_days),
+        naive_timezone=settings.naive_timezone,
     )
     schema = contract_schema(contract, rules)
     total_bytes = path.stat().st_size

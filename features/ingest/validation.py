@@ -66,6 +66,8 @@ class ValidationRules:
     """None: today."""
     latest_moment: dt.datetime | None = None
     """Timestamps after this are in the future (the ingestion time plus a tolerance); None: no check."""
+    naive_timezone: str = "UTC"
+    """The zone of timestamps written without one (`ingest.naive_timezone`)."""
 
 
 @dataclass
@@ -154,7 +156,17 @@ def _blank_to_null(text: pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
 
 
-def _parse_timestamps(text: pa.Array) -> pa.Array:
+def _localize(naive: pa.Array, zone: str) -> pa.Array:
+    """Zone-less moments (timestamp[us]) as UTC, read as wall-clock times in `zone`
+    (`ingest.naive_timezone`). An hour that occurs twice when clocks go back is its first occurrence;
+    one skipped when they go forward is the moment the clocks jumped."""
+    target = ARROW_TYPES["timestamp"]
+    if zone == "UTC":
+        return naive.cast(target)
+    return pc.assume_timezone(naive, timezone=zone, ambiguous="earliest", nonexistent="earliest").cast(target)
+
+
+def _parse_timestamps(text: pa.Array, zone: str = "UTC") -> pa.Array:
     shaped = pc.match_substring_regex(text, ISO_TIMESTAMP)
     candidate = pc.if_else(shaped, text, pa.scalar(None, pa.string()))
     zoned = pc.match_substring_regex(candidate, ZONE_SUFFIX)
@@ -162,7 +174,7 @@ def _parse_timestamps(text: pa.Array) -> pa.Array:
     try:
         with_zone = pc.if_else(zoned, candidate, pa.scalar(None, pa.string())).cast(target)
         naive = pc.if_else(zoned, pa.scalar(None, pa.string()), candidate)
-        without_zone = naive.cast(pa.timestamp("us")).cast(target)
+        without_zone = _localize(naive.cast(pa.timestamp("us")), zone)
         return pc.coalesce(with_zone, without_zone)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         # Well-shaped but impossible values (month 13): let pandas null them one by one. Pandas
@@ -174,9 +186,12 @@ def _parse_timestamps(text: pa.Array) -> pa.Array:
         series = pd.Series(texts, dtype=object)
         with_offset = _mask(zoned)
         parsed = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns, UTC]")
-        for part in (with_offset, ~with_offset):
-            if part.any():
-                parsed[part] = pd.to_datetime(series[part], utc=True, format="ISO8601", errors="coerce")
+        if with_offset.any():
+            parsed[with_offset] = pd.to_datetime(series[with_offset], utc=True, format="ISO8601", errors="coerce")
+        if (~with_offset).any():
+            wall = pd.to_datetime(series[~with_offset], format="ISO8601", errors="coerce").astype("datetime64[us]")
+            local = _localize(pa.array(wall, pa.timestamp("us")), zone).to_pandas()
+            parsed[~with_offset] = pd.to_datetime(local, utc=True).to_numpy()
         micros = pa.array(parsed.astype("datetime64[us, UTC]"), target).cast(pa.int64()).to_pylist()
         for index in np.flatnonzero(parsed.isna().to_numpy() & _mask(pc.is_valid(candidate))):
             micros[index] = _iso_micros(texts[index])
@@ -241,17 +256,17 @@ def _mask(condition: pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(condition, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _coerce_typed(array: pa.Array, column: Column) -> tuple[pa.Array, np.ndarray]:
+def _coerce_typed(array: pa.Array, column: Column, zone: str = "UTC") -> tuple[pa.Array, np.ndarray]:
     """Columns that arrive typed (Parquet): cast where it is lossless. Values that cannot be cast
     come back null; also returns where a number was too large to store."""
     target = ARROW_TYPES[column.kind]
     too_large = np.zeros(len(array), dtype=bool)
     if column.kind == "timestamp" and pa.types.is_timestamp(array.type):
         if array.type.tz is None:
-            return array.cast(pa.timestamp("us")).cast(target), too_large
+            return _localize(array.cast(pa.timestamp("us")), zone), too_large
         return array.cast(target), too_large
     if column.kind == "timestamp" and pa.types.is_date(array.type):
-        return array.cast(pa.timestamp("us")).cast(target), too_large
+        return _localize(array.cast(pa.timestamp("us")), zone), too_large
     if column.kind == "date" and (pa.types.is_date(array.type) or pa.types.is_timestamp(array.type)):
         return array.cast(pa.date32()), too_large
     if column.kind == "int" and pa.types.is_integer(array.type):
@@ -267,13 +282,13 @@ def _coerce_typed(array: pa.Array, column: Column) -> tuple[pa.Array, np.ndarray
     return pa.nulls(len(array), target), too_large
 
 
-def _parse_column(text: pa.Array, column: Column) -> tuple[pa.Array, np.ndarray]:
+def _parse_column(text: pa.Array, column: Column, zone: str = "UTC") -> tuple[pa.Array, np.ndarray]:
     """Text to the column's type: unparseable values become null; also returns where a number was
-    too large to store."""
+    too large to store. `zone`: how to read timestamps written without one."""
     if column.kind in ("float", "int"):
         return _parse_numbers(text, column.kind)
     if column.kind == "timestamp":
-        values = _parse_timestamps(text)
+        values = _parse_timestamps(text, zone)
     elif column.kind == "date":
         values = _parse_dates(text)
     else:
@@ -360,9 +375,9 @@ def validate_batch(
         _record(problems, np.flatnonzero(bad_utf8), column, "invalid UTF-8 text")
         if pa.types.is_string(text.type):
             text = _blank_to_null(text)
-            values, too_large = _parse_column(text, column)
+            values, too_large = _parse_column(text, column, rules.naive_timezone)
         else:
-            values, too_large = _coerce_typed(text, column)
+            values, too_large = _coerce_typed(text, column, rules.naive_timezone)
         if too_large.any():
             _record(problems, np.flatnonzero(too_large), column, OUT_OF_RANGE_REASONS[column.kind])
         failed = _mask(pc.and_(pc.is_valid(text), pc.is_null(values)))

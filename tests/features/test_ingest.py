@@ -522,6 +522,44 @@ def test_an_impossible_timestamp_does_not_move_the_zone_less_ones_beside_it(raw_
     assert loaded["o4"] == pd.Timestamp("2025-04-19 06:00", tz="UTC")
 
 
+@pytest.mark.parametrize("with_an_impossible_value", [False, True])
+def test_zone_less_timestamps_are_read_in_the_configured_zone(raw_dir, workspace, ingest_settings,
+                                                             with_an_impossible_value):
+    # Given a UK shop's export in local time, zone-less (summer and winter), beside a value with its offset
+    rows = ["o1,web,w1,2025-07-01T10:00:00,1,web,1,0", "o2,web,w1,2025-01-15 10:00,1,web,1,0",
+            "o3,web,w1,2025-07-01T10:00:00+02:00,1,web,1,0", "o4,web,w1,2025-07-01,1,web,1,0"]
+    if with_an_impossible_value:  # the batch then takes the slower, value-by-value path
+        rows.append("o5,web,w1,2025-07-01T25:00:00,1,web,1,0")
+    (raw_dir / "orders.csv").write_text(ORDERS_HEADER + "\n".join(rows) + "\n")
+    # When ingested with ingest.naive_timezone = Europe/London
+    ingest_directory(raw_dir, workspace, ingest_settings.model_copy(update={"naive_timezone": "Europe/London"}))
+    # Then zone-less values are London wall-clock times (BST in July, GMT in January), the zoned one keeps its offset
+    loaded = lake(workspace, "orders").set_index("order_id")["ordered_at"]
+    assert loaded["o1"] == pd.Timestamp("2025-07-01 09:00", tz="UTC")
+    assert loaded["o2"] == pd.Timestamp("2025-01-15 10:00", tz="UTC")
+    assert loaded["o3"] == pd.Timestamp("2025-07-01 08:00", tz="UTC")
+    assert loaded["o4"] == pd.Timestamp("2025-06-30 23:00", tz="UTC")
+
+
+def test_zone_less_parquet_timestamps_are_read_in_the_configured_zone(raw_dir, workspace, ingest_settings):
+    # Given a Parquet export whose timestamps carry no zone
+    pd.DataFrame({"order_id": ["o1"], "source": ["web"], "source_id": ["w1"], "amount": [1.0],
+                  "ordered_at": [pd.Timestamp("2025-07-01 10:00")]}).to_parquet(raw_dir / "orders.parquet")
+    # When ingested with ingest.naive_timezone = Europe/London
+    ingest_directory(raw_dir, workspace, ingest_settings.model_copy(update={"naive_timezone": "Europe/London"}))
+    # Then they are London times too
+    assert lake(workspace, "orders")["ordered_at"].iloc[0] == pd.Timestamp("2025-07-01 09:00", tz="UTC")
+
+
+def test_an_unknown_time_zone_is_refused_by_the_configuration():
+    from pydantic import ValidationError
+
+    from cdp.config import IngestSettings
+
+    with pytest.raises(ValidationError, match="unknown time zone 'Europe/Londn'"):
+        IngestSettings(naive_timezone="Europe/Londn")
+
+
 def test_a_moment_in_the_future_is_quarantined(raw_dir, workspace, ingest_settings):
     # Given an order dated well after today (a typo, or a system's placeholder) beside one of today
     today = dt.datetime.now(dt.UTC).replace(microsecond=0)
