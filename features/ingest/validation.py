@@ -42,8 +42,8 @@ PHONE = r"^\+?[0-9 ().\-/]{6,25}$"
 PHONE_DIGITS = (6, 15)
 
 PARSE_REASONS = {
-    "timestamp": "not an ISO-8601 timestamp",
-    "date": "not a YYYY-MM-DD date",
+    "timestamp": "not a real ISO-8601 timestamp",
+    "date": "not a real YYYY-MM-DD date",
     "float": "not a number",
     "int": "not a whole number",
     "string": "not text",

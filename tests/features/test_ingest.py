@@ -69,7 +69,7 @@ def test_bad_rows_are_quarantined_with_file_row_column_and_reason(raw_dir, works
     bad = quarantine(workspace, "orders").set_index("row")
     assert set(bad["file"]) == {str((raw_dir / "orders.csv").resolve())}
     expected = {
-        2: ("ordered_at", "not an ISO-8601 timestamp"),
+        2: ("ordered_at", "not a real ISO-8601 timestamp"),
         3: ("amount", "must be >= 0"),
         4: ("source_id", "required value is missing"),
         5: ("channel", "not one of app, phone, store, web"),
@@ -495,10 +495,10 @@ def test_a_far_off_timestamp_is_out_of_range_whatever_else_is_in_the_file(raw_di
     assert bad == {
         1: "ordered_at: outside 1970-01-01 .. 2100-01-01",
         2: "ordered_at: outside 1970-01-01 .. 2100-01-01",
-        4: "ordered_at: not an ISO-8601 timestamp",
+        4: "ordered_at: not a real ISO-8601 timestamp",
     }
     nulled = pd.read_parquet(workspace.quarantine / "customers.nulled.parquet").set_index("row")["reason"]
-    assert nulled[1].startswith("not a plausible date of birth") and nulled[2] == "not a YYYY-MM-DD date"
+    assert nulled[1].startswith("not a plausible date of birth") and nulled[2] == "not a real YYYY-MM-DD date"
     assert lake(workspace, "customers").set_index("source_id").loc["w3", "date_of_birth"] == dt.date(1980, 2, 29)
 
 
@@ -515,7 +515,7 @@ def test_an_impossible_timestamp_does_not_move_the_zone_less_ones_beside_it(raw_
     ingest_directory(raw_dir, workspace, ingest_settings)
     # Then only the impossible one is quarantined and each other keeps its own zone (none: UTC)
     assert quarantine(workspace, "orders").set_index("row")["reason"].to_dict() == {
-        3: "ordered_at: not an ISO-8601 timestamp"}
+        3: "ordered_at: not a real ISO-8601 timestamp"}
     loaded = lake(workspace, "orders").set_index("order_id")["ordered_at"]
     assert loaded["o1"] == pd.Timestamp("2025-04-13 13:28", tz="UTC")
     assert loaded["o2"] == pd.Timestamp("2025-04-18 20:30", tz="UTC")
