@@ -569,8 +569,15 @@ def _warn_when_after_the_data(space: Workspace, moment: dt.datetime) -> None:
     last = last_data_day(space)
     gap = days_after_the_data(moment, last)
     if gap > DATA_END_TOLERANCE_DAYS:
-        console.print(f"[yellow]warning:[/yellow] --as-of {moment.date()} is {gap} days after the last data "
+        console.print(f"[yellow]warning:[/yellow] --as-of {_utc_text(moment)} is {gap} days after the last data "
                       f"({last}): every customer will look inactive for that long")
+
+
+def _utc_text(moment: dt.datetime) -> str:
+    """A moment as stored and compared (UTC): the date alone at midnight, else date and time. A time
+    given as 2026-06-01T00:00+01:00 is 2026-05-31 23:00 UTC, not 2026-06-01."""
+    utc = moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return f"{utc:%Y-%m-%d}" if utc.time() == dt.time(0) else f"{utc:%Y-%m-%d %H:%M} UTC"
 
 
 def _warn_when_in_sample(space: Workspace, moment: dt.datetime) -> None:
@@ -579,7 +586,7 @@ def _warn_when_in_sample(space: Workspace, moment: dt.datetime) -> None:
     from training.scoring import champions_trained_past
 
     for name, version, trained_as_of in champions_trained_past(space, moment):
-        console.print(f"[yellow]warning:[/yellow] --as-of {moment.date()} is before {name} v{version} was trained "
+        console.print(f"[yellow]warning:[/yellow] --as-of {_utc_text(moment)} is before {name} v{version} was trained "
                       f"as of {trained_as_of}: it learned from outcomes after that date, so its scores here see the "
                       "future (in-sample, optimistic for backtests, lift and policy evaluation)")
 
