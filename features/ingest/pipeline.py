@@ -277,7 +277,7 @@ def _ingest_into(
                 str(path), ingested_at, duplicates,
             )
         if merge.duplicates:
-            restore_raw_records(staging / "rejected-duplicates.parquet", reader(), contract, custom)
+            restore_raw_records(staging / "rejected-duplicates.parquet", reader(), contract)
             counts["nulled_by_column"] = drop_nulled_of_quarantined(
                 staging / "nulled.parquet", staging / "rejected-duplicates.parquet")
         rejected = [staging / "rejected.parquet", staging / "rejected-duplicates.parquet"]
@@ -313,8 +313,7 @@ def drop_nulled_of_quarantined(nulled: Path, quarantined: Path) -> Counter:
     return Counter(kept.column("column").to_pylist())
 
 
-def restore_raw_records(quarantined: Path, batches: Iterator[RawBatch], contract: TableContract,
-                        custom: list[str]) -> None:
+def restore_raw_records(quarantined: Path, batches: Iterator[RawBatch], contract: TableContract) -> None:
     """Put the rows as read into the `record` of rows quarantined at the merge (superseded by a key
     repeated later in the file), in place of the typed values staging kept: like every quarantined row,
     they must be recoverable as they were sent. One more pass over the file, only when a key repeats."""
@@ -324,7 +323,7 @@ def restore_raw_records(quarantined: Path, batches: Iterator[RawBatch], contract
     for batch in batches:
         positions = np.flatnonzero(np.isin(batch.rows, wanted))
         if len(positions):
-            records.update(zip(batch.rows[positions].tolist(), raw_records(batch.table, positions, contract, custom),
+            records.update(zip(batch.rows[positions].tolist(), raw_records(batch.table, positions, contract),
                                strict=True))
     restored = [records.get(row, typed) for row, typed in zip(wanted.tolist(), table.column("record").to_pylist(),
                                                               strict=True)]

@@ -419,6 +419,9 @@ def validate_batch(
             problems.reject_columns[position].append(column_name)
     problems.nulled = [entry for entry in problems.nulled if not problems.rejected[entry[0]]]
     rejected_positions = np.flatnonzero(problems.rejected)
+    if len(rejected_positions):  # a quarantined record keeps every field as read, ignored columns too
+        raw_text.update({name: _read_text(raw.column(name), as_string=True)[2] for name in raw.column_names
+                         if name not in raw_text and name not in contract.column_names})
     rejected = pd.DataFrame(
         {
             "row": rows[rejected_positions].astype(np.int64),
@@ -464,12 +467,13 @@ def _read_text(column: pa.ChunkedArray, as_string: bool) -> tuple[pa.Array, np.n
     return text, bad_utf8, kept
 
 
-def raw_records(raw: pa.Table, positions: np.ndarray, contract: TableContract, custom_columns: list[str]) -> list[str]:
+def raw_records(raw: pa.Table, positions: np.ndarray, contract: TableContract) -> list[str]:
     """The rows at `positions` of a batch as read, as JSON: the `record` a rejected row gets in
     `validate_batch`, for rows found unwanted only later (a key repeated further down the file)."""
     raw_text = {column.name: _read_text(raw.column(column.name), as_string=column.kind == "string")[2]
                 for column in contract.columns if column.name in raw.column_names}
-    raw_text.update({name: _read_text(raw.column(name), as_string=True)[2] for name in custom_columns})
+    raw_text.update({name: _read_text(raw.column(name), as_string=True)[2] for name in raw.column_names
+                     if name not in raw_text})  # custom and ignored columns: the record as read
     return _records_as_json(raw_text, positions)
 
 

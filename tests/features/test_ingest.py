@@ -560,6 +560,18 @@ def test_an_unknown_time_zone_is_refused_by_the_configuration():
         IngestSettings(naive_timezone="Europe/Londn")
 
 
+def test_a_quarantined_record_keeps_the_columns_the_contract_ignores(raw_dir, workspace, ingest_settings):
+    # Given an export with columns the contract does not know, and a bad row
+    (raw_dir / "orders.csv").write_text("order_id,source,source_id,ordered_at,amount,utm_source,_batch\n"
+                                        "o1,web,w1,2025-01-01,ten,google,7\no2,web,w1,2025-01-01,1,bing,8\n")
+    # When ingested
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    # Then the quarantined record holds every field as read, the ignored ones too: nothing is lost
+    record = strict_json(quarantine(workspace, "orders")["record"].iloc[0])
+    assert record == {"order_id": "o1", "source": "web", "source_id": "w1", "ordered_at": "2025-01-01",
+                      "amount": "ten", "utm_source": "google", "_batch": "7"}
+
+
 def test_a_moment_in_the_future_is_quarantined(raw_dir, workspace, ingest_settings):
     # Given an order dated well after today (a typo, or a system's placeholder) beside one of today
     today = dt.datetime.now(dt.UTC).replace(microsecond=0)
