@@ -249,13 +249,25 @@ def identity_explain(
             continue
         answer_console.print(f"[bold]{title}[/bold]")
         for edge in edges:
-            evidence = ", ".join(f"{name} {e['level']} ({e['weight']:+.1f})" for name, e in edge["evidence"].items())
+            evidence = _evidence_text(edge["evidence"])
             extra = f" — refused: {edge['refused_because']}" if "refused_because" in edge else ""
             answer_console.print(f"  {escape(str(edge['records'][0]))} ~ {escape(str(edge['records'][1]))}: "
                           f"{escape(str(edge['rule']))}, p={edge['match_probability']:.4f}, "
                           f"weight {edge['match_weight']:+.1f}{escape(extra)}", emoji=False)
             if evidence:
                 answer_console.print(f"    {escape(evidence)}", emoji=False)
+
+
+def _evidence_text(evidence: dict[str, dict]) -> str:
+    """Per field: level (weight). Both names exact are weighed as one full name (how rare the pair is);
+    shown as one figure, since its split between the two (a surname part of +0.0 when the first name
+    alone is as rare) read as "no evidence"."""
+    parts, fields = [], dict(evidence)
+    first, last = fields.get("first_name"), fields.get("last_name")
+    if first and last and first["level"] == "exact" and last["level"] == "exact":
+        del fields["first_name"], fields["last_name"]
+        parts.append(f"full name exact ({first['weight'] + last['weight']:+.1f})")
+    return ", ".join(parts + [f"{name} {e['level']} ({e['weight']:+.1f})" for name, e in fields.items()])
 
 
 @evaluate_app.command("identity")

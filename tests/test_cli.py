@@ -319,3 +319,14 @@ def test_scoring_long_after_the_last_data_warns(tmp_path, trained):
     shutil.copytree(trained.workspace.root, root)
     result = runner.invoke(app, ["score", "--as-of", "2026-12-01", "--reasons", "none", "--workspace", str(root)])
     assert "after the last data (2026-06-30)" in " ".join(result.output.split())
+
+
+def test_explain_shows_both_names_agreeing_as_one_full_name_weight():
+    from cdp.cli import _evidence_text
+
+    # Given an edge whose names both agree exactly: the full-name weight split +9.1 / +0.0
+    evidence = {"first_name": {"level": "exact", "weight": 9.1}, "last_name": {"level": "exact", "weight": 0.0},
+                "date_of_birth": {"level": "exact", "weight": 12.0}}
+    # Then it reads as one full-name figure, not a surname worth nothing
+    assert _evidence_text(evidence) == "full name exact (+9.1), date_of_birth exact (+12.0)"
+    assert _evidence_text({"last_name": {"level": "exact", "weight": 4.0}}) == "last_name exact (+4.0)"
