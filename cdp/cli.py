@@ -451,7 +451,9 @@ def report_lift(
     scores = (pd.read_csv(scores_path) if scores_path.suffix.lower() == ".csv" else pd.read_parquet(scores_path))
     activity = read_activity(space)
     start = pd.Timestamp(scores["as_of"].iloc[0])
-    groups = campaign_groups(scores, activity["touches"], campaign, start)
+    from features.identity.store import read_identity_state
+
+    groups = campaign_groups(scores, activity["touches"], campaign, start, read_identity_state(space)["merged_into"])
     result = measure_lift(groups, activity["orders"], start, window_days or settings.training.conversion_window_days)
     if "error" in result:
         raise _fail(f"campaign {campaign!r}: {result['error']} (treated: {result['treated']['customers']}, customers "

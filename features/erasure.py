@@ -596,12 +596,11 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
 def _pushed_by_subject(workspace: Workspace, subject: Subject) -> Callable[[dict], bool]:
     """Whether a push log entry is the person's: pushed under one of their ids, or under an id a merge
     retired into one of them."""
-    from features.feature_store import _survivor
     from features.identity.store import read_identity_state
 
-    merged_into = read_identity_state(workspace)["merged_into"]
+    merged_into = read_identity_state(workspace)["merged_into"]  # each retired id -> its last survivor
     ids = set(subject.customer_ids) | set(subject.former_ids)
-    return lambda entry: entry.get("customer_id") in ids or _survivor(entry.get("customer_id", ""), merged_into) in ids
+    return lambda entry: entry.get("customer_id") in ids or merged_into.get(entry.get("customer_id", "")) in ids
 
 
 def pushed_signals_of(workspace: Workspace, subject: Subject) -> list[dict]:

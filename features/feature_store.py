@@ -585,19 +585,11 @@ def read_push_log(workspace: Workspace, merged_into: dict[str, str] | None = Non
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 entry = json.loads(line)
-                customer = _survivor(entry["customer_id"], merged_into or {})
+                customer = (merged_into or {}).get(entry["customer_id"], entry["customer_id"])  # already followed
                 rows += [(customer, entry["pushed_at"], field, value) for field, value in entry["fields"].items()]
     frame = pd.DataFrame(rows, columns=["customer_id", "pushed_at", "field", "value"])
     frame["pushed_at"] = pd.to_datetime(frame["pushed_at"], utc=True, format="ISO8601")
     return frame.sort_values("pushed_at", kind="stable").reset_index(drop=True)
-
-
-def _survivor(customer_id: str, merged_into: dict[str, str]) -> str:
-    seen = set()
-    while customer_id in merged_into and customer_id not in seen:
-        seen.add(customer_id)
-        customer_id = merged_into[customer_id]
-    return customer_id
 
 
 def reapply_pushes(workspace: Workspace, store: FeatureStore, loaded: pd.DataFrame) -> int:

@@ -39,6 +39,12 @@ def measure_lift(groups: pd.DataFrame, orders: pd.DataFrame, start: pd.Timestamp
             leak = (f"{contacted} of {len(parts['holdout'])} holdout customers were sent the campaign anyway: the "
                     "holdout is contaminated and the lift understated; keep holdout customers out of the sends")
             result["warning"] = f"{result['warning']}; {leak}" if "warning" in result else leak
+    merged = groups.attrs.get("merged_since_decision", 0)
+    if merged:
+        result["merged_since_decision"] = merged
+        note = (f"{merged} scored customers were merged into one another since the decision and are left out of "
+                "both groups (one person may have been held out under one id and treated under another)")
+        result["warning"] = f"{result['warning']}; {note}" if "warning" in result else note
     if min(len(p) for p in parts.values()) < 2:
         result["error"] = "treated and holdout need at least two customers each"
         return result
@@ -51,10 +57,20 @@ def measure_lift(groups: pd.DataFrame, orders: pd.DataFrame, start: pd.Timestamp
     return result
 
 
-def campaign_groups(scores: pd.DataFrame, touches: pd.DataFrame, campaign_id: str, decided_at: pd.Timestamp) -> pd.DataFrame:
+def campaign_groups(scores: pd.DataFrame, touches: pd.DataFrame, campaign_id: str, decided_at: pd.Timestamp,
+                    merged_into: dict[str, str] | None = None) -> pd.DataFrame:
     """Treated: recommended a contact, not held out, and sent the campaign after the decision (a touch
     before it was not the policy's doing; a `none` touch is a control assignment, not a send). Holdout:
-    recommended a contact but held out; `contacted` says which of them were sent the campaign anyway."""
+    recommended a contact but held out; `contacted` says which of them were sent the campaign anyway.
+
+    Customers merged since the decision (`merged_into`: retired id -> survivor) are read as their
+    survivor, whose id the touches and orders now carry; a person who was scored as several customers
+    is left out of both groups (one of them may have been held out and another treated), counted in
+    `attrs["merged_since_decision"]`."""
+    survivors = merged_into or {}  # already followed through later merges (identity_state.json)
+    scores = scores.assign(customer_id=scores["customer_id"].map(lambda c: survivors.get(c, c)))
+    repeated = scores["customer_id"].duplicated(keep=False)
+    scores = scores[~repeated]
     wanted = scores[scores["policy_action"].fillna("none") != "none"]
     campaign = touches[(touches["campaign_id"] == campaign_id) & (touches["sent_at"] >= decided_at)]
     if "channel" in campaign:
@@ -62,6 +78,9 @@ def campaign_groups(scores: pd.DataFrame, touches: pd.DataFrame, campaign_id: st
     sent = set(campaign["customer_id"])
     treated = wanted[~wanted["holdout"].astype(bool) & wanted["customer_id"].isin(sent)]
     holdout = wanted[wanted["holdout"].astype(bool)]
-    return pd.concat([treated[["customer_id"]].assign(group="treated", contacted=True),
-                      holdout[["customer_id"]].assign(group="holdout", contacted=holdout["customer_id"].isin(sent))],
-                     ignore_index=True)
+    groups = pd.concat([treated[["customer_id"]].assign(group="treated", contacted=True),
+                        holdout[["customer_id"]].assign(group="holdout", contacted=holdout["customer_id"].isin(sent))],
+                       ignore_index=True)
+    groups.attrs["merged_since_decision"] = int(repeated.sum())
+    return groups
+

@@ -69,3 +69,18 @@ def test_a_control_assignment_is_not_a_send_and_a_contacted_holdout_is_flagged()
     # Then B was never contacted, so is not treated; and the contaminated holdout is counted and said
     assert groups.set_index("customer_id")["group"].to_dict() == {"A": "treated", "C": "holdout", "D": "holdout"}
     assert lift["holdout"]["contacted"] == 1 and "1 of 2 holdout customers were sent the campaign" in lift["warning"]
+
+
+def test_customers_merged_since_the_decision_are_read_as_their_survivor_and_one_person_in_both_groups_left_out():
+    # Given scores where A (treated) and B (held out) were later found to be one person (B merged into A),
+    # and C (held out) was merged into a customer not scored
+    scores = pd.DataFrame({"customer_id": ["A", "B", "C", "D", "E"], "policy_action": ["email"] * 5,
+                           "holdout": [False, True, True, False, True]})
+    touches = pd.DataFrame({"customer_id": ["A", "D"], "campaign_id": "spring", "channel": "email",
+                            "sent_at": START + pd.Timedelta(hours=10)})
+    # When grouped with the identity state's merges
+    groups = campaign_groups(scores, touches, "spring", START, {"B": "A", "C": "Z"})
+    # Then A/B is in neither group, C counts under Z (where its orders now are), and the merge is reported
+    assert groups.set_index("customer_id")["group"].to_dict() == {"D": "treated", "Z": "holdout", "E": "holdout"}
+    lift = measure_lift(groups, pd.DataFrame({"customer_id": ["Z"], "amount": 5.0, "ordered_at": [START]}), START, 7)
+    assert lift["merged_since_decision"] == 2 and "left out of both groups" in lift["warning"]
