@@ -550,10 +550,12 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: 
 
 
 PUSH_LOG = "pushed_signals.jsonl"
-"""Every push, appended (data/feast/pushed_signals.jsonl): a consent withdrawn through /events or
-`cdp push` must outlive the online store (a Redis restart, a materialize of a newer snapshot). The
-feature build reads its consents as consent events, materialize applies again what a loaded snapshot
-cannot hold, `cdp forget` removes a person's lines and `cdp export-subject` lists them."""
+"""The pushed flags (consents, app installed), appended (data/feast/pushed_signals.jsonl): a consent
+withdrawn through /events or `cdp push` must outlive the online store (a Redis restart, a materialize
+of a newer snapshot), and no source export may ever carry it. The feature build reads its consents as
+consent events, materialize applies again what a loaded snapshot cannot hold, `cdp forget` removes a
+person's lines and `cdp export-subject` lists them. Pushed moments (orders, visits) are not logged:
+the lake gets them with the next ingest, and at event rates the log would grow by millions of lines."""
 
 
 def push_log_path(workspace: Workspace) -> Path:
@@ -561,11 +563,11 @@ def push_log_path(workspace: Workspace) -> Path:
 
 
 def append_push_log(feast_directory: Path, updates: pd.DataFrame, pushed_at: pd.Timestamp) -> None:
-    """One JSON line per customer pushed: the fields it sent (not those filled from the store)."""
+    """One JSON line per customer whose push set a flag: the flags it sent (not those filled from the store)."""
     lines = []
     for row in updates.to_dict("records"):
         fields = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()
-                  if k not in ("customer_id", "event_timestamp") and v is not None and v == v}
+                  if k.startswith(FLAG_PREFIX) and v is not None and v == v}
         if fields:
             lines.append(json.dumps({"customer_id": str(row["customer_id"]), "pushed_at": pushed_at.isoformat(),
                                      "fields": fields}))
@@ -593,9 +595,9 @@ def read_push_log(workspace: Workspace, merged_into: dict[str, str] | None = Non
 
 
 def reapply_pushes(workspace: Workspace, store: FeatureStore, loaded: pd.DataFrame) -> int:
-    """After a materialize: push again what the loaded realtime rows cannot hold, the pushes made after
-    their snapshot's moment or after the snapshot was built (a withdrawal of today is in neither a June
-    snapshot nor one built this morning). Returns the customers pushed again."""
+    """After a materialize: push again the logged flags the loaded realtime rows cannot hold, those pushed
+    after their snapshot's moment or after the snapshot was built (a withdrawal of today is in neither a
+    June snapshot nor one built this morning). Returns the customers pushed again."""
     from features.identity.store import read_identity_state
 
     pushes = read_push_log(workspace, read_identity_state(workspace)["merged_into"])
@@ -606,16 +608,11 @@ def reapply_pushes(workspace: Workspace, store: FeatureStore, loaded: pd.DataFra
     as_of = pd.to_datetime(snapshot["event_timestamp"], utc=True).reindex(pushes["customer_id"]).to_numpy()
     built = pd.to_datetime(snapshot["created_timestamp"], utc=True).reindex(pushes["customer_id"]).to_numpy()
     moments = pushes["pushed_at"].to_numpy()
-    # A pushed moment never moves a stored one back: apply it again whatever its time. A consent only
-    # when the snapshot cannot hold it: one it holds may have been replaced by a later consent record.
-    is_moment = pushes["field"].str.endswith(MOMENT_SUFFIX).to_numpy()
-    late = pushes[is_moment | (moments >= as_of) | (moments >= built)]
+    # Only what the snapshot cannot hold: a flag it holds may have been replaced by a later consent record.
+    late = pushes[(moments >= as_of) | (moments >= built)]
     if late.empty:
         return 0
     updates = late.pivot_table(index="customer_id", columns="field", values="value", aggfunc="last")
-    moments_pushed = [c for c in updates.columns if c.endswith(MOMENT_SUFFIX)]
-    for column in moments_pushed:  # a moment never moves back: the latest pushed, not the last
-        updates[column] = late[late["field"] == column].groupby("customer_id")["value"].max()
     push_realtime_signals(store, updates.reset_index(), log_push=False)
     return len(updates)
 

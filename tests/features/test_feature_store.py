@@ -409,8 +409,10 @@ def test_a_pushed_consent_withdrawal_outlives_the_online_store_and_the_next_buil
         return get_online_features(store, "recommendation_v1", [customer]).frame.iloc[0]["latest_email_consent"]
 
     # When the customer withdraws through a push (the service's /events)
-    push_realtime_signals(store, pd.DataFrame({"customer_id": [customer], "latest_email_consent": [0]}))
+    push_realtime_signals(store, pd.DataFrame({"customer_id": [customer], "latest_email_consent": [0],
+                                               "last_visit_epoch_seconds": [int(time.time()) - 60]}))
     assert consent() == 0 and customer in push_log_path(workspace).read_text()
+    assert "last_visit" not in push_log_path(workspace).read_text()  # moments reach the lake by ingest
     # Then losing the online row (a Redis restart) and materializing the June snapshot again keeps it
     online = store._get_provider().online_store
     online.delete_customers(store.config, store.list_feature_views(), [customer])
