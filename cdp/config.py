@@ -152,10 +152,10 @@ class TrainingSettings(_Section):
     minimum_history_days: int = Field(90, ge=0)
     """A snapshot needs at least this much data before it."""
     propensity_touch_days: int = Field(16, ge=2)
+    """Days of controlled campaigns (those with `channel = none` rows) used for propensity, busiest first."""
     promotion_min_gain: float = Field(0.005, ge=0)
     """A challenger becomes champion only when its primary test metric beats the champion's, on the same
     rows, by more than this: a re-run on nearly the same data should not swap models over noise."""
-    """Days of controlled campaigns (those with `channel = none` rows) used for propensity, busiest first."""
     propensity_validation_days: int = Field(4, ge=1)
     """The latest of those days form the validation window."""
     uplift_shrinkage: float = Field(1.0, ge=0, le=1)

@@ -35,10 +35,12 @@ from training.scoring import outside_churn_population, score_columns
 log = logging.getLogger("cdp.serving")
 POLICY_SERVICE = "recommendation_v1"
 REASON_TASKS = ("churn", "propensity")
-MODEL_NEEDS_TABLE = {"propensity": "touches"}
-"""A model that cannot be trained without rows in this lake table: with none, the service answers
-without it (orders-only data: churn, CLV and win-back; no contact recommended) instead of never being
-ready for want of a champion nobody can train."""
+"""Reasons explain the decisions: churn for win-back, propensity for the contact. CLV is left out: exact
+per-row contributions of its trees cost about 2.5 ms a customer."""
+OPTIONAL_MODELS = ("propensity",)
+"""Models the service answers without when this data cannot train them (no touches in the lake, or the
+last training skipped them for want of data, training/pipeline.py::record_untrainable): churn, CLV and
+win-back, no contact recommended, instead of never being ready for a champion nobody can train."""
 
 
 def _is_connection_error(error: BaseException) -> bool:
@@ -51,13 +53,16 @@ def _is_connection_error(error: BaseException) -> bool:
     return isinstance(error, RedisConnectionError | RedisTimeoutError | ConnectionError)
 
 
-def lake_rows(workspace: Workspace, table: str) -> int:
+def untrainable_reason(workspace: Workspace, task: str) -> str | None:
+    """Why this workspace's data cannot train a model (None when it can, as far as is known)."""
     import pyarrow.parquet as pq
 
-    path = workspace.lake_table(table)
-    return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
-"""Reasons explain the decisions: churn for win-back, propensity for the contact. CLV is left out: exact
-per-row contributions of its trees cost about 2.5 ms a customer."""
+    from training.pipeline import read_untrainable
+
+    touches = workspace.lake_table("touches")
+    if task == "propensity" and (not touches.exists() or pq.ParquetFile(touches).metadata.num_rows == 0):
+        return "the lake holds no touches"
+    return read_untrainable(workspace).get(task)
 
 
 def freeze_loaded_objects() -> None:
@@ -271,12 +276,11 @@ class RecommendationEngine:
         from training.scoring import load_champions
 
         models, versions, missing = load_champions(workspace)
-        for task, table in MODEL_NEEDS_TABLE.items():
-            if task in missing and lake_rows(workspace, table) == 0:
-                # cannot be trained on this data: answer without it, as `cdp score` does
-                log.info("model %s: none needed, the lake holds no %s; recommendations are `none` with the "
-                         "reason 'no propensity model' until touches are ingested and `cdp train %s` runs",
-                         task, table, task)
+        for task in OPTIONAL_MODELS:
+            reason = untrainable_reason(workspace, task) if task in missing else None
+            if reason:  # cannot be trained on this data: answer without it, as `cdp score` does
+                log.info("model %s: none needed (%s); recommendations are `none` with the reason 'no %s model' "
+                         "until the data allows `cdp train %s`", task, reason, task, task)
                 del missing[task]
         for task, model in models.items():
             for rows in (1, 2):

@@ -197,6 +197,7 @@ def train_models(
     plans, times = plan_tasks(activity, as_of_time, tasks, settings.training, last_data_day(workspace))
     reports = [ModelReport(t, "skipped", str(p)) for t, p in plans.items() if isinstance(p, InsufficientDataError)]
     if not times:
+        record_untrainable(workspace, reports)
         return reports
     progress(f"feature snapshots at {len(times)} times (building those the tables lack)")
     ensure_feature_snapshots(workspace, [t.to_pydatetime() for t in times])
@@ -212,8 +213,36 @@ def train_models(
         except InsufficientDataError as skipped:
             report = ModelReport(task, "skipped", str(skipped))
         reports.append(report)
+    record_untrainable(workspace, reports)
     order = {t: i for i, t in enumerate(tasks)}
     return sorted(reports, key=lambda r: order[r.task])
+
+
+def _untrainable_path(workspace: Workspace) -> Path:
+    return workspace.reports / "untrainable_models.json"
+
+
+def record_untrainable(workspace: Workspace, reports: Sequence[ModelReport]) -> None:
+    """Remember which models the last training skipped for want of data, and why (a model trained since
+    is taken off): the service answers without such a model instead of waiting for it forever."""
+    known = read_untrainable(workspace)
+    for report in reports:
+        if report.status == "skipped":
+            known[report.task] = report.message
+        elif report.status == "trained":
+            known.pop(report.task, None)
+    path = _untrainable_path(workspace)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(known, indent=2))
+
+
+def read_untrainable(workspace: Workspace) -> dict[str, str]:
+    """Model -> why the last training skipped it for want of data (`record_untrainable`)."""
+    path = _untrainable_path(workspace)
+    try:
+        return dict(json.loads(path.read_text())) if path.exists() else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _train_task(workspace: Workspace, settings: Settings, plan: TaskPlan, as_of: pd.Timestamp,

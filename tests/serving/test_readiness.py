@@ -148,6 +148,24 @@ def test_orders_only_data_is_served_without_a_propensity_model(served, tmp_path,
     assert answer["scores"]["clv"] is not None
 
 
+def test_a_model_the_last_training_skipped_for_want_of_data_is_not_waited_for(served, tmp_path, monkeypatch):
+    # Given touches in the lake but too few controlled campaign days: training skipped propensity, saying why
+    from training.pipeline import ModelReport, record_untrainable
+    from training.tracking import CHAMPION, REGISTERED_MODELS, use_workspace_tracking
+
+    workspace = _copy(served, tmp_path)
+    use_workspace_tracking(workspace).delete_registered_model_alias(REGISTERED_MODELS["propensity"], CHAMPION)
+    record_untrainable(workspace, [ModelReport("propensity", "skipped", "propensity: 1 usable day(s) of controlled "
+                                                                       "campaigns; two are needed")])
+    # When the service starts
+    answers = _calls(workspace, monkeypatch)
+    # Then it is ready, answering without a contact; and a later successful training takes the marker off
+    assert answers["readyz"].status_code == 200, answers["readyz"].text
+    assert answers["recommend"].json()["recommendations"][0]["no_contact_reason"].startswith("no propensity model")
+    record_untrainable(workspace, [ModelReport("propensity", "trained")])
+    assert _readiness(workspace, monkeypatch)[0] == 503
+
+
 def test_a_store_that_fails_mid_service_makes_the_engine_not_ready_until_it_is_back(served, monkeypatch):
     import redis
 
