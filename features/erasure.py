@@ -465,11 +465,7 @@ def forget(workspace: Workspace, settings: Settings, query: SubjectQuery) -> tup
     report.rows_removed.update(erase_from_tables(
         workspace, [workspace.data / "features", workspace.outputs], subject, identity_files))
     report.rows_removed.update(erase_from_online_stores(workspace, settings, subject.customer_ids))
-    from features.feature_store import push_log_path
-
-    if push_log_path(workspace).exists():
-        report.rows_removed[_relative(workspace, push_log_path(workspace))] = rewrite_json_lines(
-            push_log_path(workspace), _pushed_by_subject(workspace, subject))
+    report.rows_removed.update(erase_from_push_log(workspace, subject))
     report.files_scrubbed = scrub_reports(workspace, subject, identity_files | {paths["state"]})
     # Last: while the identity map still holds the person, an interrupted erasure can be run again.
     for path in (paths["edges"], paths["profiles"], paths["identity_map"]):
@@ -604,15 +600,40 @@ def _pushed_by_subject(workspace: Workspace, subject: Subject) -> Callable[[dict
 
 
 def pushed_signals_of(workspace: Workspace, subject: Subject) -> list[dict]:
-    """The person's pushes (consent changes, orders, visits sent to /events or `cdp push`)."""
-    from features.feature_store import push_log_path
+    """The person's consent changes sent to /events or `cdp push` (the push log)."""
+    from features.feature_store import push_log_entries
+
+    mine = _pushed_by_subject(workspace, subject)
+    return [entry for entry in push_log_entries(workspace)[0] if mine(entry)]
+
+
+def erase_from_push_log(workspace: Workspace, subject: Subject) -> dict[str, int]:
+    """The person's lines out of the push log, under the lock every push holds (a push appended while the
+    file is rewritten would otherwise be lost: another customer's consent withdrawal). A line that cannot
+    be read is kept unless it names one of the person's ids."""
+    from features.feature_store import push_log_lock, push_log_path
 
     path = push_log_path(workspace)
     if not path.exists():
-        return []
+        return {}
     mine = _pushed_by_subject(workspace, subject)
-    return [entry for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-            for entry in [json.loads(line)] if mine(entry)]
+    ids = set(subject.customer_ids) | set(subject.former_ids)
+
+    def drop(line: str) -> bool:
+        try:
+            return bool(mine(json.loads(line)))
+        except (ValueError, AttributeError):
+            return any(customer in line for customer in ids)
+
+    with push_log_lock(workspace):
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        kept = [line for line in lines if line.strip() and not drop(line)]
+        removed = sum(1 for line in lines if line.strip()) - len(kept)
+        if removed:
+            temporary = temporary_beside(path)
+            temporary.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            os.replace(temporary, path)
+    return {_relative(workspace, path): removed}
 
 
 __all__ = ["ErasureError", "ErasureReport", "Subject", "SubjectNotFoundError", "SubjectQuery", "export_subject",

@@ -550,7 +550,7 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: 
 
 
 PUSH_LOG = "pushed_signals.jsonl"
-"""The pushed flags (consents, app installed), appended (data/feast/pushed_signals.jsonl): a consent
+"""The pushed consents, appended (data/feast/pushed_signals.jsonl): a consent
 withdrawn through /events or `cdp push` must outlive the online store (a Redis restart, a materialize
 of a newer snapshot), and no source export may ever carry it. The feature build reads its consents as
 consent events, materialize applies again what a loaded snapshot cannot hold, `cdp forget` removes a
@@ -562,33 +562,71 @@ def push_log_path(workspace: Workspace) -> Path:
     return workspace.feast / PUSH_LOG
 
 
+def _is_consent(field: str) -> bool:
+    return field.startswith(FLAG_PREFIX) and field.endswith("_consent")
+
+
 def append_push_log(feast_directory: Path, updates: pd.DataFrame, pushed_at: pd.Timestamp) -> None:
-    """One JSON line per customer whose push set a flag: the flags it sent (not those filled from the store)."""
+    """One JSON line per customer whose push set a consent: the consents it sent (as 0 or 1), not the
+    fields filled from the store. Call it under the push lock (`push_log_lock`)."""
     lines = []
     for row in updates.to_dict("records"):
-        fields = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()
-                  if k.startswith(FLAG_PREFIX) and v is not None and v == v}
+        fields = {k: int(float(v)) for k, v in row.items() if _is_consent(k) and v is not None and v == v}
         if fields:
             lines.append(json.dumps({"customer_id": str(row["customer_id"]), "pushed_at": pushed_at.isoformat(),
                                      "fields": fields}))
-    if lines:
-        with open(feast_directory / PUSH_LOG, "a", encoding="utf-8") as log_file:
-            log_file.write("".join(line + "\n" for line in lines))
-            log_file.flush()
-            os.fsync(log_file.fileno())
+    if not lines:
+        return
+    path = feast_directory / PUSH_LOG
+    with open(path, "ab") as log_file:
+        if log_file.tell() and not _ends_with_newline(path):  # a line torn by a crash: end it, keep ours whole
+            log_file.write(b"\n")
+        log_file.write("".join(line + "\n" for line in lines).encode("utf-8"))
+        log_file.flush()
+        os.fsync(log_file.fileno())
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as existing:
+        existing.seek(-1, os.SEEK_END)
+        return existing.read(1) == b"\n"
+
+
+def push_log_entries(workspace: Workspace) -> tuple[list[dict], int]:
+    """The push log's entries, and how many lines could not be read (a line torn by a crash is skipped,
+    counted and logged: it must not stop a feature build or an erasure)."""
+    path = push_log_path(workspace)
+    entries, unreadable = [], 0
+    if path.exists():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                if isinstance(entry, dict) and isinstance(entry.get("fields"), dict) and entry.get("customer_id"):
+                    entries.append(entry)
+                    continue
+            except ValueError:
+                pass
+            unreadable += 1
+    if unreadable:
+        log.warning("%s: %d unreadable line(s) skipped (a write torn by a crash?)", path, unreadable)
+    return entries, unreadable
+
+
+def push_log_lock(workspace: Workspace):
+    """The lock every push and every rewrite of the push log holds (all processes on this machine)."""
+    return exclusive_lock(workspace.feast / ".realtime_push.lock")
 
 
 def read_push_log(workspace: Workspace, merged_into: dict[str, str] | None = None) -> pd.DataFrame:
     """The pushes as rows (customer_id, pushed_at, field, value), oldest first; ids a later identity
     run retired by a merge are read as the customer they went to (`merged_into`)."""
-    path = push_log_path(workspace)
     rows = []
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                entry = json.loads(line)
-                customer = (merged_into or {}).get(entry["customer_id"], entry["customer_id"])  # already followed
-                rows += [(customer, entry["pushed_at"], field, value) for field, value in entry["fields"].items()]
+    for entry in push_log_entries(workspace)[0]:
+        customer = (merged_into or {}).get(entry["customer_id"], entry["customer_id"])  # already followed
+        rows += [(customer, entry["pushed_at"], field, value) for field, value in entry["fields"].items()
+                 if _is_consent(field)]
     frame = pd.DataFrame(rows, columns=["customer_id", "pushed_at", "field", "value"])
     frame["pushed_at"] = pd.to_datetime(frame["pushed_at"], utc=True, format="ISO8601")
     return frame.sort_values("pushed_at", kind="stable").reset_index(drop=True)
@@ -633,5 +671,6 @@ def merge_signals(current: pd.DataFrame, changes: pd.DataFrame, fields: list[str
 
 
 def _push_lock(store: FeatureStore):
-    """An exclusive lock beside the workspace's Feast repository (every process on this machine)."""
+    """An exclusive lock beside the workspace's Feast repository (every process on this machine); the
+    same file as `push_log_lock`."""
     return exclusive_lock(Path(store.config.repo_path) / ".realtime_push.lock")

@@ -67,9 +67,11 @@ def last_data_day(workspace: Workspace) -> dt.date | None:
     return max(latest).astimezone(dt.UTC).date() if latest else None
 
 
-def open_lake(workspace: Workspace, memory_limit: str = "4GB") -> tuple[duckdb.DuckDBPyConnection, tuple[str, ...]]:
+def open_lake(workspace: Workspace, memory_limit: str = "4GB",
+              with_pushes: bool = False) -> tuple[duckdb.DuckDBPyConnection, tuple[str, ...]]:
     """A DuckDB connection with every contract table and the identity map as views.
-    Missing tables are empty (orders-only data works); a missing identity map is an error."""
+    Missing tables are empty (orders-only data works); a missing identity map is an error.
+    `with_pushes`: the consents pushed to the service too (the feature build's input; else empty)."""
     paths = identity_paths(workspace)
     if not paths["identity_map"].exists():
         raise FeatureInputError(f"{paths['identity_map']} not found; run `cdp resolve` first")
@@ -80,8 +82,9 @@ def open_lake(workspace: Workspace, memory_limit: str = "4GB") -> tuple[duckdb.D
         path = workspace.lake_table(name)
         if path.exists():
             connection.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_literal(str(path))})")
-    connection.register("pushed_consents_frame", pushed_consents(workspace))
-    connection.execute("CREATE VIEW pushed_consents AS SELECT * FROM pushed_consents_frame")
+    if with_pushes:
+        connection.register("pushed_consents_frame", pushed_consents(workspace))
+        connection.execute("CREATE VIEW pushed_consents AS SELECT * FROM pushed_consents_frame")
     create_missing_tables(connection)
     connection.execute(f"CREATE VIEW identity_map AS SELECT * FROM read_parquet({_literal(str(paths['identity_map']))})")
     known = set(CONTRACTS["customers"].column_names)
@@ -125,7 +128,7 @@ def pushed_consents(workspace: Workspace) -> pd.DataFrame:
     return pd.DataFrame({
         "customer_id": consents["customer_id"].astype(object),
         "channel": consents["field"].str.removeprefix(FLAG_PREFIX).str.removesuffix("_consent").astype(object),
-        "status": consents["value"].map(lambda v: "granted" if v == 1 else "withdrawn").astype(object),
+        "status": consents["value"].map(lambda v: "granted" if float(v) == 1 else "withdrawn").astype(object),
         "happened_at": consents["pushed_at"].astype("datetime64[us, UTC]"),
     }, columns=columns)
 
@@ -168,7 +171,7 @@ def register_snapshots(connection: duckdb.DuckDBPyConnection, as_of: Sequence[dt
 
 def build_feature_tables(workspace: Workspace, as_of: Sequence[dt.datetime]) -> dict[str, int]:
     """Compute every family for the as-of times and merge them into the feature tables."""
-    connection, custom = open_lake(workspace)
+    connection, custom = open_lake(workspace, with_pushes=True)
     if not _tables_match_inputs(workspace):
         # Snapshots built from an earlier lake would mix two versions of the data: start over.
         for path in (workspace.data / "features").glob("*.parquet"):

@@ -309,3 +309,42 @@ def test_ids_retired_by_a_merge_lead_to_the_person_and_are_forgotten_with_them(t
     # When C1 (formerly also C9) is forgotten, then the merge history no longer names either id
     assert forget_former_ids(workspace, Subject("C1", [("web", "1")], [], [], [], former_ids=["C9"])) == 1
     assert json.loads(state.read_text()) == {"next_sequence": 10, "merged_into": {"C8": "C2"}}
+
+
+def test_the_push_log_survives_a_torn_line_and_is_rewritten_under_the_push_lock(tmp_path, monkeypatch):
+    import contextlib
+
+    from features import feature_store
+    from features.erasure import Subject, erase_from_push_log, pushed_signals_of
+    from features.feature_store import append_push_log, push_log_entries, push_log_path
+
+    # Given a push log whose last line a crash tore, then a push appended after it
+    workspace = Workspace.at(tmp_path)
+    workspace.feast.mkdir(parents=True)
+    now = pd.Timestamp("2026-11-24 10:00", tz="UTC")
+    append_push_log(workspace.feast, pd.DataFrame({"customer_id": ["C1"], "latest_email_consent": [0]}), now)
+    with open(push_log_path(workspace), "a") as log_file:
+        log_file.write('{"customer_id": "C2", "pushed_at": "2026')
+    append_push_log(workspace.feast, pd.DataFrame({"customer_id": ["C3", "C1"], "latest_sms_consent": ["1", 0],
+                                                   "last_visit_epoch_seconds": [5, 6]}), now)
+    # Then every whole line reads back (consents only, as 0 or 1), the torn one is skipped and counted
+    entries, unreadable = push_log_entries(workspace)
+    assert unreadable == 1
+    assert [(e["customer_id"], e["fields"]) for e in entries] == [
+        ("C1", {"latest_email_consent": 0}), ("C3", {"latest_sms_consent": 1}), ("C1", {"latest_sms_consent": 0})]
+    # When C1 is erased: under the lock pushes hold, their lines go, the others (and C2's torn one) stay
+    held = []
+
+    @contextlib.contextmanager
+    def recording_lock(space):
+        held.append(space.root)
+        yield
+
+    monkeypatch.setattr(feature_store, "push_log_lock", recording_lock)
+    subject = Subject("C1", [], [], [], [])
+    assert [e["fields"] for e in pushed_signals_of(workspace, subject)] == [
+        {"latest_email_consent": 0}, {"latest_sms_consent": 0}]
+    assert erase_from_push_log(workspace, subject) == {"data/feast/pushed_signals.jsonl": 2}
+    assert held == [workspace.root]
+    text = push_log_path(workspace).read_text()
+    assert '"C1"' not in text and '"C3"' in text and '"C2"' in text
