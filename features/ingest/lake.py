@@ -129,10 +129,14 @@ def merge_into_lake(
         lake_columns = set(pq.read_schema(lake_file).names)
         same = " AND ".join(f"n.{_quote(c)} IS NOT DISTINCT FROM e.{_quote(c)}" for c in staged_columns
                             if c in lake_columns) or "true"
-        matched, changed = connection.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE NOT ({same})) FROM latest n JOIN {existing} e ON {join}"
+        # lineage too: the quarantine's entries of a file are replaced by row number, and erasure and
+        # subject access match them to lake rows by (file, row), so a row that moved must be rewritten
+        placed = "n._source_file = e._source_file AND n._source_row = e._source_row"
+        matched, changed, moved = connection.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE NOT ({same})), count(*) FILTER (WHERE NOT ({placed})) "
+            f"FROM latest n JOIN {existing} e ON {join}"
         ).fetchone()
-        if matched == incoming and changed == 0 and lake_columns.issuperset(staged_columns):
+        if matched == incoming and changed == 0 and moved == 0 and lake_columns.issuperset(staged_columns):
             # Nothing new (a file ingested again): the lake file stays as it is, byte for byte, so the
             # feature tables built from it stay valid (their digest of the lake does not change).
             return MergeResult(duplicates=len(excluded), inserted=0, updated=0, lake_rows=pq.ParquetFile(lake_file)

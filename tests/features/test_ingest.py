@@ -599,3 +599,17 @@ def test_a_superseded_row_is_quarantined_as_read(raw_dir, workspace, ingest_sett
     record = strict_json(quarantine(workspace, "orders")["record"].iloc[0])
     assert record == {"order_id": "o1", "source": "web", "source_id": "w1", "ordered_at": "2025-01-01",
                       "amount": "10.50", "channel": "web", "items": "1", "discount": ""}
+
+
+def test_a_file_ingested_again_in_another_row_order_updates_the_lineage(raw_dir, workspace, ingest_settings):
+    # Given customers ingested once, one of them with an invalid date of birth (nulled, kept by row)
+    header = "source,source_id,first_name,date_of_birth\n"
+    (raw_dir / "customers.csv").write_text(header + "web,W1,Anna,1985-02-30\nweb,W2,Ben,1990-01-01\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    # When the same export comes again with its rows in another order
+    (raw_dir / "customers.csv").write_text(header + "web,W2,Ben,1990-01-01\nweb,W1,Anna,1985-02-30\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    # Then the lake's row numbers follow the file, so the nulled value still points at Anna's row
+    rows = lake(workspace, "customers").set_index("source_id")["_source_row"].to_dict()
+    nulled = pd.read_parquet(workspace.quarantine / "customers.nulled.parquet")
+    assert rows == {"W1": 2, "W2": 1} and nulled["row"].tolist() == [2]
