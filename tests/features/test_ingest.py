@@ -613,3 +613,16 @@ def test_a_file_ingested_again_in_another_row_order_updates_the_lineage(raw_dir,
     rows = lake(workspace, "customers").set_index("source_id")["_source_row"].to_dict()
     nulled = pd.read_parquet(workspace.quarantine / "customers.nulled.parquet")
     assert rows == {"W1": 2, "W2": 1} and nulled["row"].tolist() == [2]
+
+
+def test_the_file_that_loaded_a_customer_ingested_again_corrects_it_even_to_an_earlier_time(
+        raw_dir, workspace, ingest_settings):
+    # Given customers loaded with zone-less times read as UTC
+    (raw_dir / "customers.csv").write_text("source,source_id,email,updated_at\nweb,W1,a@example.com,2026-07-01 10:00\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    # When the same file is ingested again, read as London time (09:00 UTC: earlier than the lake's row)
+    ingest_directory(raw_dir, workspace, ingest_settings.model_copy(update={"naive_timezone": "Europe/London"}))
+    # Then it corrects the row instead of being quarantined as older
+    assert lake(workspace, "customers")["updated_at"].iloc[0] == pd.Timestamp("2026-07-01 09:00", tz="UTC")
+    quarantined = workspace.quarantine / "customers.parquet"
+    assert not quarantined.exists() or quarantine(workspace, "customers").empty
