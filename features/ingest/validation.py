@@ -159,7 +159,7 @@ def _blank_to_null(text: pa.Array) -> pa.Array:
 def _localize(naive: pa.Array, zone: str) -> pa.Array:
     """Zone-less moments (timestamp[us]) as UTC, read as wall-clock times in `zone`
     (`ingest.naive_timezone`). An hour that occurs twice when clocks go back is its first occurrence;
-    one skipped when they go forward is the moment the clocks jumped."""
+    one skipped when they go forward becomes the last moment before the jump."""
     target = ARROW_TYPES["timestamp"]
     if zone == "UTC":
         return naive.cast(target)
