@@ -378,7 +378,7 @@ class RecommendationEngine:
             if freshness.stale:
                 log.warning("%s", freshness.message)
         self.features_as_of = freshness.features_as_of.isoformat() if freshness.features_as_of else None
-        self.features_as_of_seconds = freshness.snapshots_until.timestamp() if freshness.snapshots_until else None
+        self.features_as_of_seconds = freshness.features_as_of.timestamp() if freshness.features_as_of else None
         if freshness.materialized_at is None:
             self.store_problems = [f"online store: {freshness.message}"]
         else:
