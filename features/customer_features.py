@@ -9,6 +9,7 @@ registered as views (`orders`, `returns`, `events`, `touches`, `consents`, `tick
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -309,24 +310,34 @@ def profile(connection: duckdb.DuckDBPyConnection, custom_columns: tuple[str, ..
     return frame
 
 
-PERSONAL_NAME_PARTS = ("email", "e_mail", "phone", "mobile", "address", "postcode", "zipcode", "birth", "dob",
-                       "surname", "firstname", "first_name", "lastname", "last_name", "fullname", "full_name",
-                       "passport", "iban", "ssn")
-"""Custom columns named like these hold personal data, whatever their values look like."""
+PERSONAL_NAME_WORDS = frozenset({"email", "mail", "phone", "mobile", "tel", "telephone", "address", "street",
+                                 "postcode", "zip", "zipcode", "birth", "birthday", "birthdate", "dob", "surname",
+                                 "firstname", "lastname", "fullname", "forename", "passport", "iban", "ssn"})
+"""Words of a custom column's name that say personal data (whole words: not `automobile`, `adobe`)."""
+NAME_QUALIFIERS = frozenset({"first", "last", "full", "sur", "given", "family", "middle", "user", "nick",
+                             "customer", "contact", "preferred", "name"})
+"""A `name` column is a person's when every word of its name is one of these (`store_name` is not)."""
+CATEGORY_MAX_LEVELS = 10
+"""A column with at most this many distinct values is a category or a flag (`email_opt_in`: yes, no),
+whatever its name."""
 EMAIL_SHAPE = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 PHONE_SHAPE = r"^\+?[\d\s().-]{9,22}$"
+DATE_SHAPE = r"^(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[/.]\d{1,2}[/.]\d{2,4})"
 IDENTIFIER_MIN_DISTINCT = 50
+
+
+def _name_words(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)  # camelCase
+    return [word for word in re.split(r"[^a-z0-9]+", spaced.lower()) if word]
 
 
 def personal_attribute_reason(name: str, values: pd.Series) -> str | None:
     """Why a custom attribute must not become a feature (None when it may): the feature store, the
-    models' category levels and the reason phrases would all carry its values. A name that says
-    personal data, any e-mail-shaped value, mostly phone-shaped text, or text nearly unique per record
-    (an identifier: useless to a model, and a person's key). `values`: the column's non-null values,
-    or a sample of them."""
-    lowered = name.lower()
-    if any(part in lowered for part in PERSONAL_NAME_PARTS):
-        return "its name says it holds personal data"
+    models' category levels and the reason phrases would all carry its values. Any e-mail-shaped value;
+    mostly phone-shaped or date-shaped values (a birth date under another name); values nearly unique per
+    record (an identifier, text or a long number: useless to a model, and a person's key); a name that
+    says personal data, unless the column is a small category or flag. `values`: the column's non-null
+    values, or a sample of them."""
     text = values.dropna().astype(str).str.strip()
     text = text[text != ""]
     if text.empty:
@@ -338,10 +349,21 @@ def personal_attribute_reason(name: str, values: pd.Series) -> str | None:
     phone_like = text.str.match(PHONE_SHAPE) & digits.between(9, 15) & (~numeric | text.str.match(r"^[+0]"))
     if phone_like.mean() >= 0.1:
         return "it holds phone numbers"
+    distinct_all = text.nunique()
+    if text.str.match(DATE_SHAPE).mean() >= 0.5 and distinct_all > CATEGORY_MAX_LEVELS:
+        return "it holds dates (a date of birth is personal data)"
     words = text[~numeric]
     distinct = words.nunique()
     if distinct >= IDENTIFIER_MIN_DISTINCT and distinct > 0.5 * len(words):
         return f"it is nearly one value per record ({distinct:,} distinct of {len(words):,}): an identifier"
+    long_numbers = text[numeric & (digits >= 9)]
+    if len(long_numbers) >= 0.5 * len(text) and long_numbers.nunique() >= IDENTIFIER_MIN_DISTINCT \
+            and long_numbers.nunique() > 0.5 * len(long_numbers):
+        return "it holds long numbers nearly one per record (card or national numbers): an identifier"
+    name_words = set(_name_words(name))
+    personal = name_words & PERSONAL_NAME_WORDS or ("name" in name_words and name_words <= NAME_QUALIFIERS)
+    if personal and distinct_all > CATEGORY_MAX_LEVELS:
+        return "its name says it holds personal data"
     return None
 
 

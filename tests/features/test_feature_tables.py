@@ -95,25 +95,35 @@ def test_custom_attributes_holding_personal_data_never_become_features(caplog):
 
     from features.feature_tables import usable_custom_attributes
 
-    # Given a CRM export's extra columns: a tier, a score, a second e-mail, a work phone, a member number
+    # Given a CRM export's extra columns: categories, flags and scores, and personal data in several guises
     rows = 400
     customers = pd.DataFrame({
         "loyalty_tier": ["gold", "silver", "bronze", None] * (rows // 4),
         "points": [str(i * 7) for i in range(rows)],
+        "email_opt_in": ["yes", "no"] * (rows // 2),
+        "mobile_app_user": ["1", "0"] * (rows // 2),
+        "automobile_owner": ["y", "n"] * (rows // 2),
+        "store_name": [f"Store {i % 8}" for i in range(rows)],
         "alt_contact": [f"person{i}@work.example.co.uk" if i % 9 == 0 else None for i in range(rows)],
         "work_line": [f"07700 9{i:05d}" for i in range(rows)],
         "member_ref": [f"M-{i:06d}" for i in range(rows)],
-        "secondary_email": ["x"] * rows,
+        "loyalty_card_number": [str(4000_1234_0000_0000 + i * 7919) for i in range(rows)],
+        "born_on": [f"19{50 + i % 50}-{1 + i % 12:02d}-{1 + i % 28:02d}" for i in range(rows)],
+        "secondaryEmail": [f"x{i % 40}" for i in range(rows)],
+        "contact_name": [f"Person {i % 30}" for i in range(rows)],
     })
     connection = duckdb.connect()
     connection.register("customers", customers)
     # When the feature stage picks the columns it may use
     with caplog.at_level("WARNING", logger="cdp.features"):
         usable = usable_custom_attributes(connection, list(customers.columns))
-    # Then only the tier and the numeric score remain, and the log says why each other one was left out
-    assert usable == ("loyalty_tier", "points")
-    assert "'alt_contact' is not used as a feature: it holds e-mail addresses" in caplog.text
-    assert "'work_line' is not used as a feature: it holds phone numbers" in caplog.text
-    assert "'member_ref' is not used as a feature: it is nearly one value per record (400 distinct of 400)" in caplog.text
-    assert "'secondary_email' is not used as a feature: its name says it holds personal data" in caplog.text
-    assert "person0@" not in caplog.text  # the log names columns, never values
+    # Then categories, flags and scores remain, whatever words their names hold, and the log says why
+    # each other column was left out, naming columns, never values
+    assert usable == ("loyalty_tier", "points", "email_opt_in", "mobile_app_user", "automobile_owner", "store_name")
+    for column, reason in [("alt_contact", "it holds e-mail addresses"), ("work_line", "it holds phone numbers"),
+                           ("member_ref", "it is nearly one value per record (400 distinct of 400)"),
+                           ("loyalty_card_number", "it holds long numbers nearly one per record"),
+                           ("born_on", "it holds dates"), ("secondaryEmail", "its name says it holds personal data"),
+                           ("contact_name", "its name says it holds personal data")]:
+        assert f"'{column}' is not used as a feature: {reason}" in caplog.text, column
+    assert "person0@" not in caplog.text
