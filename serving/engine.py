@@ -199,10 +199,9 @@ class IdentityLookup:
         """Why a reference that resolved to no customer gets no answer of its own."""
         from features.identity.standardize import standardize_email
 
-        if reference.get("email") and not reference.get("customer_id") and not reference.get("source"):
-            holders = self.shared_emails.get(standardize_email(str(reference["email"]), self.email_rules) or "")
-            if holders:
-                return SHARED_EMAIL_REASON.format(holders=holders)
+        by_email_only = reference.get("email") and not reference.get("customer_id") and not reference.get("source")
+        if by_email_only and standardize_email(str(reference["email"]), self.email_rules) in self.shared_emails:
+            return SHARED_EMAIL_REASON
         return UNKNOWN_CUSTOMER_REASON
 
 
@@ -602,8 +601,9 @@ class RecommendationEngine:
 
 
 UNKNOWN_CUSTOMER_REASON = "unknown customer: no profile or consent on record (cold start)"
-SHARED_EMAIL_REASON = ("e-mail shared by {holders} customers (a household's): it names none of them; send a "
+SHARED_EMAIL_REASON = ("e-mail shared by several customers (a household's): it names none of them; send a "
                        "customer_id or a source and source_id")
+"""Says neither who nor how many: a caller could otherwise count the holders of any address."""
 NO_FEATURES_REASON = ("known customer without features in the online store yet (no activity in the feature tables "
                       "it was loaded from, or added since): no consent on record (cold start)")
 

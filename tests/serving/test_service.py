@@ -157,7 +157,7 @@ def test_an_email_several_customers_hold_is_told_apart_from_an_unknown_one(clien
     answer = recommend(client, [{"email": email}]).json()["recommendations"][0]
     # Then the answer names no customer and says why, not "unknown customer"
     assert answer["found"] is False and answer["customer_id"] is None
-    assert answer["no_contact_reason"] == SHARED_EMAIL_REASON.format(holders=count)
+    assert answer["no_contact_reason"] == SHARED_EMAIL_REASON and str(count) not in SHARED_EMAIL_REASON
 
 
 def test_unknown_customers_get_the_cold_start_answer(client):
