@@ -390,18 +390,26 @@ def require_configured_online_store(workspace: Workspace, settings: Settings) ->
     """Refuse (before anything is erased) when `cdp features materialize` last loaded this workspace into
     Redis but the configuration names SQLite: the person's features would stay in Redis, served, while
     the erasure reported success."""
-    import json
-
-    from features.feature_store import redis_namespace
+    from features.feature_store import online_store_identity
 
     record = workspace.feast / "materialized.json"
-    loaded_into = json.loads(record.read_text()).get("online_store") if record.exists() else None
-    if loaded_into == "redis" and settings.features.online_store != "redis":
+    loaded = json.loads(record.read_text()) if record.exists() else {}
+    if loaded.get("online_store") != "redis":
+        return
+    if settings.features.online_store != "redis":
         raise ErasureError(
             "the online store of this workspace was last loaded into Redis (data/feast/materialized.json), but "
             "this configuration names SQLite, so the person would stay in Redis: run the command again with "
             "CDP_FEATURES__ONLINE_STORE=redis and the workspace's CDP_FEATURES__REDIS_CONNECTION_STRING (nothing "
-            f"was erased; keys under the namespace {redis_namespace(workspace, settings.features)!r})")
+            "was erased)")
+    configured = online_store_identity(workspace, settings.features)
+    differing = {k: (loaded[k], configured[k]) for k in configured if k in loaded and loaded[k] != configured[k]}
+    if differing:
+        said = "; ".join(f"{k}: loaded into {was!r}, configured {now!r}" for k, (was, now) in differing.items())
+        raise ErasureError(f"this configuration reaches other Redis keys than the workspace was loaded into ({said}), "
+                           "so the person would stay where they are: run the command again with the settings "
+                           "materialize used (features.redis_connection_string, features.redis_namespace; nothing "
+                           "was erased)")
 
 
 def erase_from_online_stores(workspace: Workspace, settings: Settings, customer_ids: list[str]) -> dict[str, int]:

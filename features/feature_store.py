@@ -58,6 +58,18 @@ def redis_namespace(workspace: Workspace, settings: FeatureSettings) -> str:
     return "cdp-" + hashlib.sha256(str(workspace.root.resolve()).encode()).hexdigest()[:12]
 
 
+def online_store_identity(workspace: Workspace, settings: FeatureSettings) -> dict[str, str]:
+    """Which Redis keys a workspace's online store is (server, db, namespace; never a password): recorded
+    at materialize, so that an erasure configured for another server or namespace is refused."""
+    if settings.online_store != "redis":
+        return {}
+    parts = settings.redis_connection_string.split(",")
+    options = dict(part.split("=", 1) for part in parts if "=" in part)
+    servers = ",".join(sorted(part.strip() for part in parts if "=" not in part))
+    return {"redis_server": servers, "redis_db": str(options.get("db", "0")).strip(),
+            "redis_namespace": redis_namespace(workspace, settings)}
+
+
 def _online_store_config(workspace: Workspace, settings: FeatureSettings) -> dict[str, str]:
     if settings.online_store == "redis":
         return {"type": "features.online_store.PackedRedisOnlineStore",
@@ -173,7 +185,7 @@ def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.
     _materialization_record(workspace).write_text(
         json.dumps({"materialized_at": dt.datetime.now(dt.UTC).isoformat(), "snapshots_until": end.isoformat(),
                     "features_as_of": described.isoformat() if described else None,
-                    "online_store": settings.online_store})
+                    "online_store": settings.online_store, **online_store_identity(workspace, settings)})
     )
     return Materialization(start, end, customers, described)
 

@@ -439,6 +439,8 @@ class PackedRedisOnlineStore(RedisOnlineStore):
             return 0
         keys = [self._key(config, table, key) for table in tables for key in entity_keys]
         keys += [key + config.project.encode("utf8") for key in entity_keys]  # Feast's RedisOnlineStore layout
+        # keys of the layout before namespaces (`cdp:<project>:...`), left by a store loaded by an older cdp
+        keys += [f"cdp:{config.project}:{table.name}:".encode() + key for table in tables for key in entity_keys]
         return int(self._get_client(config.online_store).delete(*keys))
 
     def _read_features_per_fv(

@@ -445,3 +445,24 @@ def test_the_redis_client_fails_fast_unless_the_connection_string_says_otherwise
     retry = plain.get_retry()
     assert retry.get_retries() == 1 and isinstance(retry._backoff, NoBackoff)
     assert own.connection_pool.connection_kwargs["socket_connect_timeout"] == 7
+
+
+def test_erasure_refuses_a_configuration_that_reaches_other_redis_keys_than_materialize_used(tmp_path):
+    from cdp.workspace import Workspace
+    from features.erasure import ErasureError, require_configured_online_store
+    from features.feature_store import online_store_identity
+
+    # Given a workspace loaded into Redis db 0 of one server, under its path's namespace
+    workspace = Workspace.at(tmp_path)
+    workspace.feast.mkdir(parents=True)
+    loaded = FeatureSettings(online_store="redis", redis_connection_string="cache:6379,password=pw123")
+    (workspace.feast / "materialized.json").write_text(json.dumps(
+        {"online_store": "redis", **online_store_identity(workspace, loaded)}))
+    assert "pw123" not in (workspace.feast / "materialized.json").read_text()
+    settings = load_settings()
+    # Then the same server and namespace pass; another db or another namespace is refused before any erasure
+    require_configured_online_store(workspace, settings.model_copy(update={"features": loaded}))
+    for other in (loaded.model_copy(update={"redis_connection_string": "cache:6379,db=2"}),
+                  loaded.model_copy(update={"redis_namespace": "elsewhere"})):
+        with pytest.raises(ErasureError, match="other Redis keys than the workspace was loaded into"):
+            require_configured_online_store(workspace, settings.model_copy(update={"features": other}))
