@@ -127,8 +127,10 @@ def merge_into_lake(
         existing = f"read_parquet({_literal(str(lake_file))}, union_by_name = true)"
         staged_columns = [c for c in pq.read_schema(staged).names if c != "_source_row"]
         lake_columns = set(pq.read_schema(lake_file).names)
-        same = " AND ".join(f"n.{_quote(c)} IS NOT DISTINCT FROM e.{_quote(c)}" for c in staged_columns
-                            if c in lake_columns) or "true"
+        # a custom column the lake has and this file lacks becomes empty in the rows it replaces
+        dropped = [c for c in lake_columns if c not in staged_columns and not c.startswith("_")]
+        same = " AND ".join([f"n.{_quote(c)} IS NOT DISTINCT FROM e.{_quote(c)}" for c in staged_columns
+                             if c in lake_columns] + [f"e.{_quote(c)} IS NULL" for c in dropped]) or "true"
         # lineage too: the quarantine's entries of a file are replaced by row number, and erasure and
         # subject access match them to lake rows by (file, row), so a row that moved must be rewritten
         placed = "n._source_file = e._source_file AND n._source_row = e._source_row"

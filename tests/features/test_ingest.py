@@ -626,3 +626,15 @@ def test_the_file_that_loaded_a_customer_ingested_again_corrects_it_even_to_an_e
     assert lake(workspace, "customers")["updated_at"].iloc[0] == pd.Timestamp("2026-07-01 09:00", tz="UTC")
     quarantined = workspace.quarantine / "customers.parquet"
     assert not quarantined.exists() or quarantine(workspace, "customers").empty
+
+
+def test_a_row_whose_custom_column_the_new_file_lacks_counts_as_updated(raw_dir, workspace, ingest_settings, tmp_path):
+    # Given a customer loaded with a custom attribute
+    (raw_dir / "customers.csv").write_text("source,source_id,email,tier\nweb,W1,a@example.com,gold\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    # When an export without that column comes (same path, same other values)
+    (raw_dir / "customers.csv").write_text("source,source_id,email\nweb,W1,a@example.com\n")
+    report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    # Then the row is replaced as the file says (the attribute empty) and counted as updated, not unchanged
+    assert (report.updated, report.unchanged) == (1, 0)
+    assert lake(workspace, "customers")["tier"].isna().all()
