@@ -320,8 +320,9 @@ def _decode_redis(raw: bytes | None, fields: list[tuple[str, ValueType]], wanted
     return datetime.fromtimestamp(stored["t"], UTC), _protos(stored["v"], fields, wanted)
 
 
-REDIS_CLIENT_DEFAULTS = {"socket_connect_timeout": 1.0, "socket_timeout": 10.0}
-"""Seconds. Reads are one MGET; a bulk load's largest call (REDIS_KEYS_PER_CALL keys) takes well under 1 s."""
+REDIS_CLIENT_DEFAULTS = {"socket_connect_timeout": 1.0, "socket_timeout": 2.0}
+"""Seconds. Reads are one MGET; a bulk load's largest call (REDIS_KEYS_PER_CALL keys) takes well under 1 s.
+A Redis that accepts connections but does not answer (stopped, partitioned) costs one read timeout."""
 
 
 class PackedRedisOnlineStoreConfig(RedisOnlineStoreConfig):
@@ -340,9 +341,10 @@ class PackedRedisOnlineStore(RedisOnlineStore):
 
     def _get_client(self, online_store_config: RedisOnlineStoreConfig):
         """Feast's client, failing fast when Redis is down: redis-py retries three times with backoff up
-        to 10 s by default, so every request waited 5-13 s for its 503 while Redis was away. Here: one
-        retry without backoff (a connection Redis dropped on restart is simply reopened), a 1 s connect
-        timeout; settings in the connection string (`socket_connect_timeout=…`) still win."""
+        to 10 s by default, so every request waited 5-13 s for its 503 while Redis was away (20-30 s when
+        it hung). Here: one retry without backoff on a dropped connection (reopened after a Redis
+        restart), none on a timeout; 1 s to connect, 2 s to read; settings in the connection string
+        (`socket_timeout=…`) still win."""
         if not self._client:
             given = {part.split("=", 1)[0].strip() for part in online_store_config.connection_string.split(",") if "=" in part}
             defaults = ",".join(f"{name}={value}" for name, value in REDIS_CLIENT_DEFAULTS.items() if name not in given)
@@ -351,9 +353,11 @@ class PackedRedisOnlineStore(RedisOnlineStore):
             client = super()._get_client(config)
             if hasattr(client, "set_retry"):
                 from redis.backoff import NoBackoff
+                from redis.exceptions import ConnectionError as RedisConnectionError
                 from redis.retry import Retry
 
-                client.set_retry(Retry(NoBackoff(), 1))
+                # a dropped connection is reopened once; a timeout is not waited out twice
+                client.set_retry(Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
         return self._client
 
     def _write(self, config: RepoConfig, table: FeatureView, keys: list[bytes], times: list[int],

@@ -441,9 +441,14 @@ def test_the_redis_client_fails_fast_unless_the_connection_string_says_otherwise
     # Then a down Redis costs one quick retry and a 1 s connect timeout, not redis-py's three retries with
     # backoff up to 10 s (every request waited 5-13 s for its 503), and the user's setting wins
     options = plain.connection_pool.connection_kwargs
-    assert options["socket_connect_timeout"] == 1.0 and options["socket_timeout"] == 10.0
+    assert options["socket_connect_timeout"] == 1.0 and options["socket_timeout"] == 2.0
     retry = plain.get_retry()
     assert retry.get_retries() == 1 and isinstance(retry._backoff, NoBackoff)
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    assert retry._supported_errors == (RedisConnectionError,)  # a hung Redis is not waited for twice
+    assert not issubclass(RedisTimeoutError, RedisConnectionError)
     assert own.connection_pool.connection_kwargs["socket_connect_timeout"] == 7
 
 
