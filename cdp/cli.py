@@ -120,6 +120,7 @@ def ingest(
     raw: Annotated[Path, typer.Option("--raw", "-r", help="Directory with <table>.csv or <table>.parquet files.", file_okay=False)],
     workspace: WorkspaceOption = None,
     config: ConfigOption = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Rows replace the lake's rows of their key even where the lake's updated_at is later (a correction, e.g. after changing ingest.naive_timezone); otherwise an older customers export is quarantined.")] = False,
 ) -> None:
     """Validate raw tables against the data contract and load them into the workspace's lake.
 
@@ -135,7 +136,7 @@ def ingest(
             report = ingest_directory(
                 raw, space, settings.ingest,
                 lambda table, done, total: progress.update(done, total, label=f"ingest {table}"),
-                privacy=settings.privacy,
+                privacy=settings.privacy, replace=replace,
             )
         except TableFileError as error:
             raise _fail(str(error)) from error

@@ -77,6 +77,7 @@ def merge_into_lake(
     source_file: str,
     ingested_at: dt.datetime,
     duplicates_out: pq.ParquetWriter,
+    respect_versions: bool = True,
 ) -> MergeResult:
     """Upsert staged rows on the primary key; earlier rows with a repeated key are superseded.
 
@@ -105,8 +106,8 @@ def merge_into_lake(
     if superseded.num_rows:
         _write_superseded(superseded, contract, source_file, ingested_at, duplicates_out)
     excluded = superseded.column("row").cast(pa.int64()).to_pylist()
-    if lake_file.exists() and contract.version_column:
-        outdated = _outdated_rows(connection, contract, staged_rows, lake_file, payload, on_key, excluded, source_file)
+    if lake_file.exists() and contract.version_column and respect_versions:
+        outdated = _outdated_rows(connection, contract, staged_rows, lake_file, payload, on_key, excluded)
         if outdated.num_rows:
             _write_superseded(outdated, contract, source_file, ingested_at, duplicates_out)
             excluded += outdated.column("row").cast(pa.int64()).to_pylist()
@@ -163,10 +164,10 @@ def merge_into_lake(
 
 
 def _outdated_rows(connection: duckdb.DuckDBPyConnection, contract: TableContract, staged_rows: str,
-                   lake_file: Path, payload: str, on_key: str, excluded: list[int], source_file: str) -> pa.Table:
-    """Rows whose key the lake holds with a later version (`updated_at`) from another file: an older export
-    re-ingested after a newer one. They are quarantined, saying so, and the lake keeps the newer row. The
-    file that loaded the lake's row, ingested again, replaces it: a correction (another time zone)."""
+                   lake_file: Path, payload: str, on_key: str, excluded: list[int]) -> pa.Table:
+    """Rows whose key the lake holds with a later version (`updated_at`): an older export ingested after a
+    newer one (also at the same path: a nightly drop overwritten by an old file). They are quarantined,
+    saying so, and the lake keeps the newer row; `cdp ingest --replace` is the way to correct rows."""
     version = _quote(contract.version_column)
     connection.register("already_superseded", pa.table({"_source_row": pa.array(excluded, pa.int64())}))
     return connection.sql(
@@ -175,7 +176,7 @@ def _outdated_rows(connection: duckdb.DuckDBPyConnection, contract: TableContrac
                true AS outdated
         FROM {staged_rows} s ANTI JOIN already_superseded USING (_source_row)
         JOIN read_parquet({_literal(str(lake_file))}, union_by_name = true) d ON {on_key}
-        WHERE d.{version} > s.{version} AND d._source_file IS DISTINCT FROM {_literal(source_file)}
+        WHERE d.{version} > s.{version}
         ORDER BY s._source_row
         """
     ).to_arrow_table()

@@ -137,7 +137,10 @@ def ingest_directory(
     settings: IngestSettings,
     progress: IngestProgress | None = None,
     privacy: PrivacySettings | None = None,
+    replace: bool = False,
 ) -> IngestReport:
+    """`replace`: rows replace the lake's rows of their key even when the lake's `updated_at` is later (a
+    correction, e.g. after changing `ingest.naive_timezone`); otherwise an older export is quarantined."""
     tables, skipped = find_raw_tables(raw_dir)
     for name in skipped:
         log.warning("%s: not a contract table (expected <table>.csv or <table>.parquet), skipped", name)
@@ -146,7 +149,7 @@ def ingest_directory(
             f"{raw_dir}: no contract tables found (expected files like orders.csv or orders.parquet)"
         )
     suppression = load_suppression(workspace, privacy)
-    reports = [ingest_table(path, CONTRACTS[name], workspace, settings, progress, suppression)
+    reports = [ingest_table(path, CONTRACTS[name], workspace, settings, progress, suppression, replace)
                for name, path in tables.items()]
     report = IngestReport(str(raw_dir), reports, skipped)
     workspace.reports.mkdir(parents=True, exist_ok=True)
@@ -161,6 +164,7 @@ def ingest_table(
     settings: IngestSettings,
     progress: IngestProgress | None = None,
     suppression: SuppressionList | None = None,
+    replace: bool = False,
 ) -> TableReport:
     """Ingest one file; a file-level problem fails this table only, with a message naming it.
     Rows naming an erased person (default: the workspace's suppression list) are dropped and counted."""
@@ -171,7 +175,7 @@ def ingest_table(
     staging = workspace.lake / ".staging" / f"{contract.name}-{uuid.uuid4().hex[:8]}"
     try:
         staging.mkdir(parents=True, exist_ok=True)
-        _ingest_into(report, path, contract, workspace, settings, staging, progress, suppression)
+        _ingest_into(report, path, contract, workspace, settings, staging, progress, suppression, replace)
     except TableFileError as error:
         report.status, report.error = "failed", str(error)
         log.error("%s", error)
@@ -220,6 +224,7 @@ def _ingest_into(
     staging: Path,
     progress: IngestProgress | None,
     suppression: SuppressionList,
+    replace: bool = False,
 ) -> None:
     is_csv = path.suffix.lower() == ".csv"
     columns = read_csv_header(path) if is_csv else parquet_columns(path)
@@ -274,7 +279,7 @@ def _ingest_into(
         with pq.ParquetWriter(staging / "rejected-duplicates.parquet", lake.QUARANTINE_SCHEMA) as duplicates:
             merge = lake.merge_into_lake(
                 connection, contract, staging / "valid.parquet", workspace.lake_table(contract.name),
-                str(path), ingested_at, duplicates,
+                str(path), ingested_at, duplicates, respect_versions=not replace,
             )
         if merge.duplicates:
             restore_raw_records(staging / "rejected-duplicates.parquet", reader(), contract)

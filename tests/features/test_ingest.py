@@ -615,26 +615,19 @@ def test_a_file_ingested_again_in_another_row_order_updates_the_lineage(raw_dir,
     assert rows == {"W1": 2, "W2": 1} and nulled["row"].tolist() == [2]
 
 
-def test_the_file_that_loaded_a_customer_ingested_again_corrects_it_even_to_an_earlier_time(
+def test_an_older_export_at_the_same_path_is_quarantined_and_replace_corrects_on_purpose(
         raw_dir, workspace, ingest_settings):
     # Given customers loaded with zone-less times read as UTC
     (raw_dir / "customers.csv").write_text("source,source_id,email,updated_at\nweb,W1,a@example.com,2026-07-01 10:00\n")
     ingest_directory(raw_dir, workspace, ingest_settings)
-    # When the same file is ingested again, read as London time (09:00 UTC: earlier than the lake's row)
-    ingest_directory(raw_dir, workspace, ingest_settings.model_copy(update={"naive_timezone": "Europe/London"}))
-    # Then it corrects the row instead of being quarantined as older
-    assert lake(workspace, "customers")["updated_at"].iloc[0] == pd.Timestamp("2026-07-01 09:00", tz="UTC")
-    quarantined = workspace.quarantine / "customers.parquet"
-    assert not quarantined.exists() or quarantine(workspace, "customers").empty
-
-
-def test_a_row_whose_custom_column_the_new_file_lacks_counts_as_updated(raw_dir, workspace, ingest_settings, tmp_path):
-    # Given a customer loaded with a custom attribute
-    (raw_dir / "customers.csv").write_text("source,source_id,email,tier\nweb,W1,a@example.com,gold\n")
-    ingest_directory(raw_dir, workspace, ingest_settings)
-    # When an export without that column comes (same path, same other values)
-    (raw_dir / "customers.csv").write_text("source,source_id,email\nweb,W1,a@example.com\n")
+    # When an older export is dropped at the same path (a nightly location), it does not undo the newer row
+    (raw_dir / "customers.csv").write_text("source,source_id,email,updated_at\nweb,W1,old@example.com,2026-01-01\n")
     report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
-    # Then the row is replaced as the file says (the attribute empty) and counted as updated, not unchanged
-    assert (report.updated, report.unchanged) == (1, 0)
-    assert lake(workspace, "customers")["tier"].isna().all()
+    assert (report.loaded, report.quarantined) == (0, 1)
+    assert lake(workspace, "customers")["email"].tolist() == ["a@example.com"]
+    # But the first file read again as London time (09:00 UTC, earlier) corrects the row when asked to
+    (raw_dir / "customers.csv").write_text("source,source_id,email,updated_at\nweb,W1,a@example.com,2026-07-01 10:00\n")
+    london = ingest_settings.model_copy(update={"naive_timezone": "Europe/London"})
+    assert ingest_directory(raw_dir, workspace, london).tables[0].quarantined == 1
+    ingest_directory(raw_dir, workspace, london, replace=True)
+    assert lake(workspace, "customers")["updated_at"].iloc[0] == pd.Timestamp("2026-07-01 09:00", tz="UTC")
