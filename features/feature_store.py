@@ -541,6 +541,8 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: 
     # Read, merge and write under one lock: two pushes for a customer at once (two service workers,
     # `cdp push`) would otherwise each write back the row they read, and one update would be lost.
     with _push_lock(store):
+        if log_push:  # first: a consent change is kept even when the store then fails (Redis down)
+            append_push_log(Path(store.config.repo_path), updates, pd.Timestamp.now(tz="UTC"))
         current = pd.DataFrame(store.get_online_features(
             features=references, entity_rows=[{"customer_id": c} for c in updates["customer_id"]],
         ).to_dict(include_event_timestamps=True))
@@ -556,8 +558,6 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: 
             if str(field.dtype) == "Int64":
                 rows[field.name] = pd.to_numeric(rows[field.name], errors="coerce").astype("Int64")
         store.push(REALTIME_PUSH_SOURCE, rows, to=PushMode.ONLINE)
-        if log_push:
-            append_push_log(Path(store.config.repo_path), updates, now)
     return time.perf_counter() - started
 
 

@@ -534,14 +534,18 @@ class RecommendationEngine:
         already judged (known, not erased, no moment in the future); returns the seconds taken and the
         customers refused here: those not in the online store yet, since a row of only the pushed
         fields would hide their batch consents."""
-        from features.feature_store import push_realtime_signals
+        from features.feature_store import append_push_log, push_log_lock, push_realtime_signals
 
+        # The consents first, before the store is read: a withdrawal sent while Redis is down (answered
+        # 503) is still kept, and reaches the store at the next materialize (a retry is harmless).
+        with push_log_lock(self.workspace):
+            append_push_log(self.workspace.feast, events, pd.Timestamp.now(tz="UTC"))
         with self._store_failures_as_not_ready():
             _, found = self.online_columns(events["customer_id"].tolist())
             refused = {c: "not in the online store yet (run `cdp features materialize`)"
                        for c, present in zip(events["customer_id"], found, strict=True) if not present}
             kept = events[~events["customer_id"].isin(list(refused))]
-            seconds = push_realtime_signals(self.store, kept) if len(kept) else 0.0
+            seconds = push_realtime_signals(self.store, kept, log_push=False) if len(kept) else 0.0
         return seconds, refused
 
     @contextmanager

@@ -194,6 +194,30 @@ def test_a_store_that_fails_mid_service_makes_the_engine_not_ready_until_it_is_b
     assert engine.problems == [] and engine.recommend([{"customer_id": customer}])[0]["found"]
 
 
+def test_a_consent_sent_while_the_store_is_down_is_kept_for_the_next_materialize(served, tmp_path, monkeypatch):
+    import redis
+
+    from cdp.config import load_settings
+    from features.feature_store import push_log_entries
+    from serving.engine import EngineNotReadyError, RecommendationEngine
+
+    # Given a ready engine on a workspace of its own, whose online store then stops answering
+    workspace = _copy(served, tmp_path)
+    engine = RecommendationEngine.load(workspace, load_settings())
+    customer = sorted(engine.identity.customers)[0]
+
+    def down(_ids):
+        raise redis.exceptions.ConnectionError("Error 111 connecting to localhost:6390. Connection refused.")
+
+    monkeypatch.setattr(engine, "online_columns", down)
+    # When a consent withdrawal arrives through /events
+    with pytest.raises(EngineNotReadyError, match="unreadable"):
+        engine.apply_events([{"customer_id": customer, "latest_email_consent": 0}])
+    # Then the caller hears 503, and the withdrawal is in the push log all the same
+    entries, _ = push_log_entries(workspace)
+    assert [(e["customer_id"], e["fields"]) for e in entries] == [(customer, {"latest_email_consent": 0})]
+
+
 def test_a_stale_online_store_is_warned_about_once_not_at_every_recheck(tmp_path, caplog):
     import json
     import logging
