@@ -129,9 +129,10 @@ class FeatureSettings(_Section):
     def _feast_connection_format(cls, value: str) -> str:
         """Feast reads host:port[,key=value...]; a URL passed here failed much later, deep in a command."""
         nodes = [part for part in value.split(",") if "=" not in part]
-        if "://" in value or not nodes or not all(re.fullmatch(r"[^:/\s]+:\d+", node.strip()) for node in nodes):
-            raise ValueError("expected Feast's format host:port[,password=...,ssl=true,db=N] "
-                             "(e.g. localhost:6379,db=1), not a redis:// URL")
+        if "://" in value or not nodes or not all(re.fullmatch(r"[^:/@\s]+:\d+", node.strip()) for node in nodes):
+            raise ValueError("expected Feast's format host:port[,password=...,ssl=true,db=N] (e.g. localhost:6379,db=1): "
+                             "the port is required, a password goes in password=... (not user@host), and a "
+                             "redis:// URL is not read")
         return value
 
 

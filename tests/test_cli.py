@@ -156,7 +156,7 @@ def test_config_never_prints_the_redis_password(tmp_path, monkeypatch, connectio
 
 @pytest.mark.parametrize("connection", [
     "redis://user:pw123@cache:6379/0", "redis://user:p@pw123@cache:6379/0", "redis://cache:6379/0?password=pw123",
-    "cache", "cache:port,password=pw123",
+    "cache", "cache:port,password=pw123", "pw123@cache:6379", "user:pw123@cache:6379",
 ])
 def test_a_redis_url_or_a_connection_without_a_port_is_refused_without_echoing_it(tmp_path, monkeypatch, connection):
     # Given a connection string Feast cannot read (it failed much later, inside materialize, as int('//cache'))
