@@ -244,6 +244,7 @@ class RecommendationEngine:
         self.model_problems: list[str] = models.problems
         self.store_problems: list[str] = []
         self._store_checked_at = 0.0  # time.monotonic() of the last look at the online store
+        self._materialized_seen: object = ()  # materialized.json's signature at the last look (never: ())
         self._store_was_stale = False
         self._suppression_seen: object = ()  # the suppression file's signature when last loaded (never: ())
         self._suppression_list = None
@@ -354,6 +355,8 @@ class RecommendationEngine:
             self.readiness()  # deleted since the last check: find out and say so, read nothing
         elif self.store_problems:
             self.recheck_store()  # back yet?
+        elif marker_signature(self.workspace.feast / "materialized.json") != self._materialized_seen:
+            self.readiness()  # materialized since: the features' moment (feature_timestamp) changed
         problems = self.problems if models else self.store_problems
         if problems:
             raise EngineNotReadyError("not ready: " + "; ".join(problems), problems)
@@ -370,6 +373,7 @@ class RecommendationEngine:
         from features.feature_store import online_freshness
 
         self._store_checked_at = time.monotonic()
+        self._materialized_seen = marker_signature(self.workspace.feast / "materialized.json")
         # Warned once per change, not at every re-check (every 5 s at /readyz probes)
         freshness = online_freshness(self.workspace, self.settings.features, warn=False)
         if freshness.stale != self._store_was_stale:

@@ -218,6 +218,25 @@ def test_a_consent_sent_while_the_store_is_down_is_kept_for_the_next_materialize
     assert [(e["customer_id"], e["fields"]) for e in entries] == [(customer, {"latest_email_consent": 0})]
 
 
+def test_the_next_request_after_a_materialize_carries_the_new_feature_moment(served, tmp_path):
+    import json
+
+    from cdp.config import load_settings
+    from serving.engine import RecommendationEngine
+
+    # Given a ready engine, and then a materialize of a later snapshot (its record rewritten)
+    workspace = _copy(served, tmp_path)
+    engine = RecommendationEngine.load(workspace, load_settings())
+    engine.require_ready()
+    record = workspace.feast / "materialized.json"
+    written = json.loads(record.read_text())
+    record.write_text(json.dumps({**written, "features_as_of": "2027-01-01T00:00:00+00:00"}))
+    # When the next request arrives (no /readyz probe in between)
+    engine.require_ready()
+    # Then it answers with the new moment
+    assert engine.features_as_of == "2027-01-01T00:00:00+00:00"
+
+
 def test_a_stale_online_store_is_warned_about_once_not_at_every_recheck(tmp_path, caplog):
     import json
     import logging
