@@ -1088,6 +1088,13 @@ def status(workspace: WorkspaceOption = None, config: ConfigOption = None) -> No
         sample = pq.read_table(profiles, columns=["customer_id"]).column(0).to_pylist()[:20]
         probe = probe_online_store(space, settings.features, sample)
     freshness = online_freshness(space, settings.features, warn=False)
+    record = space.feast / "materialized.json"
+    loaded_into = json_module.loads(record.read_text()).get("online_store") if record.exists() else None
+    if loaded_into and loaded_into != settings.features.online_store:
+        console.print(f"[yellow]this configuration names the {settings.features.online_store} online store, but the "
+                      f"workspace was last materialized into {loaded_into}[/yellow] (data/feast/materialized.json): "
+                      f"the lines below describe {settings.features.online_store} with that record's dates; set "
+                      f"CDP_FEATURES__ONLINE_STORE={loaded_into} to look at the store the service uses")
     if probe.startswith(("unreadable", "holds 0 ")):  # what it answers now matters more than when it was loaded
         console.print(f"online store ({settings.features.online_store}): [yellow]not serving[/yellow]: {escape(probe)}; "
                       "run `cdp features materialize` (or bring Redis back) — its record says: "

@@ -53,16 +53,6 @@ def _is_connection_error(error: BaseException) -> bool:
     return isinstance(error, RedisConnectionError | RedisTimeoutError | ConnectionError)
 
 
-def untrainable_reason(workspace: Workspace, task: str) -> str | None:
-    """Why this workspace's data cannot train a model (None when it can, as far as is known)."""
-    import pyarrow.parquet as pq
-
-    from training.pipeline import read_untrainable
-
-    touches = workspace.lake_table("touches")
-    if task == "propensity" and (not touches.exists() or pq.ParquetFile(touches).metadata.num_rows == 0):
-        return "the lake holds no touches"
-    return read_untrainable(workspace).get(task)
 
 
 def freeze_loaded_objects() -> None:
@@ -273,6 +263,7 @@ class RecommendationEngine:
         """The champions, warmed up: their tree tables built (and kernels compiled: one for a row, one
         for several) before the first request, so no caller waits for them (a few seconds at start-up
         instead)."""
+        from training.pipeline import untrainable_reason
         from training.scoring import load_champions
 
         models, versions, missing = load_champions(workspace)

@@ -236,6 +236,16 @@ def record_untrainable(workspace: Workspace, reports: Sequence[ModelReport]) -> 
     path.write_text(json.dumps(known, indent=2))
 
 
+def untrainable_reason(workspace: Workspace, task: str) -> str | None:
+    """Why this workspace's data cannot train a model (None when it can, as far as is known)."""
+    import pyarrow.parquet as pq
+
+    touches = workspace.lake_table("touches")
+    if task == "propensity" and (not touches.exists() or pq.ParquetFile(touches).metadata.num_rows == 0):
+        return "the lake holds no touches"
+    return read_untrainable(workspace).get(task)
+
+
 def read_untrainable(workspace: Workspace) -> dict[str, str]:
     """Model -> why the last training skipped it for want of data (`record_untrainable`)."""
     path = _untrainable_path(workspace)

@@ -149,7 +149,11 @@ def load_champions(workspace: Workspace) -> tuple[dict[str, CustomerModel], dict
     for task, version in champion_versions(use_workspace_tracking(workspace)).items():
         name = REGISTERED_MODELS[task]
         if version is None:
-            missing[task] = f"no `{name}@{CHAMPION}` in the registry; run `cdp train {task}`"
+            from training.pipeline import untrainable_reason
+
+            cannot = untrainable_reason(workspace, task)
+            missing[task] = (f"no `{name}@{CHAMPION}`: this data cannot train it ({cannot})" if cannot else
+                             f"no `{name}@{CHAMPION}` in the registry; run `cdp train {task}`")
             continue
         models[task], versions[name] = load_model(name, CHAMPION), version
     return models, versions, missing
