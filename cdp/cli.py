@@ -581,6 +581,10 @@ def _warn_when_after_the_data(space: Workspace, moment: dt.datetime) -> None:
     """Features or scores as of long after the last data describe every customer as lapsed."""
     from features.feature_tables import DATA_END_TOLERANCE_DAYS, days_after_the_data, last_data_day
 
+    utc = moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    if utc > dt.datetime.now(dt.UTC):
+        console.print(f"[yellow]warning:[/yellow] --as-of {_utc_text(moment)} is in the future: it describes "
+                      "customers with the data up to now, and later commands take it for the latest snapshot")
     last = last_data_day(space)
     gap = days_after_the_data(moment, last)
     if gap > DATA_END_TOLERANCE_DAYS:
