@@ -1055,7 +1055,7 @@ def status(workspace: WorkspaceOption = None, config: ConfigOption = None) -> No
 
     import pyarrow.parquet as pq
 
-    from features.feature_store import online_freshness, probe_online_store
+    from features.feature_store import online_freshness, probe_online_store, read_materialization
     from training.model_report import (
         challenger_note,
         champion_and_challenger,
@@ -1092,8 +1092,7 @@ def status(workspace: WorkspaceOption = None, config: ConfigOption = None) -> No
         sample = pq.read_table(profiles, columns=["customer_id"]).column(0).to_pylist()[:20]
         probe = probe_online_store(space, settings.features, sample)
     freshness = online_freshness(space, settings.features, warn=False)
-    record = space.feast / "materialized.json"
-    loaded_into = json_module.loads(record.read_text()).get("online_store") if record.exists() else None
+    loaded_into = read_materialization(space).get("online_store")
     if loaded_into and loaded_into != settings.features.online_store:
         console.print(f"[yellow]this configuration names the {settings.features.online_store} online store, but the "
                       f"workspace was last materialized into {loaded_into}[/yellow] (data/feast/materialized.json): "

@@ -390,10 +390,9 @@ def require_configured_online_store(workspace: Workspace, settings: Settings) ->
     """Refuse (before anything is erased) when `cdp features materialize` last loaded this workspace into
     Redis but the configuration names SQLite: the person's features would stay in Redis, served, while
     the erasure reported success."""
-    from features.feature_store import online_store_identity
+    from features.feature_store import online_store_identity, read_materialization
 
-    record = workspace.feast / "materialized.json"
-    loaded = json.loads(record.read_text()) if record.exists() else {}
+    loaded = read_materialization(workspace)
     if loaded.get("online_store") != "redis":
         return
     if settings.features.online_store != "redis":

@@ -182,7 +182,7 @@ def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.
     reapplied = reapply_pushes(workspace, store, realtime)
     if reapplied:
         log.info("applied again the pushes of %d customers that the loaded snapshot does not hold", reapplied)
-    _materialization_record(workspace).write_text(
+    materialization_record(workspace).write_text(
         json.dumps({"materialized_at": dt.datetime.now(dt.UTC).isoformat(), "snapshots_until": end.isoformat(),
                     "features_as_of": described.isoformat() if described else None,
                     "online_store": settings.online_store, **online_store_identity(workspace, settings)})
@@ -206,8 +206,15 @@ def probe_online_store(workspace: Workspace, settings: FeatureSettings, customer
     return f"holds {found} of {len(customer_ids)} sampled customers"
 
 
-def _materialization_record(workspace: Workspace):
+def materialization_record(workspace: Workspace) -> Path:
+    """data/feast/materialized.json: what `materialize` last loaded, when, and into which store."""
     return workspace.feast / "materialized.json"
+
+
+def read_materialization(workspace: Workspace) -> dict:
+    """The materialization record's contents ({} when the store was never materialized)."""
+    record = materialization_record(workspace)
+    return json.loads(record.read_text()) if record.exists() else {}
 
 
 @dataclass(frozen=True)
@@ -228,10 +235,9 @@ def online_freshness(workspace: Workspace, settings: FeatureSettings, now: dt.da
     """How old the online features are: stale when never loaded, or when they were loaded, or describe
     customers as of, longer ago than `features.stale_after_days` (features of June loaded today are
     June's: every recency in them is June's)."""
-    record = _materialization_record(workspace)
-    if not record.exists():
+    written = read_materialization(workspace)
+    if not written:
         return Freshness(None, None, True, "the online store was never materialized; run `cdp features materialize`")
-    written = json.loads(record.read_text())
     loaded = dt.datetime.fromisoformat(written["materialized_at"])
     until = dt.datetime.fromisoformat(written["snapshots_until"]) if written.get("snapshots_until") else None
     described = dt.datetime.fromisoformat(written["features_as_of"]) if written.get("features_as_of") else until

@@ -53,8 +53,6 @@ def _is_connection_error(error: BaseException) -> bool:
     return isinstance(error, RedisConnectionError | RedisTimeoutError | ConnectionError)
 
 
-
-
 def freeze_loaded_objects() -> None:
     """Move what is loaded now out of the garbage collector's reach: a worker holds about 590,000 long-
     lived objects (Feast, MLflow, models), and a full collection walking them stalled every request in
@@ -224,6 +222,8 @@ class LoadedModels:
 class RecommendationEngine:
     def __init__(self, workspace: Workspace, settings: Settings, store, identity: IdentityLookup,
                  models: LoadedModels, marker: tuple[tuple[int, int, int] | None, int] | None = None) -> None:
+        from features.feature_store import materialization_record
+
         self.workspace, self.settings, self.store, self.identity = workspace, settings, store, identity
         self._models = models
         self._lock = threading.Lock()
@@ -234,7 +234,8 @@ class RecommendationEngine:
         self.model_problems: list[str] = models.problems
         self.store_problems: list[str] = []
         self._store_checked_at = 0.0  # time.monotonic() of the last look at the online store
-        self._materialized_seen: object = ()  # materialized.json's signature at the last look (never: ())
+        self._materialization = materialization_record(workspace)
+        self._materialized_seen: object = ()  # its signature at the last look (never: ())
         self._store_was_stale = False
         self._suppression_seen: object = ()  # the suppression file's signature when last loaded (never: ())
         self._suppression_list = None
@@ -346,7 +347,7 @@ class RecommendationEngine:
             self.readiness()  # deleted since the last check: find out and say so, read nothing
         elif self.store_problems:
             self.recheck_store()  # back yet?
-        elif marker_signature(self.workspace.feast / "materialized.json") != self._materialized_seen:
+        elif marker_signature(self._materialization) != self._materialized_seen:
             self.readiness()  # materialized since: the features' moment (feature_timestamp) changed
         problems = self.problems if models else self.store_problems
         if problems:
@@ -364,7 +365,7 @@ class RecommendationEngine:
         from features.feature_store import online_freshness
 
         self._store_checked_at = time.monotonic()
-        self._materialized_seen = marker_signature(self.workspace.feast / "materialized.json")
+        self._materialized_seen = marker_signature(self._materialization)
         # Warned once per change, not at every re-check (every 5 s at /readyz probes)
         freshness = online_freshness(self.workspace, self.settings.features, warn=False)
         if freshness.stale != self._store_was_stale:
