@@ -579,10 +579,10 @@ def features_build(
 
 def _warn_when_after_the_data(space: Workspace, moment: dt.datetime) -> None:
     """Features or scores as of long after the last data describe every customer as lapsed."""
+    from cdp.moments import utc_timestamp
     from features.feature_tables import DATA_END_TOLERANCE_DAYS, days_after_the_data, last_data_day
 
-    utc = moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-    if utc > dt.datetime.now(dt.UTC):
+    if utc_timestamp(moment) > utc_timestamp(dt.datetime.now(dt.UTC)):
         console.print(f"[yellow]warning:[/yellow] --as-of {_utc_text(moment)} is in the future: it describes "
                       "customers with the data up to now, and later commands take it for the latest snapshot")
     last = last_data_day(space)
@@ -595,7 +595,9 @@ def _warn_when_after_the_data(space: Workspace, moment: dt.datetime) -> None:
 def _utc_text(moment: dt.datetime) -> str:
     """A moment as stored and compared (UTC): the date alone at midnight, else date and time. A time
     given as 2026-06-01T00:00+01:00 is 2026-05-31 23:00 UTC, not 2026-06-01."""
-    utc = moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    from cdp.moments import utc_timestamp
+
+    utc = utc_timestamp(moment)
     return f"{utc:%Y-%m-%d}" if utc.time() == dt.time(0) else f"{utc:%Y-%m-%d %H:%M} UTC"
 
 
