@@ -634,7 +634,7 @@ def push_log_entries(workspace: Workspace) -> tuple[list[dict], int]:
 
 def push_log_lock(workspace: Workspace):
     """The lock every push and every rewrite of the push log holds (all processes on this machine)."""
-    return exclusive_lock(workspace.feast / ".realtime_push.lock")
+    return _lock_beside(workspace.feast)
 
 
 def read_push_log(workspace: Workspace, merged_into: dict[str, str] | None = None) -> pd.DataFrame:
@@ -689,6 +689,10 @@ def merge_signals(current: pd.DataFrame, changes: pd.DataFrame, fields: list[str
 
 
 def _push_lock(store: FeatureStore):
-    """An exclusive lock beside the workspace's Feast repository (every process on this machine); the
-    same file as `push_log_lock`."""
-    return exclusive_lock(Path(store.config.repo_path) / ".realtime_push.lock")
+    """`push_log_lock` of the store's workspace: its Feast repository is the workspace's data/feast."""
+    return _lock_beside(Path(store.config.repo_path))
+
+
+def _lock_beside(feast_directory: Path):
+    """An exclusive lock beside the workspace's Feast repository (every process on this machine)."""
+    return exclusive_lock(feast_directory / ".realtime_push.lock")

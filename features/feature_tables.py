@@ -117,20 +117,17 @@ def pushed_consents(workspace: Workspace) -> pd.DataFrame:
     """Consent changes pushed through /events or `cdp push` (the push log), as consent events of the
     customer: the feature build counts them with the lake's consents, each from the moment it was
     pushed, so a withdrawal survives the next build and materialize."""
-    from features.feature_store import FLAG_PREFIX, push_log_path, read_push_log
+    from features.feature_store import FLAG_PREFIX, read_push_log
     from features.identity.store import read_identity_state
 
-    columns = ["customer_id", "channel", "status", "happened_at"]
-    if not push_log_path(workspace).exists():
-        return pd.DataFrame({c: pd.Series(dtype="datetime64[us, UTC]" if c == "happened_at" else object) for c in columns})
-    pushes = read_push_log(workspace, read_identity_state(workspace)["merged_into"])
-    consents = pushes[pushes["field"].str.match(rf"^{FLAG_PREFIX}.+_consent$")]
+    consents = read_push_log(workspace, read_identity_state(workspace)["merged_into"])  # consents only
+    # text as pandas strings: DuckDB reads them as VARCHAR even when there are none (no push log yet)
     return pd.DataFrame({
-        "customer_id": consents["customer_id"].astype(object),
-        "channel": consents["field"].str.removeprefix(FLAG_PREFIX).str.removesuffix("_consent").astype(object),
-        "status": consents["value"].map(lambda v: "granted" if float(v) == 1 else "withdrawn").astype(object),
+        "customer_id": consents["customer_id"].astype("string"),
+        "channel": consents["field"].str.removeprefix(FLAG_PREFIX).str.removesuffix("_consent").astype("string"),
+        "status": consents["value"].map(lambda v: "granted" if float(v) == 1 else "withdrawn").astype("string"),
         "happened_at": consents["pushed_at"].astype("datetime64[us, UTC]"),
-    }, columns=columns)
+    })
 
 
 def create_missing_tables(connection: duckdb.DuckDBPyConnection) -> None:
