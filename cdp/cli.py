@@ -634,7 +634,9 @@ def _feature_store_call(function, *args):
     except FeatureStoreError as error:
         raise _fail(str(error)) from error
     except Exception as error:
-        if type(error).__module__.startswith("redis"):  # down, unreachable, refused: no traceback
+        from features.online_store import is_redis_error
+
+        if is_redis_error(error):  # down, unreachable, refused: no traceback
             raise _fail(f"the Redis online store cannot be reached ({type(error).__name__}: {error}); start it or "
                         "fix features.redis_connection_string (env CDP_FEATURES__REDIS_CONNECTION_STRING)") from error
         raise

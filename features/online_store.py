@@ -320,6 +320,11 @@ def _decode_redis(raw: bytes | None, fields: list[tuple[str, ValueType]], wanted
     return datetime.fromtimestamp(stored["t"], UTC), _protos(stored["v"], fields, wanted)
 
 
+def is_redis_error(error: BaseException) -> bool:
+    """One of redis-py's errors (down, unreachable, refused, timed out): not OSErrors, so told by module."""
+    return type(error).__module__.startswith("redis")
+
+
 REDIS_CLIENT_DEFAULTS = {"socket_connect_timeout": 1.0, "socket_timeout": 2.0}
 """Seconds. Reads are one MGET; a bulk load's largest call (REDIS_KEYS_PER_CALL keys) takes well under 1 s.
 A Redis that accepts connections but does not answer (stopped, partitioned) costs one read timeout."""

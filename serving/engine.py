@@ -550,13 +550,14 @@ class RecommendationEngine:
         this request and the next answer 503 naming it, until a re-check finds the store back
         (`recheck_store`), instead of a 500 per request."""
         from features.feature_store import FeatureStoreError
+        from features.online_store import is_redis_error
 
         try:
             yield
         except (OSError, ConnectionError, sqlite3.Error, FeatureStoreError) as error:
             raise self._store_failed(error) from error
         except Exception as error:
-            if type(error).__module__.startswith("redis"):  # redis' errors are not OSErrors
+            if is_redis_error(error):
                 raise self._store_failed(error) from error
             raise
 
