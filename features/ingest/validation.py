@@ -420,8 +420,7 @@ def validate_batch(
     problems.nulled = [entry for entry in problems.nulled if not problems.rejected[entry[0]]]
     rejected_positions = np.flatnonzero(problems.rejected)
     if len(rejected_positions):  # a quarantined record keeps every field as read, ignored columns too
-        raw_text.update({name: _read_text(raw.column(name), as_string=True)[2] for name in raw.column_names
-                         if name not in raw_text and name not in contract.column_names})
+        _add_columns_as_read(raw_text, raw)
     rejected = pd.DataFrame(
         {
             "row": rows[rejected_positions].astype(np.int64),
@@ -472,9 +471,14 @@ def raw_records(raw: pa.Table, positions: np.ndarray, contract: TableContract) -
     `validate_batch`, for rows found unwanted only later (a key repeated further down the file)."""
     raw_text = {column.name: _read_text(raw.column(column.name), as_string=column.kind == "string")[2]
                 for column in contract.columns if column.name in raw.column_names}
-    raw_text.update({name: _read_text(raw.column(name), as_string=True)[2] for name in raw.column_names
-                     if name not in raw_text})  # custom and ignored columns: the record as read
+    _add_columns_as_read(raw_text, raw)  # custom and ignored columns: the record as read
     return _records_as_json(raw_text, positions)
+
+
+def _add_columns_as_read(raw_text: dict[str, pa.Array], raw: pa.Table) -> None:
+    """The batch's columns not yet in `raw_text` (custom, or ignored by the contract), as text as read."""
+    raw_text.update({name: _read_text(raw.column(name), as_string=True)[2] for name in raw.column_names
+                     if name not in raw_text})
 
 
 def _text_at(raw_text: dict[str, pa.Array], column: str, position: int) -> str | None:
