@@ -84,10 +84,16 @@ def _random_pairs(population: np.ndarray, count: int, keys: pd.Series) -> tuple[
     left = np.concatenate([order[:-k] for k in offsets])
     right = np.concatenate([order[k:] for k in offsets])
     if len(left) > count:
-        share = _stable_hash(keys.iloc[left].reset_index(drop=True) + "|" + keys.iloc[right].reset_index(drop=True))
-        kept = share % 1_000_003 < count / len(left) * 1_000_003
+        kept = _stable_share(keys, left, right, count / len(left))
         left, right = left[kept], right[kept]
     return left, right
+
+
+def _stable_share(keys: pd.Series, left: np.ndarray, right: np.ndarray, share: float) -> np.ndarray:
+    """About `share` of the record pairs, chosen by a hash of their keys: a pair is in or out whatever
+    other records are added or removed."""
+    hashes = _stable_hash(keys.iloc[left].reset_index(drop=True) + "|" + keys.iloc[right].reset_index(drop=True))
+    return hashes % 1_000_003 < share * 1_000_003
 
 
 def _sample(pairs: pd.DataFrame, keys: pd.Series, limit: int) -> np.ndarray:
@@ -95,9 +101,7 @@ def _sample(pairs: pd.DataFrame, keys: pd.Series, limit: int) -> np.ndarray:
     the same pairs whatever else was added or removed."""
     if len(pairs) <= limit:
         return np.arange(len(pairs))
-    hashes = _stable_hash(keys.iloc[pairs["left"].to_numpy()].reset_index(drop=True)
-                          + "|" + keys.iloc[pairs["right"].to_numpy()].reset_index(drop=True))
-    return np.flatnonzero(hashes % 1_000_003 < limit / len(pairs) * 1_000_003)
+    return np.flatnonzero(_stable_share(keys, pairs["left"].to_numpy(), pairs["right"].to_numpy(), limit / len(pairs)))
 
 
 def resolve_identities(
