@@ -63,10 +63,9 @@ def online_store_identity(workspace: Workspace, settings: FeatureSettings) -> di
     at materialize, so that an erasure configured for another server or namespace is refused."""
     if settings.online_store != "redis":
         return {}
-    parts = settings.redis_connection_string.split(",")
-    options = dict(part.split("=", 1) for part in parts if "=" in part)
-    servers = ",".join(sorted(part.strip() for part in parts if "=" not in part))
-    return {"redis_server": servers, "redis_db": str(options.get("db", "0")).strip(),
+    nodes, options = PackedRedisOnlineStore._parse_connection_string(settings.redis_connection_string)  # Feast's
+    servers = ",".join(sorted(f"{node['host'].strip()}:{node['port']}" for node in nodes))
+    return {"redis_server": servers, "redis_db": str(options.get("db", 0)).strip(),
             "redis_namespace": redis_namespace(workspace, settings)}
 
 

@@ -351,7 +351,7 @@ class PackedRedisOnlineStore(RedisOnlineStore):
         restart), none on a timeout; 1 s to connect, 2 s to read; settings in the connection string
         (`socket_timeout=…`) still win."""
         if not self._client:
-            given = {part.split("=", 1)[0].strip() for part in online_store_config.connection_string.split(",") if "=" in part}
+            given = set(self._parse_connection_string(online_store_config.connection_string)[1])
             defaults = ",".join(f"{name}={value}" for name, value in REDIS_CLIENT_DEFAULTS.items() if name not in given)
             config = online_store_config.model_copy(update={
                 "connection_string": ",".join(filter(None, (online_store_config.connection_string, defaults)))})
