@@ -4,13 +4,22 @@ retailer over two years is ingested, resolved, trained and served once per sessi
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from cdp.config import IngestSettings, Settings, load_settings
 from cdp.workspace import Workspace
+
+# The same examples on every run, so that a merge is judged on the code and not on which random cases
+# Hypothesis happened to draw; `HYPOTHESIS_PROFILE=explore make test` searches afresh (and keeps failures
+# in .hypothesis/ to replay).
+hypothesis_settings.register_profile("repeatable", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore")
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture

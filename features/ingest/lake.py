@@ -79,28 +79,33 @@ def merge_into_lake(
     duplicates_out: pq.ParquetWriter,
     respect_versions: bool = True,
 ) -> MergeResult:
-    """Upsert staged rows on the primary key; earlier rows with a repeated key are superseded.
+    """Upsert staged rows on the primary key; the other rows of a key repeated in one file are superseded.
 
-    A key repeated within one file keeps its last row; the earlier ones go to quarantine.
-    A key already in the lake is replaced by the new row, so re-ingesting a file is a no-op.
+    A key repeated within one file keeps its latest version (`updated_at`, for a table that has one), else
+    its last row; the others go to quarantine. A key already in the lake is replaced by the new row, so
+    re-ingesting a file is a no-op.
     """
     key = ", ".join(_quote(c) for c in contract.primary_key)
     payload = ", ".join(f"{_literal(c)}: s.{_quote(c)}" for c in contract.column_names)
     staged_rows = f"read_parquet({_literal(str(staged))})"
     on_key = " AND ".join(f"s.{_quote(c)} = d.{_quote(c)}" for c in contract.primary_key)
-    # Repeated keys are rare: find them with one hash aggregate instead of a window over every row.
+    # Repeated keys are rare: find them with one hash aggregate, and rank only their rows.
+    newest_first = (f"s.{_quote(contract.version_column)} DESC NULLS LAST, " if contract.version_column else "")
     connection.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE repeated AS
-        SELECT {key}, max(_source_row) AS _last_row FROM {staged_rows}
-        GROUP BY {key} HAVING count(*) > 1
+        WITH keys AS (SELECT {key} FROM {staged_rows} GROUP BY {key} HAVING count(*) > 1)
+        SELECT {", ".join(f"s.{_quote(c)}" for c in contract.primary_key)}, s._source_row AS _last_row
+        FROM {staged_rows} s SEMI JOIN keys d ON {on_key}
+        QUALIFY row_number() OVER (PARTITION BY {", ".join(f"s.{_quote(c)}" for c in contract.primary_key)}
+                                   ORDER BY {newest_first}s._source_row DESC) = 1
         """
     )
     superseded = connection.sql(
         f"""
         SELECT s._source_row AS row, d._last_row AS last_row, to_json({{{payload}}})::VARCHAR AS record
         FROM {staged_rows} s JOIN repeated d ON {on_key}
-        WHERE s._source_row < d._last_row ORDER BY s._source_row
+        WHERE s._source_row <> d._last_row ORDER BY s._source_row
         """
     ).to_arrow_table()
     if superseded.num_rows:

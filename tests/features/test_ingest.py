@@ -277,6 +277,25 @@ def test_repeated_key_in_one_file_keeps_the_last_and_quarantines_the_rest(raw_di
     assert report.quarantined_by_reason == {"duplicate primary key (order_id): superseded by row N of the same file": 2}
 
 
+def test_repeated_customer_key_in_one_file_keeps_its_latest_version_not_its_last_row(
+        raw_dir, workspace, ingest_settings):
+    # Given a customers export listing one record twice, the newer version first, and another with no version
+    (raw_dir / "customers.csv").write_text(
+        "source,source_id,email,updated_at\n"
+        "web,W1,new@example.com,2025-06-01\nweb,W1,old@example.com,2025-01-01\n"
+        "web,W2,dated@example.com,2025-01-01\nweb,W2,undated@example.com,\n"
+    )
+    # When ingested
+    report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    # Then each key keeps its latest updated_at, and the others are quarantined pointing at it
+    customers = lake(workspace, "customers").set_index("source_id")["email"].to_dict()
+    assert customers == {"W1": "new@example.com", "W2": "dated@example.com"}
+    assert (report.read, report.loaded, report.quarantined) == (4, 2, 2)
+    bad = quarantine(workspace, "customers").sort_values("row")
+    assert bad["row"].tolist() == [2, 4]
+    assert "superseded by row 1" in bad["reason"].iloc[0] and "superseded by row 3" in bad["reason"].iloc[1]
+
+
 def test_invalid_utf8_quarantines_the_row_only(raw_dir, workspace, ingest_settings):
     (raw_dir / "orders.csv").write_bytes(
         ORDERS_HEADER.encode() + b"o1,web,w1,2025-01-01,10,web,1,0\no2,web,w\xff\xfe,2025-01-01,10,web,1,0\n"
