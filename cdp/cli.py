@@ -141,11 +141,12 @@ def ingest(
         except TableFileError as error:
             raise _fail(str(error)) from error
     summary = Table(title=f"Ingested {raw} into {space.lake}")
-    for column in ("table", "read", "loaded", "quarantined", "PII nulled", "lake rows", "status"):
+    # `unchanged`: loaded rows the lake already held as they are (a file ingested again changes nothing)
+    for column in ("table", "read", "loaded", "unchanged", "quarantined", "PII nulled", "lake rows", "status"):
         summary.add_column(column, justify="left" if column in ("table", "status") else "right")
     for t in report.tables:
         status = "ok" if t.status == "ok" else f"[red]failed[/red]: {t.error}"
-        summary.add_row(t.table, f"{t.read:,}", f"{t.loaded:,}", f"{t.quarantined:,}",
+        summary.add_row(t.table, f"{t.read:,}", f"{t.loaded:,}", f"{t.unchanged:,}", f"{t.quarantined:,}",
                         f"{sum(t.nulled_values.values()):,}", f"{t.lake_rows:,}", status)
     console.print(summary)
     for t in report.tables:

@@ -130,6 +130,25 @@ def test_ingest_says_how_many_more_rows_it_quarantined_than_it_lists(tmp_path):
     assert "2 more quarantined for 2 other reason(s) (all in" in words
 
 
+def test_ingesting_the_same_file_again_shows_its_rows_as_unchanged(tmp_path):
+    # Given an orders file already ingested
+    raw, workspace = tmp_path / "raw", str(tmp_path / "ws")
+    raw.mkdir()
+    (raw / "orders.csv").write_text("order_id,source,source_id,ordered_at,amount\n"
+                                    "o1,web,w1,2025-01-01,10\no2,web,w1,2025-01-02,12\n")
+    first = runner.invoke(app, ["ingest", "--raw", str(raw), "--workspace", workspace])
+    # When it is ingested again
+    second = runner.invoke(app, ["ingest", "--raw", str(raw), "--workspace", workspace])
+    # Then the table says both rows were already in the lake as they are, and the first run said none were
+    assert first.exit_code == second.exit_code == 0, second.output
+    def read_loaded_unchanged(output: str) -> list[str]:
+        row = next(line for line in output.splitlines() if line.lstrip("│ ").startswith("orders"))
+        return [cell.strip() for cell in row.strip("│ ").split("│")][1:4]
+
+    assert read_loaded_unchanged(first.output) == ["2", "2", "0"]
+    assert read_loaded_unchanged(second.output) == ["2", "2", "2"]
+
+
 def test_explain_an_unknown_customer_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["identity", "explain", "C1", "--workspace", str(tmp_path)])
     assert result.exit_code == 1 and "run `cdp resolve` first" in result.output
