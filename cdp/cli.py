@@ -203,7 +203,9 @@ def resolve(workspace: WorkspaceOption = None, config: ConfigOption = None) -> N
         summary.add_row(f"joins refused: {reason}", f"{count:,}")
     summary.add_row("records without PII (own customer)", f"{report['records_without_pii']:,}")
     summary.add_row("customer ids kept / new", f"{report['ids']['kept_ids']:,} / {report['ids']['new_ids']:,}")
-    summary.add_row("clusters above the size limit", f"{len(report['large_clusters']):,}")
+    large = report.get("large_cluster_count", len(report["large_clusters"]))
+    listed = f" (the largest {len(report['large_clusters']):,} in the report)" if large > len(report["large_clusters"]) else ""
+    summary.add_row("clusters above the size limit", f"{large:,}{listed}")
     console.print(summary)
     console.print(f"Outputs in {space.outputs}; report {space.reports / 'identity.json'}")
 
@@ -253,8 +255,10 @@ def identity_explain(
         for edge in edges:
             evidence = _evidence_text(edge["evidence"])
             extra = f" — refused: {edge['refused_because']}" if "refused_because" in edge else ""
+            compared = (f" (the comparison alone: {edge['model_probability']:.4f})"
+                        if edge["kind"] == "deterministic" and edge["model_probability"] < 0.99995 else "")
             answer_console.print(f"  {escape(str(edge['records'][0]))} ~ {escape(str(edge['records'][1]))}: "
-                          f"{escape(str(edge['rule']))}, p={edge['match_probability']:.4f}, "
+                          f"{escape(str(edge['rule']))}, p={edge['match_probability']:.4f}{compared}, "
                           f"weight {edge['match_weight']:+.1f}{escape(extra)}", emoji=False)
             if evidence:
                 answer_console.print(f"    {escape(evidence)}", emoji=False)
@@ -308,6 +312,10 @@ def evaluate_identity(
                      f"{pairwise['f1']:.4f}", f"{scores['over_merged_customers']:,}",
                      f"{scores['under_merged_people']:,}", str(households))
     console.print(view)
+    untold = result["all_records"]["records_without_truth"]
+    if untold:
+        console.print(f"{untold:,} record(s) of the identity map have no truth ({truth_file.name} does not list them) "
+                      "and are not scored")
     worst = result["all_records"]["worst_over_merges"][:5]
     if worst:
         console.print("Worst over-merges (explain with `cdp identity explain ID`): "

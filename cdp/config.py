@@ -17,6 +17,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
 
@@ -92,6 +93,10 @@ class IdentitySettings(_Section):
     email_family_mailboxes: bool = True
     """Treat family mailboxes ("the" + a surname + "s", e.g. thesmiths12@…) as a household's: they
     neither merge records alone nor count as one person's e-mail in a probabilistic match."""
+    nickname_groups: dict[str, tuple[str, ...]] = {}
+    """Given-name variants added to the built-in table (features/identity/nicknames.py), e.g.
+    {"margaret": ["mags"]}: a variant then agrees with its name, and one listed under several names
+    agrees with each of them."""
     match_threshold: float = Field(0.95, gt=0, lt=1)
     """Match probability from which two records are the same person."""
     block_window: int = Field(20, ge=2)
@@ -428,6 +433,34 @@ def describe_validation_errors(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def describe_environment_error(error: Exception) -> str:
+    """pydantic-settings names only the section when a CDP_<SECTION>__<KEY> value does not parse; name
+    the variables of that section holding a list or mapping, which must be JSON."""
+    import json
+    import os
+    import typing
+
+    found = re.search(r'field "(\w+)"', str(error))
+    section = Settings.model_fields.get(found.group(1)) if found else None
+    if section is None or not isinstance(section.annotation, type) or not issubclass(section.annotation, BaseModel):
+        return str(error)
+    prefix = f"CDP_{found.group(1).upper()}__"
+    culprits = []
+    for variable, value in os.environ.items():
+        key = variable.upper().removeprefix(prefix).lower()
+        field = section.annotation.model_fields.get(key) if variable.upper().startswith(prefix) else None
+        if field is None or typing.get_origin(field.annotation) not in (list, tuple, dict, set):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            culprits.append(variable)
+    if not culprits:
+        return str(error)
+    return (f"environment variable {', '.join(sorted(culprits))}: a list or mapping is written as JSON, e.g. "
+            '\'["gmail.com", "example.com"]\' or \'{"margaret": ["mags"]}\'')
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings from defaults, an optional YAML file, the environment and overrides."""
     if config_file is not None and not Path(config_file).is_file():
@@ -438,6 +471,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     except ValidationError as error:
         where = f" (file {config_file})" if config_file else ""
         raise ConfigError(f"invalid configuration{where}: {describe_validation_errors(error)}") from error
+    except SettingsError as error:
+        raise ConfigError(f"invalid configuration: {describe_environment_error(error)}") from error
     except Exception as error:  # a YAML file that does not parse
         where = f" (file {config_file})" if config_file else ""
         raise ConfigError(f"invalid configuration{where}: {error}") from error

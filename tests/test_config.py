@@ -78,3 +78,14 @@ def test_each_bad_setting_is_named_on_one_line_without_pydantic_internals(monkey
     message = str(raised.value)
     assert "policy.consent_mode:" in message and "latest_timestamp (2000-01-01) must be after" in message
     assert "\n" not in message and "errors.pydantic.dev" not in message and "input_value" not in message
+
+
+def test_a_list_in_the_environment_not_written_as_json_names_its_variable(monkeypatch):
+    # Given a list setting written as plain text in the environment
+    monkeypatch.setenv("CDP_IDENTITY__EMAIL_DOTLESS_DOMAINS", "gmail.com")
+    # When the settings are read, then the error names the variable and says how to write it
+    with pytest.raises(ConfigError, match=r"CDP_IDENTITY__EMAIL_DOTLESS_DOMAINS: a list or mapping is written as JSON"):
+        load_settings()
+    # ...and written as JSON it is read
+    monkeypatch.setenv("CDP_IDENTITY__EMAIL_DOTLESS_DOMAINS", '["gmail.com", "example.com"]')
+    assert load_settings().identity.email_dotless_domains == ("gmail.com", "example.com")

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.identity.conflicts import birth_dates_conflict, first_names_conflict
+from features.identity.conflicts import (
+    birth_dates_conflict,
+    first_names_conflict,
+    scripts_comparable,
+)
 
 ID_PREFIX = "C"
 ID_DIGITS = 9
@@ -22,14 +26,16 @@ ID_DIGITS = 9
 @dataclass(frozen=True)
 class Traits:
     first: str | None
+    """Every name the first name may stand for (`standardize`'s `first_names`)."""
     last: str | None
     birth: str | None
+    script: str | None = None
 
 
 def _conflicting(x: Traits, y: Traits) -> str | None:
     if birth_dates_conflict(x.birth, y.birth):
         return "different dates of birth"
-    if first_names_conflict(x.first, y.first, x.last, y.last):
+    if scripts_comparable(x.script, y.script) and first_names_conflict(x.first, y.first, x.last, y.last):
         return "different first names"
     return None
 
@@ -42,6 +48,8 @@ class ClusteringResult:
     """Per edge: True if it joined two clusters or fell inside one, False if refused."""
     refusals: list[str | None]
     """Per edge: why it was refused, or None."""
+    joined: np.ndarray
+    """Per edge: True if it joined two clusters (the links that hold a customer together)."""
 
 
 def cluster_records(standardized: pd.DataFrame, edges: pd.DataFrame) -> ClusteringResult:
@@ -49,10 +57,9 @@ def cluster_records(standardized: pd.DataFrame, edges: pd.DataFrame) -> Clusteri
     size = len(standardized)
     parent = np.arange(size)
     traits = [
-        Traits(f, lst, b)
-        for f, lst, b in zip(
-            standardized["first_canonical"], standardized["last_name"], standardized["date_of_birth"], strict=True
-        )
+        Traits(f, lst, b, script)
+        for f, lst, b, script in zip(standardized["first_names"], standardized["last_name"],
+                                     standardized["date_of_birth"], standardized["name_script"], strict=True)
     ]
     members: dict[int, set[Traits]] = {}
 
@@ -76,6 +83,7 @@ def cluster_records(standardized: pd.DataFrame, edges: pd.DataFrame) -> Clusteri
     rights = edges["right"].to_numpy()
     accepted = np.ones(len(edges), dtype=bool)
     refusals: list[str | None] = [None] * len(edges)
+    joined = np.zeros(len(edges), dtype=bool)
     for position in order:
         a, b = find(int(lefts[position])), find(int(rights[position]))
         if a == b:
@@ -89,10 +97,11 @@ def cluster_records(standardized: pd.DataFrame, edges: pd.DataFrame) -> Clusteri
         if len(traits_a) < len(traits_b):
             a, b, traits_a, traits_b = b, a, traits_b, traits_a
         parent[b] = a
+        joined[position] = True
         traits_a |= traits_b
         members.pop(b, None)
     labels = np.array([find(i) for i in range(size)], dtype=np.int64)
-    return ClusteringResult(labels, accepted, refusals)
+    return ClusteringResult(labels, accepted, refusals, joined)
 
 
 def format_customer_id(sequence: int) -> str:

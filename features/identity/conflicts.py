@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 
+from features.identity.nicknames import NAME_ALTERNATIVES_SEPARATOR
+
 NAME_TYPO_SIMILARITY = 0.9
 """First names this alike may be typos of each other; others conflict."""
 TYPO_MIN_LENGTH = 5
@@ -15,17 +17,38 @@ TYPO_MIN_LENGTH = 5
 
 
 def birth_dates_conflict(x: str | None, y: str | None) -> bool:
-    """Both known and agreeing on fewer than two of year, month and day."""
+    """Both known and agreeing on fewer than two of year, month and day, and not the same date with day
+    and month swapped (1984-03-07 and 1984-07-03: a common way of writing one date wrong)."""
     if not x or not y:
         return False
-    return sum(p == q for p, q in zip(x.split("-"), y.split("-"), strict=True)) < 2
+    (x_year, x_month, x_day), (y_year, y_month, y_day) = x.split("-"), y.split("-")
+    if x_year == y_year and x_month == y_day and x_day == y_month:
+        return False
+    return (x_year == y_year) + (x_month == y_month) + (x_day == y_day) < 2
+
+
+def scripts_comparable(x_script: str | None, y_script: str | None) -> bool:
+    """Names written in two scripts cannot be said to conflict (`standardize.name_script`)."""
+    return x_script is None or y_script is None or x_script == y_script
 
 
 def first_names_conflict(
     x_first: str | None, y_first: str | None, x_last: str | None = None, y_last: str | None = None
 ) -> bool:
-    """Different canonical first names that are not an initial, a typo or a first/last swap."""
+    """Different canonical first names that are not an initial, a typo or a first/last swap. A name
+    that stands for several ("samantha|samuel", `nicknames.name_alternatives`) conflicts only when
+    each of them does."""
     if not x_first or not y_first or x_first == y_first:
+        return False
+    if NAME_ALTERNATIVES_SEPARATOR in x_first or NAME_ALTERNATIVES_SEPARATOR in y_first:
+        return all(_one_first_name_conflicts(x, y, x_last, y_last)
+                   for x in x_first.split(NAME_ALTERNATIVES_SEPARATOR)
+                   for y in y_first.split(NAME_ALTERNATIVES_SEPARATOR))
+    return _one_first_name_conflicts(x_first, y_first, x_last, y_last)
+
+
+def _one_first_name_conflicts(x_first: str, y_first: str, x_last: str | None, y_last: str | None) -> bool:
+    if x_first == y_first:
         return False
     if (len(x_first) == 1 or len(y_first) == 1) and x_first[0] == y_first[0]:
         return False

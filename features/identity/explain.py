@@ -43,7 +43,9 @@ def explain_customer(query: str, identity_map: pd.DataFrame, edges: pd.DataFrame
             "records": [edge["left_record"], edge["right_record"]],
             "rule": edge["rule"],
             "kind": edge["kind"],
-            "match_probability": round(float(edge["model_probability"]), 6),
+            # as the identity map holds it (1 for a deterministic link); the comparison's own beside it
+            "match_probability": round(float(edge["probability"]), 6),
+            "model_probability": round(float(edge["model_probability"]), 6),
             "match_weight": round(float(edge["match_weight"]), 3),
             "evidence": evidence,
             **({"refused_because": edge["refused_because"]} if not edge["accepted"] else {}),

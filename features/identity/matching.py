@@ -20,8 +20,10 @@ from rapidfuzz.process import cpdist
 from features.identity.conflicts import (
     birth_dates_conflict,
     first_names_conflict,
+    scripts_comparable,
     surnames_conflict,
 )
+from features.identity.nicknames import NAME_ALTERNATIVES_SEPARATOR
 
 # Blocking rules: each a list of standardized columns that must all be present and equal.
 BLOCKING_RULES: dict[str, tuple[str, ...]] = {
@@ -41,7 +43,8 @@ BLOCKING_RULES: dict[str, tuple[str, ...]] = {
 LEVELS: dict[str, tuple[str, ...]] = {
     "first_name": ("null", "exact", "jaro_winkler_0.92", "jaro_winkler_0.80", "initial", "different"),
     "last_name": ("null", "exact", "jaro_winkler_0.92", "jaro_winkler_0.80", "different"),
-    "date_of_birth": ("null", "exact", "two_of_three_parts", "same_year", "different"),
+    # a day and month swapped (1984-03-07 / 1984-07-03) is one date written wrong, as close as two parts
+    "date_of_birth": ("null", "exact", "two_parts_or_day_month_swapped", "same_year", "different"),
     # The same family mailbox says "one household", not "one person": its own level and weight.
     "email": ("null", "exact", "domain_typo", "different", "same_family_mailbox"),
     # Two different mobile numbers say more than a mobile and a landline: a person usually has one
@@ -143,7 +146,7 @@ class EncodedRecords:
 
 
 ENCODED_COLUMNS = (
-    "first_name", "first_canonical", "last_name", "email", "email_local", "email_domain", "phone",
+    "first_name", "first_canonical", "first_names", "last_name", "email", "email_local", "email_domain", "phone",
     "address", "postcode", "postcode_area", "city",
 )
 
@@ -241,6 +244,24 @@ def _location_levels(records: EncodedRecords, a: np.ndarray, b: np.ndarray) -> n
     return np.select(conditions, list(range(len(conditions))), default=len(conditions)).astype(np.int8)
 
 
+def _nickname_of_both(records: EncodedRecords, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairs whose first names may stand for one name (sam and samantha: "samantha|samuel" meets
+    "samantha"); only pairs with a name of several names are looked at (a few in a thousand)."""
+    codes, names = records.codes["first_names"], records.values["first_names"]
+    several = np.fromiter((NAME_ALTERNATIVES_SEPARATOR in name for name in names), dtype=bool, count=len(names))
+    if not several.any():
+        return np.zeros(len(a), dtype=bool)
+    left, right = codes[a], codes[b]
+    candidates = np.flatnonzero((left >= 0) & (right >= 0) & (left != right)
+                                & (several[np.maximum(left, 0)] | several[np.maximum(right, 0)]))
+    meets = np.zeros(len(a), dtype=bool)
+    for position in candidates.tolist():
+        x = names[left[position]].split(NAME_ALTERNATIVES_SEPARATOR)
+        y = names[right[position]].split(NAME_ALTERNATIVES_SEPARATOR)
+        meets[position] = not set(x).isdisjoint(y)
+    return meets
+
+
 def compare_pairs(records: EncodedRecords, left: np.ndarray, right: np.ndarray) -> pd.DataFrame:
     """Comparison level per field for each pair (see LEVELS), vectorized over pairs."""
     a, b = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
@@ -259,6 +280,8 @@ def compare_pairs(records: EncodedRecords, left: np.ndarray, right: np.ndarray) 
         missing, _ = _same(records, field, a, b)
         _, exact = _same(records, canonical, a, b)
         exact |= swapped
+        if field == "first_name":
+            exact |= _nickname_of_both(records, a, b)
         similarity = _pair_similarity(records, field, a, b, JaroWinkler.normalized_similarity)
         thresholds: tuple[float, ...] = (0.92, 0.80)
         if field == "first_name":
@@ -275,9 +298,11 @@ def compare_pairs(records: EncodedRecords, left: np.ndarray, right: np.ndarray) 
     birth_a, birth_b = records.birth[a], records.birth[b]
     birth_missing = (birth_a[:, 0] < 0) | (birth_b[:, 0] < 0)
     parts_equal = (birth_a == birth_b).sum(axis=1)
+    day_month_swapped = ((birth_a[:, 0] == birth_b[:, 0]) & (birth_a[:, 1] == birth_b[:, 2])
+                         & (birth_a[:, 2] == birth_b[:, 1]))
     birth = np.full(len(a), 4, dtype=np.int8)
     birth[birth_a[:, 0] == birth_b[:, 0]] = 3
-    birth[parts_equal >= 2] = 2
+    birth[(parts_equal >= 2) | day_month_swapped] = 2
     birth[parts_equal == 3] = 1
     birth[birth_missing] = 0
     out["date_of_birth"] = birth
@@ -307,13 +332,16 @@ def shared_contact_points(keyed: pd.DataFrame, column: str) -> set[str]:
     if len(left) == 0:
         return set()
     first = keyed["first_canonical"].to_numpy(dtype=object)
+    first_names = keyed["first_names"].to_numpy(dtype=object)
     last = keyed["last_name"].to_numpy(dtype=object)
     birth = keyed["date_of_birth"].to_numpy(dtype=object)
+    script = keyed["name_script"].to_numpy(dtype=object)
     conflicting = np.fromiter(
         (
             birth_dates_conflict(birth[a], birth[b])
-            or first_names_conflict(first[a], first[b], last[a], last[b])
-            or surnames_conflict(last[a], last[b], first[a], first[b])
+            or scripts_comparable(script[a], script[b]) and (
+                first_names_conflict(first_names[a], first_names[b], last[a], last[b])
+                or surnames_conflict(last[a], last[b], first[a], first[b]))
             for a, b in zip(left.tolist(), right.tolist(), strict=True)
         ),
         dtype=bool,

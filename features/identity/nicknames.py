@@ -1,7 +1,7 @@
 """Common English given-name variants, mapped to one canonical form.
 
 Names are compared after this mapping so that Bill and William agree exactly. The table is ours
-(public, general knowledge), not the simulator's; a user can extend it in config.
+(public, general knowledge), not the simulator's; `identity.nickname_groups` adds to it.
 """
 
 from __future__ import annotations
@@ -95,12 +95,33 @@ _GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _groups(extra: dict[str, tuple[str, ...]] | None) -> dict[str, tuple[str, ...]]:
+    groups = dict(_GROUPS)
+    for canonical, variants in (extra or {}).items():  # a configured group adds to a built-in one
+        groups[canonical] = (*groups.get(canonical, ()), *variants)
+    return groups
+
+
 def nickname_table(extra: dict[str, tuple[str, ...]] | None = None) -> dict[str, str]:
-    """Every variant -> its canonical name. Ambiguous variants (Alex, Sam, Pat, Chris) map to
-    the first group listed, which is harmless: both sides of a comparison map the same way."""
+    """Every variant -> one canonical name, for blocking keys and term frequencies. A variant of
+    several names (Sam: Samuel and Samantha) maps to the first group listed; `name_alternatives` keeps
+    all of them, so that Sam never conflicts with Samantha."""
     table: dict[str, str] = {}
-    for canonical, variants in {**_GROUPS, **(extra or {})}.items():
+    for canonical, variants in _groups(extra).items():
         table.setdefault(canonical, canonical)
         for variant in variants:
             table.setdefault(variant, canonical)
     return table
+
+
+NAME_ALTERNATIVES_SEPARATOR = "|"
+
+
+def name_alternatives(extra: dict[str, tuple[str, ...]] | None = None) -> dict[str, str]:
+    """Each variant of several names -> all of them, sorted and joined by "|" (sam -> "samantha|samuel").
+    One name agrees with another when their sets of names meet."""
+    names: dict[str, set[str]] = {}
+    for canonical, variants in _groups(extra).items():
+        for name in (canonical, *variants):
+            names.setdefault(name, set()).add(canonical)
+    return {name: NAME_ALTERNATIVES_SEPARATOR.join(sorted(found)) for name, found in names.items() if len(found) > 1}

@@ -2,8 +2,9 @@
 
 Rules: `most_recent` (latest non-null by `updated_at`), `most_frequent` (ties go to the most
 recent), `source_priority` (first non-null in the configured order of systems). Every e-mail and
-phone a customer has is kept as a list; the profile counts its records and carries the lowest
-match probability among them.
+phone a customer has is kept as a list, standardized as they are matched (e-mails as the provider
+reads them, phones in E.164); the profile counts its records and carries the lowest match probability
+among the links that join them.
 """
 
 from __future__ import annotations
@@ -79,8 +80,11 @@ def build_profiles(
     rules: dict[str, SurvivorshipRule] | None = None,
     source_priority: tuple[str, ...] = ("crm", "web", "app", "store"),
     custom_columns: tuple[str, ...] = (),
+    weakest_links: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """One golden record per customer_id from its source records."""
+    """One golden record per customer_id from its source records. `weakest_links`: per customer of
+    several records, the lowest probability among the links that join them (clustering's); without
+    it, the lowest of its records' own match probabilities."""
     overrides = rules or {}
     check_survivorship_rules(overrides, custom_columns)
     custom_rules = {column: overrides.get(column, CUSTOM_ATTRIBUTE_RULE) for column in custom_columns}
@@ -88,6 +92,8 @@ def build_profiles(
     data = records.reset_index(drop=True).copy()
     data["customer_id"] = identity_map["customer_id"].to_numpy()
     data["match_probability"] = identity_map["match_probability"].to_numpy()
+    if "phone" in data:  # the golden phone in E.164, as dialled and as in `phones`; the e-mail stays as given
+        data["phone"] = standardized["phone"].to_numpy()
     if "updated_at" not in data:
         data["updated_at"] = pd.NaT
     source_rank = pd.Series({source: rank for rank, source in enumerate(source_priority)})
@@ -97,6 +103,9 @@ def build_profiles(
     profiles["source_records"] = grouped.size()
     profiles["sources"] = _distinct_lists(data["customer_id"], data["source"], profiles.index)
     profiles["min_match_probability"] = grouped["match_probability"].min()
+    if weakest_links is not None:
+        profiles["min_match_probability"] = weakest_links.reindex(profiles.index).fillna(
+            profiles["min_match_probability"]).round(6)
     profiles["updated_at"] = grouped["updated_at"].max()
     for column, rule in rules.items():
         if column in data:

@@ -28,7 +28,12 @@ from features.identity.matching import (
     personal_agreement,
 )
 from features.identity.profiles import build_profiles, check_survivorship_rules
-from features.identity.standardize import EmailRules, has_any_pii, standardize_records
+from features.identity.standardize import (
+    EmailRules,
+    has_any_pii,
+    standardize_name,
+    standardize_records,
+)
 from features.identity.weights import (
     EM_MIN_PAIRS,
     MatchModel,
@@ -39,6 +44,8 @@ from features.identity.weights import (
 )
 
 log = logging.getLogger("cdp.identity")
+LARGE_CLUSTERS_LISTED = 50
+"""The report lists this many of the largest clusters above `identity.large_cluster_size`, and counts all."""
 Progress = Callable[[int, int], None]
 STEPS = 7
 RANDOM_PAIRS = 500_000
@@ -128,7 +135,8 @@ def resolve_identities(
         strip_plus_tags=settings.email_strip_plus_tags, dotless_domains=settings.email_dotless_domains,
         family_mailboxes=settings.email_family_mailboxes,
     )
-    standardized = standardize_records(records, settings.default_phone_region, rules)
+    standardized = standardize_records(records, settings.default_phone_region, rules,
+                                       _standardized_groups(settings.nickname_groups))
     keyed = add_blocking_keys(standardized)
     with_pii = has_any_pii(standardized)
     advance(1)
@@ -177,6 +185,7 @@ def resolve_identities(
     clusters = cluster_records(keyed, edges.reset_index(drop=True))
     edges["accepted"] = clusters.accepted
     edges["refused_because"] = clusters.refusals
+    edges["joined"] = clusters.joined
     advance(5)
 
     previous = None
@@ -190,7 +199,7 @@ def resolve_identities(
     profiles = build_profiles(
         records, standardized, identity_map,
         rules=dict(settings.survivorship), source_priority=settings.source_priority,
-        custom_columns=custom_columns,
+        custom_columns=custom_columns, weakest_links=_weakest_links(edges, customer_ids),
     )
     sizes = identity_map.groupby("customer_id").size()
     large = sizes[sizes > settings.large_cluster_size].sort_values(ascending=False)
@@ -217,7 +226,9 @@ def resolve_identities(
         ),
         "refused_joins": pd.Series([r for r in clusters.refusals if r]).value_counts().to_dict(),
         "contact_points_not_used_alone": skipped,
-        "large_clusters": [{"customer_id": c, "records": int(n)} for c, n in large.head(50).items()],
+        "large_cluster_count": int(len(large)),
+        # the largest LARGE_CLUSTERS_LISTED; every one is in the log
+        "large_clusters": [{"customer_id": c, "records": int(n)} for c, n in large.head(LARGE_CLUSTERS_LISTED).items()],
         "match_threshold": settings.match_threshold,
         "model": {"trained_on": model.trained_on, "iterations": model.iterations, "prior": round(model.prior, 5),
                   "warnings": model_warnings},
@@ -225,6 +236,15 @@ def resolve_identities(
     }
     advance(7)
     return Resolution(identity_map, profiles, edge_table, model, next_sequence, report, merged_into)
+
+
+def _standardized_groups(groups: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """Configured nickname groups written as names are compared: case-folded, transliterated."""
+    def name(text: str) -> str:
+        return (standardize_name(text) or "").split(" ")[0]
+
+    return {name(canonical): tuple(filter(None, map(name, variants))) for canonical, variants in groups.items()
+            if name(canonical)}
 
 
 def follow_merges(merged_into: dict[str, str]) -> dict[str, str]:
@@ -250,6 +270,15 @@ def _labelled_levels(
         raise ValueError("none of the labelled pairs refers to a known record")
     levels = compare_pairs(encoded, left[known].to_numpy(np.int64), right[known].to_numpy(np.int64))
     return levels, labelled.loc[known, "is_match"].astype(bool).to_numpy()
+
+
+def _weakest_links(edges: pd.DataFrame, customer_ids: np.ndarray) -> pd.Series:
+    """Per customer of several records, the lowest match probability among the links that hold its records
+    together: one probabilistic bridge between two e-mail pairs shows, though every record has an exact
+    link of its own."""
+    joining = edges[edges["joined"]]
+    return pd.Series(joining["probability"].to_numpy(), index=customer_ids[joining["left"].to_numpy()]) \
+        .groupby(level=0).min()
 
 
 def _identity_map(
@@ -299,6 +328,7 @@ def _edge_table(
             "model_probability": edges["model_probability"].to_numpy(),
             "match_weight": edges["match_weight"].to_numpy(),
             "accepted": edges["accepted"].to_numpy(),
+            "joined": edges["joined"].to_numpy(),
             "refused_because": edges["refused_because"].to_numpy(),
         }
     )

@@ -16,7 +16,7 @@ import pandas as pd
 import phonenumbers
 from anyascii import anyascii
 
-from features.identity.nicknames import nickname_table
+from features.identity.nicknames import name_alternatives, nickname_table
 
 ADDRESS_ABBREVIATIONS = {
     "street": "st", "road": "rd", "avenue": "ave", "lane": "ln", "drive": "dr", "close": "cl",
@@ -61,6 +61,14 @@ def standardize_name(text: str) -> str | None:
     case-folded, without punctuation, so a native-script record meets its Latin twin."""
     cleaned = _SPACES.sub(" ", _NON_LETTER.sub(" ", anyascii(text).casefold())).strip()
     return cleaned or None
+
+
+def name_script(text: str) -> str | None:
+    """The writing system of a name's first letter ("LATIN", "CYRILLIC", "ARABIC", "CJK", ...). Names are
+    judged to conflict only within one script: a transliteration is a guess (محمد reads "mhmd", 田中 as
+    Chinese), good enough to add match weight, not to say two records are different people."""
+    letter = next((ch for ch in text if ch.isalpha()), None)
+    return unicodedata.name(letter, "?").split(" ")[0] if letter else None
 
 
 def standardize_email(text: str, rules: EmailRules) -> str | None:
@@ -193,11 +201,13 @@ def standardize_records(
     records: pd.DataFrame,
     default_phone_region: str,
     email_rules: EmailRules | None = None,
-    nicknames: dict[str, str] | None = None,
+    nickname_groups: dict[str, tuple[str, ...]] | None = None,
 ) -> pd.DataFrame:
-    """Add standardized comparison columns to identity records (any PII column may be absent)."""
+    """Add standardized comparison columns to identity records (any PII column may be absent).
+    `nickname_groups`: given-name variants added to the built-in table (`identity.nickname_groups`)."""
     rules = email_rules or EmailRules()
-    nicknames = nicknames or nickname_table()
+    nicknames = nickname_table(nickname_groups)
+    alternatives = name_alternatives(nickname_groups)
     out = pd.DataFrame(index=records.index)
 
     def column(name: str) -> pd.Series:
@@ -211,6 +221,11 @@ def standardize_records(
     out["last_name"] = last
     first_word = first.map(lambda n: n.split(" ")[0] if isinstance(n, str) else None)
     out["first_canonical"] = first_word.map(lambda n: nicknames.get(n, n) if isinstance(n, str) else None)
+    # every name the first name may stand for (sam -> "samantha|samuel"): conflicts are judged on these
+    out["first_names"] = first_word.map(
+        lambda n: alternatives.get(n, nicknames.get(n, n)) if isinstance(n, str) else None)
+    written = column("first_name").where(column("first_name").notna(), column("last_name"))
+    out["name_script"] = _map_distinct(written.astype(object), lambda text: name_script(str(text)))
     out["email"] = _map_distinct(column("email"), lambda e: standardize_email(e, rules))
     out["email_local"] = out["email"].map(lambda e: e.split("@")[0] if isinstance(e, str) else None)
     out["email_is_family"] = (

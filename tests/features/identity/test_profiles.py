@@ -36,6 +36,7 @@ def test_default_rules_pick_frequent_names_recent_contacts_and_priority_attribut
     assert profile["loyalty_tier"] == "silver"  # source priority: crm first
     assert profile["emails"] == ["e.jones@y.com", "liz@x.com"]
     assert profile["phones"] == ["+447700900123"]
+    assert profile["phone"] == "+447700900123"  # the most recent, in E.164 as listed (given as "+44 7700 900123")
     assert profile["source_records"] == 3 and profile["sources"] == ["crm", "store", "web"]
     assert profile["min_match_probability"] == 0.97
 

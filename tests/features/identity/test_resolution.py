@@ -52,6 +52,74 @@ def test_simulated_customers_resolve_precisely(simulated, resolved):
     assert all(path.exists() for path in identity_paths(workspace).values())
 
 
+@pytest.mark.parametrize(("first", "second"), [
+    # a nickname of two names agrees with both: Sam is Samuel's and Samantha's, Nell Helen's and Eleanor's
+    ({"first_name": "Sam"}, {"first_name": "Samantha"}),
+    ({"first_name": "Nell"}, {"first_name": "Helen"}),
+    # one date written with day and month swapped
+    ({"date_of_birth": "1984-03-07"}, {"date_of_birth": "1984-07-03"}),
+    # a name in an abjad or in kanji transliterates badly (محمد reads "mhmd"), so it cannot conflict
+    ({"first_name": "محمد", "last_name": "علي"}, {"first_name": "Mohammed", "last_name": "Ali"}),
+    ({"first_name": "太郎", "last_name": "田中"}, {"first_name": "Taro", "last_name": "Tanaka"}),
+])
+def test_one_persons_records_written_two_ways_join_on_their_email_and_phone(first, second):
+    # Given one person's two records, sharing e-mail, phone and everything else but how one field is written
+    person = {"first_name": "Samantha", "last_name": "Okonkwo", "email": "s.okonkwo@outlook.com",
+              "phone": "07700 900555", "date_of_birth": "1992-02-02"}
+    given = records([{"source": "crm", "source_id": "1", **person, **first},
+                     {"source": "web", "source_id": "2", **person, **second}])
+    # When resolved
+    resolution = resolve_identities(given, None, SETTINGS)
+    # Then they are one customer, and the e-mail and phone are not taken for a household's
+    assert customer_of(resolution, "crm:1") == customer_of(resolution, "web:2")
+    assert resolution.report["contact_points_not_used_alone"].get("shared_emails", 0) == 0
+
+
+def test_different_people_sharing_an_email_still_conflict_within_one_script():
+    # Given Samuel and Samantha (both of whom Sam may be) and two different Arabic names on one e-mail
+    shared = {"last_name": "Okonkwo", "email": "okonkwo@outlook.com"}
+    given = records([
+        {"source": "crm", "source_id": "1", "first_name": "Samuel", **shared},
+        {"source": "web", "source_id": "2", "first_name": "Samantha", **shared},
+        {"source": "crm", "source_id": "3", "first_name": "محمد", "last_name": "علي", "email": "ali@x.com"},
+        {"source": "web", "source_id": "4", "first_name": "فاطمة", "last_name": "علي", "email": "ali@x.com"},
+    ])
+    # When resolved
+    resolution = resolve_identities(given, None, SETTINGS)
+    # Then neither e-mail joins them
+    assert customer_of(resolution, "crm:1") != customer_of(resolution, "web:2")
+    assert customer_of(resolution, "crm:3") != customer_of(resolution, "web:4")
+
+
+def test_a_customers_lowest_match_probability_is_its_weakest_joining_link(resolved):
+    # Given the demo's customers and the links clustering joined them by
+    profiles = resolved.profiles.set_index("customer_id")["min_match_probability"]
+    joining = resolved.edges[resolved.edges["joined"]]
+    # Then each customer's lowest match probability is the weakest of those links (1 for one record alone)
+    weakest = joining.groupby("left_customer_id")["probability"].min()
+    expected = weakest.reindex(profiles.index).fillna(1.0).round(6)
+    pd.testing.assert_series_equal(profiles, expected, check_names=False)
+    # ...which is below 1 for customers held together by a probabilistic link, even where every record
+    # has an exact link of its own (a bridge between two e-mail pairs)
+    records_exact = resolved.identity_map.groupby("customer_id")["match_probability"].min().eq(1.0)
+    assert (records_exact & (profiles < 1.0)).any()
+    assert (joining["left_customer_id"] == joining["right_customer_id"]).all()
+
+
+def test_clustering_joins_over_the_strongest_links_and_marks_them():
+    from features.identity.clustering import cluster_records
+
+    # Given two pairs of records with exact links, bridged twice, by a 0.99 and a 0.97 link
+    standardized = pd.DataFrame({"first_names": ["ann"] * 4, "last_name": ["lee"] * 4,
+                                 "date_of_birth": [None] * 4, "name_script": ["LATIN"] * 4})
+    edges = pd.DataFrame({"left": [0, 2, 1, 0], "right": [1, 3, 2, 3], "probability": [1.0, 1.0, 0.97, 0.99]})
+    # When clustered
+    result = cluster_records(standardized, edges)
+    # Then one customer, joined by both exact links and the 0.99 bridge; the 0.97 one falls inside it
+    assert len(set(result.labels)) == 1
+    assert result.joined.tolist() == [True, True, False, True] and result.accepted.all()
+
+
 def test_household_sharing_an_email_stays_apart():
     # Given two people at one address sharing a family e-mail, plus one person with two records
     given = records(
@@ -234,7 +302,7 @@ def test_bad_input_gives_clear_answers(caplog):
     with caplog.at_level(logging.WARNING):
         resolution = resolve_identities(given, None, SETTINGS)
     assert customer_of(resolution, "web:g1") == customer_of(resolution, "store:g2")
-    assert resolution.report["large_clusters"][0]["records"] == 500
+    assert resolution.report["large_clusters"][0]["records"] == 500 and resolution.report["large_cluster_count"] == 1
     assert "large cluster" in caplog.text and "zq@x.com" not in caplog.text
     assert len(resolution.identity_map) == len(given)
 
