@@ -985,6 +985,7 @@ def forget(
     customer_id: SubjectCustomer = None,
     source: SubjectSource = None,
     source_id: SubjectSourceId = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show whom and what would be erased (each record and how it was joined); change nothing.")] = False,
     workspace: WorkspaceOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -1000,16 +1001,28 @@ def forget(
 
     query = _subject_query(email, customer_id, source, source_id)
     space, settings = _context(workspace, config)
+    if dry_run:
+        _preview_erasure(space, settings, query)
+        return
+
+    def record_start(subject, request_id: str) -> None:  # on record before anything changes
+        record_request(space, settings.privacy, "erasure", subject.customer_id,
+                       {"request_id": request_id, "outcome": "started", "records": len(subject.records)})
+
     try:
-        subject, report = forget_subject(space, settings, query)
+        subject, report = forget_subject(space, settings, query, on_start=record_start)
     except SubjectNotFoundError as error:
+        record_request(space, settings.privacy, "erasure", None, {"outcome": "refused", "why": error.outcome})
         raise _fail(f"{error}; nothing was changed") from error
     except ErasureError as error:
+        record_request(space, settings.privacy, "erasure", None, {"outcome": "failed", "why": "a store could not be "
+                                                                   "cleaned or is not the one loaded"})
         raise _fail(str(error)) from error
     record_request(space, settings.privacy, "erasure", subject.customer_id,
-                   {"request_id": report.request_id, "records": report.records,
+                   {"request_id": report.request_id, "outcome": "done", "records": report.records,
                     "rows_removed": sum(report.rows_removed.values()),
-                    "suppression_entries_added": report.suppression_entries_added})
+                    "suppression_entries_added": report.suppression_entries_added,
+                    "abandoned_files_removed": report.abandoned_files_removed})
     for name, count in report.rows_removed.items():  # the scoring summaries count what the files hold
         try:
             if count:
@@ -1020,9 +1033,43 @@ def forget(
     _print_row_counts(f"Erased customer {subject.customer_id} ({report.records} record"
                       f"{'' if report.records == 1 else 's'})", "store",
                       {name: count for name, count in report.rows_removed.items() if count})
+    abandoned = (f"; temporary files of interrupted runs deleted: {report.abandoned_files_removed}"
+                 if report.abandoned_files_removed else "")
     console.print(f"Suppression entries added: {report.suppression_entries_added}; identifiers shared with "
                   f"other customers kept for them: {report.shared_identifiers_kept}; reports scrubbed: "
-                  f"{len(report.files_scrubbed)}. A running service keeps its identity lookup until restarted.")
+                  f"{len(report.files_scrubbed)}{abandoned}. A running service answers the person as unknown "
+                  "from its next request.")
+
+
+def _preview_erasure(space, settings, query) -> None:
+    """`cdp forget --dry-run`: who would be erased, record by record and how each was joined, so that a
+    customer that merged two people can be seen before anyone is erased. Changes nothing."""
+    import pandas as pd
+
+    from features.erasure import SubjectNotFoundError, find_subject
+    from features.identity.store import identity_paths
+
+    try:
+        subject = find_subject(space, settings, query)
+    except SubjectNotFoundError as error:
+        raise _fail(str(error)) from error
+    paths = identity_paths(space)
+    identity_map = pd.read_parquet(paths["identity_map"])
+    records = identity_map[identity_map["customer_id"] == subject.customer_id]
+    profile = pd.read_parquet(paths["profiles"], columns=["customer_id", "min_match_probability"])
+    weakest = profile.loc[profile["customer_id"] == subject.customer_id, "min_match_probability"]
+    answer_console.print(f"Would erase customer {subject.customer_id}: {len(records)} record(s), "
+                         f"{len(subject.order_ids):,} order(s); would suppress {len(subject.emails)} e-mail(s) and "
+                         f"{len(subject.phones)} phone(s) (shared with other customers, kept: "
+                         f"{subject.shared_identifiers}); former ids: {', '.join(subject.former_ids) or 'none'}")
+    for record in records.itertuples():
+        answer_console.print(f"  {escape(record.source)}:{escape(str(record.source_id))}  {escape(record.matched_by)} "
+                             f"(p={record.match_probability:.4f})", emoji=False)
+    if len(weakest) and weakest.iloc[0] < 1.0:
+        answer_console.print(f"Records joined by a probabilistic match (weakest link p={weakest.iloc[0]:.4f}): check "
+                             f"they are one person (`cdp identity explain {subject.customer_id}`) before erasing; "
+                             "a record that is someone else's is erased and suppressed with them.")
+    answer_console.print("Nothing was changed (--dry-run).")
 
 
 @app.command("export-subject")
@@ -1050,13 +1097,14 @@ def export_subject_command(
     try:
         document = export_subject(space, settings, query, served)
     except SubjectNotFoundError as error:
+        record_request(space, settings.privacy, "access", None, {"outcome": "refused", "why": error.outcome})
         raise _fail(str(error)) from error
     record_request(space, settings.privacy, "access", document["customer_id"],
-                   {"records": len(document["identity"].get("records", []))})
+                   {"outcome": "done", "records": len(document["identity"].get("records", []))})
     if out is None:
         print(json.dumps(document, indent=2, default=str, ensure_ascii=False))
     else:
-        write_json(out, document)
+        write_json(out, document, mode=0o600)  # a whole profile: readable by its owner only
         console.print(f"Wrote everything held about {document['customer_id']} to {out}")
 
 

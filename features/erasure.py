@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cdp.config import Settings
-from cdp.files import temporary_beside, write_json
+from cdp.files import remove_abandoned_temporaries, temporary_beside, write_json
 from cdp.workspace import Workspace
 from features.contract import CONTRACTS
 from features.identity.explain import explain_customer
@@ -38,9 +38,12 @@ from features.suppression import (
     SuppressionList,
     append_suppression,
     identifier_hashes,
+    keyed_hash,
     load_or_create_salt,
     load_suppression,
+    read_salt,
     suppressed_rows,
+    suppression_path,
 )
 
 BATCH_ROWS = 200_000
@@ -51,7 +54,12 @@ ERASED = "[erased]"
 
 
 class SubjectNotFoundError(LookupError):
-    """No customer matches the request (or it is ambiguous); raised before anything is changed."""
+    """No customer matches the request (or it is ambiguous); raised before anything is changed.
+    `outcome`: why, in words the audit log may keep (no identifier)."""
+
+    def __init__(self, message: str, outcome: str = "no such customer") -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class ErasureError(RuntimeError):
@@ -72,6 +80,10 @@ class SubjectQuery:
                  self.source is not None or self.source_id is not None]
         if sum(given) != 1 or (given[2] and (self.source is None or self.source_id is None)):
             raise ValueError("name the person with exactly one of: --email; --customer-id; --source and --source-id")
+
+    @property
+    def kind(self) -> str:
+        return "e-mail" if self.email is not None else "customer id" if self.customer_id is not None else "record"
 
 
 @dataclass
@@ -111,6 +123,8 @@ class ErasureReport:
     rows_removed: dict[str, int] = field(default_factory=dict)
     """Store (path below the workspace, or online store) -> rows or keys removed."""
     files_scrubbed: list[str] = field(default_factory=list)
+    abandoned_files_removed: int = 0
+    """Temporary files of killed writers (partial table copies) deleted on the way."""
 
 
 def _standardization(settings: Settings) -> Standardization:
@@ -120,7 +134,8 @@ def _standardization(settings: Settings) -> Standardization:
 def _read_identity(workspace: Workspace) -> tuple[pd.DataFrame, pd.DataFrame]:
     paths = identity_paths(workspace)
     if not paths["identity_map"].exists():
-        raise SubjectNotFoundError(f"{paths['identity_map']} not found: nobody can be looked up; run `cdp resolve` first")
+        raise SubjectNotFoundError(f"{paths['identity_map']} not found: nobody can be looked up; run `cdp resolve` first",
+                                   "no identity map")
     identity_map = pd.read_parquet(paths["identity_map"])
     profiles = pd.read_parquet(paths["profiles"]) if paths["profiles"].exists() else pd.DataFrame(
         columns=["customer_id", "emails", "phones"])
@@ -159,7 +174,7 @@ def find_customer(identity_map: pd.DataFrame, profiles: pd.DataFrame, query: Sub
         raise SubjectNotFoundError("no customer has that e-mail in the profiles")
     if len(owners) > 1:
         raise SubjectNotFoundError(f"that e-mail is shared by {len(owners)} customers; name one with --customer-id "
-                                   f"({', '.join(owners)})")
+                                   f"({', '.join(owners)})", "e-mail shared by several customers")
     return owners[0]
 
 
@@ -168,7 +183,14 @@ def find_subject(workspace: Workspace, settings: Settings, query: SubjectQuery) 
     identity_map, profiles = _read_identity(workspace)
     standardization = _standardization(settings)
     merged_into = read_identity_state(workspace)["merged_into"]
-    customer_id = find_customer(identity_map, profiles, query, standardization, merged_into)
+    try:
+        customer_id = find_customer(identity_map, profiles, query, standardization, merged_into)
+    except SubjectNotFoundError as error:
+        erased_at = _erased_at(workspace, settings, query, standardization)
+        if error.outcome == "no such customer" and erased_at is not None:
+            raise SubjectNotFoundError(f"{error}: that {query.kind} was erased on {erased_at:%Y-%m-%d %H:%M} UTC "
+                                       "(cdp forget); its suppression entry keeps it out", "already erased") from error
+        raise
     records = identity_map.loc[identity_map["customer_id"] == customer_id, ["source", "source_id"]]
     record_list = [(str(s), str(i)) for s, i in zip(records["source"], records["source_id"], strict=True)]
     contacts: dict[str, list[str]] = {}
@@ -182,6 +204,24 @@ def find_subject(workspace: Workspace, settings: Settings, query: SubjectQuery) 
     former = sorted(old for old, new in merged_into.items() if new == customer_id)
     return Subject(customer_id, record_list, contacts["emails"], contacts["phones"],
                    _order_ids(workspace, set(record_list)), shared, former)
+
+
+def _erased_at(workspace: Workspace, settings: Settings, query: SubjectQuery,
+               standardization: Standardization) -> dt.datetime | None:
+    """When the identifier a request names was added to the suppression list (None: never)."""
+    salt = read_salt(workspace, settings.privacy)
+    path = suppression_path(workspace, settings.privacy)
+    if salt is None or not path.exists():
+        return None
+    if query.customer_id is not None:
+        kind, value = "customer", query.customer_id
+    elif query.source is not None:
+        kind, value = "record", f"{query.source.strip().lower()}:{query.source_id.strip()}"
+    else:
+        kind, value = "email", standardize_email(query.email, standardization.email_rules) or ""
+    entries = pq.read_table(path, columns=["hash", "erased_at"]).to_pandas()
+    found = entries.loc[entries["hash"] == keyed_hash(salt, kind, value), "erased_at"]
+    return found.min().to_pydatetime() if len(found) else None
 
 
 def forget_former_ids(workspace: Workspace, subject: Subject) -> int:
@@ -368,22 +408,37 @@ def erase_from_tables(workspace: Workspace, directories: Iterable[Path], subject
     validation, exports) without the person's rows."""
     removed: dict[str, int] = {}
     ids, records = set(subject.customer_ids), set(subject.record_keys)
-    for directory in directories:
-        if not directory.exists():
-            continue
-        for path in sorted(directory.rglob("*")):
-            if not path.is_file() or path in skip or path.name.startswith("."):
-                continue
-            if path.suffix == ".parquet":
-                count = rewrite_parquet(path, lambda frame: customer_rows(frame, ids, records))
-            elif path.suffix == ".csv":
-                count = rewrite_csv(path, lambda frame: customer_rows(frame, ids, records))
-            elif path.suffix in (".jsonl", ".ndjson"):
-                count = rewrite_json_lines(path, lambda entry: bool(customer_rows(pd.DataFrame([entry]), ids, records)[0]))
-            else:
-                continue
-            removed[_relative(workspace, path)] = count
+    for path in customer_tables(directories, skip):
+        if path.suffix == ".parquet":
+            count = rewrite_parquet(path, lambda frame: customer_rows(frame, ids, records))
+        elif path.suffix == ".csv":
+            count = rewrite_csv(path, lambda frame: customer_rows(frame, ids, records))
+        else:
+            count = rewrite_json_lines(path, lambda entry: bool(customer_rows(pd.DataFrame([entry]), ids, records)[0]))
+        removed[_relative(workspace, path)] = count
     return removed
+
+
+TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl", ".ndjson")
+
+
+def customer_tables(directories: Iterable[Path], skip: set[Path]) -> list[Path]:
+    """The table files below the directories that may hold customers' rows (feature tables, scores,
+    validation predictions, segment exports): what an erasure rewrites and an access request shows."""
+    return [path for directory in directories if directory.exists() for path in sorted(directory.rglob("*"))
+            if path.is_file() and path not in skip and not path.name.startswith(".") and path.suffix in TABLE_SUFFIXES]
+
+
+def read_customer_rows(path: Path, subject: Subject) -> pd.DataFrame:
+    """A table file's rows of the person (any format `customer_tables` lists)."""
+    ids, records = set(subject.customer_ids), set(subject.record_keys)
+    if path.suffix == ".parquet":
+        return _matching_rows(path, lambda frame: customer_rows(frame, ids, records))
+    if path.suffix == ".csv":
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    else:
+        frame = pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+    return frame[customer_rows(frame, ids, records)] if len(frame) else frame
 
 
 def require_configured_online_store(workspace: Workspace, settings: Settings) -> None:
@@ -450,8 +505,11 @@ def scrub_reports(workspace: Workspace, subject: Subject, skip: set[Path]) -> li
     return scrubbed
 
 
-def forget(workspace: Workspace, settings: Settings, query: SubjectQuery) -> tuple[Subject, ErasureReport]:
-    """Erase one person from every store and add them to the suppression list.
+def forget(workspace: Workspace, settings: Settings, query: SubjectQuery,
+           on_start: Callable[[Subject, str], None] | None = None) -> tuple[Subject, ErasureReport]:
+    """Erase one person from every store and add them to the suppression list. `on_start(subject,
+    request_id)` runs once the person is found, before anything is changed (the audit line: an erasure
+    killed halfway is on record).
 
     Raises SubjectNotFoundError (nothing changed) when the request names nobody, and ErasureError
     (nothing changed) when the online store the workspace was last loaded into is not the one this
@@ -460,11 +518,17 @@ def forget(workspace: Workspace, settings: Settings, query: SubjectQuery) -> tup
     require_configured_online_store(workspace, settings)
     standardization = _standardization(settings)
     request_id = uuid.uuid4().hex
+    if on_start is not None:
+        on_start(subject, request_id)
+    # partial copies of tables left by a process killed mid-rewrite (an earlier erasure, an ingest) hold
+    # other people's rows, and this person's, where no rewrite below would look
+    abandoned = remove_abandoned_temporaries(workspace.data)
     salt = load_or_create_salt(workspace, settings.privacy)
     added = append_suppression(workspace, settings.privacy, identifier_hashes(salt, subject.identifiers()),
                                request_id, standardization)
     suppression = load_suppression(workspace, settings.privacy)
-    report = ErasureReport(request_id, len(subject.records), added, subject.shared_identifiers)
+    report = ErasureReport(request_id, len(subject.records), added, subject.shared_identifiers,
+                           abandoned_files_removed=len(abandoned))
     features_were_current = _features_match_lake(workspace)
     report.rows_removed.update(erase_from_lake(workspace, suppression, subject, standardization))
     paths = identity_paths(workspace)
@@ -578,18 +642,29 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
     scores_path = workspace.outputs / "scores.parquet"
     scores = _rows(_matching_rows(scores_path, lambda frame: customer_rows(frame, ids, records))) \
         if scores_path.exists() else []
+    # every other output holding the person (validation predictions and labels, segment exports sent to
+    # campaign tools, other score files): what `forget` erases, shown
+    outputs = {}
+    for path in customer_tables([workspace.outputs], set(paths.values()) | {scores_path}):
+        rows = read_customer_rows(path, subject)
+        if len(rows):
+            outputs[_relative(workspace, path)] = _rows(rows)
     profile = _rows(profiles[profiles["customer_id"] == subject.customer_id])
+    identity = (_plain(explain_customer(subject.customer_id, identity_map, edges)) if edges is not None else
+                {"records": _rows(identity_map[identity_map["customer_id"] == subject.customer_id])})
+    # left out: the joins refused name another person's record and customer id, and what they share
+    identity.pop("refused", None)
     return {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "customer_id": subject.customer_id,
         "profile": profile[0] if profile else None,
-        "identity": _plain(explain_customer(subject.customer_id, identity_map, edges)) if edges is not None else
-        {"records": _rows(identity_map[identity_map["customer_id"] == subject.customer_id])},
+        "identity": identity,
         "source_records": source_records,
         "quarantined_records": quarantined,
         "nulled_values": nulled,
         "features": features,
         "scores": scores,
+        "other_outputs": outputs,
         "former_customer_ids": subject.former_ids,
         "recommendations_served": [r for c in subject.customer_ids for r in served(c)] if served is not None else [],
         "pushed_signals": pushed_signals_of(workspace, subject),

@@ -183,11 +183,13 @@ def record_recommendations(engine, answers: Sequence[dict], context: dict | None
         log.error("audit log %s could not be written: %s", engine.settings.privacy.audit_log, error)
 
 
-def record_request(workspace: Workspace, privacy: PrivacySettings, event: str, customer_id: str,
+def record_request(workspace: Workspace, privacy: PrivacySettings, event: str, customer_id: str | None,
                    details: dict) -> None:
-    """An erasure or access request: the pseudonym of the person, when, and counts (no raw values)."""
+    """An erasure or access request: the pseudonym of the person (null for a request that named nobody,
+    refused), when, the outcome and counts (no raw values)."""
     audit = audit_log_for(workspace, privacy)
-    audit.append([{"time": now_iso(), "event": event, "subject": audit.pseudonym(customer_id), **details}])
+    subject = audit.pseudonym(customer_id) if customer_id is not None else None
+    audit.append([{"time": now_iso(), "event": event, "subject": subject, **details}])
 
 
 @atexit.register

@@ -430,6 +430,9 @@ class RecommendationEngine:
         models = self._models
         started = time.perf_counter()
         customer_ids = [self.identity.resolve(r) for r in references]
+        # erased since this worker loaded the identity map: unknown, as after a restart (not even the id)
+        erased = self.erased_customers([c for c in customer_ids if c is not None])
+        customer_ids = [None if c in erased else c for c in customer_ids]
         known = [i for i, c in enumerate(customer_ids) if c is not None and c in self.identity.customers]
         answers: list[dict] = [cold_start_answer(r, customer_ids[i], self.identity.unresolved_reason(r))
                                for i, r in enumerate(references)]
@@ -578,16 +581,24 @@ class RecommendationEngine:
     def refused_customers(self, customer_ids: Sequence[str]) -> dict[str, str]:
         """customer_id -> reason, for ids a push must not write: unknown, or erased (in the workspace's
         suppression list, re-read when it changed)."""
-        from features.suppression import keyed_hash
-
-        suppression = self._suppression()
+        erased = self.erased_customers(customer_ids)
         refused = {}
         for customer in dict.fromkeys(customer_ids):
             if customer not in self.identity.customers:
                 refused[customer] = "unknown customer (not in the identity map)"
-            elif not suppression.empty and keyed_hash(suppression.salt, "customer", customer) in suppression.hashes:
+            elif customer in erased:
                 refused[customer] = "erased (cdp forget)"
         return refused
+
+    def erased_customers(self, customer_ids: Sequence[str]) -> set[str]:
+        """The ids in the workspace's suppression list (erased by `cdp forget` after this worker loaded
+        the identity map, which still holds them until a restart)."""
+        from features.suppression import keyed_hash
+
+        suppression = self._suppression()
+        if suppression.empty:
+            return set()
+        return {c for c in customer_ids if keyed_hash(suppression.salt, "customer", c) in suppression.hashes}
 
     def _suppression(self):
         """The suppression list, loaded again whenever its file changed (one stat per call)."""

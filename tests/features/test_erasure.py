@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,13 @@ def quarantine_a_malformed_line(workspace: Workspace, settings, directory: Path,
     return line
 
 
+def finished_process_id() -> int:
+    """The id of a process that has exited, as a writer killed mid-write has."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
 @pytest.fixture(scope="module")
 def erasure(served, redis_server, tmp_path_factory):  # noqa: F811
     """Given a copy of the served workspace, scored, in SQLite and Redis, with a person in the audit
@@ -170,6 +178,11 @@ def erasure(served, redis_server, tmp_path_factory):  # noqa: F811
     redis_keys_before = redis_client(redis_server).dbsize()
     config = workspace.root / "cdp.yaml"
     config.write_text(f"features:\n  online_store: redis\n  redis_connection_string: '{redis_server}'\n")
+    # a partial copy of the lake's customers left by a writer killed mid-rewrite, holding them too
+    abandoned = workspace.data / "lake" / f".customers.parquet.{finished_process_id()}.tmp"
+    abandoned.write_text(f"{person['emails'][0]},{customer_id}\n")
+    preview = runner.invoke(app, ["forget", "--dry-run", "--email", person["emails"][0], "--workspace", str(workspace.root)])
+    assert preview.exit_code == 0 and abandoned.exists(), preview.output
     subject_file = tmp_path_factory.mktemp("access") / "subject.json"
     access = runner.invoke(app, ["export-subject", "--email", person["emails"][0].upper(), "--workspace",
                                  str(workspace.root), "--out", str(subject_file)])
@@ -178,7 +191,9 @@ def erasure(served, redis_server, tmp_path_factory):  # noqa: F811
     assert [e["fields"] for e in exported["pushed_signals"]] == [{"latest_sms_consent": 0}]
     result = runner.invoke(app, ["forget", "--email", person["emails"][0], "--workspace", str(workspace.root)])
     assert result.exit_code == 0, result.output
+    again = runner.invoke(app, ["forget", "--email", person["emails"][0], "--workspace", str(workspace.root)])
     return {"workspace": workspace, "settings": settings, "customer_id": customer_id, "identifiers": identifiers,
+            "preview": preview.output, "again": again, "subject_file": subject_file, "abandoned": abandoned,
             "before": before, "redis": redis_server, "redis_keys_before": redis_keys_before, "raw": served.raw,
             "export": exported, "person": person, "output": result.output, "malformed_line": malformed_line,
             "malformed_file": extra / "orders.csv"}
@@ -268,6 +283,13 @@ def test_the_access_export_holds_profile_records_links_features_scores_and_recom
     assert document["source_records"]["orders"] and {"purchase_history", "reachability"} <= set(document["features"])
     assert document["features"]["purchase_history"]["customer_id"] == person["customer_id"]
     assert [s["customer_id"] for s in document["scores"]] == [person["customer_id"]]
+    # ...their rows of every other output: the segment export sent to campaign tools, validation predictions
+    segments = {k: v for k, v in document["other_outputs"].items() if k.startswith("data/outputs/segments/test_segment")}
+    assert sorted(segments) == ["data/outputs/segments/test_segment.csv", "data/outputs/segments/test_segment.parquet"]
+    assert all(rows and rows[0]["customer_id"] == person["customer_id"] for rows in segments.values())
+    # ...but not the joins refused, which name other people; and the file is readable by its owner only
+    assert "refused" not in document["identity"]
+    assert erasure["subject_file"].stat().st_mode & 0o777 == 0o600
     # and the malformed line that names them, kept in quarantine as read
     assert erasure["malformed_line"] in [json.loads(r["record"]).get("raw_text") for r in
                                          document["quarantined_records"]["orders"]]
@@ -277,20 +299,46 @@ def test_the_access_export_holds_profile_records_links_features_scores_and_recom
 
 def test_erasure_and_access_requests_are_in_the_audit_log_without_raw_ids(erasure):
     lines = (erasure["workspace"].root / "data/audit/audit.log").read_text().splitlines()
-    events = [json.loads(line)["event"] for line in lines]
-    assert events[-2:] == ["access", "erasure"]
+    entries = [json.loads(line) for line in lines]
+    # the access, the erasure when it started and when it was done, and the repeated request, refused
+    assert [(e["event"], e.get("outcome")) for e in entries[-4:]] == [
+        ("access", "done"), ("erasure", "started"), ("erasure", "done"), ("erasure", "refused")]
+    assert entries[-3]["subject"] == entries[-2]["subject"] and entries[-1]["subject"] is None
+    assert entries[-1]["why"] == "already erased" and entries[-2]["abandoned_files_removed"] == 1
     assert erasure["customer_id"] not in "".join(lines)
+    assert not any(word in "".join(lines) for word in erasure["person"]["emails"])
+
+
+def test_a_dry_run_lists_the_records_and_a_repeated_request_says_when_the_person_was_erased(erasure):
+    preview = " ".join(erasure["preview"].split())
+    assert f"Would erase customer {erasure['customer_id']}: {erasure['person']['source_records']} record(s)" in preview
+    assert "Nothing was changed (--dry-run)" in preview
+    again, words = erasure["again"], " ".join(erasure["again"].output.split())
+    assert again.exit_code == 1 and "that e-mail was erased on" in words and "nothing was changed" in words
+
+
+def test_a_partial_table_copy_left_by_a_killed_writer_is_deleted_by_the_erasure(erasure):
+    assert not erasure["abandoned"].exists()
 
 
 def test_an_unknown_person_is_refused_and_nothing_changes(served, tmp_path):
     workspace = Workspace.at(tmp_path / "ws")
     shutil.copytree(served.workspace.root, workspace.root)
-    stamps = {p: p.stat().st_mtime_ns for p in workspace.root.rglob("*") if p.is_file()}
+    audit, privacy = workspace.root / "data" / "audit", workspace.root / "data" / "privacy"
+
+    def untouched(path: Path) -> bool:  # the audit log gains a line; its pseudonyms' salt may be created
+        return path.is_file() and audit not in path.parents and privacy not in path.parents
+
+    stamps = {p: p.stat().st_mtime_ns for p in workspace.root.rglob("*") if untouched(p)}
     with pytest.raises(SubjectNotFoundError, match="no customer has that e-mail"):
         forget(workspace, served.settings, SubjectQuery(email="nobody-at-all@example.org"))
     result = runner.invoke(app, ["forget", "--customer-id", "C999999999", "--workspace", str(workspace.root)])
     assert result.exit_code == 1 and "no customer 'C999999999'" in result.output
-    assert {p: p.stat().st_mtime_ns for p in workspace.root.rglob("*") if p.is_file()} == stamps
+    assert {p: p.stat().st_mtime_ns for p in workspace.root.rglob("*") if untouched(p)} == stamps
+    assert not suppression_path(workspace, served.settings.privacy).exists()
+    # ...and the refused request is on record, naming nobody
+    last = json.loads((audit / "audit.log").read_text().splitlines()[-1])
+    assert (last["event"], last["subject"], last["outcome"], last["why"]) == ("erasure", None, "refused", "no such customer")
 
 
 def test_ids_retired_by_a_merge_lead_to_the_person_and_are_forgotten_with_them(tmp_path):

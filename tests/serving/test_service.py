@@ -577,6 +577,37 @@ def test_an_engine_refuses_pushes_for_customers_erased_since_it_loaded(tmp_path)
     assert pushed.seconds == 0.0
 
 
+def test_a_customer_erased_since_the_worker_loaded_is_answered_as_unknown_by_every_reference(tmp_path):
+    from cdp.config import PrivacySettings, load_settings
+    from cdp.workspace import Workspace
+    from features.identity.standardize import EmailRules
+    from features.suppression import (
+        Standardization,
+        append_suppression,
+        identifier_hashes,
+        load_or_create_salt,
+    )
+    from serving.engine import (
+        UNKNOWN_CUSTOMER_REASON,
+        IdentityLookup,
+        LoadedModels,
+        RecommendationEngine,
+    )
+
+    # Given a worker that loaded C2 with an e-mail and a source record, then C2 is erased
+    workspace = Workspace.at(tmp_path)
+    lookup = IdentityLookup({("web", "W2"): "C2"}, {"c2@example.com": "C2"}, {"C2"}, EmailRules())
+    engine = RecommendationEngine(workspace, load_settings(), None, lookup, LoadedModels({}, {}, {}))
+    salt = load_or_create_salt(workspace, PrivacySettings())
+    append_suppression(workspace, PrivacySettings(), identifier_hashes(salt, {"customer": ["C2"]}), "r1",
+                       Standardization())
+    # When a campaign tool asks for it by id, e-mail and source record
+    answers = engine.recommend([{"customer_id": "C2"}, {"email": "C2@example.com"}, {"source": "web", "source_id": "W2"}])
+    # Then each answer is a plain unknown customer, without the id the erased person had
+    assert [(a["customer_id"], a["found"], a["no_contact_reason"]) for a in answers] == [
+        (None, False, UNKNOWN_CUSTOMER_REASON)] * 3
+
+
 def test_an_id_retired_by_a_merge_is_answered_as_its_survivor_and_events_are_pointed_there(tmp_path):
     from cdp.config import load_settings
     from cdp.workspace import Workspace
