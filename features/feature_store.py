@@ -121,7 +121,44 @@ def open_feature_store(workspace: Workspace, settings: FeatureSettings) -> Featu
     # Feast's DuckDB offline store goes through ibis, which calls a method DuckDB 1.5 deprecates, once per
     # query; Feast turns deprecation warnings on, so silence that one here rather than in every caller.
     warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning)
-    return FeatureStore(config=repo_config(workspace, settings))
+    store = FeatureStore(config=repo_config(workspace, settings))
+    relocate_registry(workspace, settings, store)
+    return store
+
+
+def relocate_registry(workspace: Workspace, settings: FeatureSettings, store: FeatureStore) -> bool:
+    """Point the registry's feature views at this workspace's tables when they name another directory.
+
+    Feast keeps each source's absolute path, so a workspace copied with `cp -r` (or moved) would train and
+    score from the original's tables, silently while it exists. The definitions are applied again, as
+    `cdp features apply` does, under the Feast directory's lock (two workers opening a copy at once).
+    Returns whether they were."""
+    own = {str(feature_table_path(workspace, name)) for name in FEATURE_TABLES}
+    if not _registry_elsewhere(store, own):
+        return False
+    with _lock_beside(workspace.feast):
+        store.refresh_registry()
+        if not _registry_elsewhere(store, own):
+            return False
+        tables = {name: feature_table_path(workspace, name) for name in FEATURE_TABLES}
+        missing = [name for name, path in tables.items() if not path.exists()]
+        if missing:
+            raise FeatureStoreError(
+                f"the feature registry ({workspace.feast}) names another workspace's tables and this one lacks "
+                f"{', '.join(missing)}: run `cdp features build` and `cdp features apply`")
+        store.apply(build_definitions(tables, dt.timedelta(days=settings.ttl_days)))
+    log.info("workspace moved: the feature registry's views now read this workspace's tables (%s)",
+             workspace.data / "features")
+    return True
+
+
+def _registry_elsewhere(store: FeatureStore, own: set[str]) -> bool:
+    try:
+        views = store.list_feature_views()
+    except Exception:  # no registry yet: nothing applied, nothing to point elsewhere
+        return False
+    paths = {getattr(view.batch_source, "path", None) for view in views}
+    return bool(paths - own - {None})
 
 
 def apply_feature_definitions(workspace: Workspace, settings: FeatureSettings) -> list[str]:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -471,3 +472,33 @@ def test_erasure_refuses_a_configuration_that_reaches_other_redis_keys_than_mate
                   loaded.model_copy(update={"redis_namespace": "elsewhere"})):
         with pytest.raises(ErasureError, match="other Redis keys than the workspace was loaded into"):
             require_configured_online_store(workspace, settings.model_copy(update={"features": other}))
+
+
+def test_a_copied_workspace_reads_its_own_feature_tables_not_the_originals(store_setup, tmp_path):
+    from cdp.workspace import Workspace
+    from features.batch_retrieval import view_sources
+
+    source, settings, _ = store_setup
+    # Given a workspace copied from a copy whose tables are then gone (Feast's registry keeps absolute paths)
+    first, second = Workspace.at(tmp_path / "first"), Workspace.at(tmp_path / "second")
+    for part in ("lake", "outputs", "features", "feast"):
+        shutil.copytree(source.data / part, first.data / part)
+    open_feature_store(first, settings)
+    for part in ("lake", "outputs", "features", "feast"):
+        shutil.copytree(first.data / part, second.data / part)
+    shutil.rmtree(first.data / "features")
+    # When the second copy's store is opened
+    store = open_feature_store(second, settings)
+    # Then every view reads the second copy's tables, and a retrieval through them works
+    sources = view_sources(store, ["churn_v1", "recommendation_v1"])
+    assert {str(Path(s.path).parent) for s in sources} == {str(second.data / "features")}
+    customers = latest_offline(second, "purchase_history").index[:3]
+    frame = store.get_historical_features(
+        entity_df=pd.DataFrame({"customer_id": customers, "event_timestamp": pd.Timestamp("2025-07-01", tz="UTC")}),
+        features=store.get_feature_service("churn_v1")).to_df()
+    assert len(frame) == 3
+    # ...and a copy without its tables says what to run instead of reading another workspace's
+    third = Workspace.at(tmp_path / "third")
+    shutil.copytree(source.data / "feast", third.data / "feast")
+    with pytest.raises(FeatureStoreError, match="cdp features build"):
+        open_feature_store(third, settings)
