@@ -54,8 +54,14 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
     configure_logging(verbose)
 
 
-def _context(workspace: Path | None, config: Path | None) -> tuple[Workspace, Settings]:
+def _context(workspace: Path | None, config: Path | None, creates: bool = False) -> tuple[Workspace, Settings]:
+    """The workspace and its settings. Only the commands that start a workspace (`creates`: ingest, run)
+    may name one that does not exist yet: elsewhere a mistyped path is an error, not an empty workspace
+    with advice that does not apply (and files made in the wrong place)."""
     space = Workspace.at(workspace)
+    if not creates and workspace is not None and not space.root.is_dir():
+        raise _fail(f"workspace {space.root} does not exist; `cdp ingest --raw DIR --workspace {space.root}` "
+                    "starts one", 2)
     try:
         settings = load_settings(find_config_file(space.root, config))
     except ConfigError as error:
@@ -83,7 +89,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def simulate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the raw tables and truth/ into.", file_okay=False)],
     customers: Annotated[int | None, typer.Option(help="Number of people. Default: simulation.customers (20,000).", min=1)] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed; the same seed gives the same files.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed; the same seed gives the same files. Default: simulation.seed (42).")] = None,
     start: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="First simulated day.")] = None,
     end: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last simulated day (inclusive).")] = None,
     file_format: Annotated[str | None, typer.Option("--format", help="parquet or csv.")] = None,
@@ -93,7 +99,7 @@ def simulate(
     """Simulate a retailer's customer data (every contract table) with ground truth in OUT/truth/."""
     from features.simulator import SimulationParameters, simulate_to_directory
 
-    _, settings = _context(workspace, config)
+    _, settings = _context(workspace, config, creates=True)
     defaults = settings.simulation
     chosen_format = file_format or defaults.format
     if chosen_format not in ("parquet", "csv"):
@@ -130,7 +136,7 @@ def ingest(
     """
     from features.ingest import TableFileError, ingest_directory
 
-    space, settings = _context(workspace, config)
+    space, settings = _context(workspace, config, creates=True)
     with step_progress("ingest") as progress:
         try:
             report = ingest_directory(
@@ -338,9 +344,10 @@ def evaluate_models(
     space, settings = _context(workspace, config)
     truth_dir = truth if (truth / "simulation.json").exists() else truth / "truth"
     identity_map = space.outputs / "identity_map.parquet"
-    for needed in (truth_dir / "simulation.json", identity_map):
+    for needed, hint in ((truth_dir / "simulation.json", "--truth names the simulator's --out directory"),
+                         (identity_map, "run `cdp resolve` first")):
         if not needed.exists():
-            raise _fail(f"{needed} not found")
+            raise _fail(f"{needed} not found; {hint}")
     chosen = champion_validation_files(space)
     files = {task: path for task, (path, _) in chosen.items()}
     if not any(path.exists() for path in files.values()):
@@ -516,6 +523,8 @@ def report_drift(
 
     space, settings = _context(workspace, config)
     moment = _one_time(as_of) if as_of else None
+    if moment is not None:
+        _warn_when_after_the_data(space, moment)
     with step_progress("drift report") as progress:
         progress.update(0, 1)
         try:
@@ -798,12 +807,17 @@ def _train(space: Workspace, settings: Settings, model: str, as_of: dt.datetime,
 
     if model not in (*TASKS, "all"):
         raise _fail(f"unknown model {model!r}; choose churn, propensity, clv or all", 2)
+    from features.feature_tables import FeatureInputError
+
     tasks = TASKS if model == "all" else (model,)
     with step_progress("train") as progress:
         steps = iter(range(1, 100))
-        reports = train_models(space, settings, as_of, tasks, force,
-                               lambda message: (progress.update(next(steps), len(tasks) + 3, label="train"),
-                                                log.info("%s", message)))
+        try:
+            reports = train_models(space, settings, as_of, tasks, force,
+                                   lambda message: (progress.update(next(steps), len(tasks) + 3, label="train"),
+                                                    log.info("%s", message)))
+        except FeatureInputError as error:  # a missing step before training (`cdp resolve`, ingest)
+            raise _fail(str(error)) from error
     trained_any = any(report.status == "trained" for report in reports)
     view = Table(title=f"Models trained on data before {as_of.date()} (metrics on out-of-time test rows)"
                  if trained_any else f"No model trained on data before {as_of.date()}")
@@ -847,6 +861,9 @@ def score(
         raise _fail(f"--reasons must be all, segments or none, not {reasons!r}", code=2)
     if engine not in ("local", "spark"):
         raise _fail(f"--engine must be local or spark, not {engine!r}", code=2)
+    if campaign is not None and not campaign.strip():
+        raise _fail("--campaign must not be empty: it salts the holdout, and the service refuses an empty "
+                    "campaign_id (leave the option out for policy.default_campaign_id)", code=2)
     moment = _one_time(as_of)
     _warn_when_after_the_data(space, moment)
     _warn_when_in_sample(space, moment)
@@ -915,7 +932,7 @@ def run(
     config: ConfigOption = None,
 ) -> None:
     """The main job: ingest, resolve, features (build, apply, materialize), train, score."""
-    space, settings = _context(workspace, config)
+    space, settings = _context(workspace, config, creates=True)
     moment = _one_time(as_of)
     settings = _training_settings(settings, churn_horizon_days, clv_horizon_days, conversion_window_days)
     console.rule("1/6 ingest")
@@ -1224,7 +1241,7 @@ def show_config(workspace: WorkspaceOption = None, config: ConfigOption = None) 
     """Print the effective configuration (defaults, YAML file and CDP_* overrides applied)."""
     from cdp.config import settings_for_display
 
-    _, settings = _context(workspace, config)
+    _, settings = _context(workspace, config, creates=True)
     typer.echo(json.dumps(settings_for_display(settings), indent=2))
 
 

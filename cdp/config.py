@@ -461,10 +461,24 @@ def describe_environment_error(error: Exception) -> str:
             '\'["gmail.com", "example.com"]\' or \'{"margaret": ["mags"]}\'')
 
 
+def _refuse_unknown_environment_sections() -> None:
+    """pydantic-settings ignores CDP_<SECTION>__<KEY> of a section that does not exist (a typo such as
+    CDP_POLICYY__…), where the same mistake in YAML is refused: refuse it too."""
+    import os
+
+    unknown = sorted(name for name in os.environ
+                     if (found := re.fullmatch(r"CDP_(\w+?)__\w+", name, flags=re.IGNORECASE))
+                     and found.group(1).lower() not in Settings.model_fields)
+    if unknown:
+        raise ConfigError(f"environment variable {', '.join(unknown)}: no such configuration section (sections: "
+                          f"{', '.join(Settings.model_fields)})")
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings from defaults, an optional YAML file, the environment and overrides."""
     if config_file is not None and not Path(config_file).is_file():
         raise ConfigError(f"config file not found: {config_file}")
+    _refuse_unknown_environment_sections()
     _YAML_FILE["path"] = Path(config_file) if config_file is not None else None
     try:
         return Settings(**overrides)

@@ -205,11 +205,13 @@ def truth_directory(truth: Path | str) -> Path:
 
 def evaluate_workspace_policy(workspace: Workspace, settings: Settings, truth: Path | str) -> dict:
     """The policy of the last `cdp score` valued against the simulator's oracle, next to simple
-    policies (what `cdp evaluate policy` prints)."""
+    policies (what `cdp evaluate policy` prints). A relative `truth` is read below the workspace (a
+    notebook's working directory is its own folder)."""
     from features.feature_tables import feature_table_path
     from serving.evaluation import evaluate_policy
 
-    truth_dir = truth_directory(truth)
+    truth = Path(truth)
+    truth_dir = truth_directory(truth if truth.is_absolute() else workspace.root / truth)
     identity_map = workspace.outputs / "identity_map.parquet"
     for needed in (truth_dir / "simulation.json", identity_map):
         if not needed.exists():

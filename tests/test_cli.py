@@ -211,9 +211,21 @@ def test_run_on_orders_only_with_a_short_history_says_what_it_skipped(tmp_path, 
 
 
 def test_status_of_an_empty_workspace_says_what_to_run(tmp_path):
+    (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["status", "--workspace", str(tmp_path / "empty")])
     assert result.exit_code == 0, result.output
     assert "cdp resolve" in result.output and "cdp train" in result.output and "cdp score" in result.output
+
+
+def test_a_mistyped_workspace_is_an_error_and_nothing_is_made_there(tmp_path):
+    # Given a workspace path that does not exist
+    missing = tmp_path / "typo"
+    for command in (["status"], ["score", "--as-of", "2026-07-01"], ["features", "materialize"]):
+        # When a command that reads a workspace names it
+        result = runner.invoke(app, [*command, "--workspace", str(missing)])
+        # Then it says so, and creates nothing
+        assert result.exit_code == 2 and "does not exist" in " ".join(result.output.split()), result.output
+        assert not missing.exists()
 
 
 def test_status_of_a_trained_workspace_names_the_champions(trained):

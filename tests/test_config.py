@@ -89,3 +89,9 @@ def test_a_list_in_the_environment_not_written_as_json_names_its_variable(monkey
     # ...and written as JSON it is read
     monkeypatch.setenv("CDP_IDENTITY__EMAIL_DOTLESS_DOMAINS", '["gmail.com", "example.com"]')
     assert load_settings().identity.email_dotless_domains == ("gmail.com", "example.com")
+
+
+def test_an_environment_variable_of_an_unknown_section_is_refused_like_yaml(monkeypatch):
+    monkeypatch.setenv("CDP_POLICYY__CONSENT_MODE", "opt_out")
+    with pytest.raises(ConfigError, match="CDP_POLICYY__CONSENT_MODE: no such configuration section"):
+        load_settings()
