@@ -12,6 +12,8 @@ from features.identity.nicknames import NAME_ALTERNATIVES_SEPARATOR
 
 NAME_TYPO_SIMILARITY = 0.9
 """First names this alike may be typos of each other; others conflict."""
+FEMININE_ENDINGS = frozenset({"a", "le", "ine", "ina", "ette", "elle"})
+"""Added to a given name, these make another person's name (paula, danielle, roberta, georgina)."""
 TYPO_MIN_LENGTH = 5
 """Names at least this long may also differ by one edit (hannah/hnanah) and still be one name."""
 
@@ -54,6 +56,11 @@ def _one_first_name_conflicts(x_first: str, y_first: str, x_last: str | None, y_
         return False
     if (x_last is not None and x_last == y_first) or (y_last is not None and y_last == x_first):
         return False
+    # A name and its feminine form (paul/paula, daniel/danielle, robert/roberta) are two people's names,
+    # however alike; a plain final "e" is left out (ann/anne, louis/louise cannot be told from a spelling).
+    shorter, longer = sorted((x_first, y_first), key=len)
+    if len(shorter) >= 3 and longer.startswith(shorter) and longer[len(shorter):] in FEMININE_ENDINGS:
+        return True
     # One edit in a short name is another name (john/joan, mark/mary), not a typo.
     typo = JaroWinkler.normalized_similarity(x_first, y_first) >= NAME_TYPO_SIMILARITY or (
         min(len(x_first), len(y_first)) >= TYPO_MIN_LENGTH and DamerauLevenshtein.distance(x_first, y_first) <= 1

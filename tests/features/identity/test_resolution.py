@@ -76,19 +76,25 @@ def test_one_persons_records_written_two_ways_join_on_their_email_and_phone(firs
 
 
 def test_different_people_sharing_an_email_still_conflict_within_one_script():
-    # Given Samuel and Samantha (both of whom Sam may be) and two different Arabic names on one e-mail
+    # Given Samuel and Samantha (both of whom Sam may be), two different Arabic names, and twins Daniel and
+    # Danielle (a name and its feminine form, as alike as a typo), each pair on one e-mail
     shared = {"last_name": "Okonkwo", "email": "okonkwo@outlook.com"}
+    twins = {"last_name": "Clarke", "email": "clarkes@outlook.com", "date_of_birth": "1995-03-03",
+             "address_line": "9 Elm Close", "postcode": "DE1 1AA"}
     given = records([
         {"source": "crm", "source_id": "1", "first_name": "Samuel", **shared},
         {"source": "web", "source_id": "2", "first_name": "Samantha", **shared},
         {"source": "crm", "source_id": "3", "first_name": "محمد", "last_name": "علي", "email": "ali@x.com"},
         {"source": "web", "source_id": "4", "first_name": "فاطمة", "last_name": "علي", "email": "ali@x.com"},
+        {"source": "crm", "source_id": "5", "first_name": "Daniel", **twins},
+        {"source": "web", "source_id": "6", "first_name": "Danielle", **twins},
     ])
     # When resolved
     resolution = resolve_identities(given, None, SETTINGS)
-    # Then neither e-mail joins them
+    # Then no e-mail joins them
     assert customer_of(resolution, "crm:1") != customer_of(resolution, "web:2")
     assert customer_of(resolution, "crm:3") != customer_of(resolution, "web:4")
+    assert customer_of(resolution, "crm:5") != customer_of(resolution, "web:6")
 
 
 def test_a_customers_lowest_match_probability_is_its_weakest_joining_link(resolved):
