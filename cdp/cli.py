@@ -1035,6 +1035,9 @@ def forget(
         record_request(space, settings.privacy, "erasure", None, {"outcome": "failed", "why": "a store could not be "
                                                                    "cleaned or is not the one loaded"})
         raise _fail(str(error)) from error
+    except Exception as error:  # on record too, then as it came (the traceback says where)
+        record_request(space, settings.privacy, "erasure", None, {"outcome": "failed", "why": type(error).__name__})
+        raise
     record_request(space, settings.privacy, "erasure", subject.customer_id,
                    {"request_id": report.request_id, "outcome": "done", "records": report.records,
                     "rows_removed": sum(report.rows_removed.values()),
@@ -1073,8 +1076,10 @@ def _preview_erasure(space, settings, query) -> None:
     paths = identity_paths(space)
     identity_map = pd.read_parquet(paths["identity_map"])
     records = identity_map[identity_map["customer_id"] == subject.customer_id]
-    profile = pd.read_parquet(paths["profiles"], columns=["customer_id", "min_match_probability"])
-    weakest = profile.loc[profile["customer_id"] == subject.customer_id, "min_match_probability"]
+    weakest = pd.Series(dtype=float)
+    if paths["profiles"].exists():
+        profile = pd.read_parquet(paths["profiles"], columns=["customer_id", "min_match_probability"])
+        weakest = profile.loc[profile["customer_id"] == subject.customer_id, "min_match_probability"]
     answer_console.print(f"Would erase customer {subject.customer_id}: {len(records)} record(s), "
                          f"{len(subject.order_ids):,} order(s); would suppress {len(subject.emails)} e-mail(s) and "
                          f"{len(subject.phones)} phone(s) (shared with other customers, kept: "

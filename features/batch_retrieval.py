@@ -126,5 +126,5 @@ def retrieve_features_with_feast(workspace: Workspace, settings: FeatureSettings
     rows = pd.DataFrame({"customer_id": customers.to_numpy(), "event_timestamp": as_of})
     if rows.empty:
         return rows
-    store = open_feature_store(workspace, settings)
+    store = open_feature_store(workspace, settings, offline=True)
     return get_training_features(store, sorted(services), rows).reset_index(drop=True)

@@ -117,12 +117,16 @@ def write_feast_repository(workspace: Workspace, settings: FeatureSettings) -> P
     return directory
 
 
-def open_feature_store(workspace: Workspace, settings: FeatureSettings) -> FeatureStore:
+def open_feature_store(workspace: Workspace, settings: FeatureSettings, offline: bool = False) -> FeatureStore:
+    """The workspace's Feast store. `offline`: the caller reads the feature tables through the registry
+    (training, scoring, drift), so a registry naming another workspace's tables is pointed at this one's
+    first (`relocate_registry`); the service and the online store's readers never read them."""
     # Feast's DuckDB offline store goes through ibis, which calls a method DuckDB 1.5 deprecates, once per
     # query; Feast turns deprecation warnings on, so silence that one here rather than in every caller.
     warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning)
     store = FeatureStore(config=repo_config(workspace, settings))
-    relocate_registry(workspace, settings, store)
+    if offline:
+        relocate_registry(workspace, settings, store)
     return store
 
 
@@ -133,12 +137,11 @@ def relocate_registry(workspace: Workspace, settings: FeatureSettings, store: Fe
     score from the original's tables, silently while it exists. The definitions are applied again, as
     `cdp features apply` does, under the Feast directory's lock (two workers opening a copy at once).
     Returns whether they were."""
-    own = {str(feature_table_path(workspace, name)) for name in FEATURE_TABLES}
-    if not _registry_elsewhere(store, own):
+    if not _registry_elsewhere(store, workspace):
         return False
     with _lock_beside(workspace.feast):
         store.refresh_registry()
-        if not _registry_elsewhere(store, own):
+        if not _registry_elsewhere(store, workspace):
             return False
         tables = {name: feature_table_path(workspace, name) for name in FEATURE_TABLES}
         missing = [name for name, path in tables.items() if not path.exists()]
@@ -152,13 +155,16 @@ def relocate_registry(workspace: Workspace, settings: FeatureSettings, store: Fe
     return True
 
 
-def _registry_elsewhere(store: FeatureStore, own: set[str]) -> bool:
-    try:
-        views = store.list_feature_views()
-    except Exception:  # no registry yet: nothing applied, nothing to point elsewhere
+def _registry_elsewhere(store: FeatureStore, workspace: Workspace) -> bool:
+    """Whether one of our feature views (a view registered by other means is the user's) reads a table
+    outside this workspace."""
+    if not Path(store.config.registry.path).exists():
         return False
-    paths = {getattr(view.batch_source, "path", None) for view in views}
-    return bool(paths - own - {None})
+    for view in store.list_feature_views():
+        path = getattr(view.batch_source, "path", None)
+        if view.name in FEATURE_TABLES and path is not None and path != str(feature_table_path(workspace, view.name)):
+            return True
+    return False
 
 
 def apply_feature_definitions(workspace: Workspace, settings: FeatureSettings) -> list[str]:
@@ -187,7 +193,7 @@ class Materialization:
 def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.datetime | None = None) -> Materialization:
     """Load each customer's latest feature values in (end - ttl, end] (default end: now) into the
     online store; customers with no snapshot in that window keep what the store holds."""
-    store = open_feature_store(workspace, settings)
+    store = open_feature_store(workspace, settings, offline=True)
     if not store.list_feature_views():
         raise FeatureStoreError("no feature views registered; run `cdp features apply` first")
     end = end or dt.datetime.now(dt.UTC)

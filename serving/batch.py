@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from cdp.config import Settings
+from cdp.files import temporary_beside
 from cdp.moments import utc_timestamp
 from cdp.workspace import Workspace
 from serving.engine import POLICY_SERVICE
@@ -166,7 +167,7 @@ class _ChunkWriter:
         if path.is_dir() and not (path / "_SUCCESS").exists():
             raise ScoringError(f"{path} is a directory; give a file name")
         self.path, self.output_format = path, output_format
-        self.temporary = path.with_name(f".{path.name}.partial")
+        self.temporary = temporary_beside(path)
         self.schema: pa.Schema | None = None
         self.writer = None
 
@@ -279,12 +280,12 @@ def score_to_file(workspace: Workspace, settings: Settings, as_of: dt.datetime, 
     models, versions, missing, moment, services = prepare_scoring(workspace, as_of, output_format, reasons)
     if ensure_feature_snapshots(workspace, [moment.to_pydatetime()]):
         apply_feature_definitions(workspace, settings.features)
-    store = open_feature_store(workspace, settings.features)
+    store = open_feature_store(workspace, settings.features, offline=True)
     try:
         service_features(store, services)
     except FeatureStoreError:  # tables built but never registered (e.g. `cdp features build` alone)
         apply_feature_definitions(workspace, settings.features)
-        store = open_feature_store(workspace, settings.features)
+        store = open_feature_store(workspace, settings.features, offline=True)
     total = count_scoring_customers(workspace, moment)
     if total == 0:
         raise ScoringError(f"no customer has features as of {moment.isoformat()}; run `cdp features build --as-of ...`")

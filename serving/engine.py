@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from cdp.config import Settings
+from cdp.files import temporary_beside
 from cdp.locks import exclusive_lock
 from cdp.workspace import Workspace
 from training.models import CustomerModel
@@ -110,7 +111,7 @@ def announce_reload(path: Path) -> tuple[int, tuple[int, int, int] | None]:
     generation and the new marker's signature."""
     with exclusive_lock(path.with_name(path.name + ".lock")):
         generation = read_reload_generation(path) + 1
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        temporary = temporary_beside(path, tag=str(threading.get_ident()))
         temporary.write_text(json.dumps({"generation": generation,
                                          "announced_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}))
         signature = marker_signature(temporary)  # a rename keeps inode, modification time and size

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cdp.config import SegmentDefinition, Settings
+from cdp.files import temporary_beside
 from cdp.workspace import Workspace
 
 ExportFormat = Literal["csv", "parquet"]
@@ -239,7 +240,7 @@ def read_identity(workspace: Workspace, customer_ids: pd.Series) -> tuple[pd.Dat
 def write_export(frame: pd.DataFrame, path: Path, output_format: ExportFormat) -> None:
     """Written under a temporary name and renamed, so a campaign tool never reads half a list."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial")
+    temporary = temporary_beside(path)
     table = frame.assign(as_of=pd.to_datetime(frame["as_of"], utc=True))
     if output_format == "csv":
         table.to_csv(temporary, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")

@@ -97,7 +97,7 @@ def resolve_view_sources(workspace: Workspace, settings: Settings, services: set
     from features.batch_retrieval import view_sources
     from features.feature_store import FeatureStoreError, open_feature_store
 
-    sources = view_sources(open_feature_store(workspace, settings.features), sorted(services))
+    sources = view_sources(open_feature_store(workspace, settings.features, offline=True), sorted(services))
     if settings.spark.feature_tables_uri:
         root = settings.spark.feature_tables_uri.rstrip("/")
         sources = [replace(source, path=f"{root}/{Path(source.path).name}") for source in sources]

@@ -49,7 +49,7 @@ def retrieve_training_frame(workspace: Workspace, settings: FeatureSettings, ser
     """Point-in-time features for labelled rows through the model's FeatureService."""
     from features.feature_store import get_training_features, open_feature_store, service_features
 
-    store = open_feature_store(workspace, settings)
+    store = open_feature_store(workspace, settings, offline=True)
     frame = get_training_features(store, service, entity_rows)
     frame = frame.sort_values(["event_timestamp", "customer_id"], kind="stable").reset_index(drop=True)
     return frame, [name for names in service_features(store, [service]).values() for name in names]

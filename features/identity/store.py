@@ -9,7 +9,7 @@ import duckdb
 import pandas as pd
 
 from cdp.config import IdentitySettings
-from cdp.files import write_json
+from cdp.files import temporary_beside, write_json
 from cdp.workspace import Workspace
 from features.contract import CONTRACTS, CUSTOMERS
 from features.identity.resolution import Progress, Resolution, resolve_identities
@@ -112,7 +112,7 @@ def write_resolution(workspace: Workspace, resolution: Resolution) -> None:
     workspace.reports.mkdir(parents=True, exist_ok=True)
     for name in ("identity_map", "profiles", "edges"):
         frame = getattr(resolution, name)
-        temporary = paths[name].with_suffix(".tmp")
+        temporary = temporary_beside(paths[name])
         frame.to_parquet(temporary, index=False)
         temporary.replace(paths[name])
     paths["model"].write_text(json.dumps(resolution.model.as_dict(), indent=2))

@@ -483,12 +483,12 @@ def test_a_copied_workspace_reads_its_own_feature_tables_not_the_originals(store
     first, second = Workspace.at(tmp_path / "first"), Workspace.at(tmp_path / "second")
     for part in ("lake", "outputs", "features", "feast"):
         shutil.copytree(source.data / part, first.data / part)
-    open_feature_store(first, settings)
+    open_feature_store(first, settings, offline=True)
     for part in ("lake", "outputs", "features", "feast"):
         shutil.copytree(first.data / part, second.data / part)
     shutil.rmtree(first.data / "features")
-    # When the second copy's store is opened
-    store = open_feature_store(second, settings)
+    # When the second copy's store is opened to read tables (training, scoring, drift)
+    store = open_feature_store(second, settings, offline=True)
     # Then every view reads the second copy's tables, and a retrieval through them works
     sources = view_sources(store, ["churn_v1", "recommendation_v1"])
     assert {str(Path(s.path).parent) for s in sources} == {str(second.data / "features")}
@@ -497,8 +497,11 @@ def test_a_copied_workspace_reads_its_own_feature_tables_not_the_originals(store
         entity_df=pd.DataFrame({"customer_id": customers, "event_timestamp": pd.Timestamp("2025-07-01", tz="UTC")}),
         features=store.get_feature_service("churn_v1")).to_df()
     assert len(frame) == 3
-    # ...and a copy without its tables says what to run instead of reading another workspace's
+    # ...and a copy without its tables says what to run instead of reading another workspace's, while
+    # the online store's readers (the service) open it as it is, creating nothing
     third = Workspace.at(tmp_path / "third")
-    shutil.copytree(source.data / "feast", third.data / "feast")
+    shutil.copytree(source.data / "feast", third.data / "feast", ignore=shutil.ignore_patterns("online_store.db"))
     with pytest.raises(FeatureStoreError, match="cdp features build"):
-        open_feature_store(third, settings)
+        open_feature_store(third, settings, offline=True)
+    open_feature_store(third, settings)
+    assert not (third.feast / "online_store.db").exists()

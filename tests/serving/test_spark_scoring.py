@@ -198,6 +198,7 @@ def test_cdp_score_engine_spark_refuses_an_out_that_exists_and_keeps_what_it_hol
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "notes.txt").write_text("important")
+    (tmp_path / "ws").mkdir()
     # When Spark scoring is pointed at it
     result = CliRunner().invoke(app, ["score", "--as-of", AS_OF.date().isoformat(), "--engine", "spark", "--out",
                                       str(precious), "--workspace", str(tmp_path / "ws")])
