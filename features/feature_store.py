@@ -143,13 +143,11 @@ def relocate_registry(workspace: Workspace, settings: FeatureSettings, store: Fe
         store.refresh_registry()
         if not _registry_elsewhere(store, workspace):
             return False
-        tables = {name: feature_table_path(workspace, name) for name in FEATURE_TABLES}
-        missing = [name for name, path in tables.items() if not path.exists()]
-        if missing:
-            raise FeatureStoreError(
-                f"the feature registry ({workspace.feast}) names another workspace's tables and this one lacks "
-                f"{', '.join(missing)}: run `cdp features build` and `cdp features apply`")
-        store.apply(build_definitions(tables, dt.timedelta(days=settings.ttl_days)))
+        try:
+            store.apply(feature_definitions(workspace, settings))
+        except FeatureStoreError as error:
+            raise FeatureStoreError(f"the feature registry ({workspace.feast}) names another workspace's tables: "
+                                    f"{error}") from error
     log.info("workspace moved: the feature registry's views now read this workspace's tables (%s)",
              workspace.data / "features")
     return True
@@ -167,13 +165,18 @@ def _registry_elsewhere(store: FeatureStore, workspace: Workspace) -> bool:
     return False
 
 
-def apply_feature_definitions(workspace: Workspace, settings: FeatureSettings) -> list[str]:
-    """Register the entity, feature views and feature services for the workspace's tables."""
+def feature_definitions(workspace: Workspace, settings: FeatureSettings) -> list:
+    """The entity, feature views and feature services over the workspace's own tables."""
     tables = {name: feature_table_path(workspace, name) for name in FEATURE_TABLES}
     missing = [str(path) for path in tables.values() if not path.exists()]
     if missing:
         raise FeatureStoreError(f"feature tables missing ({', '.join(missing)}); run `cdp features build` first")
-    objects = build_definitions(tables, dt.timedelta(days=settings.ttl_days))
+    return build_definitions(tables, dt.timedelta(days=settings.ttl_days))
+
+
+def apply_feature_definitions(workspace: Workspace, settings: FeatureSettings) -> list[str]:
+    """Register the entity, feature views and feature services for the workspace's tables."""
+    objects = feature_definitions(workspace, settings)
     store = open_feature_store(workspace, settings)
     store.apply(objects)
     return [obj.name for obj in objects]
