@@ -234,9 +234,10 @@ def identity_explain(
     if not paths["identity_map"].exists():
         raise _fail(f"{paths['identity_map']} not found; run `cdp resolve` first")
     try:
+        state = read_identity_state(space)
         explanation = explain_customer(
             query, pd.read_parquet(paths["identity_map"]), pd.read_parquet(paths["edges"]),
-            read_identity_state(space)["merged_into"],
+            state["merged_into"], state["merged_then_split"],
         )
     except KeyError as error:
         raise _fail(str(error.args[0])) from error

@@ -151,11 +151,18 @@ def _listed(profiles: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def find_customer(identity_map: pd.DataFrame, profiles: pd.DataFrame, query: SubjectQuery,
-                  standardization: Standardization, merged_into: dict[str, str] | None = None) -> str:
-    """The customer id a request names (an id retired by a merge names the customer it went to);
+                  standardization: Standardization, merged_into: dict[str, str] | None = None,
+                  merged_then_split: dict[str, str] | None = None) -> str:
+    """The customer id a request names (an id retired by a merge names the customer it went to;
+    one whose customer split since names no one: either part may be another person);
     SubjectNotFoundError when none (or several) match."""
     if query.customer_id is not None:
         if not (identity_map["customer_id"] == query.customer_id).any():
+            if query.customer_id in (merged_then_split or {}):
+                raise SubjectNotFoundError(
+                    f"customer {query.customer_id!r} was merged into {merged_then_split[query.customer_id]!r}, which a "
+                    "later run split: which part holds the person is not known; name them by e-mail or "
+                    "--source/--source-id", "retired id of a customer split since")
             survivor = (merged_into or {}).get(query.customer_id)
             if survivor is not None and (identity_map["customer_id"] == survivor).any():
                 return survivor
@@ -182,9 +189,11 @@ def find_subject(workspace: Workspace, settings: Settings, query: SubjectQuery) 
     """The customer a request names with all their records and identifiers (I/O: identity outputs, orders)."""
     identity_map, profiles = _read_identity(workspace)
     standardization = _standardization(settings)
-    merged_into = read_identity_state(workspace)["merged_into"]
+    state = read_identity_state(workspace)
+    merged_into = state["merged_into"]
     try:
-        customer_id = find_customer(identity_map, profiles, query, standardization, merged_into)
+        customer_id = find_customer(identity_map, profiles, query, standardization, merged_into,
+                                    state["merged_then_split"])
     except SubjectNotFoundError as error:
         erased_at = _erased_at(workspace, settings, query, standardization)
         if error.outcome == "no such customer" and erased_at is not None:
@@ -227,13 +236,13 @@ def _erased_at(workspace: Workspace, settings: Settings, query: SubjectQuery,
 def forget_former_ids(workspace: Workspace, subject: Subject) -> int:
     """Drop the subject's ids from the merge history (rewritten atomically); how many entries went."""
     state = read_identity_state(workspace)
-    merged = state["merged_into"]
     ids = set(subject.customer_ids)
-    kept = {old: new for old, new in merged.items() if old not in ids and new not in ids}
-    if len(kept) == len(merged):
-        return 0
-    write_json(identity_paths(workspace)["state"], {**state, "merged_into": kept})
-    return len(merged) - len(kept)
+    kept = {name: {old: new for old, new in state[name].items() if old not in ids and new not in ids}
+            for name in ("merged_into", "merged_then_split")}
+    dropped = sum(len(state[name]) - len(kept[name]) for name in kept)
+    if dropped:
+        write_json(identity_paths(workspace)["state"], {**state, **kept})
+    return dropped
 
 
 def _order_ids(workspace: Workspace, records: set[tuple[str, str]]) -> list[str]:

@@ -118,13 +118,14 @@ def assign_stable_ids(
     labels: np.ndarray,
     previous: pd.Series | None,
     next_sequence: int,
-) -> tuple[np.ndarray, int, dict[str, int], dict[str, str]]:
+) -> tuple[np.ndarray, int, dict[str, int], dict[str, str], set[str]]:
     """Customer id per record, keeping earlier ids whose cluster persists.
 
     A cluster holding records of several earlier ids (a merge) keeps the oldest; an earlier id
     whose records are now in several clusters (a split) stays with the part holding most of them.
     `previous` maps record key -> earlier customer id. Also returns each id retired by a merge with
-    the id it was merged into, so that a caller still holding it can be told where it went.
+    the id it was merged into, so that a caller still holding it can be told where it went, and the
+    earlier ids that split (an id retired into one of them earlier can no longer be followed).
     """
     # Records come sorted, so a record's position stands in for its key when ordering clusters.
     frame = pd.DataFrame({"key": record_keys.to_numpy(), "label": labels, "position": np.arange(len(labels))})
@@ -134,10 +135,12 @@ def assign_stable_ids(
     chosen: dict[int, str] = {}
     retired: list[str] = []
     merged_into: dict[str, str] = {}
+    split: set[str] = set()
     if len(known):
         overlap = known.groupby(["previous", "label"]).size().rename("records").reset_index()
         overlap["first_key"] = overlap["label"].map(first_key)
         overlap = overlap.sort_values(["previous", "records", "first_key"], ascending=[True, False, True])
+        split = set(overlap.loc[overlap["previous"].duplicated(), "previous"])
         claims = overlap.drop_duplicates("previous")  # each earlier id goes to its largest part
         claims = claims.assign(sequence=claims["previous"].map(id_sequence)).sort_values(["label", "sequence"])
         oldest = ~claims["label"].duplicated()  # a merge keeps the oldest id
@@ -155,5 +158,6 @@ def assign_stable_ids(
         "kept_ids": len(previous_ids & set(chosen.values())),
         "new_ids": len(new_labels),
         "retired_ids_merged": len(retired),
+        "ids_split": len(split),
     }
-    return customer_ids, next_sequence, changes, merged_into
+    return customer_ids, next_sequence, changes, merged_into, split

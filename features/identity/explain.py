@@ -8,11 +8,16 @@ from features.identity.matching import HELD_BACK_REASONS, LEVELS
 
 
 def explain_customer(query: str, identity_map: pd.DataFrame, edges: pd.DataFrame,
-                     merged_into: dict[str, str] | None = None) -> dict:
+                     merged_into: dict[str, str] | None = None,
+                     merged_then_split: dict[str, str] | None = None) -> dict:
     """`query` is a customer_id or `source:source_id` (the source in any case: sources are stored
     lower-cased; the id as written). An id an earlier run retired by a merge (`merged_into`) is
-    explained as the customer it was merged into, and the answer says so (`merged_from`)."""
+    explained as the customer it was merged into, and the answer says so (`merged_from`); one whose
+    customer split since (`merged_then_split`) is explained by no one."""
     customers = set(identity_map["customer_id"])
+    if merged_then_split and query.strip() in merged_then_split and query.strip() not in customers:
+        raise KeyError(f"{query.strip()!r} was merged into {merged_then_split[query.strip()]!r}, which a later run "
+                       "split: which part holds its records is not known; ask by a source record (source:source_id)")
     if merged_into and query.strip() in merged_into and query.strip() not in customers:
         survivor = merged_into[query.strip()]
         if survivor not in customers:

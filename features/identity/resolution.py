@@ -63,6 +63,9 @@ class Resolution:
     report: dict = field(default_factory=dict)
     merged_into: dict[str, str] = field(default_factory=dict)
     """Every customer id retired by a merge (this run or earlier ones) -> the id that holds its records now."""
+    merged_then_split: dict[str, str] = field(default_factory=dict)
+    """Ids retired by a merge into a customer that has split since -> that customer: which part holds
+    the retired id's records is not known, so the id leads nowhere rather than to another person."""
 
 
 def record_keys(frame: pd.DataFrame, source: str = "source", source_id: str = "source_id") -> pd.Series:
@@ -121,6 +124,7 @@ def resolve_identities(
     custom_columns: tuple[str, ...] = (),
     progress: Progress | None = None,
     merged_before: dict[str, str] | None = None,
+    merged_then_split_before: dict[str, str] | None = None,
 ) -> Resolution:
     """Resolve identity records (one row per source, source_id) into customers."""
     check_survivorship_rules(dict(settings.survivorship), custom_columns)  # before the work, not after it
@@ -191,8 +195,9 @@ def resolve_identities(
     previous = None
     if previous_map is not None and len(previous_map):
         previous = pd.Series(previous_map["customer_id"].to_numpy(), index=record_keys(previous_map).to_numpy())
-    customer_ids, next_sequence, id_changes, merged_now = assign_stable_ids(keys, clusters.labels, previous, next_sequence)
-    merged_into = follow_merges({**(merged_before or {}), **merged_now})
+    customer_ids, next_sequence, id_changes, merged_now, split = assign_stable_ids(
+        keys, clusters.labels, previous, next_sequence)
+    merged_into, merged_then_split = carry_merges(merged_before or {}, merged_now, split, merged_then_split_before or {})
     identity_map = _identity_map(records, customer_ids, edges, with_pii, held_back)
     advance(6)
 
@@ -235,7 +240,7 @@ def resolve_identities(
         "ids": id_changes,
     }
     advance(7)
-    return Resolution(identity_map, profiles, edge_table, model, next_sequence, report, merged_into)
+    return Resolution(identity_map, profiles, edge_table, model, next_sequence, report, merged_into, merged_then_split)
 
 
 def _standardized_groups(groups: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
@@ -245,6 +250,22 @@ def _standardized_groups(groups: dict[str, tuple[str, ...]]) -> dict[str, tuple[
 
     return {name(canonical): tuple(filter(None, map(name, variants))) for canonical, variants in groups.items()
             if name(canonical)}
+
+
+def carry_merges(merged_before: dict[str, str], merged_now: dict[str, str], split_now: set[str],
+                 merged_then_split_before: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The merge history after this run: (retired id -> its survivor now, retired id -> the survivor
+    that split since). An id retired earlier into a customer that split in this run may belong to
+    either part (a merge undone by a later run, e.g. once a nickname setting is removed): following it
+    to the part that kept the id could erase or export another person, so it is set apart."""
+    merged_then_split = dict(merged_then_split_before)
+    kept = {}
+    for retired, survivor in merged_before.items():
+        if survivor in split_now:
+            merged_then_split[retired] = survivor
+        else:
+            kept[retired] = survivor
+    return follow_merges({**kept, **merged_now}), merged_then_split
 
 
 def follow_merges(merged_into: dict[str, str]) -> dict[str, str]:

@@ -84,10 +84,11 @@ def load_labelled_pairs(path: Path) -> pd.DataFrame:
 
 def read_identity_state(workspace: Workspace) -> dict:
     """What one resolution hands the next: the next id number, and each id retired by a merge with
-    the customer it went to (`merged_into`); a workspace never resolved has neither."""
+    the customer it went to (`merged_into`), and those whose customer split since
+    (`merged_then_split`); a workspace never resolved has none."""
     path = identity_paths(workspace)["state"]
     state = json.loads(path.read_text()) if path.exists() else {}
-    return {"next_sequence": 1, "merged_into": {}, **state}
+    return {"next_sequence": 1, "merged_into": {}, "merged_then_split": {}, **state}
 
 
 def run_identity_resolution(
@@ -100,7 +101,7 @@ def run_identity_resolution(
     labelled = load_labelled_pairs(settings.labelled_pairs) if settings.labelled_pairs else None
     resolution = resolve_identities(
         records, load_links(workspace), settings, previous, state["next_sequence"], labelled, custom, progress,
-        merged_before=state["merged_into"],
+        merged_before=state["merged_into"], merged_then_split_before=state["merged_then_split"],
     )
     write_resolution(workspace, resolution)
     return resolution
@@ -117,5 +118,6 @@ def write_resolution(workspace: Workspace, resolution: Resolution) -> None:
         temporary.replace(paths[name])
     paths["model"].write_text(json.dumps(resolution.model.as_dict(), indent=2))
     # readers (the service, explain) never see half a state file
-    write_json(paths["state"], {"next_sequence": resolution.next_sequence, "merged_into": resolution.merged_into})
+    write_json(paths["state"], {"next_sequence": resolution.next_sequence, "merged_into": resolution.merged_into,
+                                "merged_then_split": resolution.merged_then_split})
     paths["report"].write_text(json.dumps(resolution.report, indent=2, default=str))

@@ -345,18 +345,26 @@ def test_ids_retired_by_a_merge_lead_to_the_person_and_are_forgotten_with_them(t
     from features.erasure import Subject, find_customer, forget_former_ids
     from features.suppression import Standardization
 
-    # Given C9 was merged into C1 by an earlier resolution, and C8 into someone else
+    # Given C9 was merged into C1 by an earlier resolution, and C8 into someone else; C7 was merged
+    # into C1 too, before C1 split again (C7's person may be in either part)
     identity_map = pd.DataFrame({"source": ["web"], "source_id": ["1"], "customer_id": ["C1"]})
     workspace = Workspace.at(tmp_path)
     workspace.outputs.mkdir(parents=True)
     state = workspace.outputs / "identity_state.json"
-    state.write_text(json.dumps({"next_sequence": 10, "merged_into": {"C9": "C1", "C8": "C2"}}))
+    state.write_text(json.dumps({"next_sequence": 10, "merged_into": {"C9": "C1", "C8": "C2"},
+                                 "merged_then_split": {"C7": "C1"}}))
     # When a request names the retired id, then it names C1
-    merged = json.loads(state.read_text())["merged_into"]
-    assert find_customer(identity_map, pd.DataFrame(), SubjectQuery(customer_id="C9"), Standardization(), merged) == "C1"
+    history = json.loads(state.read_text())
+    merged, split = history["merged_into"], history["merged_then_split"]
+    assert find_customer(identity_map, pd.DataFrame(), SubjectQuery(customer_id="C9"), Standardization(),
+                         merged, split) == "C1"
+    # ...but the id of a merge since undone names no one, rather than the part that kept C1
+    with pytest.raises(SubjectNotFoundError, match="later run split") as refused:
+        find_customer(identity_map, pd.DataFrame(), SubjectQuery(customer_id="C7"), Standardization(), merged, split)
+    assert "C1" not in refused.value.outcome
     # When C1 (formerly also C9) is forgotten, then the merge history no longer names either id
-    assert forget_former_ids(workspace, Subject("C1", [("web", "1")], [], [], [], former_ids=["C9"])) == 1
-    assert json.loads(state.read_text()) == {"next_sequence": 10, "merged_into": {"C8": "C2"}}
+    assert forget_former_ids(workspace, Subject("C1", [("web", "1")], [], [], [], former_ids=["C9"])) == 2
+    assert json.loads(state.read_text()) == {"next_sequence": 10, "merged_into": {"C8": "C2"}, "merged_then_split": {}}
 
 
 def test_the_push_log_survives_a_torn_line_and_is_rewritten_under_the_push_lock(tmp_path, monkeypatch):

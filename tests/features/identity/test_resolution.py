@@ -205,6 +205,35 @@ def test_an_id_retired_by_a_merge_still_leads_to_its_records():
     assert follow_merges({"C3": "C2", "C2": "C1"}) == {"C3": "C1", "C2": "C1"}
 
 
+def test_an_id_retired_into_a_customer_that_split_since_leads_nowhere():
+    # Given one person with two records (app:1, crm:1) and another with one (web:2), first apart,
+    # then merged by a link, so that the second person's id is retired into the first's
+    given = records([{"source": "app", "source_id": "1", "first_name": "Ann", "email": "ann@x.com"},
+                     {"source": "crm", "source_id": "1", "first_name": "Ann", "email": "ann@x.com"},
+                     {"source": "web", "source_id": "2", "first_name": "Ann", "email": "a.lee@y.com"}])
+    first = resolve_identities(given, None, SETTINGS)
+    ann, bea = customer_of(first, "app:1"), customer_of(first, "web:2")
+    link = pd.DataFrame({"source_a": ["app"], "id_a": ["1"], "source_b": ["web"], "id_b": ["2"]})
+    merged = resolve_identities(given, link, SETTINGS, previous_map=first.identity_map,
+                                next_sequence=first.next_sequence, merged_before=first.merged_into)
+    assert merged.merged_into == {bea: ann}
+    # When a later run undoes the merge (the link withdrawn)
+    split = resolve_identities(given, None, SETTINGS, previous_map=merged.identity_map,
+                               next_sequence=merged.next_sequence, merged_before=merged.merged_into,
+                               merged_then_split_before=merged.merged_then_split)
+    # Then Ann keeps her id, Bea gets a new one, and Bea's old id no longer leads to Ann
+    assert customer_of(split, "app:1") == ann and customer_of(split, "web:2") not in {ann, bea}
+    assert split.merged_into == {} and split.merged_then_split == {bea: ann}
+    assert split.report["ids"]["ids_split"] == 1
+    with pytest.raises(KeyError, match="later run split"):
+        explain_customer(bea, split.identity_map, split.edges, split.merged_into, split.merged_then_split)
+    # ...and it stays set apart in the runs after
+    again = resolve_identities(given, None, SETTINGS, previous_map=split.identity_map,
+                               next_sequence=split.next_sequence, merged_before=split.merged_into,
+                               merged_then_split_before=split.merged_then_split)
+    assert again.merged_then_split == {bea: ann} and customer_of(again, "web:2") == customer_of(split, "web:2")
+
+
 def test_links_join_records_without_pii_and_orders_only_refs_stay_alone():
     given = records([{"source": "app", "source_id": "a"}, {"source": "web", "source_id": "w"},
                      {"source": "store", "source_id": "s"}])
