@@ -55,13 +55,20 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
 
 
 def _context(workspace: Path | None, config: Path | None, creates: bool = False) -> tuple[Workspace, Settings]:
-    """The workspace and its settings. Only the commands that start a workspace (`creates`: ingest, run)
-    may name one that does not exist yet: elsewhere a mistyped path is an error, not an empty workspace
-    with advice that does not apply (and files made in the wrong place)."""
+    """The workspace and its settings. Only the commands that start a workspace (`creates`: ingest, run;
+    simulate and config, which write nothing in it) may name a folder that is not one yet: elsewhere a
+    mistyped path, or an existing folder that is not a workspace (no lake, no cdp.yaml: an empty
+    directory, /tmp), is an error, not an empty workspace with advice that does not apply and files
+    (the audit log, the salt, MLflow's database) made in the wrong place. The default workspace, the
+    repository, is taken as it is."""
     space = Workspace.at(workspace)
-    if not creates and workspace is not None and not space.root.is_dir():
-        raise _fail(f"workspace {space.root} does not exist; `cdp ingest --raw DIR --workspace {space.root}` "
-                    "starts one", 2)
+    if not creates and workspace is not None:
+        if not space.root.is_dir():
+            raise _fail(f"workspace {space.root} does not exist; `cdp ingest --raw DIR --workspace {space.root}` "
+                        "starts one", 2)
+        if not space.started:
+            raise _fail(f"{space.root} is not a workspace (no data/lake/, no cdp.yaml): name the folder `cdp ingest` "
+                        f"or `cdp run` made, or start one with `cdp ingest --raw DIR --workspace {space.root}`", 2)
     try:
         settings = load_settings(find_config_file(space.root, config))
     except ConfigError as error:
@@ -856,7 +863,9 @@ def score(
     churn probability, CLV, conversion probability per eligible action, next best action, win-back,
     holdout, reasons. Streams in chunks to data/outputs/scores.parquet (or --out) and writes a
     summary beside it (scores.json)."""
-    space, settings = _context(workspace, config)
+    from features.identity.store import identity_paths
+
+    # the options first: a mistake in them is named whatever the workspace holds
     output_format = _output_format(out, output_format, "parquet")
     if reasons not in ("all", "segments", "none"):
         raise _fail(f"--reasons must be all, segments or none, not {reasons!r}", code=2)
@@ -866,11 +875,16 @@ def score(
         raise _fail("--campaign must not be empty: it salts the holdout, and the service refuses an empty "
                     "campaign_id (leave the option out for policy.default_campaign_id)", code=2)
     moment = _one_time(as_of)
-    _warn_when_after_the_data(space, moment)
-    _warn_when_in_sample(space, moment)
     if engine == "spark" and out is not None and "://" not in out and Path(out).exists():
         raise _fail(f"{out} already exists: Spark writes a directory of part files there and would delete what it "
                     "holds; remove it or pick another --out", code=2)
+    space, settings = _context(workspace, config)
+    identity_map = identity_paths(space)["identity_map"]
+    if not identity_map.exists():  # the first missing step, not the last (and no MLflow store made on the way)
+        raise _fail(f"{identity_map} not found: no identities resolved yet; run `cdp resolve` first, then "
+                    "`cdp train --as-of DATE` (it builds the features it needs), then score")
+    _warn_when_after_the_data(space, moment)
+    _warn_when_in_sample(space, moment)
     _score(space, settings, moment, campaign, out=out, output_format=output_format, reasons=reasons,
            engine=engine)
 
@@ -1023,9 +1037,22 @@ def forget(
         _preview_erasure(space, settings, query)
         return
 
+    started: dict[str, str] = {}  # the "started" line's person and request id, for the line that ends it
+
     def record_start(subject, request_id: str) -> None:  # on record before anything changes
         record_request(space, settings.privacy, "erasure", subject.customer_id,
                        {"request_id": request_id, "outcome": "started", "records": len(subject.records)})
+        started.update(customer_id=subject.customer_id, request_id=request_id)
+
+    def record_end(outcome: str, why: str) -> None:
+        """A failed or interrupted erasure, tied to its "started" line (same request id and pseudonym; none
+        when it stopped before starting). A log that cannot be written does not hide why it stopped."""
+        try:
+            record_request(space, settings.privacy, "erasure", started.get("customer_id"),
+                           {**({"request_id": started["request_id"]} if started else {}),
+                            "outcome": outcome, "why": why})
+        except OSError as error:
+            log.error("audit log %s could not be written: %s", settings.privacy.audit_log, error)
 
     try:
         subject, report = forget_subject(space, settings, query, on_start=record_start)
@@ -1033,11 +1060,16 @@ def forget(
         record_request(space, settings.privacy, "erasure", None, {"outcome": "refused", "why": error.outcome})
         raise _fail(f"{error}; nothing was changed") from error
     except ErasureError as error:
-        record_request(space, settings.privacy, "erasure", None, {"outcome": "failed", "why": "a store could not be "
-                                                                   "cleaned or is not the one loaded"})
+        record_end("failed", "a store could not be cleaned or is not the one loaded")
         raise _fail(str(error)) from error
+    except KeyboardInterrupt:  # Ctrl-C: on record as such, then stop as asked
+        record_end("interrupted", "KeyboardInterrupt")
+        if started:
+            console.print("[yellow]interrupted:[/yellow] the erasure is not finished; run the same command again "
+                          "to finish it")
+        raise
     except Exception as error:  # on record too, then as it came (the traceback says where)
-        record_request(space, settings.privacy, "erasure", None, {"outcome": "failed", "why": type(error).__name__})
+        record_end("failed", type(error).__name__)
         raise
     record_request(space, settings.privacy, "erasure", subject.customer_id,
                    {"request_id": report.request_id, "outcome": "done", "records": report.records,

@@ -17,6 +17,15 @@ class Workspace:
         return cls(Path(root).expanduser().resolve() if root is not None else REPOSITORY_ROOT)
 
     @property
+    def started(self) -> bool:
+        """Whether the folder is a workspace: the first `cdp ingest` (or `cdp run`) made its lake, or
+        it holds its own `cdp.yaml`. Any other folder (an empty one, /tmp, a home directory) is not one:
+        the commands that read a workspace refuse it rather than write their files into it."""
+        from cdp.config import CONFIG_FILE_NAME
+
+        return self.lake.is_dir() or (self.root / CONFIG_FILE_NAME).is_file()
+
+    @property
     def data(self) -> Path:
         return self.root / "data"
 

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from cdp.cli import app
 from features.contract import CONTRACTS
+from features.erasure import ErasureError
 
 runner = CliRunner()
 COMMANDS = ["simulate", "ingest", "resolve", "identity explain", "evaluate identity", "evaluate models", "features build", "train", "score", "run", "serve", "report lift", "evaluate policy",
@@ -150,6 +151,8 @@ def test_ingesting_the_same_file_again_shows_its_rows_as_unchanged(tmp_path):
 
 
 def test_explain_an_unknown_customer_is_a_clear_error(tmp_path):
+    # Given a workspace with a lake but no identity map yet
+    (tmp_path / "data" / "lake").mkdir(parents=True)
     result = runner.invoke(app, ["identity", "explain", "C1", "--workspace", str(tmp_path)])
     assert result.exit_code == 1 and "run `cdp resolve` first" in result.output
 
@@ -211,10 +214,43 @@ def test_run_on_orders_only_with_a_short_history_says_what_it_skipped(tmp_path, 
 
 
 def test_status_of_an_empty_workspace_says_what_to_run(tmp_path):
+    # Given a workspace that holds only its configuration, nothing ingested yet
     (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "cdp.yaml").write_text("policy:\n  consent_mode: opt_out\n")
     result = runner.invoke(app, ["status", "--workspace", str(tmp_path / "empty")])
     assert result.exit_code == 0, result.output
     assert "cdp resolve" in result.output and "cdp train" in result.output and "cdp score" in result.output
+
+
+READING_COMMANDS = [
+    ["resolve"], ["identity", "explain", "C000000001"], ["evaluate", "identity", "--truth", "raw"],
+    ["evaluate", "models", "--truth", "raw"], ["evaluate", "policy", "--truth", "raw"],
+    ["report", "lift", "--campaign", "spring"], ["report", "drift"], ["export", "--segment", "win_back_today"],
+    ["features", "build", "--as-of", "2026-07-01"], ["features", "apply"], ["features", "materialize"],
+    ["features", "ui"], ["push", "--customer-id", "C000000001", "--set", "latest_email_consent=0"],
+    ["train", "--as-of", "2026-07-01"], ["score", "--as-of", "2026-07-01"], ["serve"],
+    ["forget", "--customer-id", "C000000001"], ["forget", "--dry-run", "--email", "jo@example.org"],
+    ["export-subject", "--customer-id", "C000000001"], ["status"],
+]
+
+
+@pytest.mark.parametrize("command", READING_COMMANDS, ids=" ".join)
+def test_a_folder_that_is_not_a_workspace_is_refused_and_nothing_is_made_there(tmp_path, monkeypatch, command):
+    import os
+
+    # Given an existing folder that is not a workspace (no lake, no cdp.yaml), holding someone's file
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    monkeypatch.setattr(os, "execv", lambda *args: pytest.fail("started a program"))
+    monkeypatch.setattr(os, "execve", lambda *args: pytest.fail("started a program"))
+    # When a command that reads a workspace is pointed at it
+    result = runner.invoke(app, [*command, "--workspace", str(folder)])
+    # Then it refuses in one line, as for a mistyped path, and makes nothing there (no audit log, salt,
+    # MLflow database)
+    assert result.exit_code == 2, result.output
+    assert f"{folder} is not a workspace" in " ".join(result.output.split())
+    assert sorted(p.name for p in folder.rglob("*")) == ["notes.txt"]
 
 
 def test_a_mistyped_workspace_is_an_error_and_nothing_is_made_there(tmp_path):
@@ -323,6 +359,7 @@ def test_lift_refuses_a_campaign_the_scores_were_not_drawn_for_or_without_treate
 
 
 def test_export_refuses_an_out_file_named_for_another_format(tmp_path):
+    (tmp_path / "data" / "lake").mkdir(parents=True)  # a workspace
     result = runner.invoke(app, ["export", "--segment", "push_reachable", "--format", "parquet",
                                  "--out", str(tmp_path / "push.csv"), "--workspace", str(tmp_path)])
     assert result.exit_code == 2 and "ends in .csv but the format is parquet" in " ".join(result.output.split())
@@ -361,3 +398,66 @@ def test_explain_shows_both_names_agreeing_as_one_full_name_weight():
     # Then it reads as one full-name figure, not a surname worth nothing
     assert _evidence_text(evidence) == "full name exact (+9.1), date_of_birth exact (+12.0)"
     assert _evidence_text({"last_name": {"level": "exact", "weight": 4.0}}) == "last_name exact (+4.0)"
+
+
+def resolved_workspace(root):
+    """A workspace as `cdp resolve` leaves it, by hand: a lake, and an identity map and profiles with two
+    customers, C000000001 (records web:W010000001 and app:a1, e-mail jo@example.org) and C000000002."""
+    from cdp.workspace import Workspace
+
+    workspace = Workspace.at(root)
+    workspace.lake.mkdir(parents=True)
+    workspace.outputs.mkdir(parents=True)
+    pd.DataFrame({"source": ["web", "app", "web"], "source_id": ["W010000001", "a1", "W010000002"],
+                  "customer_id": ["C000000001", "C000000001", "C000000002"], "match_probability": [1.0, 1.0, 1.0],
+                  "matched_by": ["exact_email", "exact_email", "unmatched"], "held_back": ["", "", ""]},
+                 ).to_parquet(workspace.outputs / "identity_map.parquet", index=False)
+    pd.DataFrame({"customer_id": ["C000000001", "C000000002"], "emails": [["jo@example.org"], []],
+                  "phones": [[], []]}).to_parquet(workspace.outputs / "profiles.parquet", index=False)
+    return workspace
+
+
+@pytest.mark.parametrize(("stop", "outcome", "why"), [
+    (ErasureError("online store (redis) could not be cleaned"), "failed",
+     "a store could not be cleaned or is not the one loaded"),
+    (RuntimeError("disk full"), "failed", "RuntimeError"),
+    (KeyboardInterrupt(), "interrupted", "KeyboardInterrupt"),
+], ids=["erasure-error", "other-error", "ctrl-c"])
+def test_an_erasure_that_stops_partway_is_on_record_with_its_request_id_and_person(tmp_path, monkeypatch, stop,
+                                                                                   outcome, why):
+    from features import erasure
+
+    # Given a resolved workspace, and a store that fails (or a Ctrl-C) once the erasure has started
+    workspace = resolved_workspace(tmp_path / "ws")
+
+    def stopped(*args, **kwargs):
+        raise stop
+
+    monkeypatch.setattr(erasure, "erase_from_lake", stopped)
+    # When a person is forgotten
+    result = runner.invoke(app, ["forget", "--email", "jo@example.org", "--workspace", str(workspace.root)])
+    # Then the command fails, and the audit log's line that ends the request names the same request and
+    # the same (pseudonymous) person as the line that started it
+    assert result.exit_code != 0
+    log_text = (workspace.data / "audit" / "audit.log").read_text()
+    first, last = [json.loads(line) for line in log_text.splitlines()]
+    assert (first["outcome"], last["outcome"], last["why"]) == ("started", outcome, why)
+    assert last["event"] == "erasure" and last["subject"] is not None
+    assert (last["request_id"], last["subject"]) == (first["request_id"], first["subject"])
+    # ...and nothing in it names them
+    assert not any(raw in log_text for raw in ("C000000001", "W010000001", "jo@example.org", '"a1"'))
+
+
+def test_scoring_a_workspace_never_resolved_says_to_resolve_first(tmp_path):
+    # Given a workspace that was ingested but never resolved
+    raw, workspace = tmp_path / "raw", tmp_path / "ws"
+    simulated = runner.invoke(app, ["simulate", "--customers", "20", "--seed", "3", "--start", "2026-01-01",
+                                    "--end", "2026-06-30", "--out", str(raw)])
+    ingested = runner.invoke(app, ["ingest", "--raw", str(raw), "--workspace", str(workspace)])
+    assert simulated.exit_code == ingested.exit_code == 0, ingested.output
+    # When it is scored
+    result = runner.invoke(app, ["score", "--as-of", "2026-07-01", "--workspace", str(workspace)])
+    # Then it names the first missing step, `cdp resolve` (then training), not only `cdp train`
+    words = " ".join(result.output.split())
+    assert result.exit_code == 1 and "run `cdp resolve` first, then `cdp train" in words, result.output
+    assert not (workspace / "mlruns").exists()
