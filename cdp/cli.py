@@ -756,7 +756,7 @@ def push(
         identity = IdentityLookup.load(space, settings)
         survivor = identity.survivor(customer_id)  # as /events: a retired id's signals go to its survivor
         if survivor not in identity.customers:
-            raise _fail(f"no customer {customer_id!r} in the identity map; nothing was pushed")
+            raise _fail(f"{customer_id!r}: {identity.why_unknown(customer_id)}; nothing was pushed")
         if survivor != customer_id:
             console.print(f"{customer_id} was merged into {survivor} by identity resolution: pushing for {survivor}")
             customer_id = values["customer_id"][0] = survivor
@@ -880,7 +880,8 @@ def score(
                     "holds; remove it or pick another --out", code=2)
     space, settings = _context(workspace, config)
     identity_map = identity_paths(space)["identity_map"]
-    if not identity_map.exists():  # the first missing step, not the last (and no MLflow store made on the way)
+    tables_elsewhere = engine == "spark" and settings.spark.feature_tables_uri  # a Spark driver may hold no lake
+    if not identity_map.exists() and not tables_elsewhere:  # the first missing step, not the last (no MLflow store made)
         raise _fail(f"{identity_map} not found: no identities resolved yet; run `cdp resolve` first, then "
                     "`cdp train --as-of DATE` (it builds the features it needs), then score")
     _warn_when_after_the_data(space, moment)

@@ -18,12 +18,15 @@ class Workspace:
 
     @property
     def started(self) -> bool:
-        """Whether the folder is a workspace: the first `cdp ingest` (or `cdp run`) made its lake, or
-        it holds its own `cdp.yaml`. Any other folder (an empty one, /tmp, a home directory) is not one:
-        the commands that read a workspace refuse it rather than write their files into it."""
+        """Whether the folder is a workspace: something of ours is in it — the lake the first `cdp ingest`
+        (or `cdp run`) made, identity outputs, feature tables, the Feast registry, an `mlruns/` folder (a
+        clone of this repository has one; a Spark driver may hold only that and the registry), or its own
+        `cdp.yaml`. Any other folder (an empty one, /tmp, a home directory) is not one: the commands that
+        read a workspace refuse it rather than write their files into it."""
         from cdp.config import CONFIG_FILE_NAME
 
-        return self.lake.is_dir() or (self.root / CONFIG_FILE_NAME).is_file()
+        ours = (self.lake, self.outputs, self.data / "features", self.feast, self.mlruns)
+        return any(path.is_dir() for path in ours) or (self.root / CONFIG_FILE_NAME).is_file()
 
     @property
     def data(self) -> Path:

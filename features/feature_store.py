@@ -417,17 +417,17 @@ class OnlineFeatureReader:
         self._registry_seen = self._registry_version()
         chosen = {view: (self.store.get_feature_view(view, allow_registry_cache=True), wanted)
                   for view, wanted in service_features(self.store, self.services, allow_cache=True).items()}
-        self.views = [view for view, _ in chosen.values()]
-        self.positions: list[list[tuple[int, str]]] = []
+        positions: list[list[tuple[int, str]]] = []
         names: list[str] = []
         for view, wanted in chosen.values():
             fields = [f.name for f in view.features]
-            self.positions.append([(fields.index(name), name) for name in wanted])
+            positions.append([(fields.index(name), name) for name in wanted])
             names.extend(wanted)
         duplicated = sorted({name for name in names if names.count(name) > 1})
         if duplicated:  # Feast refuses them too: without view prefixes the columns would collide
             raise FeatureStoreError(f"features of the same name in several views: {', '.join(duplicated)}")
-        self.feature_names = names
+        # all at once, never half-built: a reader on another thread sees the old views or the new ones
+        self.views, self.positions, self.feature_names = [view for view, _ in chosen.values()], positions, names
         self._resolved_at = time.monotonic()
 
     def read(self, customer_ids: Sequence[str]) -> OnlineFeatures:
@@ -682,14 +682,21 @@ def push_log_lock(workspace: Workspace):
     return _lock_beside(workspace.feast)
 
 
-def read_push_log(workspace: Workspace, merged_into: dict[str, str] | None = None) -> pd.DataFrame:
-    """The pushes as rows (customer_id, pushed_at, field, value), oldest first; ids a later identity
-    run retired by a merge are read as the customer they went to (`merged_into`)."""
+def read_push_log(workspace: Workspace, identity_state: dict | None = None) -> pd.DataFrame:
+    """The pushes as rows (customer_id, pushed_at, field, value), oldest first. Ids a later identity
+    run retired by a merge are read as the customer they went to (`merged_into` of `identity_state`).
+    An id retired into a customer that split since (`merged_then_split`) may be either part's: its
+    withdrawals go to the part that kept the id (not contacting someone is the safe side), its grants
+    nowhere (a grant must never reach another person)."""
+    merged_into = (identity_state or {}).get("merged_into", {})
+    merged_then_split = (identity_state or {}).get("merged_then_split", {})
     rows = []
     for entry in push_log_entries(workspace)[0]:
-        customer = (merged_into or {}).get(entry["customer_id"], entry["customer_id"])  # already followed
+        sent = entry["customer_id"]
+        customer = merged_into.get(sent, merged_then_split.get(sent, sent))  # already followed
+        ambiguous = sent in merged_then_split and sent not in merged_into
         rows += [(customer, entry["pushed_at"], field, value) for field, value in entry["fields"].items()
-                 if _is_consent(field)]
+                 if _is_consent(field) and not (ambiguous and value)]
     frame = pd.DataFrame(rows, columns=["customer_id", "pushed_at", "field", "value"])
     frame["pushed_at"] = pd.to_datetime(frame["pushed_at"], utc=True, format="ISO8601")
     return frame.sort_values("pushed_at", kind="stable").reset_index(drop=True)
@@ -701,7 +708,7 @@ def reapply_pushes(workspace: Workspace, store: FeatureStore, loaded: pd.DataFra
     June snapshot nor one built this morning). Returns the customers pushed again."""
     from features.identity.store import read_identity_state
 
-    pushes = read_push_log(workspace, read_identity_state(workspace)["merged_into"])
+    pushes = read_push_log(workspace, read_identity_state(workspace))
     if pushes.empty or loaded.empty:
         return 0
     snapshot = loaded.set_index("customer_id")[["event_timestamp", "created_timestamp"]]

@@ -120,7 +120,7 @@ def pushed_consents(workspace: Workspace) -> pd.DataFrame:
     from features.feature_store import FLAG_PREFIX, read_push_log
     from features.identity.store import read_identity_state
 
-    consents = read_push_log(workspace, read_identity_state(workspace)["merged_into"])  # consents only
+    consents = read_push_log(workspace, read_identity_state(workspace))  # consents only
     # text as pandas strings: DuckDB reads them as VARCHAR even when there are none (no push log yet)
     return pd.DataFrame({
         "customer_id": consents["customer_id"].astype("string"),

@@ -145,6 +145,8 @@ class IdentityLookup:
     """Ids retired by a merge -> the customer holding their records now (a campaign tool may hold one)."""
     shared_emails: dict[str, int] = field(default_factory=dict)
     """Standardized e-mails several customers hold -> how many (they resolve to nobody)."""
+    merged_then_split: dict[str, str] = field(default_factory=dict)
+    """Ids retired into a customer that split since: they lead nowhere (either part may be their person)."""
 
     @classmethod
     def load(cls, workspace: Workspace, settings: Settings) -> IdentityLookup:
@@ -164,8 +166,16 @@ class IdentityLookup:
             by_email, shared = customers_by_email(emails["customer_id"], emails["emails"],
                                                   lambda e: standardize_email(e, rules))
         by_record = dict(zip(zip(records["source"], records["source_id"], strict=True), records["customer_id"], strict=True))
-        merged_into = read_identity_state(workspace)["merged_into"]
-        return cls(by_record, by_email, set(records["customer_id"]), rules, merged_into, shared)
+        state = read_identity_state(workspace)
+        return cls(by_record, by_email, set(records["customer_id"]), rules, state["merged_into"], shared,
+                   state["merged_then_split"])
+
+    def why_unknown(self, customer_id: str) -> str:
+        """Why an id names no customer, in words a campaign tool can act on."""
+        if customer_id in self.merged_then_split:
+            return ("retired by a merge into a customer that identity resolution split since: which part is this "
+                    "person is not known; send their source and source_id or e-mail")
+        return "unknown customer (not in the identity map)"
 
     def survivor(self, customer_id: str) -> str:
         """The customer holding an id's records now: itself, or the survivor of the merge that retired it."""
@@ -586,7 +596,7 @@ class RecommendationEngine:
         refused = {}
         for customer in dict.fromkeys(customer_ids):
             if customer not in self.identity.customers:
-                refused[customer] = "unknown customer (not in the identity map)"
+                refused[customer] = self.identity.why_unknown(customer)
             elif customer in erased:
                 refused[customer] = "erased (cdp forget)"
         return refused

@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import os
+import threading
 from functools import cache
 from typing import Annotated, Any, Literal
 
@@ -445,6 +446,10 @@ def _service_options() -> dict:
     return {"workers": serving.workers, "tracing": {} if serving.tracing else NO_TRACING}
 
 
+LOOP_CUSTOMERS = 10
+"""Requests of up to this many customers are computed on the worker's event loop, larger ones in a thread."""
+
+
 @bentoml.service(name="cdp_recommendations", traffic={"timeout": 30}, **_service_options())
 class RecommendationService:
     def __init__(self) -> None:
@@ -452,6 +457,9 @@ class RecommendationService:
         from serving.engine import EngineNotReadyError, RecommendationEngine, freeze_loaded_objects
 
         self.engine = None
+        # One request at a time uses the engine (its online store connection is shared): /recommend on
+        # the event loop or, when the lock is taken or the request is large, in a thread like /events.
+        self.engine_lock = threading.Lock()
         self.startup_problems: list[str] = []
         filter_client_error_logs()
         share_metrics_directory()
@@ -474,9 +482,12 @@ class RecommendationService:
     def __is_ready__(self) -> bool:
         """Ready when the models and the online store are. Otherwise /readyz answers 503 with what is
         missing and the command that fixes it, and the process keeps running (no crash loop)."""
-        if self.engine is not None:
-            self.engine.follow_reloads()
-            self.engine.recheck_store()
+        if self.engine is not None and self.engine_lock.acquire(blocking=False):  # busy: checked by that request
+            try:
+                self.engine.follow_reloads()
+                self.engine.recheck_store()
+            finally:
+                self.engine_lock.release()
         if not self._problems():
             return True
         from starlette.exceptions import HTTPException
@@ -496,19 +507,36 @@ class RecommendationService:
         return self.engine
 
     # Each API answers a JSONResponse instead of its model when not ready: BentoML passes it through.
-    # `recommend` is a coroutine on purpose, though it never awaits: it runs on the worker's event loop,
-    # not in a thread. The work is CPU-bound Python, so a thread gained nothing under the GIL and cost a
-    # hand-off a request (about 10% of the CPU per request); and a worker busy answering no longer
-    # accepts new connections, so a client's second connection lands on the idle worker. Measured at
-    # 300 requests/s (docs/benchmarks.md): p99 13.4 and 23.5 ms in a thread, 8.1 and 8.7 ms on the loop.
+    # `recommend` is a coroutine on purpose. A request of a few customers is computed on the worker's
+    # event loop, not in a thread: the work is CPU-bound Python, so a thread gained nothing under the
+    # GIL and cost a hand-off (about 10% of the CPU a request), and a worker busy answering stops
+    # accepting, so a client's next connection lands on the idle worker. Measured at 300 requests/s
+    # (docs/serving.md): p99 13.4 and 23.5 ms in a thread, 8.1 and 8.7 ms on the loop. A larger request
+    # (up to 1,000 customers, a few hundred ms) goes to a thread, so that probes are not held for its
+    # whole duration; so does a small one while the engine is busy (never wait for the lock on the loop).
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)
     async def recommend(self, customers: list[CustomerReference],
                         context: RecommendContext | None = None) -> RecommendResponse:
         """Next-best action, win-back decision, scores and reasons per customer, in request order."""
-        from serving.engine import EngineNotReadyError
-
         references = [c.model_dump(exclude_none=True) for c in customers]
         given = context.model_dump(exclude_none=True) if context else None
+        if len(references) <= LOOP_CUSTOMERS and self.engine_lock.acquire(blocking=False):
+            try:
+                return self._recommend(references, given)
+            finally:
+                self.engine_lock.release()
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self._recommend_when_free, references, given)
+
+    def _recommend_when_free(self, references: list[dict], given: dict | None):
+        with self.engine_lock:
+            return self._recommend(references, given)
+
+    def _recommend(self, references: list[dict], given: dict | None):
+        """Call with `engine_lock` held."""
+        from serving.engine import EngineNotReadyError
+
         try:  # not ready: before, or the online store failing during this request
             engine = self._ready_engine()
             answers = engine.recommend(references, given)
@@ -528,7 +556,8 @@ class RecommendationService:
         from serving.engine import EngineNotReadyError
 
         try:  # not ready: before, or the online store failing during this push
-            pushed = self._ready_engine(models=False).apply_events([e.model_dump(exclude_none=True) for e in events])
+            with self.engine_lock:
+                pushed = self._ready_engine(models=False).apply_events([e.model_dump(exclude_none=True) for e in events])
         except EngineNotReadyError as error:
             return _not_ready(error)
         return EventsResponse(

@@ -293,7 +293,7 @@ def test_push_refuses_an_unknown_customer_and_a_bad_value(trained):
     root = str(trained.workspace.root)
     unknown = runner.invoke(app, ["push", "--customer-id", "C999999999", "--set", "latest_email_consent=0",
                                   "--workspace", root])
-    assert unknown.exit_code == 1 and "no customer 'C999999999'" in unknown.output
+    assert unknown.exit_code == 1 and "'C999999999': unknown customer" in unknown.output
     customer = pd.read_parquet(trained.workspace.outputs / "identity_map.parquet")["customer_id"].iloc[0]
     bad = runner.invoke(app, ["push", "--customer-id", customer, "--set", "latest_email_consent=7", "--workspace", root])
     assert bad.exit_code == 1 and "latest_email_consent must be 0 or 1, not 7" in " ".join(bad.output.split())

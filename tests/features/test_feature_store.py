@@ -505,3 +505,28 @@ def test_a_copied_workspace_reads_its_own_feature_tables_not_the_originals(store
         open_feature_store(third, settings, offline=True)
     open_feature_store(third, settings)
     assert not (third.feast / "online_store.db").exists()
+
+
+def test_pushed_consents_under_an_id_whose_customer_split_since_keep_only_their_withdrawals(tmp_path):
+    import pandas as pd
+
+    from cdp.workspace import Workspace
+    from features.feature_store import append_push_log, read_push_log
+
+    # Given consents pushed under C7 and C9, both retired later by merges into C1; C1 then split again,
+    # so C7's person may be in either part, while C9 was merged into C2, which did not split
+    workspace = Workspace.at(tmp_path)
+    workspace.feast.mkdir(parents=True)
+    moment = pd.Timestamp("2026-11-01", tz="UTC")
+    append_push_log(workspace.feast, pd.DataFrame({"customer_id": ["C7", "C9"], "latest_email_consent": [0, 1],
+                                                   "latest_sms_consent": [1, 0]}), moment)
+    state = {"merged_into": {"C9": "C2"}, "merged_then_split": {"C7": "C1"}}
+    # When the push log is read with that merge history
+    pushes = read_push_log(workspace, state)
+    # Then C9's consents are C2's; of C7's only the withdrawal remains, on the part that kept C1, and its
+    # grant goes nowhere (it could reach another person)
+    rows = set(pushes[["customer_id", "field", "value"]].itertuples(index=False, name=None))
+    assert rows == {("C1", "latest_email_consent", 0), ("C2", "latest_email_consent", 1),
+                    ("C2", "latest_sms_consent", 0)}
+    # ...and without a history every push stays under the id it was sent for
+    assert set(read_push_log(workspace)["customer_id"]) == {"C7", "C9"}

@@ -72,6 +72,23 @@ def test_answers_come_back_in_request_order_with_scores_action_and_reasons(clien
         assert isinstance(answer["alternatives"], list) and answer["alternatives"]
 
 
+def test_a_customer_is_answered_alike_alone_on_the_event_loop_and_in_a_large_request_on_a_thread(client, known):
+    from serving.service import LOOP_CUSTOMERS
+
+    # Given a request small enough to be computed on the worker's event loop, and one that goes to a thread
+    customers = known["customer_ids"][: LOOP_CUSTOMERS + 5]
+    # When each customer is asked for alone, and all of them at once
+    alone = [recommend(client, [{"customer_id": c}]).json()["recommendations"][0] for c in customers]
+    together = recommend(client, [{"customer_id": c} for c in customers]).json()["recommendations"]
+    # Then both paths give every customer the same answer
+    assert [a["customer_id"] for a in together] == customers
+    for single, batched in zip(alone, together, strict=True):
+        assert single["found"] == batched["found"]
+        assert single["next_best_action"] == batched["next_best_action"]
+        assert single["scores"] == batched["scores"]
+        assert single["reasons"] == batched["reasons"]
+
+
 def test_a_customer_outside_the_churn_population_gets_no_churn_score_and_the_reason(client, served):
     # Given: a customer who never ordered and one who ordered in the last month (the feature table
     # at the time the online store was materialized)
@@ -613,14 +630,18 @@ def test_an_id_retired_by_a_merge_is_answered_as_its_survivor_and_events_are_poi
     from cdp.workspace import Workspace
     from serving.engine import IdentityLookup, LoadedModels, RecommendationEngine
 
-    # Given a worker whose identity state says C5 was merged into C1 (a campaign tool may still hold C5)
-    lookup = IdentityLookup({}, {}, {"C1"}, None, merged_into={"C5": "C1"})
+    # Given a worker whose identity state says C5 was merged into C1 (a campaign tool may still hold C5),
+    # and C7 into C2, which a later run split again
+    lookup = IdentityLookup({}, {}, {"C1", "C2"}, None, merged_into={"C5": "C1"}, merged_then_split={"C7": "C2"})
     engine = RecommendationEngine(Workspace.at(tmp_path), load_settings(), None, lookup, LoadedModels({}, {}, {}))
-    # When C5 is asked for, then it resolves to C1 (an unknown id stays itself, answered cold)
-    assert [lookup.resolve({"customer_id": c}) for c in ("C5", "C1", "C9")] == ["C1", "C1", "C9"]
-    assert [lookup.survivor(c) for c in ("C5", "C1", "C9")] == ["C1", "C1", "C9"]
-    # ...and a push is judged on the survivor: C1 is known, C9 is not
-    assert engine.refused_customers(["C1", "C9"]) == {"C9": "unknown customer (not in the identity map)"}
+    # When C5 is asked for, then it resolves to C1 (an unknown id stays itself, answered cold; so does C7,
+    # which may be either part of C2)
+    assert [lookup.resolve({"customer_id": c}) for c in ("C5", "C1", "C9", "C7")] == ["C1", "C1", "C9", "C7"]
+    assert [lookup.survivor(c) for c in ("C5", "C1", "C9", "C7")] == ["C1", "C1", "C9", "C7"]
+    # ...and a push is judged on the survivor: C1 is known, C9 is not, and C7 is refused saying what to send
+    refused = engine.refused_customers(["C1", "C9", "C7"])
+    assert refused["C9"] == "unknown customer (not in the identity map)" and set(refused) == {"C9", "C7"}
+    assert "split since" in refused["C7"] and "source_id" in refused["C7"]
 
 
 def test_events_are_merged_per_survivor_and_refusals_named_by_the_id_sent(tmp_path):
