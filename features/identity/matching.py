@@ -147,7 +147,7 @@ class EncodedRecords:
 
 ENCODED_COLUMNS = (
     "first_name", "first_canonical", "first_names", "last_name", "email", "email_local", "email_domain", "phone",
-    "address", "postcode", "postcode_area", "city",
+    "address", "postcode", "postcode_area", "city", "name_script",
 )
 
 
@@ -269,6 +269,8 @@ def compare_pairs(records: EncodedRecords, left: np.ndarray, right: np.ndarray) 
     codes = records.codes
     first_a, first_b = codes["first_name"][a], codes["first_name"][b]
     last_a, last_b = codes["last_name"][a], codes["last_name"][b]
+    script_a, script_b = codes["name_script"][a], codes["name_script"][b]
+    scripts_differ = (script_a >= 0) & (script_b >= 0) & (script_a != script_b)
     swapped = np.zeros(len(a), dtype=bool)
     all_names = (first_a >= 0) & (first_b >= 0) & (last_a >= 0) & (last_b >= 0)
     if all_names.any():
@@ -294,6 +296,9 @@ def compare_pairs(records: EncodedRecords, left: np.ndarray, right: np.ndarray) 
             similarity[initial & (similarity < 0.80)] = 0.5
             thresholds = (0.92, 0.80, 0.5)
         out[field] = _levels(missing, exact, similarity, thresholds)
+        # Names in two scripts (Μαρία and Maria, محمد and Mohammed): a transliteration that agrees is
+        # evidence, one that does not is none (abjads drop vowels: mhmd), not a disagreement.
+        out[field][scripts_differ & (out[field] == LEVELS[field].index("different"))] = 0
 
     birth_a, birth_b = records.birth[a], records.birth[b]
     birth_missing = (birth_a[:, 0] < 0) | (birth_b[:, 0] < 0)

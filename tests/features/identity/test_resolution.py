@@ -444,3 +444,22 @@ def test_a_family_mailbox_at_a_misspelt_domain_is_still_not_personal_agreement()
     # Then the e-mail level is the family mailbox's, which is not a person's agreement
     assert LEVELS["email"][levels["email"].iloc[0]] == "same_family_mailbox"
     assert not personal_agreement(levels)[0]
+
+
+def test_names_in_two_scripts_that_do_not_transliterate_alike_are_no_evidence_not_a_disagreement():
+    from features.identity.matching import add_blocking_keys, compare_pairs, encode_records
+    from features.identity.standardize import standardize_records
+
+    # Given one person written in Arabic script and in Latin letters (the abjad drops the vowels), and
+    # two people in Latin letters whose names differ
+    given = records([{"source": "app", "source_id": "1", "first_name": "محمد", "last_name": "حداد"},
+                     {"source": "web", "source_id": "2", "first_name": "Mohammed", "last_name": "Haddad"},
+                     {"source": "crm", "source_id": "3", "first_name": "Peter", "last_name": "Smith"},
+                     {"source": "crm", "source_id": "4", "first_name": "Oliver", "last_name": "Jones"}])
+    encoded = encode_records(add_blocking_keys(standardize_records(given, "GB")))
+    # When compared
+    levels = compare_pairs(encoded, np.array([0, 2]), np.array([1, 3]))
+    # Then across scripts a first name that does not transliterate alike carries no weight either way, a
+    # surname that nearly does (hdd, haddad) still counts as similar, and in one script names disagree
+    assert [LEVELS["first_name"][level] for level in levels["first_name"]] == ["null", "different"]
+    assert [LEVELS["last_name"][level] for level in levels["last_name"]] == ["jaro_winkler_0.80", "different"]
