@@ -680,14 +680,17 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
     }
 
 
-def _pushed_by_subject(workspace: Workspace, subject: Subject) -> Callable[[dict], bool]:
+def _pushed_by_subject(workspace: Workspace, subject: Subject, maybe_theirs: bool = False) -> Callable[[dict], bool]:
     """Whether a push log entry is the person's: pushed under one of their ids, or under an id a merge
-    retired into one of them."""
+    retired into one of them. `maybe_theirs`: also under an id retired into one of theirs before that
+    customer split (`merged_then_split`; it may be the other part's person). Erasure takes those too:
+    their withdrawals applied only to the erased customer, so once it is gone they reach no one."""
     from features.identity.store import read_identity_state
 
-    merged_into = read_identity_state(workspace)["merged_into"]  # each retired id -> its last survivor
+    state = read_identity_state(workspace)
+    retired = {**state["merged_then_split"], **state["merged_into"]} if maybe_theirs else state["merged_into"]
     ids = set(subject.customer_ids) | set(subject.former_ids)
-    return lambda entry: entry.get("customer_id") in ids or merged_into.get(entry.get("customer_id", "")) in ids
+    return lambda entry: entry.get("customer_id") in ids or retired.get(entry.get("customer_id", "")) in ids
 
 
 def pushed_signals_of(workspace: Workspace, subject: Subject) -> list[dict]:
@@ -707,7 +710,7 @@ def erase_from_push_log(workspace: Workspace, subject: Subject) -> dict[str, int
     path = push_log_path(workspace)
     if not path.exists():
         return {}
-    mine = _pushed_by_subject(workspace, subject)
+    mine = _pushed_by_subject(workspace, subject, maybe_theirs=True)
     ids = set(subject.customer_ids) | set(subject.former_ids)
 
     def drop(line: str) -> bool:

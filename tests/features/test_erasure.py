@@ -404,3 +404,26 @@ def test_the_push_log_survives_a_torn_line_and_is_rewritten_under_the_push_lock(
     assert held == [workspace.root]
     text = push_log_path(workspace).read_text()
     assert '"C1"' not in text and '"C3"' in text and '"C2"' in text
+
+
+def test_erasure_takes_signals_pushed_under_an_id_whose_customer_split_since_and_access_leaves_them_out(tmp_path):
+    from features.erasure import Subject, erase_from_push_log, pushed_signals_of
+    from features.feature_store import append_push_log, push_log_path
+
+    # Given a withdrawal pushed under C7, an id a merge retired into C1 before C1 split again (C7's person
+    # may be either part), and one pushed under C1 itself
+    workspace = Workspace.at(tmp_path)
+    workspace.feast.mkdir(parents=True)
+    workspace.outputs.mkdir(parents=True)
+    (workspace.outputs / "identity_state.json").write_text(json.dumps(
+        {"next_sequence": 10, "merged_into": {}, "merged_then_split": {"C7": "C1"}}))
+    now = pd.Timestamp("2026-11-24 10:00", tz="UTC")
+    append_push_log(workspace.feast, pd.DataFrame({"customer_id": ["C7", "C1", "C3"],
+                                                   "latest_email_consent": [0, 0, 1]}), now)
+    subject = Subject("C1", [], [], [], [])
+    # When C1's data is exported, then C7's line is not in it (it may be another person's)
+    assert [e["customer_id"] for e in pushed_signals_of(workspace, subject)] == ["C1"]
+    # When C1 is erased, then C7's line goes too (its withdrawal applied to C1 only, which is gone)
+    assert erase_from_push_log(workspace, subject) == {"data/feast/pushed_signals.jsonl": 2}
+    text = push_log_path(workspace).read_text()
+    assert '"C7"' not in text and '"C1"' not in text and '"C3"' in text
