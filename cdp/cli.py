@@ -57,7 +57,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
 def _context(workspace: Path | None, config: Path | None, creates: bool = False) -> tuple[Workspace, Settings]:
     """The workspace and its settings. Only the commands that start a workspace (`creates`: ingest, run;
     simulate and config, which write nothing in it) may name a folder that is not one yet: elsewhere a
-    mistyped path, or an existing folder that is not a workspace (no lake, no cdp.yaml: an empty
+    mistyped path, or an existing folder that is not a workspace (nothing of ours, no cdp.yaml: an empty
     directory, /tmp), is an error, not an empty workspace with advice that does not apply and files
     (the audit log, the salt, MLflow's database) made in the wrong place. The default workspace, the
     repository, is taken as it is."""
@@ -67,7 +67,8 @@ def _context(workspace: Path | None, config: Path | None, creates: bool = False)
             raise _fail(f"workspace {space.root} does not exist; `cdp ingest --raw DIR --workspace {space.root}` "
                         "starts one", 2)
         if not space.started:
-            raise _fail(f"{space.root} is not a workspace (no data/lake/, no cdp.yaml): name the folder `cdp ingest` "
+            raise _fail(f"{space.root} is not a workspace (no data/lake, data/outputs, data/features or data/feast, no "
+                        "cdp.yaml): name the folder `cdp ingest` "
                         f"or `cdp run` made, or start one with `cdp ingest --raw DIR --workspace {space.root}`", 2)
     try:
         settings = load_settings(find_config_file(space.root, config))

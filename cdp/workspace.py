@@ -19,13 +19,13 @@ class Workspace:
     @property
     def started(self) -> bool:
         """Whether the folder is a workspace: something of ours is in it — the lake the first `cdp ingest`
-        (or `cdp run`) made, identity outputs, feature tables, the Feast registry, an `mlruns/` folder (a
-        clone of this repository has one; a Spark driver may hold only that and the registry), or its own
-        `cdp.yaml`. Any other folder (an empty one, /tmp, a home directory) is not one: the commands that
-        read a workspace refuse it rather than write their files into it."""
+        (or `cdp run`) made, identity outputs, feature tables, the Feast folder (a Spark driver may hold
+        only that and `mlruns/`), or its own `cdp.yaml`. Any other folder (an empty one, /tmp, a home
+        directory, where MLflow may have made an `mlruns/` of its own) is not one: the commands that read
+        a workspace refuse it rather than write their files into it."""
         from cdp.config import CONFIG_FILE_NAME
 
-        ours = (self.lake, self.outputs, self.data / "features", self.feast, self.mlruns)
+        ours = (self.lake, self.outputs, self.data / "features", self.feast)
         return any(path.is_dir() for path in ours) or (self.root / CONFIG_FILE_NAME).is_file()
 
     @property

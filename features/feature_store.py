@@ -412,6 +412,19 @@ class OnlineFeatureReader:
         else:
             self._resolved_at = time.monotonic()
 
+    @property
+    def views(self) -> list:
+        return self._layout[0]
+
+    @property
+    def positions(self) -> list[list[tuple[int, str]]]:
+        """Per view, where each wanted feature sits in it (its index and name)."""
+        return self._layout[1]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self._layout[2]
+
     def _resolve(self) -> None:
         """Views and feature names of the services, in the services' order, and where each sits in its view."""
         self._registry_seen = self._registry_version()
@@ -427,7 +440,7 @@ class OnlineFeatureReader:
         if duplicated:  # Feast refuses them too: without view prefixes the columns would collide
             raise FeatureStoreError(f"features of the same name in several views: {', '.join(duplicated)}")
         # all at once, never half-built: a reader on another thread sees the old views or the new ones
-        self.views, self.positions, self.feature_names = [view for view, _ in chosen.values()], positions, names
+        self._layout = ([view for view, _ in chosen.values()], positions, names)
         self._resolved_at = time.monotonic()
 
     def read(self, customer_ids: Sequence[str]) -> OnlineFeatures:
@@ -445,13 +458,14 @@ class OnlineFeatureReader:
         if self.refresh_seconds and time.monotonic() - self._resolved_at > self.refresh_seconds:
             self._refresh_if_changed()
         ids = [str(c) for c in customer_ids]
-        found_values = self.online_store.read_values(self.store.config, self.views, ids)
+        views, view_positions, feature_names = self._layout  # read once: a refresh swaps it whole
+        found_values = self.online_store.read_values(self.store.config, views, ids)
         columns: dict[str, list] = {"customer_id": ids}
-        for by_customer, positions in zip(found_values, self.positions, strict=True):
+        for by_customer, positions in zip(found_values, view_positions, strict=True):
             rows = [by_customer.get(c) for c in ids]
             for position, name in positions:
                 columns[name] = [None if row is None else row[position] for row in rows]
-        features = [columns[name] for name in self.feature_names]
+        features = [columns[name] for name in feature_names]
         found = [any(column[i] is not None for column in features) for i in range(len(ids))]
         return columns, found
 
@@ -693,7 +707,8 @@ def read_push_log(workspace: Workspace, identity_state: dict | None = None) -> p
     rows = []
     for entry in push_log_entries(workspace)[0]:
         sent = entry["customer_id"]
-        customer = merged_into.get(sent, merged_then_split.get(sent, sent))  # already followed
+        customer = merged_into.get(sent, merged_then_split.get(sent, sent))  # merged_into already followed
+        customer = merged_into.get(customer, customer)  # the part that kept the id, retired since
         ambiguous = sent in merged_then_split and sent not in merged_into
         rows += [(customer, entry["pushed_at"], field, value) for field, value in entry["fields"].items()
                  if _is_consent(field) and not (ambiguous and value)]

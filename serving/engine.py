@@ -341,7 +341,9 @@ class RecommendationEngine:
         with self._lock:
             self._models = fresh
             self.model_problems = fresh.problems
-        self.readiness()
+        # The online store is re-checked by the next probe or request, which holds the service's engine
+        # lock, not here: this runs beside requests (a reload endpoint, a follow thread).
+        self._store_checked_at = 0.0
         freeze_loaded_objects()  # the new models, as the service does with what it loaded at start-up
         return fresh.versions
 

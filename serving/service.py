@@ -12,6 +12,7 @@ but the probes, /metrics and the docs needs `Authorization: Bearer <token>` with
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -450,6 +451,13 @@ LOOP_CUSTOMERS = 10
 """Requests of up to this many customers are computed on the worker's event loop, larger ones in a thread."""
 
 
+async def _in_thread(function, *arguments):
+    """`function(*arguments)` in a worker thread, awaited (anyio's, as BentoML's sync APIs use)."""
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(function, *arguments)
+
+
 @bentoml.service(name="cdp_recommendations", traffic={"timeout": 30}, **_service_options())
 class RecommendationService:
     def __init__(self) -> None:
@@ -457,8 +465,11 @@ class RecommendationService:
         from serving.engine import EngineNotReadyError, RecommendationEngine, freeze_loaded_objects
 
         self.engine = None
-        # One request at a time uses the engine (its online store connection is shared): /recommend on
-        # the event loop or, when the lock is taken or the request is large, in a thread like /events.
+        # One request at a time uses the engine (its online store connection is shared). Requests take
+        # turns on the event loop (`engine_turn`), so waiting ones hold no thread; the one whose turn it
+        # is runs on the loop (a small /recommend) or in a thread (a large one, /events) and holds
+        # `engine_lock`, which the probes' store re-check (in BentoML's threads) also takes, or skips.
+        self.engine_turn = asyncio.Lock()
         self.engine_lock = threading.Lock()
         self.startup_problems: list[str] = []
         filter_client_error_logs()
@@ -513,25 +524,25 @@ class RecommendationService:
     # accepting, so a client's next connection lands on the idle worker. Measured at 300 requests/s
     # (docs/serving.md): p99 13.4 and 23.5 ms in a thread, 8.1 and 8.7 ms on the loop. A larger request
     # (up to 1,000 customers, a few hundred ms) goes to a thread, so that probes are not held for its
-    # whole duration; so does a small one while the engine is busy (never wait for the lock on the loop).
+    # whole duration; so does a small one whose turn comes while a probe re-checks the store (the loop
+    # never waits for `engine_lock`).
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)
     async def recommend(self, customers: list[CustomerReference],
                         context: RecommendContext | None = None) -> RecommendResponse:
         """Next-best action, win-back decision, scores and reasons per customer, in request order."""
         references = [c.model_dump(exclude_none=True) for c in customers]
         given = context.model_dump(exclude_none=True) if context else None
-        if len(references) <= LOOP_CUSTOMERS and self.engine_lock.acquire(blocking=False):
-            try:
-                return self._recommend(references, given)
-            finally:
-                self.engine_lock.release()
-        import anyio.to_thread
+        async with self.engine_turn:  # requests wait on the loop, in order, not in threads
+            if len(references) <= LOOP_CUSTOMERS and self.engine_lock.acquire(blocking=False):
+                try:
+                    return self._recommend(references, given)
+                finally:
+                    self.engine_lock.release()
+            return await _in_thread(self._with_engine_lock, self._recommend, references, given)
 
-        return await anyio.to_thread.run_sync(self._recommend_when_free, references, given)
-
-    def _recommend_when_free(self, references: list[dict], given: dict | None):
+    def _with_engine_lock(self, work, *arguments):
         with self.engine_lock:
-            return self._recommend(references, given)
+            return work(*arguments)
 
     def _recommend(self, references: list[dict], given: dict | None):
         """Call with `engine_lock` held."""
@@ -549,15 +560,20 @@ class RecommendationService:
         return _engine_answer(RecommendResponse, {"recommendations": answers})
 
     @bentoml.api(route="/events", input_spec=EventsRequest)
-    def events(self, events: list[SignalUpdate]) -> EventsResponse:
+    async def events(self, events: list[SignalUpdate]) -> EventsResponse:
         """Push fresh signals (a consent withdrawal, an order, an app open) to the online store now.
         Several events for one customer are merged in order (a later field wins) into one push. Needs
         the online store only: a consent withdrawal gets through while a model is missing."""
+        updates = [e.model_dump(exclude_none=True) for e in events]
+        async with self.engine_turn:  # in a thread: a push waits on file locks
+            return await _in_thread(self._with_engine_lock, self._push, updates)
+
+    def _push(self, updates: list[dict]):
+        """Call with `engine_lock` held."""
         from serving.engine import EngineNotReadyError
 
         try:  # not ready: before, or the online store failing during this push
-            with self.engine_lock:
-                pushed = self._ready_engine(models=False).apply_events([e.model_dump(exclude_none=True) for e in events])
+            pushed = self._ready_engine(models=False).apply_events(updates)
         except EngineNotReadyError as error:
             return _not_ready(error)
         return EventsResponse(

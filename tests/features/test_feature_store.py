@@ -528,5 +528,8 @@ def test_pushed_consents_under_an_id_whose_customer_split_since_keep_only_their_
     rows = set(pushes[["customer_id", "field", "value"]].itertuples(index=False, name=None))
     assert rows == {("C1", "latest_email_consent", 0), ("C2", "latest_email_consent", 1),
                     ("C2", "latest_sms_consent", 0)}
+    # ...and when the part that kept C1 is merged into C0 later, the withdrawal follows it there
+    later = read_push_log(workspace, {"merged_into": {"C9": "C2", "C1": "C0"}, "merged_then_split": {"C7": "C1"}})
+    assert ("C0", "latest_email_consent", 0) in set(later[["customer_id", "field", "value"]].itertuples(index=False, name=None))
     # ...and without a history every push stays under the id it was sent for
     assert set(read_push_log(workspace)["customer_id"]) == {"C7", "C9"}
