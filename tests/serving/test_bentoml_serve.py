@@ -144,3 +144,37 @@ def test_workers_leave_no_temporary_metrics_directories(server):
     # Given the running service (its processes' temporary directory is the server's own)
     # Then no worker made a Feast metrics directory of its own: one left behind per killed worker
     assert not list(server.temporary.glob("feast_metrics_*"))
+
+
+def test_requests_of_every_kind_at_once_are_all_answered(server, served):
+    import concurrent.futures
+
+    import pandas as pd
+
+    # Given the running service, one-customer and 200-customer requests, pushes and probes all at once
+    # (small requests run on each worker's event loop, large ones and pushes in a thread, taking turns)
+    customers = pd.read_parquet(served.workspace.outputs / "profiles.parquet")["customer_id"].tolist()
+    now = int(time.time())
+
+    def call(kind: str, index: int) -> tuple[str, int]:
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as client:
+            if kind == "one":
+                response = client.post("/recommend", json={"customers": [{"customer_id": customers[index]}]})
+            elif kind == "many":
+                chunk = customers[index * 200:(index + 1) * 200]
+                response = client.post("/recommend", json={"customers": [{"customer_id": c} for c in chunk]})
+            elif kind == "push":
+                response = client.post("/events", json={"events": [
+                    {"customer_id": customers[-1 - index], "last_visit_epoch_seconds": now}]})
+            else:
+                response = client.get("/readyz")
+        return kind, response.status_code
+
+    calls = [("one", i) for i in range(60)] + [("many", i) for i in range(6)] + [("push", i) for i in range(12)] \
+        + [("probe", i) for i in range(12)]
+    # When they are sent from 12 threads
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        answered = list(pool.map(lambda c: call(*c), calls))
+    # Then every one is answered 200
+    assert [status for _, status in answered] == [200] * len(calls), sorted(set(answered))
+    assert "Traceback" not in server.log.read_text(errors="replace")
