@@ -568,6 +568,8 @@ def signal_problems(updates: pd.DataFrame, now: float | None = None) -> list[str
     after it are problems too."""
     problems = []
     for column in updates.columns:
+        if column == SENT_AS:
+            continue
         values = pd.to_numeric(updates[column], errors="coerce") if column != "customer_id" else None
         if column.startswith(FLAG_PREFIX):
             bad = updates[column].notna() & ~values.isin([0, 1])
@@ -596,7 +598,7 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: 
     except FeatureViewNotFoundException as error:
         raise FeatureStoreError("realtime view not registered; run `cdp features apply`") from error
     fields = [f.name for f in view.features]
-    unknown = sorted(set(updates.columns) - set(fields) - {"customer_id", "event_timestamp"})
+    unknown = sorted(set(updates.columns) - set(fields) - {"customer_id", "event_timestamp", SENT_AS})
     if unknown:
         raise FeatureStoreError(f"unknown realtime fields: {', '.join(unknown)} (known: {', '.join(fields)})")
     problems = signal_problems(updates, now=time.time())
@@ -608,6 +610,7 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: 
     with _push_lock(store):
         if log_push:  # first: a consent change is kept even when the store then fails (Redis down)
             append_push_log(Path(store.config.repo_path), updates, pd.Timestamp.now(tz="UTC"))
+        updates = updates.drop(columns=[SENT_AS], errors="ignore")
         current = pd.DataFrame(store.get_online_features(
             features=references, entity_rows=[{"customer_id": c} for c in updates["customer_id"]],
         ).to_dict(include_event_timestamps=True))
@@ -625,6 +628,11 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: 
         store.push(REALTIME_PUSH_SOURCE, rows, to=PushMode.ONLINE)
     return time.perf_counter() - started
 
+
+SENT_AS = "sent_as"
+"""An update's optional column: the retired ids it was sent under (the caller's, redirected to their
+survivor). The push log keeps them, so that a grant sent under an id whose merge a later run undoes
+never stays with the other person (`read_push_log`)."""
 
 PUSH_LOG = "pushed_signals.jsonl"
 """The pushed consents, appended (data/feast/pushed_signals.jsonl): a consent
@@ -650,8 +658,11 @@ def append_push_log(feast_directory: Path, updates: pd.DataFrame, pushed_at: pd.
     for row in updates.to_dict("records"):
         fields = {k: int(float(v)) for k, v in row.items() if _is_consent(k) and v is not None and v == v}
         if fields:
-            lines.append(json.dumps({"customer_id": str(row["customer_id"]), "pushed_at": pushed_at.isoformat(),
-                                     "fields": fields}))
+            entry = {"customer_id": str(row["customer_id"]), "pushed_at": pushed_at.isoformat(), "fields": fields}
+            sent_as = row.get(SENT_AS)
+            if isinstance(sent_as, list | tuple) and sent_as:
+                entry[SENT_AS] = [str(sent) for sent in sent_as]
+            lines.append(json.dumps(entry))
     if not lines:
         return
     path = feast_directory / PUSH_LOG
@@ -701,7 +712,8 @@ def read_push_log(workspace: Workspace, identity_state: dict | None = None) -> p
     run retired by a merge are read as the customer they went to (`merged_into` of `identity_state`).
     An id retired into a customer that split since (`merged_then_split`) may be either part's: its
     withdrawals go to the part that kept the id (not contacting someone is the safe side), its grants
-    nowhere (a grant must never reach another person)."""
+    nowhere (a grant must never reach another person); so do those sent under such an id while it was
+    redirected to its survivor (`sent_as`)."""
     merged_into = (identity_state or {}).get("merged_into", {})
     merged_then_split = (identity_state or {}).get("merged_then_split", {})
     rows = []
@@ -709,7 +721,8 @@ def read_push_log(workspace: Workspace, identity_state: dict | None = None) -> p
         sent = entry["customer_id"]
         customer = merged_into.get(sent, merged_then_split.get(sent, sent))  # merged_into already followed
         customer = merged_into.get(customer, customer)  # the part that kept the id, retired since
-        ambiguous = sent in merged_then_split and sent not in merged_into
+        ambiguous = (sent in merged_then_split and sent not in merged_into) or any(
+            retired in merged_then_split for retired in entry.get(SENT_AS, []))
         rows += [(customer, entry["pushed_at"], field, value) for field, value in entry["fields"].items()
                  if _is_consent(field) and not (ambiguous and value)]
     frame = pd.DataFrame(rows, columns=["customer_id", "pushed_at", "field", "value"])

@@ -511,7 +511,7 @@ class RecommendationEngine:
         it, are refused: an erased person must not come back through the service (docs/privacy.md). A
         moment more than a day in the future (it would stick: a pushed moment never moves back) is
         dropped alone: it must not take a consent withdrawal sent beside it down with it."""
-        from features.feature_store import late_moment_fields
+        from features.feature_store import SENT_AS, late_moment_fields
 
         now = time.time()
         targets = {event["customer_id"]: self.identity.survivor(event["customer_id"]) for event in events}
@@ -527,6 +527,8 @@ class RecommendationEngine:
             contributed.append(bool(kept) and target not in refused)
             if contributed[-1]:
                 merged.setdefault(target, {"customer_id": target}).update(kept)
+                if event["customer_id"] != target:  # redirected: the push log keeps the id it was sent under
+                    merged[target].setdefault(SENT_AS, []).append(event["customer_id"])
         seconds, store_refused = self.push_events(pd.DataFrame(list(merged.values()))) if merged else (0.0, {})
         refused |= store_refused
         applied = [done and targets[event["customer_id"]] not in refused
@@ -546,7 +548,12 @@ class RecommendationEngine:
         already judged (known, not erased, no moment in the future); returns the seconds taken and the
         customers refused here: those not in the online store yet, since a row of only the pushed
         fields would hide their batch consents."""
-        from features.feature_store import append_push_log, push_log_lock, push_realtime_signals
+        from features.feature_store import (
+            SENT_AS,
+            append_push_log,
+            push_log_lock,
+            push_realtime_signals,
+        )
 
         # The consents first, before the store is read: a withdrawal sent while Redis is down (answered
         # 503) is still kept, and reaches the store at the next materialize (a retry is harmless).
@@ -557,6 +564,7 @@ class RecommendationEngine:
             refused = {c: "not in the online store yet (run `cdp features materialize`)"
                        for c, present in zip(events["customer_id"], found, strict=True) if not present}
             kept = events[~events["customer_id"].isin(list(refused))]
+            kept = kept.drop(columns=[SENT_AS], errors="ignore")
             seconds = push_realtime_signals(self.store, kept, log_push=False) if len(kept) else 0.0
         return seconds, refused
 

@@ -326,6 +326,11 @@ def test_push_for_an_id_retired_by_a_merge_goes_to_its_survivor(served, tmp_path
     row = store.get_online_features(features=[f"{REALTIME_VIEW}:latest_sms_consent"],
                                     entity_rows=[{"customer_id": survivor}]).to_dict()
     assert row["latest_sms_consent"] == [0]
+    # ...and the push log keeps the id it was sent under (a later split must not leave a grant with another)
+    from features.feature_store import push_log_entries
+
+    assert push_log_entries(workspace)[0][-1] == {**push_log_entries(workspace)[0][-1], "customer_id": survivor,
+                                                  "sent_as": ["C999999990"]}
 
 
 def test_lift_refuses_a_campaign_the_scores_were_not_drawn_for_or_without_treated_customers(tmp_path, trained):

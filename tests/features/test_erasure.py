@@ -148,8 +148,8 @@ def erasure(served, redis_server, tmp_path_factory):  # noqa: F811
     from serving.batch import score_customer_base
 
     workspace = Workspace.at(tmp_path_factory.mktemp("erasure") / "ws")
-    # without the audit log: service tests that ran before wrote theirs into the shared workspace
-    shutil.copytree(served.workspace.root, workspace.root, ignore=shutil.ignore_patterns("audit"))
+    # without the audit log and the push log: service tests that ran before wrote theirs into the shared workspace
+    shutil.copytree(served.workspace.root, workspace.root, ignore=shutil.ignore_patterns("audit", "pushed_signals.jsonl"))
     features = FeatureSettings(online_store="redis", redis_connection_string=redis_server)
     settings = served.settings.model_copy(update={"features": features})
     score_customer_base(workspace, settings, AS_OF)

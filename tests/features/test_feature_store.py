@@ -533,3 +533,27 @@ def test_pushed_consents_under_an_id_whose_customer_split_since_keep_only_their_
     assert ("C0", "latest_email_consent", 0) in set(later[["customer_id", "field", "value"]].itertuples(index=False, name=None))
     # ...and without a history every push stays under the id it was sent for
     assert set(read_push_log(workspace)["customer_id"]) == {"C7", "C9"}
+
+
+def test_a_grant_sent_under_a_retired_id_does_not_stay_with_another_person_once_the_merge_is_undone(tmp_path):
+    import pandas as pd
+
+    from cdp.workspace import Workspace
+    from features.feature_store import SENT_AS, append_push_log, read_push_log
+
+    # Given a grant and a withdrawal sent under C7 while C7 was merged into C1 (so pushed for C1, the id
+    # it was sent under kept), and a grant sent under C1 itself
+    workspace = Workspace.at(tmp_path)
+    workspace.feast.mkdir(parents=True)
+    moment = pd.Timestamp("2026-11-01", tz="UTC")
+    append_push_log(workspace.feast, pd.DataFrame({"customer_id": ["C1"], "latest_sms_consent": [1],
+                                                   "latest_email_consent": [0], SENT_AS: [["C7"]]}), moment)
+    append_push_log(workspace.feast, pd.DataFrame({"customer_id": ["C1"], "latest_push_consent": [1]}), moment)
+    # When the merge still holds, then both of C7's consents are C1's
+    held = read_push_log(workspace, {"merged_into": {"C7": "C1"}, "merged_then_split": {}})
+    assert len(held) == 3
+    # When a later run undid it (C7 may be the other part's person), then C7's grant goes nowhere, its
+    # withdrawal stays on C1, and C1's own grant is untouched
+    undone = read_push_log(workspace, {"merged_into": {}, "merged_then_split": {"C7": "C1"}})
+    assert set(undone[["customer_id", "field", "value"]].itertuples(index=False, name=None)) == {
+        ("C1", "latest_email_consent", 0), ("C1", "latest_push_consent", 1)}

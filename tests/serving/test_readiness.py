@@ -293,5 +293,10 @@ def test_events_for_an_id_retired_by_a_merge_update_the_survivor(served, tmp_pat
     rows = store.get_online_features(features=[f"{REALTIME_VIEW}:latest_push_consent"],
                                      entity_rows=[{"customer_id": survivor}, {"customer_id": "C999999990"}]).to_dict()
     assert rows["latest_push_consent"] == [0, None], "the survivor's row is updated and no row made for the old id"
+    from features.feature_store import push_log_entries
+
+    logged = push_log_entries(workspace)[0][-1]
+    assert (logged["customer_id"], logged["sent_as"], logged["fields"]) == (survivor, ["C999999990"],
+                                                                          {"latest_push_consent": 0})
     # ...and the retired id is answered as the survivor, never on push
     assert answer["customer_id"] == survivor and answer["next_best_channel"] != "push"

@@ -662,8 +662,9 @@ def test_events_are_merged_per_survivor_and_refusals_named_by_the_id_sent(tmp_pa
     pushed = engine.apply_events([{"customer_id": "C5", "latest_sms_consent": 0},
                                   {"customer_id": "C2", "latest_sms_consent": 1},
                                   {"customer_id": "C1", "latest_sms_consent": 1, "latest_push_consent": 0}])
-    # Then C5's and C1's events make one push for C1, the later field winning
-    assert pushes == [[{"customer_id": "C1", "latest_sms_consent": 1, "latest_push_consent": 0},
+    # Then C5's and C1's events make one push for C1, the later field winning, which keeps the retired id
+    # it was partly sent under (for the push log)
+    assert pushes == [[{"customer_id": "C1", "latest_sms_consent": 1, "latest_push_consent": 0, "sent_as": ["C5"]},
                        {"customer_id": "C2", "latest_sms_consent": 1}]]
     # ...and the refusal is reported under each id the caller sent
     assert pushed.accepted == 1 and pushed.redirected == {}
