@@ -201,6 +201,8 @@ class IdentityLookup:
         by_email_only = reference.get("email") and not reference.get("customer_id") and not reference.get("source")
         if by_email_only and standardize_email(str(reference["email"]), self.email_rules) in self.shared_emails:
             return SHARED_EMAIL_REASON
+        if reference.get("customer_id") in self.merged_then_split:
+            return f"{UNKNOWN_CUSTOMER_REASON}: this id was {self.why_unknown(reference['customer_id'])}"
         return UNKNOWN_CUSTOMER_REASON
 
 

@@ -628,7 +628,12 @@ def test_a_customer_erased_since_the_worker_loaded_is_answered_as_unknown_by_eve
 def test_an_id_retired_by_a_merge_is_answered_as_its_survivor_and_events_are_pointed_there(tmp_path):
     from cdp.config import load_settings
     from cdp.workspace import Workspace
-    from serving.engine import IdentityLookup, LoadedModels, RecommendationEngine
+    from serving.engine import (
+        UNKNOWN_CUSTOMER_REASON,
+        IdentityLookup,
+        LoadedModels,
+        RecommendationEngine,
+    )
 
     # Given a worker whose identity state says C5 was merged into C1 (a campaign tool may still hold C5),
     # and C7 into C2, which a later run split again
@@ -642,6 +647,9 @@ def test_an_id_retired_by_a_merge_is_answered_as_its_survivor_and_events_are_poi
     refused = engine.refused_customers(["C1", "C9", "C7"])
     assert refused["C9"] == "unknown customer (not in the identity map)" and set(refused) == {"C9", "C7"}
     assert "split since" in refused["C7"] and "source_id" in refused["C7"]
+    # ...and a recommendation for C7 is the cold start, saying why and what to send
+    assert "split since" in lookup.unresolved_reason({"customer_id": "C7"})
+    assert lookup.unresolved_reason({"customer_id": "C9"}) == UNKNOWN_CUSTOMER_REASON
 
 
 def test_events_are_merged_per_survivor_and_refusals_named_by_the_id_sent(tmp_path):
