@@ -160,9 +160,9 @@ def find_customer(identity_map: pd.DataFrame, profiles: pd.DataFrame, query: Sub
         if not (identity_map["customer_id"] == query.customer_id).any():
             if query.customer_id in (merged_then_split or {}):
                 raise SubjectNotFoundError(
-                    f"customer {query.customer_id!r} was merged into {merged_then_split[query.customer_id]!r}, which a "
-                    "later run split: which part holds the person is not known; name them by e-mail or "
-                    "--source/--source-id", "retired id of a customer split since")
+                    f"customer {query.customer_id!r} was retired by a merge into a customer that a later run split: "
+                    "which part holds the person is not known; name them by e-mail or --source/--source-id",
+                    "retired id of a customer split since")
             survivor = (merged_into or {}).get(query.customer_id)
             if survivor is not None and (identity_map["customer_id"] == survivor).any():
                 return survivor
@@ -690,7 +690,13 @@ def _pushed_by_subject(workspace: Workspace, subject: Subject, maybe_theirs: boo
     state = read_identity_state(workspace)
     retired = {**state["merged_then_split"], **state["merged_into"]} if maybe_theirs else state["merged_into"]
     ids = set(subject.customer_ids) | set(subject.former_ids)
-    return lambda entry: entry.get("customer_id") in ids or retired.get(entry.get("customer_id", "")) in ids
+
+    def theirs(entry: dict) -> bool:
+        if not maybe_theirs and any(sent in state["merged_then_split"] for sent in entry.get("sent_as", [])):
+            return False  # sent under an id the split left with nobody: maybe the other part's
+        return entry.get("customer_id") in ids or retired.get(entry.get("customer_id", "")) in ids
+
+    return theirs
 
 
 def pushed_signals_of(workspace: Workspace, subject: Subject) -> list[dict]:

@@ -193,6 +193,17 @@ class Materialization:
     materialize loaded them)."""
 
 
+def split_survivors(workspace: Workspace) -> set[str]:
+    """Customers that kept their id when identity resolution split them after a merge. Their pushed
+    realtime row may hold a consent granted under an id merged into them, which the split left with
+    nobody (`read_push_log` drops such grants): materialize writes their snapshot row over it, then
+    applies again only the pushes that are theirs."""
+    from features.identity.store import read_identity_state
+
+    state = read_identity_state(workspace)
+    return {state["merged_into"].get(kept, kept) for kept in state["merged_then_split"].values()}
+
+
 def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.datetime | None = None) -> Materialization:
     """Load each customer's latest feature values in (end - ttl, end] (default end: now) into the
     online store; customers with no snapshot in that window keep what the store holds."""
@@ -208,10 +219,12 @@ def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.
     if isinstance(online_store, PackedSqliteOnlineStore | PackedRedisOnlineStore):
         # Feast's materialize serializes every value as its own protobuf; load the tables directly.
         customers = 0
+        resetting = split_survivors(workspace)
         try:
             for view in store.list_feature_views():
                 latest = latest_rows(feature_table_path(workspace, view.name), start, end)
-                customers = max(customers, online_store.bulk_load(store.config, view, latest))
+                replacing = resetting if view.name == REALTIME_VIEW else ()
+                customers = max(customers, online_store.bulk_load(store.config, view, latest, replacing))
                 if view.name == REALTIME_VIEW:
                     realtime = latest[["customer_id", "event_timestamp", "created_timestamp"]]
                 if len(latest):

@@ -16,7 +16,7 @@ import json
 import math
 import struct
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -177,14 +177,15 @@ class PackedSqliteOnlineStore(SqliteOnlineStore):
             conn.execute(f"DROP TABLE IF EXISTS {_packed_table(config, table)}")
         conn.commit()
 
-    def _upsert(self, config: RepoConfig, table: FeatureView, rows: list[tuple]) -> None:
+    def _upsert(self, config: RepoConfig, table: FeatureView, rows: list[tuple], newer_only: bool = True) -> None:
         name = _packed_table(config, table)
         conn = self._get_conn(config)
+        condition = f" WHERE excluded.event_ts >= {name}.event_ts" if newer_only else ""
         with conn:
             conn.executemany(
                 f"INSERT INTO {name} (entity_key, event_ts, created_ts, payload) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
-                f"created_ts = excluded.created_ts, payload = excluded.payload WHERE excluded.event_ts >= {name}.event_ts",
+                f"created_ts = excluded.created_ts, payload = excluded.payload{condition}",
                 rows,
             )
 
@@ -207,10 +208,16 @@ class PackedSqliteOnlineStore(SqliteOnlineStore):
         if progress:
             progress(len(data))
 
-    def bulk_load(self, config: RepoConfig, table: FeatureView, latest: pd.DataFrame) -> int:
-        """Write each customer's latest row (customer_id, event_timestamp, created_timestamp, features)."""
+    def bulk_load(self, config: RepoConfig, table: FeatureView, latest: pd.DataFrame,
+                  replacing: Collection[str] = ()) -> int:
+        """Write each customer's latest row (customer_id, event_timestamp, created_timestamp, features),
+        where the stored one is not newer; the rows of `replacing` whatever the stored one holds."""
         keys, event_ts, created, payloads = _packed_rows(config, table, latest)
-        self._upsert(config, table, list(zip(keys, event_ts, created, payloads, strict=True)))
+        rows = list(zip(keys, event_ts, created, payloads, strict=True))
+        forced = latest["customer_id"].astype(str).isin(list(replacing)).to_numpy()
+        self._upsert(config, table, [row for row, force in zip(rows, forced, strict=True) if not force])
+        if forced.any():
+            self._upsert(config, table, [row for row, force in zip(rows, forced, strict=True) if force], newer_only=False)
         return len(keys)
 
     def online_read(
@@ -400,9 +407,22 @@ class PackedRedisOnlineStore(RedisOnlineStore):
         if progress:
             progress(len(data))
 
-    def bulk_load(self, config: RepoConfig, table: FeatureView, latest: pd.DataFrame) -> int:
+    def bulk_load(self, config: RepoConfig, table: FeatureView, latest: pd.DataFrame,
+                  replacing: Collection[str] = ()) -> int:
+        """As the SQLite store's: newer rows kept, except those of `replacing`."""
         keys, event_ts, _, payloads = _packed_rows(config, table, latest)
-        self._write(config, table, keys, event_ts, payloads)
+        forced = latest["customer_id"].astype(str).isin(list(replacing)).to_numpy()
+        kept = ~forced
+        self._write(config, table, [k for k, f in zip(keys, kept, strict=True) if f],
+                    [t for t, f in zip(event_ts, kept, strict=True) if f],
+                    [p for p, f in zip(payloads, kept, strict=True) if f])
+        if forced.any():
+            client = self._get_client(config.online_store)
+            pipeline = client.pipeline(transaction=False)
+            for key, moment, payload, force in zip(keys, event_ts, payloads, forced, strict=True):
+                if force:
+                    pipeline.set(self._key(config, table, key), f'{{"t":{moment},"v":{payload}}}')
+            pipeline.execute()
         return len(keys)
 
     def online_read(

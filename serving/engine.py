@@ -174,7 +174,8 @@ class IdentityLookup:
         """Why an id names no customer, in words a campaign tool can act on."""
         if customer_id in self.merged_then_split:
             return ("retired by a merge into a customer that identity resolution split since: which part is this "
-                    "person is not known; send their source and source_id or e-mail")
+                    "person is not known; find their current customer_id by a source record or e-mail (/recommend "
+                    "answers it) and send that")
         return "unknown customer (not in the identity map)"
 
     def survivor(self, customer_id: str) -> str:

@@ -16,8 +16,8 @@ def explain_customer(query: str, identity_map: pd.DataFrame, edges: pd.DataFrame
     customer split since (`merged_then_split`) is explained by no one."""
     customers = set(identity_map["customer_id"])
     if merged_then_split and query.strip() in merged_then_split and query.strip() not in customers:
-        raise KeyError(f"{query.strip()!r} was merged into {merged_then_split[query.strip()]!r}, which a later run "
-                       "split: which part holds its records is not known; ask by a source record (source:source_id)")
+        raise KeyError(f"{query.strip()!r} was retired by a merge into a customer that a later run split: which "
+                       "part holds its records is not known; ask by a source record (source:source_id)")
     if merged_into and query.strip() in merged_into and query.strip() not in customers:
         survivor = merged_into[query.strip()]
         if survivor not in customers:

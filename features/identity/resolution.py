@@ -198,6 +198,11 @@ def resolve_identities(
     customer_ids, next_sequence, id_changes, merged_now, split = assign_stable_ids(
         keys, clusters.labels, previous, next_sequence)
     merged_into, merged_then_split = carry_merges(merged_before or {}, merged_now, split, merged_then_split_before or {})
+    newly_unfollowed = len(merged_then_split) - len(merged_then_split_before or {})
+    if newly_unfollowed:
+        log.warning("%d id(s) retired by earlier merges now lead nowhere: the customers they went to split; "
+                    "consents granted under them leave the online store at the next `cdp features materialize`",
+                    newly_unfollowed)
     identity_map = _identity_map(records, customer_ids, edges, with_pii, held_back)
     advance(6)
 

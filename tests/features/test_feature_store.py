@@ -430,6 +430,38 @@ def test_a_pushed_consent_withdrawal_outlives_the_online_store_and_the_next_buil
     assert consent() == 0
 
 
+def test_a_grant_pushed_under_an_id_whose_merge_was_undone_leaves_the_online_store_at_the_next_materialize(
+        store_setup, tmp_path):
+    from cdp.files import write_json
+    from cdp.workspace import Workspace
+    from features.identity.store import identity_paths, read_identity_state
+
+    source, settings, _ = store_setup
+    # Given a customer who never consented to e-mail, and an e-mail grant pushed for them while a campaign
+    # tool's id C999999997 was merged into them (redirected: the push log keeps the id it was sent under)
+    workspace = Workspace.at(tmp_path / "own")
+    for part in ("lake", "outputs", "features", "feast"):
+        shutil.copytree(source.data / part, workspace.data / part)
+    materialize_online(workspace, settings, end=dt.datetime(2025, 7, 1, tzinfo=dt.UTC))
+    store = open_feature_store(workspace, settings)
+    offline = latest_offline(workspace, "realtime_signals")
+    customer = offline[offline["latest_email_consent"] == 0].index[-1]
+
+    def consent() -> int:
+        return get_online_features(store, "recommendation_v1", [customer]).frame.iloc[0]["latest_email_consent"]
+
+    push_realtime_signals(store, pd.DataFrame({"customer_id": [customer], "latest_email_consent": [1],
+                                               "sent_as": [["C999999997"]]}))
+    assert consent() == 1
+    # When a later resolution undoes that merge (C999999997 may be the other part's person), and the
+    # online store is materialized again
+    write_json(identity_paths(workspace)["state"],
+               {**read_identity_state(workspace), "merged_then_split": {"C999999997": customer}})
+    materialize_online(workspace, settings, end=dt.datetime(2025, 7, 1, tzinfo=dt.UTC))
+    # Then the grant is gone from their online row: no contact on a consent that may be someone else's
+    assert consent() == 0
+
+
 def test_the_redis_client_fails_fast_unless_the_connection_string_says_otherwise():
     from redis.backoff import NoBackoff
 

@@ -646,7 +646,7 @@ def test_an_id_retired_by_a_merge_is_answered_as_its_survivor_and_events_are_poi
     # ...and a push is judged on the survivor: C1 is known, C9 is not, and C7 is refused saying what to send
     refused = engine.refused_customers(["C1", "C9", "C7"])
     assert refused["C9"] == "unknown customer (not in the identity map)" and set(refused) == {"C9", "C7"}
-    assert "split since" in refused["C7"] and "source_id" in refused["C7"]
+    assert "split since" in refused["C7"] and "current customer_id" in refused["C7"]
     # ...and a recommendation for C7 is the cold start, saying why and what to send
     assert "split since" in lookup.unresolved_reason({"customer_id": "C7"})
     assert lookup.unresolved_reason({"customer_id": "C9"}) == UNKNOWN_CUSTOMER_REASON
