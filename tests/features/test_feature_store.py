@@ -391,23 +391,31 @@ def test_erasure_refuses_to_run_against_sqlite_when_the_workspace_was_loaded_int
         require_configured_online_store(workspace, load_settings())
 
 
-def test_a_pushed_consent_withdrawal_outlives_the_online_store_and_the_next_build(store_setup, tmp_path):
+def _own_loaded_workspace(store_setup, tmp_path, email_consent: int):
+    """A workspace of its own (a copy: with Redis, its own namespace), loaded with the June snapshot; a
+    customer whose e-mail consent there is `email_consent`; and a reader of their online e-mail consent."""
     from cdp.workspace import Workspace
-    from features.feature_store import push_log_path
 
     source, settings, _ = store_setup
-    # Given a workspace of its own (a copy: with Redis, its own namespace), loaded, and a customer who
-    # consented to e-mail
     workspace = Workspace.at(tmp_path / "own")
     for part in ("lake", "outputs", "features", "feast"):
         shutil.copytree(source.data / part, workspace.data / part)
     materialize_online(workspace, settings, end=dt.datetime(2025, 7, 1, tzinfo=dt.UTC))
     store = open_feature_store(workspace, settings)
     offline = latest_offline(workspace, "realtime_signals")
-    customer = offline[offline["latest_email_consent"] == 1].index[-1]
+    customer = offline[offline["latest_email_consent"] == email_consent].index[-1]
 
     def consent() -> int:
         return get_online_features(store, "recommendation_v1", [customer]).frame.iloc[0]["latest_email_consent"]
+
+    return workspace, settings, store, customer, consent
+
+
+def test_a_pushed_consent_withdrawal_outlives_the_online_store_and_the_next_build(store_setup, tmp_path):
+    from features.feature_store import push_log_path
+
+    # Given a workspace of its own, loaded, and a customer who consented to e-mail
+    workspace, settings, store, customer, consent = _own_loaded_workspace(store_setup, tmp_path, email_consent=1)
 
     # When the customer withdraws through a push (the service's /events)
     push_realtime_signals(store, pd.DataFrame({"customer_id": [customer], "latest_email_consent": [0],
@@ -433,23 +441,11 @@ def test_a_pushed_consent_withdrawal_outlives_the_online_store_and_the_next_buil
 def test_a_grant_pushed_under_an_id_whose_merge_was_undone_leaves_the_online_store_at_the_next_materialize(
         store_setup, tmp_path):
     from cdp.files import write_json
-    from cdp.workspace import Workspace
     from features.identity.store import identity_paths, read_identity_state
 
-    source, settings, _ = store_setup
     # Given a customer who never consented to e-mail, and an e-mail grant pushed for them while a campaign
     # tool's id C999999997 was merged into them (redirected: the push log keeps the id it was sent under)
-    workspace = Workspace.at(tmp_path / "own")
-    for part in ("lake", "outputs", "features", "feast"):
-        shutil.copytree(source.data / part, workspace.data / part)
-    materialize_online(workspace, settings, end=dt.datetime(2025, 7, 1, tzinfo=dt.UTC))
-    store = open_feature_store(workspace, settings)
-    offline = latest_offline(workspace, "realtime_signals")
-    customer = offline[offline["latest_email_consent"] == 0].index[-1]
-
-    def consent() -> int:
-        return get_online_features(store, "recommendation_v1", [customer]).frame.iloc[0]["latest_email_consent"]
-
+    workspace, settings, store, customer, consent = _own_loaded_workspace(store_setup, tmp_path, email_consent=0)
     push_realtime_signals(store, pd.DataFrame({"customer_id": [customer], "latest_email_consent": [1],
                                                "sent_as": [["C999999997"]]}))
     assert consent() == 1
