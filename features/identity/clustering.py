@@ -59,7 +59,7 @@ def cluster_records(standardized: pd.DataFrame, edges: pd.DataFrame) -> Clusteri
     traits = [
         Traits(f, lst, b, script)
         for f, lst, b, script in zip(standardized["first_names"], standardized["last_name"],
-                                     standardized["date_of_birth"], standardized["name_script"], strict=True)
+                                     standardized["date_of_birth"], standardized["first_script"], strict=True)
     ]
     members: dict[int, set[Traits]] = {}
 

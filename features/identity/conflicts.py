@@ -30,7 +30,7 @@ def birth_dates_conflict(x: str | None, y: str | None) -> bool:
 
 
 def scripts_comparable(x_script: str | None, y_script: str | None) -> bool:
-    """Names written in two scripts cannot be said to conflict (`standardize.name_script`)."""
+    """Names written in two scripts cannot be said to conflict (`standardize.name_script`, per name)."""
     return x_script is None or y_script is None or x_script == y_script
 
 

@@ -147,7 +147,7 @@ class EncodedRecords:
 
 ENCODED_COLUMNS = (
     "first_name", "first_canonical", "first_names", "last_name", "email", "email_local", "email_domain", "phone",
-    "address", "postcode", "postcode_area", "city", "name_script",
+    "address", "postcode", "postcode_area", "city", "first_script", "last_script",
 )
 
 
@@ -269,8 +269,6 @@ def compare_pairs(records: EncodedRecords, left: np.ndarray, right: np.ndarray) 
     codes = records.codes
     first_a, first_b = codes["first_name"][a], codes["first_name"][b]
     last_a, last_b = codes["last_name"][a], codes["last_name"][b]
-    script_a, script_b = codes["name_script"][a], codes["name_script"][b]
-    scripts_differ = (script_a >= 0) & (script_b >= 0) & (script_a != script_b)
     swapped = np.zeros(len(a), dtype=bool)
     all_names = (first_a >= 0) & (first_b >= 0) & (last_a >= 0) & (last_b >= 0)
     if all_names.any():
@@ -296,6 +294,9 @@ def compare_pairs(records: EncodedRecords, left: np.ndarray, right: np.ndarray) 
             similarity[initial & (similarity < 0.80)] = 0.5
             thresholds = (0.92, 0.80, 0.5)
         out[field] = _levels(missing, exact, similarity, thresholds)
+        scripts = codes[f"{field.removesuffix('_name')}_script"]
+        script_a, script_b = scripts[a], scripts[b]
+        scripts_differ = (script_a >= 0) & (script_b >= 0) & (script_a != script_b)
         # Names in two scripts (Μαρία and Maria, محمد and Mohammed): a transliteration that agrees is
         # evidence, one that does not is none (abjads drop vowels: mhmd), not a disagreement.
         out[field][scripts_differ & (out[field] == LEVELS[field].index("different"))] = 0
@@ -340,13 +341,15 @@ def shared_contact_points(keyed: pd.DataFrame, column: str) -> set[str]:
     first_names = keyed["first_names"].to_numpy(dtype=object)
     last = keyed["last_name"].to_numpy(dtype=object)
     birth = keyed["date_of_birth"].to_numpy(dtype=object)
-    script = keyed["name_script"].to_numpy(dtype=object)
+    first_script = keyed["first_script"].to_numpy(dtype=object)
+    last_script = keyed["last_script"].to_numpy(dtype=object)
     conflicting = np.fromiter(
         (
             birth_dates_conflict(birth[a], birth[b])
-            or scripts_comparable(script[a], script[b]) and (
-                first_names_conflict(first_names[a], first_names[b], last[a], last[b])
-                or surnames_conflict(last[a], last[b], first[a], first[b]))
+            or scripts_comparable(first_script[a], first_script[b])
+            and first_names_conflict(first_names[a], first_names[b], last[a], last[b])
+            or scripts_comparable(last_script[a], last_script[b])
+            and surnames_conflict(last[a], last[b], first[a], first[b])
             for a, b in zip(left.tolist(), right.tolist(), strict=True)
         ),
         dtype=bool,

@@ -224,8 +224,10 @@ def standardize_records(
     # every name the first name may stand for (sam -> "samantha|samuel"): conflicts are judged on these
     out["first_names"] = first_word.map(
         lambda n: alternatives.get(n, nicknames.get(n, n)) if isinstance(n, str) else None)
-    written = column("first_name").where(column("first_name").notna(), column("last_name"))
-    out["name_script"] = _map_distinct(written.astype(object), lambda text: name_script(str(text)))
+    # per name: a Greek first name beside a Latin surname is judged against Latin surnames as Latin
+    for part in ("first", "last"):
+        written = column(f"{part}_name").astype(object)
+        out[f"{part}_script"] = _map_distinct(written, lambda text: name_script(str(text)))
     out["email"] = _map_distinct(column("email"), lambda e: standardize_email(e, rules))
     out["email_local"] = out["email"].map(lambda e: e.split("@")[0] if isinstance(e, str) else None)
     out["email_is_family"] = (

@@ -117,7 +117,7 @@ def test_clustering_joins_over_the_strongest_links_and_marks_them():
 
     # Given two pairs of records with exact links, bridged twice, by a 0.99 and a 0.97 link
     standardized = pd.DataFrame({"first_names": ["ann"] * 4, "last_name": ["lee"] * 4,
-                                 "date_of_birth": [None] * 4, "name_script": ["LATIN"] * 4})
+                                 "date_of_birth": [None] * 4, "first_script": ["LATIN"] * 4})
     edges = pd.DataFrame({"left": [0, 2, 1, 0], "right": [1, 3, 2, 3], "probability": [1.0, 1.0, 0.97, 0.99]})
     # When clustered
     result = cluster_records(standardized, edges)
@@ -455,11 +455,15 @@ def test_names_in_two_scripts_that_do_not_transliterate_alike_are_no_evidence_no
     given = records([{"source": "app", "source_id": "1", "first_name": "محمد", "last_name": "حداد"},
                      {"source": "web", "source_id": "2", "first_name": "Mohammed", "last_name": "Haddad"},
                      {"source": "crm", "source_id": "3", "first_name": "Peter", "last_name": "Smith"},
-                     {"source": "crm", "source_id": "4", "first_name": "Oliver", "last_name": "Jones"}])
+                     {"source": "crm", "source_id": "4", "first_name": "Oliver", "last_name": "Jones"},
+                     {"source": "app", "source_id": "5", "first_name": "محمد", "last_name": "Smith"},
+                     {"source": "web", "source_id": "6", "first_name": "Mohammed", "last_name": "Jones"}])
     encoded = encode_records(add_blocking_keys(standardize_records(given, "GB")))
     # When compared
-    levels = compare_pairs(encoded, np.array([0, 2]), np.array([1, 3]))
+    levels = compare_pairs(encoded, np.array([0, 2, 4]), np.array([1, 3, 5]))
     # Then across scripts a first name that does not transliterate alike carries no weight either way, a
-    # surname that nearly does (hdd, haddad) still counts as similar, and in one script names disagree
-    assert [LEVELS["first_name"][level] for level in levels["first_name"]] == ["null", "different"]
-    assert [LEVELS["last_name"][level] for level in levels["last_name"]] == ["jaro_winkler_0.80", "different"]
+    # surname that nearly does (hdd, haddad) still counts as similar, and in one script names disagree —
+    # judged per name: beside an Arabic first name, a Latin surname still disagrees with a Latin one
+    assert [LEVELS["first_name"][level] for level in levels["first_name"]] == ["null", "different", "null"]
+    assert [LEVELS["last_name"][level] for level in levels["last_name"]] == [
+        "jaro_winkler_0.80", "different", "different"]
