@@ -752,6 +752,7 @@ def push(
         except ValueError as error:
             raise _fail(f"--set {item!r}: realtime signals are whole numbers", 2) from error
     if (space.outputs / "identity_map.parquet").exists():
+        from features.feature_store import SENT_AS
         from serving.engine import IdentityLookup
 
         identity = IdentityLookup.load(space, settings)
@@ -760,7 +761,7 @@ def push(
             raise _fail(f"{customer_id!r}: {identity.why_unknown(customer_id)}; nothing was pushed")
         if survivor != customer_id:
             console.print(f"{customer_id} was merged into {survivor} by identity resolution: pushing for {survivor}")
-            values["sent_as"] = [[customer_id]]  # the push log keeps the id it was sent under
+            values[SENT_AS] = [[customer_id]]  # the push log keeps the id it was sent under
             customer_id = values["customer_id"][0] = survivor
     store = open_feature_store(space, settings.features)
     seconds = _feature_store_call(push_realtime_signals, store, pd.DataFrame(values))

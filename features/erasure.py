@@ -685,6 +685,7 @@ def _pushed_by_subject(workspace: Workspace, subject: Subject, maybe_theirs: boo
     retired into one of them. `maybe_theirs`: also under an id retired into one of theirs before that
     customer split (`merged_then_split`; it may be the other part's person). Erasure takes those too:
     their withdrawals applied only to the erased customer, so once it is gone they reach no one."""
+    from features.feature_store import sent_under_split_id
     from features.identity.store import read_identity_state
 
     state = read_identity_state(workspace)
@@ -692,7 +693,7 @@ def _pushed_by_subject(workspace: Workspace, subject: Subject, maybe_theirs: boo
     ids = set(subject.customer_ids) | set(subject.former_ids)
 
     def theirs(entry: dict) -> bool:
-        if not maybe_theirs and any(sent in state["merged_then_split"] for sent in entry.get("sent_as", [])):
+        if not maybe_theirs and sent_under_split_id(entry, state["merged_then_split"]):
             return False  # sent under an id the split left with nobody: maybe the other part's
         return entry.get("customer_id") in ids or retired.get(entry.get("customer_id", "")) in ids
 

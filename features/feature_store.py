@@ -581,8 +581,6 @@ def signal_problems(updates: pd.DataFrame, now: float | None = None) -> list[str
     after it are problems too."""
     problems = []
     for column in updates.columns:
-        if column == SENT_AS:
-            continue
         values = pd.to_numeric(updates[column], errors="coerce") if column != "customer_id" else None
         if column.startswith(FLAG_PREFIX):
             bad = updates[column].notna() & ~values.isin([0, 1])
@@ -611,7 +609,8 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: 
     except FeatureViewNotFoundException as error:
         raise FeatureStoreError("realtime view not registered; run `cdp features apply`") from error
     fields = [f.name for f in view.features]
-    unknown = sorted(set(updates.columns) - set(fields) - {"customer_id", "event_timestamp", SENT_AS})
+    logged, updates = updates, updates.drop(columns=[SENT_AS], errors="ignore")  # the log keeps it, the store not
+    unknown = sorted(set(updates.columns) - set(fields) - {"customer_id", "event_timestamp"})
     if unknown:
         raise FeatureStoreError(f"unknown realtime fields: {', '.join(unknown)} (known: {', '.join(fields)})")
     problems = signal_problems(updates, now=time.time())
@@ -622,8 +621,7 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: 
     # `cdp push`) would otherwise each write back the row they read, and one update would be lost.
     with _push_lock(store):
         if log_push:  # first: a consent change is kept even when the store then fails (Redis down)
-            append_push_log(Path(store.config.repo_path), updates, pd.Timestamp.now(tz="UTC"))
-        updates = updates.drop(columns=[SENT_AS], errors="ignore")
+            append_push_log(Path(store.config.repo_path), logged, pd.Timestamp.now(tz="UTC"))
         current = pd.DataFrame(store.get_online_features(
             features=references, entity_rows=[{"customer_id": c} for c in updates["customer_id"]],
         ).to_dict(include_event_timestamps=True))
@@ -734,13 +732,18 @@ def read_push_log(workspace: Workspace, identity_state: dict | None = None) -> p
         sent = entry["customer_id"]
         customer = merged_into.get(sent, merged_then_split.get(sent, sent))  # merged_into already followed
         customer = merged_into.get(customer, customer)  # the part that kept the id, retired since
-        ambiguous = (sent in merged_then_split and sent not in merged_into) or any(
-            retired in merged_then_split for retired in entry.get(SENT_AS, []))
+        ambiguous = sent_under_split_id(entry, merged_then_split)
         rows += [(customer, entry["pushed_at"], field, value) for field, value in entry["fields"].items()
                  if _is_consent(field) and not (ambiguous and value)]
     frame = pd.DataFrame(rows, columns=["customer_id", "pushed_at", "field", "value"])
     frame["pushed_at"] = pd.to_datetime(frame["pushed_at"], utc=True, format="ISO8601")
     return frame.sort_values("pushed_at", kind="stable").reset_index(drop=True)
+
+
+def sent_under_split_id(entry: dict, merged_then_split: dict[str, str]) -> bool:
+    """Whether a push log entry was sent under an id retired into a customer that split since (as its
+    customer_id, or redirected: `sent_as`): it may be either part's person."""
+    return any(sent in merged_then_split for sent in [entry["customer_id"], *entry.get(SENT_AS, [])])
 
 
 def reapply_pushes(workspace: Workspace, store: FeatureStore, loaded: pd.DataFrame) -> int:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import numpy as np
 import orjson
 import pandas as pd
 from feast import Entity, FeatureView, RepoConfig
@@ -89,6 +90,20 @@ def _packed_rows(config: RepoConfig, table: FeatureView, latest: pd.DataFrame) -
     columns = [latest[n].astype(object).where(latest[n].notna(), None).tolist() for n in names]
     payloads = [json.dumps([_plain(v) for v in row]) for row in zip(*columns, strict=True)] if names else []
     return keys, _epoch_seconds(latest["event_timestamp"]), _epoch_seconds(latest["created_timestamp"]), payloads
+
+
+def _by_replacing(latest: pd.DataFrame, replacing: Collection[str], *columns: list) -> list[tuple[bool, list[list]]]:
+    """`columns` (one value per row of `latest`) as non-empty (newer_only, columns) groups: the rows of
+    customers in `replacing` are written whatever the store holds, the others only over an older row."""
+    if not replacing:  # the usual case, 1M rows at a time: the columns as they are
+        return [(True, list(columns))] if len(latest) else []
+    forced = latest["customer_id"].astype(str).isin(list(replacing)).to_numpy()
+    groups = []
+    for newer_only in (True, False):
+        chosen = np.flatnonzero(forced != newer_only)
+        if len(chosen):
+            groups.append((newer_only, [[column[i] for i in chosen] for column in columns]))
+    return groups
 
 
 def _payload(values: dict[str, ValueProto], names: list[str]) -> str:
@@ -213,11 +228,8 @@ class PackedSqliteOnlineStore(SqliteOnlineStore):
         """Write each customer's latest row (customer_id, event_timestamp, created_timestamp, features),
         where the stored one is not newer; the rows of `replacing` whatever the stored one holds."""
         keys, event_ts, created, payloads = _packed_rows(config, table, latest)
-        rows = list(zip(keys, event_ts, created, payloads, strict=True))
-        forced = latest["customer_id"].astype(str).isin(list(replacing)).to_numpy()
-        self._upsert(config, table, [row for row, force in zip(rows, forced, strict=True) if not force])
-        if forced.any():
-            self._upsert(config, table, [row for row, force in zip(rows, forced, strict=True) if force], newer_only=False)
+        for newer_only, columns in _by_replacing(latest, replacing, keys, event_ts, created, payloads):
+            self._upsert(config, table, list(zip(*columns, strict=True)), newer_only=newer_only)
         return len(keys)
 
     def online_read(
@@ -373,7 +385,7 @@ class PackedRedisOnlineStore(RedisOnlineStore):
         return self._client
 
     def _write(self, config: RepoConfig, table: FeatureView, keys: list[bytes], times: list[int],
-               payloads: list[str]) -> None:
+               payloads: list[str], newer_only: bool = True) -> None:
         client = self._get_client(config.online_store)
         script = client.register_script(SET_IF_NEWER)
         pipeline = client.pipeline(transaction=False)
@@ -383,7 +395,11 @@ class PackedRedisOnlineStore(RedisOnlineStore):
             for key, moment, payload in zip(keys[start:stop], times[start:stop], payloads[start:stop], strict=True):
                 chunk_keys.append(self._key(config, table, key))
                 arguments.extend((f'{{"t":{moment},"v":{payload}}}', moment))
-            script(keys=chunk_keys, args=arguments, client=pipeline)
+            if newer_only:
+                script(keys=chunk_keys, args=arguments, client=pipeline)
+            else:
+                for key, value in zip(chunk_keys, arguments[::2], strict=True):
+                    pipeline.set(key, value)
             if call % REDIS_CALLS_PER_PIPELINE == 0:
                 pipeline.execute()
         pipeline.execute()
@@ -411,18 +427,8 @@ class PackedRedisOnlineStore(RedisOnlineStore):
                   replacing: Collection[str] = ()) -> int:
         """As the SQLite store's: newer rows kept, except those of `replacing`."""
         keys, event_ts, _, payloads = _packed_rows(config, table, latest)
-        forced = latest["customer_id"].astype(str).isin(list(replacing)).to_numpy()
-        kept = ~forced
-        self._write(config, table, [k for k, f in zip(keys, kept, strict=True) if f],
-                    [t for t, f in zip(event_ts, kept, strict=True) if f],
-                    [p for p, f in zip(payloads, kept, strict=True) if f])
-        if forced.any():
-            client = self._get_client(config.online_store)
-            pipeline = client.pipeline(transaction=False)
-            for key, moment, payload, force in zip(keys, event_ts, payloads, forced, strict=True):
-                if force:
-                    pipeline.set(self._key(config, table, key), f'{{"t":{moment},"v":{payload}}}')
-            pipeline.execute()
+        for newer_only, columns in _by_replacing(latest, replacing, keys, event_ts, payloads):
+            self._write(config, table, *columns, newer_only=newer_only)
         return len(keys)
 
     def online_read(

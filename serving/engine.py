@@ -551,12 +551,7 @@ class RecommendationEngine:
         already judged (known, not erased, no moment in the future); returns the seconds taken and the
         customers refused here: those not in the online store yet, since a row of only the pushed
         fields would hide their batch consents."""
-        from features.feature_store import (
-            SENT_AS,
-            append_push_log,
-            push_log_lock,
-            push_realtime_signals,
-        )
+        from features.feature_store import append_push_log, push_log_lock, push_realtime_signals
 
         # The consents first, before the store is read: a withdrawal sent while Redis is down (answered
         # 503) is still kept, and reaches the store at the next materialize (a retry is harmless).
@@ -567,7 +562,6 @@ class RecommendationEngine:
             refused = {c: "not in the online store yet (run `cdp features materialize`)"
                        for c, present in zip(events["customer_id"], found, strict=True) if not present}
             kept = events[~events["customer_id"].isin(list(refused))]
-            kept = kept.drop(columns=[SENT_AS], errors="ignore")
             seconds = push_realtime_signals(self.store, kept, log_push=False) if len(kept) else 0.0
         return seconds, refused
 
