@@ -6,9 +6,12 @@ does nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
+import signal
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
@@ -1015,6 +1018,28 @@ def _subject_query(email: str | None, customer_id: str | None, source: str | Non
         raise _fail(str(error), 2) from error
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a scheduler's timeout), raised like Ctrl-C so that a command can put its stop on record."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM raises `Terminated` inside the block: by default it ends the process on the spot, leaving an
+    erasure's audit trail at "started"."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
+        yield
+        return
+
+    def interrupt(signal_number, frame):
+        raise Terminated("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @app.command()
 def forget(
     email: SubjectEmail = None,
@@ -1059,15 +1084,16 @@ def forget(
             log.error("audit log %s could not be written: %s", settings.privacy.audit_log, error)
 
     try:
-        subject, report = forget_subject(space, settings, query, on_start=record_start)
+        with _sigterm_interrupts():
+            subject, report = forget_subject(space, settings, query, on_start=record_start)
     except SubjectNotFoundError as error:
         record_request(space, settings.privacy, "erasure", None, {"outcome": "refused", "why": error.outcome})
         raise _fail(f"{error}; nothing was changed") from error
     except ErasureError as error:
         record_end("failed", "a store could not be cleaned or is not the one loaded")
         raise _fail(str(error)) from error
-    except KeyboardInterrupt:  # Ctrl-C: on record as such, then stop as asked
-        record_end("interrupted", "KeyboardInterrupt")
+    except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM: on record as such, then stop as asked
+        record_end("interrupted", "SIGTERM" if isinstance(error, Terminated) else "KeyboardInterrupt")
         if started:
             console.print("[yellow]interrupted:[/yellow] the erasure is not finished; run the same command again "
                           "to finish it")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 
 import pandas as pd
 import pytest
@@ -427,15 +430,25 @@ def resolved_workspace(root):
      "a store could not be cleaned or is not the one loaded"),
     (RuntimeError("disk full"), "failed", "RuntimeError"),
     (KeyboardInterrupt(), "interrupted", "KeyboardInterrupt"),
-], ids=["erasure-error", "other-error", "ctrl-c"])
-def test_an_erasure_that_stops_partway_is_on_record_with_its_request_id_and_person(tmp_path, monkeypatch, stop,
-                                                                                   outcome, why):
+    ("SIGTERM", "interrupted", "SIGTERM"),
+], ids=["erasure-error", "other-error", "ctrl-c", "sigterm"])
+def test_an_erasure_that_stops_partway_is_on_record_with_its_request_id_and_person(tmp_path, monkeypatch, request,
+                                                                                   stop, outcome, why):
     from features import erasure
 
     # Given a resolved workspace, and a store that fails (or a Ctrl-C) once the erasure has started
     workspace = resolved_workspace(tmp_path / "ws")
 
+    def unhandled(signal_number, frame):  # what SIGTERM would do if forget did not take it: not kill pytest
+        raise RuntimeError("SIGTERM reached the default handler")
+
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    request.addfinalizer(lambda: signal.signal(signal.SIGTERM, previous))
+
     def stopped(*args, **kwargs):
+        if stop == "SIGTERM":  # `kill <pid>` while the erasure runs
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler interrupts this at once
         raise stop
 
     monkeypatch.setattr(erasure, "erase_from_lake", stopped)
