@@ -119,6 +119,14 @@ def announce_reload(path: Path) -> tuple[int, tuple[int, int, int] | None]:
     return generation, signature
 
 
+def identity_signature(workspace: Workspace) -> tuple:
+    """What `cdp resolve` rewrites, as one stat each: the identity map, then the state file, written last."""
+    from features.identity.store import identity_paths
+
+    paths = identity_paths(workspace)
+    return marker_signature(paths["identity_map"]), marker_signature(paths["state"])
+
+
 def customers_by_email(customers: Iterable[str], emails: Iterable[str], standardize) -> tuple[dict[str, str], dict[str, int]]:
     """Standardized e-mail -> the one customer holding it, and e-mail -> how many hold it when several
     do. An address several customers hold (a family mailbox, one e-mail shared by a household) names
@@ -235,7 +243,8 @@ class LoadedModels:
 
 class RecommendationEngine:
     def __init__(self, workspace: Workspace, settings: Settings, store, identity: IdentityLookup,
-                 models: LoadedModels, marker: tuple[tuple[int, int, int] | None, int] | None = None) -> None:
+                 models: LoadedModels, marker: tuple[tuple[int, int, int] | None, int] | None = None,
+                 identity_seen: tuple | None = None) -> None:
         from features.feature_store import materialization_record
 
         self.workspace, self.settings, self.store, self.identity = workspace, settings, store, identity
@@ -261,6 +270,10 @@ class RecommendationEngine:
         self._marker_seen, self.generation = marker or (marker_signature(self._marker),
                                                         read_reload_generation(self._marker))
         self._reloading = threading.Lock()
+        # The identity map as loaded (its files' signatures, read before it loaded): a `cdp resolve` since
+        # (the nightly run: new customers, merges) is loaded in the background and swapped in.
+        self._identity_seen = identity_signature(workspace) if identity_seen is None else identity_seen
+        self._identity_loading = threading.Lock()
 
     @classmethod
     def load(cls, workspace: Workspace, settings: Settings) -> RecommendationEngine:
@@ -269,9 +282,10 @@ class RecommendationEngine:
         marker = reload_marker(workspace)
         seen = (marker_signature(marker), read_reload_generation(marker))  # before the models, see __init__
         models = cls._load_models(workspace)
+        identity_seen = identity_signature(workspace)  # before it loads: a resolve meanwhile is followed
         identity = IdentityLookup.load(workspace, settings)
         store = open_feature_store(workspace, settings.features)
-        return cls(workspace, settings, store, identity, models, seen)
+        return cls(workspace, settings, store, identity, models, seen, identity_seen)
 
     @staticmethod
     def _load_models(workspace: Workspace) -> LoadedModels:
@@ -305,12 +319,49 @@ class RecommendationEngine:
         in flight keep theirs. Returns the versions loaded and the generation."""
         with self._reloading:
             self.generation, self._marker_seen = announce_reload(self._marker)
-            return self._swap_in_champions(), self.generation
+            versions = self._swap_in_champions()
+        with self._identity_loading:  # a resolve since start-up answers from the reload on, here at least
+            self._swap_in_identity()
+        return versions, self.generation
+
+    def follow_identity(self) -> threading.Thread | None:
+        """When `cdp resolve` rewrote the identity map since it loaded, load it again on a background thread
+        and swap it in (requests answer from the one loaded meanwhile) and return the thread. New customers
+        are then found, and an id a merge retired leads to its survivor (a consent withdrawal sent under it
+        reaches the person's row). Costs two `os.stat` while nothing changed."""
+        if identity_signature(self.workspace) == self._identity_seen or not self._identity_loading.acquire(blocking=False):
+            return None
+        thread = threading.Thread(target=self._follow_identity, name="cdp-identity", daemon=True)
+        thread.start()
+        return thread
+
+    def _follow_identity(self) -> None:
+        """Holds `_identity_loading` (taken by the caller). A failed load is tried again after
+        RELOAD_RETRY_SECONDS, answering meanwhile from the map loaded before."""
+        try:
+            self._swap_in_identity()
+        except Exception:
+            log.exception("the identity map changed but could not be loaded; answering from the one loaded before")
+            time.sleep(RELOAD_RETRY_SECONDS)
+        finally:
+            self._identity_loading.release()
+
+    def _swap_in_identity(self) -> None:
+        """Call with `_identity_loading` held."""
+        seen = identity_signature(self.workspace)
+        if seen == self._identity_seen:
+            return
+        fresh = IdentityLookup.load(self.workspace, self.settings)
+        self.identity, self._identity_seen = fresh, seen
+        freeze_loaded_objects()
+        log.info("identity map loaded again (`cdp resolve` ran since): %d customers", len(fresh.customers))
 
     def follow_reloads(self) -> threading.Thread | None:
         """When another worker announced a reload this engine has not done, do it on a background thread
         (requests keep the current models meanwhile; none waits for the load) and return the thread.
-        Costs one `os.stat` of the marker while nothing changed."""
+        Costs one `os.stat` of the marker while nothing changed. Follows a new identity map too
+        (`follow_identity`)."""
+        self.follow_identity()
         seen = marker_signature(self._marker)
         if seen == self._marker_seen or seen is None or not self._reloading.acquire(blocking=False):
             return None
@@ -445,12 +496,13 @@ class RecommendationEngine:
         context = context or {}
         models = self._models
         started = time.perf_counter()
-        customer_ids = [self.identity.resolve(r) for r in references]
+        identity = self.identity  # one map for the whole request, though a newer one may be swapped in
+        customer_ids = [identity.resolve(r) for r in references]
         # erased since this worker loaded the identity map: unknown, as after a restart (not even the id)
         erased = self.erased_customers([c for c in customer_ids if c is not None])
         customer_ids = [None if c in erased else c for c in customer_ids]
-        known = [i for i, c in enumerate(customer_ids) if c is not None and c in self.identity.customers]
-        answers: list[dict] = [cold_start_answer(r, customer_ids[i], self.identity.unresolved_reason(r))
+        known = [i for i, c in enumerate(customer_ids) if c is not None and c in identity.customers]
+        answers: list[dict] = [cold_start_answer(r, customer_ids[i], identity.unresolved_reason(r))
                                for i, r in enumerate(references)]
         if not known:
             return answers
@@ -517,8 +569,9 @@ class RecommendationEngine:
         from features.feature_store import SENT_AS, late_moment_fields
 
         now = time.time()
-        targets = {event["customer_id"]: self.identity.survivor(event["customer_id"]) for event in events}
-        refused = self.refused_customers(list(targets.values()))  # every id, even one with nothing to push
+        identity = self.identity  # one map for the whole request, though a newer one may be swapped in
+        targets = {event["customer_id"]: identity.survivor(event["customer_id"]) for event in events}
+        refused = self.refused_customers(list(targets.values()), identity)  # every id, even one with nothing to push
         merged: dict[str, dict] = {}
         dropped: list[tuple[str, str, str]] = []
         contributed: list[bool] = []  # per event: something of it went into a push
@@ -596,14 +649,15 @@ class RecommendationEngine:
         if time.monotonic() - self._store_checked_at > STORE_RECHECK_SECONDS:
             self.readiness()
 
-    def refused_customers(self, customer_ids: Sequence[str]) -> dict[str, str]:
+    def refused_customers(self, customer_ids: Sequence[str], identity: IdentityLookup | None = None) -> dict[str, str]:
         """customer_id -> reason, for ids a push must not write: unknown, or erased (in the workspace's
         suppression list, re-read when it changed)."""
+        identity = identity or self.identity
         erased = self.erased_customers(customer_ids)
         refused = {}
         for customer in dict.fromkeys(customer_ids):
-            if customer not in self.identity.customers:
-                refused[customer] = self.identity.why_unknown(customer)
+            if customer not in identity.customers:
+                refused[customer] = identity.why_unknown(customer)
             elif customer in erased:
                 refused[customer] = "erased (cdp forget)"
         return refused

@@ -23,7 +23,15 @@ from functools import cache
 from typing import Annotated, Any, Literal
 
 import bentoml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from starlette.responses import JSONResponse
 
 from cdp import package_version
@@ -35,11 +43,39 @@ OPEN_PATHS = frozenset({"/", "/healthz", "/livez", "/readyz", "/metrics", "/docs
 """No token needed: the probes, Prometheus' scrape (/metrics: counts and latencies, nothing about a
 customer) and the docs; /docs redirects to BentoML's Swagger UI at /, which reads /docs.json."""
 OPEN_PREFIXES = ("/static_content/",)
+API_METHODS = {"/recommend": "POST", "/events": "POST", "/admin/reload": "POST"}
+"""The protected endpoints and their one method: anything else under a token is a JSON 404 or 405."""
+DOCS_PAGE = b"""<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <meta charset="UTF-8">
+    <title>Customer intelligence service</title>
+    <link rel="stylesheet" type="text/css" href="./static_content/swagger-ui.css" />
+    <link rel="stylesheet" type="text/css" href="./static_content/index.css" />
+    <link rel="icon" type="image/png" href="./static_content/favicon-light-32x32.png" sizes="32x32" />
+  </head>
+  <body>
+    <div id="swagger-ui"></div>
+    <script src="./static_content/swagger-ui-bundle.js" charset="UTF-8"> </script>
+    <script src="./static_content/swagger-ui-standalone-preset.js" charset="UTF-8"> </script>
+    <script src="./static_content/swagger-initializer.js" charset="UTF-8"> </script>
+  </body>
+</html>
+"""
+"""BentoML's Swagger UI page (it reads ./docs.json) without the Google Tag Manager script BentoML's own
+page loads: no third-party script where a bearer token is typed and customers' answers are shown."""
 MAX_BODY_BYTES = 1_000_000
 BODY_TOO_LARGE = f"request body over {MAX_BODY_BYTES:,} bytes; send at most 1,000 customers or events per call"
 UNAUTHORIZED_HEADERS = ((b"www-authenticate", b'Bearer realm="cdp"'),)
 Channel = Literal["email", "push", "sms"]
-Flag = Annotated[int, Field(ge=0, le=1, description="1 yes, 0 no.")]
+def _whole_number(value):
+    """1.0 as 1: JSON has one number type (JavaScript sends 1 for 1.0, others may not), and OpenAPI 3.1
+    counts 1.0 as an integer; "1", true and 1.5 stay refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Flag = Annotated[int, Field(ge=0, le=1, description="1 yes, 0 no."), BeforeValidator(_whole_number)]
+EpochSeconds = Annotated[int, Field(ge=0, le=10**10), BeforeValidator(_whole_number)]
 """0 or 1 as a strict integer: Literal[0, 1] would let `false` through."""
 
 
@@ -55,14 +91,25 @@ def _one_reference_schema(schema: dict[str, Any]) -> None:
     ]
 
 
+def _trimmed(text: str) -> str:
+    return text.strip(BLANKS)
+
+
+BLANKS = " \t\n\r\f\v"
+Trimmed = Annotated[str, Field(pattern=f"[^{BLANKS.encode('unicode_escape').decode()}]"), AfterValidator(_trimmed)]
+"""Text as the lake stores it (docs/data-contract.md): surrounding spaces trimmed, for /recommend and /events
+alike. The lengths are checked as sent; the pattern (a character that is not a space, the same in every
+regex dialect) documents that a blank one is refused."""
+
+
 class CustomerReference(BaseModel):
     """Exactly one way to name a customer: our customer_id, a source system's id, or an e-mail."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_one_reference_schema)
-    customer_id: str | None = Field(None, min_length=1, max_length=64)
-    source: str | None = Field(None, min_length=1, max_length=32)
-    source_id: str | None = Field(None, min_length=1, max_length=128)
-    email: str | None = Field(None, min_length=3, max_length=254)
+    customer_id: Trimmed | None = Field(None, min_length=1, max_length=64)
+    source: Trimmed | None = Field(None, min_length=1, max_length=32)
+    source_id: Trimmed | None = Field(None, min_length=1, max_length=128)
+    email: Trimmed | None = Field(None, min_length=3, max_length=254)
 
     @model_validator(mode="after")
     def one_reference(self) -> CustomerReference:
@@ -89,14 +136,14 @@ class SignalUpdate(BaseModel):
     """Fresh behaviour or a consent change for one customer (fields of the realtime_signals view)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)  # strict: no "5" or false for a number
-    customer_id: str = Field(..., min_length=1, max_length=64)
+    customer_id: Trimmed = Field(..., min_length=1, max_length=64)
     latest_email_consent: Flag | None = None
     latest_push_consent: Flag | None = None
     latest_sms_consent: Flag | None = None
     latest_app_installed: Flag | None = None
-    last_order_epoch_seconds: int | None = Field(None, ge=0, le=10**10)
-    last_visit_epoch_seconds: int | None = Field(None, ge=0, le=10**10)
-    last_app_open_epoch_seconds: int | None = Field(None, ge=0, le=10**10)
+    last_order_epoch_seconds: EpochSeconds | None = None
+    last_visit_epoch_seconds: EpochSeconds | None = None
+    last_app_open_epoch_seconds: EpochSeconds | None = None
 
 
 # --- request bodies: BentoML's own input models ignore unknown fields (a `contxt` typo would drop a
@@ -349,6 +396,12 @@ class BearerTokenMiddleware:
             return await _reply_json(send, 200, openapi_document())
         if path == "/docs" and scope.get("method") in ("GET", "HEAD"):
             return await _redirect(send, "/")
+        if path == "/" and scope.get("method") in ("GET", "HEAD"):  # BentoML's page loads Google Tag Manager
+            return await _reply_content(send, 200, DOCS_PAGE, b"text/html; charset=utf-8")
+        if path in API_METHODS and scope.get("method") != API_METHODS[path]:
+            return await _reply(send, 405, f"{path} takes {API_METHODS[path]}", ((b"allow", API_METHODS[path].encode()),))
+        if not (is_open or path in API_METHODS or path == "/schema.json"):  # BentoML's client reads /schema.json
+            return await _reply(send, 404, "no such endpoint; the API is documented at /docs")
         if is_open:
             return await self.app(scope, receive, send)
         media_type = headers.get(b"content-type", b"application/json").partition(b";")[0].strip().lower()
@@ -401,6 +454,12 @@ async def _redirect(send, location: str) -> None:
     await send({"type": "http.response.start", "status": 307,
                 "headers": [(b"location", location.encode()), (b"content-length", b"0")]})
     await send({"type": "http.response.body", "body": b""})
+
+
+async def _reply_content(send, status: int, body: bytes, content_type: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _reply(send, status: int, message: str, headers: tuple = ()) -> None:
@@ -638,6 +697,9 @@ def complete_openapi_document(generated: dict) -> dict:
     sends, and knows nothing of our middleware. Say what the service really answers: the response
     models, 400 with pydantic's issues, 401 with the bearer scheme, 413, 503; probes are open, plain text."""
     document = json.loads(json.dumps(generated))
+    # pydantic's schemas are JSON Schema 2020-12 (an optional field is `anyOf [..., {"type": "null"}]`):
+    # valid OpenAPI 3.1, not the 3.0 BentoML declares, which client generators would then refuse
+    document["openapi"] = "3.1.0"
     document["info"] = {**document.get("info", {}), "version": package_version() or "0+unknown", "description": DESCRIPTION}
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})

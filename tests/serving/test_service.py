@@ -726,3 +726,92 @@ def test_a_content_length_that_is_not_a_number_gets_the_documented_400():
     assert sent[0]["status"] == 400
     body = ValidationErrorResponse.model_validate_json(sent[1]["body"])
     assert body.detail[0].loc == ["header", "content-length"] and "not a number" in body.error
+
+
+def test_a_worker_follows_a_new_identity_map_without_a_restart(tmp_path):
+    from cdp.config import load_settings
+    from cdp.files import write_json
+    from cdp.workspace import Workspace
+    from features.identity.store import identity_paths
+    from serving.engine import IdentityLookup, LoadedModels, RecommendationEngine
+
+    def resolved(records: dict[tuple[str, str], str], merged_into: dict[str, str]) -> None:  # as `cdp resolve` writes
+        paths = identity_paths(workspace)
+        pd.DataFrame([{"source": s, "source_id": i, "customer_id": c} for (s, i), c in records.items()]
+                     ).to_parquet(paths["identity_map"], index=False)
+        write_json(paths["state"], {"next_sequence": 9, "merged_into": merged_into, "merged_then_split": {}})
+
+    # Given a worker that loaded C1 and C2
+    workspace = Workspace.at(tmp_path)
+    workspace.outputs.mkdir(parents=True)
+    resolved({("web", "W1"): "C1", ("app", "A2"): "C2"}, {})
+    settings = load_settings()
+    engine = RecommendationEngine(workspace, settings, None, IdentityLookup.load(workspace, settings),
+                                  LoadedModels({}, {}, {}))
+    assert engine.follow_identity() is None  # nothing changed: nothing loaded
+    # When the nightly `cdp resolve` adds C3 and merges C2 into C1 (its app record now C1's)
+    resolved({("web", "W1"): "C1", ("app", "A2"): "C1", ("store", "S3"): "C3"}, {"C2": "C1"})
+    loading = engine.follow_identity()
+    assert loading is not None
+    loading.join(timeout=30)
+    # Then the worker finds the new customer, the app record leads to C1, and events sent under C2 go to C1
+    assert engine.identity.resolve({"source": "store", "source_id": "S3"}) == "C3"
+    assert engine.identity.resolve({"source": "app", "source_id": "A2"}) == "C1"
+    pushes = []
+    engine.push_events = lambda frame: (pushes.append(frame["customer_id"].tolist()) or 0.001, {})
+    pushed = engine.apply_events([{"customer_id": "C2", "latest_push_consent": 0},
+                                  {"customer_id": "C3", "latest_push_consent": 0}])
+    assert pushes == [["C1", "C3"]] and pushed.redirected == {"C2": "C1"} and pushed.refused == {}
+    # ...and a second look, with nothing changed since, loads nothing
+    assert engine.follow_identity() is None
+
+
+def test_ids_are_trimmed_alike_by_recommend_and_events_and_a_blank_one_is_refused(client, known):
+    # Given a known customer id sent with surrounding spaces, as a spreadsheet export may hold it
+    customer = known["customer_ids"][0]
+    padded = f"  {customer} "
+    # When it is asked for, and a push is sent for it
+    answer = recommend(client, [{"customer_id": padded}]).json()["recommendations"][0]
+    pushed = client.post("/events", json={"events": [{"customer_id": padded, "last_visit_epoch_seconds": 1_700_000_000}]},
+                         headers=AUTH)
+    # Then both read it as the lake does: trimmed
+    assert answer["customer_id"] == customer
+    assert pushed.status_code == 200 and pushed.json()["refused"] == [], pushed.text
+    # ...and an id of only spaces is a 400 naming the field, on both endpoints
+    for response in (recommend(client, [{"customer_id": "   "}]),
+                     client.post("/events", json={"events": [{"customer_id": "  "}]}, headers=AUTH)):
+        assert response.status_code == 400 and "customer_id" in json.dumps(response.json()["detail"]), response.text
+
+
+def test_the_openapi_document_is_valid_for_the_version_it_declares(client):
+    from openapi_spec_validator import validate
+
+    # Given the served document (pydantic's JSON Schema 2020-12: optional fields are anyOf [..., null])
+    document = client.get("/docs.json").json()
+    # Then it says OpenAPI 3.1 and is valid as such (as 3.0 it was not: client generators refused it)
+    assert document["openapi"].startswith("3.1")
+    validate(document)
+
+
+def test_the_docs_page_loads_no_third_party_script(client):
+    # Given the Swagger UI page /docs leads to, where a bearer token is typed
+    page = client.get("/")
+    # Then it is the Swagger UI reading ./docs.json, with nothing loaded from elsewhere
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "swagger-initializer.js" in page.text and "googletagmanager" not in page.text.lower()
+    assert "https://" not in page.text and "http://" not in page.text
+
+
+def test_unknown_paths_and_wrong_methods_get_json_errors_and_every_api_is_known(client):
+    from serving.service import API_METHODS, RecommendationService
+
+    # Given the token, when a path that is no endpoint is asked for (an e-mail, say), then a JSON 404
+    missing = client.get("/jane.doe@example.org", headers=AUTH)
+    assert missing.status_code == 404 and "no such endpoint" in missing.json()["error"]
+    # ...and a GET of a POST endpoint is a JSON 405 saying which method it takes
+    wrong = client.get("/recommend", headers=AUTH)
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST" and "POST" in wrong.json()["error"]
+    # ...and without the token, the 401 comes first: nothing about which paths exist
+    assert client.get("/jane.doe@example.org").status_code == 401
+    # And every API of the service is in the middleware's list, with its method
+    assert {f"/{api.route.lstrip('/')}": "POST" for api in RecommendationService.apis.values()} == API_METHODS
