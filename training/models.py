@@ -29,10 +29,20 @@ TOUCH_CHANNEL_FEATURES = ("open_rate_90d", "click_rate_90d", "days_since_last_to
 for no contact): the model compares a customer's response across channels through one set of columns.
 Left unconstrained: holding them monotone (with 0 for no contact) erased the uplift signal."""
 MONOTONE: dict[str, dict[str, int]] = {
-    # Churn risk does not fall as recency worsens, nor rise with more recent orders.
-    "churn": {"days_since_last_order": 1, "orders_365d": -1},
-    # More recent net spend and orders do not lower expected value.
-    "clv": {"net_revenue_365d": 1, "orders_365d": 1},
+    # Churn risk does not fall as the customer's own recency worsens, nor rise with more recent orders,
+    # spend or visits: time passing with no news (every one of these moving the bad way at once) never
+    # lowers it. Marketing touches and tenure are left free: they are not the customer's behaviour.
+    "churn": {
+        "days_since_last_order": 1, "overdue_ratio": 1, "days_since_last_visit": 1, "days_since_last_app_open": 1,
+        **{f"orders_{days}d": -1 for days in (7, 30, 90, 365)},
+        **{f"gross_revenue_{days}d": -1 for days in (7, 30, 90, 365)},
+        "net_revenue_90d": -1, "net_revenue_365d": -1, "revenue_smoothed_90d": -1,
+        "active_days_30d": -1, "events_30d": -1,
+    },
+    # More recent net spend and orders do not lower expected value; returns (net spend held) never raise it:
+    # the value is net of returns.
+    "clv": {"net_revenue_365d": 1, "net_revenue_90d": 1, "net_revenue_total": 1, "orders_365d": 1,
+            "returned_total": -1, "return_rate": -1},
     # A contact, and a deeper discount, never lower the chance of buying: uplift is not negative.
     "propensity": {},  # every touch_<channel> indicator and touch_offer_depth: see _monotone_vector
 }

@@ -62,6 +62,63 @@ def test_churn_risk_does_not_rise_with_more_orders(churn_model):
     assert (np.diff(risk, axis=1) <= 1e-12).all()
 
 
+def aging_frame(rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Customers with purchase recency, the overdue ratio it makes and last month's orders; churn rises
+    with the ratio but with a dip (noise a model would follow) and falls with recent orders."""
+    rng = np.random.default_rng(seed)
+    gap = rng.gamma(2, 25, rows)
+    days = rng.exponential(60, rows)
+    frame = pd.DataFrame({"days_since_last_order": days, "mean_days_between_orders": gap, "overdue_ratio": days / gap,
+                          "orders_30d": np.where(days < 30, rng.poisson(1.5, rows) + 1, 0).astype(float)})
+    signal = np.minimum(frame["overdue_ratio"], 4) - 1.5 * np.exp(-((frame["overdue_ratio"] - 2) ** 2) * 4)
+    signal -= 0.3 * frame["orders_30d"]
+    labels = (rng.random(rows) < 1 / (1 + np.exp(-(signal - 1)))).astype(float)
+    return frame, labels
+
+
+def test_churn_risk_does_not_fall_as_time_passes_without_an_order():
+    # Given a churn model trained where the overdue ratio has a dip, and 300 customers
+    frame, labels = aging_frame(6000, 30)
+    tune, tune_labels = aging_frame(2000, 31)
+    model = fit_classifier("churn", frame, labels, tune, tune_labels, FAST, "churn_v1")
+    base, _ = aging_frame(300, 32)
+    # When each is seen 0 to 300 days later with no order since: recency and the overdue ratio grow
+    # together, and last month's orders drop out of the window
+    def later(days: float) -> pd.DataFrame:
+        recency = base["days_since_last_order"] + days
+        return base.assign(days_since_last_order=recency, overdue_ratio=recency / base["mean_days_between_orders"],
+                           orders_30d=np.where(recency < 30, base["orders_30d"], 0.0))
+    risk = np.column_stack([model.predict(later(days)) for days in np.linspace(0, 300, 61)])
+    # Then nobody's risk falls (the dip is not followed), and most rise
+    assert (np.diff(risk, axis=1) >= -1e-12).all()
+    assert (risk[:, -1] > risk[:, 0]).mean() > 0.8
+
+
+def test_returns_never_raise_the_customer_lifetime_value():
+    # Given value models trained where returns carry no information about future net spend (as in the
+    # simulator: the return habit is independent of buying), with a spurious wiggle in the return rate
+    rng = np.random.default_rng(33)
+    rows = 6000
+    gross = rng.gamma(1, 300, rows)
+    returned = gross * rng.beta(1, 8, rows)
+    frame = pd.DataFrame({"net_revenue_365d": gross - returned, "net_revenue_total": 2 * gross - returned,
+                          "orders_365d": rng.poisson(3, rows).astype(float), "returned_total": returned,
+                          "return_rate": returned / gross})
+    value = np.where(rng.random(rows) < 0.4, gross * rng.lognormal(0, 0.4, rows) * (1 - frame["return_rate"]) *
+                     (1 + 0.5 * np.sin(frame["return_rate"] * 60)), 0.0)
+    models = fit_value_models(frame[:4000], value[:4000], frame[4000:], FAST, value[4000:], "clv_v1")
+    # When 300 customers without returns return a growing share of their spend (their gross spend held)
+    keep = frame[4000:4300].assign(returned_total=0.0, return_rate=0.0).reset_index(drop=True)
+    spend = keep["net_revenue_365d"]
+    def returning(share: float) -> pd.DataFrame:
+        return keep.assign(returned_total=spend * share, return_rate=share, net_revenue_365d=spend * (1 - share),
+                           net_revenue_total=keep["net_revenue_total"] - spend * share)
+    for name, model in models.items():
+        value_after = np.column_stack([model.predict(returning(share)) for share in np.linspace(0, 0.9, 19)])
+        # Then no customer's value rises with their returns
+        assert (np.diff(value_after, axis=1) <= 1e-9).all(), name
+
+
 def test_probabilities_are_calibrated_into_the_unit_interval(churn_model):
     frame, _ = churn_frame(500, 5)
     predictions = churn_model.predict(frame)
