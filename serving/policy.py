@@ -324,11 +324,11 @@ def _eligibility_stages(
                 _CAP,
                 f"frequency cap: {settings.max_touches_30d} touches on all channels in 30 days",
             ),
-            (in_quiet, _QUIET, f"quiet period: last {words} under {quiet:g} days ago"),
+            (in_quiet, _QUIET, f"quiet period: last {words} {_within_days(quiet)}"),
             (
                 in_quiet_any,
                 _QUIET,
-                f"quiet period: contacted under {settings.quiet_days_any_channel:g} days ago",
+                f"quiet period: contacted {_within_days(settings.quiet_days_any_channel)}",
             ),
         ]
         code = np.full(n, len(failures))
@@ -343,6 +343,11 @@ def _eligibility_stages(
 
 def _count(number: int | None, noun: str) -> str:
     return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _within_days(days: float) -> str:
+    """`within the last day`, `within the last 2 days` (not "under 1 days ago")."""
+    return "within the last day" if days == 1 else f"within the last {days:g} days"
 
 
 def expected_order_value(frame: pd.DataFrame | _Inputs, settings: PolicySettings) -> np.ndarray:

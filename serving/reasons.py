@@ -236,7 +236,7 @@ def _response(match: re.Match, row: _Row, value: Any) -> str:
     channel = match.group(1)
     if channel == "none":  # the control touches: held out of a contact
         if value is None:
-            return "not held out of a contact in the last year"
+            return "never in a control group in the last year, so how they buy uncontacted is unknown"
         return f"ordered within a week of {_percent(value)} of the times held out of a contact in the last year"
     if value is None:
         return f"no {_channel(channel)} in the last year to measure a response by"
@@ -341,7 +341,9 @@ def _offer_depth(match: re.Match, row: _Row, value: Any) -> str:
 
 def _attribute(match: re.Match, row: _Row, value: Any) -> str:
     name = words(match.group(1))
-    return f"{name} unknown" if value is None else f"{name} is {_number(value)}"
+    if value is None:
+        return f"{name} unknown"
+    return f"{name} is {value.replace('_', ' ')}" if isinstance(value, str) else f"{name} is {_number(value)}"
 
 
 TEMPLATES: list[tuple[re.Pattern, Template]] = [
@@ -451,7 +453,8 @@ TEMPLATES: list[tuple[re.Pattern, Template]] = [
         (r"^region$", lambda m, r, v: "region unknown" if v is None else f"lives in region {v}"),
         (
             r"^source_records$",
-            lambda m, r, v: f"known from {_times(v or 0, 'record')} across systems",
+            lambda m, r, v: (f"known from {_times(v, 'record')} across systems" if v else
+                             "no customer record in any system: known from activity only"),
         ),
         (r"^attribute_(.+)$", _attribute),
         # the touch being scored (propensity)

@@ -230,8 +230,8 @@ def test_quiet_period_after_recent_contact():
     # Given: the last e-mail 1.5 days ago (quiet 2 days), then 2.5 days ago
     recent = one(customer(email_days_since_last_touch=1.5))
     later = one(customer(email_days_since_last_touch=2.5))
-    assert not recent["eligible_email"] and recent["ineligible_reason_email"].startswith(
-        "quiet period"
+    assert not recent["eligible_email"] and recent["ineligible_reason_email"] == (
+        "quiet period: last e-mail within the last 2 days"
     )
     assert recent["eligible_push"]  # push's own quiet period is not affected
     assert later["eligible_email"]
@@ -239,6 +239,8 @@ def test_quiet_period_after_recent_contact():
     anything = one(customer(sms_days_since_last_touch=0.5))
     assert not any(anything[f"eligible_{c}"] for c in CHANNELS)
     assert anything["no_contact_reason"].startswith("quiet period")
+    assert "contacted within the last day" in anything["no_contact_reason"]  # not "under 1 days ago"
+    assert "days ago" not in anything["no_contact_reason"]
 
 
 def test_quiet_period_and_caps_are_configurable():

@@ -184,13 +184,21 @@ def test_without_a_contact_only_the_control_response_rate_is_quoted():
         "ordered within a week of 50% of the times held out of a contact in the last year")
     assert phrase("touched_sends_90d", none) == "no contact, so no channel's sends 90 days"
     assert phrase("none_response_rate_365d", {"none_response_rate_365d": None}) == (
-        "not held out of a contact in the last year")
+        "never in a control group in the last year, so how they buy uncontacted is unknown")
 
 
 def test_unknown_features_fall_back_to_their_name_in_words():
     assert phrase("loyalty_points", {"loyalty_points": 1250.0}) == "loyalty points is 1,250"
     assert phrase("loyalty_points", {"loyalty_points": None}) == "loyalty points unknown"
     assert phrase("attribute_vip_tier", {"attribute_vip_tier": "gold"}) == "vip tier is gold"
+    assert phrase("attribute_marketing_segment", {"attribute_marketing_segment": "deal_seeker"}) == (
+        "marketing segment is deal seeker")
+
+
+def test_a_customer_without_a_customers_record_is_not_said_to_have_zero_records():
+    # Given a customer known only from orders (no row in any system's customers table)
+    assert phrase("source_records", {"source_records": 0}) == "no customer record in any system: known from activity only"
+    assert phrase("source_records", {"source_records": 2}) == "known from 2 records across systems"
     assert phrase("visits_14d", {"visits_14d": 2.25}) == "visits 14 days is 2.2"
 
 
