@@ -516,6 +516,9 @@ def export_command(
     except SegmentError as error:
         raise _fail(str(error)) from error
     held = f"; {summary.holdout_excluded:,} holdout customer(s) left out (no contact)" if summary.holdout_excluded else ""
+    if summary.withdrawn_since_scores:
+        console.print(f"[yellow]{summary.withdrawn_since_scores:,} customer(s) withdrew the consent of their recommended "
+                      "channel since the scores: exported without a contact on it; run `cdp score` again[/yellow]")
     console.print(f"Segment {summary.segment} (scores as of {summary.as_of}): {summary.customers:,} customers, "
                   f"{summary.rows:,} rows{held}")
     console.print(f"Written to {summary.path} (summary: {Path(summary.path).with_suffix('.json')})")

@@ -60,6 +60,48 @@ class ExportSummary:
     contact: bool
     holdout_excluded: int
     """Customers the expression matched who are in the holdout, left out of a contact segment."""
+    withdrawn_since_scores: int = 0
+    """Customers whose recommended channel lost its consent after the scores' as_of (/events, `cdp push`)."""
+
+
+CONSENT_FIELD = re.compile(r"^latest_(\w+)_consent$")
+SEGMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+"""A segment's name is also its export's file name: letters, digits, `_` and `-`, no path."""
+
+
+def consents_withdrawn_since(pushes: pd.DataFrame, as_of: pd.Timestamp) -> dict[str, set[str]]:
+    """Channel -> customers whose last consent push after `as_of` withdrew it (a later grant undoes it):
+    what scores made at `as_of` cannot know."""
+    later = pushes[(pushes["pushed_at"] > as_of) & pushes["field"].str.match(CONSENT_FIELD.pattern)]
+    last = later.groupby(["customer_id", "field"], sort=False)["value"].last().reset_index()
+    withdrawn = last[pd.to_numeric(last["value"], errors="coerce") == 0]
+    channels: dict[str, set[str]] = {}
+    for customer, field in zip(withdrawn["customer_id"], withdrawn["field"], strict=True):
+        channels.setdefault(CONSENT_FIELD.match(field).group(1), set()).add(customer)
+    return channels
+
+
+def honour_later_withdrawals(scores: pd.DataFrame, withdrawn: dict[str, set[str]]) -> tuple[pd.DataFrame, int]:
+    """Scores as a campaign may use them today: a channel whose consent was withdrawn since is not
+    eligible, and a decision using it becomes no contact, saying why (which other channel the policy would
+    pick is for `cdp score` to say: the export never guesses). Returns the scores and how many customers'
+    decision changed."""
+    scores = scores.copy()
+    changed = np.zeros(len(scores), dtype=bool)
+    for channel, customers in withdrawn.items():
+        gone = scores["customer_id"].isin(customers).to_numpy()
+        if f"eligible_{channel}" in scores:
+            scores.loc[gone, f"eligible_{channel}"] = False
+        uses = gone & (scores["next_best_channel"] == channel).to_numpy()
+        win_back = gone & scores["win_back_action"].fillna("").str.split(":").str[0].eq(channel).to_numpy()
+        why = f"consent to {channel} withdrawn since the scores' as_of; run `cdp score` again for another channel"
+        scores.loc[uses, ["next_best_action", "next_best_channel", "expected_value", "no_contact_reason"]] = (
+            "none", None, 0.0, why)
+        scores.loc[win_back, "win_back_action"] = None
+        if "win_back" in scores:
+            scores.loc[win_back, "win_back"] = False
+        changed |= uses | win_back
+    return scores, int(changed.sum())
 
 
 # --- pure -------------------------------------------------------------------------------------------
@@ -159,6 +201,8 @@ def default_export_path(workspace: Workspace, segment: str, output_format: Expor
 
 
 def find_segment(settings: Settings, name: str) -> SegmentDefinition:
+    if not SEGMENT_NAME.match(name):  # it becomes a file name below the workspace, where `cdp forget` looks
+        raise SegmentError(f"segment name {name!r}: use letters, digits, `_` and `-` (at most 64), no path")
     definitions = settings.segments.definitions
     if name not in definitions:
         raise SegmentError(f"unknown segment {name!r}; known segments: {', '.join(sorted(definitions))} "
@@ -220,6 +264,15 @@ def read_features_as_of(workspace: Workspace, as_of: pd.Timestamp, names: Iterab
     return result if result is not None else pd.DataFrame({"customer_id": pd.Series(dtype=object)})
 
 
+def read_pushes(workspace: Workspace) -> pd.DataFrame:
+    """The push log's consent changes (customer_id, pushed_at, field, value), read as the current
+    identity map holds its customers."""
+    from features.feature_store import read_push_log
+    from features.identity.store import read_identity_state
+
+    return read_push_log(workspace, read_identity_state(workspace))
+
+
 def read_identity(workspace: Workspace, customer_ids: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The source records and the primary e-mail of the given customers only."""
     from features.identity.store import identity_paths
@@ -260,6 +313,7 @@ def export_segment(workspace: Workspace, settings: Settings, name: str, output_f
     names = referenced_names(definition.where)
     scores = read_scores(scores_path or default_scores_path(workspace), names)
     as_of = scores_as_of(scores)
+    scores, withdrawn = honour_later_withdrawals(scores, consents_withdrawn_since(read_pushes(workspace), as_of))
     features = read_features_as_of(workspace, as_of, names, skip=[*scores.columns, *DERIVED_COLUMNS])
     everyone = select_segment(scores, features, definition.model_copy(update={"contact": False}),
                               settings.segments.parameters, name)
@@ -272,7 +326,8 @@ def export_segment(workspace: Workspace, settings: Settings, name: str, output_f
     write_export(export, path, output_format)
     summary = ExportSummary(segment=name, customers=len(selected), rows=len(export), path=str(path),
                             output_format=output_format, as_of=as_of.isoformat(), where=definition.where,
-                            contact=definition.contact, holdout_excluded=len(everyone) - len(selected))
+                            contact=definition.contact, holdout_excluded=len(everyone) - len(selected),
+                            withdrawn_since_scores=withdrawn)
     path.with_suffix(".json").write_text(json.dumps(asdict(summary), indent=2))
     log.info("segment %s: %d customers, %d rows -> %s", name, summary.customers, summary.rows, path)
     return summary

@@ -11,11 +11,14 @@ import pytest
 
 from cdp.config import SegmentDefinition, load_settings
 from cdp.workspace import Workspace
+from features.feature_store import PUSH_LOG
 from serving.segments import (
     EXPORT_COLUMNS,
     SegmentError,
     build_export,
+    consents_withdrawn_since,
     export_segment,
+    honour_later_withdrawals,
     referenced_names,
     select_segment,
 )
@@ -42,6 +45,40 @@ def _scores() -> pd.DataFrame:
 
 def _features() -> pd.DataFrame:
     return pd.DataFrame({"customer_id": ["C1", "C2", "C3", "C4", "C5"], "orders_365d": [4, 0, 2, 1, 6]})
+
+
+def test_a_consent_withdrawn_after_the_scores_takes_the_customer_off_that_channel():
+    # Given scores as of AS_OF, and pushes since: C1 withdrew e-mail (its next-best and win-back channel),
+    # C3 withdrew push then granted it again, C4 withdrew push; one withdrawal came before the scores
+    later = pd.Timestamp(AS_OF) + pd.Timedelta(days=3)
+    pushes = pd.DataFrame({
+        "customer_id": ["C1", "C3", "C3", "C4", "C2"],
+        "pushed_at": [later, later, later + pd.Timedelta(hours=1), later, pd.Timestamp(AS_OF) - pd.Timedelta(days=1)],
+        "field": ["latest_email_consent", "latest_push_consent", "latest_push_consent", "latest_push_consent",
+                  "latest_sms_consent"],
+        "value": [0, 0, 1, 0, 0]})
+    # When the export reads them
+    withdrawn = consents_withdrawn_since(pushes, pd.Timestamp(AS_OF))
+    scores, changed = honour_later_withdrawals(_scores(), withdrawn)
+    # Then only the withdrawals still standing after the scores count
+    assert withdrawn == {"email": {"C1"}, "push": {"C4"}}
+    by_customer = scores.set_index("customer_id")
+    # ...C1 is contacted on no channel (neither the next-best e-mail nor the e-mail win-back), saying why
+    assert by_customer.loc["C1", "next_best_action"] == "none" and by_customer.loc["C1", "next_best_channel"] is None
+    assert not by_customer.loc["C1", "win_back"] and by_customer.loc["C1", "win_back_action"] is None
+    assert "withdrawn since the scores" in by_customer.loc["C1", "no_contact_reason"]
+    # ...C4 is no longer push-reachable, and the push segment drops it; C3 (granted again) stays
+    assert not by_customer.loc["C4", "eligible_push"] and by_customer.loc["C3", "eligible_push"]
+    assert select_segment(scores, _features(), SegmentDefinition(where="eligible_push"))["customer_id"].tolist() == ["C3"]
+    assert changed == 1  # C1's decision; C4's was already no contact
+
+
+def test_a_segment_name_is_never_a_path(served, scored):
+    workspace, _ = scored
+    settings = load_settings(segments={"definitions": {"../../evil": {"where": "true"}}})
+    with pytest.raises(SegmentError, match="letters, digits"):
+        export_segment(workspace, settings, "../../evil")
+    assert not (workspace.data / "evil.csv").exists()
 
 
 def test_select_segment_filters_on_scores_and_features_together():
@@ -122,7 +159,8 @@ def scored(served, tmp_path_factory):
     from serving.batch import score_customer_base
 
     root = tmp_path_factory.mktemp("segments") / "ws"
-    shutil.copytree(served.workspace.root, root)
+    # without the pushes other tests sent since (a withdrawal after the scores would change the exports)
+    shutil.copytree(served.workspace.root, root, ignore=shutil.ignore_patterns(PUSH_LOG))
     workspace = Workspace.at(root)
     apply_feature_definitions(workspace, served.settings.features)  # the copied registry names the original's tables
     scores, _ = score_customer_base(workspace, served.settings, AS_OF)
