@@ -8,13 +8,17 @@ table (loaded + quarantined + suppressed = read is checked, not assumed).
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import fcntl
 import json
 import logging
+import re
 import shutil
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,13 +29,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cdp.config import IngestSettings, PrivacySettings
+from cdp.locks import exclusive_lock
 from cdp.workspace import Workspace
 from features.contract import CONTRACTS, RAW_SUFFIXES, TableContract
 from features.ingest import lake
 from features.ingest.readers import (
+    FastReaderStopped,
     RawBatch,
     TableFileError,
-    parquet_columns,
+    parquet_schema,
     read_csv_header,
     stream_csv_fast,
     stream_csv_robust,
@@ -45,6 +51,7 @@ from features.ingest.validation import (
     custom_columns_of,
     output_schema,
     raw_records,
+    unreadable_columns,
     validate_batch,
 )
 from features.suppression import (
@@ -112,7 +119,9 @@ class IngestReport:
 
 
 def find_raw_tables(raw_dir: Path) -> tuple[dict[str, Path], list[str]]:
-    """Map contract tables to their files; files that are not contract tables are listed apart."""
+    """Map contract tables to their files; files that are not contract tables are listed apart.
+    Names are matched ignoring case (`Orders.CSV` is orders): an export tool's capitals must not make
+    a nightly run go on without the table."""
     if not raw_dir.is_dir():
         raise TableFileError(f"{raw_dir}: raw directory not found")
     found: dict[str, Path] = {}
@@ -120,15 +129,57 @@ def find_raw_tables(raw_dir: Path) -> tuple[dict[str, Path], list[str]]:
     for path in sorted(raw_dir.iterdir()):
         if not path.is_file():
             continue
-        if path.suffix.lower() not in RAW_SUFFIXES or path.stem not in CONTRACTS:
+        table = path.stem.lower()
+        if path.suffix.lower() not in RAW_SUFFIXES or table not in CONTRACTS:
             skipped.append(path.name)
             continue
-        if path.stem in found:
+        if table in found:
             raise TableFileError(
-                f"{raw_dir}: table {path.stem!r} is given twice ({found[path.stem].name} and {path.name}); keep one"
+                f"{raw_dir}: table {table!r} is given twice ({found[table].name} and {path.name}); keep one"
             )
-        found[path.stem] = path
+        found[table] = path
     return found, skipped
+
+
+def skipped_file_hint(name: str) -> str:
+    """The table a skipped file most likely is ("did you mean orders.csv?"), or nothing: a file named
+    nearly like a table (order.csv, orders.txt, customer.parquet) is more likely a mistake than a note."""
+    stem, _, suffix = name.partition(".")
+    tables = difflib.get_close_matches(stem.lower(), CONTRACTS, n=1, cutoff=0.8)
+    if not tables:
+        return ""
+    given = f".{suffix.lower()}"
+    names = [tables[0] + given] if given in RAW_SUFFIXES else [tables[0] + raw for raw in RAW_SUFFIXES]
+    return f"; did you mean {' or '.join(names)}?"
+
+
+def lake_lock_path(workspace: Workspace) -> Path:
+    """The lock every ingest holds while it writes the workspace's lake, quarantine and reports."""
+    return workspace.lake / ".ingest.lock"
+
+
+@contextmanager
+def lake_lock(workspace: Workspace) -> Iterator[None]:
+    """Hold the workspace's lake for one ingest: two runs each merging into the lake file as they read
+    it would each replace the other's rows. A second run waits for the first, and says so. The lock is
+    the kernel's (flock): it goes with the process holding it, so a run that crashed never blocks."""
+    path = lake_lock_path(workspace)
+    if _held_by_another(path):
+        log.info("%s: another ingest is writing to this workspace's lake; waiting for it to finish", workspace.lake)
+    with exclusive_lock(path):
+        yield
+
+
+def _held_by_another(path: Path) -> bool:
+    """Whether the lock is held right now (asked without waiting; only to say why we wait)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 def ingest_directory(
@@ -143,17 +194,19 @@ def ingest_directory(
     correction, e.g. after changing `ingest.naive_timezone`); otherwise an older export is quarantined."""
     tables, skipped = find_raw_tables(raw_dir)
     for name in skipped:
-        log.warning("%s: not a contract table (expected <table>.csv or <table>.parquet), skipped", name)
+        log.warning("%s: not a contract table (expected <table>.csv or <table>.parquet), skipped%s",
+                    name, skipped_file_hint(name))
     if not tables:
         raise TableFileError(
             f"{raw_dir}: no contract tables found (expected files like orders.csv or orders.parquet)"
         )
-    suppression = load_suppression(workspace, privacy)
-    reports = [ingest_table(path, CONTRACTS[name], workspace, settings, progress, suppression, replace)
-               for name, path in tables.items()]
-    report = IngestReport(str(raw_dir), reports, skipped)
-    workspace.reports.mkdir(parents=True, exist_ok=True)
-    (workspace.reports / "ingest.json").write_text(json.dumps(report.as_dict(), indent=2))
+    with lake_lock(workspace):
+        suppression = load_suppression(workspace, privacy)
+        reports = [ingest_table(path, CONTRACTS[name], workspace, settings, progress, suppression, replace)
+                   for name, path in tables.items()]
+        report = IngestReport(str(raw_dir), reports, skipped)
+        workspace.reports.mkdir(parents=True, exist_ok=True)
+        (workspace.reports / "ingest.json").write_text(json.dumps(report.as_dict(), indent=2))
     return report
 
 
@@ -167,7 +220,8 @@ def ingest_table(
     replace: bool = False,
 ) -> TableReport:
     """Ingest one file; a file-level problem fails this table only, with a message naming it.
-    Rows naming an erased person (default: the workspace's suppression list) are dropped and counted."""
+    Rows naming an erased person (default: the workspace's suppression list) are dropped and counted.
+    The caller holds the lake (`lake_lock`), as `ingest_directory` does."""
     suppression = suppression if suppression is not None else load_suppression(workspace)
     started = time.perf_counter()
     path = path.resolve()
@@ -177,10 +231,12 @@ def ingest_table(
         staging.mkdir(parents=True, exist_ok=True)
         _ingest_into(report, path, contract, workspace, settings, staging, progress, suppression, replace)
     except TableFileError as error:
-        report.status, report.error = "failed", str(error)
-        log.error("%s", error)
+        _fail(report, str(error))
+    except pa.ArrowException as error:  # a file pyarrow cannot take that no check foresaw: this table only
+        _fail(report, f"{path}: cannot be ingested: {describe_arrow_error(error)}")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        _remove_if_empty(staging.parent)
     report.seconds = round(time.perf_counter() - started, 3)
     if report.status == "ok" and not report.balanced:
         raise AssertionError(f"{path}: accounting error: {report.loaded} + {report.quarantined} "
@@ -193,6 +249,31 @@ def ingest_table(
             sum(report.nulled_values.values()), contract.name,
         )
     return report
+
+
+def _fail(report: TableReport, message: str) -> None:
+    """The table failed as a whole: its report says why, and its counts stay 0."""
+    report.status, report.error = "failed", message
+    log.error("%s", message)
+
+
+def _remove_if_empty(directory: Path) -> None:
+    with suppress(OSError):  # not empty (another table's staging) or already gone
+        directory.rmdir()
+
+
+SAFE_ARROW_MESSAGE = re.compile(r"^Unsupported cast from .+? to \S+")
+"""pyarrow messages that name types only; any other may quote a value, so it is not repeated."""
+
+
+def describe_arrow_error(error: pa.ArrowException) -> str:
+    """A pyarrow error as the log and reports may hold it: never a value of the file."""
+    if isinstance(error, FastReaderStopped):
+        return str(error)
+    safe = SAFE_ARROW_MESSAGE.match(str(error))
+    if safe:
+        return safe.group(0)
+    return f"{type(error).__name__} (pyarrow's message is not repeated: it may quote values of the file)"
 
 
 def _separator_hint(columns: list[str]) -> str:
@@ -227,7 +308,8 @@ def _ingest_into(
     replace: bool = False,
 ) -> None:
     is_csv = path.suffix.lower() == ".csv"
-    columns = read_csv_header(path) if is_csv else parquet_columns(path)
+    schema_of_file = None if is_csv else parquet_schema(path)
+    columns = read_csv_header(path) if is_csv else list(schema_of_file.names)
     missing = [c for c in contract.required_columns if c not in columns]
     if missing:
         raise TableFileError(
@@ -235,6 +317,8 @@ def _ingest_into(
             f"({_found_columns(columns, contract)}){_separator_hint(columns) if is_csv else ''}"
         )
     custom = custom_columns_of(contract, columns)
+    if schema_of_file is not None:
+        refuse_unreadable_columns(path, schema_of_file, contract, custom)
     report.custom_columns = custom
     report.ignored_columns = [c for c in columns if c not in contract.column_names and c not in custom]
     if report.ignored_columns:
@@ -271,8 +355,9 @@ def _ingest_into(
             break
         except pa.ArrowInvalid as error:
             if attempt + 1 == len(attempts):
-                raise TableFileError(f"{path}: cannot be read: {error}") from error
-            log.warning("%s: fast CSV reader stopped (%s); re-reading with the tolerant reader", path.name, error)
+                raise TableFileError(f"{path}: cannot be read: {describe_arrow_error(error)}") from error
+            log.warning("%s: fast CSV reader stopped (%s); re-reading with the tolerant reader",
+                        path.name, describe_arrow_error(error))
 
     connection = lake.connect(settings.duckdb_memory_limit, staging)
     try:
@@ -303,6 +388,25 @@ def _ingest_into(
     report.nulled_values = dict(counts["nulled_by_column"])
     report.inserted, report.updated, report.lake_rows = merge.inserted, merge.updated, merge.lake_rows
     report.unchanged = merge.unchanged
+
+
+def refuse_unreadable_columns(path: Path, schema: pa.Schema, contract: TableContract, custom: list[str]) -> None:
+    """A Parquet column the lake cannot hold as one value (a list, struct or map) in a contract or custom
+    column fails the table before any row is read: quarantining every row would only hide a file
+    that needs fixing, and leaving the column out would lose its values."""
+    unreadable = unreadable_columns(schema, [c.name for c in contract.columns if c.name in schema.names], custom)
+    if not unreadable:
+        return
+    rows = pq.ParquetFile(path).metadata.num_rows
+    described = ", ".join(f"{name} ({kind})" for name, kind in unreadable.items())
+    one = len(unreadable) == 1
+    them = "it" if one else "them"
+    fix = f"flatten {them} into plain columns" + (f" or drop {them}" if set(unreadable) <= set(custom) else "")
+    raise TableFileError(
+        f"{path}: {'column' if one else 'columns'} {described} {'holds' if one else 'hold'} nested values "
+        f"(a list, struct or map), which no {contract.name!r} column can store: {fix} and ingest again; "
+        f"none of the file's {rows:,} rows was loaded or quarantined (the lake keeps the table as it was)"
+    )
 
 
 def drop_nulled_of_quarantined(nulled: Path, quarantined: Path) -> Counter:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +23,14 @@ import pyarrow.parquet as pq
 
 class TableFileError(ValueError):
     """The whole file cannot be ingested; the message names the file and the reason."""
+
+
+class FastReaderStopped(pa.ArrowInvalid):
+    """pyarrow's CSV reader gave up on the file (the tolerant reader takes over). The message holds
+    positions, counts and the kind of problem only: pyarrow's own quotes the record, personal data."""
+
+
+PYARROW_PARSE_ERROR = re.compile(r"(?:Row #(?P<line>\d+): )?Expected (?P<expected>\d+) columns, got (?P<found>\d+)")
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,8 @@ class _MalformedCollector:
 
     def __init__(self) -> None:
         self.records: list[MalformedRecord] = []
+        self.undecodable = False
+        """pyarrow could not hand a malformed record to the collector: its text is not valid UTF-8."""
         self._handed_out = 0
 
     def __call__(self, row: pa.csv.InvalidRow) -> str:  # type: ignore[name-defined]
@@ -98,24 +111,25 @@ def read_csv_header(path: Path) -> list[str]:
 def stream_csv_fast(path: Path, header: list[str], batch_bytes: int) -> Iterator[RawBatch]:
     """pyarrow's streaming reader: single-threaded so malformed rows keep their line numbers."""
     collector = _MalformedCollector()
-    reader = arrow_csv.open_csv(
-        path,
-        read_options=arrow_csv.ReadOptions(
-            use_threads=False, block_size=batch_bytes, column_names=header, skip_rows=1
-        ),
-        parse_options=arrow_csv.ParseOptions(invalid_row_handler=collector, newlines_in_values=True),
-        convert_options=arrow_csv.ConvertOptions(
-            column_types={name: pa.binary() for name in header}, strings_can_be_null=False
-        ),
-    )
+    with _stops_without_values(collector):  # pyarrow reads the first block here already
+        reader = arrow_csv.open_csv(
+            path,
+            read_options=arrow_csv.ReadOptions(
+                use_threads=False, block_size=batch_bytes, column_names=header, skip_rows=1
+            ),
+            parse_options=arrow_csv.ParseOptions(invalid_row_handler=collector, newlines_in_values=True),
+            convert_options=arrow_csv.ConvertOptions(
+                column_types={name: pa.binary() for name in header}, strings_can_be_null=False
+            ),
+        )
     parsed = 0
     size = path.stat().st_size
     done = 0
-    for record_batch in reader:
+    while (record_batch := _next_batch(reader, collector)) is not None:
         table = pa.Table.from_batches([record_batch])
         swallowed = _swallowed_records(table, len(header))
         if swallowed:  # the tolerant reader quarantines that record with its lines
-            raise pa.ArrowInvalid(f"a quoted field runs over {swallowed} line(s) that look like records of their own")
+            raise FastReaderStopped(f"a quoted field runs over {swallowed} line(s) that look like records of their own")
         rows = collector.positions_of_parsed(parsed, table.num_rows)
         parsed += table.num_rows
         done = min(size, done + batch_bytes)
@@ -126,6 +140,51 @@ def stream_csv_fast(path: Path, header: list[str], batch_bytes: int) -> Iterator
         collector.take_new(),
         size,
     )
+
+
+def _next_batch(reader, collector: _MalformedCollector) -> pa.RecordBatch | None:
+    """The reader's next batch, None at the end."""
+    with _stops_without_values(collector):
+        try:
+            return reader.read_next_batch()
+        except StopIteration:
+            return None
+
+
+@contextmanager
+def _stops_without_values(collector: _MalformedCollector) -> Iterator[None]:
+    """When pyarrow stops, stop with a message that keeps no value of the file (`describe_parse_error`)
+    and without a traceback on stderr. pyarrow decodes a malformed record's text before calling the
+    collector; text that is not UTF-8 fails there, and pyarrow prints that failure ("Exception ignored
+    in ...", the record's bytes in it) and stops. Note it on the collector instead; any other
+    unraisable error is printed as usual."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if unraisable.object is collector and issubclass(unraisable.exc_type, UnicodeDecodeError):
+            collector.undecodable = True
+        else:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    except pa.ArrowInvalid as error:
+        raise FastReaderStopped(describe_parse_error(str(error), collector.undecodable)) from None
+    finally:
+        sys.unraisablehook = previous
+
+
+def describe_parse_error(message: str, undecodable: bool = False) -> str:
+    """pyarrow's CSV parse error without the record it quotes ("Row #3: Expected 5 columns, got 6: <the
+    row>"): the row, as counted in the quarantine, and the counts; `undecodable`: the record is not UTF-8."""
+    found = PYARROW_PARSE_ERROR.search(message)
+    if found is None:
+        described = "a record pyarrow cannot parse (its message is not repeated: it may quote the record)"
+    else:
+        where = f"row {int(found['line']) - 1}: " if found["line"] else ""
+        described = f"{where}expected {found['expected']} fields, found {found['found']}"
+    return described + ("; the record is not valid UTF-8" if undecodable else "")
 
 
 def stream_csv_robust(path: Path, header: list[str], batch_rows: int) -> Iterator[RawBatch]:
@@ -233,9 +292,9 @@ def _robust_batch(
     return RawBatch(table, np.array(rows, dtype=np.int64), list(malformed), done)
 
 
-def parquet_columns(path: Path) -> list[str]:
+def parquet_schema(path: Path) -> pa.Schema:
     try:
-        return list(pq.ParquetFile(path).schema_arrow.names)
+        return pq.ParquetFile(path).schema_arrow
     except Exception as error:  # pyarrow raises several types for corrupt files
         raise TableFileError(f"{path}: not a readable Parquet file: {error}") from error
 

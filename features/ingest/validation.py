@@ -94,6 +94,23 @@ def custom_columns_of(contract: TableContract, file_columns: list[str]) -> list[
     return [name for name in file_columns if name not in known and not name.startswith("_")]
 
 
+def unreadable_columns(schema: pa.Schema, contract_columns: list[str], custom_columns: list[str]) -> dict[str, str]:
+    """Contract and custom columns of a Parquet file whose values are not one value each (a list,
+    struct or map: nothing the lake's text, number or timestamp columns can hold), with their type."""
+    return {name: str(schema.field(name).type) for name in [*contract_columns, *custom_columns]
+            if not _holds_single_values(schema.field(name).type)}
+
+
+def _holds_single_values(kind: pa.DataType) -> bool:
+    if pa.types.is_nested(kind):
+        return False
+    try:
+        pa.array([], kind).cast(pa.string())
+    except pa.ArrowNotImplementedError:
+        return False
+    return True
+
+
 class _Problems:
     """Per-row problems gathered while parsing and checking, keyed by batch position."""
 
@@ -476,9 +493,15 @@ def raw_records(raw: pa.Table, positions: np.ndarray, contract: TableContract) -
 
 
 def _add_columns_as_read(raw_text: dict[str, pa.Array], raw: pa.Table) -> None:
-    """The batch's columns not yet in `raw_text` (custom, or ignored by the contract), as text as read."""
-    raw_text.update({name: _read_text(raw.column(name), as_string=True)[2] for name in raw.column_names
-                     if name not in raw_text})
+    """The batch's columns not yet in `raw_text` (custom, or ignored by the contract), as text as read;
+    a nested column the contract ignores (a list of order lines) as its values, JSON in the record."""
+    raw_text.update({name: _column_as_read(raw.column(name)) for name in raw.column_names if name not in raw_text})
+
+
+def _column_as_read(column: pa.ChunkedArray) -> pa.Array:
+    if not _holds_single_values(column.type):
+        return column.combine_chunks()
+    return _read_text(column, as_string=True)[2]
 
 
 def _text_at(raw_text: dict[str, pa.Array], column: str, position: int) -> str | None:
@@ -499,11 +522,16 @@ def _records_as_json(raw_text: dict[str, pa.Array], positions: np.ndarray) -> li
 
 
 def _jsonable(value: object) -> object:
-    """A raw value as JSON: NaN and infinity (not JSON) as the text `NaN`, `Infinity`, `-Infinity`."""
+    """A raw value as JSON: NaN and infinity (not JSON) as the text `NaN`, `Infinity`, `-Infinity`;
+    a list as an array, a struct as an object, a map as an array of [key, value] pairs."""
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
     return str(value)

@@ -341,6 +341,42 @@ def test_orders_only_directory_and_unknown_files(raw_dir, workspace, ingest_sett
     assert json.loads((workspace.reports / "ingest.json").read_text())["tables"][0]["loaded"] == 1
 
 
+def test_a_table_file_named_in_capitals_is_that_table(raw_dir, workspace, ingest_settings):
+    # Given orders exported as Orders.CSV (user test: skipped with a warning, the nightly run went on without them)
+    (raw_dir / "Orders.CSV").write_text(ORDERS_HEADER + "o1,web,w1,2025-01-01,10,web,1,0\n")
+    # When ingested
+    report = ingest_directory(raw_dir, workspace, ingest_settings)
+    # Then it loads as orders
+    assert [(t.table, t.loaded) for t in report.tables] == [("orders", 1)] and report.skipped_files == []
+    assert lake(workspace, "orders")["order_id"].tolist() == ["o1"]
+
+
+def test_a_file_named_nearly_like_a_table_is_skipped_with_the_name_it_probably_meant(
+        raw_dir, workspace, ingest_settings, caplog):
+    # Given orders, and customers saved as customer.csv and tickets as tickets.txt
+    (raw_dir / "orders.csv").write_text(ORDERS_HEADER + "o1,web,w1,2025-01-01,10,web,1,0\n")
+    (raw_dir / "customer.csv").write_text("source,source_id\nweb,w1\n")
+    (raw_dir / "tickets.txt").write_text("ticket_id\n")
+    (raw_dir / "notes.txt").write_text("hello")
+    # When ingested
+    with caplog.at_level(logging.WARNING, logger="cdp.ingest"):
+        report = ingest_directory(raw_dir, workspace, ingest_settings)
+    # Then they are skipped, and the warnings name the table they probably are
+    assert report.skipped_files == ["customer.csv", "notes.txt", "tickets.txt"]
+    assert "customer.csv: not a contract table (expected <table>.csv or <table>.parquet), skipped; " \
+           "did you mean customers.csv?" in caplog.text
+    assert "tickets.txt: not a contract table (expected <table>.csv or <table>.parquet), skipped; " \
+           "did you mean tickets.csv or tickets.parquet?" in caplog.text
+    assert "notes.txt: not a contract table (expected <table>.csv or <table>.parquet), skipped\n" in caplog.text
+
+
+def test_a_table_given_twice_in_different_case_is_refused(raw_dir, workspace, ingest_settings):
+    (raw_dir / "orders.csv").write_text(ORDERS_HEADER)
+    (raw_dir / "ORDERS.csv").write_text(ORDERS_HEADER)
+    with pytest.raises(TableFileError, match="given twice"):
+        ingest_directory(raw_dir, workspace, ingest_settings)
+
+
 def test_a_table_given_twice_is_refused(raw_dir, workspace, ingest_settings):
     (raw_dir / "orders.csv").write_text(ORDERS_HEADER)
     pq.write_table(pa.table({"order_id": ["o1"]}), raw_dir / "orders.parquet")
