@@ -334,7 +334,8 @@ def _name_words(name: str) -> list[str]:
 def personal_attribute_reason(name: str, values: pd.Series) -> str | None:
     """Why a custom attribute must not become a feature (None when it may): the feature store, the
     models' category levels and the reason phrases would all carry its values. Any e-mail-shaped value;
-    mostly phone-shaped or date-shaped values (a birth date under another name); values nearly unique per
+    mostly phone-shaped or date-shaped values (a birth date under another name, also as a whole number that
+    reads as a date from 1900 to today: 19571231, 31121957, 12311957); values nearly unique per
     record (an identifier, text or a long number: useless to a model, and a person's key); a name that
     says personal data, unless the column is a small category or flag. `values`: the column's non-null
     values, or a sample of them."""
@@ -350,7 +351,15 @@ def personal_attribute_reason(name: str, values: pd.Series) -> str | None:
     if phone_like.mean() >= 0.1:
         return "it holds phone numbers"
     distinct_all = text.nunique()
-    if text.str.match(DATE_SHAPE).mean() >= 0.5 and distinct_all > CATEGORY_MAX_LEVELS:
+    # 8 digits escape both the date shape and the long-number test; read as YYYYMMDD, DDMMYYYY or MMDDYYYY,
+    # about one random 8-digit number in 800 is a date from 1900 to today: half of them is no accident
+    eight_digits = text[text.str.fullmatch(r"\d{8}(\.0+)?")].str[:8]
+    earliest, today = pd.Timestamp("1900-01-01"), pd.Timestamp.today()
+    date_numbers = pd.Series(False, index=eight_digits.index)
+    for layout in ("%Y%m%d", "%d%m%Y", "%m%d%Y"):
+        date_numbers |= pd.to_datetime(eight_digits, format=layout, errors="coerce").between(earliest, today)
+    date_shaped = text.str.match(DATE_SHAPE) | date_numbers.reindex(text.index, fill_value=False)
+    if date_shaped.mean() >= 0.5 and distinct_all > CATEGORY_MAX_LEVELS:
         return "it holds dates (a date of birth is personal data)"
     words = text[~numeric]
     distinct = words.nunique()
