@@ -3,11 +3,15 @@
 Precedence, highest first: values passed in code, environment variables named
 ``CDP_<SECTION>__<KEY>`` (e.g. ``CDP_POLICY__CONSENT_MODE=opt_out``), an optional YAML
 file, then the defaults below. Nothing is read until :func:`load_settings` is called.
+A section and key joined by one underscore (``CDP_INGEST_BATCH_ROWS``) is refused, as an unknown
+section is; a variable that only resembles a setting (``CDP_API_TOKEN``) is warned about.
+``CDP_WORKSPACE``, ``CDP_CONFIG_FILE`` and ``CDP_TRUTH`` are not settings.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +26,11 @@ from pydantic_settings import (
 )
 
 CONFIG_FILE_NAME = "cdp.yaml"
+NOT_SETTINGS = frozenset({"CDP_WORKSPACE", "CDP_CONFIG_FILE", "CDP_TRUTH"})
+"""CDP_ variables read elsewhere: the service's and notebooks' workspace and config file (serving/service.py),
+the notebooks' simulator output (notebooks/03-recommendations.ipynb)."""
+
+log = logging.getLogger("cdp.config")
 
 
 class _Section(BaseModel):
@@ -461,9 +470,11 @@ def describe_environment_error(error: Exception) -> str:
             '\'["gmail.com", "example.com"]\' or \'{"margaret": ["mags"]}\'')
 
 
-def _refuse_unknown_environment_sections() -> None:
+def _refuse_misspelt_environment_variables() -> None:
     """pydantic-settings ignores CDP_<SECTION>__<KEY> of a section that does not exist (a typo such as
-    CDP_POLICYY__…), where the same mistake in YAML is refused: refuse it too."""
+    CDP_POLICYY__…), where the same mistake in YAML is refused: refuse it too. The same for a section and
+    key joined by one underscore (CDP_INGEST_BATCH_ROWS); what only resembles a setting (a bare key,
+    CDP_API_TOKEN, or a section with no such key) is warned about: another program may own the name."""
     import os
 
     unknown = sorted(name for name in os.environ
@@ -472,13 +483,64 @@ def _refuse_unknown_environment_sections() -> None:
     if unknown:
         raise ConfigError(f"environment variable {', '.join(unknown)}: no such configuration section (sections: "
                           f"{', '.join(Settings.model_fields)})")
+    misspelt = {name: spelling for name in sorted(os.environ) if (spelling := setting_spelling(name)) is not None}
+    refused = [f"{name}: a setting is spelt CDP_<SECTION>__<KEY>, with two underscores: {right}"
+               for name, (right, certain) in misspelt.items() if certain]
+    if refused:
+        raise ConfigError(f"environment variable {'; '.join(refused)}")
+    for name, (right, _) in misspelt.items():
+        log.warning("environment variable %s is not read: a setting is spelt CDP_<SECTION>__<KEY>, e.g. %s",
+                    name, right)
+
+
+def setting_spelling(variable: str) -> tuple[str, bool] | None:
+    """How a CDP_ variable that is not CDP_<SECTION>__<KEY> but looks like a setting is spelt, and whether
+    that is certain: a section and one of its keys (CDP_INGEST_BATCH_ROWS), not a bare key (CDP_API_TOKEN)
+    or a section with no such key (CDP_INGEST_BATCHROWS). None for anything else: CDP_<SECTION>__<KEY>
+    itself, a whole section as JSON (CDP_INGEST), the variables that are not settings (NOT_SETTINGS),
+    another program's CDP_ variable."""
+    name = variable.upper()
+    if not name.startswith("CDP_") or "__" in name or name in NOT_SETTINGS:
+        return None
+    rest = name.removeprefix("CDP_").lower()
+    sections = {section: field.annotation.model_fields for section, field in Settings.model_fields.items()}
+    for section, keys in sections.items():
+        if rest.startswith(section + "_"):
+            key = rest.removeprefix(section + "_")
+            prefix = f"CDP_{section.upper()}__"
+            if key in keys:
+                return prefix + key.upper(), True
+            return f"{prefix}<KEY> (keys: {', '.join(keys)})", False
+    owners = [section for section, keys in sections.items() if rest in keys]
+    if owners:
+        return " or ".join(f"CDP_{section}__{rest}".upper() for section in owners), False
+    return None
+
+
+def _refuse_a_file_that_is_not_a_mapping(config_file: Path) -> None:
+    """pydantic-settings takes any YAML document and fails on a list or a text at the top level with
+    Python's `dictionary update sequence element #0 …`: say what the file must hold instead. A file
+    that does not parse is left to it (its message gives the line)."""
+    import yaml
+
+    try:
+        content = yaml.safe_load(Path(config_file).read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return
+    if content is not None and not isinstance(content, dict):
+        found = "a list" if isinstance(content, list) else f"a single value ({type(content).__name__})"
+        raise ConfigError(f"invalid configuration (file {config_file}): the file must be a mapping of sections, "
+                          f"each with its keys indented below it (e.g. `ingest:` then `  batch_rows: 500000`), "
+                          f"not {found}; sections: {', '.join(Settings.model_fields)}")
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings from defaults, an optional YAML file, the environment and overrides."""
     if config_file is not None and not Path(config_file).is_file():
         raise ConfigError(f"config file not found: {config_file}")
-    _refuse_unknown_environment_sections()
+    if config_file is not None:
+        _refuse_a_file_that_is_not_a_mapping(config_file)
+    _refuse_misspelt_environment_variables()
     _YAML_FILE["path"] = Path(config_file) if config_file is not None else None
     try:
         return Settings(**overrides)

@@ -95,3 +95,49 @@ def test_an_environment_variable_of_an_unknown_section_is_refused_like_yaml(monk
     monkeypatch.setenv("CDP_POLICYY__CONSENT_MODE", "opt_out")
     with pytest.raises(ConfigError, match="CDP_POLICYY__CONSENT_MODE: no such configuration section"):
         load_settings()
+
+
+def test_a_yaml_file_that_is_a_list_is_refused_as_not_a_mapping_of_sections(tmp_path):
+    # Given a config file whose top level is a list, and one that is a bare text
+    listed, text = tmp_path / "bad.yaml", tmp_path / "text.yaml"
+    listed.write_text("- a\n")
+    text.write_text("just some text\n")
+    # When either is loaded, then the error names the file and says what it must hold, not Python's
+    # `dictionary update sequence element #0`
+    for config, found in ((listed, "not a list"), (text, "not a single value")):
+        with pytest.raises(ConfigError) as raised:
+            load_settings(config)
+        message = str(raised.value)
+        assert f"(file {config})" in message and "must be a mapping of sections" in message and found in message
+        assert "dictionary update sequence" not in message
+    # ...while an empty file is no configuration at all, as before
+    (tmp_path / "empty.yaml").write_text("")
+    assert load_settings(tmp_path / "empty.yaml") == load_settings()
+
+
+def test_a_setting_spelt_with_one_underscore_is_refused_with_its_right_spelling(monkeypatch):
+    # Given CDP_INGEST_BATCH_ROWS (one underscore between section and key), silently ignored before
+    monkeypatch.setenv("CDP_INGEST_BATCH_ROWS", "5000")
+    # When the settings are loaded, then it is refused as a misspelt section is, naming the right spelling
+    with pytest.raises(ConfigError, match=r"CDP_INGEST_BATCH_ROWS: a setting is spelt CDP_<SECTION>__<KEY>, with two "
+                                          r"underscores: CDP_INGEST__BATCH_ROWS"):
+        load_settings()
+
+
+def test_what_only_resembles_a_setting_is_warned_about_and_other_cdp_variables_are_left_alone(monkeypatch, caplog):
+    # Given the CDP_ variables the service and notebooks read, a whole section as JSON, another program's
+    # CDP_ variables, a bare key and a section with a key it does not have
+    for name, value in {"CDP_WORKSPACE": "/tmp/ws", "CDP_CONFIG_FILE": "/tmp/cdp.yaml", "CDP_TRUTH": "data/raw",
+                        "CDP_SIMULATION": '{"seed": 3}', "CDP_REGION": "eu-1", "CDP_PROFILE": "default",
+                        "CDP_API_TOKEN": "secret", "CDP_INGEST_BATCHROWS": "5000"}.items():
+        monkeypatch.setenv(name, value)
+    # When the settings are loaded
+    with caplog.at_level("WARNING", logger="cdp.config"):
+        settings = load_settings()
+    # Then they load, and only the two look-alikes are named, each with how a setting is spelt
+    assert settings.simulation.seed == 3
+    warned = [record.getMessage() for record in caplog.records]
+    assert len(warned) == 2, warned
+    assert "CDP_API_TOKEN is not read" in warned[0] and "CDP_SERVING__API_TOKEN" in warned[0]
+    assert "CDP_INGEST_BATCHROWS is not read" in warned[1] and "CDP_INGEST__<KEY> (keys: batch_rows" in warned[1]
+    assert "secret" not in caplog.text
