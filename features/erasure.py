@@ -7,7 +7,9 @@ keeps re-ingested files out, and can simply be run again), then rewrites every s
 person — lake, quarantine, feature tables, outputs (scores, validation, exports), the online stores,
 reports — and the identity map, profiles and edges last. Every file is rewritten to a temporary
 file and renamed over the old one. E-mails and phones that other customers also have (a household's
-landline) are neither hashed nor removed from those customers: they are the others' data too.
+landline) are neither hashed nor removed from those customers: they are the others' data too. Another
+customer's custom attribute that names the person's e-mail or phone (`backup_contact`) loses that value
+only, in the lake, quarantine, feature tables and profiles (`blank_suppressed_mentions`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -37,6 +40,9 @@ from features.suppression import (
     Standardization,
     SuppressionList,
     append_suppression,
+    attribute_columns,
+    blank_suppressed_mentions,
+    blank_suppressed_mentions_in_records,
     identifier_hashes,
     keyed_hash,
     load_or_create_salt,
@@ -125,6 +131,8 @@ class ErasureReport:
     files_scrubbed: list[str] = field(default_factory=list)
     abandoned_files_removed: int = 0
     """Temporary files of killed writers (partial table copies) deleted on the way."""
+    values_blanked: dict[str, int] = field(default_factory=dict)
+    """Store -> values of other people's rows nulled because they name the person (`backup_contact`)."""
 
 
 def _standardization(settings: Settings) -> Standardization:
@@ -263,13 +271,24 @@ def subject_matcher(subject: Subject, standardization: Standardization) -> Suppr
 # ---------------------------------------------------------------- rewriting files
 
 
+class Rewritten(NamedTuple):
+    dropped: int
+    """Rows removed."""
+    blanked: int = 0
+    """Values nulled in the rows kept."""
+
+
+Blank = Callable[[pa.Table], tuple[pa.Table, int]]
+"""Nulls the values of a batch that name the person, and says how many."""
+
+
 def rewrite_parquet(path: Path, drop: Callable[[pd.DataFrame], np.ndarray],
-                    on_dropped: Callable[[pd.DataFrame], None] | None = None) -> int:
-    """Rewrite a Parquet file without the rows `drop` marks, batch by batch, then rename it over the
-    original; the file is left untouched when nothing matches. Returns rows dropped."""
+                    on_dropped: Callable[[pd.DataFrame], None] | None = None, blank: Blank | None = None) -> Rewritten:
+    """Rewrite a Parquet file without the rows `drop` marks, and with `blank` applied to the rows kept,
+    batch by batch, then rename it over the original; the file is left untouched when nothing changes."""
     source = pq.ParquetFile(path)
     temporary = temporary_beside(path)
-    dropped = 0
+    dropped = blanked = 0
     try:
         with pq.ParquetWriter(temporary, source.schema_arrow, compression="zstd") as writer:
             for batch in source.iter_batches(batch_size=BATCH_ROWS):
@@ -280,12 +299,16 @@ def rewrite_parquet(path: Path, drop: Callable[[pd.DataFrame], np.ndarray],
                     dropped += int(mask.sum())
                     if on_dropped is not None:
                         on_dropped(frame[mask])
-                writer.write_table(table.filter(pa.array(~mask)))
-        if dropped:
+                kept = table.filter(pa.array(~mask))
+                if blank is not None:
+                    kept, count = blank(kept)
+                    blanked += count
+                writer.write_table(kept)
+        if dropped or blanked:
             os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
-    return dropped
+    return Rewritten(dropped, blanked)
 
 
 def rewrite_csv(path: Path, drop: Callable[[pd.DataFrame], np.ndarray]) -> int:
@@ -373,9 +396,12 @@ def _relative(workspace: Workspace, path: Path) -> str:
 
 
 def erase_from_lake(workspace: Workspace, suppression: SuppressionList, subject: Subject,
-                    standardization: Standardization) -> dict[str, int]:
-    """Lake and quarantine tables without the person's rows (raw records and nulled values included)."""
+                    standardization: Standardization) -> tuple[dict[str, int], dict[str, int]]:
+    """Lake and quarantine tables without the person's rows (raw records and nulled values included),
+    and without their e-mails and phones in other rows' custom attributes. Returns rows removed and
+    values blanked, per file."""
     removed: dict[str, int] = {}
+    blanked: dict[str, int] = {}
     for table in CONTRACTS:
         locations: set[tuple[str, int]] = set()
 
@@ -384,19 +410,48 @@ def erase_from_lake(workspace: Workspace, suppression: SuppressionList, subject:
 
         lake_file = workspace.lake_table(table)
         if lake_file.exists():
-            removed[_relative(workspace, lake_file)] = rewrite_parquet(
+            attributes = attribute_columns(table, pq.ParquetFile(lake_file).schema_arrow.names)
+            rewritten = rewrite_parquet(
                 lake_file, lambda frame, t=table: suppressed_rows(frame, t, suppression),
-                (lambda frame: remember(frame, *LINEAGE_COLUMNS)) if _has_lineage(lake_file) else None)
+                (lambda frame: remember(frame, *LINEAGE_COLUMNS)) if _has_lineage(lake_file) else None,
+                lambda batch, names=attributes: blank_suppressed_mentions(batch, names, suppression))
+            _count(workspace, lake_file, rewritten, removed, blanked)
         rejected_file = workspace.quarantine / f"{table}.parquet"
         if rejected_file.exists():
-            removed[_relative(workspace, rejected_file)] = rewrite_parquet(
+            rewritten = rewrite_parquet(
                 rejected_file, lambda frame, t=table: suppressed_rows(_quarantined_records(frame), t, suppression),
-                lambda frame: remember(frame, "file", "row"))
+                lambda frame: remember(frame, "file", "row"),
+                lambda batch, t=table: _blank_quarantined_records(batch, t, suppression))
+            _count(workspace, rejected_file, rewritten, removed, blanked)
         nulled_file = workspace.quarantine / f"{table}.nulled.parquet"
         if nulled_file.exists():
             removed[_relative(workspace, nulled_file)] = rewrite_parquet(
-                nulled_file, lambda frame, places=locations: nulled_rows(frame, places, subject, standardization))
-    return removed
+                nulled_file, lambda frame, places=locations: nulled_rows(frame, places, subject, standardization)).dropped
+    return removed, blanked
+
+
+def _count(workspace: Workspace, path: Path, rewritten: Rewritten, removed: dict[str, int],
+           blanked: dict[str, int]) -> None:
+    removed[_relative(workspace, path)] = rewritten.dropped
+    if rewritten.blanked:
+        blanked[_relative(workspace, path)] = rewritten.blanked
+
+
+def _blank_quarantined_records(batch: pa.Table, table: str, suppression: SuppressionList) -> tuple[pa.Table, int]:
+    """A quarantine batch whose raw records no longer name a suppressed e-mail or phone in a column the
+    contract does not define."""
+    records, count = blank_suppressed_mentions_in_records(batch.column("record").to_pandas(), table, suppression)
+    if not count:
+        return batch, 0
+    position = batch.schema.get_field_index("record")
+    return batch.set_column(position, batch.schema.field(position), pa.array(records, pa.string())), count
+
+
+def custom_attributes(workspace: Workspace) -> list[str]:
+    """The lake's custom `customers` columns (as profiles and, prefixed `attribute_`, the profile feature
+    table carry them)."""
+    path = workspace.lake_table("customers")
+    return attribute_columns("customers", pq.ParquetFile(path).schema_arrow.names) if path.exists() else []
 
 
 def nulled_rows(frame: pd.DataFrame, locations: set[tuple[str, int]], subject: Subject,
@@ -412,20 +467,25 @@ def _has_lineage(path: Path) -> bool:
 
 
 def erase_from_tables(workspace: Workspace, directories: Iterable[Path], subject: Subject,
-                      skip: set[Path]) -> dict[str, int]:
+                      skip: set[Path], blank: Blank | None = None) -> tuple[dict[str, int], dict[str, int]]:
     """Every Parquet, CSV and JSON-lines file below the directories (feature tables, scores,
-    validation, exports) without the person's rows."""
+    validation, exports) without the person's rows, and `blank` applied to the Parquet ones' other rows.
+    Returns rows removed and values blanked, per file."""
     removed: dict[str, int] = {}
+    blanked: dict[str, int] = {}
     ids, records = set(subject.customer_ids), set(subject.record_keys)
     for path in customer_tables(directories, skip):
         if path.suffix == ".parquet":
-            count = rewrite_parquet(path, lambda frame: customer_rows(frame, ids, records))
+            rewritten = rewrite_parquet(path, lambda frame: customer_rows(frame, ids, records), blank=blank)
+            count = rewritten.dropped
+            if rewritten.blanked:
+                blanked[_relative(workspace, path)] = rewritten.blanked
         elif path.suffix == ".csv":
             count = rewrite_csv(path, lambda frame: customer_rows(frame, ids, records))
         else:
             count = rewrite_json_lines(path, lambda entry: bool(customer_rows(pd.DataFrame([entry]), ids, records)[0]))
         removed[_relative(workspace, path)] = count
-    return removed
+    return removed, blanked
 
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl", ".ndjson")
@@ -539,22 +599,35 @@ def forget(workspace: Workspace, settings: Settings, query: SubjectQuery,
     report = ErasureReport(request_id, len(subject.records), added, subject.shared_identifiers,
                            abandoned_files_removed=len(abandoned))
     features_were_current = _features_match_lake(workspace)
-    report.rows_removed.update(erase_from_lake(workspace, suppression, subject, standardization))
+    # the lake's custom attributes, as profiles carry them and the profile feature table as attribute_<name>
+    custom = custom_attributes(workspace)
+    attributes = [*custom, *(f"attribute_{name}" for name in custom)]
+
+    def blank(batch: pa.Table) -> tuple[pa.Table, int]:
+        return blank_suppressed_mentions(batch, attributes, suppression)
+
+    removed, blanked = erase_from_lake(workspace, suppression, subject, standardization)
+    report.rows_removed.update(removed)
+    report.values_blanked.update(blanked)
     paths = identity_paths(workspace)
     identity_files = {paths["identity_map"], paths["profiles"], paths["edges"]}
-    report.rows_removed.update(erase_from_tables(
-        workspace, [workspace.data / "features", workspace.outputs], subject, identity_files))
+    removed, blanked = erase_from_tables(workspace, [workspace.data / "features", workspace.outputs], subject,
+                                         identity_files, blank)
+    report.rows_removed.update(removed)
+    report.values_blanked.update(blanked)
     report.rows_removed.update(erase_from_online_stores(workspace, settings, subject.customer_ids))
     report.rows_removed.update(erase_from_push_log(workspace, subject))
     report.files_scrubbed = scrub_reports(workspace, subject, identity_files | {paths["state"]})
     # Last: while the identity map still holds the person, an interrupted erasure can be run again.
     for path in (paths["edges"], paths["profiles"], paths["identity_map"]):
         if path.exists():
-            report.rows_removed[_relative(workspace, path)] = rewrite_parquet(
-                path, lambda frame: customer_rows(frame, set(subject.customer_ids), set(subject.record_keys)))
-    removed = forget_former_ids(workspace, subject)
-    if removed:
-        report.rows_removed[_relative(workspace, paths["state"])] = removed
+            rewritten = rewrite_parquet(
+                path, lambda frame: customer_rows(frame, set(subject.customer_ids), set(subject.record_keys)),
+                blank=blank if path == paths["profiles"] else None)
+            _count(workspace, path, rewritten, report.rows_removed, report.values_blanked)
+    retired = forget_former_ids(workspace, subject)
+    if retired:
+        report.rows_removed[_relative(workspace, paths["state"])] = retired
     if features_were_current:
         _record_features_current(workspace)
     return subject, report

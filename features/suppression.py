@@ -6,6 +6,11 @@ resolution compares them) and `order` (order_id, so returns of an erased order s
 random, per workspace, created on first use; without it a hash cannot be tested against a guess.
 The list holds hashes only, never raw values. `suppressed_rows` is the one matcher used both by
 erasure (which rows to remove) and by ingestion (which rows to drop), so the two always agree.
+
+A row is the person's when a reference, an order id or (customers) its own `email` or `phone` is
+theirs. A column the contract does not define (a custom attribute such as `backup_contact`, or in a
+quarantined record a column ingestion ignores) is free-form and may name someone else's contact in
+another person's row: `blank_suppressed_mentions` nulls such a value, never the row.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cdp.config import IdentitySettings, PrivacySettings
@@ -39,6 +45,9 @@ from features.identity.standardize import (
 
 SALT_BYTES = 32
 PHONE_LIKE = re.compile(r"[+\d][\d\s().\-]{5,}")
+EMAIL_IN_TEXT = re.compile(r"[^@\s<>()\[\],;:\"']+@[^@\s<>()\[\],;:\"']+\.[^@\s<>()\[\],;:\"']+")
+"""An e-mail address within free text (`backup: jo@example.com`, `mailto:jo@example.com`)."""
+PHONE_SHAPED = re.compile(r"\+?[\d\s().\-]{9,22}")
 SUPPRESSION_FILE = "suppression.parquet"
 SUPPRESSION_SCHEMA = pa.schema([("hash", pa.string()), ("kind", pa.string()), ("request_id", pa.string()),
                                 ("erased_at", pa.timestamp("us", tz="UTC"))])
@@ -242,6 +251,86 @@ def raw_text_rows(texts: pd.Series, suppression: SuppressionList) -> np.ndarray:
         mask[position] = any(keyed_hash(suppression.salt, kind, value) in suppression.hashes
                              for kind, value in candidates)
     return mask
+
+
+def attribute_columns(table: str, names: Iterable[str]) -> list[str]:
+    """The columns among `names` the contract does not define, but for reserved ones (`_source_file`):
+    custom attributes of `customers`, and in a quarantined record the columns ingestion ignores."""
+    known = set(CONTRACTS[table].column_names)
+    return [name for name in names if name not in known and not name.startswith("_")]
+
+
+def suppressed_mentions(values: pd.Series, suppression: SuppressionList) -> np.ndarray:
+    """Which free-form values name a suppressed e-mail (anywhere in the text) or phone (the whole value
+    phone-shaped), standardized as `suppressed_rows` does; each distinct value is tested once."""
+    text = values.astype("string").str.strip()
+    distinct = text.dropna().drop_duplicates()
+    if suppression.empty or distinct.empty:
+        return np.zeros(len(values), dtype=bool)
+    rules = suppression.standardization
+    found = distinct[distinct.str.contains("@", regex=False)].str.findall(EMAIL_IN_TEXT).explode().dropna()
+    emails = found.map(lambda e: standardize_email(e.rstrip("."), rules.email_rules))  # a sentence's full stop
+    named = set(distinct.loc[emails.index[_matches(emails, "email", suppression)]])
+    phone_shaped = _phone_shaped(distinct)
+    if len(phone_shaped):
+        phones, _ = standardize_phones(phone_shaped.reset_index(drop=True), rules.phone_region)
+        named |= set(phone_shaped[_matches(phones, "phone", suppression)])
+    return text.isin(named).to_numpy(dtype=bool) if named else np.zeros(len(values), dtype=bool)
+
+
+def _phone_shaped(text: pd.Series) -> pd.Series:
+    """The values written as a phone number, as the detector of personal custom attributes has it
+    (features/customer_features.py): 9 to 15 digits, a bare number only with a leading + or 0 (else an id
+    or an amount, which would each cost a phone-number parse)."""
+    shaped = text[text.str.fullmatch(PHONE_SHAPED.pattern)]
+    digits = shaped.str.count(r"\d")
+    bare = shaped.str.fullmatch(r"\d+")
+    return shaped[digits.between(9, 15) & (~bare | shaped.str.startswith("0"))]
+
+
+def blank_suppressed_mentions(table: pa.Table, columns: Iterable[str],
+                              suppression: SuppressionList) -> tuple[pa.Table, int]:
+    """The table with every text value of `columns` that names a suppressed e-mail or phone set to null
+    (the row stays: it may be another person's, who gave the erased one as a contact); and how many."""
+    blanked = 0
+    for name in columns:
+        if suppression.empty or name not in table.column_names:
+            continue
+        position = table.schema.get_field_index(name)
+        column = table.column(position)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        hit = suppressed_mentions(column.to_pandas(), suppression)
+        if hit.any():
+            nulls = pa.nulls(len(column), column.type)
+            table = table.set_column(position, table.schema.field(position), pc.if_else(pa.array(hit), nulls, column))
+            blanked += int(hit.sum())
+    return table, blanked
+
+
+def blank_suppressed_mentions_in_records(records: pd.Series, table: str,
+                                         suppression: SuppressionList) -> tuple[pd.Series, int]:
+    """Quarantined records (JSON text, as read) with each value of a column the contract does not
+    define that names a suppressed e-mail or phone set to null; and how many values were. A malformed
+    line (`raw_text`, fields unknown) is `raw_text_rows`' to judge, whole."""
+    if suppression.empty:
+        return records, 0
+    parsed = [json.loads(r) if isinstance(r, str) else None for r in records]
+    places = [(position, name) for position, record in enumerate(parsed) if isinstance(record, dict)
+              for name in attribute_columns(table, record) if name != "raw_text" and isinstance(record[name], str)]
+    if not places:
+        return records, 0
+    hit = suppressed_mentions(pd.Series([parsed[p][name] for p, name in places], dtype=object), suppression)
+    changed = {}
+    for (position, name), named in zip(places, hit, strict=True):
+        if named:
+            parsed[position][name] = None
+            changed[position] = json.dumps(parsed[position], ensure_ascii=False, allow_nan=False)
+    if not changed:
+        return records, 0
+    blanked = records.copy()
+    blanked.iloc[list(changed)] = list(changed.values())
+    return blanked, int(hit.sum())
 
 
 def identifier_hashes(salt: bytes, identifiers: dict[str, Iterable[str]]) -> dict[str, str]:
