@@ -274,12 +274,22 @@ def service(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def profile(connection: duckdb.DuckDBPyConnection, custom_columns: tuple[str, ...]) -> pd.DataFrame:
-    """Generalized profile from the identity records known before the snapshot (updated_at before
-    it, or undated): age band at the snapshot, region, custom attributes. Never raw PII."""
+    """Generalized profile from the identity records that existed before the snapshot: age band at the
+    snapshot, region, custom attributes. Never raw PII.
+
+    The lake keeps each record's latest version only, so a record updated after the snapshot still
+    existed before it when it has activity (or an earlier update) before it: it counts in
+    `source_records` and gives its birth date and region (neither changes with time; a move is rare).
+    Dropping it, as before, made the profile of a customer whose record was updated later look empty in
+    past snapshots: a pattern set by the future (in real data, updates come with activity) that serving,
+    where nothing is updated after now, never shows. Its custom attributes (loyalty points, a segment) do
+    change, and their later values must not reach a past snapshot: they count only from records
+    updated before it."""
     bands = " ".join(f"WHEN age >= {low} AND age < {high} THEN '{name}'" for low, high, name in AGE_BANDS)
     latest = "".join(
         f", arg_max(c.{_quote(name)}, coalesce(c.updated_at, TIMESTAMPTZ '1970-01-01')) "
-        f"FILTER (WHERE c.{_quote(name)} IS NOT NULL) AS {_quote('attribute_' + name)}"
+        f"FILTER (WHERE c.{_quote(name)} IS NOT NULL AND (c.updated_at IS NULL OR c.updated_at < s.as_of)) "
+        f"AS {_quote('attribute_' + name)}"
         for name in custom_columns
     )
     custom = "".join(f", k.{_quote('attribute_' + name)}" for name in custom_columns)
@@ -291,7 +301,9 @@ def profile(connection: duckdb.DuckDBPyConnection, custom_columns: tuple[str, ..
                    FILTER (WHERE c.date_of_birth IS NOT NULL) AS birth
                {latest}
         FROM customers c JOIN identity_map m USING (source, source_id)
-        JOIN snapshots s ON s.customer_id = m.customer_id AND (c.updated_at IS NULL OR c.updated_at < s.as_of)
+        LEFT JOIN record_first_seen f USING (source, source_id)
+        JOIN snapshots s ON s.customer_id = m.customer_id
+             AND (c.updated_at IS NULL OR c.updated_at < s.as_of OR f.first_seen < s.as_of)
         GROUP BY s.customer_id, s.as_of
     )
     SELECT s.customer_id, s.as_of AS event_timestamp,

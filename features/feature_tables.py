@@ -153,12 +153,16 @@ def register_snapshots(connection: duckdb.DuckDBPyConnection, as_of: Sequence[dt
         f"SELECT source, source_id, min({column}) AS first_seen FROM {table} GROUP BY ALL"
         for table, column in ACTIVITY_TABLES.items()
     )
+    # each record's first dated activity: the profile family counts a record from then, however late its
+    # customers row was last updated (see `profile`)
+    connection.execute(f"CREATE OR REPLACE TEMP TABLE record_first_seen AS SELECT source, source_id, "
+                       f"min(first_seen) AS first_seen FROM ({activity}) a GROUP BY ALL")
     connection.execute(
-        f"""
+        """
         CREATE OR REPLACE TEMP TABLE snapshots AS
         WITH first_seen AS (
             SELECT m.customer_id, min(a.first_seen) AS first_seen
-            FROM ({activity}) a JOIN identity_map m USING (source, source_id) GROUP BY ALL
+            FROM record_first_seen a JOIN identity_map m USING (source, source_id) GROUP BY ALL
         )
         SELECT f.customer_id, t.as_of FROM first_seen f JOIN as_of_times t ON f.first_seen < t.as_of
         """

@@ -398,8 +398,9 @@ def compare_with_champion(client, name: str, test_frame: pd.DataFrame, test_x: p
     snapshots from the champion's own validation start on, whose customers it held out for testing
     too (the same `split`: test share and seed of the customer hash; with another, its tuning
     customers would be among them). A champion of another horizon predicts another quantity, and one
-    that trained on every test row cannot be judged on them: both refused. `own`: the challenger's
-    score on all its test rows (what it is compared with when there is no champion)."""
+    that trained on every test row cannot be judged on them, nor one that cannot score them (an input
+    gone from the data): all refused. `own`: the challenger's score on all its test rows (what it is
+    compared with when there is no champion)."""
     evaluate = metrics.regression_metrics if task == "clv" else metrics.classification_metrics
     metric = PRIMARY_METRIC[task]
     version = alias_version(client, name, CHAMPION)
@@ -427,8 +428,14 @@ def compare_with_champion(client, name: str, test_frame: pd.DataFrame, test_x: p
         champion = load_model(name, CHAMPION)
         champion_predictions = champion.predict(test_x[unseen])
     except (KeyError, ValueError) as error:
-        log.warning("%s: the champion cannot score the new features (%s); comparing without it", name, error)
-        return ChampionComparison(own)
+        # Not scored with the input as missing: that measures what losing the input does to the
+        # champion, not which model is better, and a column gone upstream is a fault to look at, not a
+        # reason to replace the champion (docs/models.md, Registry).
+        refused = (f"the champion (version {version}) cannot score the test rows "
+                   f"({error.args[0] if error.args else error})"
+                   + (": an input it was trained on is gone from the data" if isinstance(error, KeyError) else ""))
+        log.warning("%s: %s; the new version stays challenger", name, refused)
+        return ChampionComparison(own, refused=refused)
     return ChampionComparison(evaluate(test_labels[unseen], predictions[unseen])[metric],
                               evaluate(test_labels[unseen], champion_predictions)[metric])
 

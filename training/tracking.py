@@ -186,6 +186,12 @@ def champion_versions(client: MlflowClient) -> dict[str, str | None]:
     return {task: alias_version(client, name, CHAMPION) for task, name in REGISTERED_MODELS.items()}
 
 
+def how_to_promote(version: str) -> str:
+    """What makes a version that was not promoted champion, by a person's decision."""
+    return (f"to promote it deliberately, train again with --force (the same data gives the same model) or move "
+            f"the champion alias to version {version} (docs/models.md, Registry)")
+
+
 @dataclass
 class Promotion:
     promoted: bool
@@ -196,13 +202,13 @@ def promote(client: MlflowClient, name: str, version: str, challenger_score: flo
             champion_score: float | None, metric: str, force: bool, not_comparable: str | None = None,
             min_gain: float = 0.0) -> Promotion:
     """The new version becomes challenger; it becomes champion only if it beats the champion on
-    the same rows by more than `min_gain` (or with force, or when there is no scorable champion). One
-    that cannot be compared fairly (`not_comparable` says why) stays challenger unless forced."""
+    the same rows by more than `min_gain` (or with force, or when there is no champion). One that
+    cannot be compared fairly (`not_comparable` says why) stays challenger unless forced."""
     client.set_registered_model_alias(name, CHALLENGER, version)
     if force:
         decision = Promotion(True, "forced")
     elif not_comparable is not None:
-        decision = Promotion(False, f"not compared: {not_comparable}; --force makes it champion")
+        decision = Promotion(False, f"not compared: {not_comparable}; {how_to_promote(version)}")
     elif champion_score is None:
         decision = Promotion(True, "no champion to compare with")
     elif challenger_score > champion_score + min_gain:
@@ -210,7 +216,7 @@ def promote(client: MlflowClient, name: str, version: str, challenger_score: flo
     elif challenger_score > champion_score:
         decision = Promotion(False, f"{metric} {challenger_score:.4f} beats the champion's {champion_score:.4f} by "
                                     f"{challenger_score - champion_score:.4f}, not more than "
-                                    f"training.promotion_min_gain ({min_gain:g}); --force makes it champion")
+                                    f"training.promotion_min_gain ({min_gain:g}); {how_to_promote(version)}")
     else:
         decision = Promotion(False, f"{metric} {challenger_score:.4f} does not beat the champion's {champion_score:.4f}")
     if decision.promoted:

@@ -136,9 +136,24 @@ def _clip_to_before(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
             frame = frame[frame[time_columns[name]] < AS_OF]
         if name == "touches":
             frame["opened_at"] = frame["opened_at"].where(frame["opened_at"] < AS_OF, None)
-        if name == "customers":
-            frame = frame[frame["updated_at"].isna() | (frame["updated_at"] < AS_OF)]
         clipped[name] = frame
+    # A customers row updated since (the lake holds its latest version only) stands for the record as it
+    # was: known when it had activity before the snapshot, with the birth date and region it has (they do
+    # not change with time) and its changing custom attributes unknown; without such activity it may not
+    # have existed yet.
+    customers = clipped["customers"]
+    later = customers["updated_at"].notna() & (customers["updated_at"] >= AS_OF)
+    active = set()
+    for name in time_columns:
+        if name in clipped and "source_id" in clipped[name]:
+            active |= set(zip(clipped[name]["source"], clipped[name]["source_id"], strict=True))
+    existed = pd.Series([key in active for key in zip(customers["source"], customers["source_id"], strict=True)],
+                        index=customers.index)
+    customers = customers[~later | existed].copy()
+    as_it_was = later[customers.index]
+    customers.loc[as_it_was, "updated_at"] = None
+    customers.loc[as_it_was, "tier"] = None
+    clipped["customers"] = customers
     return clipped
 
 
@@ -164,3 +179,21 @@ def test_orders_only_data_builds_every_family():
     tables = features_for({"orders": orders, "identity_map": identity_map("1")})
     assert all(len(t) == 1 for t in tables.values())
     assert np.isnan(tables["service"].iloc[0]["csat_mean_365d"])
+
+
+def test_a_record_updated_after_the_snapshot_still_counts_in_it_without_its_later_attributes():
+    # Given two customers, each with an order in January and one customers record; C2's record was
+    # updated in April (the lake holds that version only), C1's in December
+    orders = pd.DataFrame({"order_id": ["o1", "o2"], "source": "web", "source_id": ["1", "2"],
+                           "ordered_at": [utc("2026-01-05"), utc("2026-01-06")], "amount": 10.0})
+    customers = pd.DataFrame({"source": "web", "source_id": ["1", "2"], "region": ["North", "North"],
+                              "date_of_birth": [dt.date(1980, 3, 2)] * 2, "tier": ["gold", "gold"],
+                              "updated_at": [utc("2025-12-01"), utc("2026-04-01")]})
+    # When the profile is built as of March
+    profile = features_for({"orders": orders, "customers": customers, "identity_map": identity_map("1", "2")},
+                           custom=("tier",))["profile"].set_index("customer_id")
+    # Then C2 looks like C1 (a later update says nothing about March: in real data it says the customer was
+    # still active, which a model must not learn from), except for the tier, whose March value is unknown
+    assert profile.loc["C2", ["source_records", "age_band", "region"]].tolist() == (
+        profile.loc["C1", ["source_records", "age_band", "region"]].tolist()) == [1, "45_54", "North"]
+    assert profile.loc["C1", "attribute_tier"] == "gold" and pd.isna(profile.loc["C2", "attribute_tier"])
