@@ -23,7 +23,7 @@ import pandas as pd
 from cdp.config import Settings, TrainingSettings
 from cdp.moments import utc_timestamp
 from cdp.workspace import Workspace
-from features.feature_tables import DATA_END_TOLERANCE_DAYS, days_after_the_data, last_data_day
+from features.feature_tables import last_data_day
 from training import baselines, metrics
 from training.datasets import (
     hash_frame,
@@ -119,7 +119,8 @@ def plan_tasks(activity: dict[str, pd.DataFrame], as_of: pd.Timestamp, tasks: Se
                settings: TrainingSettings, last_day: dt.date | None = None,
                ) -> tuple[dict[str, TaskPlan | InsufficientDataError], list[pd.Timestamp]]:
     """Snapshots and labels per model from the data; a model the data cannot support is skipped, and
-    all are when `as_of` lies too long after the last day with data (`last_data_day` of the lake)."""
+    all are when the last label windows would run past the last day with data (`last_data_day` of the
+    lake; `days_without_data`)."""
     orders = activity["orders"]
     plans: dict[str, TaskPlan | InsufficientDataError] = {}
     if orders.empty:
@@ -128,11 +129,9 @@ def plan_tasks(activity: dict[str, pd.DataFrame], as_of: pd.Timestamp, tasks: Se
     if as_of <= data_start:
         return {t: InsufficientDataError(f"{t}: --as-of {as_of.date()} is before the first order ({data_start.date()})")
                 for t in tasks}, []
-    if days_after_the_data(as_of, last_day) > DATA_END_TOLERANCE_DAYS:
-        return {t: InsufficientDataError(
-            f"{t}: --as-of {as_of.date()} is after the last data ({last_day}); the last label windows would "
-            f"end in days with no data, and count customers as lapsed for want of it: train as of "
-            f"{last_day + dt.timedelta(days=1)} or earlier") for t in tasks}, []
+    missing_days = days_without_data(as_of, last_day)
+    if missing_days:
+        return {t: after_the_data(t, as_of, last_day, missing_days) for t in tasks}, []
     common = {"count": settings.snapshot_count, "spacing_days": settings.snapshot_spacing_days,
               "minimum_history_days": settings.minimum_history_days}
     for task in tasks:
@@ -150,6 +149,35 @@ def plan_tasks(activity: dict[str, pd.DataFrame], as_of: pd.Timestamp, tasks: Se
             plans[task] = skipped
     times = [t for plan in plans.values() if isinstance(plan, TaskPlan) for t in plan.snapshots]
     return plans, unique_times(times)
+
+
+UNRECORDED_OUTCOME = {
+    "churn": "count customers who would have ordered in them as churned",
+    "clv": "count what customers would have spent in them as nothing",
+    "propensity": "count customers who would have converted in them as not converting",
+}
+
+
+def days_without_data(as_of: pd.Timestamp, last_day: dt.date | None) -> list[dt.date]:
+    """The days from the one after the last data up to `as_of` (a day it cuts into counts). Training
+    allows none, unlike features and scores (`DATA_END_TOLERANCE_DAYS`, a week): a label window that
+    runs into them holds no orders because none were recorded, not because nobody bought."""
+    if last_day is None:
+        return []
+    first = last_day + dt.timedelta(days=1)
+    return [first + dt.timedelta(days=n) for n in range((as_of.ceil("D").date() - first).days)]
+
+
+def after_the_data(task: str, as_of: pd.Timestamp, last_day: dt.date, missing_days: Sequence[dt.date]
+                   ) -> InsufficientDataError:
+    """Why a model is not trained as of a time past the last data, naming the days without it."""
+    days = (f"{missing_days[0]}" if len(missing_days) == 1 else
+            f"{len(missing_days)} days, {missing_days[0]} to {missing_days[-1]}")
+    moment = f"{as_of.date()}" if as_of == as_of.normalize() else f"{as_of:%Y-%m-%d %H:%M} UTC"
+    return InsufficientDataError(
+        f"{task}: --as-of {moment} is after the last data ({last_day}): the last label windows would end in "
+        f"days with no data ({days}) and {UNRECORDED_OUTCOME.get(task, 'miss what happened in them')}, in the "
+        f"training and the test rows alike; train as of {missing_days[0]} or earlier")
 
 
 def _plan_propensity(activity: dict[str, pd.DataFrame], as_of: pd.Timestamp, data_start: pd.Timestamp,
@@ -348,7 +376,6 @@ def _log_run(task, model: CustomerModel, parameters: TrainingParameters, lineage
              predictions: np.ndarray, scores: dict[str, np.ndarray]) -> None:
     from training import plots
 
-    booster = model.boosters.get("classifier") or model.boosters.get("tweedie") or model.boosters["buyer"]
     mlflow.log_params({
         "task": task, "variant": model.variant, "feature_service": lineage["feature_service"],
         "as_of": lineage["as_of"], "horizon_days": lineage["horizon_days"], "validation_from": lineage["validation_from"],
@@ -356,7 +383,7 @@ def _log_run(task, model: CustomerModel, parameters: TrainingParameters, lineage
         "test_share": lineage["test_share"], "split_seed": lineage["split_seed"],
         **{f"rows_{k}": v for k, v in lineage["rows"].items()},
         **{f"lightgbm_{k}": v for k, v in dataclasses.asdict(parameters).items()},
-        "best_iteration": booster.best_iteration, "features": len(model.encoding.columns),
+        **boosting_rounds(model, parameters), "features": len(model.encoding.columns),
     })
     mlflow.log_metrics({f"test_{k}": v for k, v in report.metrics.items() if np.isfinite(v)})
     if model.population_days is not None:
@@ -380,6 +407,19 @@ def _log_run(task, model: CustomerModel, parameters: TrainingParameters, lineage
         plots.plot_shap_summary(model.contributions(sample), model.prepare(sample), folder / "shap_summary.png")
         metrics.gains_by_decile(test_labels, predictions).to_csv(folder / "gains_by_decile.csv", index=False)
         mlflow.log_artifacts(scratch, artifact_path="evaluation")
+
+
+def boosting_rounds(model: CustomerModel, parameters: TrainingParameters) -> dict[str, int]:
+    """Per booster of the model (`classifier`; CLV `tweedie`, or `buyer` with `value` or `log_value`),
+    the iteration early stopping chose on the tuning rows and the rounds trained: one figure hid a
+    two-part model's other part. The rounds follow from the best iteration (LightGBM keeps only the
+    trees up to it): early stopping ends `early_stopping_rounds` after it, unless `max_rounds` comes
+    first: a part whose rounds reach `max_rounds` never stopped early (its tuning score was still improving)."""
+    rounds = {}
+    for part, booster in model.boosters.items():
+        rounds[f"best_iteration_{part}"] = booster.best_iteration
+        rounds[f"rounds_{part}"] = min(booster.best_iteration + parameters.early_stopping_rounds, parameters.max_rounds)
+    return rounds
 
 
 @dataclass(frozen=True)
