@@ -956,7 +956,8 @@ def run(
     workspace: WorkspaceOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """The main job: ingest, resolve, features (build, apply, materialize), train, score."""
+    """The main job: ingest, resolve, features (build, apply, materialize), train, score. Fails (exit 1)
+    when nothing is scored, e.g. no model could be trained and none was before."""
     space, settings = _context(workspace, config, creates=True)
     moment = _one_time(as_of)
     settings = _training_settings(settings, churn_horizon_days, clv_horizon_days, conversion_window_days)
@@ -973,8 +974,8 @@ def run(
     reports = _train(space, settings, "all", moment, force)
     console.rule("6/6 score")
     if not any(r.status == "trained" for r in reports) and not (space.mlruns / "mlflow.db").exists():
-        console.print("[yellow]no model could be trained, so nothing is scored[/yellow]")
-        return
+        # a failure, as for `cdp train` and `cdp score`: a scheduled run must not pass with no scores
+        raise _fail("no model could be trained, so nothing is scored (the reasons are above)")
     _score(space, settings, moment)
 
 

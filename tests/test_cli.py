@@ -201,8 +201,8 @@ def test_run_on_orders_only_with_a_short_history_says_what_it_skipped(tmp_path, 
     orders[orders["ordered_at"] >= pd.Timestamp("2026-02-01", tz="UTC")].to_parquet(raw / "orders.parquet", index=False)
     # When
     result = runner.invoke(app, ["run", "--raw", str(raw), "--as-of", "2026-07-01", "--workspace", str(tmp_path / "w")])
-    # Then: it finishes, and says why each model was skipped
-    assert result.exit_code == 0, result.output
+    # Then: it fails (nothing is scored), and says why each model was skipped
+    assert result.exit_code == 1, result.output
     output = " ".join(result.output.split())
     assert "churn: history too short" in output
     assert "propensity: no touches in the lake" in output
@@ -479,3 +479,43 @@ def test_scoring_a_workspace_never_resolved_says_to_resolve_first(tmp_path):
     words = " ".join(result.output.split())
     assert result.exit_code == 1 and "run `cdp resolve` first, then `cdp train" in words, result.output
     assert not (workspace / "mlruns").exists()
+
+
+@pytest.mark.slow
+def test_run_that_can_train_no_model_and_scores_nothing_fails(tmp_path):
+    # Given customers and three months of their orders (too short a history for any model), no touches
+    simulated, raw = tmp_path / "simulated", tmp_path / "raw"
+    made = runner.invoke(app, ["simulate", "--customers", "20", "--seed", "3", "--start", "2026-04-01",
+                               "--end", "2026-06-30", "--out", str(simulated)])
+    assert made.exit_code == 0, made.output
+    raw.mkdir()
+    for table in ("customers", "orders"):
+        (simulated / f"{table}.parquet").rename(raw / f"{table}.parquet")
+    # When the main job runs
+    result = runner.invoke(app, ["run", "--raw", str(raw), "--as-of", "2026-06-20", "--workspace", str(tmp_path / "w")])
+    # Then it exits 1, as `cdp train` and `cdp score` would, saying why, and writes no scores
+    assert result.exit_code == 1, result.output
+    assert "no model could be trained, so nothing is scored" in " ".join(result.output.split())
+    assert not list((tmp_path / "w" / "data" / "outputs").glob("scores.*"))
+
+
+def test_an_erasure_rewrites_the_lake_holding_the_ingest_lock(tmp_path, monkeypatch):
+    from features import erasure
+    from features.ingest.pipeline import _held_by_another, lake_lock_path
+
+    # Given a resolved workspace, and a look at the lake's lock at the moment the erasure rewrites the lake
+    workspace = resolved_workspace(tmp_path / "ws")
+    rewrite = erasure.erase_from_lake
+    held = []
+
+    def watched(*args, **kwargs):
+        held.append(_held_by_another(lake_lock_path(workspace)))
+        return rewrite(*args, **kwargs)
+
+    monkeypatch.setattr(erasure, "erase_from_lake", watched)
+    # When a person is forgotten
+    result = runner.invoke(app, ["forget", "--email", "jo@example.org", "--workspace", str(workspace.root)])
+    # Then the lake was rewritten under the lock an ingest takes (an ingest meanwhile would write back the
+    # lake it read, person included), and released after
+    assert result.exit_code == 0, result.output
+    assert held == [True] and not _held_by_another(lake_lock_path(workspace))
