@@ -583,6 +583,8 @@ def forget(workspace: Workspace, settings: Settings, query: SubjectQuery,
     Raises SubjectNotFoundError (nothing changed) when the request names nobody, and ErasureError
     (nothing changed) when the online store the workspace was last loaded into is not the one this
     configuration reaches."""
+    from features.ingest.pipeline import lake_lock
+
     subject = find_subject(workspace, settings, query)
     require_configured_online_store(workspace, settings)
     standardization = _standardization(settings)
@@ -606,7 +608,8 @@ def forget(workspace: Workspace, settings: Settings, query: SubjectQuery,
     def blank(batch: pa.Table) -> tuple[pa.Table, int]:
         return blank_suppressed_mentions(batch, attributes, suppression)
 
-    removed, blanked = erase_from_lake(workspace, suppression, subject, standardization)
+    with lake_lock(workspace):  # an ingest running meanwhile would write back the lake it read, person included
+        removed, blanked = erase_from_lake(workspace, suppression, subject, standardization)
     report.rows_removed.update(removed)
     report.values_blanked.update(blanked)
     paths = identity_paths(workspace)

@@ -56,6 +56,9 @@ from features.ingest.validation import (
 )
 from features.suppression import (
     SuppressionList,
+    attribute_columns,
+    blank_suppressed_mentions,
+    blank_suppressed_mentions_in_records,
     load_suppression,
     matched_columns,
     raw_text_rows,
@@ -509,6 +512,7 @@ def drop_suppressed(checked: ValidatedBatch, table: str, suppression: Suppressio
     batch; returns the batch and how many rows were dropped."""
     if suppression.empty:
         return checked, 0
+    checked = blank_mentions(checked, table, suppression)
     columns = [c for c in matched_columns(table) if c in checked.valid.column_names]
     valid_hit = suppressed_rows(checked.valid.select(columns).to_pandas(), table, suppression)
     records = pd.DataFrame([json.loads(r) for r in checked.rejected["record"]]) if len(checked.rejected) else pd.DataFrame()
@@ -523,6 +527,18 @@ def drop_suppressed(checked: ValidatedBatch, table: str, suppression: Suppressio
         nulled=checked.nulled[~checked.nulled["row"].isin(rows)].reset_index(drop=True),
     )
     return kept, int(valid_hit.sum() + rejected_hit.sum())
+
+
+def blank_mentions(checked: ValidatedBatch, table: str, suppression: SuppressionList) -> ValidatedBatch:
+    """Custom attributes naming an erased person's e-mail or phone nulled, in valid rows and quarantined
+    records: the row stays (it may be another person's, who gave theirs as a contact), as `cdp forget` does."""
+    valid, _ = blank_suppressed_mentions(checked.valid, attribute_columns(table, checked.valid.column_names),
+                                         suppression)
+    rejected = checked.rejected
+    if len(rejected):
+        records, _ = blank_suppressed_mentions_in_records(rejected["record"], table, suppression)
+        rejected = rejected.assign(record=records)
+    return ValidatedBatch(valid=valid, rejected=rejected, nulled=checked.nulled)
 
 
 def _with_file(

@@ -136,3 +136,25 @@ def test_the_erasure_report_counts_the_blanked_values_per_store(tmp_path):
     assert report.values_blanked == {"data/lake/customers.parquet": 2, "data/quarantine/customers.parquet": 1,
                                      "data/features/profile.parquet": 2, "data/outputs/profiles.parquet": 2}
     assert report.rows_removed["data/lake/customers.parquet"] == 1
+
+
+def test_reingesting_after_the_erasure_blanks_the_mention_and_keeps_the_new_record(tmp_path):
+    # Given Deborah was forgotten
+    workspace = workspace_mentioning_the_person(tmp_path)
+    result = runner.invoke(app, ["forget", "--email", "deborah_morgan@hotmail.com", "--workspace", str(workspace.root)])
+    assert result.exit_code == 0, result.output
+    # When a later export brings her own record again, and a new record that names her e-mail as a contact
+    later = tmp_path / "later"
+    later.mkdir()
+    (later / "customers.csv").write_text(
+        "source,source_id,first_name,last_name,email,phone,updated_at,backup_contact\n"
+        "crm,NEW1,Debbie,Morgan,Deborah_Morgan+news@Hotmail.com,,2026-06-01,\n"
+        "crm,NEW2,D,Morgan,,,2026-06-01,deborah_morgan@hotmail.com\n"
+        "crm,,Q,Broken,,,2026-06-01,07700 900461\n")
+    result = runner.invoke(app, ["ingest", "--raw", str(later), "--workspace", str(workspace.root)])
+    assert result.exit_code == 0, result.output
+    # Then her own record is suppressed, the new record is loaded without her e-mail, and the quarantined
+    # one without her phone: the lake holds neither again
+    lake = pd.read_parquet(workspace.lake_table("customers")).set_index("source_id")
+    assert "NEW1" not in lake.index and lake.loc["NEW2", "backup_contact"] is None
+    assert "deborah_morgan" not in every_value(workspace) and "900461" not in every_value(workspace)
