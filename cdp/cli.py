@@ -1108,6 +1108,7 @@ def forget(
     record_request(space, settings.privacy, "erasure", subject.customer_id,
                    {"request_id": report.request_id, "outcome": "done", "records": report.records,
                     "rows_removed": sum(report.rows_removed.values()),
+                    "values_blanked": sum(report.values_blanked.values()),
                     "suppression_entries_added": report.suppression_entries_added,
                     "abandoned_files_removed": report.abandoned_files_removed})
     for name, count in report.rows_removed.items():  # the scoring summaries count what the files hold
@@ -1120,6 +1121,9 @@ def forget(
     _print_row_counts(f"Erased customer {subject.customer_id} ({report.records} record"
                       f"{'' if report.records == 1 else 's'})", "store",
                       {name: count for name, count in report.rows_removed.items() if count})
+    if any(report.values_blanked.values()):  # their e-mail or phone in another customer's custom column
+        _print_row_counts("Values naming them blanked in other customers' rows (the rows kept)", "store",
+                          {name: count for name, count in report.values_blanked.items() if count})
     abandoned = (f"; temporary files of interrupted runs deleted: {report.abandoned_files_removed}"
                  if report.abandoned_files_removed else "")
     console.print(f"Suppression entries added: {report.suppression_entries_added}; identifiers shared with "
