@@ -17,6 +17,7 @@ import pandas as pd
 
 from cdp.config import IdentitySettings
 from features.identity.clustering import assign_stable_ids, cluster_records
+from features.identity.learning import learning_sample
 from features.identity.matching import (
     LEVELS,
     EncodedRecords,
@@ -26,6 +27,7 @@ from features.identity.matching import (
     encode_records,
     generate_candidate_pairs,
     personal_agreement,
+    record_profiles,
 )
 from features.identity.profiles import build_profiles, check_survivorship_rules
 from features.identity.standardize import (
@@ -160,17 +162,22 @@ def resolve_identities(
     levels = compare_pairs(encoded, pairs["left"].to_numpy(), pairs["right"].to_numpy())
     advance(3)
 
+    # Copies of one record count once, and one known person as four records at most (`learning`): 300 copies
+    # of one shopper's record taught EM that matches always agree.
+    profile_of = record_profiles(encoded)
+    learning = learning_sample(pairs, fixed, profile_of, with_pii, _stable_hash(keys))
     frequencies, baselines = {}, {}
     for name, column in (("first_name", "first_canonical"), ("last_name", "last_name"), ("name_pair", "name_pair")):
-        frequencies[name], baselines[name] = term_frequencies(keyed[column])
-    training = levels.iloc[_sample(pairs, keys, settings.em_max_pairs)]
-    random_left, random_right = _random_pairs(np.flatnonzero(with_pii), RANDOM_PAIRS, keys)
+        frequencies[name], baselines[name] = term_frequencies(keyed[column].iloc[learning.distinct_records])
+    training = levels.iloc[learning.pairs[_sample(pairs.iloc[learning.pairs], keys, settings.em_max_pairs)]]
+    random_left, random_right = _random_pairs(learning.people, RANDOM_PAIRS, keys)
     random_levels = compare_pairs(encoded, random_left, random_right)
+    distinct_records = len(learning.distinct_records)  # copies are not more records for the prior
     if labelled_pairs is not None:
         labelled_levels, is_match = _labelled_levels(encoded, index_of, labelled_pairs)
-        model = train_with_labels(labelled_levels, is_match, random_levels, training, records=int(with_pii.sum()))
+        model = train_with_labels(labelled_levels, is_match, random_levels, training, records=distinct_records)
     else:
-        model = train_with_em(training, random_levels, records=int(with_pii.sum()))
+        model = train_with_em(training, random_levels, records=distinct_records)
     model.term_frequency_baseline = baselines
     agreed = {
         "first_name": keyed["first_canonical"].iloc[pairs["left"].to_numpy()].reset_index(drop=True),
@@ -213,8 +220,12 @@ def resolve_identities(
     )
     sizes = identity_map.groupby("customer_id").size()
     large = sizes[sizes > settings.large_cluster_size].sort_values(ascending=False)
+    # copies of one record (a till writing one per visit) are told apart from many different ones
+    distinct = pd.Series(profile_of).groupby(customer_ids).nunique().reindex(large.index)
     for customer_id, size in large.items():
-        log.warning("large cluster for review: %s holds %d records", customer_id, size)
+        log.warning("large cluster for review: %s holds %d records (%d distinct, the others copies of them; "
+                    "identity.large_cluster_size is %d); all are kept, and `cdp identity explain %s` shows what "
+                    "joined them", customer_id, size, distinct[customer_id], settings.large_cluster_size, customer_id)
     model_warnings = []
     if model.trained_on == "em" and model.iterations == 0 and len(pairs):
         model_warnings.append(
@@ -238,10 +249,13 @@ def resolve_identities(
         "contact_points_not_used_alone": skipped,
         "large_cluster_count": int(len(large)),
         # the largest LARGE_CLUSTERS_LISTED; every one is in the log
-        "large_clusters": [{"customer_id": c, "records": int(n)} for c, n in large.head(LARGE_CLUSTERS_LISTED).items()],
+        "large_clusters": [{"customer_id": c, "records": int(n), "distinct_records": int(distinct[c])}
+                           for c, n in large.head(LARGE_CLUSTERS_LISTED).items()],
         "match_threshold": settings.match_threshold,
         "model": {"trained_on": model.trained_on, "iterations": model.iterations, "prior": round(model.prior, 5),
-                  "warnings": model_warnings},
+                  "warnings": model_warnings,
+                  # copies count once, one person's many records a little (`learning`)
+                  "pairs_learnt_from": int(len(training)), "records_for_u": int(len(learning.people))},
         "ids": id_changes,
     }
     advance(7)
