@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 import numpy as np
@@ -620,8 +621,9 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: 
     # Read, merge and write under one lock: two pushes for a customer at once (two service workers,
     # `cdp push`) would otherwise each write back the row they read, and one update would be lost.
     with _push_lock(store):
-        if log_push:  # first: a consent change is kept even when the store then fails (Redis down)
-            append_push_log(Path(store.config.repo_path), logged, pd.Timestamp.now(tz="UTC"))
+        pushed_at = pd.Timestamp.now(tz="UTC")
+        if log_push:  # first: a withdrawal is kept even when the push is refused or the store fails (Redis down)
+            append_push_log(Path(store.config.repo_path), logged, pushed_at, consents="withdrawals")
         current = pd.DataFrame(store.get_online_features(
             features=references, entity_rows=[{"customer_id": c} for c in updates["customer_id"]],
         ).to_dict(include_event_timestamps=True))
@@ -629,6 +631,8 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: 
         if absent:  # a row of only the pushed fields would be newer than the batch row and hide its consents
             raise FeatureStoreError(f"not in the online store yet: {', '.join(absent[:5])}"
                                     f"{' …' if len(absent) > 5 else ''}; run `cdp features materialize` first")
+        if log_push:  # accepted: its grants too, before the store is written
+            append_push_log(Path(store.config.repo_path), logged, pushed_at, consents="grants")
         current = current[[c for c in current.columns if not c.endswith("__ts")]]
         merged = merge_signals(current.set_index("customer_id"), updates.set_index("customer_id"), fields)
         now = pd.Timestamp.now(tz="UTC")
@@ -662,12 +666,18 @@ def _is_consent(field: str) -> bool:
     return field.startswith(FLAG_PREFIX) and field.endswith("_consent")
 
 
-def append_push_log(feast_directory: Path, updates: pd.DataFrame, pushed_at: pd.Timestamp) -> None:
+def append_push_log(feast_directory: Path, updates: pd.DataFrame, pushed_at: pd.Timestamp,
+                    consents: Literal["all", "withdrawals", "grants"] = "all") -> None:
     """One JSON line per customer whose push set a consent: the consents it sent (as 0 or 1), not the
-    fields filled from the store. Call it under the push lock (`push_log_lock`)."""
+    fields filled from the store; `withdrawals` or `grants` only: a push logs its withdrawals before
+    anything can fail (they are kept even when it is refused or the store is down) and its grants once
+    the push is accepted (a refused grant must not take effect at the next build). Call it under the push
+    lock (`push_log_lock`)."""
+    wanted = {"all": (0, 1), "withdrawals": (0,), "grants": (1,)}[consents]
     lines = []
     for row in updates.to_dict("records"):
         fields = {k: int(float(v)) for k, v in row.items() if _is_consent(k) and v is not None and v == v}
+        fields = {k: v for k, v in fields.items() if v in wanted}
         if fields:
             entry = {"customer_id": str(row["customer_id"]), "pushed_at": pushed_at.isoformat(), "fields": fields}
             sent_as = row.get(SENT_AS)

@@ -606,15 +606,20 @@ class RecommendationEngine:
         fields would hide their batch consents."""
         from features.feature_store import append_push_log, push_log_lock, push_realtime_signals
 
-        # The consents first, before the store is read: a withdrawal sent while Redis is down (answered
-        # 503) is still kept, and reaches the store at the next materialize (a retry is harmless).
+        # The withdrawals first, before the store is read: one sent while Redis is down (answered 503), or
+        # for a customer refused below, is still kept and reaches the store at the next materialize (a retry
+        # is harmless). Grants only once accepted: a refused one must not take effect at the next build.
+        pushed_at = pd.Timestamp.now(tz="UTC")
         with push_log_lock(self.workspace):
-            append_push_log(self.workspace.feast, events, pd.Timestamp.now(tz="UTC"))
+            append_push_log(self.workspace.feast, events, pushed_at, consents="withdrawals")
         with self._store_failures_as_not_ready():
             _, found = self.online_columns(events["customer_id"].tolist())
             refused = {c: "not in the online store yet (run `cdp features materialize`)"
                        for c, present in zip(events["customer_id"], found, strict=True) if not present}
             kept = events[~events["customer_id"].isin(list(refused))]
+            if len(kept):
+                with push_log_lock(self.workspace):
+                    append_push_log(self.workspace.feast, kept, pushed_at, consents="grants")
             seconds = push_realtime_signals(self.store, kept, log_push=False) if len(kept) else 0.0
         return seconds, refused
 

@@ -815,3 +815,25 @@ def test_unknown_paths_and_wrong_methods_get_json_errors_and_every_api_is_known(
     assert client.get("/jane.doe@example.org").status_code == 401
     # And every API of the service is in the middleware's list, with its method
     assert {f"/{api.route.lstrip('/')}": "POST" for api in RecommendationService.apis.values()} == API_METHODS
+
+
+def test_a_push_refused_for_a_customer_not_yet_online_keeps_its_withdrawal_but_not_its_grant(client, served):
+    from features.feature_store import push_log_entries
+    from serving.engine import NO_FEATURES_REASON
+
+    # Given a known customer without an online row yet
+    customers = pd.read_parquet(served.workspace.outputs / "identity_map.parquet")["customer_id"].unique().tolist()
+    answers = recommend(client, [{"customer_id": c} for c in customers[:999]]).json()["recommendations"]
+    offline = next((a["customer_id"] for a in answers if a["no_contact_reason"] == NO_FEATURES_REASON), None)
+    assert offline is not None, "every customer had an online row; the test proves nothing"
+    before = len(push_log_entries(served.workspace)[0])
+    # When a push withdraws its e-mail consent and grants SMS
+    response = client.post("/events", headers=AUTH, json={"events": [
+        {"customer_id": offline, "latest_email_consent": 0, "latest_sms_consent": 1}]})
+    # Then it is refused, saying why
+    assert response.status_code == 200 and response.json()["accepted"] == 0, response.text
+    assert "not in the online store yet" in response.json()["refused"][0]["reason"]
+    # ...and the push log keeps the withdrawal (the safe side, applied at the next build) but not the grant,
+    # which the caller was told did not happen
+    logged = [e for e in push_log_entries(served.workspace)[0][before:] if e["customer_id"] == offline]
+    assert [e["fields"] for e in logged] == [{"latest_email_consent": 0}]
