@@ -43,8 +43,9 @@ def _literal(text: str) -> str:
 
 
 DATA_END_TOLERANCE_DAYS = 7
-"""How far past the last day with any activity an as-of time may lie before it is refused (training)
-or warned about (features, scores): a quiet last day or two is not a gap."""
+"""How far past the last day with any activity an as-of time may lie before features and scores warn
+about it: a quiet last day or two is not a gap. Training allows none (labels would count the days
+without data as days without orders: training/pipeline.py)."""
 
 
 def days_after_the_data(as_of: dt.datetime | dt.date, last_day: dt.date | None) -> int:

@@ -238,6 +238,19 @@ def prepare_scoring(workspace: Workspace, as_of: dt.datetime, output_format: str
     return models, versions, missing, utc_timestamp(as_of), services
 
 
+def champion_inputs_missing(error: KeyError, models: dict, versions: dict[str, str]) -> str:
+    """The message for a champion that cannot score because inputs it was trained on are gone."""
+    text = str(error.args[0]) if error.args else ""
+    if not text.startswith("feature columns missing from the input: "):
+        raise error
+    gone = set(text.removeprefix("feature columns missing from the input: ").split(", "))
+    needing = [f"{task} (version {versions.get(task, '?')})" for task, model in models.items()
+               if gone & set(model.input_columns)]
+    return (f"champion {', '.join(needing) or 'model'} cannot score: its input(s) {', '.join(sorted(gone))} are "
+            "gone from the feature tables (a column dropped from the lake?); restore the column and run `cdp "
+            "features build`, or train a model without it (`cdp train <model> --force`)")
+
+
 def compiled_models_directory(workspace: Workspace) -> Path:
     return workspace.data / "models" / "compiled"
 
@@ -302,6 +315,9 @@ def score_to_file(workspace: Workspace, settings: Settings, as_of: dt.datetime, 
             totals.add(scored)
             if on_progress is not None:
                 on_progress(totals.customers, total)
+    except KeyError as error:  # a champion's input gone from the feature tables: say which and what to do
+        writer.abort()
+        raise ScoringError(champion_inputs_missing(error, models, versions)) from None
     except BaseException:
         writer.abort()
         raise

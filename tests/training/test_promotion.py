@@ -90,3 +90,9 @@ def test_a_column_gone_upstream_leaves_the_champion_in_place(tmp_path, trained):
     assert str(client.get_model_version_by_alias("churn", CHALLENGER).version) == report.version
     run = client.get_run(report.run_id)
     assert run.data.tags["promoted"] == "False" and run.data.tags["promotion"].startswith("not compared")
+    # And batch scoring with that champion names the model, the lost input and the ways out (not a KeyError
+    # traceback)
+    from serving.batch import ScoringError, score_to_file
+
+    with pytest.raises(ScoringError, match=r"champion churn \(version \d+\).* cannot score: .*attribute_marketing_segment"):
+        score_to_file(workspace, trained.settings, AS_OF)
