@@ -407,6 +407,8 @@ class BearerTokenMiddleware:
         media_type = headers.get(b"content-type", b"application/json").partition(b";")[0].strip().lower()
         if media_type != b"application/json":
             return await _reply(send, 415, "send the body as JSON, with `Content-Type: application/json`")
+        if headers.get(b"content-encoding", b"identity").strip().lower() != b"identity":
+            return await _reply(send, 415, "send the body uncompressed (no Content-Encoding)")
         body, complete = await _read_body(receive, MAX_BODY_BYTES)
         if not complete:
             return None if body is None else await _reply(send, 413, BODY_TOO_LARGE)
@@ -668,7 +670,7 @@ API_ERRORS = {
             "that is not a number, several Authorization headers).", ValidationErrorResponse),
     "401": ("No bearer token, a wrong one, or none configured on the server.", ErrorResponse),
     "413": (f"The body is over {MAX_BODY_BYTES:,} bytes.", ErrorResponse),
-    "415": ("The body is not sent as `application/json`.", ErrorResponse),
+    "415": ("The body is not sent as `application/json`, or is compressed.", ErrorResponse),
     "500": ("A bug on our side; the server log has the details.", ErrorResponse),
     "503": ("Not ready: a champion model or the online store is missing; the problems /readyz names.",
             UnavailableResponse),

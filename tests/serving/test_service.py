@@ -837,3 +837,14 @@ def test_a_push_refused_for_a_customer_not_yet_online_keeps_its_withdrawal_but_n
     # which the caller was told did not happen
     logged = [e for e in push_log_entries(served.workspace)[0][before:] if e["customer_id"] == offline]
     assert [e["fields"] for e in logged] == [{"latest_email_consent": 0}]
+
+
+def test_a_compressed_body_gets_415_not_a_json_error(client):
+    import gzip
+
+    # Given a gzip-compressed JSON body, declared as such
+    body = gzip.compress(json.dumps({"customers": [{"customer_id": "C000000001"}]}).encode())
+    response = client.post("/recommend", content=body, headers={**AUTH, "content-type": "application/json",
+                                                                "content-encoding": "gzip"})
+    # Then it is refused as a media problem (415, saying what to send), not as malformed JSON
+    assert response.status_code == 415 and "uncompressed" in response.json()["error"]
