@@ -119,12 +119,17 @@ def announce_reload(path: Path) -> tuple[int, tuple[int, int, int] | None]:
     return generation, signature
 
 
-def identity_signature(workspace: Workspace) -> tuple:
-    """What `cdp resolve` rewrites, as one stat each: the identity map, then the state file, written last."""
+def identity_files(workspace: Workspace) -> tuple[Path, Path]:
+    """What `cdp resolve` rewrites: the identity map, then the state file, written last."""
     from features.identity.store import identity_paths
 
     paths = identity_paths(workspace)
-    return marker_signature(paths["identity_map"]), marker_signature(paths["state"])
+    return paths["identity_map"], paths["state"]
+
+
+def identity_signature(files: tuple[Path, Path]) -> tuple:
+    """The identity files' signatures, one stat each (per request: no path is built here)."""
+    return marker_signature(files[0]), marker_signature(files[1])
 
 
 def customers_by_email(customers: Iterable[str], emails: Iterable[str], standardize) -> tuple[dict[str, str], dict[str, int]]:
@@ -272,7 +277,8 @@ class RecommendationEngine:
         self._reloading = threading.Lock()
         # The identity map as loaded (its files' signatures, read before it loaded): a `cdp resolve` since
         # (the nightly run: new customers, merges) is loaded in the background and swapped in.
-        self._identity_seen = identity_signature(workspace) if identity_seen is None else identity_seen
+        self._identity_files = identity_files(workspace)
+        self._identity_seen = identity_signature(self._identity_files) if identity_seen is None else identity_seen
         self._identity_loading = threading.Lock()
 
     @classmethod
@@ -282,7 +288,7 @@ class RecommendationEngine:
         marker = reload_marker(workspace)
         seen = (marker_signature(marker), read_reload_generation(marker))  # before the models, see __init__
         models = cls._load_models(workspace)
-        identity_seen = identity_signature(workspace)  # before it loads: a resolve meanwhile is followed
+        identity_seen = identity_signature(identity_files(workspace))  # before it loads: a resolve meanwhile is followed
         identity = IdentityLookup.load(workspace, settings)
         store = open_feature_store(workspace, settings.features)
         return cls(workspace, settings, store, identity, models, seen, identity_seen)
@@ -329,7 +335,7 @@ class RecommendationEngine:
         and swap it in (requests answer from the one loaded meanwhile) and return the thread. New customers
         are then found, and an id a merge retired leads to its survivor (a consent withdrawal sent under it
         reaches the person's row). Costs two `os.stat` while nothing changed."""
-        if identity_signature(self.workspace) == self._identity_seen or not self._identity_loading.acquire(blocking=False):
+        if identity_signature(self._identity_files) == self._identity_seen or not self._identity_loading.acquire(blocking=False):
             return None
         thread = threading.Thread(target=self._follow_identity, name="cdp-identity", daemon=True)
         thread.start()
@@ -348,7 +354,7 @@ class RecommendationEngine:
 
     def _swap_in_identity(self) -> None:
         """Call with `_identity_loading` held."""
-        seen = identity_signature(self.workspace)
+        seen = identity_signature(self._identity_files)
         if seen == self._identity_seen:
             return
         fresh = IdentityLookup.load(self.workspace, self.settings)
