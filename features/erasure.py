@@ -591,48 +591,51 @@ def forget(workspace: Workspace, settings: Settings, query: SubjectQuery,
     request_id = uuid.uuid4().hex
     if on_start is not None:
         on_start(subject, request_id)
-    # partial copies of tables left by a process killed mid-rewrite (an earlier erasure, an ingest) hold
-    # other people's rows, and this person's, where no rewrite below would look
-    abandoned = remove_abandoned_temporaries(workspace.data)
     salt = load_or_create_salt(workspace, settings.privacy)
     added = append_suppression(workspace, settings.privacy, identifier_hashes(salt, subject.identifiers()),
                                request_id, standardization)
     suppression = load_suppression(workspace, settings.privacy)
-    report = ErasureReport(request_id, len(subject.records), added, subject.shared_identifiers,
-                           abandoned_files_removed=len(abandoned))
-    features_were_current = _features_match_lake(workspace)
-    # the lake's custom attributes, as profiles carry them and the profile feature table as attribute_<name>
-    custom = custom_attributes(workspace)
-    attributes = [*custom, *(f"attribute_{name}" for name in custom)]
+    report = ErasureReport(request_id, len(subject.records), added, subject.shared_identifiers)
+    # The lake is held from here to the end, as every `cdp ingest` holds it: an ingest meanwhile would write
+    # back the lake it read, person included, and the features' record of the lake they were built from
+    # must be of the lake as erased, not of one an ingest changed since.
+    with lake_lock(workspace):
+        # partial copies of tables left by a process killed mid-rewrite (an earlier erasure, an ingest) hold
+        # other people's rows, and this person's, where no rewrite below would look (under the lock: not
+        # those of an ingest running now)
+        report.abandoned_files_removed = len(remove_abandoned_temporaries(workspace.data))
+        features_were_current = _features_match_lake(workspace)
+        # the lake's custom attributes, as profiles carry them and the profile feature table as attribute_<name>
+        custom = custom_attributes(workspace)
+        attributes = [*custom, *(f"attribute_{name}" for name in custom)]
 
-    def blank(batch: pa.Table) -> tuple[pa.Table, int]:
-        return blank_suppressed_mentions(batch, attributes, suppression)
+        def blank(batch: pa.Table) -> tuple[pa.Table, int]:
+            return blank_suppressed_mentions(batch, attributes, suppression)
 
-    with lake_lock(workspace):  # an ingest running meanwhile would write back the lake it read, person included
         removed, blanked = erase_from_lake(workspace, suppression, subject, standardization)
-    report.rows_removed.update(removed)
-    report.values_blanked.update(blanked)
-    paths = identity_paths(workspace)
-    identity_files = {paths["identity_map"], paths["profiles"], paths["edges"]}
-    removed, blanked = erase_from_tables(workspace, [workspace.data / "features", workspace.outputs], subject,
-                                         identity_files, blank)
-    report.rows_removed.update(removed)
-    report.values_blanked.update(blanked)
-    report.rows_removed.update(erase_from_online_stores(workspace, settings, subject.customer_ids))
-    report.rows_removed.update(erase_from_push_log(workspace, subject))
-    report.files_scrubbed = scrub_reports(workspace, subject, identity_files | {paths["state"]})
-    # Last: while the identity map still holds the person, an interrupted erasure can be run again.
-    for path in (paths["edges"], paths["profiles"], paths["identity_map"]):
-        if path.exists():
-            rewritten = rewrite_parquet(
-                path, lambda frame: customer_rows(frame, set(subject.customer_ids), set(subject.record_keys)),
-                blank=blank if path == paths["profiles"] else None)
-            _count(workspace, path, rewritten, report.rows_removed, report.values_blanked)
-    retired = forget_former_ids(workspace, subject)
-    if retired:
-        report.rows_removed[_relative(workspace, paths["state"])] = retired
-    if features_were_current:
-        _record_features_current(workspace)
+        report.rows_removed.update(removed)
+        report.values_blanked.update(blanked)
+        paths = identity_paths(workspace)
+        identity_files = {paths["identity_map"], paths["profiles"], paths["edges"]}
+        removed, blanked = erase_from_tables(workspace, [workspace.data / "features", workspace.outputs], subject,
+                                             identity_files, blank)
+        report.rows_removed.update(removed)
+        report.values_blanked.update(blanked)
+        report.rows_removed.update(erase_from_online_stores(workspace, settings, subject.customer_ids))
+        report.rows_removed.update(erase_from_push_log(workspace, subject))
+        report.files_scrubbed = scrub_reports(workspace, subject, identity_files | {paths["state"]})
+        # Last: while the identity map still holds the person, an interrupted erasure can be run again.
+        for path in (paths["edges"], paths["profiles"], paths["identity_map"]):
+            if path.exists():
+                rewritten = rewrite_parquet(
+                    path, lambda frame: customer_rows(frame, set(subject.customer_ids), set(subject.record_keys)),
+                    blank=blank if path == paths["profiles"] else None)
+                _count(workspace, path, rewritten, report.rows_removed, report.values_blanked)
+        retired = forget_former_ids(workspace, subject)
+        if retired:
+            report.rows_removed[_relative(workspace, paths["state"])] = retired
+        if features_were_current:
+            _record_features_current(workspace)
     return subject, report
 
 

@@ -519,3 +519,41 @@ def test_an_erasure_rewrites_the_lake_holding_the_ingest_lock(tmp_path, monkeypa
     # lake it read, person included), and released after
     assert result.exit_code == 0, result.output
     assert held == [True] and not _held_by_another(lake_lock_path(workspace))
+
+
+def test_an_erasure_waiting_for_an_ingest_does_not_call_features_of_the_older_lake_current(tmp_path, monkeypatch):
+    import threading
+
+    from cdp.config import load_settings
+    from features import erasure
+    from features.feature_tables import _fingerprint_path, _inputs_fingerprint, _tables_match_inputs
+    from features.ingest.pipeline import lake_lock
+
+    # Given features recorded as built from the current lake, and an ingest holding the lake
+    workspace = resolved_workspace(tmp_path / "ws")
+    _fingerprint_path(workspace).parent.mkdir(parents=True)
+    _fingerprint_path(workspace).write_text(json.dumps(_inputs_fingerprint(workspace)))
+    holding, judged, done = threading.Event(), threading.Event(), threading.Event()
+    judge = erasure._features_match_lake
+
+    def judging(space):  # the erasure asks whether the features are current
+        current = judge(space)
+        judged.set()
+        return current
+
+    monkeypatch.setattr(erasure, "_features_match_lake", judging)
+
+    def ingest():
+        with lake_lock(workspace):
+            holding.set()
+            judged.wait(3)  # an erasure that asks before taking the lake asks now; one that waits, never
+            pd.DataFrame({"order_id": ["o1"]}).to_parquet(workspace.lake_table("orders"), index=False)
+        done.set()
+
+    threading.Thread(target=ingest, daemon=True).start()
+    holding.wait(5)
+    # When a person is forgotten while the ingest runs
+    erasure.forget(workspace, load_settings(), erasure.SubjectQuery(email="jo@example.org"))
+    # Then the erasure waited for it, and the features are not recorded as built from the lake it left
+    assert done.is_set()
+    assert not _tables_match_inputs(workspace)
