@@ -208,9 +208,24 @@ def engagement(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return connection.sql(query).df()
 
 
+RECORDS_KNOWN_AT_SNAPSHOT = """customers c JOIN identity_map m USING (source, source_id)
+        LEFT JOIN record_first_seen f USING (source, source_id)
+        JOIN snapshots s ON s.customer_id = m.customer_id
+             AND (c.updated_at IS NULL OR c.updated_at < s.as_of OR f.first_seen < s.as_of)"""
+"""Each customers record with the snapshots it existed before: from its first activity or an update
+before the snapshot. The lake keeps a record's latest version only, so one updated after the snapshot
+still counts (`profile`). Leaving it out made the customers whose records were updated later (in real
+data: still active ones) look unknown in past snapshots, a pattern set by the future that serving,
+where nothing is updated after now, never shows."""
+UPDATED_BEFORE_SNAPSHOT = "coalesce(CASE WHEN c.updated_at < s.as_of THEN c.updated_at END, TIMESTAMPTZ '1970-01-01')"
+"""Order of a customer's records for a snapshot: the latest update before it wins; a record updated
+after it ranks as undated (its version at the snapshot is not known)."""
+
+
 def reachability(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Flags only: the consent in force per channel (1 granted, 0 withdrawn, null never asked),
-    whether the app is installed, and whether an e-mail or phone is on file."""
+    whether the app is installed, and whether an e-mail or phone is on file (in the records known at the
+    snapshot, `RECORDS_KNOWN_AT_SNAPSHOT`: a contact point is taken as it stands)."""
     consent_columns = ", ".join(
         f"max(CASE WHEN channel = '{c}' THEN CASE WHEN status = 'granted' THEN 1 ELSE 0 END END) AS {c}_consent"
         for c in CHANNELS
@@ -230,8 +245,7 @@ def reachability(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                max(CASE WHEN c.email IS NOT NULL THEN 1 ELSE 0 END) AS has_email,
                max(CASE WHEN c.phone IS NOT NULL THEN 1 ELSE 0 END) AS has_phone,
                max(CASE WHEN c.source = 'app' THEN 1 ELSE 0 END) AS has_app_account
-        FROM customers c JOIN identity_map m USING (source, source_id)
-        JOIN snapshots s ON s.customer_id = m.customer_id AND coalesce(c.updated_at, s.as_of - INTERVAL 1 SECOND) < s.as_of
+        FROM {RECORDS_KNOWN_AT_SNAPSHOT}
         GROUP BY s.customer_id, s.as_of
     ),
     app AS (
@@ -296,14 +310,10 @@ def profile(connection: duckdb.DuckDBPyConnection, custom_columns: tuple[str, ..
     query = f"""
     WITH known AS (
         SELECT s.customer_id, s.as_of, count(*) AS source_records,
-               arg_max(c.region, coalesce(c.updated_at, TIMESTAMPTZ '1970-01-01')) FILTER (WHERE c.region IS NOT NULL) AS region,
-               arg_max(c.date_of_birth, coalesce(c.updated_at, TIMESTAMPTZ '1970-01-01'))
-                   FILTER (WHERE c.date_of_birth IS NOT NULL) AS birth
+               arg_max(c.region, {UPDATED_BEFORE_SNAPSHOT}) FILTER (WHERE c.region IS NOT NULL) AS region,
+               arg_max(c.date_of_birth, {UPDATED_BEFORE_SNAPSHOT}) FILTER (WHERE c.date_of_birth IS NOT NULL) AS birth
                {latest}
-        FROM customers c JOIN identity_map m USING (source, source_id)
-        LEFT JOIN record_first_seen f USING (source, source_id)
-        JOIN snapshots s ON s.customer_id = m.customer_id
-             AND (c.updated_at IS NULL OR c.updated_at < s.as_of OR f.first_seen < s.as_of)
+        FROM {RECORDS_KNOWN_AT_SNAPSHOT}
         GROUP BY s.customer_id, s.as_of
     )
     SELECT s.customer_id, s.as_of AS event_timestamp,

@@ -182,18 +182,30 @@ def test_orders_only_data_builds_every_family():
 
 
 def test_a_record_updated_after_the_snapshot_still_counts_in_it_without_its_later_attributes():
-    # Given two customers, each with an order in January and one customers record; C2's record was
-    # updated in April (the lake holds that version only), C1's in December
-    orders = pd.DataFrame({"order_id": ["o1", "o2"], "source": "web", "source_id": ["1", "2"],
-                           "ordered_at": [utc("2026-01-05"), utc("2026-01-06")], "amount": 10.0})
-    customers = pd.DataFrame({"source": "web", "source_id": ["1", "2"], "region": ["North", "North"],
-                              "date_of_birth": [dt.date(1980, 3, 2)] * 2, "tier": ["gold", "gold"],
-                              "updated_at": [utc("2025-12-01"), utc("2026-04-01")]})
-    # When the profile is built as of March
-    profile = features_for({"orders": orders, "customers": customers, "identity_map": identity_map("1", "2")},
-                           custom=("tier",))["profile"].set_index("customer_id")
+    # Given customers each with an order in January: C1's record last updated in December, C2's in April
+    # (the lake holds that version only); C3 has two records, one updated in December (North), one in April
+    # (South, perhaps a move)
+    orders = pd.DataFrame({"order_id": ["o1", "o2", "o3"], "source": "web", "source_id": ["1", "2", "3"],
+                           "ordered_at": [utc("2026-01-05"), utc("2026-01-06"), utc("2026-01-07")], "amount": 10.0})
+    customers = pd.DataFrame({"source": ["web", "web", "web", "app"], "source_id": ["1", "2", "3", "3b"],
+                              "region": ["North", "North", "North", "South"], "email": "x@example.org",
+                              "date_of_birth": [dt.date(1980, 3, 2)] * 4, "tier": "gold",
+                              "updated_at": [utc("2025-12-01"), utc("2026-04-01"), utc("2025-12-01"), utc("2026-04-01")]})
+    records = identity_map("1", "2", "3").pipe(lambda m: pd.concat(
+        [m, pd.DataFrame({"source": ["app"], "source_id": ["3b"], "customer_id": ["C3"]})]))
+    events = pd.DataFrame({"event_id": ["e1"], "source": "app", "source_id": "3b", "occurred_at": [utc("2026-01-08")],
+                           "event_type": "page_view"})
+    # When the profile and reachability are built as of March
+    tables = features_for({"orders": orders, "customers": customers, "identity_map": records, "events": events},
+                          custom=("tier",))
+    profile = tables["profile"].set_index("customer_id")
+    reach = tables["reachability"].set_index("customer_id")
     # Then C2 looks like C1 (a later update says nothing about March: in real data it says the customer was
     # still active, which a model must not learn from), except for the tier, whose March value is unknown
     assert profile.loc["C2", ["source_records", "age_band", "region"]].tolist() == (
         profile.loc["C1", ["source_records", "age_band", "region"]].tolist()) == [1, "45_54", "North"]
     assert profile.loc["C1", "attribute_tier"] == "gold" and pd.isna(profile.loc["C2", "attribute_tier"])
+    assert reach.loc["C2", "has_email"] == reach.loc["C1", "has_email"] == 1
+    # ...and of C3's two records the one updated before March gives the region, not the April version
+    assert profile.loc["C3", "source_records"] == 2 and profile.loc["C3", "region"] == "North"
+    assert reach.loc["C3", "app_installed"] == 1  # its app record existed in January
