@@ -280,6 +280,7 @@ class RecommendationEngine:
         self._identity_files = identity_files(workspace)
         self._identity_seen = identity_signature(self._identity_files) if identity_seen is None else identity_seen
         self._identity_loading = threading.Lock()
+        self._identity_retry_at = 0.0  # time.monotonic() before which a failed load is not tried again
 
     @classmethod
     def load(cls, workspace: Workspace, settings: Settings) -> RecommendationEngine:
@@ -327,7 +328,10 @@ class RecommendationEngine:
             self.generation, self._marker_seen = announce_reload(self._marker)
             versions = self._swap_in_champions()
         with self._identity_loading:  # a resolve since start-up answers from the reload on, here at least
-            self._swap_in_identity()
+            try:
+                self._swap_in_identity()
+            except Exception:  # the champions are in: keep them, answer from the identity map loaded before
+                log.exception("the identity map changed but could not be loaded; answering from the one loaded before")
         return versions, self.generation
 
     def follow_identity(self) -> threading.Thread | None:
@@ -335,20 +339,23 @@ class RecommendationEngine:
         and swap it in (requests answer from the one loaded meanwhile) and return the thread. New customers
         are then found, and an id a merge retired leads to its survivor (a consent withdrawal sent under it
         reaches the person's row). Costs two `os.stat` while nothing changed."""
-        if identity_signature(self._identity_files) == self._identity_seen or not self._identity_loading.acquire(blocking=False):
+        if identity_signature(self._identity_files) == self._identity_seen or time.monotonic() < self._identity_retry_at:
+            return None
+        if not self._identity_loading.acquire(blocking=False):
             return None
         thread = threading.Thread(target=self._follow_identity, name="cdp-identity", daemon=True)
         thread.start()
         return thread
 
     def _follow_identity(self) -> None:
-        """Holds `_identity_loading` (taken by the caller). A failed load is tried again after
-        RELOAD_RETRY_SECONDS, answering meanwhile from the map loaded before."""
+        """Holds `_identity_loading` (taken by the caller). A failed load is tried again on a request at
+        least RELOAD_RETRY_SECONDS later (not by sleeping here: a reload would wait on the lock), answering
+        meanwhile from the map loaded before."""
         try:
             self._swap_in_identity()
         except Exception:
             log.exception("the identity map changed but could not be loaded; answering from the one loaded before")
-            time.sleep(RELOAD_RETRY_SECONDS)
+            self._identity_retry_at = time.monotonic() + RELOAD_RETRY_SECONDS
         finally:
             self._identity_loading.release()
 

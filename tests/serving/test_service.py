@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pandas as pd
 import pytest
@@ -763,6 +764,15 @@ def test_a_worker_follows_a_new_identity_map_without_a_restart(tmp_path):
                                   {"customer_id": "C3", "latest_push_consent": 0}])
     assert pushes == [["C1", "C3"]] and pushed.redirected == {"C2": "C1"} and pushed.refused == {}
     # ...and a second look, with nothing changed since, loads nothing
+    assert engine.follow_identity() is None
+    # When a later resolve leaves a state file that cannot be read
+    identity_paths(workspace)["state"].write_text("{not json")
+    started = time.monotonic()
+    failing = engine.follow_identity()
+    failing.join(timeout=30)
+    # Then the worker keeps answering from the map it has, holds no lock while it waits to try again (an
+    # immediate look starts no load, and does not wait), and says why in the log
+    assert time.monotonic() - started < 2 and engine.identity.resolve({"source": "store", "source_id": "S3"}) == "C3"
     assert engine.follow_identity() is None
 
 
