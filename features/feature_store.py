@@ -631,8 +631,6 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: 
         if absent:  # a row of only the pushed fields would be newer than the batch row and hide its consents
             raise FeatureStoreError(f"not in the online store yet: {', '.join(absent[:5])}"
                                     f"{' …' if len(absent) > 5 else ''}; run `cdp features materialize` first")
-        if log_push:  # accepted: its grants too, before the store is written
-            append_push_log(Path(store.config.repo_path), logged, pushed_at, consents="grants")
         current = current[[c for c in current.columns if not c.endswith("__ts")]]
         merged = merge_signals(current.set_index("customer_id"), updates.set_index("customer_id"), fields)
         now = pd.Timestamp.now(tz="UTC")
@@ -641,6 +639,8 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: 
             if str(field.dtype) == "Int64":
                 rows[field.name] = pd.to_numeric(rows[field.name], errors="coerce").astype("Int64")
         store.push(REALTIME_PUSH_SOURCE, rows, to=PushMode.ONLINE)
+        if log_push:  # done: its grants too (a push that failed is answered as failed, and leaves no grant)
+            append_push_log(Path(store.config.repo_path), logged, pushed_at, consents="grants")
     return time.perf_counter() - started
 
 
@@ -671,8 +671,8 @@ def append_push_log(feast_directory: Path, updates: pd.DataFrame, pushed_at: pd.
     """One JSON line per customer whose push set a consent: the consents it sent (as 0 or 1), not the
     fields filled from the store; `withdrawals` or `grants` only: a push logs its withdrawals before
     anything can fail (they are kept even when it is refused or the store is down) and its grants once
-    the push is accepted (a refused grant must not take effect at the next build). Call it under the push
-    lock (`push_log_lock`)."""
+    the store took them (a refused or failed grant must not take effect at the next build). Call it under
+    the push lock (`push_log_lock`)."""
     wanted = {"all": (0, 1), "withdrawals": (0,), "grants": (1,)}[consents]
     lines = []
     for row in updates.to_dict("records"):

@@ -621,7 +621,7 @@ class RecommendationEngine:
 
         # The withdrawals first, before the store is read: one sent while Redis is down (answered 503), or
         # for a customer refused below, is still kept and reaches the store at the next materialize (a retry
-        # is harmless). Grants only once accepted: a refused one must not take effect at the next build.
+        # is harmless). Grants only once the store took them: a refused one must not take effect later.
         pushed_at = pd.Timestamp.now(tz="UTC")
         with push_log_lock(self.workspace):
             append_push_log(self.workspace.feast, events, pushed_at, consents="withdrawals")
@@ -630,10 +630,10 @@ class RecommendationEngine:
             refused = {c: "not in the online store yet (run `cdp features materialize`)"
                        for c, present in zip(events["customer_id"], found, strict=True) if not present}
             kept = events[~events["customer_id"].isin(list(refused))]
-            if len(kept):
-                with push_log_lock(self.workspace):
-                    append_push_log(self.workspace.feast, kept, pushed_at, consents="grants")
             seconds = push_realtime_signals(self.store, kept, log_push=False) if len(kept) else 0.0
+        if len(kept):  # in the store: its grants too (one refused or failed, answered so, must not take effect later)
+            with push_log_lock(self.workspace):
+                append_push_log(self.workspace.feast, kept, pushed_at, consents="grants")
         return seconds, refused
 
     @contextmanager
