@@ -316,21 +316,39 @@ def blank_suppressed_mentions_in_records(records: pd.Series, table: str,
     if suppression.empty:
         return records, 0
     parsed = [json.loads(r) if isinstance(r, str) else None for r in records]
-    places = [(position, name) for position, record in enumerate(parsed) if isinstance(record, dict)
-              for name in attribute_columns(table, record) if name != "raw_text" and isinstance(record[name], str)]
+    # each value's text leaves: a nested value (a list of contacts, kept as JSON) is blanked whole when
+    # any of its texts names the person
+    places = [(position, name, _text_leaves(record[name])) for position, record in enumerate(parsed)
+              if isinstance(record, dict) for name in attribute_columns(table, record) if name != "raw_text"]
+    places = [place for place in places if place[2]]
     if not places:
         return records, 0
-    hit = suppressed_mentions(pd.Series([parsed[p][name] for p, name in places], dtype=object), suppression)
-    changed = {}
-    for (position, name), named in zip(places, hit, strict=True):
+    hit = suppressed_mentions(pd.Series([leaf for *_, leaves in places for leaf in leaves], dtype=object),
+                              suppression)
+    changed, count, start = {}, 0, 0
+    for position, name, leaves in places:
+        named = bool(np.asarray(hit[start:start + len(leaves)]).any())
+        start += len(leaves)
         if named:
             parsed[position][name] = None
             changed[position] = json.dumps(parsed[position], ensure_ascii=False, allow_nan=False)
+            count += 1
     if not changed:
         return records, 0
     blanked = records.copy()
     blanked.iloc[list(changed)] = list(changed.values())
-    return blanked, int(hit.sum())
+    return blanked, count
+
+
+def _text_leaves(value) -> list[str]:
+    """The strings in a JSON value, however deep."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _text_leaves(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _text_leaves(item)]
+    return []
 
 
 def identifier_hashes(salt: bytes, identifiers: dict[str, Iterable[str]]) -> dict[str, str]:

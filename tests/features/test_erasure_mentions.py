@@ -78,6 +78,18 @@ def test_a_quarantined_record_loses_the_mention_but_not_its_contract_columns_or_
     assert blanked[1:].tolist() == records[1:].tolist()
 
 
+def test_a_nested_value_kept_in_a_quarantined_record_is_blanked_when_any_text_in_it_names_the_person():
+    # Given a quarantined orders record whose ignored nested column (kept as JSON) lists the person deep inside
+    records = pd.Series([json.dumps({"order_id": "", "source": "web", "source_id": "W1",
+                                     "contacts": [{"kind": "backup", "email": "Deborah_Morgan@hotmail.com"}],
+                                     "notes": {"list": ["someone@example.org"]}})])
+    # When its mentions are blanked
+    blanked, count = blank_suppressed_mentions_in_records(records, "orders", SUPPRESSION)
+    # Then the nested value naming her is null, the other nested value is kept
+    assert count == 1
+    assert json.loads(blanked[0])["contacts"] is None and json.loads(blanked[0])["notes"] == {"list": ["someone@example.org"]}
+
+
 def workspace_mentioning_the_person(tmp_path: Path) -> Workspace:
     """Deborah (DEB1) and three others ingested and resolved: Paul and Ann name her e-mail and phone in
     `backup_contact`, Bob names someone else; a row without a source id (quarantined) names her too; and a
