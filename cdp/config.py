@@ -313,6 +313,10 @@ BUILT_IN_SEGMENTS: dict[str, SegmentDefinition] = {
 DEFAULT_SEGMENT_PARAMETERS: dict[str, float] = {"high_clv_percentile": 0.8, "at_risk_churn_probability": 0.5}
 
 
+SEGMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+"""A segment's name is also its export's file name: letters, digits, `_` and `-`, no path."""
+
+
 class SegmentSettings(_Section):
     """`cdp export --segment NAME`: built-in segments plus any defined here (same name replaces a built-in)."""
 
@@ -332,7 +336,12 @@ class SegmentSettings(_Section):
     @field_validator("definitions", mode="after")
     @classmethod
     def keep_built_in_segments(cls, definitions: dict[str, SegmentDefinition]) -> dict[str, SegmentDefinition]:
-        """A user's definitions add to the built-ins (or replace one by name), never remove them."""
+        """A user's definitions add to the built-ins (or replace one by name), never remove them. A name is
+        also its export's file name: refused at load, not at the first export."""
+        bad = [name for name in definitions if not SEGMENT_NAME.match(name)]
+        if bad:
+            raise ValueError(f"segment name(s) {', '.join(map(repr, bad))}: use letters, digits, `_` and `-` (at most "
+                             "64, starting with a letter or digit), no path")
         return {**BUILT_IN_SEGMENTS, **definitions}
 
 

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cdp.config import SegmentDefinition, Settings
+from cdp.config import SEGMENT_NAME, SegmentDefinition, Settings
 from cdp.files import temporary_beside
 from cdp.workspace import Workspace
 
@@ -65,8 +65,6 @@ class ExportSummary:
 
 
 CONSENT_FIELD = re.compile(r"^latest_(\w+)_consent$")
-SEGMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-"""A segment's name is also its export's file name: letters, digits, `_` and `-`, no path."""
 
 
 def consents_withdrawn_since(pushes: pd.DataFrame, as_of: pd.Timestamp) -> dict[str, set[str]]:

@@ -74,10 +74,15 @@ def test_a_consent_withdrawn_after_the_scores_takes_the_customer_off_that_channe
 
 
 def test_a_segment_name_is_never_a_path(served, scored):
+    from cdp.config import ConfigError
+
     workspace, _ = scored
-    settings = load_settings(segments={"definitions": {"../../evil": {"where": "true"}}})
+    # Given a segment defined under a name that is a path: refused when the configuration loads
+    with pytest.raises((ConfigError, ValueError), match="letters, digits"):
+        load_settings(segments={"definitions": {"../../evil": {"where": "true"}}})
+    # ...and asked for by such a name, refused before anything is read or written
     with pytest.raises(SegmentError, match="letters, digits"):
-        export_segment(workspace, settings, "../../evil")
+        export_segment(workspace, served.settings, "../../evil")
     assert not (workspace.data / "evil.csv").exists()
 
 
