@@ -259,18 +259,19 @@ def identity_explain(
         answer_console.print(f"{escape(explanation['merged_from'])} was merged into {explanation['customer_id']} by a later "
                       "run (its records were found to be one person with that customer's); that customer:", emoji=False)
     answer_console.print(f"[bold]{explanation['customer_id']}[/bold]: {len(explanation['records'])} record(s)")
-    for record in explanation["records"]:
+    for record in explanation["records"][:EXPLAIN_LINES]:
         how = ("no match: a record of its own" if record["matched_by"] == "unmatched"
                else f"matched by {record['matched_by']}")
         answer_console.print(f"  {escape(record['source'])}:{escape(str(record['source_id']))}  {how}"
                       f" (p={record['match_probability']:.4f})", emoji=False)
         for held in record["contact_points_held_back"]:
             answer_console.print(f"    {escape(held)}", emoji=False)
+    _print_more(len(explanation["records"]), "records")
     for title, edges in (("joined because", explanation["joined_by"]), ("kept apart", explanation["refused"])):
         if not edges:
             continue
         answer_console.print(f"[bold]{title}[/bold]")
-        for edge in edges:
+        for edge in edges[:EXPLAIN_LINES]:
             evidence = _evidence_text(edge["evidence"])
             extra = f" — refused: {edge['refused_because']}" if "refused_because" in edge else ""
             compared = (f" (the comparison alone: {edge['model_probability']:.4f})"
@@ -280,6 +281,17 @@ def identity_explain(
                           f"weight {edge['match_weight']:+.1f}{escape(extra)}", emoji=False)
             if evidence:
                 answer_console.print(f"    {escape(evidence)}", emoji=False)
+        _print_more(len(edges), "joins")
+
+
+EXPLAIN_LINES = 50
+"""Records, and joins of each kind, `cdp identity explain` prints (a customer of 300 copies of one record
+printed 300 of each); `--json` holds them all."""
+
+
+def _print_more(count: int, what: str) -> None:
+    if count > EXPLAIN_LINES:
+        answer_console.print(f"  … and {count - EXPLAIN_LINES:,} more {what} (all of them with --json)")
 
 
 def _evidence_text(evidence: dict[str, dict]) -> str:

@@ -140,8 +140,9 @@ def households(edges: pd.DataFrame) -> pd.DataFrame:
 
 
 def large_clusters(report: dict) -> pd.DataFrame:
-    """Customers holding more records than `identity.large_cluster_size`: flagged for review."""
-    return pd.DataFrame(report.get("large_clusters", []), columns=["customer_id", "records"])
+    """Customers holding more records than `identity.large_cluster_size`: flagged for review, with how
+    many of the records are distinct (the others are copies; reports before session 16 do not say)."""
+    return pd.DataFrame(report.get("large_clusters", []), columns=["customer_id", "records", "distinct_records"])
 
 
 def resolution_counts(report: dict) -> pd.DataFrame:

@@ -557,3 +557,23 @@ def test_an_erasure_waiting_for_an_ingest_does_not_call_features_of_the_older_la
     # Then the erasure waited for it, and the features are not recorded as built from the lake it left
     assert done.is_set()
     assert not _tables_match_inputs(workspace)
+
+
+def test_explain_of_a_customer_with_many_records_prints_the_first_and_counts_the_rest(tmp_path):
+    # Given one shopper whose record came in 60 times under different ids (all one person by e-mail)
+    raw, workspace = tmp_path / "raw", tmp_path / "ws"
+    raw.mkdir()
+    rows = "".join(f"store,S{n:03d},Ann,Lee,ann.lee@example.com\n" for n in range(60))
+    (raw / "customers.csv").write_text("source,source_id,first_name,last_name,email\n" + rows)
+    assert runner.invoke(app, ["ingest", "--raw", str(raw), "--workspace", str(workspace)]).exit_code == 0
+    assert runner.invoke(app, ["resolve", "--workspace", str(workspace)]).exit_code == 0
+    # When explained
+    result = runner.invoke(app, ["identity", "explain", "store:S000", "--workspace", str(workspace)])
+    records = runner.invoke(app, ["identity", "explain", "store:S000", "--json", "--workspace", str(workspace)])
+    # Then 50 records are printed and the other 10 counted; --json holds all 60
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert sum(line.lstrip().startswith("store:S") and " ~ " not in line for line in lines) == 50
+    assert sum(" ~ " in line for line in lines) <= 50  # and at most 50 joins
+    assert "… and 10 more records (all of them with --json)" in " ".join(result.output.split())
+    assert len(json.loads(records.stdout)["records"]) == 60

@@ -117,8 +117,10 @@ def test_report_tables():
     report = {"records": 5, "customers": 3, "candidate_pairs": 4, "probabilistic_edges_above_threshold": 1,
               "deterministic_edges": {"exact_email": 2}, "refused_joins": {"different first names": 1},
               "contact_points_not_used_alone": {"landlines": 1}, "ids": {"new_ids": 3},
-              "large_clusters": [{"customer_id": "C9", "records": 60}]}
-    assert profile_summary.large_clusters(report).values.tolist() == [["C9", 60]]
+              "large_clusters": [{"customer_id": "C9", "records": 60, "distinct_records": 2}]}
+    assert profile_summary.large_clusters(report).values.tolist() == [["C9", 60, 2]]
+    older = {"large_clusters": [{"customer_id": "C9", "records": 60}]}  # a report written before session 16
+    assert profile_summary.large_clusters(older)[["customer_id", "records"]].values.tolist() == [["C9", 60]]
     assert profile_summary.large_clusters({}).empty
     counts = profile_summary.resolution_counts(report)
     assert counts[counts["detail"] == "exact_email"]["count"].item() == 2
