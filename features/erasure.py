@@ -476,11 +476,10 @@ def erase_from_tables(workspace: Workspace, directories: Iterable[Path], subject
     ids, records = set(subject.customer_ids), set(subject.record_keys)
     for path in customer_tables(directories, skip):
         if path.suffix == ".parquet":
-            rewritten = rewrite_parquet(path, lambda frame: customer_rows(frame, ids, records), blank=blank)
-            count = rewritten.dropped
-            if rewritten.blanked:
-                blanked[_relative(workspace, path)] = rewritten.blanked
-        elif path.suffix == ".csv":
+            _count(workspace, path, rewrite_parquet(path, lambda frame: customer_rows(frame, ids, records), blank=blank),
+                   removed, blanked)
+            continue
+        if path.suffix == ".csv":
             count = rewrite_csv(path, lambda frame: customer_rows(frame, ids, records))
         else:
             count = rewrite_json_lines(path, lambda entry: bool(customer_rows(pd.DataFrame([entry]), ids, records)[0]))

@@ -328,10 +328,7 @@ class RecommendationEngine:
             self.generation, self._marker_seen = announce_reload(self._marker)
             versions = self._swap_in_champions()
         with self._identity_loading:  # a resolve since start-up answers from the reload on, here at least
-            try:
-                self._swap_in_identity()
-            except Exception:  # the champions are in: keep them, answer from the identity map loaded before
-                log.exception("the identity map changed but could not be loaded; answering from the one loaded before")
+            self._swap_in_identity()  # a failed load keeps the champions just swapped in
         return versions, self.generation
 
     def follow_identity(self) -> threading.Thread | None:
@@ -348,23 +345,25 @@ class RecommendationEngine:
         return thread
 
     def _follow_identity(self) -> None:
-        """Holds `_identity_loading` (taken by the caller). A failed load is tried again on a request at
-        least RELOAD_RETRY_SECONDS later (not by sleeping here: a reload would wait on the lock), answering
-        meanwhile from the map loaded before."""
+        """Holds `_identity_loading` (taken by the caller)."""
         try:
             self._swap_in_identity()
-        except Exception:
-            log.exception("the identity map changed but could not be loaded; answering from the one loaded before")
-            self._identity_retry_at = time.monotonic() + RELOAD_RETRY_SECONDS
         finally:
             self._identity_loading.release()
 
     def _swap_in_identity(self) -> None:
-        """Call with `_identity_loading` held."""
+        """Call with `_identity_loading` held. A failed load is tried again on a request at least
+        RELOAD_RETRY_SECONDS later (not by sleeping here: a reload would wait on the lock), answering
+        meanwhile from the map loaded before."""
         seen = identity_signature(self._identity_files)
         if seen == self._identity_seen:
             return
-        fresh = IdentityLookup.load(self.workspace, self.settings)
+        try:
+            fresh = IdentityLookup.load(self.workspace, self.settings)
+        except Exception:
+            log.exception("the identity map changed but could not be loaded; answering from the one loaded before")
+            self._identity_retry_at = time.monotonic() + RELOAD_RETRY_SECONDS
+            return
         self.identity, self._identity_seen = fresh, seen
         freeze_loaded_objects()
         log.info("identity map loaded again (`cdp resolve` ran since): %d customers", len(fresh.customers))

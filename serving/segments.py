@@ -64,18 +64,16 @@ class ExportSummary:
     """Customers whose recommended channel lost its consent after the scores' as_of (/events, `cdp push`)."""
 
 
-CONSENT_FIELD = re.compile(r"^latest_(\w+)_consent$")
-
-
-def consents_withdrawn_since(pushes: pd.DataFrame, as_of: pd.Timestamp) -> dict[str, set[str]]:
+def consents_withdrawn_since(consents: pd.DataFrame, as_of: pd.Timestamp) -> dict[str, set[str]]:
     """Channel -> customers whose last consent push after `as_of` withdrew it (a later grant undoes it):
-    what scores made at `as_of` cannot know."""
-    later = pushes[(pushes["pushed_at"] > as_of) & pushes["field"].str.match(CONSENT_FIELD.pattern)]
-    last = later.groupby(["customer_id", "field"], sort=False)["value"].last().reset_index()
-    withdrawn = last[pd.to_numeric(last["value"], errors="coerce") == 0]
+    what scores made at `as_of` cannot know. `consents`: the pushed consents as the feature build reads
+    them (`features.feature_tables.pushed_consents`: customer_id, channel, status, happened_at; oldest first)."""
+    later = consents[consents["happened_at"] > as_of]
+    last = later.groupby(["customer_id", "channel"], sort=False)["status"].last().reset_index()
+    withdrawn = last[last["status"] == "withdrawn"]
     channels: dict[str, set[str]] = {}
-    for customer, field in zip(withdrawn["customer_id"], withdrawn["field"], strict=True):
-        channels.setdefault(CONSENT_FIELD.match(field).group(1), set()).add(customer)
+    for customer, channel in zip(withdrawn["customer_id"], withdrawn["channel"], strict=True):
+        channels.setdefault(channel, set()).add(customer)
     return channels
 
 
@@ -262,15 +260,6 @@ def read_features_as_of(workspace: Workspace, as_of: pd.Timestamp, names: Iterab
     return result if result is not None else pd.DataFrame({"customer_id": pd.Series(dtype=object)})
 
 
-def read_pushes(workspace: Workspace) -> pd.DataFrame:
-    """The push log's consent changes (customer_id, pushed_at, field, value), read as the current
-    identity map holds its customers."""
-    from features.feature_store import read_push_log
-    from features.identity.store import read_identity_state
-
-    return read_push_log(workspace, read_identity_state(workspace))
-
-
 def read_identity(workspace: Workspace, customer_ids: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The source records and the primary e-mail of the given customers only."""
     from features.identity.store import identity_paths
@@ -305,13 +294,15 @@ def export_segment(workspace: Workspace, settings: Settings, name: str, output_f
     """Select the segment from the latest scores, add every customer's source records and primary
     e-mail, write the list (default data/outputs/segments/NAME.FORMAT) and a summary without
     personal data beside it (NAME.json)."""
+    from features.feature_tables import pushed_consents
+
     if output_format not in ("csv", "parquet"):
         raise SegmentError(f"format must be csv or parquet, not {output_format!r}")
     definition = find_segment(settings, name)
     names = referenced_names(definition.where)
     scores = read_scores(scores_path or default_scores_path(workspace), names)
     as_of = scores_as_of(scores)
-    scores, withdrawn = honour_later_withdrawals(scores, consents_withdrawn_since(read_pushes(workspace), as_of))
+    scores, withdrawn = honour_later_withdrawals(scores, consents_withdrawn_since(pushed_consents(workspace), as_of))
     features = read_features_as_of(workspace, as_of, names, skip=[*scores.columns, *DERIVED_COLUMNS])
     everyone = select_segment(scores, features, definition.model_copy(update={"contact": False}),
                               settings.segments.parameters, name)

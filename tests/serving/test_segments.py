@@ -51,12 +51,11 @@ def test_a_consent_withdrawn_after_the_scores_takes_the_customer_off_that_channe
     # Given scores as of AS_OF, and pushes since: C1 withdrew e-mail (its next-best and win-back channel),
     # C3 withdrew push then granted it again, C4 withdrew push; one withdrawal came before the scores
     later = pd.Timestamp(AS_OF) + pd.Timedelta(days=3)
-    pushes = pd.DataFrame({
+    pushes = pd.DataFrame({  # as the feature build reads the push log (features.feature_tables.pushed_consents)
         "customer_id": ["C1", "C3", "C3", "C4", "C2"],
-        "pushed_at": [later, later, later + pd.Timedelta(hours=1), later, pd.Timestamp(AS_OF) - pd.Timedelta(days=1)],
-        "field": ["latest_email_consent", "latest_push_consent", "latest_push_consent", "latest_push_consent",
-                  "latest_sms_consent"],
-        "value": [0, 0, 1, 0, 0]})
+        "channel": ["email", "push", "push", "push", "sms"],
+        "status": ["withdrawn", "withdrawn", "granted", "withdrawn", "withdrawn"],
+        "happened_at": [later, later, later + pd.Timedelta(hours=1), later, pd.Timestamp(AS_OF) - pd.Timedelta(days=1)]})
     # When the export reads them
     withdrawn = consents_withdrawn_since(pushes, pd.Timestamp(AS_OF))
     scores, changed = honour_later_withdrawals(_scores(), withdrawn)
