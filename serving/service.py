@@ -317,6 +317,40 @@ BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
 """Where BentoML logs a request's exception (`log_exception`)."""
 
 
+UNKNOWN_PATH = "/(unknown path)"
+"""What BentoML's access log, Prometheus labels and traces see in place of a path the service does not
+serve: a client may put anything in a URL (`GET /customers/jane@example.org`), and each distinct path
+would otherwise be one more log line with it and one more label series in /metrics, without bound."""
+
+
+def is_served_path(path: str) -> bool:
+    return path in OPEN_PATHS or path in API_METHODS or path == "/schema.json" or path.startswith(OPEN_PREFIXES)
+
+
+def _masking_unknown_paths(call):
+    """An ASGI `__call__` that sees UNKNOWN_PATH for a path the service does not serve."""
+
+    async def masked_call(middleware, scope, receive, send):
+        if scope.get("type") in ("http", "websocket") and not is_served_path(scope.get("path", "")):
+            scope = {**scope, "path": UNKNOWN_PATH, "raw_path": UNKNOWN_PATH.encode(), "query_string": b""}
+        return await call(middleware, scope, receive, send)
+
+    masked_call.masks_unknown_paths = True
+    return masked_call
+
+
+def mask_unknown_paths_in_logs_and_metrics() -> None:
+    """Wrap BentoML's metrics and access-log middlewares (the outer ones, before ours answers 404) so
+    that an unknown path reaches them, and everything inside them, as UNKNOWN_PATH. Once per process;
+    BentoML has no setting for it (1.4)."""
+    from bentoml._internal.server.http.access import AccessLogMiddleware
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
+
+    for middleware in (RunnerTrafficMetricsMiddleware, AccessLogMiddleware):
+        if not getattr(middleware.__call__, "masks_unknown_paths", False):
+            middleware.__call__ = _masking_unknown_paths(middleware.__call__)
+
+
 def hide_library_deprecation_warnings() -> None:
     """BentoML 1.4 reads `model_fields` from a model instance on every request, which pydantic 2.11
     deprecates: a warning about BentoML's code in our service's log, nothing a user can act on. Called
@@ -400,7 +434,7 @@ class BearerTokenMiddleware:
             return await _reply_content(send, 200, DOCS_PAGE, b"text/html; charset=utf-8")
         if path in API_METHODS and scope.get("method") != API_METHODS[path]:
             return await _reply(send, 405, f"{path} takes {API_METHODS[path]}", ((b"allow", API_METHODS[path].encode()),))
-        if not (is_open or path in API_METHODS or path == "/schema.json"):  # BentoML's client reads /schema.json
+        if not is_served_path(path):  # BentoML's client reads /schema.json
             return await _reply(send, 404, "no such endpoint; the API is documented at /docs")
         if is_open:
             return await self.app(scope, receive, send)
@@ -534,6 +568,7 @@ class RecommendationService:
         self.engine_lock = threading.Lock()
         self.startup_problems: list[str] = []
         filter_client_error_logs()
+        mask_unknown_paths_in_logs_and_metrics()
         share_metrics_directory()
         try:
             self.engine = RecommendationEngine.load(Workspace.at(os.environ.get(WORKSPACE_VARIABLE)), _settings())

@@ -478,9 +478,25 @@ def test_the_docs_hint_leads_to_the_swagger_ui_which_reads_the_versioned_documen
 
 
 def test_metrics_are_open_to_a_prometheus_scraper(client):
-    # Given no token (a Prometheus scrape); then /metrics answers
+    # Given a request served, and no token (a Prometheus scrape); then /metrics answers with its series
+    client.post("/recommend", json={"customers": [{"customer_id": "nobody"}]}, headers=AUTH)
     response = client.get("/metrics")
     assert response.status_code == 200 and "bentoml_" in response.text
+
+
+def test_an_unknown_path_reaches_neither_the_access_log_nor_the_metrics(client, caplog):
+    # Given a client putting an e-mail address in a path the service does not serve
+    with caplog.at_level(logging.INFO, logger="bentoml.access"):
+        response = client.get("/customers/jane.doe@example.org", params={"phone": "5550100"}, headers=AUTH)
+    # Then it gets the JSON 404, and BentoML's access log and Prometheus labels name no such path
+    assert response.status_code == 404
+    access = [r.getMessage() for r in caplog.records if r.name == "bentoml.access"]
+    assert access and all("jane" not in line and "5550100" not in line for line in access), access
+    assert any("(unknown path)" in line for line in access), access
+    client.post("/recommend", json={"customers": [{"customer_id": "nobody"}]}, headers=AUTH)
+    metrics = client.get("/metrics").text
+    assert "jane" not in metrics and 'endpoint="/(unknown path)"' in metrics
+    assert 'endpoint="/recommend"' in metrics  # served paths keep their own label
 
 
 def test_every_open_path_is_documented_as_open():
