@@ -782,7 +782,7 @@ def push(
             values[SENT_AS] = [[customer_id]]  # the push log keeps the id it was sent under
             customer_id = values["customer_id"][0] = survivor
     store = open_feature_store(space, settings.features)
-    seconds = _feature_store_call(push_realtime_signals, store, pd.DataFrame(values))
+    seconds = _feature_store_call(push_realtime_signals, store, pd.DataFrame(values)).seconds
     console.print(f"Pushed {', '.join(signal)} for {customer_id} in {seconds * 1000:.0f} ms")
 
 

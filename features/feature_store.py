@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import duckdb
 import numpy as np
@@ -596,12 +596,24 @@ def signal_problems(updates: pd.DataFrame, now: float | None = None) -> list[str
     return problems
 
 
-def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: bool = True) -> float:
+class PushOutcome(NamedTuple):
+    seconds: float
+    """How long the push took."""
+    not_in_store: list[str]
+    """Customers skipped (`absent="skip"`): no online row yet."""
+
+
+def push_realtime_signals(
+    store: FeatureStore, updates: pd.DataFrame, log_push: bool = True, absent: Literal["refuse", "skip"] = "refuse"
+) -> PushOutcome:
     """Write fresh signals (a consent change, an order, a visit) to the online store at once, and to
     the workspace's push log (`PUSH_LOG`) unless `log_push` is False (a push applied again).
 
     A push must carry every field of the view, so the current online values fill the fields an
-    update does not set. Returns the seconds the push took."""
+    update does not set. A customer with no online row yet fails the whole push (`absent="refuse"`)
+    or is skipped and named in the outcome (`"skip"`): a row of only the pushed fields would be newer
+    than the batch row and hide its consents. Withdrawals are logged first, kept even when the store
+    fails or the customer is skipped; grants only once the store took them."""
     if "customer_id" not in updates:
         raise FeatureStoreError("updates need a customer_id column")
     started = time.perf_counter()
@@ -627,10 +639,16 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: 
         current = pd.DataFrame(store.get_online_features(
             features=references, entity_rows=[{"customer_id": c} for c in updates["customer_id"]],
         ).to_dict(include_event_timestamps=True))
-        absent = current.loc[current[f"{fields[0]}__ts"].fillna(0) == 0, "customer_id"].tolist()
-        if absent:  # a row of only the pushed fields would be newer than the batch row and hide its consents
-            raise FeatureStoreError(f"not in the online store yet: {', '.join(absent[:5])}"
-                                    f"{' …' if len(absent) > 5 else ''}; run `cdp features materialize` first")
+        missing = current.loc[current[f"{fields[0]}__ts"].fillna(0) == 0, "customer_id"].tolist()
+        if missing and absent == "refuse":
+            raise FeatureStoreError(f"not in the online store yet: {', '.join(missing[:5])}"
+                                    f"{' …' if len(missing) > 5 else ''}; run `cdp features materialize` first")
+        if missing:
+            current = current[~current["customer_id"].isin(missing)]
+            updates = updates[~updates["customer_id"].isin(missing)]
+            logged = logged[~logged["customer_id"].isin(missing)]
+            if updates.empty:
+                return PushOutcome(time.perf_counter() - started, missing)
         current = current[[c for c in current.columns if not c.endswith("__ts")]]
         merged = merge_signals(current.set_index("customer_id"), updates.set_index("customer_id"), fields)
         now = pd.Timestamp.now(tz="UTC")
@@ -641,7 +659,7 @@ def push_realtime_signals(store: FeatureStore, updates: pd.DataFrame, log_push: 
         store.push(REALTIME_PUSH_SOURCE, rows, to=PushMode.ONLINE)
         if log_push:  # done: its grants too (a push that failed is answered as failed, and leaves no grant)
             append_push_log(Path(store.config.repo_path), logged, pushed_at, consents="grants")
-    return time.perf_counter() - started
+    return PushOutcome(time.perf_counter() - started, missing)
 
 
 SENT_AS = "sent_as"

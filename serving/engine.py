@@ -616,24 +616,14 @@ class RecommendationEngine:
         already judged (known, not erased, no moment in the future); returns the seconds taken and the
         customers refused here: those not in the online store yet, since a row of only the pushed
         fields would hide their batch consents."""
-        from features.feature_store import append_push_log, push_log_lock, push_realtime_signals
+        from features.feature_store import push_realtime_signals
 
-        # The withdrawals first, before the store is read: one sent while Redis is down (answered 503), or
-        # for a customer refused below, is still kept and reaches the store at the next materialize (a retry
-        # is harmless). Grants only once the store took them: a refused one must not take effect later.
-        pushed_at = pd.Timestamp.now(tz="UTC")
-        with push_log_lock(self.workspace):
-            append_push_log(self.workspace.feast, events, pushed_at, consents="withdrawals")
+        # Its withdrawals are logged first, kept when the store fails (answered 503) or the customer is
+        # refused here; its grants only once the store took them (docs/serving.md).
         with self._store_failures_as_not_ready():
-            _, found = self.online_columns(events["customer_id"].tolist())
-            refused = {c: "not in the online store yet (run `cdp features materialize`)"
-                       for c, present in zip(events["customer_id"], found, strict=True) if not present}
-            kept = events[~events["customer_id"].isin(list(refused))]
-            seconds = push_realtime_signals(self.store, kept, log_push=False) if len(kept) else 0.0
-        if len(kept):  # in the store: its grants too (one refused or failed, answered so, must not take effect later)
-            with push_log_lock(self.workspace):
-                append_push_log(self.workspace.feast, kept, pushed_at, consents="grants")
-        return seconds, refused
+            pushed = push_realtime_signals(self.store, events, absent="skip")
+        return pushed.seconds, {c: "not in the online store yet (run `cdp features materialize`)"
+                                for c in pushed.not_in_store}
 
     @contextmanager
     def _store_failures_as_not_ready(self):

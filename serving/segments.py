@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cdp.config import SEGMENT_NAME, SegmentDefinition, Settings
+from cdp.config import SegmentDefinition, Settings
 from cdp.files import temporary_beside
 from cdp.workspace import Workspace
 
@@ -197,9 +197,7 @@ def default_export_path(workspace: Workspace, segment: str, output_format: Expor
 
 
 def find_segment(settings: Settings, name: str) -> SegmentDefinition:
-    if not SEGMENT_NAME.match(name):  # it becomes a file name below the workspace, where `cdp forget` looks
-        raise SegmentError(f"segment name {name!r}: use letters, digits, `_` and `-` (at most 64), no path")
-    definitions = settings.segments.definitions
+    definitions = settings.segments.definitions  # their names checked at load (`SEGMENT_NAME`): no path
     if name not in definitions:
         raise SegmentError(f"unknown segment {name!r}; known segments: {', '.join(sorted(definitions))} "
                            "(define more under `segments.definitions` in cdp.yaml)")

@@ -499,9 +499,22 @@ def test_run_that_can_train_no_model_and_scores_nothing_fails(tmp_path):
     assert not list((tmp_path / "w" / "data" / "outputs").glob("scores.*"))
 
 
+def _held_by_another(path) -> bool:
+    """Whether another open file holds the lock on `path` now (asked without waiting)."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def test_an_erasure_rewrites_the_lake_holding_the_ingest_lock(tmp_path, monkeypatch):
     from features import erasure
-    from features.ingest.pipeline import _held_by_another, lake_lock_path
+    from features.ingest.pipeline import lake_lock_path
 
     # Given a resolved workspace, and a look at the lake's lock at the moment the erasure rewrites the lake
     workspace = resolved_workspace(tmp_path / "ws")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import fcntl
 import json
 import logging
 import re
@@ -166,23 +165,9 @@ def lake_lock(workspace: Workspace) -> Iterator[None]:
     """Hold the workspace's lake for one ingest: two runs each merging into the lake file as they read
     it would each replace the other's rows. A second run waits for the first, and says so. The lock is
     the kernel's (flock): it goes with the process holding it, so a run that crashed never blocks."""
-    path = lake_lock_path(workspace)
-    if _held_by_another(path):
-        log.info("%s: another ingest is writing to this workspace's lake; waiting for it to finish", workspace.lake)
-    with exclusive_lock(path):
+    with exclusive_lock(lake_lock_path(workspace), when_waiting=lambda: log.info(
+            "%s: another ingest is writing to this workspace's lake; waiting for it to finish", workspace.lake)):
         yield
-
-
-def _held_by_another(path: Path) -> bool:
-    """Whether the lock is held right now (asked without waiting; only to say why we wait)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
 
 
 def ingest_directory(

@@ -206,10 +206,10 @@ def test_a_consent_sent_while_the_store_is_down_is_kept_for_the_next_materialize
     engine = RecommendationEngine.load(workspace, load_settings())
     customer = sorted(engine.identity.customers)[0]
 
-    def down(_ids):
+    def down(*_args, **_kwargs):
         raise redis.exceptions.ConnectionError("Error 111 connecting to localhost:6390. Connection refused.")
 
-    monkeypatch.setattr(engine, "online_columns", down)
+    monkeypatch.setattr(engine.store, "get_online_features", down)
     pushed_before = len(push_log_entries(workspace)[0])  # the shared workspace may hold other tests' pushes
     # When a consent withdrawal arrives through /events
     with pytest.raises(EngineNotReadyError, match="unreadable"):
