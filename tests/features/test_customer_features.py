@@ -74,12 +74,13 @@ def test_latest_consent_wins_and_unknown_is_null():
 
 @st.composite
 def activity(draw):
-    """Random activity for three customers, some of it after the snapshot."""
+    """Random activity for three customers of up to five records, some of it after the snapshot."""
     def moments(count):
         return [AS_OF + dt.timedelta(hours=draw(st.integers(-24 * 400, 24 * 60))) for _ in range(count)]
 
     n_orders, n_events, n_touches, n_tickets = (draw(st.integers(1, 25)) for _ in range(4))
-    customers = st.sampled_from(["1", "2", "3"])
+    records = ["1", "2", "3", "4", "5"]
+    customers = st.sampled_from(records)
     ordered = moments(n_orders)
     orders = pd.DataFrame({
         "order_id": [f"o{i}" for i in range(n_orders)], "source": "web",
@@ -115,14 +116,19 @@ def activity(draw):
         "status": [draw(st.sampled_from(["granted", "withdrawn"])) for _ in range(n_tickets)],
         "recorded_at": moments(n_tickets),
     })
+    def each_record(*values):
+        return [draw(st.sampled_from(values)) for _ in records]
+
     customers_table = pd.DataFrame({
-        "source": "web", "source_id": ["1", "2", "3"], "region": ["North", "South", "East"],
-        "date_of_birth": [dt.date(1980, 3, 2), dt.date(1990, 2, 28), None],
-        "updated_at": [AS_OF - dt.timedelta(days=10), AS_OF + dt.timedelta(days=10), None],
-        "tier": ["gold", "silver", None],
+        "source": "web", "source_id": records, "region": each_record("North", "South", "East", None),
+        "date_of_birth": each_record(dt.date(1980, 3, 2), dt.date(1990, 2, 28), None),
+        "updated_at": each_record(AS_OF - dt.timedelta(days=100), AS_OF - dt.timedelta(days=10),
+                                  AS_OF + dt.timedelta(days=10), AS_OF + dt.timedelta(days=50), None),
+        "tier": each_record("gold", "silver", None),
     })
+    owners = pd.DataFrame({"source": "web", "source_id": records, "customer_id": each_record("C1", "C2", "C3")})
     return {"orders": orders, "returns": returns, "events": events, "touches": touches, "tickets": tickets,
-            "consents": consents, "customers": customers_table, "identity_map": identity_map("1", "2", "3")}
+            "consents": consents, "customers": customers_table, "identity_map": owners}
 
 
 def _clip_to_before(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
