@@ -241,8 +241,9 @@ class PolicySettings(_Section):
     loyal_min_net_revenue_365d: float = Field(500.0, ge=0)
     holdout_share: float = Field(0.05, ge=0, lt=1)
     """Share of customers per campaign held out (no contact) to measure lift."""
-    default_campaign_id: str = "default"
-    """Campaign id hashed with the customer id when a request names none."""
+    default_campaign_id: str = Field("default", min_length=1, pattern=r"^\S(.*\S)?$")
+    """Campaign id hashed with the customer id when a request names none (no surrounding spaces: requests'
+    ids are trimmed)."""
 
     def model_post_init(self, context: Any, /) -> None:
         """Refuse a channel without a cost and an offer depth outside [0, 1)."""

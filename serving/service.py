@@ -124,8 +124,9 @@ class CustomerReference(BaseModel):
 
 class RecommendContext(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    campaign_id: str | None = Field(None, min_length=1, max_length=128, description=(
-        "Holdout assignment is per (customer, campaign); absent or null: `policy.default_campaign_id`."))
+    campaign_id: Trimmed | None = Field(None, min_length=1, max_length=128, description=(
+        "Holdout assignment is per (customer, campaign), the id compared exactly (case counts) once surrounding "
+        "spaces are trimmed, as `cdp score --campaign` does; absent or null: `policy.default_campaign_id`."))
     campaign_type: str | None = Field(None, max_length=64, description=(
         "For the caller's bookkeeping; the decision does not depend on it (each answer has the next-best action "
         "and the win-back decision)."))

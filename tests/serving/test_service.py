@@ -453,6 +453,20 @@ def test_an_empty_campaign_id_is_refused(client):
     assert [issue["loc"] for issue in response.json()["detail"]] == [["context", "campaign_id"]]
 
 
+def test_a_campaign_id_is_trimmed_as_the_batch_job_trims_it(client, known):
+    # Given the same customers asked for with a campaign id as typed, with stray spaces, and as meant
+    customers = [{"customer_id": c} for c in known["customer_ids"][:400]]
+    spaced = recommend(client, customers, {"campaign_id": " spring-24 "}).json()["recommendations"]
+    meant = recommend(client, customers, {"campaign_id": "spring-24"}).json()["recommendations"]
+    other = recommend(client, customers, {"campaign_id": "Spring-24"}).json()["recommendations"]
+    # Then both hold out the same customers (`cdp score --campaign " spring-24"` trims too), and the id
+    # compares exactly otherwise: another case is another campaign
+    held = [a["holdout"] for a in meant]
+    assert any(held), "nobody held out among 400: the test proves nothing"
+    assert [a["holdout"] for a in spaced] == held
+    assert [a["holdout"] for a in other] != held
+
+
 def test_propensity_reasons_name_the_scored_channel_not_touched(client, known):
     # Given scored customers
     answers = recommend(client, [{"customer_id": c} for c in known["customer_ids"][:300]]).json()["recommendations"]
