@@ -479,6 +479,9 @@ def report_lift(
     from serving.lift import campaign_groups, measure_lift
     from training.datasets import read_activity
 
+    campaign = campaign.strip()  # as `cdp score --campaign`, the service and the lake's touches have it
+    if not campaign:
+        raise _fail("--campaign must not be empty", code=2)
     space, settings = _context(workspace, config)
     scores_path = scores_file or space.latest_scores
     if not scores_path.exists():
@@ -895,6 +898,7 @@ def score(
     if campaign is not None and not campaign.strip():
         raise _fail("--campaign must not be empty: it salts the holdout, and the service refuses an empty "
                     "campaign_id (leave the option out for policy.default_campaign_id)", code=2)
+    campaign = None if campaign is None else campaign.strip()  # as the service trims it: the same holdout
     moment = _one_time(as_of)
     if engine == "spark" and out is not None and "://" not in out and Path(out).exists():
         raise _fail(f"{out} already exists: Spark writes a directory of part files there and would delete what it "
