@@ -279,9 +279,12 @@ def _coerce_typed(array: pa.Array, column: Column, zone: str = "UTC") -> tuple[p
     target = ARROW_TYPES[column.kind]
     too_large = np.zeros(len(array), dtype=bool)
     if column.kind == "timestamp" and pa.types.is_timestamp(array.type):
+        # Nanoseconds (pandas' unit) are cut to the lake's microseconds: a safe cast refused a whole file
+        # over digits nobody reads ("would lose data").
+        micros = array.cast(pa.timestamp("us", tz=array.type.tz), safe=array.type.unit != "ns")
         if array.type.tz is None:
-            return _localize(array.cast(pa.timestamp("us")), zone), too_large
-        return array.cast(target), too_large
+            return _localize(micros, zone), too_large
+        return micros.cast(target), too_large
     if column.kind == "timestamp" and pa.types.is_date(array.type):
         return _localize(array.cast(pa.timestamp("us")), zone), too_large
     if column.kind == "date" and (pa.types.is_date(array.type) or pa.types.is_timestamp(array.type)):

@@ -606,6 +606,19 @@ def test_zone_less_parquet_timestamps_are_read_in_the_configured_zone(raw_dir, w
     assert lake(workspace, "orders")["ordered_at"].iloc[0] == pd.Timestamp("2025-07-01 09:00", tz="UTC")
 
 
+@pytest.mark.parametrize("zone", [None, "UTC"])
+def test_nanosecond_parquet_timestamps_load_cut_to_microseconds(raw_dir, workspace, ingest_settings, zone):
+    # Given a pandas export whose timestamps have nanoseconds (pandas' own unit; refused whole before)
+    moment = pd.Timestamp("2025-07-01 10:00:00.123456789", tz=zone)
+    pd.DataFrame({"order_id": ["o1"], "source": ["web"], "source_id": ["w1"], "amount": [1.0],
+                  "ordered_at": [moment]}).to_parquet(raw_dir / "orders.parquet")
+    # When ingested
+    report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    # Then the row loads, its moment cut to the lake's microseconds
+    assert report.loaded == 1, report.error
+    assert lake(workspace, "orders")["ordered_at"].iloc[0] == pd.Timestamp("2025-07-01 10:00:00.123456", tz="UTC")
+
+
 def test_an_unknown_time_zone_is_refused_by_the_configuration():
     from pydantic import ValidationError
 
