@@ -31,7 +31,8 @@ from training.scoring import load_champions, outside_churn_population, score_fea
 log = logging.getLogger(__name__)
 
 POLICY_COLUMNS = ("next_best_action", "next_best_channel", "expected_value", "win_back", "win_back_action",
-                  "holdout", "policy_action", "no_contact_reason")
+                  "win_back_value", "win_back_reason", "policy_win_back_action", "holdout", "policy_action",
+                  "no_contact_reason")
 ReasonsMode = Literal["all", "segments", "none"]
 REASONS_MODES: tuple[str, ...] = ("all", "segments", "none")
 """Which customers get reason phrases: everyone; those the policy acts on (a contact or a win-back:
@@ -74,9 +75,10 @@ class ScoreSummary:
 
 def decide(features: pd.DataFrame, scores: pd.DataFrame, settings: Settings, models: dict,
            now: pd.Timestamp, campaign_id: str | None = None, reasons: ReasonsMode = "segments") -> pd.DataFrame:
-    """Scores plus the policy's decisions and the churn model's top reasons for the customers
-    `reasons` selects (see REASONS_MODES)."""
-    from serving.policy import recommend
+    """Scores plus the policy's decisions, and for the customers `reasons` selects (see REASONS_MODES)
+    the churn model's top reasons (why the risk is high, or low) and, for those the policy would contact,
+    the propensity model's for its action (`contact_reasons`)."""
+    from serving.policy import NO_CONTACT, explained_touches, recommend
     from serving.reasons import reason_phrases, unscored_churn_phrases
 
     if reasons not in REASONS_MODES:
@@ -99,12 +101,21 @@ def decide(features: pd.DataFrame, scores: pd.DataFrame, settings: Settings, mod
         outside = outside_churn_population(frame, models["churn"])
         scored = explained & ~outside
         if scored.any():
-            phrases[np.flatnonzero(scored)] = ["; ".join(p) for p in reason_phrases(*models["churn"].explain(frame[scored]))]
+            phrases[np.flatnonzero(scored)] = ["; ".join(p) for p in
+                                               reason_phrases(*models["churn"].explain(frame[scored]), direction="net")]
         if (explained & outside).any():
             rows = np.flatnonzero(explained & outside)
             phrases[rows] = unscored_churn_phrases(frame["days_since_last_order"].to_numpy(dtype=float)[rows],
                                                    models["churn"].population_days)
     result["reasons"] = phrases.to_numpy()
+    contact_phrases = pd.Series([None] * len(result), dtype=object)
+    contacted = explained & (result["policy_action"] != NO_CONTACT).to_numpy()
+    if "propensity" in models and contacted.any():
+        rows = np.flatnonzero(contacted)
+        channels, offers = explained_touches(result["policy_action"].to_numpy()[rows])
+        touched = features.reset_index(drop=True).iloc[rows].assign(channel=channels, offer=offers)
+        contact_phrases[rows] = ["; ".join(p) for p in reason_phrases(*models["propensity"].explain(touched))]
+    result["contact_reasons"] = contact_phrases.to_numpy()
     return result
 
 

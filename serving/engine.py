@@ -502,7 +502,7 @@ class RecommendationEngine:
 
         Numpy columns all the way (online read, scores, policy, reasons): for a few customers pandas'
         per-call overhead cost more than the models."""
-        from serving.policy import decide
+        from serving.policy import decide, explained_touches
         from serving.reasons import phrases_from_contributions
 
         context = context or {}
@@ -523,7 +523,7 @@ class RecommendationEngine:
             features, found = self.online_columns(ids)
         churn_model = models.models.get("churn")
         outside = outside_churn_population(features, churn_model) if churn_model is not None else None
-        explained = self._explain(features, models, outside)
+        explained = self._explain_churn(features, models, outside)
         scores = score_columns(features, models.models,
                                churn_contributions=explained["churn"][0] if "churn" in explained else None)
         now = pd.Timestamp.now(tz="UTC")
@@ -532,7 +532,12 @@ class RecommendationEngine:
             campaign_id=context.get("campaign_id"), allowed_channels=context.get("allowed_channels"),
             alternatives=True, now=now,
         )
-        reasons = {task: phrases_from_contributions(models.models[task].encoding.columns, values, encoded)
+        if "propensity" in models.models:  # why the contact chosen would work (a plain e-mail for none)
+            channels, offers = explained_touches(decisions["policy_action"])
+            explained["propensity"] = models.models["propensity"].explain_columns(
+                {**features, "channel": channels, "offer": offers})
+        reasons = {task: phrases_from_contributions(models.models[task].encoding.columns, values, encoded,
+                                                    direction="net" if task == "churn" else "up")
                    for task, (values, encoded) in explained.items()}
         if outside is not None and outside.any():
             _explain_missing_churn(reasons, features, outside, churn_model, now, self.features_as_of_seconds)
@@ -547,28 +552,15 @@ class RecommendationEngine:
         log.debug("recommend: %d customers in %.1f ms", len(references), (time.perf_counter() - started) * 1000)
         return answers
 
-    def _explain(self, features: dict[str, np.ndarray], models: LoadedModels,
-                 churn_outside: np.ndarray | None) -> dict[str, tuple[np.ndarray, Mapping[str, np.ndarray]]]:
-        """Per model with reasons: the SHAP values of each customer and the encoded input they refer to.
-        Churn only for the customers in its population (`churn_outside` marks the others: they have no
-        score to explain)."""
-        explained = {}
-        rows = len(features["customer_id"])
-        for task in REASON_TASKS:
-            model = models.models.get(task)
-            if model is None:
-                continue
-            if task == "churn":  # only the customers in its population have a churn score to explain
-                inside = ~churn_outside
-                if inside.any():
-                    explained[task] = model.explain_columns(features, rows=inside)
-                continue
-            inputs = features
-            if task == "propensity":  # why a contact would work: the e-mail touch, no offer
-                inputs = {**features, "channel": np.full(rows, "email", dtype=object),
-                          "offer": np.full(rows, "none", dtype=object)}
-            explained[task] = model.explain_columns(inputs)
-        return explained
+    def _explain_churn(self, features: dict[str, np.ndarray], models: LoadedModels,
+                       churn_outside: np.ndarray | None) -> dict[str, tuple[np.ndarray, Mapping[str, np.ndarray]]]:
+        """The churn model's SHAP values of each customer in its population (`churn_outside` marks the
+        others: they have no score to explain) and the encoded input they refer to; the propensity
+        model's come after the policy chose each customer's action (`recommend`)."""
+        model = models.models.get("churn")
+        if model is None or not (~churn_outside).any():
+            return {}
+        return {"churn": model.explain_columns(features, rows=~churn_outside)}
 
     def apply_events(self, events: Sequence[dict]) -> PushedEvents:
         """/events: each event's customer as identity resolution holds it now (an id retired by a merge
@@ -767,7 +759,8 @@ def format_answer(customer_id: str, scores: dict, decision: dict, reasons: dict[
         "policy_action": decision.get("policy_action"),
         "alternatives": list(decision.get("alternatives") or []),
         "win_back": {"eligible": bool(decision.get("win_back")), "action": decision.get("win_back_action"),
-                     "timing": decision.get("win_back_timing")},
+                     "offer": decision.get("win_back_offer"), "timing": decision.get("win_back_timing"),
+                     "value": _number(decision.get("win_back_value")), "reason": decision.get("win_back_reason")},
         "reasons": reasons, "holdout": bool(decision.get("holdout")),
         "no_contact_reason": decision.get("no_contact_reason"),
         "model_versions": dict(versions),

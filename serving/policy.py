@@ -328,7 +328,7 @@ def _eligibility_stages(
             (
                 in_quiet_any,
                 _QUIET,
-                f"quiet period: contacted {_within_days(settings.quiet_days_any_channel)}",
+                f"quiet period: a contact on any channel {_within_days(settings.quiet_days_any_channel)}",
             ),
         ]
         code = np.full(n, len(failures))
@@ -376,6 +376,17 @@ def action_values(
     cost = np.array([settings.channel_costs[a.channel] for a in actions])[None, :]
     depth = np.array([a.depth for a in actions])[None, :]
     return (converted - baseline) * order_value - cost - depth * order_value * converted
+
+
+def explained_touches(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The channel and offer the propensity model's reasons are computed for, per customer: those of the
+    policy's action (`sms:20pct` -> sms, 20pct), so that an SMS recommendation is explained by SMS
+    facts; a plain e-mail for no contact (why a contact would work)."""
+    names = np.asarray(actions, dtype=object)
+    contact = names != NO_CONTACT
+    channels = np.where(contact, [str(a).partition(":")[0] for a in names], "email").astype(object)
+    offers = np.array([str(a).partition(":")[2] or NO_CONTACT for a in names], dtype=object)
+    return channels, np.where(contact, offers, NO_CONTACT).astype(object)
 
 
 def holdout_mask(customer_ids: Iterable, campaign_id: str, share: float) -> np.ndarray:

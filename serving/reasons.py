@@ -3,7 +3,7 @@
 The drivers come from per-row SHAP contributions (`training/models.py::CustomerModel.contributions`:
 one column per model input plus `bias`); each chosen feature is written with a template for its
 name (or its family, for per-channel and per-window features) and the customer's own values, e.g.
-"no purchase in 143 days; usually buys every 35". A feature without a template still reads as
+"no purchase in 143 days, usually buys every 35". A feature without a template still reads as
 "<feature name in words> is <value>". The features may be raw or as the model encodes them
 (`CustomerModel.prepare`: a missing category reads as missing). Pure functions.
 """
@@ -21,9 +21,10 @@ import pandas as pd
 
 from training.models import MISSING_CATEGORY
 
-Direction = Literal["up", "down", "abs"]
+Direction = Literal["up", "down", "abs", "net"]
 """up: the features pushing the score up (why is the churn risk high?); down: those pushing it
-down; abs: the largest in either direction."""
+down; abs: the largest in either direction; net: per customer, those pushing the score the way it
+went from the model's average (why is this customer's risk high, or low)."""
 
 CHANNEL_NOUNS = {
     "email": ("e-mail", "e-mails"),
@@ -146,7 +147,7 @@ def _last_order(match: re.Match, row: _Row, value: Any) -> str:
         return "never ordered"
     text = "ordered today" if float(value) < 1 else f"no purchase in {_days(value)}"
     usual = row("mean_days_between_orders")
-    return text + (f"; usually buys every {round(float(usual))}" if usual is not None else "")
+    return text + (f", usually buys every {round(float(usual))}" if usual is not None else "")
 
 
 def _usual_gap(match: re.Match, row: _Row, value: Any) -> str:
@@ -154,7 +155,7 @@ def _usual_gap(match: re.Match, row: _Row, value: Any) -> str:
         return "never ordered" if row("days_since_last_order") is None else "only one order so far"
     text = f"usually buys every {_days(value)}"
     last = row("days_since_last_order")
-    return text + (f"; last order {_days(last)} ago" if last is not None else "")
+    return text + (f", last order {_days(last)} ago" if last is not None else "")
 
 
 def _overdue(match: re.Match, row: _Row, value: Any) -> str:
@@ -162,7 +163,7 @@ def _overdue(match: re.Match, row: _Row, value: Any) -> str:
         return "no usual gap between orders yet"
     last, usual = row("days_since_last_order"), row("mean_days_between_orders")
     detail = (
-        f" ({_days(last)}; usually {round(float(usual))})"
+        f" ({_days(last)}, usually {round(float(usual))})"
         if last is not None and usual is not None
         else ""
     )
@@ -198,13 +199,20 @@ def _spend(match: re.Match, row: _Row, value: Any) -> str:
 
 
 def _trend(match: re.Match, row: _Row, value: Any) -> str:
+    """The counts behind the trend: it is (orders in the last 90 days + 1) / (in the 90 before + 1), a
+    smoothed ratio that would read as "3.0 times the orders" for 2 orders against none."""
     if value is None:
         return "no order trend yet"
-    ratio = float(value)
-    if abs(ratio - 1) < 0.05:
-        return "ordering at the same pace as the 90 days before"
-    direction = "more" if ratio > 1 else "less"
-    return f"ordering {direction} than before: {ratio:.1f} times the orders of the previous 90 days"
+    ratio, recent = float(value), row("orders_90d")
+    if recent is None or ratio <= 0:
+        return ("ordering at the same pace as the 90 days before" if abs(ratio - 1) < 0.05
+                else f"ordering {'more' if ratio > 1 else 'less'} than in the 90 days before")
+    recent = round(float(recent))
+    before = max(round((recent + 1) / ratio - 1), 0)
+    if recent == before:
+        return f"ordering at the same pace: {_times(recent, 'order')} in the last 90 days and in the 90 before"
+    return (f"{_times(recent, 'order') if recent else 'no orders'} in the last 90 days, "
+            f"{_times(before, 'order') if before else 'none'} in the 90 days before")
 
 
 def _order_channel(match: re.Match, row: _Row, value: Any) -> str:
@@ -510,6 +518,11 @@ def _scored_channel(row: _Row) -> str | None:
     return next((name.removeprefix("touch_") for name in indicators if float(row(name)) == 1), "none")
 
 
+SAME_FACTS = {name: "order_gap" for name in ("days_since_last_order", "mean_days_between_orders", "overdue_ratio")}
+"""Features whose phrases quote each other's values (the recency with the usual gap, the overdue ratio
+with both): one phrase per customer from each such group, the strongest driver's."""
+
+
 @functools.cache
 def _template_of(feature: str) -> tuple[Template | None, re.Match | None]:
     """The first template whose pattern matches the feature name (looked up once per name)."""
@@ -540,12 +553,16 @@ def phrases_from_contributions(
 ) -> list[list[str]]:
     """:func:`reason_phrases` on a contributions matrix (one column per name in `names`, no bias)
     and features as a frame or numpy columns: the service's path, without DataFrames."""
-    if direction not in ("up", "down", "abs"):
-        raise ValueError(f"direction must be up, down or abs, not {direction!r}")
+    if direction not in ("up", "down", "abs", "net"):
+        raise ValueError(f"direction must be up, down, abs or net, not {direction!r}")
     if not names or top <= 0:
         return [[] for _ in range(len(values))]
     values = np.asarray(values, dtype=float)[:, : len(names)]
-    strength = {"up": values, "down": -values, "abs": np.abs(values)}[direction]
+    if direction == "net":  # each row's drivers the way its score went from the average
+        sign = np.where(np.nansum(values, axis=1, keepdims=True) < 0, -1.0, 1.0)
+        strength = values * sign
+    else:
+        strength = {"up": values, "down": -values, "abs": np.abs(values)}[direction]
     strength = np.where(np.isfinite(strength), strength, 0.0)
     columns = _Columns(features)
     # Every row ranked at once, strongest first (ties by column), then walked as Python lists.
@@ -553,13 +570,17 @@ def phrases_from_contributions(
     positive = np.take_along_axis(strength, order, axis=1) > 0
     result = []
     for position, (ranked, usable) in enumerate(zip(order.tolist(), positive.tolist(), strict=True)):
-        row, chosen = _Row(columns, position), []
+        row, chosen, concepts = _Row(columns, position), [], set()
         for index, contributes in zip(ranked, usable, strict=True):
             if len(chosen) == top or not contributes:
                 break
+            concept = SAME_FACTS.get(names[index], names[index])
+            if concept in concepts:  # e.g. the usual gap after "no purchase in 256 days, usually buys every 136"
+                continue
             text = _phrase(names[index], row)
             if text not in chosen:
                 chosen.append(text)
+                concepts.add(concept)
         result.append(chosen)
     return result
 

@@ -184,9 +184,16 @@ class Alternative(BaseModel):
 
 
 class WinBack(BaseModel):
+    """The win-back decision, which stands beside the next-best action: it values a contact by the
+    customer value it may save (churn probability x CLV x `policy.win_back_save_rate`), the next-best action
+    by the orders it adds within the conversion window, so the two may name different actions."""
+
     eligible: bool
     action: str | None
+    offer: str | None = Field(None, description="The action's offer (None: no discount).")
     timing: str | None
+    value: float | None = Field(None, description="Value saved minus the action's cost (None when not a candidate).")
+    reason: str | None = Field(None, description="Why a win-back, or why not (never ordered, not at risk, ...).")
 
 
 class Recommendation(BaseModel):

@@ -239,7 +239,7 @@ def test_quiet_period_after_recent_contact():
     anything = one(customer(sms_days_since_last_touch=0.5))
     assert not any(anything[f"eligible_{c}"] for c in CHANNELS)
     assert anything["no_contact_reason"].startswith("quiet period")
-    assert "contacted within the last day" in anything["no_contact_reason"]  # not "under 1 days ago"
+    assert "a contact on any channel within the last day" in anything["no_contact_reason"]  # not "under 1 days ago"
     assert "days ago" not in anything["no_contact_reason"]
 
 
@@ -621,3 +621,14 @@ def test_the_whole_policy_on_100k_rows_takes_seconds_not_minutes():
     assert len(result) == 100_000 and result["next_best_action"].nunique() > 3
     assert elapsed < 10, f"{elapsed:.1f} s"
     assert math.isclose(result["holdout"].mean(), 0.05, abs_tol=0.005)
+
+
+def test_reasons_explain_the_touch_of_the_policys_action():
+    from serving.policy import explained_touches
+
+    # Given the policy's actions: an SMS with an offer, a plain push, no contact
+    channels, offers = explained_touches(np.array(["sms:20pct", "push", "none"], dtype=object))
+    # Then the propensity reasons are computed for that channel and offer (an SMS recommendation was
+    # explained by e-mail facts), and for a plain e-mail when the action is none
+    assert channels.tolist() == ["sms", "push", "email"]
+    assert offers.tolist() == ["20pct", "none", "none"]

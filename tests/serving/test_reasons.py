@@ -44,10 +44,38 @@ def test_phrases_carry_the_customers_values():
     [reasons] = reason_phrases(given, CUSTOMER)
     # Then
     assert reasons == [
-        "no purchase in 143 days; usually buys every 35",
+        "no purchase in 143 days, usually buys every 35",
         "2 support tickets with low satisfaction in the last year",
         "opened 60% of e-mails in the last 90 days",
     ]
+
+
+def test_the_recency_the_usual_gap_and_the_overdue_ratio_make_one_phrase():
+    # Given a customer whose recency, usual gap and overdue ratio all raise the risk: each phrase of them
+    # quotes the others' values
+    customer = CUSTOMER.assign(overdue_ratio=143.2 / 35.4)
+    given = contributions(overdue_ratio=0.9, days_since_last_order=0.8, mean_days_between_orders=0.7,
+                          low_csat_tickets_365d=0.1)
+    # When the top three are written
+    [reasons] = reason_phrases(given, customer, top=3)
+    # Then the strongest of the three speaks for them once, and the next reason is another fact; no phrase
+    # holds the "; " that joins phrases in a score file
+    assert reasons == ["4.0 times the usual gap since the last order (143 days, usually 35)",
+                       "2 support tickets with low satisfaction in the last year"]
+    assert not [text for text in reasons if "; " in text]
+
+
+@pytest.mark.parametrize(("recent", "before", "expected"), [
+    (2, 0, "2 orders in the last 90 days, none in the 90 days before"),
+    (0, 3, "no orders in the last 90 days, 3 orders in the 90 days before"),
+    (1, 4, "1 order in the last 90 days, 4 orders in the 90 days before"),
+    (2, 2, "ordering at the same pace: 2 orders in the last 90 days and in the 90 before"),
+])
+def test_the_order_trend_quotes_the_counts_not_the_smoothed_ratio(recent, before, expected):
+    # Given the trend as the features store it, (last 90 days + 1) / (the 90 before + 1)
+    values = {"orders_90d": recent, "order_trend_90d": (recent + 1) / (before + 1)}
+    # Then the phrase says the counts (2 against none read as "3.0 times the orders" before)
+    assert phrase("order_trend_90d", values) == expected
 
 
 def test_top_k_follows_the_contributions_and_the_direction():
@@ -60,15 +88,28 @@ def test_top_k_follows_the_contributions_and_the_direction():
     [one] = reason_phrases(given, CUSTOMER, top=1)
     assert up == [
         "net spend after returns 412 in the last year",
-        "no purchase in 143 days; usually buys every 35",
+        "no purchase in 143 days, usually buys every 35",
     ]
     assert down == ["4 orders in the last year", "lives in region north"]
     assert both == [
         "4 orders in the last year",
         "net spend after returns 412 in the last year",
-        "no purchase in 143 days; usually buys every 35",
+        "no purchase in 143 days, usually buys every 35",
     ]
     assert one == up[:1]
+
+
+def test_net_explains_each_customer_the_way_the_score_went():
+    # Given two customers: one whose drivers raise the risk overall, one whose drivers lower it
+    features = pd.concat([CUSTOMER, CUSTOMER], ignore_index=True)
+    given = pd.DataFrame({"days_since_last_order": [0.9, 0.2], "orders_365d": [-0.3, -0.8],
+                          "region": [0.1, 0.1], "bias": [-1.0, -1.0]})
+    # When explained with direction "net"
+    high, low = reason_phrases(given, features, top=2, direction="net")
+    # Then the high risk reads its raising drivers, the low risk its lowering ones (before, a low-risk
+    # customer read "lives in region north" as the reason for a risk of 5%)
+    assert high == ["no purchase in 143 days, usually buys every 35", "lives in region north"]
+    assert low == ["4 orders in the last year"]
 
 
 def test_only_features_pushing_in_the_direction_are_named():
@@ -85,7 +126,7 @@ def test_each_row_is_explained_with_its_own_values():
     )
     given = pd.DataFrame({"days_since_last_order": [1.0, 1.0, 1.0], "bias": [0.0, 0.0, 0.0]})
     assert reason_phrases(given, features) == [
-        ["no purchase in 10 days; usually buys every 20"],
+        ["no purchase in 10 days, usually buys every 20"],
         ["no purchase in 300 days"],
         ["never ordered"],
     ]
@@ -319,7 +360,7 @@ def test_reasons_from_a_real_lightgbm_model():
     safe = reason_phrases(shap, customers, top=1, direction="down")
     # Then: the lapsed customer's risk is explained by their recency, with their numbers; the
     # recent buyer has nothing raising the risk, and what lowers it most is named
-    assert reasons == [["no purchase in 400 days; usually buys every 20"], []]
+    assert reasons == [["no purchase in 400 days, usually buys every 20"], []]
     strongest = shap.drop(columns="bias").iloc[1].idxmin()
     assert safe[1] == [phrase(strongest, customers.iloc[1])]
     assert any(number in safe[1][0] for number in ("2 days", "60", "12 orders"))
