@@ -24,7 +24,7 @@ from typing import Literal, NamedTuple
 import duckdb
 import numpy as np
 import pandas as pd
-from feast import FeatureStore
+from feast import FeatureStore, FeatureView
 from feast.data_source import PushMode
 from feast.errors import FeatureServiceNotFoundException, FeatureViewNotFoundException
 from feast.repo_config import RegistryConfig, RepoConfig
@@ -224,6 +224,8 @@ def materialize_online(workspace: Workspace, settings: FeatureSettings, end: dt.
         try:
             for view in store.list_feature_views():
                 latest = latest_rows(feature_table_path(workspace, view.name), start, end)
+                if view.name == REALTIME_VIEW:  # in with the rows: no moment a withdrawal reads as granted
+                    latest = with_later_pushes(workspace, view, latest)
                 replacing = resetting if view.name == REALTIME_VIEW else ()
                 customers = max(customers, online_store.bulk_load(store.config, view, latest, replacing))
                 if view.name == REALTIME_VIEW:
@@ -479,8 +481,9 @@ class OnlineFeatureReader:
             rows = [by_customer.get(c) for c in ids]
             for position, name in positions:
                 columns[name] = [None if row is None else row[position] for row in rows]
-        features = [columns[name] for name in feature_names]
-        found = [any(column[i] is not None for column in features) for i in range(len(ids))]
+        # Found only with a row in every view: a materialize loads them one after another, and a customer
+        # half-loaded (its churn read from some views, its consents missing) must not be answered as found.
+        found = [all(by_customer.get(c) is not None for by_customer in found_values) for c in ids]
         return columns, found
 
 
@@ -774,15 +777,15 @@ def sent_under_split_id(entry: dict, merged_then_split: dict[str, str]) -> bool:
     return any(sent in merged_then_split for sent in [entry["customer_id"], *entry.get(SENT_AS, [])])
 
 
-def reapply_pushes(workspace: Workspace, store: FeatureStore, loaded: pd.DataFrame) -> int:
-    """After a materialize: push again the logged flags the loaded realtime rows cannot hold, those pushed
-    after their snapshot's moment or after the snapshot was built (a withdrawal of today is in neither a
-    June snapshot nor one built this morning). Returns the customers pushed again."""
+def later_pushes(workspace: Workspace, loaded: pd.DataFrame) -> pd.DataFrame:
+    """The logged flags the loaded realtime rows cannot hold, one row per customer indexed by customer_id:
+    those pushed after their snapshot's moment or after the snapshot was built (a withdrawal of today is
+    in neither a June snapshot nor one built this morning)."""
     from features.identity.store import read_identity_state
 
     pushes = read_push_log(workspace, read_identity_state(workspace))
     if pushes.empty or loaded.empty:
-        return 0
+        return pd.DataFrame()
     snapshot = loaded.set_index("customer_id")[["event_timestamp", "created_timestamp"]]
     pushes = pushes[pushes["customer_id"].isin(snapshot.index)]
     as_of = pd.to_datetime(snapshot["event_timestamp"], utc=True).reindex(pushes["customer_id"]).to_numpy()
@@ -791,8 +794,30 @@ def reapply_pushes(workspace: Workspace, store: FeatureStore, loaded: pd.DataFra
     # Only what the snapshot cannot hold: a flag it holds may have been replaced by a later consent record.
     late = pushes[(moments >= as_of) | (moments >= built)]
     if late.empty:
+        return pd.DataFrame()
+    return late.pivot_table(index="customer_id", columns="field", values="value", aggfunc="last")
+
+
+def with_later_pushes(workspace: Workspace, view: FeatureView, latest: pd.DataFrame) -> pd.DataFrame:
+    """The realtime rows a materialize loads, with the logged flags they cannot hold already in: loaded
+    without them, a withdrawn consent would read as granted until the pushes are applied again."""
+    updates = later_pushes(workspace, latest)
+    if updates.empty:
+        return latest
+    fields = [f.name for f in view.features]
+    rows = merge_signals(latest.set_index("customer_id"), updates, fields).reset_index()
+    for field in view.features:
+        if str(field.dtype) == "Int64":
+            rows[field.name] = pd.to_numeric(rows[field.name], errors="coerce").astype("Int64")
+    return rows[latest.columns]
+
+
+def reapply_pushes(workspace: Workspace, store: FeatureStore, loaded: pd.DataFrame) -> int:
+    """After a materialize: push again `later_pushes` (also those that arrived while it loaded). Returns
+    the customers pushed again."""
+    updates = later_pushes(workspace, loaded)
+    if updates.empty:
         return 0
-    updates = late.pivot_table(index="customer_id", columns="field", values="value", aggfunc="last")
     push_realtime_signals(store, updates.reset_index(), log_push=False)
     return len(updates)
 

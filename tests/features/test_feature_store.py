@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from cdp.config import FeatureSettings, load_settings
-from feature_repo.definitions import MODEL_FEATURE_VIEWS
+from feature_repo.definitions import MODEL_FEATURE_VIEWS, REALTIME_VIEW
 from features.feature_store import (
     FeatureStoreError,
     _frame,
@@ -436,6 +436,39 @@ def test_a_pushed_consent_withdrawal_outlives_the_online_store_and_the_next_buil
     assert reach.loc[(customer, pd.Timestamp(tomorrow)), "email_consent"] == 0
     materialize_online(workspace, settings, end=tomorrow + dt.timedelta(minutes=1))
     assert consent() == 0
+
+
+def test_a_materialize_loads_a_logged_withdrawal_with_the_rows_not_after_them(store_setup, tmp_path, monkeypatch):
+    # Given a customer who withdrew e-mail consent through a push, and then lost the online row (Redis emptied)
+    workspace, settings, store, customer, consent = _own_loaded_workspace(store_setup, tmp_path, email_consent=1)
+    push_realtime_signals(store, pd.DataFrame({"customer_id": [customer], "latest_email_consent": [0]}))
+    store._get_provider().online_store.delete_customers(store.config, store.list_feature_views(), [customer])
+    # When the snapshot is materialized again, looking at the store the moment its realtime rows are in (the
+    # service answers from them while the other views load; the pushes were applied again only at the end)
+    seen = []
+    load = type(store._get_provider().online_store).bulk_load
+
+    def watched(online, config, view, rows, *args):
+        loaded = load(online, config, view, rows, *args)
+        if view.name == REALTIME_VIEW:
+            seen.append(consent())
+        return loaded
+
+    monkeypatch.setattr(type(store._get_provider().online_store), "bulk_load", watched)
+    materialize_online(workspace, settings, end=dt.datetime(2025, 7, 1, tzinfo=dt.UTC))
+    # Then the withdrawal was in from the first moment, and stays
+    assert seen == [0] and consent() == 0
+
+
+def test_a_customer_missing_from_one_view_is_not_found(store_setup, tmp_path):
+    # Given a loaded customer, then deleted from one view only (a materialize half-way through its views)
+    workspace, settings, store, customer, _ = _own_loaded_workspace(store_setup, tmp_path, email_consent=1)
+    views = [v for v in store.list_feature_views() if v.name == "purchase_history"]
+    store._get_provider().online_store.delete_customers(store.config, views, [customer])
+    # When read through a FeatureService of that view and others
+    online = get_online_features(store, "churn_v1", [customer])
+    # Then it is not found (answered as not in the online store yet), rather than scored from half its features
+    assert online.found == [False]
 
 
 def test_a_grant_pushed_under_an_id_whose_merge_was_undone_leaves_the_online_store_at_the_next_materialize(
