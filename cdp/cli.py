@@ -476,7 +476,7 @@ def report_lift(
     95% intervals, from the `cdp score` run with this campaign and later touches and orders."""
     import pandas as pd
 
-    from serving.lift import campaign_groups, measure_lift
+    from serving.lift import campaign_groups, lift_report_path, measure_lift
     from training.datasets import read_activity
 
     campaign = campaign.strip()  # as `cdp score --campaign`, the service and the lake's touches have it
@@ -500,11 +500,9 @@ def report_lift(
     groups = campaign_groups(scores, activity["touches"], campaign, start, read_identity_state(space)["merged_into"])
     result = measure_lift(groups, activity["orders"], start, window_days or settings.training.conversion_window_days)
     if "error" in result:
-        raise _fail(f"campaign {campaign!r}: {result['error']} (treated: {result['treated']['customers']}, customers "
-                    f"recommended a contact and sent the campaign from {start.date()} on; holdout: "
-                    f"{result['holdout']['customers']})")
+        raise _fail(f"campaign {campaign!r}: {result['error']}")
     space.reports.mkdir(parents=True, exist_ok=True)
-    (space.reports / f"lift-{campaign}.json").write_text(json.dumps(result, indent=2))
+    lift_report_path(space.reports, campaign).write_text(json.dumps(result, indent=2))
     typer.echo(json.dumps(result, indent=2))
     if "warning" in result:
         console.print(f"[yellow]warning:[/yellow] {escape(result['warning'])}")
