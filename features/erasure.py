@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import secrets
 import uuid
@@ -34,7 +35,12 @@ from cdp.files import remove_abandoned_temporaries, temporary_beside, write_json
 from cdp.workspace import Workspace
 from features.contract import CONTRACTS
 from features.identity.explain import explain_customer
-from features.identity.standardize import standardize_email, standardize_phone
+from features.identity.standardize import (
+    clean_identifier,
+    clean_text,
+    standardize_email_leniently,
+    standardize_phone,
+)
 from features.identity.store import identity_paths, read_identity_state
 from features.suppression import (
     Standardization,
@@ -57,6 +63,7 @@ CUSTOMER_COLUMNS = ("customer_id", "left_customer_id", "right_customer_id")
 RECORD_COLUMNS = ("left_record", "right_record")
 LINEAGE_COLUMNS = ("_source_file", "_source_row")
 ERASED = "[erased]"
+log = logging.getLogger("cdp.erasure")
 
 
 class SubjectNotFoundError(LookupError):
@@ -82,6 +89,13 @@ class SubjectQuery:
     source_id: str | None = None
 
     def __post_init__(self) -> None:
+        # as typed or pasted: " C000000050 ", an id with a zero-width space (`clean_identifier`); blank is none
+        for name in ("customer_id", "source", "source_id"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, clean_identifier(value) or None)
+        if self.email is not None:
+            object.__setattr__(self, "email", clean_text(self.email).strip() or None)
         given = [self.email is not None, self.customer_id is not None,
                  self.source is not None or self.source_id is not None]
         if sum(given) != 1 or (given[2] and (self.source is None or self.source_id is None)):
@@ -133,6 +147,36 @@ class ErasureReport:
     """Temporary files of killed writers (partial table copies) deleted on the way."""
     values_blanked: dict[str, int] = field(default_factory=dict)
     """Store -> values of other people's rows nulled because they name the person (`backup_contact`)."""
+    raw_files_kept: list[str] = field(default_factory=list)
+    """Source export files inside the workspace that still hold (or may hold) the person: `cdp forget`
+    never rewrites input files (`raw_files_in_workspace`)."""
+
+
+RAW_DIRECTORY = "raw"
+"""`data/raw/` of a workspace: where `make demo` and `cdp simulate` put the raw exports ingested."""
+
+
+def raw_files_in_workspace(workspace: Workspace, source_files: Iterable[str]) -> list[str]:
+    """Input files inside the workspace that hold or may hold a person, relative to it: the files their
+    ingested rows came from (lineage, quarantine) and every file under data/raw/. Ingestion reads them,
+    erasure does not rewrite them: their owner must delete or re-export them."""
+    root = workspace.root.resolve()
+    found = set()
+    for name in source_files:
+        path = Path(name)
+        if path.is_file() and path.resolve().is_relative_to(root):
+            found.add(path.resolve())
+    raw = workspace.data / RAW_DIRECTORY
+    if raw.is_dir():
+        found.update(path.resolve() for path in raw.rglob("*") if path.is_file() and not path.name.startswith("."))
+    return sorted(str(path.relative_to(root)) for path in found)
+
+
+def warn_about_raw_files(files: list[str], action: str) -> None:
+    if files:
+        log.warning("%s: raw export files inside the workspace still hold or may hold the person, and no command "
+                    "of cdp rewrites them; delete them or have their owner re-export them without the person "
+                    "(else they are only kept out of the lake by the suppression list): %s", action, ", ".join(files))
 
 
 def _standardization(settings: Settings) -> Standardization:
@@ -182,7 +226,7 @@ def find_customer(identity_map: pd.DataFrame, profiles: pd.DataFrame, query: Sub
         if hit.empty:
             raise SubjectNotFoundError(f"no record {query.source}:{query.source_id} in the identity map")
         return str(hit["customer_id"].iloc[0])
-    email = standardize_email(query.email, standardization.email_rules)
+    email = standardize_email_leniently(query.email, standardization.email_rules)
     emails = _listed(profiles, "emails")
     owners = sorted(set(emails.loc[emails["value"] == email, "customer_id"])) if email else []
     if not owners:
@@ -207,6 +251,10 @@ def find_subject(workspace: Workspace, settings: Settings, query: SubjectQuery) 
         if error.outcome == "no such customer" and erased_at is not None:
             raise SubjectNotFoundError(f"{error}: that {query.kind} was erased on {erased_at:%Y-%m-%d %H:%M} UTC "
                                        "(cdp forget); its suppression entry keeps it out", "already erased") from error
+        if error.outcome == "no such customer":
+            held = held_outside_identity(workspace, query, standardization)
+            if held:
+                raise SubjectNotFoundError(f"{error}, but {held}", "held but not resolved") from error
         raise
     records = identity_map.loc[identity_map["customer_id"] == customer_id, ["source", "source_id"]]
     record_list = [(str(s), str(i)) for s, i in zip(records["source"], records["source_id"], strict=True)]
@@ -223,6 +271,50 @@ def find_subject(workspace: Workspace, settings: Settings, query: SubjectQuery) 
                    _order_ids(workspace, set(record_list)), shared, former)
 
 
+def held_outside_identity(workspace: Workspace, query: SubjectQuery, standardization: Standardization) -> str | None:
+    """Where the person a request names is held though no customer has them (None: nowhere): rows of the
+    lake's customers table not resolved yet, and quarantined customers records; said with what to do."""
+    if query.customer_id is not None:
+        return None
+    if query.email is not None:
+        wanted = standardize_email_leniently(query.email, standardization.email_rules)
+        if wanted is None:
+            return None
+
+        def hit(frame: pd.DataFrame) -> np.ndarray:
+            if "email" not in frame:
+                return np.zeros(len(frame), dtype=bool)
+            values = frame["email"].astype(object).where(frame["email"].notna(), None)
+            return np.array([isinstance(v, str) and standardize_email_leniently(v, standardization.email_rules)
+                             == wanted for v in values], dtype=bool)
+    else:
+        source, source_id = query.source.strip().lower(), query.source_id.strip()
+
+        def hit(frame: pd.DataFrame) -> np.ndarray:
+            if "source" not in frame or "source_id" not in frame:
+                return np.zeros(len(frame), dtype=bool)
+            return ((frame["source"].astype(str).str.strip().str.lower() == source)
+                    & (frame["source_id"].astype(str).str.strip() == source_id)).to_numpy(dtype=bool)
+
+    places = []
+    lake_file = workspace.lake_table("customers")
+    if lake_file.exists():
+        columns = [c for c in ("source", "source_id", "email") if c in pq.ParquetFile(lake_file).schema_arrow.names]
+        rows = int(hit(pd.read_parquet(lake_file, columns=columns)).sum())
+        if rows:
+            places.append(f"{rows} row(s) of the lake's customers table ({_relative(workspace, lake_file)}) hold it, "
+                          "not resolved into a customer yet: run `cdp resolve`, then this command again")
+    quarantined = workspace.quarantine / "customers.parquet"
+    if quarantined.exists():
+        rows = int(hit(_quarantined_records(pd.read_parquet(quarantined, columns=["record"]))).sum())
+        if rows:
+            places.append(f"{rows} quarantined record(s) ({_relative(workspace, quarantined)}) hold it: quarantined "
+                          "records never become customers, so cdp cannot erase or export them by this request yet; "
+                          "delete those rows from the quarantine file (and the source files) by hand and say so "
+                          "to the person, or fix and re-ingest them, `cdp resolve`, then this command again")
+    return "; ".join(places) or None
+
+
 def _erased_at(workspace: Workspace, settings: Settings, query: SubjectQuery,
                standardization: Standardization) -> dt.datetime | None:
     """When the identifier a request names was added to the suppression list (None: never)."""
@@ -235,7 +327,7 @@ def _erased_at(workspace: Workspace, settings: Settings, query: SubjectQuery,
     elif query.source is not None:
         kind, value = "record", f"{query.source.strip().lower()}:{query.source_id.strip()}"
     else:
-        kind, value = "email", standardize_email(query.email, standardization.email_rules) or ""
+        kind, value = "email", standardize_email_leniently(query.email, standardization.email_rules) or ""
     entries = pq.read_table(path, columns=["hash", "erased_at"]).to_pandas()
     found = entries.loc[entries["hash"] == keyed_hash(salt, kind, value), "erased_at"]
     return found.min().to_pydatetime() if len(found) else None
@@ -375,14 +467,16 @@ def _quarantined_records(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _nulled_contact_rows(frame: pd.DataFrame, subject: Subject, standardization: Standardization) -> np.ndarray:
-    """Nulled e-mail or phone values that standardize to one of the person's."""
+    """Nulled e-mail or phone values that standardize to one of the person's (leniently: the address out of
+    `Name <addr>` or `mailto:`; `tel:` and other ways of writing a number, as `standardize_phone` reads them).
+    Ingestion drops the nulled values of suppressed contacts the same way (`drop_suppressed_nulled_values`)."""
     emails, phones = set(subject.emails), set(subject.phones)
     mask = np.zeros(len(frame), dtype=bool)
     for position, (column, value) in enumerate(zip(frame["column"], frame["original_value"], strict=True)):
         if value is None:
             continue
         if column == "email":
-            mask[position] = standardize_email(str(value), standardization.email_rules) in emails
+            mask[position] = standardize_email_leniently(str(value), standardization.email_rules) in emails
         elif column == "phone":
             mask[position] = standardize_phone(str(value), standardization.phone_region) in phones
     return mask
@@ -396,12 +490,14 @@ def _relative(workspace: Workspace, path: Path) -> str:
 
 
 def erase_from_lake(workspace: Workspace, suppression: SuppressionList, subject: Subject,
-                    standardization: Standardization) -> tuple[dict[str, int], dict[str, int]]:
+                    standardization: Standardization,
+                    source_files: set[str] | None = None) -> tuple[dict[str, int], dict[str, int]]:
     """Lake and quarantine tables without the person's rows (raw records and nulled values included),
     and without their e-mails and phones in other rows' custom attributes. Returns rows removed and
-    values blanked, per file."""
+    values blanked, per file; `source_files` receives the input files the removed rows came from."""
     removed: dict[str, int] = {}
     blanked: dict[str, int] = {}
+    source_files = set() if source_files is None else source_files
     for table in CONTRACTS:
         locations: set[tuple[str, int]] = set()
 
@@ -423,6 +519,7 @@ def erase_from_lake(workspace: Workspace, suppression: SuppressionList, subject:
                 lambda frame: remember(frame, "file", "row"),
                 lambda batch, t=table: _blank_quarantined_records(batch, t, suppression))
             _count(workspace, rejected_file, rewritten, removed, blanked)
+        source_files.update(file for file, _ in locations)
         nulled_file = workspace.quarantine / f"{table}.nulled.parquet"
         if nulled_file.exists():
             removed[_relative(workspace, nulled_file)] = rewrite_parquet(
@@ -611,7 +708,9 @@ def forget(workspace: Workspace, settings: Settings, query: SubjectQuery,
         def blank(batch: pa.Table) -> tuple[pa.Table, int]:
             return blank_suppressed_mentions(batch, attributes, suppression)
 
-        removed, blanked = erase_from_lake(workspace, suppression, subject, standardization)
+        source_files: set[str] = set()
+        removed, blanked = erase_from_lake(workspace, suppression, subject, standardization, source_files)
+        report.raw_files_kept = raw_files_in_workspace(workspace, source_files)
         report.rows_removed.update(removed)
         report.values_blanked.update(blanked)
         paths = identity_paths(workspace)
@@ -635,6 +734,7 @@ def forget(workspace: Workspace, settings: Settings, query: SubjectQuery,
             report.rows_removed[_relative(workspace, paths["state"])] = retired
         if features_were_current:
             _record_features_current(workspace)
+    warn_about_raw_files(report.raw_files_kept, f"customer {subject.customer_id} erased")
     return subject, report
 
 
@@ -701,6 +801,7 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
     edges = pd.read_parquet(paths["edges"]) if paths["edges"].exists() else None
     ids, records = set(subject.customer_ids), set(subject.record_keys)
     source_records, quarantined, nulled = {}, {}, {}
+    source_files: set[str] = set()
     for table in CONTRACTS:
         locations: set[tuple[str, int]] = set()
         if workspace.lake_table(table).exists():
@@ -715,6 +816,7 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
             if len(rows):
                 locations.update(zip(rows["file"].astype(str), rows["row"].astype(int), strict=True))
                 quarantined[table] = _rows(rows)
+        source_files.update(file for file, _ in locations)
         nulled_file = workspace.quarantine / f"{table}.nulled.parquet"
         if nulled_file.exists():
             rows = _matching_rows(nulled_file, lambda frame, places=locations: nulled_rows(
@@ -741,6 +843,8 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
                 {"records": _rows(identity_map[identity_map["customer_id"] == subject.customer_id])})
     # left out: the joins refused name another person's record and customer id, and what they share
     identity.pop("refused", None)
+    raw_files = raw_files_in_workspace(workspace, source_files)
+    warn_about_raw_files(raw_files, f"access export of customer {subject.customer_id}")
     return {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "customer_id": subject.customer_id,
@@ -755,6 +859,8 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
         "former_customer_ids": subject.former_ids,
         "recommendations_served": [r for c in subject.customer_ids for r in served(c)] if served is not None else [],
         "pushed_signals": pushed_signals_of(workspace, subject),
+        # not read into this export: input files cdp does not rewrite (their owner's to delete or re-export)
+        "raw_files_in_workspace": raw_files,
     }
 
 

@@ -51,6 +51,44 @@ def _map_distinct(values: pd.Series, function: Callable[[str], object]) -> pd.Se
     return mapped.where(mapped.notna(), None)
 
 
+def clean_text(text: str) -> str:
+    """Unicode compatibility forms folded (NFKC: full-width ｐ -> p, ０ -> 0) and format characters removed
+    (category Cf: zero-width spaces and joiners, direction marks, the byte-order mark), so that text which
+    looks the same compares equal; first step of every standardizer. ASCII text is returned as it is."""
+    if text.isascii():
+        return text
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf")
+
+
+def clean_identifier(text: str) -> str:
+    """An identifier as typed or exported (`" C000000050 "`, a customer id with a zero-width space):
+    `clean_text`, then trimmed."""
+    return clean_text(text).strip()
+
+
+_ANGLE_ADDRESS = re.compile(r"<\s*([^<>\s]+@[^<>\s]+)\s*>")
+_MAILTO = re.compile(r"^mailto:", flags=re.IGNORECASE)
+
+
+def email_address_in(text: str) -> str:
+    """The address out of the ways people write one: `Name <addr>`, `mailto:addr` (its `?subject=…`
+    dropped), quotes or angle brackets around it; the text as it is otherwise (after `clean_text`)."""
+    address = clean_text(text).strip()
+    found = _ANGLE_ADDRESS.search(address)
+    if found:
+        address = found.group(1)
+    address = address.strip().strip("<>\"'").strip()
+    if _MAILTO.match(address):
+        address = _MAILTO.sub("", address).split("?", 1)[0].strip()
+    return address
+
+
+def standardize_email_leniently(text: str, rules: EmailRules) -> str | None:
+    """`standardize_email` of the address in a text written as `Name <addr>` or `mailto:addr`: how an
+    erasure or access request and the nulled values of ingestion are matched to a person's e-mail."""
+    return standardize_email(email_address_in(text), rules)
+
+
 def strip_accents(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
@@ -59,7 +97,7 @@ def strip_accents(text: str) -> str:
 def standardize_name(text: str) -> str | None:
     """Transliterated to Latin letters (Γιώργος -> giorgos, Сергей -> sergey, 芳 -> fang),
     case-folded, without punctuation, so a native-script record meets its Latin twin."""
-    cleaned = _SPACES.sub(" ", _NON_LETTER.sub(" ", anyascii(text).casefold())).strip()
+    cleaned = _SPACES.sub(" ", _NON_LETTER.sub(" ", anyascii(clean_text(text)).casefold())).strip()
     return cleaned or None
 
 
@@ -72,7 +110,9 @@ def name_script(text: str) -> str | None:
 
 
 def standardize_email(text: str, rules: EmailRules) -> str | None:
-    address = text.strip().casefold()
+    """The address as the provider reads it; Unicode folded and format characters removed first
+    (`clean_text`: an address with a zero-width space is the same address)."""
+    address = clean_text(text).strip().casefold()
     if address.count("@") != 1:
         return None
     local, domain = address.split("@")
@@ -89,7 +129,7 @@ def standardize_email(text: str, rules: EmailRules) -> str | None:
 def standardize_phone(text: str, default_region: str) -> str | None:
     """E.164 when the number is possible for its region, else None."""
     try:
-        number = phonenumbers.parse(text, default_region)
+        number = phonenumbers.parse(clean_text(text), default_region)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_possible_number(number):
@@ -125,6 +165,11 @@ def standardize_phones(raw: pd.Series, default_region: str) -> tuple[pd.Series, 
     original_index = raw.index
     raw = raw.reset_index(drop=True)
     text = raw.astype(object).where(raw.notna(), None)
+    written = text.dropna().astype(str)
+    unusual = written[written.str.contains(r"[^\x00-\x7f]", regex=True)]  # full-width digits, zero-width spaces: `clean_text`
+    if len(unusual):
+        text = text.copy()
+        text[unusual.index] = _map_distinct(unusual, clean_text)
     present = text.notna().to_numpy()
     cleaned = text[present].astype(str).str.replace("(0)", "", regex=False).str.strip()
     digits = cleaned.str.replace(r"\D", "", regex=True)
@@ -153,13 +198,13 @@ def standardize_phones(raw: pd.Series, default_region: str) -> tuple[pd.Series, 
 
 
 def standardize_address(text: str) -> str | None:
-    words = _SPACES.sub(" ", _NON_ALNUM.sub(" ", strip_accents(text).casefold())).split()
+    words = _SPACES.sub(" ", _NON_ALNUM.sub(" ", strip_accents(clean_text(text)).casefold())).split()
     cleaned = " ".join(ADDRESS_ABBREVIATIONS.get(word, word) for word in words)
     return cleaned or None
 
 
 def standardize_postcode(text: str) -> str | None:
-    cleaned = re.sub(r"\s+", "", text).upper()
+    cleaned = re.sub(r"\s+", "", clean_text(text)).upper()
     return cleaned or None
 
 

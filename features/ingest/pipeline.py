@@ -31,6 +31,7 @@ from cdp.config import IngestSettings, PrivacySettings
 from cdp.locks import exclusive_lock
 from cdp.workspace import Workspace
 from features.contract import CONTRACTS, RAW_SUFFIXES, TableContract
+from features.identity.standardize import standardize_email_leniently, standardize_phone
 from features.ingest import lake
 from features.ingest.readers import (
     FastReaderStopped,
@@ -58,6 +59,7 @@ from features.suppression import (
     attribute_columns,
     blank_suppressed_mentions,
     blank_suppressed_mentions_in_records,
+    keyed_hash,
     load_suppression,
     matched_columns,
     raw_text_rows,
@@ -492,9 +494,43 @@ def drop_suppressed_malformed(malformed: pd.DataFrame, suppression: SuppressionL
     return malformed[~hit].reset_index(drop=True), int(hit.sum())
 
 
+def suppressed_contacts(columns: pd.Series, values: pd.Series, suppression: SuppressionList) -> np.ndarray:
+    """Which (column, value) pairs are an e-mail or phone of the suppression list, standardized leniently
+    as erasure matches nulled values (`features.erasure._nulled_contact_rows`): `Name <addr>`,
+    `mailto:addr`, `tel:0…` and any other spelling the standardizers read. Each distinct pair once."""
+    mask = np.zeros(len(values), dtype=bool)
+    if suppression.empty or len(values) == 0:
+        return mask
+    rules = suppression.standardization
+    standardize = {"email": lambda text: standardize_email_leniently(text, rules.email_rules),
+                   "phone": lambda text: standardize_phone(text, rules.phone_region)}
+    seen: dict[tuple[str, str], bool] = {}
+    for position, (column, value) in enumerate(zip(columns, values, strict=True)):
+        if column not in standardize or not isinstance(value, str) or not value.strip():
+            continue
+        key = (column, value)
+        if key not in seen:
+            contact = standardize[column](value)
+            seen[key] = contact is not None and keyed_hash(suppression.salt, column, contact) in suppression.hashes
+        mask[position] = seen[key]
+    return mask
+
+
+def _rejected_contact_rows(records: pd.DataFrame, suppression: SuppressionList) -> np.ndarray:
+    """Quarantined `customers` records whose e-mail or phone, as written, is a suppressed contact."""
+    mask = np.zeros(len(records), dtype=bool)
+    for column in ("email", "phone"):
+        if column in records:
+            values = records[column].astype(object).where(records[column].notna(), None)
+            mask |= suppressed_contacts(pd.Series([column] * len(records)), values, suppression)
+    return mask
+
+
 def drop_suppressed(checked: ValidatedBatch, table: str, suppression: SuppressionList) -> tuple[ValidatedBatch, int]:
     """Valid and rejected rows that name an erased person, and their nulled values, left out of the
-    batch; returns the batch and how many rows were dropped."""
+    batch; returns the batch and how many rows were dropped. A row names them also when the e-mail or
+    phone validation nulled (or rejected) is theirs, written in a way the standardizers still read
+    (`suppressed_contacts`): ingestion drops what erasure would remove."""
     if suppression.empty:
         return checked, 0
     checked = blank_mentions(checked, table, suppression)
@@ -502,6 +538,14 @@ def drop_suppressed(checked: ValidatedBatch, table: str, suppression: Suppressio
     valid_hit = suppressed_rows(checked.valid.select(columns).to_pandas(), table, suppression)
     records = pd.DataFrame([json.loads(r) for r in checked.rejected["record"]]) if len(checked.rejected) else pd.DataFrame()
     rejected_hit = suppressed_rows(records, table, suppression) if len(records) else np.zeros(0, dtype=bool)
+    if table == "customers":
+        nulled_hit = suppressed_contacts(checked.nulled["column"], checked.nulled["original_value"], suppression)
+        if nulled_hit.any():  # the person's row, whatever else it holds: the contact is theirs alone
+            contact_rows = set(checked.nulled["row"].to_numpy()[nulled_hit].tolist())
+            valid_hit |= np.isin(checked.valid.column(SOURCE_ROW).to_numpy(), list(contact_rows))
+            rejected_hit |= checked.rejected["row"].isin(contact_rows).to_numpy(dtype=bool)
+        if len(records):
+            rejected_hit |= _rejected_contact_rows(records, suppression)
     if not valid_hit.any() and not rejected_hit.any():
         return checked, 0
     rows = set(checked.valid.column(SOURCE_ROW).to_numpy()[valid_hit].tolist())
