@@ -9,6 +9,7 @@ registered as views (`orders`, `returns`, `events`, `touches`, `consents`, `tick
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ RESPONSE_WINDOW_DAYS = 7
 AGE_BANDS = ((0, 18, "under_18"), (18, 25, "18_24"), (25, 35, "25_34"), (35, 45, "35_44"), (45, 55, "45_54"),
              (55, 65, "55_64"), (65, 200, "65_plus"))
 KEY_COLUMNS = ("customer_id", "event_timestamp")
+log = logging.getLogger("cdp.features")
 
 
 def _days_since(expression: str) -> str:
@@ -287,7 +289,8 @@ def service(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return connection.sql(query).df()
 
 
-def profile(connection: duckdb.DuckDBPyConnection, custom_columns: tuple[str, ...]) -> pd.DataFrame:
+def profile(connection: duckdb.DuckDBPyConnection, custom_columns: tuple[str, ...],
+            min_customers: int | None = None, max_levels: int | None = None) -> pd.DataFrame:
     """Generalized profile from the identity records that existed before the snapshot: age band at the
     snapshot, region, custom attributes. Never raw PII.
 
@@ -298,7 +301,24 @@ def profile(connection: duckdb.DuckDBPyConnection, custom_columns: tuple[str, ..
     past snapshots: a pattern set by the future (in real data, updates come with activity) that serving,
     where nothing is updated after now, never shows. Its custom attributes (loyalty points, a segment) do
     change, and their later values must not reach a past snapshot: they count only from records
-    updated before it."""
+    updated before it.
+
+    A custom attribute enters as levels that cannot identify anyone (`attribute_levels`): a text value
+    held by fewer than `min_customers` customers becomes OTHER_LEVEL, one that mentions an e-mail or
+    phone (`mentions_contact`) too, and a column left with more than `max_levels` levels is left out,
+    named in the log with why. A numeric attribute stays a number, without the values that could be a
+    phone number."""
+    min_customers = ATTRIBUTE_MIN_CUSTOMERS if min_customers is None else min_customers
+    max_levels = ATTRIBUTE_MAX_LEVELS if max_levels is None else max_levels
+    folding = {}
+    for name in custom_columns:
+        folded, reason = attribute_levels(name, _attribute_customers(connection, name), min_customers, max_levels)
+        if reason is not None:
+            log.warning("customers column %r is not used as a feature: %s (personal data never enters the "
+                        "feature store or the models)", name, reason)
+        else:
+            folding[name] = folded
+    custom_columns = tuple(folding)
     bands = " ".join(f"WHEN age >= {low} AND age < {high} THEN '{name}'" for low, high, name in AGE_BANDS)
     latest = "".join(
         f", arg_max(c.{_quote(name)}, coalesce(c.updated_at, TIMESTAMPTZ '1970-01-01')) "
@@ -326,15 +346,82 @@ def profile(connection: duckdb.DuckDBPyConnection, custom_columns: tuple[str, ..
     frame = connection.sql(query).df()
     for name in custom_columns:
         column = frame[f"attribute_{name}"]
-        numbers = pd.to_numeric(column, errors="coerce")
-        if column.notna().any() and numbers.notna().sum() == column.notna().sum():
+        written = column.astype("string").str.strip().astype(object).where(column.notna(), None)
+        folded = folding[name]
+        if folded is None:  # a number: the values that may be a phone number left out
+            phone_like = [isinstance(value, str) and _phone_like_number(value) for value in written.astype(object)]
+            numbers = pd.to_numeric(written.astype(object).mask(phone_like), errors="coerce")
             frame[f"attribute_{name}"] = numbers  # a numeric custom attribute stays numeric
+        else:
+            levels = written.map(lambda value, f=folded: f.get(value, OTHER_LEVEL), na_action="ignore")
+            frame[f"attribute_{name}"] = levels.astype(object).where(written.notna(), None)
     return frame
+
+
+ATTRIBUTE_MIN_CUSTOMERS = 20
+"""A custom attribute's text value becomes a feature level only when at least this many customers hold
+it (k-anonymity of each level): rarer values (a name, a note, `call 07512317732`) become OTHER_LEVEL."""
+ATTRIBUTE_MAX_LEVELS = 50
+"""A custom attribute with more levels than this once rare values are folded is not a category but names
+(surnames, first names) or free text: it is left out of the features."""
+OTHER_LEVEL = "(other)"
+"""The one level of every value too rare (or too personal) to be a level of its own."""
+CONTACT_MENTION = re.compile(r"\+?\d(?:[\s().\-/]{0,2}\d){6,}")
+"""A phone-like mention anywhere in a text: a run of at least 7 digits, written with the usual separators."""
+EMAIL_MENTION = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def mentions_contact(text: str) -> bool:
+    """Whether a value holds an e-mail address or a phone-like run of digits anywhere in it (after folding
+    Unicode forms: full-width digits count): such a value is never a feature level."""
+    from features.identity.standardize import clean_text
+
+    text = clean_text(str(text))
+    return bool(EMAIL_MENTION.search(text) or CONTACT_MENTION.search(text))
+
+
+def _phone_like_number(text: str) -> bool:
+    """A value of a numeric attribute that may be a phone number: written with a leading + or 0 and at
+    least 7 digits, or at least 10 digits before any decimal point (no points balance or amount is)."""
+    digits = re.sub(r"\D", "", text.split(".", 1)[0])
+    return (text.startswith(("+", "0")) and not text.startswith("0.") and len(digits) >= 7) or len(digits) >= 10
+
+
+def _attribute_customers(connection: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
+    """The distinct values of a custom attribute (trimmed text) with how many customers hold each."""
+    column = f"c.{_quote(name)}"
+    return connection.sql(f"""
+        SELECT trim(CAST({column} AS VARCHAR)) AS value, count(DISTINCT m.customer_id) AS customers
+        FROM customers c JOIN identity_map m USING (source, source_id)
+        WHERE {column} IS NOT NULL AND trim(CAST({column} AS VARCHAR)) <> ''
+        GROUP BY 1
+    """).df()
+
+
+def attribute_levels(name: str, customers: pd.DataFrame, min_customers: int = ATTRIBUTE_MIN_CUSTOMERS,
+                     max_levels: int = ATTRIBUTE_MAX_LEVELS) -> tuple[dict[str, str] | None, str | None]:
+    """How a custom attribute enters the features, from its values and the customers holding each
+    (`value`, `customers`): (None, None) a number; ({value: level}, None) a category, each value mapped to
+    itself when at least `min_customers` customers hold it and it mentions no e-mail or phone
+    (`mentions_contact`), else to OTHER_LEVEL; (None, reason) left out, with why (no level shared by
+    enough customers, or more than `max_levels` levels: names or free text)."""
+    values = customers["value"].astype(str)
+    if len(values) and pd.to_numeric(values, errors="coerce").notna().all():
+        return None, None
+    kept = (customers["customers"].to_numpy() >= min_customers) & ~values.map(mentions_contact).to_numpy(dtype=bool)
+    levels = set(values[kept])
+    if not levels:
+        return None, f"no value of it is held by {min_customers} customers or more (each could single someone out)"
+    if len(levels) > max_levels:
+        return None, (f"it has {len(levels):,} values held by {min_customers} customers or more (over "
+                      f"{max_levels}): names or free text, not a category")
+    return {value: (value if value in levels else OTHER_LEVEL) for value in values}, None
 
 
 PERSONAL_NAME_WORDS = frozenset({"email", "mail", "phone", "mobile", "tel", "telephone", "address", "street",
                                  "postcode", "zip", "zipcode", "birth", "birthday", "birthdate", "dob", "surname",
-                                 "firstname", "lastname", "fullname", "forename", "passport", "iban", "ssn"})
+                                 "firstname", "lastname", "fullname", "forename", "passport", "iban", "ssn",
+                                 "nickname", "maiden", "maidenname", "nick"})
 """Words of a custom column's name that say personal data (whole words: not `automobile`, `adobe`)."""
 NAME_QUALIFIERS = frozenset({"first", "last", "full", "sur", "given", "family", "middle", "user", "nick",
                              "customer", "contact", "preferred", "name"})
@@ -453,12 +540,16 @@ def realtime_signals(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def build_customer_features(
-    connection: duckdb.DuckDBPyConnection, custom_columns: tuple[str, ...] = ()
+    connection: duckdb.DuckDBPyConnection, custom_columns: tuple[str, ...] = (),
+    attribute_min_customers: int | None = None, attribute_max_levels: int | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Every family for the registered snapshots; keys customer_id and event_timestamp (= as_of)."""
+    """Every family for the registered snapshots; keys customer_id and event_timestamp (= as_of).
+    `attribute_min_customers`, `attribute_max_levels`: see `profile` (defaults ATTRIBUTE_MIN_CUSTOMERS,
+    ATTRIBUTE_MAX_LEVELS)."""
     tables = {}
     for name, family in FAMILIES.items():
-        frame = family.build(connection, custom_columns) if name == "profile" else family.build(connection)
+        frame = (family.build(connection, custom_columns, attribute_min_customers, attribute_max_levels)
+                 if name == "profile" else family.build(connection))
         tables[name] = frame.sort_values(list(KEY_COLUMNS)).reset_index(drop=True)
     tables[REALTIME_SIGNALS] = realtime_signals(tables)
     return tables

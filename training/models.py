@@ -124,11 +124,17 @@ class FeatureEncoding:
 
     @classmethod
     def fit(cls, frame: pd.DataFrame) -> FeatureEncoding:
+        """The levels seen in training; a level that names an e-mail or phone (`mentions_contact`) is never
+        kept (it scores as missing), whatever the feature tables hold: the levels are stored with the model.
+        Custom attributes reach training as levels many customers share (features/customer_features.py)."""
+        from features.customer_features import mentions_contact
+
         categories = {}
         for column in frame.columns:
             if not pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(frame[column]):
                 levels = frame[column].astype("string").fillna(MISSING_CATEGORY).unique().tolist()
-                categories[column] = sorted({*levels, MISSING_CATEGORY})
+                categories[column] = sorted({*(level for level in levels if not mentions_contact(level)),
+                                             MISSING_CATEGORY})
         return cls(list(frame.columns), categories)
 
     def _check(self, frame: pd.DataFrame) -> None:

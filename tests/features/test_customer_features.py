@@ -22,7 +22,7 @@ def utc(text: str) -> pd.Timestamp:
     return pd.Timestamp(text, tz="UTC")
 
 
-def features_for(frames: dict[str, pd.DataFrame], as_of=(AS_OF,), custom=()) -> dict[str, pd.DataFrame]:
+def features_for(frames: dict[str, pd.DataFrame], as_of=(AS_OF,), custom=(), **attribute_rules) -> dict[str, pd.DataFrame]:
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")
     for name, frame in frames.items():
@@ -32,7 +32,7 @@ def features_for(frames: dict[str, pd.DataFrame], as_of=(AS_OF,), custom=()) -> 
         connection.execute(f"CREATE VIEW {name} AS SELECT * FROM {name}_frame")
     create_missing_tables(connection)
     register_snapshots(connection, list(as_of))
-    return build_customer_features(connection, custom)
+    return build_customer_features(connection, custom, **attribute_rules)
 
 
 def identity_map(*customers: str) -> pd.DataFrame:
@@ -203,7 +203,7 @@ def test_a_record_updated_after_the_snapshot_still_counts_in_it_without_its_late
                            "event_type": "page_view"})
     # When the profile and reachability are built as of March
     tables = features_for({"orders": orders, "customers": customers, "identity_map": records, "events": events},
-                          custom=("tier",))
+                          custom=("tier",), attribute_min_customers=1)  # three customers: every level is rare
     profile = tables["profile"].set_index("customer_id")
     reach = tables["reachability"].set_index("customer_id")
     # Then C2 looks like C1 (a later update says nothing about March: in real data it says the customer was
@@ -215,3 +215,53 @@ def test_a_record_updated_after_the_snapshot_still_counts_in_it_without_its_late
     # ...and of C3's two records the one updated before March gives the region, not the April version
     assert profile.loc["C3", "source_records"] == 2 and profile.loc["C3", "region"] == "North"
     assert reach.loc["C3", "app_installed"] == 1  # its app record existed in January
+
+
+def test_custom_attributes_become_levels_many_customers_share_never_names_or_phone_numbers(caplog):
+    from features.customer_features import OTHER_LEVEL
+
+    # Given 45 customers with an order each, and custom columns: a channel preference (a few written as a
+    # phone number, two sharing one), a nickname and a maiden name (one each), points (one a phone number)
+    n = 45
+    ids = [str(i) for i in range(n)]
+    orders = pd.DataFrame({"order_id": [f"o{i}" for i in ids], "source": "web", "source_id": ids,
+                           "ordered_at": utc("2026-01-05"), "amount": 10.0})
+    contact = ["email"] * 22 + ["sms"] * 20 + ["call 07512317732", "call 07512317732", "ring ０７７００ 900123"]
+    customers = pd.DataFrame({"source": "web", "source_id": ids, "updated_at": utc("2025-12-01"),
+                              "preferred_contact": contact,
+                              "nickname": [f"Name{i}" for i in range(n)],
+                              "maiden_name": [f"SURNAME{i % 2}" if i < 40 else f"RARE{i}" for i in range(n)],
+                              "points": [str(i * 10) for i in range(n - 1)] + ["07512317732"]})
+    custom = ("preferred_contact", "nickname", "maiden_name", "points")
+    # When the profile is built
+    with caplog.at_level("WARNING", logger="cdp.features"):
+        profile = features_for({"orders": orders, "customers": customers, "identity_map": identity_map(*ids)},
+                               custom=custom)["profile"].set_index("customer_id")
+    # Then the preference keeps its shared levels, the rest (phone numbers) is one other level
+    assert profile["attribute_preferred_contact"].value_counts().to_dict() == {"email": 22, "sms": 20, OTHER_LEVEL: 3}
+    # ...the nickname, whose every value is one person's, is left out, with why in the log (never a value)
+    assert "attribute_nickname" not in profile
+    assert "'nickname' is not used as a feature: no value of it is held by 20 customers" in caplog.text
+    assert "Name1" not in caplog.text and "07512317732" not in caplog.text
+    # ...surnames 20 customers share remain, rarer ones are folded; points stay numbers without the phone
+    assert set(profile["attribute_maiden_name"]) == {"SURNAME0", "SURNAME1", OTHER_LEVEL}
+    assert profile.loc["C44", "attribute_points"] != profile.loc["C44", "attribute_points"]  # NaN
+    assert profile.loc["C3", "attribute_points"] == 30
+    text = profile.astype(str).to_string()
+    assert "0751" not in text and "Name" not in text and "RARE" not in text
+
+
+def test_a_column_of_many_shared_levels_is_names_not_a_category():
+    from features.customer_features import OTHER_LEVEL, attribute_levels
+
+    # Given 60 surnames 25 customers each hold, a shared value that is a phone number, and rare ones
+    values = pd.DataFrame({"value": [f"S{i}" for i in range(60)] + ["call 0751 231 7732", "x"],
+                           "customers": [25] * 61 + [1]})
+    folded, reason = attribute_levels("maiden_name", values)
+    assert folded is None and "60 values held by 20 customers or more (over 50)" in reason
+    # When only 3 surnames are that common, then they are the levels; the phone number is never one
+    folded, reason = attribute_levels("maiden_name", values.iloc[[0, 1, 2, 60, 61]])
+    assert reason is None
+    assert folded == {"S0": "S0", "S1": "S1", "S2": "S2", "call 0751 231 7732": OTHER_LEVEL, "x": OTHER_LEVEL}
+    # And numbers stay numbers
+    assert attribute_levels("points", pd.DataFrame({"value": ["1", "2.5"], "customers": [1, 1]})) == (None, None)
