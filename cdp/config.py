@@ -370,7 +370,8 @@ class DriftSettings(_Section):
 
 
 class ServingSettings(_Section):
-    api_token: str | None = None
+    api_token: str | None = Field(None, pattern=r"^\S+$")
+    """The bearer token every API call must send; no spaces (a token of spaces was accepted)."""
     workers: int = Field(2, ge=1, le=64)
     """Worker processes of `cdp serve`, each with its own engine (models, identity map, online store
     connection): one per core. BentoML restarts a worker that dies; the others keep answering."""

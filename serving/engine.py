@@ -329,6 +329,7 @@ class RecommendationEngine:
             versions = self._swap_in_champions()
         with self._identity_loading:  # a resolve since start-up answers from the reload on, here at least
             self._swap_in_identity()  # a failed load keeps the champions just swapped in
+        log.info("reload generation %d (POST /admin/reload): loaded %s", self.generation, versions)
         return versions, self.generation
 
     def follow_identity(self) -> threading.Thread | None:
@@ -453,10 +454,14 @@ class RecommendationEngine:
                 log.warning("%s", freshness.message)
         self.features_as_of = freshness.features_as_of.isoformat() if freshness.features_as_of else None
         self.features_as_of_seconds = freshness.features_as_of.timestamp() if freshness.features_as_of else None
-        if freshness.materialized_at is None:
-            self.store_problems = [f"online store: {freshness.message}"]
-        else:
-            self.store_problems = self._online_store_problems()
+        problems = ([f"online store: {freshness.message}"] if freshness.materialized_at is None
+                    else self._online_store_problems())
+        if problems != self.store_problems:  # an operator reads when the store failed and when it came back
+            if problems:
+                log.error("not ready: %s", "; ".join(problems))
+            else:
+                log.info("online store (%s) answers again: ready", self.settings.features.online_store)
+        self.store_problems = problems
         return self.problems  # a stale store still answers (logged as a warning): campaigns must get an answer
 
     def _online_store_problems(self) -> list[str]:
@@ -521,6 +526,12 @@ class RecommendationEngine:
         ids = [customer_ids[i] for i in known]
         with self._store_failures_as_not_ready():
             features, found = self.online_columns(ids)
+        if not any(found) and time.monotonic() - self._store_checked_at > STORE_RECHECK_SECONDS:
+            # nobody found: an emptied store (Redis restarted empty, flushed) would answer everyone with the
+            # cold start; this worker checks now, as the one a probe reaches would
+            self.readiness()
+            if self.store_problems:
+                raise EngineNotReadyError("not ready: " + "; ".join(self.store_problems), self.store_problems)
         churn_model = models.models.get("churn")
         outside = outside_churn_population(features, churn_model) if churn_model is not None else None
         explained = self._explain_churn(features, models, outside)

@@ -409,7 +409,12 @@ class BearerTokenMiddleware:
     def _expected_digest(self) -> bytes:
         """SHA-256 of the configured token (empty when none is set), read once."""
         if self._digest is None:
-            token = _settings().serving.api_token
+            from cdp.config import ConfigError
+
+            try:
+                token = _settings().serving.api_token
+            except ConfigError:  # the service is not ready and says why at /readyz; nobody gets in meanwhile
+                return b""
             self._digest = hashlib.sha256(token.encode()).digest() if token else b""
         return self._digest
 
@@ -578,10 +583,14 @@ class RecommendationService:
         filter_client_error_logs()
         mask_unknown_paths_in_logs_and_metrics()
         share_metrics_directory()
+        from cdp.config import ConfigError
+
         try:
             self.engine = RecommendationEngine.load(Workspace.at(os.environ.get(WORKSPACE_VARIABLE)), _settings())
             self.engine.readiness()
-        except (EngineNotReadyError, FileNotFoundError, OSError) as error:
+        except (EngineNotReadyError, FileNotFoundError, OSError, ConfigError) as error:
+            # said at /readyz (503), not raised: BentoML would restart the worker again and again, and log
+            # the traceback, whose pydantic part quotes the values (a Redis URL with its password)
             self.startup_problems = [str(error)]
         hide_library_deprecation_warnings()
         for problem in self._problems():

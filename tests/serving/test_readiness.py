@@ -5,6 +5,8 @@ process keeps serving (liveness stays up: a clear failure, not a crash loop)."""
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import shutil
 
 import pytest
@@ -56,6 +58,20 @@ def test_a_never_materialized_online_store_says_so(served, tmp_path, monkeypatch
     status, body, alive = _readiness(workspace, monkeypatch)
     assert status == 503 and alive == 200
     assert any("never materialized" in p and "cdp features materialize" in p for p in body["problems"]), body
+
+
+def test_an_invalid_configuration_is_a_503_naming_it_without_its_values(served, monkeypatch, caplog):
+    # Given a configuration error in the environment, beside a Redis URL holding a password
+    monkeypatch.setenv("CDP_POLICY__CONSENT_MODE", "bogus")
+    monkeypatch.setenv("CDP_FEATURES__REDIS_CONNECTION_STRING", "redis://default:S3cretPassw0rd@localhost:6391")
+    # When the service starts (a worker's __init__)
+    with caplog.at_level(logging.INFO):
+        status, body, alive = _readiness(served.workspace, monkeypatch)
+    # Then it stays up and says what is wrong at /readyz (before, the error escaped __init__: BentoML restarted
+    # the worker in a loop, logging a traceback that quoted the URL with its password)
+    assert status == 503 and alive == 200
+    assert any("policy.consent_mode" in p for p in body["problems"]), body
+    assert "S3cretPassw0rd" not in caplog.text and "S3cretPassw0rd" not in json.dumps(body)
 
 
 def test_a_missing_champion_alias_names_the_model_and_the_command(served, tmp_path, monkeypatch):
@@ -164,6 +180,29 @@ def test_a_model_the_last_training_skipped_for_want_of_data_is_not_waited_for(se
     assert answers["recommend"].json()["recommendations"][0]["no_contact_reason"].startswith("no propensity model")
     record_untrainable(workspace, [ModelReport("propensity", "trained")])
     assert _readiness(workspace, monkeypatch)[0] == 503
+
+
+def test_a_store_emptied_while_reachable_is_found_by_the_worker_a_request_reaches(served, monkeypatch, caplog):
+    from cdp.config import load_settings
+    from serving.engine import EngineNotReadyError, RecommendationEngine
+
+    # Given a ready engine whose store is then emptied while it still answers (Redis flushed, or restarted
+    # empty): no probe reaches this worker
+    engine = RecommendationEngine.load(served.workspace, load_settings())
+    assert engine.readiness() == []
+    customers = sorted(engine.identity.customers)[:3]
+    read = engine.online_columns
+    monkeypatch.setattr(engine, "online_columns", lambda ids: (read(ids)[0], [False] * len(ids)))
+    engine._store_checked_at = 0.0  # the last check longer ago than the re-check interval
+    # When a request finds none of its customers
+    with caplog.at_level(logging.INFO, logger="cdp.serving"), pytest.raises(EngineNotReadyError, match="holds no features"):
+        engine.recommend([{"customer_id": c} for c in customers])
+    # Then it is a 503 naming the empty store (it answered everyone with the cold start), logged once; and when
+    # the store holds them again, the worker says it is ready
+    monkeypatch.setattr(engine, "online_columns", read)
+    with caplog.at_level(logging.INFO, logger="cdp.serving"):
+        assert engine.readiness() == []
+    assert "holds no features" in caplog.text and "answers again: ready" in caplog.text
 
 
 def test_a_store_that_fails_mid_service_makes_the_engine_not_ready_until_it_is_back(served, monkeypatch):
