@@ -73,8 +73,33 @@ class ScoreSummary:
     """Of `seconds`, spent compiling models (only the first large run after training)."""
 
 
+def later_withdrawals(workspace: Workspace, as_of: pd.Timestamp) -> dict[str, frozenset[str]]:
+    """Channel -> customers who withdrew consent through /events or `cdp push` after `as_of`: features as of a
+    past moment cannot know it, and a campaign decided from them today must not contact them on it."""
+    from features.feature_tables import pushed_consents
+    from serving.segments import consents_withdrawn_since
+
+    return {channel: frozenset(customers)
+            for channel, customers in consents_withdrawn_since(pushed_consents(workspace), as_of).items()}
+
+
+def with_consents_withdrawn(features: pd.DataFrame, withdrawn: dict[str, frozenset[str]] | None) -> pd.DataFrame:
+    """The features as the policy may act on them today: a consent withdrawn since they were computed is
+    withdrawn (the models still score the features as of their moment)."""
+    if not withdrawn:
+        return features
+    features = features.copy()
+    for channel, customers in withdrawn.items():
+        gone = features["customer_id"].isin(customers).to_numpy()
+        for column in (f"{channel}_consent", f"latest_{channel}_consent"):
+            if column in features and gone.any():
+                features.loc[gone, column] = 0
+    return features
+
+
 def decide(features: pd.DataFrame, scores: pd.DataFrame, settings: Settings, models: dict,
-           now: pd.Timestamp, campaign_id: str | None = None, reasons: ReasonsMode = "segments") -> pd.DataFrame:
+           now: pd.Timestamp, campaign_id: str | None = None, reasons: ReasonsMode = "segments",
+           withdrawn: dict[str, frozenset[str]] | None = None) -> pd.DataFrame:
     """Scores plus the policy's decisions, and for the customers `reasons` selects (see REASONS_MODES)
     the churn model's top reasons (why the risk is high, or low) and, for those the policy would contact,
     the propensity model's for its action (`contact_reasons`)."""
@@ -83,7 +108,8 @@ def decide(features: pd.DataFrame, scores: pd.DataFrame, settings: Settings, mod
 
     if reasons not in REASONS_MODES:
         raise ValueError(f"reasons must be one of {', '.join(REASONS_MODES)}, not {reasons!r}")
-    decisions = recommend(pd.concat([features.reset_index(drop=True), scores.drop(columns="customer_id")], axis=1),
+    policy_inputs = with_consents_withdrawn(features.reset_index(drop=True), withdrawn)
+    decisions = recommend(pd.concat([policy_inputs, scores.drop(columns="customer_id")], axis=1),
                           settings.policy, campaign_id=campaign_id, alternatives=False, now=now)
     result = scores.copy()
     for column in [*POLICY_COLUMNS, *(c for c in decisions.columns if c.startswith("eligible_"))]:
@@ -120,7 +146,8 @@ def decide(features: pd.DataFrame, scores: pd.DataFrame, settings: Settings, mod
 
 
 def score_chunk(features: pd.DataFrame, models: dict, settings: Settings, now: pd.Timestamp,
-                campaign_id: str | None = None, reasons: ReasonsMode = "segments") -> pd.DataFrame:
+                campaign_id: str | None = None, reasons: ReasonsMode = "segments",
+                withdrawn: dict[str, frozenset[str]] | None = None) -> pd.DataFrame:
     """One chunk of customers scored and decided. Conversion probabilities are computed only for
     the channels the policy may use for each customer (the others are NaN); decisions are the same
     as with every action scored."""
@@ -128,7 +155,7 @@ def score_chunk(features: pd.DataFrame, models: dict, settings: Settings, now: p
 
     eligible, _ = channel_eligibility(features.reset_index(drop=True), settings.policy)
     scores = score_features(features.reset_index(drop=True), models, eligible_channels=eligible)
-    decided = decide(features, scores, settings, models, now, campaign_id, reasons)
+    decided = decide(features, scores, settings, models, now, campaign_id, reasons, withdrawn)
     decided.insert(1, "as_of", now)
     return decided
 
@@ -314,6 +341,7 @@ def score_to_file(workspace: Workspace, settings: Settings, as_of: dt.datetime, 
     if total == 0:
         raise ScoringError(f"no customer has features as of {moment.isoformat()}; run `cdp features build --as-of ...`")
     compile_seconds = prepare_compiled_models(workspace, models, total, settings.scoring.compile_models_from_customers)
+    withdrawn = later_withdrawals(workspace, moment)
     output = Path(out) if out is not None else default_output(workspace, output_format)
     writer, totals = _ChunkWriter(output, output_format), _SummaryTotals()
     chunks = stream_point_in_time_features(store, services, moment, str(feature_table_path(workspace, "purchase_history")),
@@ -321,7 +349,7 @@ def score_to_file(workspace: Workspace, settings: Settings, as_of: dt.datetime, 
                                            memory_limit=settings.scoring.duckdb_memory_limit)
     try:
         for features in chunks:
-            scored = score_chunk(features, models, settings, moment, campaign_id, reasons)
+            scored = score_chunk(features, models, settings, moment, campaign_id, reasons, withdrawn)
             writer.write(scored)
             totals.add(scored)
             if on_progress is not None:

@@ -34,6 +34,7 @@ from serving.batch import (
     ScoreSummary,
     ScoringError,
     default_output,
+    later_withdrawals,
     prepare_scoring,
     score_chunk,
     summary_path,
@@ -132,14 +133,15 @@ def join_point_in_time(spark: SparkSession, sources: list[ViewSource], entity_pa
 
 
 def score_batches(batches: Iterator[pd.DataFrame], *, models, settings: Settings, now: pd.Timestamp,
-                  campaign_id: str | None, reasons: ReasonsMode, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+                  campaign_id: str | None, reasons: ReasonsMode, columns: list[str] | None = None,
+                  withdrawn: dict[str, frozenset[str]] | None = None) -> Iterator[pd.DataFrame]:
     """Each batch of features scored and decided by the local engine's `score_chunk`: the body of
     the `mapInPandas` step (`models` may be a broadcast of them)."""
     models = getattr(models, "value", models)
     for batch in batches:
         if batch.empty:
             continue
-        result = score_chunk(batch.reset_index(drop=True), models, settings, now, campaign_id, reasons)
+        result = score_chunk(batch.reset_index(drop=True), models, settings, now, campaign_id, reasons, withdrawn)
         yield result if columns is None else result[columns]
 
 
@@ -238,7 +240,8 @@ def score_on_spark(workspace: Workspace, settings: Settings, as_of: dt.datetime,
         if sample.empty:
             raise ScoringError(f"no customer has features as of {moment.isoformat()} in {entity_path}; run "
                                "`cdp features build --as-of ...` (and copy the tables where the cluster reads them)")
-        options = {"settings": settings, "now": moment, "campaign_id": campaign_id, "reasons": reasons}
+        options = {"settings": settings, "now": moment, "campaign_id": campaign_id, "reasons": reasons,
+                   "withdrawn": later_withdrawals(workspace, moment)}
         schema = output_schema(next(score_batches(iter([sample]), models=models, **options)))
         shared = session.sparkContext.broadcast(models)
         try:

@@ -197,3 +197,35 @@ def test_a_summary_is_recounted_only_from_the_scores_file_it_describes(tmp_path)
     assert recounted["customers"] == 1 and recounted["win_back_customers"] == 1
     assert recounted["mean_churn_probability"] == 0.2 and recounted["total_clv"] == 10.0
     assert recounted["seconds"] == 1.0 and recounted["output"] == "/elsewhere/scores.csv"
+
+
+def test_a_consent_withdrawn_after_the_as_of_is_honoured_when_scoring_that_moment(scored, tmp_path):
+    import shutil
+
+    from cdp.workspace import Workspace
+    from features.feature_store import append_push_log
+    from serving.batch import score_to_file
+
+    # Given customers the policy contacts by e-mail as of AS_OF, who withdrew e-mail consent since (/events)
+    served, scores, _ = scored
+    emailed = scores.loc[scores["next_best_channel"] == "email", "customer_id"].head(5).tolist()
+    assert emailed, "nobody e-mailed: the test proves nothing"
+    workspace = Workspace.at(shutil.copytree(served.workspace.root, tmp_path / "ws"))
+    append_push_log(workspace.feast, pd.DataFrame({"customer_id": emailed, "latest_email_consent": 0}),
+                    pd.Timestamp.now(tz="UTC"), consents="withdrawals")
+    # When the base is scored again as of AS_OF (a campaign decided today from last month's snapshot)
+    score_to_file(workspace, served.settings, AS_OF, out=tmp_path / "again.parquet", reasons="none")
+    again = pd.read_parquet(tmp_path / "again.parquet").set_index("customer_id")
+    # Then none of them is e-mailed (before, the withdrawal counted only from the next snapshot on), while
+    # everyone else's decision is the same
+    assert not again.loc[emailed, "eligible_email"].any()
+    assert (again.loc[emailed, "next_best_channel"] != "email").all()
+    others = scores.set_index("customer_id").drop(index=emailed)
+    assert (again.drop(index=emailed)["next_best_action"] == others["next_best_action"]).all()
+
+
+def test_customers_to_contact_get_the_reasons_of_their_action(scored):
+    served, scores, _ = scored
+    contacted = scores[scores["next_best_action"] != "none"]  # reasons by default: those acted on (no holdout)
+    assert len(contacted) and contacted["contact_reasons"].notna().all()
+    assert scores.loc[scores["policy_action"] == "none", "contact_reasons"].isna().all()
