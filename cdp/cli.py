@@ -516,24 +516,44 @@ def export_command(
     workspace: WorkspaceOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Write a segment of the latest `cdp score` for campaign tools: one row per source record of each
-    customer (source, source_id, primary e-mail, customer_id) with the recommended action and reasons.
-    Contact segments never hold holdout customers; do_not_contact lists them (holdout = true).
+    """Write a segment of the latest `cdp score` (or --scores) for campaign tools: one row per source
+    record of each customer (source, source_id, primary e-mail, customer_id) with the recommended action,
+    reasons, eligible channels and the scores' campaign. Contact segments never hold holdout customers
+    nor customers with no eligible channel (no consent, unreachable, capped or quiet on every channel),
+    and give the e-mail only where e-mail is eligible; do_not_contact lists them (holdout = true).
     See docs/segments-and-drift.md."""
+    scores: Annotated[Path | None, typer.Option("--scores", help="Scores to select from (Parquet, a `cdp score --out` file; default: the latest `cdp score`, data/outputs/scores.parquet).")] = None,
     from serving.segments import SegmentError, export_segment
 
     space, settings = _context(workspace, config)
     chosen_format = _output_format(out, output_format, settings.segments.default_format)
     try:
-        summary = export_segment(space, settings, segment, chosen_format, out)
+        summary = export_segment(space, settings, segment, chosen_format, out, scores)
     except SegmentError as error:
         raise _fail(str(error)) from error
-    held = f"; {summary.holdout_excluded:,} holdout customer(s) left out (no contact)" if summary.holdout_excluded else ""
+    if summary.feature_snapshot_built:
+        console.print(f"[yellow]the feature tables had lost the snapshot as of {summary.as_of} the segment filters on "
+                      "(a later run started them over): rebuilt it[/yellow]")
+    if summary.customers_without_features:
+        console.print(f"[yellow]{summary.customers_without_features:,} scored customer(s) have no features as of the "
+                      "scores' as_of and were not selected (the lake or identity map changed since: run `cdp score` "
+                      "again)[/yellow]")
     if summary.withdrawn_since_scores:
         console.print(f"[yellow]{summary.withdrawn_since_scores:,} customer(s) withdrew the consent of their recommended "
                       "channel since the scores: exported without a contact on it; run `cdp score` again[/yellow]")
-    console.print(f"Segment {summary.segment} (scores as of {summary.as_of}): {summary.customers:,} customers, "
-                  f"{summary.rows:,} rows{held}")
+    if summary.campaign_id is None:
+        console.print(f"[yellow]no `cdp score` summary of {summary.scores} beside it: the campaign whose holdout was "
+                      "left out is unknown[/yellow]")
+    campaign = summary.campaign_id if summary.campaign_id is not None else "unknown"
+    console.print(f"Segment {summary.segment} (scores {summary.scores}, as of {summary.as_of}, campaign {campaign}): "
+                  f"{summary.customers:,} customers, {summary.rows:,} rows")
+    if summary.holdout_excluded:
+        console.print(f"  left out: {summary.holdout_excluded:,} holdout customer(s) (no contact)")
+    if summary.no_channel_excluded:
+        reasons = ", ".join(f"{reason} {count:,}" for reason, count in summary.no_channel_reasons.items())
+        console.print(f"  left out: {summary.no_channel_excluded:,} customer(s) with no eligible channel ({reasons})")
+    if summary.email_not_eligible:
+        console.print(f"  e-mail left empty for {summary.email_not_eligible:,} customer(s) e-mail is not eligible for")
     console.print(f"Written to {summary.path} (summary: {Path(summary.path).with_suffix('.json')})")
 
 

@@ -3,9 +3,12 @@ in a segment, with the customer's own ids in every system, their primary e-mail 
 action.
 
 A segment is a DuckDB boolean expression over the latest scores (data/outputs/scores.parquet, written
-by `cdp score`) joined with the scoring features as of the scores' `as_of`; built-in and user-defined
-segments are the same kind of object (`segments` in cdp/config.py). Contact segments never hold a
-holdout customer: the control group gets no contact, whatever the expression says.
+by `cdp score`, or the file `--scores` names) joined with the scoring features as of the scores' `as_of`
+(that snapshot is rebuilt when later runs dropped it from the tables); built-in and user-defined segments
+are the same kind of object (`segments` in cdp/config.py). Contact segments never hold a holdout customer
+(the control group gets no contact, whatever the expression says) nor a customer with no eligible channel
+(no consent, unreachable, capped or in a quiet period on every channel), and carry the e-mail address
+only of customers e-mail is eligible for.
 
 `select_segment` and `build_export` are pure (frames in, frames out); the readers and the writer
 below them are the I/O edge. Nothing here logs personal data: summaries hold counts and paths only.
@@ -17,7 +20,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -39,13 +42,22 @@ clv_percentile: the share of customers with a lower predicted CLV (0 lowest, 1 h
 ACTION_COLUMNS = ("next_best_action", "next_best_channel", "expected_value", "win_back_action", "reasons",
                   "holdout", "no_contact_reason")
 """What the policy recommends (serving/batch.py's columns), copied to every exported row."""
-EXPORT_COLUMNS = ("customer_id", "source", "source_id", "email", *ACTION_COLUMNS, "segment", "as_of")
+ELIGIBLE_PREFIX = "eligible_"
+"""Scores' `eligible_<channel>`: the channel may be used today (consent, reach, caps, quiet periods)."""
+EXPORT_COLUMNS = ("customer_id", "source", "source_id", "email", *ACTION_COLUMNS, "eligible_channels", "segment",
+                  "campaign_id", "as_of")
 FEATURE_KEYS = ("customer_id", "event_timestamp", "created_timestamp")
+WITHDRAWN_SINCE_REASON = "consent withdrawn since the scores' as_of"
+NO_ELIGIBLE_CHANNEL_REASON = "no eligible channel"
 log = logging.getLogger("cdp.serving")
 
 
 class SegmentError(ValueError):
     """A segment cannot be exported (unknown name, no scores, a bad expression); the message says why."""
+
+
+class MissingFeatureSnapshotError(SegmentError):
+    """The feature tables hold no snapshot at the scores' as_of (a later run started them over)."""
 
 
 @dataclass
@@ -62,6 +74,21 @@ class ExportSummary:
     """Customers the expression matched who are in the holdout, left out of a contact segment."""
     withdrawn_since_scores: int = 0
     """Customers whose recommended channel lost its consent after the scores' as_of (/events, `cdp push`)."""
+    scores: str = ""
+    """The scores file the segment was selected from."""
+    campaign_id: str | None = None
+    """The campaign whose holdout the scores hold (from their `cdp score` summary); None when unknown."""
+    no_channel_excluded: int = 0
+    """Customers the expression matched, outside the holdout, left out of a contact segment because no
+    channel is eligible for them (`eligible_<channel>` all false, consents withdrawn since included)."""
+    no_channel_reasons: dict[str, int] = field(default_factory=dict)
+    """Those customers by the policy's reason (`no_contact_reason` up to its details)."""
+    email_not_eligible: int = 0
+    """Customers in a contact list whose e-mail is not eligible: their `email` is left empty."""
+    feature_snapshot_built: bool = False
+    """The expression names features and the tables had lost the scores' snapshot: it was rebuilt."""
+    customers_without_features: int = 0
+    """Scored customers with no row in that snapshot: never selected by an expression over features."""
 
 
 def consents_withdrawn_since(consents: pd.DataFrame, as_of: pd.Timestamp) -> dict[str, set[str]]:
@@ -120,7 +147,10 @@ def select_segment(scores: pd.DataFrame, features: pd.DataFrame, definition: Seg
     """The score rows of the customers the segment's expression selects, in scores' order.
 
     `features` (customer_id plus any feature columns; may be empty) is joined to the scores on
-    customer_id; score columns win a name clash. A contact segment drops holdout customers."""
+    customer_id; score columns win a name clash. When it holds feature columns, a customer without a
+    row is never selected (its features are unknown, not NULL). A contact segment drops holdout
+    customers and customers with no eligible channel (`eligible_<channel>` all false: no consent,
+    unreachable, capped or in a quiet period); scores without those columns are refused for it."""
     if "customer_id" not in scores.columns:
         raise SegmentError("scores have no customer_id column")
     parameters = parameters or {}
@@ -129,26 +159,57 @@ def select_segment(scores: pd.DataFrame, features: pd.DataFrame, definition: Seg
     if unknown:
         raise SegmentError(f"segment {name!r}: parameter(s) {', '.join('$' + u for u in unknown)} not defined in "
                            f"segments.parameters (defined: {', '.join(sorted(parameters)) or 'none'})")
+    if definition.contact and not channel_columns(scores):
+        raise SegmentError(f"segment {name!r}: the scores have no eligible_<channel> columns, so who may be contacted "
+                           "is unknown; run `cdp score` again")
     scored = scores.reset_index(drop=True).assign(_position=np.arange(len(scores)))
     extra = [c for c in features.columns if c != "customer_id" and c not in scored.columns]
+    known = "true"
     if extra:
-        scored = scored.merge(features[["customer_id", *extra]].drop_duplicates("customer_id"), on="customer_id",
-                              how="left")
+        featured = features[["customer_id", *extra]].drop_duplicates("customer_id").assign(_has_features=True)
+        scored = scored.merge(featured, on="customer_id", how="left")
+        known = "coalesce(_has_features, false)"
     if "clv" in scored.columns:
         scored["clv_percentile"] = scored["clv"].rank(method="min", pct=False).sub(1).div(max(len(scored) - 1, 1))
     connection = duckdb.connect()
     try:
         connection.register("segment_input", scored)
-        query = f"SELECT _position FROM segment_input WHERE coalesce(({definition.where}), false)"
+        query = f"SELECT _position FROM segment_input WHERE {known} AND coalesce(({definition.where}), false)"
         matched = connection.execute(query, {k: parameters[k] for k in wanted}).fetchnumpy()["_position"]
     except duckdb.Error as error:
         raise SegmentError(describe_expression_error(name, definition.where, error)) from error
     finally:
         connection.close()
     chosen = scores.iloc[np.sort(np.asarray(matched, dtype=np.int64))]
-    if definition.contact and "holdout" in chosen.columns:
-        chosen = chosen[~chosen["holdout"].fillna(False).astype(bool).to_numpy()]
+    if definition.contact:
+        if "holdout" in chosen.columns:
+            chosen = chosen[~chosen["holdout"].fillna(False).astype(bool).to_numpy()]
+        chosen = chosen[contactable(chosen)]
     return chosen.reset_index(drop=True)
+
+
+def channel_columns(scores: pd.DataFrame) -> list[str]:
+    return [c for c in scores.columns if c.startswith(ELIGIBLE_PREFIX)]
+
+
+def contactable(scores: pd.DataFrame) -> np.ndarray:
+    """Per row: some channel is eligible (`eligible_<channel>` true). False without those columns."""
+    columns = channel_columns(scores)
+    if not columns:
+        return np.zeros(len(scores), dtype=bool)
+    return scores[columns].fillna(False).astype(bool).to_numpy().any(axis=1)
+
+
+def no_channel_reasons(left_out: pd.DataFrame, withdrawn: Iterable[str] = ()) -> dict[str, int]:
+    """How many of the customers a contact segment left out for want of an eligible channel, by
+    reason: the policy's `no_contact_reason` without its per-channel details ("no consented, reachable
+    channel", "frequency cap", "quiet period", ...), or WITHDRAWN_SINCE_REASON for the customers in
+    `withdrawn` (their last eligible channel lost its consent after the scores). Largest first."""
+    policy = left_out.get("no_contact_reason", pd.Series(None, index=left_out.index, dtype=object))
+    reasons = policy.astype(object).where(policy.notna(), NO_ELIGIBLE_CHANNEL_REASON).astype(str)
+    reasons = reasons.str.split(" (", n=1, regex=False).str[0]
+    reasons = reasons.where(~left_out["customer_id"].isin(set(withdrawn)), WITHDRAWN_SINCE_REASON)
+    return {reason: int(count) for reason, count in reasons.value_counts().items()}
 
 
 def describe_expression_error(name: str, where: str, error: Exception) -> str:
@@ -163,16 +224,26 @@ def describe_expression_error(name: str, where: str, error: Exception) -> str:
 
 
 def build_export(selected: pd.DataFrame, identity_map: pd.DataFrame, profiles: pd.DataFrame,
-                 segment: str) -> pd.DataFrame:
+                 segment: str, contact: bool = True, campaign_id: str | None = None) -> pd.DataFrame:
     """One row per source record of each selected customer: the customer's id in that system, their
-    primary e-mail and the recommended action (EXPORT_COLUMNS). A customer without any source record
-    keeps one row with empty source and source_id."""
-    actions = selected.reindex(columns=["customer_id", *ACTION_COLUMNS, "as_of"])
+    primary e-mail, the channels eligible for them and the recommended action (EXPORT_COLUMNS). A
+    customer without any source record keeps one row with empty source and source_id. In a `contact`
+    list the e-mail is given only where e-mail is eligible (`eligible_email`); a suppression list keeps
+    it, to match the customers it suppresses."""
+    columns = channel_columns(selected)
+    eligible = selected[columns].fillna(False).astype(bool).to_numpy() if columns else np.zeros((len(selected), 0), bool)
+    channels = [c.removeprefix(ELIGIBLE_PREFIX) for c in columns]
+    actions = selected.reindex(columns=["customer_id", *ACTION_COLUMNS, "as_of"]).assign(
+        eligible_channels=pd.Series([",".join(c for c, ok in zip(channels, row, strict=True) if ok) or None
+                                     for row in eligible], index=selected.index, dtype=object),
+        _email_allowed=eligible[:, channels.index("email")] if "email" in channels else False)
     records = identity_map[["customer_id", "source", "source_id"]]
     emails = profiles.reindex(columns=["customer_id", "email"]).drop_duplicates("customer_id")
     export = (actions.merge(records, on="customer_id", how="left")
               .merge(emails, on="customer_id", how="left")
-              .assign(segment=segment))
+              .assign(segment=segment, campaign_id=campaign_id))
+    if contact:
+        export["email"] = export["email"].where(export["_email_allowed"].astype(bool), None)
     export["holdout"] = export["holdout"].astype("boolean")
     for column in ("source", "source_id", "email"):
         export[column] = export[column].astype(object).where(export[column].notna(), None)
@@ -205,18 +276,36 @@ def find_segment(settings: Settings, name: str) -> SegmentDefinition:
 
 
 def read_scores(path: Path, names: Iterable[str]) -> pd.DataFrame:
-    """customer_id, as_of, the action columns and the score columns an expression names, and
-    nothing else: at a million customers the conversion columns are most of the file."""
+    """customer_id, as_of, the action columns, `eligible_<channel>` and the score columns an expression
+    names, and nothing else: at a million customers the conversion columns are most of the file."""
     if not path.exists():
         raise SegmentError(f"no scores yet: {path} not found; run `cdp score --as-of DATE` first")
+    if path.suffix != ".parquet":
+        raise SegmentError(f"{path}: segments read Parquet scores (`cdp score` without --format csv)")
     available = pq.ParquetDataset(path).schema.names  # a file, or the directory of part files Spark writes
     wanted = {"customer_id", "as_of", *ACTION_COLUMNS, *names}
     wanted |= {DERIVED_COLUMNS[n] for n in names if n in DERIVED_COLUMNS}
-    columns = [c for c in available if c.lower() in {w.lower() for w in wanted}]
+    columns = [c for c in available if c.lower() in {w.lower() for w in wanted} or c.startswith(ELIGIBLE_PREFIX)]
     scores = pd.read_parquet(path, columns=columns)
     if scores.empty:
         raise SegmentError(f"{path} holds no customers; run `cdp score --as-of DATE`")
     return scores
+
+
+def scoring_campaign(path: Path, as_of: pd.Timestamp) -> str | None:
+    """The campaign whose holdout the scores at `path` hold: `campaign_id` in the `cdp score` summary
+    beside them (scores.parquet -> scores.json), when that summary is this file's (its output has the
+    file's name and its as_of is the scores'). None when there is none (a file copied without it)."""
+    from serving.batch import summary_path
+
+    try:
+        summary = json.loads(summary_path(path).read_text())
+        if (Path(str(summary["output"])).name == path.name and pd.Timestamp(summary["as_of"]) == as_of
+                and summary.get("campaign_id") is not None):
+            return str(summary["campaign_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 def scores_as_of(scores: pd.DataFrame) -> pd.Timestamp:
@@ -231,31 +320,57 @@ def feature_tables(workspace: Workspace) -> list[Path]:
     return sorted(folder.glob("*.parquet")) if folder.exists() else []
 
 
-def read_features_as_of(workspace: Workspace, as_of: pd.Timestamp, names: Iterable[str],
-                        skip: Iterable[str] = ()) -> pd.DataFrame:
-    """The named feature columns (those present in some feature table and not in `skip`), each
-    customer's latest snapshot at or before `as_of`: the values scoring used. Tables holding none of
-    the names are not read."""
-    names, skip = {n.lower() for n in names}, {s.lower() for s in skip}
-    result: pd.DataFrame | None = None
-    taken: set[str] = set(skip) | {"customer_id"}
+def feature_columns(workspace: Workspace, names: Iterable[str], skip: Iterable[str] = ()) -> dict[Path, list[str]]:
+    """Feature table -> the named columns it holds (not in `skip`; the first table holding a name wins)."""
+    names, taken = {n.lower() for n in names}, {s.lower() for s in skip} | {"customer_id"}
+    tables = {}
     for path in feature_tables(workspace):
         columns = [c for c in pq.read_schema(path).names
                    if c not in FEATURE_KEYS and c.lower() in names and c.lower() not in taken]
-        if not columns:
-            continue
-        taken |= {c.lower() for c in columns}
+        if columns:
+            taken |= {c.lower() for c in columns}
+            tables[path] = columns
+    return tables
+
+
+def read_features_as_of(workspace: Workspace, as_of: pd.Timestamp, names: Iterable[str],
+                        skip: Iterable[str] = ()) -> pd.DataFrame:
+    """The named feature columns (those present in some feature table and not in `skip`) of each
+    customer's snapshot at `as_of`: the values scoring used. Tables holding none of the names are not
+    read. Raises MissingFeatureSnapshotError when a table needed has no snapshot at `as_of` (a later `cdp
+    score` or `cdp features build` started the tables over): every value would read empty, and an
+    expression such as `x IS NULL` would match everyone."""
+    result: pd.DataFrame | None = None
+    for path, columns in feature_columns(workspace, names, skip).items():
         selected = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
         with duckdb.connect() as connection:
             connection.execute("SET TimeZone = 'UTC'")
             frame = connection.execute(
                 f"""SELECT customer_id, {selected} FROM read_parquet(?)
-                    WHERE event_timestamp <= ?
-                    QUALIFY row_number() OVER (PARTITION BY customer_id
-                                               ORDER BY event_timestamp DESC, created_timestamp DESC) = 1""",
+                    WHERE event_timestamp = ?
+                    QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY created_timestamp DESC) = 1""",
                 [str(path), as_of.to_pydatetime()]).df()
+        if frame.empty:
+            day = as_of.isoformat()
+            raise MissingFeatureSnapshotError(
+                f"{path} holds no feature snapshot as of {day}, the scores' as_of (a later `cdp score` or `cdp "
+                f"features build` for another date started the tables over): the segment's features would all "
+                f"read empty; run `cdp features build --as-of {day}` (`cdp export` builds it itself)")
         result = frame if result is None else result.merge(frame, on="customer_id", how="outer")
     return result if result is not None else pd.DataFrame({"customer_id": pd.Series(dtype=object)})
+
+
+def build_feature_snapshot(workspace: Workspace, as_of: pd.Timestamp) -> None:
+    """Build the feature snapshot at `as_of` the way scoring does (`ensure_feature_snapshots`: when the
+    lake or identity map changed since the tables were written, they start over with this snapshot)."""
+    from features.feature_tables import FeatureInputError, ensure_feature_snapshots
+
+    log.info("the feature tables lack the scores' snapshot as of %s; building it", as_of.isoformat())
+    try:
+        ensure_feature_snapshots(workspace, [as_of.to_pydatetime()])
+    except FeatureInputError as error:
+        raise SegmentError(f"cannot build the feature snapshot as of {as_of.isoformat()} the segment needs: "
+                           f"{error}") from error
 
 
 def read_identity(workspace: Workspace, customer_ids: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -266,7 +381,7 @@ def read_identity(workspace: Workspace, customer_ids: pd.Series) -> tuple[pd.Dat
     for needed in ("identity_map", "profiles"):
         if not paths[needed].exists():
             raise SegmentError(f"{paths[needed]} not found; run `cdp resolve` first")
-    wanted = pa.array(customer_ids.astype(str).unique())
+    wanted = pa.array(customer_ids.astype(str).unique(), type=pa.string())  # typed: an empty list is not null
     records = pq.read_table(paths["identity_map"], columns=["customer_id", "source", "source_id"])
     records = records.filter(pc.is_in(records["customer_id"], value_set=wanted)).to_pandas()
     profile_columns = [c for c in ("customer_id", "email") if c in pq.read_schema(paths["profiles"]).names]
@@ -282,39 +397,61 @@ def write_export(frame: pd.DataFrame, path: Path, output_format: ExportFormat) -
     table = frame.assign(as_of=pd.to_datetime(frame["as_of"], utc=True))
     if output_format == "csv":
         table.to_csv(temporary, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
-    else:
-        table.to_parquet(temporary, index=False)
+    else:  # text columns stay text in an empty list (pandas' all-None columns would be written as type null)
+        arrow = pa.Table.from_pandas(table, preserve_index=False)
+        pq.write_table(arrow.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
+                                             for f in arrow.schema], metadata=arrow.schema.metadata)), temporary)
     temporary.replace(path)
 
 
 def export_segment(workspace: Workspace, settings: Settings, name: str, output_format: ExportFormat = "csv",
                    out: Path | None = None, scores_path: Path | None = None) -> ExportSummary:
-    """Select the segment from the latest scores, add every customer's source records and primary
-    e-mail, write the list (default data/outputs/segments/NAME.FORMAT) and a summary without
-    personal data beside it (NAME.json)."""
+    """Select the segment from the scores (default: the latest `cdp score`), add every customer's
+    source records, primary e-mail (in a contact list: only where e-mail is eligible) and eligible
+    channels, write the list (default data/outputs/segments/NAME.FORMAT) and a summary without personal
+    data beside it (NAME.json) naming the scores, their as_of and campaign, and who was left out and why."""
     from features.feature_tables import pushed_consents
 
     if output_format not in ("csv", "parquet"):
         raise SegmentError(f"format must be csv or parquet, not {output_format!r}")
     definition = find_segment(settings, name)
-    names = referenced_names(definition.where)
-    scores = read_scores(scores_path or default_scores_path(workspace), names)
-    as_of = scores_as_of(scores)
-    scores, withdrawn = honour_later_withdrawals(scores, consents_withdrawn_since(pushed_consents(workspace), as_of))
-    features = read_features_as_of(workspace, as_of, names, skip=[*scores.columns, *DERIVED_COLUMNS])
-    everyone = select_segment(scores, features, definition.model_copy(update={"contact": False}),
-                              settings.segments.parameters, name)
-    selected = select_segment(scores, features, definition, settings.segments.parameters, name)
-    records, profiles = read_identity(workspace, selected["customer_id"])
-    export = build_export(selected, records, profiles, name)
     path = Path(out) if out is not None else default_export_path(workspace, name, output_format)
     if path.suffix == ".json":
         raise SegmentError(f"--out {path}: the summary is written beside the export as .json; choose another name")
+    names = referenced_names(definition.where)
+    source = Path(scores_path).absolute() if scores_path is not None else default_scores_path(workspace)
+    scores = read_scores(source, names)
+    as_of = scores_as_of(scores)
+    campaign = scoring_campaign(source, as_of)
+    before = contactable(scores)
+    scores, withdrawn = honour_later_withdrawals(scores, consents_withdrawn_since(pushed_consents(workspace), as_of))
+    lost = set(scores.loc[before & ~contactable(scores), "customer_id"])
+    skip = [*scores.columns, *DERIVED_COLUMNS]
+    built = False
+    try:
+        features = read_features_as_of(workspace, as_of, names, skip)
+    except MissingFeatureSnapshotError:
+        build_feature_snapshot(workspace, as_of)
+        built = True
+        features = read_features_as_of(workspace, as_of, names, skip)
+    without_features = int((~scores["customer_id"].isin(features["customer_id"])).sum()) if features.shape[1] > 1 else 0
+    everyone = select_segment(scores, features, definition.model_copy(update={"contact": False}),
+                              settings.segments.parameters, name)
+    selected = select_segment(scores, features, definition, settings.segments.parameters, name)
+    left_out = everyone[~everyone["customer_id"].isin(selected["customer_id"])]
+    in_holdout = left_out["holdout"].fillna(False).astype(bool) if "holdout" in left_out else pd.Series(False, index=left_out.index)
+    no_channel = left_out[~in_holdout.to_numpy()]
+    records, profiles = read_identity(workspace, selected["customer_id"])
+    export = build_export(selected, records, profiles, name, definition.contact, campaign)
     write_export(export, path, output_format)
+    email_allowed = selected.get("eligible_email", pd.Series(False, index=selected.index)).fillna(False).astype(bool)
     summary = ExportSummary(segment=name, customers=len(selected), rows=len(export), path=str(path),
                             output_format=output_format, as_of=as_of.isoformat(), where=definition.where,
-                            contact=definition.contact, holdout_excluded=len(everyone) - len(selected),
-                            withdrawn_since_scores=withdrawn)
+                            contact=definition.contact, holdout_excluded=int(in_holdout.sum()),
+                            withdrawn_since_scores=withdrawn, scores=str(source), campaign_id=campaign,
+                            no_channel_excluded=len(no_channel), no_channel_reasons=no_channel_reasons(no_channel, lost),
+                            email_not_eligible=int((~email_allowed).sum()) if definition.contact else 0,
+                            feature_snapshot_built=built, customers_without_features=without_features)
     path.with_suffix(".json").write_text(json.dumps(asdict(summary), indent=2))
     log.info("segment %s: %d customers, %d rows -> %s", name, summary.customers, summary.rows, path)
     return summary

@@ -14,11 +14,15 @@ from cdp.workspace import Workspace
 from features.feature_store import PUSH_LOG
 from serving.segments import (
     EXPORT_COLUMNS,
+    MissingFeatureSnapshotError,
     SegmentError,
     build_export,
     consents_withdrawn_since,
+    contactable,
     export_segment,
     honour_later_withdrawals,
+    no_channel_reasons,
+    read_features_as_of,
     referenced_names,
     select_segment,
 )
@@ -37,7 +41,10 @@ def _scores() -> pd.DataFrame:
         "win_back": [True, False, False, False, False],
         "win_back_action": ["email:10pct", None, None, None, None],
         "holdout": [False, False, False, False, True],
-        "no_contact_reason": [None, "no consent", None, "no consent", "holdout (control group)"],
+        "no_contact_reason": [None, "no consented, reachable channel (email: no consent recorded; push: consent "
+                              "withdrawn)", None, "contact not worth its cost (best: push, expected value -0.0010)",
+                              "holdout (control group)"],
+        "eligible_email": [True, False, False, False, False],
         "eligible_push": [False, False, True, True, True],
         "reasons": ["no order for 200 days", None, "opened 3 e-mails", None, None],
     })
@@ -100,6 +107,91 @@ def test_contact_segments_never_hold_holdout_customers_but_suppression_lists_do(
     assert select_segment(_scores(), _features(), anyone_push)["customer_id"].tolist() == ["C3", "C4"]
     suppression = SegmentDefinition(where="holdout OR (next_best_action = 'none' AND NOT win_back)", contact=False)
     assert select_segment(_scores(), _features(), suppression)["customer_id"].tolist() == ["C2", "C4", "C5"]
+
+
+def test_a_contact_segment_lists_only_customers_with_an_eligible_channel_and_says_why_the_others_are_not():
+    # Given scores where C2 has no consented channel, C6 is in a quiet period and C7 capped on every
+    # channel, and C4 (push-eligible) lost its push consent after the scores
+    scores = pd.concat([_scores(), pd.DataFrame({
+        "customer_id": ["C6", "C7"], "as_of": pd.Timestamp(AS_OF), "churn_probability": [0.6, 0.6],
+        "clv": [50.0, 60.0], "next_best_action": "none", "next_best_channel": None, "expected_value": 0.0,
+        "win_back": False, "win_back_action": None, "holdout": False,
+        "no_contact_reason": ["quiet period (email: quiet period: last e-mail within the last 2 days; push: consent "
+                              "withdrawn)", "frequency cap (email: frequency cap: 3 e-mails in 7 days; push: app not "
+                              "installed)"],
+        "eligible_email": False, "eligible_push": False, "reasons": None})], ignore_index=True)
+    pushes = pd.DataFrame({"customer_id": ["C4"], "channel": ["push"], "status": ["withdrawn"],
+                           "happened_at": [pd.Timestamp(AS_OF) + pd.Timedelta(days=1)]})
+    before = contactable(scores)
+    scores, _ = honour_later_withdrawals(scores, consents_withdrawn_since(pushes, pd.Timestamp(AS_OF)))
+    lost = set(scores.loc[before & ~contactable(scores), "customer_id"])
+    everyone = SegmentDefinition(where="clv > 0")
+    features = pd.concat([_features(), pd.DataFrame({"customer_id": ["C6", "C7"], "orders_365d": [1, 1]})])
+    # When a contact segment matching everyone is selected
+    selected = select_segment(scores, features, everyone)
+    # Then only customers some channel is eligible for are listed (C5 is the holdout)
+    assert selected["customer_id"].tolist() == ["C1", "C3"]
+    # ...and the others are counted by the policy's reason, without its per-channel details
+    matched = select_segment(scores, features, everyone.model_copy(update={"contact": False}))
+    left_out = matched[~matched["customer_id"].isin(selected["customer_id"]) & ~matched["holdout"]]
+    assert no_channel_reasons(left_out, lost) == {
+        "no consented, reachable channel": 1, "quiet period": 1, "frequency cap": 1,
+        "consent withdrawn since the scores' as_of": 1}
+    # ...while a suppression list (contact: false) holds them all
+    assert len(matched) == 7
+    # Scores that cannot say who may be contacted are refused for a contact list
+    with pytest.raises(SegmentError, match="no eligible_<channel> columns"):
+        select_segment(scores.drop(columns=["eligible_email", "eligible_push"]), features, everyone, name="all")
+
+
+def test_a_contact_list_gives_the_email_only_of_customers_email_is_eligible_for():
+    # Given C1 (e-mail eligible) and C3 (push only), both with an address on file
+    selected = _scores().iloc[[0, 2]]
+    identity_map = pd.DataFrame({"customer_id": ["C1", "C3"], "source": ["web", "crm"], "source_id": ["W1", "K3"]})
+    profiles = pd.DataFrame({"customer_id": ["C1", "C3"], "email": ["one@example.com", "three@example.com"]})
+    # When exported as a contact list, and as a suppression list
+    contact = build_export(selected, identity_map, profiles, "test", contact=True, campaign_id="spring")
+    suppression = build_export(selected, identity_map, profiles, "test", contact=False)
+    # Then the contact list holds C3's address nowhere, and says which channels each customer may get
+    assert contact["email"].tolist() == ["one@example.com", None]
+    assert contact["eligible_channels"].tolist() == ["email", "push"]
+    assert (contact["campaign_id"] == "spring").all()
+    # ...and a suppression list keeps every address, to match the customers it suppresses
+    assert suppression["email"].tolist() == ["one@example.com", "three@example.com"]
+
+
+def test_customers_without_a_feature_row_never_match_an_expression_over_features():
+    # Given features for every customer but C2 (e.g. a snapshot that does not hold it)
+    features = _features()[_features()["customer_id"] != "C2"]
+    # When a list of customers without orders is selected
+    selected = select_segment(_scores(), features, SegmentDefinition(where="orders_365d IS NULL OR orders_365d = 0",
+                                                                     contact=False))
+    # Then C2 is not in it: its features are unknown, not empty
+    assert selected.empty
+
+
+def test_features_are_read_from_the_scores_snapshot_and_a_missing_snapshot_is_an_error(tmp_path):
+    # Given feature tables holding snapshots a month before and a day after the scores' as_of, not at it
+    # (as after a later `cdp score --as-of` started them over)
+    workspace = Workspace.at(tmp_path)
+    (workspace.data / "features").mkdir(parents=True)
+    as_of = pd.Timestamp(AS_OF)
+    table = pd.DataFrame({"customer_id": ["C1", "C2", "C1", "C2"],
+                          "event_timestamp": [as_of - pd.Timedelta(days=30)] * 2 + [as_of + pd.Timedelta(days=1)] * 2,
+                          "created_timestamp": as_of, "orders_365d": [1, 2, 3, 4]})
+    path = workspace.data / "features" / "purchase_history.parquet"
+    table.to_parquet(path)
+    # When the features at the scores' as_of are read: an error naming the date and what to run,
+    # never the older snapshot's values nor empty ones
+    with pytest.raises(MissingFeatureSnapshotError, match=r"no feature snapshot as of 2026-07-01T00:00:00\+00:00.*"
+                                                          r"cdp features build --as-of 2026-07-01"):
+        read_features_as_of(workspace, as_of, ["orders_365d"])
+    # ...and with the snapshot there, its values (not the later snapshot's)
+    pd.concat([table, table.iloc[:2].assign(event_timestamp=as_of, orders_365d=[7, 8])]).to_parquet(path)
+    features = read_features_as_of(workspace, as_of, ["orders_365d"]).sort_values("customer_id")
+    assert features["orders_365d"].tolist() == [7, 8]
+    # ...and an expression naming no feature reads nothing
+    assert read_features_as_of(workspace, as_of, ["clv"]).columns.tolist() == ["customer_id"]
 
 
 def test_parameters_and_clv_percentile():
@@ -185,19 +277,29 @@ def test_built_in_segments_export_every_record_of_their_customers(served, scored
     expected = identity_map[identity_map["customer_id"].isin(customers)]
     assert set(zip(export["source"], export["source_id"], strict=True)) == set(
         zip(expected["source"], expected["source_id"], strict=True))
-    emails = export.drop_duplicates("customer_id").set_index("customer_id")["email"]
-    pd.testing.assert_series_equal(emails, profiles.loc[emails.index, "email"], check_names=False)
-    # and the action is the one batch scoring recommended
     by_customer = scores.set_index("customer_id")
     first = export.drop_duplicates("customer_id").set_index("customer_id")
+    on_file = profiles.loc[first.index, "email"]
+    if segment == "do_not_contact":  # a suppression list keeps every address, to match whom it suppresses
+        pd.testing.assert_series_equal(first["email"], on_file, check_names=False)
+    else:  # a contact list only the addresses e-mail may be sent to
+        allowed = by_customer.loc[first.index, "eligible_email"]
+        pd.testing.assert_series_equal(first["email"], on_file.where(allowed.to_numpy(), None), check_names=False)
+    # and the action is the one batch scoring recommended, for the campaign the scores were made for
     assert (first["next_best_action"] == by_customer.loc[first.index, "next_best_action"]).all()
+    assert summary.campaign_id == "default" and (export["campaign_id"] == "default").all()
+    assert summary.scores == str(workspace.outputs / "scores.parquet")
     holdout = set(scores.loc[scores["holdout"], "customer_id"])
+    reachable = set(scores.loc[scores.filter(like="eligible_").any(axis=1), "customer_id"])
     if segment == "do_not_contact":
         assert holdout <= customers  # the control group is on the suppression list
         assert first.loc[list(holdout), "holdout"].all()
     else:
         assert not customers & holdout
         assert not first["holdout"].any()
+        # nobody is listed for a contact without a channel they consented to and can be reached on today
+        assert customers <= reachable
+        assert first["eligible_channels"].notna().all()
     if segment == "win_back_today":
         assert customers == set(scores.loc[scores["win_back"], "customer_id"]) and customers
     if segment == "push_reachable":
@@ -210,8 +312,11 @@ def test_high_clv_at_risk_follows_the_configured_thresholds(served, scored, tmp_
                              segments={"parameters": {"high_clv_percentile": 0.5, "at_risk_churn_probability": 0.3}})
     summary = export_segment(workspace, settings, "high_clv_at_risk", "parquet", out=tmp_path / "h.parquet")
     rank = scores["clv"].rank(method="min").sub(1).div(len(scores) - 1)
-    wanted = scores[(rank >= 0.5) & (scores["churn_probability"] >= 0.3) & ~scores["holdout"]]
+    matched = scores[(rank >= 0.5) & (scores["churn_probability"] >= 0.3) & ~scores["holdout"]]
+    reachable = matched.filter(like="eligible_").any(axis=1)
+    wanted = matched[reachable]
     assert summary.customers == len(wanted) > 0
+    assert summary.no_channel_excluded == (~reachable).sum() == sum(summary.no_channel_reasons.values())
     assert set(pd.read_parquet(summary.path)["customer_id"]) == set(wanted["customer_id"])
 
 
@@ -227,7 +332,9 @@ def test_a_user_defined_segment_over_features_exports_csv(served, scored):
                                columns=["customer_id", "event_timestamp", "orders_365d"])
     at_scoring = features[pd.to_datetime(features["event_timestamp"], utc=True) == pd.Timestamp(AS_OF)]
     frequent = set(at_scoring.loc[at_scoring["orders_365d"] >= 3, "customer_id"])
-    wanted = set(scores.loc[scores["customer_id"].isin(frequent) & (scores["clv"] > 0) & ~scores["holdout"], "customer_id"])
+    reachable = scores.filter(like="eligible_").any(axis=1)
+    wanted = set(scores.loc[scores["customer_id"].isin(frequent) & (scores["clv"] > 0) & ~scores["holdout"] & reachable,
+                            "customer_id"])
     export = pd.read_csv(summary.path)
     assert summary.path == str(workspace.outputs / "segments" / "frequent_buyers.csv")
     assert set(export["customer_id"]) == wanted and wanted
@@ -302,3 +409,75 @@ def test_scores_written_by_spark_as_a_directory_of_parts_are_read_as_one_table(t
     scores = read_scores(folder, ["clv"])
     # Then every part is read, with only the columns needed
     assert sorted(scores["customer_id"]) == ["C1", "C2", "C3"] and "unused" not in scores.columns
+
+
+def test_export_rebuilds_the_feature_snapshot_a_later_run_dropped(served, scored, tmp_path):
+    workspace, scores = scored
+    features = workspace.data / "features"
+    at_scoring = pd.read_parquet(features / "purchase_history.parquet", columns=["customer_id", "event_timestamp",
+                                                                                  "orders_365d"])
+    at_scoring = at_scoring[pd.to_datetime(at_scoring["event_timestamp"], utc=True) == pd.Timestamp(AS_OF)]
+    # Given a copy of the scored workspace whose feature tables lost the scores' snapshot (as when a
+    # later `cdp score --as-of` for another day started the tables over)
+    copy = Workspace.at(tmp_path / "ws")
+    shutil.copytree(workspace.root, copy.root, ignore=shutil.ignore_patterns("mlruns", "feast"))
+    for table in (copy.data / "features").glob("*.parquet"):
+        frame = pd.read_parquet(table)
+        frame[pd.to_datetime(frame["event_timestamp"], utc=True) != pd.Timestamp(AS_OF)].to_parquet(table, index=False)
+    settings = load_settings(training=served.settings.training.model_dump(), segments={"definitions": {
+        "no_recent_orders": {"where": "orders_365d = 0 OR orders_365d IS NULL", "contact": False}}})
+    # When a segment over a feature is exported
+    summary = export_segment(copy, settings, "no_recent_orders", "parquet", out=tmp_path / "none.parquet")
+    # Then the snapshot was built again and the list is the customers whose features at scoring say so,
+    # not every customer (every feature reading NULL)
+    wanted = set(scores["customer_id"]) & set(at_scoring.loc[at_scoring["orders_365d"].fillna(0) == 0, "customer_id"])
+    assert set(pd.read_parquet(summary.path)["customer_id"]) == wanted
+    assert 0 < len(wanted) < len(scores)
+    assert summary.feature_snapshot_built and summary.customers_without_features == 0
+
+
+@pytest.mark.parametrize("output_format", ["csv", "parquet"])
+def test_a_segment_matching_nobody_writes_an_empty_list_with_its_header(served, scored, tmp_path, output_format):
+    workspace, _ = scored
+    settings = load_settings(training=served.settings.training.model_dump(),
+                             segments={"definitions": {"empty_seg": {"where": "clv < 0"}}})
+    summary = export_segment(workspace, settings, "empty_seg", output_format, out=tmp_path / f"empty.{output_format}")
+    assert summary.customers == summary.rows == 0
+    if output_format == "csv":
+        assert (tmp_path / "empty.csv").read_text().strip() == ",".join(EXPORT_COLUMNS)
+    else:
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(tmp_path / "empty.parquet")
+        assert schema.names == list(EXPORT_COLUMNS)
+        assert str(schema.field("email").type) == "string"
+
+
+def test_cli_export_reads_the_scores_given_and_names_their_campaign(scored, tmp_path):
+    from typer.testing import CliRunner
+
+    from cdp.cli import app
+
+    workspace, scores = scored
+    # Given scores of a second campaign written elsewhere with `cdp score --out`, with their summary
+    spring = tmp_path / "spring.parquet"
+    shutil.copy(workspace.outputs / "scores.parquet", spring)
+    summary = json.loads((workspace.outputs / "scores.json").read_text())
+    (tmp_path / "spring.json").write_text(json.dumps({**summary, "campaign_id": "spring", "output": str(spring)}))
+    # When a segment is exported from them
+    out = tmp_path / "push.csv"
+    result = CliRunner().invoke(app, ["export", "--segment", "push_reachable", "--scores", str(spring), "--out", str(out),
+                                      "--workspace", str(workspace.root)])
+    # Then the list and its summary name the scores, their as_of and their campaign
+    assert result.exit_code == 0, result.output
+    assert "campaign spring" in " ".join(result.output.split())
+    written = json.loads((tmp_path / "push.json").read_text())
+    assert (written["scores"], written["campaign_id"], written["as_of"]) == (str(spring), "spring", summary["as_of"])
+    assert set(pd.read_csv(out)["campaign_id"]) == {"spring"}
+    # ...and scores without their summary are exported with the campaign unknown, said so
+    (tmp_path / "spring.json").unlink()
+    result = CliRunner().invoke(app, ["export", "--segment", "push_reachable", "--scores", str(spring), "--out", str(out),
+                                      "--workspace", str(workspace.root)])
+    assert result.exit_code == 0, result.output
+    assert "campaign unknown" in " ".join(result.output.split())
+    assert json.loads((tmp_path / "push.json").read_text())["campaign_id"] is None
