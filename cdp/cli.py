@@ -513,6 +513,7 @@ def export_command(
     segment: Annotated[str, typer.Option("--segment", "-s", help="Built-in (win_back_today, high_clv_at_risk, push_reachable, do_not_contact) or defined under `segments.definitions`.")],
     output_format: Annotated[str | None, typer.Option("--format", help="csv or parquet (default: segments.default_format).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: data/outputs/segments/<segment>.<format>); a summary goes beside it as .json.", dir_okay=False)] = None,
+    scores: Annotated[Path | None, typer.Option("--scores", help="Scores to select from (Parquet, a `cdp score --out` file; default: the latest `cdp score`, data/outputs/scores.parquet).")] = None,
     workspace: WorkspaceOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -522,7 +523,6 @@ def export_command(
     nor customers with no eligible channel (no consent, unreachable, capped or quiet on every channel),
     and give the e-mail only where e-mail is eligible; do_not_contact lists them (holdout = true).
     See docs/segments-and-drift.md."""
-    scores: Annotated[Path | None, typer.Option("--scores", help="Scores to select from (Parquet, a `cdp score --out` file; default: the latest `cdp score`, data/outputs/scores.parquet).")] = None,
     from serving.segments import SegmentError, export_segment
 
     space, settings = _context(workspace, config)
