@@ -8,6 +8,10 @@ export UV_PYTHON := $(PYTHON)
 # Imports compile every module from source when bytecode is neither shipped nor written
 # (PYTHONDONTWRITEBYTECODE is set on these machines): compile once at install instead.
 export UV_COMPILE_BYTECODE := 1
+# No usage statistics from BentoML or MLflow (docs/privacy.md); the CLI sets the same when unset.
+export BENTOML_DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
 RUN := $(UV) run --frozen --no-sync
 WORKSPACE ?= $(CURDIR)
 CUSTOMERS ?= 20000

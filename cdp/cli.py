@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import signal
 import threading
 from collections.abc import Sequence
@@ -55,6 +56,12 @@ ConfigOption = Annotated[
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
     configure_logging(verbose)
+    for variable in TELEMETRY_OFF:  # unless the user set them: `cdp serve`'s BentoML inherits them too
+        os.environ.setdefault(variable, "true")
+
+
+TELEMETRY_OFF = ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")
+"""BentoML and MLflow send usage statistics unless told not to (docs/privacy.md); no data of ours leaves."""
 
 
 def _context(workspace: Path | None, config: Path | None, creates: bool = False) -> tuple[Workspace, Settings]:
@@ -92,7 +99,7 @@ def _print_row_counts(title: str, label: str, counts: dict[str, int]) -> None:
 def _fail(message: str, code: int = 1) -> typer.Exit:
     """Print one error line; the message is printed as written (ids such as `web:X:1` and paths with
     brackets are not rich markup or emoji codes)."""
-    console.print(f"[red]error:[/red] {escape(message)}", emoji=False)
+    console.print(f"[red]error:[/red] {escape(message)}", emoji=False, soft_wrap=True)  # one line in a log
     return typer.Exit(code)
 
 
@@ -940,6 +947,14 @@ def _score(space: Workspace, settings: Settings, as_of: dt.datetime, campaign: s
     from features.feature_tables import FeatureInputError
     from serving.batch import ScoringError, score_to_file
 
+    if out is not None and "://" not in out:  # before any work: `--out /proc/nope/x` printed a 90-line traceback
+        parent = Path(out).expanduser().parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise _fail(f"cannot write {out}: {error.strerror or error}", code=2) from error
+        if not os.access(parent, os.W_OK):
+            raise _fail(f"cannot write {out}: {parent} is not writable", code=2)
     with step_progress("score") as progress:
         try:
             if engine == "spark":

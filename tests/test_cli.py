@@ -590,3 +590,14 @@ def test_explain_of_a_customer_with_many_records_prints_the_first_and_counts_the
     assert sum(" ~ " in line for line in lines) <= 50  # and at most 50 joins
     assert "… and 10 more records (all of them with --json)" in " ".join(result.output.split())
     assert len(json.loads(records.stdout)["records"]) == 60
+
+
+def test_score_to_a_path_that_cannot_be_written_is_one_error_line(tmp_path):
+    # Given a workspace, and an output path under a directory that cannot exist
+    workspace = resolved_workspace(tmp_path / "ws")
+    # When scoring is pointed there
+    result = runner.invoke(app, ["score", "--as-of", "2026-07-01", "--out", "/proc/nope/x.parquet",
+                                 "--workspace", str(workspace.root)])
+    # Then it is refused before any work, in one line naming the path (before, a 90-line traceback)
+    assert result.exit_code == 2, result.output
+    assert "cannot write /proc/nope/x.parquet" in result.output and "Traceback" not in result.output
