@@ -785,9 +785,11 @@ def push(
     """Push a fresh signal (consent change, order, visit, app open) straight to the online store."""
     import pandas as pd
 
-    from features.feature_store import open_feature_store, push_realtime_signals
+    from features.feature_store import SENT_AS, open_feature_store, push_realtime_signals
+    from serving.audit import record_consent_changes
 
     space, settings = _context(workspace, config)
+    customer_id = customer_id.strip()  # as /events trims it
     values: dict[str, object] = {"customer_id": [customer_id]}
     for item in signal:
         field, separator, value = item.partition("=")
@@ -798,7 +800,6 @@ def push(
         except ValueError as error:
             raise _fail(f"--set {item!r}: realtime signals are whole numbers", 2) from error
     if (space.outputs / "identity_map.parquet").exists():
-        from features.feature_store import SENT_AS
         from serving.engine import IdentityLookup
 
         identity = IdentityLookup.load(space, settings)
@@ -811,6 +812,7 @@ def push(
             customer_id = values["customer_id"][0] = survivor
     store = open_feature_store(space, settings.features)
     seconds = _feature_store_call(push_realtime_signals, store, pd.DataFrame(values)).seconds
+    record_consent_changes(space, settings.privacy, [{k: v[0] for k, v in values.items() if k != SENT_AS}], "cdp push")
     console.print(f"Pushed {', '.join(signal)} for {customer_id} in {seconds * 1000:.0f} ms")
 
 

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from cdp.config import PrivacySettings
@@ -190,6 +190,36 @@ def record_request(workspace: Workspace, privacy: PrivacySettings, event: str, c
     audit = audit_log_for(workspace, privacy)
     subject = audit.pseudonym(customer_id) if customer_id is not None else None
     audit.append([{"time": now_iso(), "event": event, "subject": subject, **details}])
+
+
+def consent_entries(updates: Sequence[dict], via: str, pseudonym, time: str,
+                    refused: Iterable[str] = (), redirected: dict[str, str] | None = None) -> list[dict]:
+    """One entry per update that changed a consent: who (pseudonym of the customer it was applied to),
+    when, which channels were granted or withdrawn, and through what (`POST /events`, `cdp push`); none
+    for a refused update. GDPR asks that a consent and its withdrawal can be shown; the push log alone
+    kept no source and is deleted by an erasure."""
+    refused, redirected = set(refused), redirected or {}
+    entries = []
+    for update in updates:
+        customer = update.get("customer_id")
+        changes = {field.removeprefix("latest_").removesuffix("_consent"): "granted" if float(value) == 1 else "withdrawn"
+                   for field, value in update.items()
+                   if field.startswith("latest_") and field.endswith("_consent") and value is not None}
+        if changes and customer is not None and customer not in refused:
+            entries.append({"time": time, "event": "consent", "subject": pseudonym(redirected.get(customer, customer)),
+                            "changes": changes, "via": via})
+    return entries
+
+
+def record_consent_changes(workspace: Workspace, privacy: PrivacySettings, updates: Sequence[dict], via: str,
+                           refused: Iterable[str] = (), redirected: dict[str, str] | None = None) -> None:
+    """The service's and `cdp push`'s call after a push; a failure to write is logged, not raised (the
+    consent took effect, and the push log holds it)."""
+    try:
+        audit = audit_log_for(workspace, privacy)
+        audit.append(consent_entries(updates, via, audit.pseudonym, now_iso(), refused, redirected))
+    except OSError as error:
+        log.error("audit log %s could not be written: %s", privacy.audit_log, error)
 
 
 @atexit.register

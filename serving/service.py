@@ -686,9 +686,15 @@ class RecommendationService:
         from serving.engine import EngineNotReadyError
 
         try:  # not ready: before, or the online store failing during this push
-            pushed = self._ready_engine(models=False).apply_events(updates)
+            engine = self._ready_engine(models=False)
+            pushed = engine.apply_events(updates)
         except EngineNotReadyError as error:
             return _not_ready(error)
+        # --- audit (serving/audit.py, docs/privacy.md): each consent change applied, pseudonymous ---
+        from serving.audit import record_consent_changes
+        record_consent_changes(engine.workspace, engine.settings.privacy, updates, "POST /events",
+                               refused=pushed.refused, redirected=pushed.redirected)
+        # --- end audit ---
         return EventsResponse(
             accepted=pushed.accepted, milliseconds=round(pushed.seconds * 1000, 1),
             refused=[RefusedCustomer(customer_id=c, reason=r) for c, r in pushed.refused.items()],

@@ -17,6 +17,7 @@ from serving.audit import (
     AuditLog,
     audit_files,
     audited_campaign,
+    consent_entries,
     read_entries,
     recommendation_entries,
 )
@@ -110,3 +111,45 @@ def test_a_recommend_call_writes_one_audit_line_per_answer(served, tmp_path, mon
     # and no raw id or e-mail
     text = (workspace.root / privacy.audit_log).read_text()
     assert "C000000001" not in text and with_email["email"] not in text and with_email["customer_id"] not in text
+
+
+def test_consent_entries_say_what_changed_through_what_and_for_whom_only_by_pseudonym():
+    # Given pushed updates: a withdrawal, a grant with a moment beside it, a moment alone, a refused one,
+    # and one under a retired id
+    updates = [{"customer_id": "C1", "latest_email_consent": 0},
+               {"customer_id": "C2", "latest_sms_consent": 1, "last_visit_epoch_seconds": 1},
+               {"customer_id": "C3", "last_order_epoch_seconds": 1},
+               {"customer_id": "C4", "latest_push_consent": 0},
+               {"customer_id": "C5", "latest_push_consent": 1}]
+    # When written as audit entries
+    entries = consent_entries(updates, "POST /events", lambda c: f"p:{c}", "t", refused={"C4"},
+                              redirected={"C5": "C9"})
+    # Then one per consent change applied, under the customer it was applied to, with the door it came through
+    assert entries == [
+        {"time": "t", "event": "consent", "subject": "p:C1", "changes": {"email": "withdrawn"}, "via": "POST /events"},
+        {"time": "t", "event": "consent", "subject": "p:C2", "changes": {"sms": "granted"}, "via": "POST /events"},
+        {"time": "t", "event": "consent", "subject": "p:C9", "changes": {"push": "granted"}, "via": "POST /events"},
+    ]
+
+
+@pytest.mark.slow
+def test_a_consent_change_through_the_service_is_audited(served, tmp_path, monkeypatch):
+    # Given the service on a copy of the served workspace
+    workspace = Workspace.at(tmp_path / "ws")
+    shutil.copytree(served.workspace.root, workspace.root, ignore=shutil.ignore_patterns("audit"))
+    monkeypatch.setenv("CDP_WORKSPACE", str(workspace.root))
+    monkeypatch.setenv("CDP_SERVING__API_TOKEN", TOKEN)
+    from serving.service import RecommendationService
+
+    # When a customer withdraws e-mail consent through /events
+    with TestClient(RecommendationService.to_asgi(), raise_server_exceptions=False) as client:
+        response = client.post("/events", headers={"Authorization": f"Bearer {TOKEN}"},
+                               json={"events": [{"customer_id": "C000000001", "latest_email_consent": 0}]})
+    assert response.status_code == 200 and response.json()["accepted"] == 1, response.text
+    # Then the audit log has the change, by pseudonym (the push log alone kept no source, and an erasure deletes it)
+    privacy = PrivacySettings()
+    entries = [e for e in read_entries(workspace, privacy) if e["event"] == "consent"]
+    salt = read_salt(workspace, privacy)
+    assert entries == [{"time": entries[0]["time"], "event": "consent", "subject": keyed_hash(salt, "customer", "C000000001"),
+                        "changes": {"email": "withdrawn"}, "via": "POST /events"}]
+    assert "C000000001" not in (workspace.root / privacy.audit_log).read_text()
