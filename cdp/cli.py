@@ -1368,7 +1368,10 @@ def show_config(workspace: WorkspaceOption = None, config: ConfigOption = None) 
     """Print the effective configuration (defaults, YAML file and CDP_* overrides applied)."""
     from cdp.config import settings_for_display
 
-    _, settings = _context(workspace, config, creates=True)
+    space, settings = _context(workspace, config, creates=True)
+    if workspace is not None and not space.root.is_dir():  # a mistyped path must not read as "no overrides"
+        console.print(f"[yellow]warning:[/yellow] workspace {escape(str(space.root))} does not exist: the defaults "
+                      "and CDP_* overrides only", soft_wrap=True)
     typer.echo(json.dumps(settings_for_display(settings), indent=2))
 
 
