@@ -957,7 +957,7 @@ def _score(space: Workspace, settings: Settings, as_of: dt.datetime, campaign: s
             raise _fail(f"cannot write {out}: {error.strerror or error}", code=2) from error
         if not os.access(parent, os.W_OK):
             raise _fail(f"cannot write {out}: {parent} is not writable", code=2)
-    with step_progress("score") as progress:
+    with step_progress("score") as progress, _sigterm_interrupts():  # a kill removes the partial file, as Ctrl-C does
         try:
             if engine == "spark":
                 from serving.spark_scoring import score_on_spark
