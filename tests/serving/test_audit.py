@@ -3,6 +3,7 @@ service writes one line per /recommend answer."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 
@@ -81,18 +82,31 @@ def test_the_audited_campaign_is_the_one_the_policy_hashes_the_holdout_with(cont
 
 
 @pytest.mark.slow
-def test_a_recommend_call_writes_one_audit_line_per_answer(served, tmp_path, monkeypatch):
-    # Given the service on a copy of the served workspace
+@functools.cache
+def _app():
+    """One ASGI app per process: BentoML registers its metrics once (a second app: duplicated timeseries)."""
+    from serving.service import RecommendationService
+
+    return RecommendationService.to_asgi()
+
+
+def _service_workspace(served, tmp_path, monkeypatch) -> Workspace:
+    """A copy of the served workspace without its audit log, which the service started next serves."""
     workspace = Workspace.at(tmp_path / "ws")
     shutil.copytree(served.workspace.root, workspace.root, ignore=shutil.ignore_patterns("audit"))
     monkeypatch.setenv("CDP_WORKSPACE", str(workspace.root))
     monkeypatch.setenv("CDP_SERVING__API_TOKEN", TOKEN)
+    return workspace
+
+
+def test_a_recommend_call_writes_one_audit_line_per_answer(served, tmp_path, monkeypatch):
+    # Given the service on a copy of the served workspace
+    workspace = _service_workspace(served, tmp_path, monkeypatch)
     profiles = pd.read_parquet(workspace.outputs / "profiles.parquet")
     with_email = profiles.dropna(subset=["email"]).iloc[3]
-    from serving.service import RecommendationService
 
     # When a campaign tool asks about a customer id, an e-mail and an unknown customer
-    with TestClient(RecommendationService.to_asgi(), raise_server_exceptions=False) as client:
+    with TestClient(_app(), raise_server_exceptions=False) as client:
         response = client.post("/recommend", headers={"Authorization": f"Bearer {TOKEN}"}, json={
             "customers": [{"customer_id": "C000000001"}, {"email": with_email["email"]}, {"customer_id": "nobody"}],
             "context": {"campaign_id": "autumn"}})
@@ -135,14 +149,10 @@ def test_consent_entries_say_what_changed_through_what_and_for_whom_only_by_pseu
 @pytest.mark.slow
 def test_a_consent_change_through_the_service_is_audited(served, tmp_path, monkeypatch):
     # Given the service on a copy of the served workspace
-    workspace = Workspace.at(tmp_path / "ws")
-    shutil.copytree(served.workspace.root, workspace.root, ignore=shutil.ignore_patterns("audit"))
-    monkeypatch.setenv("CDP_WORKSPACE", str(workspace.root))
-    monkeypatch.setenv("CDP_SERVING__API_TOKEN", TOKEN)
-    from serving.service import RecommendationService
+    workspace = _service_workspace(served, tmp_path, monkeypatch)
 
     # When a customer withdraws e-mail consent through /events
-    with TestClient(RecommendationService.to_asgi(), raise_server_exceptions=False) as client:
+    with TestClient(_app(), raise_server_exceptions=False) as client:
         response = client.post("/events", headers={"Authorization": f"Bearer {TOKEN}"},
                                json={"events": [{"customer_id": "C000000001", "latest_email_consent": 0}]})
     assert response.status_code == 200 and response.json()["accepted"] == 1, response.text
