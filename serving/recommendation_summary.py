@@ -174,7 +174,8 @@ def read_scores(workspace: Workspace) -> pd.DataFrame:
 
 def segment_sizes(workspace: Workspace, settings: Settings) -> pd.DataFrame:
     """Customers in each exportable segment (built-in and configured; `cdp export --segment NAME`
-    writes the list itself), with the holdout customers a contact segment leaves out."""
+    writes the list itself), with those a contact segment leaves out: held out, or with no eligible
+    channel (the export also drops consents withdrawn since the scores, which this does not read)."""
     from serving import segments
 
     rows = []
@@ -186,9 +187,12 @@ def segment_sizes(workspace: Workspace, settings: Settings) -> pd.DataFrame:
         matched = segments.select_segment(scores, features, definition.model_copy(update={"contact": False}),
                                           settings.segments.parameters, name)
         chosen = segments.select_segment(scores, features, definition, settings.segments.parameters, name)
-        rows.append({"segment": name, "customers": len(chosen), "holdout_left_out": len(matched) - len(chosen),
-                     "contact_list": definition.contact, "where": definition.where,
-                     "description": definition.description})
+        left_out = matched[~matched["customer_id"].isin(chosen["customer_id"])]
+        held = (left_out["holdout"].fillna(False).astype(bool).to_numpy() if "holdout" in left_out
+                else np.zeros(len(left_out), dtype=bool))
+        rows.append({"segment": name, "customers": len(chosen), "holdout_left_out": int(held.sum()),
+                     "no_channel_left_out": int((~held).sum()), "contact_list": definition.contact,
+                     "where": definition.where, "description": definition.description})
     return pd.DataFrame(rows)
 
 

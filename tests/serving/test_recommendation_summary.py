@@ -132,6 +132,11 @@ def test_segment_sizes_follow_the_segment_definitions(workspace, scores):
     assert sizes.loc["high_clv_at_risk", "customers"] == 2  # C3 and C4: top CLV and churn >= 0.5
     assert sizes.loc["do_not_contact", "customers"] == 2  # the holdout C5 and C6 (no contact, no win-back)
     assert not sizes.loc["do_not_contact", "contact_list"]
+    # ...and a contact list of everyone counts what it leaves out under its cause: C5 held out, C6 with no
+    # eligible channel (both were counted as holdout before)
+    everyone = summary.segment_sizes(workspace, load_settings(segments={"definitions": {"everyone": {"where": "true"}}}))
+    row = everyone.set_index("segment").loc["everyone"]
+    assert (row["customers"], row["holdout_left_out"], row["no_channel_left_out"]) == (4, 1, 1)
 
 
 def test_missing_inputs_say_what_to_run(workspace, tmp_path):
