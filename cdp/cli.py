@@ -1136,7 +1136,7 @@ def forget(
                            {**({"request_id": started["request_id"]} if started else {}),
                             "outcome": outcome, "why": why})
         except OSError as error:
-            log.error("audit log %s could not be written: %s", settings.privacy.audit_log, error)
+            log.error("audit log %s could not be written: %s", settings.privacy.requests_log, error)
 
     try:
         with _sigterm_interrupts():

@@ -262,7 +262,11 @@ class PrivacySettings(_Section):
     """The workspace's secret key for hashing identifiers (created on first use, mode 0600); the
     suppression list of erased people is kept beside it (suppression.parquet)."""
     audit_log: Path = Path("data/audit/audit.log")
-    """Append-only JSON lines: every /recommend answer and every erasure or access request."""
+    """Append-only JSON lines: every /recommend answer (rotated by size, below)."""
+    requests_log: Path = Path("data/audit/requests.log")
+    """Append-only JSON lines: every erasure and access request and every consent change; never rotated,
+    so that the proof of an erasure or a withdrawal does not age out with the answers (at 200 answers a
+    second the rotation keeps about 2.4 hours of them)."""
     audit_max_bytes: int = Field(50_000_000, ge=1_000)
     """The log is rotated (audit.log -> audit.log.1 -> ...) when it grows past this size."""
     audit_backups: int = Field(10, ge=1)

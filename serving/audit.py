@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import heapq
 import json
 import logging
 import os
@@ -32,6 +33,10 @@ PSEUDONYM_KIND = "customer"
 PSEUDONYM_CACHE = 100_000
 
 
+NEVER_ROTATED = 2**62
+"""The requests' log's size limit: in effect none."""
+
+
 class AuditLog:
     """One process's handle on a workspace's audit log; safe to share between threads."""
 
@@ -42,7 +47,11 @@ class AuditLog:
         self._pseudonyms: dict[str, str] = {}
 
     @classmethod
-    def open(cls, workspace: Workspace, privacy: PrivacySettings) -> AuditLog:
+    def open(cls, workspace: Workspace, privacy: PrivacySettings, requests: bool = False) -> AuditLog:
+        """The answers' log (rotated by size), or with `requests` the requests' log (never rotated)."""
+        if requests:
+            return cls(workspace_path(workspace, privacy.requests_log), NEVER_ROTATED, 1,
+                       load_or_create_salt(workspace, privacy))
         return cls(workspace_path(workspace, privacy.audit_log), privacy.audit_max_bytes, privacy.audit_backups,
                    load_or_create_salt(workspace, privacy))
 
@@ -115,8 +124,14 @@ def audit_files(path: Path) -> list[Path]:
 
 
 def read_entries(workspace: Workspace, privacy: PrivacySettings, subject: str | None = None) -> Iterator[dict]:
-    """Entries oldest first, optionally only those about one pseudonym."""
-    for path in audit_files(workspace_path(workspace, privacy.audit_log)):
+    """Entries of both logs (answers, requests) oldest first, optionally only those about one pseudonym."""
+    logs = [_entries(audit_files(workspace_path(workspace, path)), subject)
+            for path in (privacy.audit_log, privacy.requests_log)]
+    yield from heapq.merge(*logs, key=lambda entry: entry.get("time") or "")
+
+
+def _entries(paths: Sequence[Path], subject: str | None) -> Iterator[dict]:
+    for path in paths:
         with path.open() as handle:
             for line in handle:
                 entry = json.loads(line)
@@ -155,12 +170,12 @@ _LOGS: dict[Path, AuditLog] = {}
 _LOGS_LOCK = threading.Lock()
 
 
-def audit_log_for(workspace: Workspace, privacy: PrivacySettings) -> AuditLog:
-    """This process's handle on the workspace's log (opened once, closed at exit)."""
-    path = workspace_path(workspace, privacy.audit_log)
+def audit_log_for(workspace: Workspace, privacy: PrivacySettings, requests: bool = False) -> AuditLog:
+    """This process's handle on the workspace's answers' log, or requests' log (opened once, closed at exit)."""
+    path = workspace_path(workspace, privacy.requests_log if requests else privacy.audit_log)
     with _LOGS_LOCK:
         if path not in _LOGS:
-            _LOGS[path] = AuditLog.open(workspace, privacy)
+            _LOGS[path] = AuditLog.open(workspace, privacy, requests)
         return _LOGS[path]
 
 
@@ -187,7 +202,7 @@ def record_request(workspace: Workspace, privacy: PrivacySettings, event: str, c
                    details: dict) -> None:
     """An erasure or access request: the pseudonym of the person (null for a request that named nobody,
     refused), when, the outcome and counts (no raw values)."""
-    audit = audit_log_for(workspace, privacy)
+    audit = audit_log_for(workspace, privacy, requests=True)
     subject = audit.pseudonym(customer_id) if customer_id is not None else None
     audit.append([{"time": now_iso(), "event": event, "subject": subject, **details}])
 
@@ -216,10 +231,10 @@ def record_consent_changes(workspace: Workspace, privacy: PrivacySettings, updat
     """The service's and `cdp push`'s call after a push; a failure to write is logged, not raised (the
     consent took effect, and the push log holds it)."""
     try:
-        audit = audit_log_for(workspace, privacy)
+        audit = audit_log_for(workspace, privacy, requests=True)
         audit.append(consent_entries(updates, via, audit.pseudonym, now_iso(), refused, redirected))
     except OSError as error:
-        log.error("audit log %s could not be written: %s", privacy.audit_log, error)
+        log.error("audit log %s could not be written: %s", privacy.requests_log, error)
 
 
 @atexit.register

@@ -457,7 +457,7 @@ def test_an_erasure_that_stops_partway_is_on_record_with_its_request_id_and_pers
     # Then the command fails, and the audit log's line that ends the request names the same request and
     # the same (pseudonymous) person as the line that started it
     assert result.exit_code != 0
-    log_text = (workspace.data / "audit" / "audit.log").read_text()
+    log_text = (workspace.data / "audit" / "requests.log").read_text()
     first, last = [json.loads(line) for line in log_text.splitlines()]
     assert (first["outcome"], last["outcome"], last["why"]) == ("started", outcome, why)
     assert last["event"] == "erasure" and last["subject"] is not None

@@ -162,4 +162,4 @@ def test_a_consent_change_through_the_service_is_audited(served, tmp_path, monke
     salt = read_salt(workspace, privacy)
     assert entries == [{"time": entries[0]["time"], "event": "consent", "subject": keyed_hash(salt, "customer", "C000000001"),
                         "changes": {"email": "withdrawn"}, "via": "POST /events"}]
-    assert "C000000001" not in (workspace.root / privacy.audit_log).read_text()
+    assert "C000000001" not in (workspace.root / privacy.requests_log).read_text()
