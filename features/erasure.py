@@ -845,6 +845,7 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
     identity.pop("refused", None)
     raw_files = raw_files_in_workspace(workspace, source_files)
     warn_about_raw_files(raw_files, f"access export of customer {subject.customer_id}")
+    audited = [r for c in subject.customer_ids for r in served(c)] if served is not None else []
     return {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "customer_id": subject.customer_id,
@@ -857,7 +858,9 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
         "scores": scores,
         "other_outputs": outputs,
         "former_customer_ids": subject.former_ids,
-        "recommendations_served": [r for c in subject.customer_ids for r in served(c)] if served is not None else [],
+        "recommendations_served": [e for e in audited if e.get("event") == "recommend"],
+        # the audit log's other lines about them: consents granted or withdrawn, earlier access requests
+        "consents_and_requests": [e for e in audited if e.get("event") != "recommend"],
         "pushed_signals": pushed_signals_of(workspace, subject),
         # not read into this export: input files cdp does not rewrite (their owner's to delete or re-export)
         "raw_files_in_workspace": raw_files,
