@@ -1012,6 +1012,14 @@ def run(
     space, settings = _context(workspace, config, creates=True)
     moment = _one_time(as_of)
     settings = _training_settings(settings, churn_horizon_days, clv_horizon_days, conversion_window_days)
+    if settings.features.online_store == "redis":  # before anything changes: a running service would
+        from features.online_store import redis_unreachable
+
+        # follow the new identity map over the old online store, were materialize to fail at step 4
+        problem = redis_unreachable(settings.features.redis_connection_string)
+        if problem:
+            raise _fail(f"the online store (redis) does not answer ({problem}); nothing was changed: bring it back, "
+                        "then run again")
     console.rule("1/6 ingest")
     ingest(raw=raw, workspace=space.root, config=config)
     console.rule("2/6 resolve identities")

@@ -349,6 +349,26 @@ REDIS_CLIENT_DEFAULTS = {"socket_connect_timeout": 1.0, "socket_timeout": 2.0}
 A Redis that accepts connections but does not answer (stopped, partitioned) costs one read timeout."""
 
 
+def redis_unreachable(connection_string: str) -> str | None:
+    """Why the Redis of `connection_string` (Feast's format: `host:port,password=...,ssl=true`) does not
+    answer a PING, or None. A job checks before changing anything; the reason names host and port, never
+    the password."""
+    import redis
+
+    nodes, params = RedisOnlineStore._parse_connection_string(connection_string)
+    if not nodes:
+        return "no host:port in the connection string"
+    options = {key: params[key] for key in ("password", "username", "ssl", "db") if key in params}
+    try:
+        client = redis.Redis(host=nodes[0]["host"], port=int(nodes[0].get("port", 6379)), **REDIS_CLIENT_DEFAULTS,
+                             **options)
+        client.ping()
+        client.close()
+    except Exception as error:  # refused, timed out, authentication: any of them means not now
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
 class PackedRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     type: Literal["features.online_store.PackedRedisOnlineStore"] = "features.online_store.PackedRedisOnlineStore"
     key_prefix: str = "cdp"

@@ -601,3 +601,19 @@ def test_score_to_a_path_that_cannot_be_written_is_one_error_line(tmp_path):
     # Then it is refused before any work, in one line naming the path (before, a 90-line traceback)
     assert result.exit_code == 2, result.output
     assert "cannot write /proc/nope/x.parquet" in result.output and "Traceback" not in result.output
+
+
+def test_run_with_an_unreachable_redis_changes_nothing(tmp_path, monkeypatch):
+    # Given a configuration naming a Redis online store that does not answer, and a raw export
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "orders.csv").write_text("order_id,source,source_id,ordered_at,amount\no1,web,w1,2026-01-01,10\n")
+    monkeypatch.setenv("CDP_FEATURES__ONLINE_STORE", "redis")
+    monkeypatch.setenv("CDP_FEATURES__REDIS_CONNECTION_STRING", "localhost:1,password=S3cretPassw0rd")
+    # When the nightly job runs
+    result = runner.invoke(app, ["run", "--raw", str(raw), "--as-of", "2026-02-01", "--workspace", str(tmp_path / "ws")])
+    # Then it stops before ingesting, saying why, without the password (before, ingest, resolve and the
+    # features rewrote the workspace and the job failed at step 4)
+    assert result.exit_code == 1, result.output
+    assert "does not answer" in " ".join(result.output.split()) and "S3cretPassw0rd" not in result.output
+    assert not (tmp_path / "ws" / "data" / "lake").exists()
