@@ -207,32 +207,37 @@ def record_request(workspace: Workspace, privacy: PrivacySettings, event: str, c
     audit.append([{"time": now_iso(), "event": event, "subject": subject, **details}])
 
 
-def consent_entries(updates: Sequence[dict], via: str, pseudonym, time: str,
-                    refused: Iterable[str] = (), redirected: dict[str, str] | None = None) -> list[dict]:
+def consent_entries(updates: Sequence[dict], via: str, pseudonym, time: str, refused: Iterable[str] = (),
+                    redirected: dict[str, str] | None = None, pending: Iterable[str] = ()) -> list[dict]:
     """One entry per update that changed a consent: who (pseudonym of the customer it was applied to),
     when, which channels were granted or withdrawn, and through what (`POST /events`, `cdp push`); none
-    for a refused update. GDPR asks that a consent and its withdrawal can be shown; the push log alone
-    kept no source and is deleted by an erasure."""
-    refused, redirected = set(refused), redirected or {}
+    for a refused update, but for one refused as not in the online store yet (`pending`) its withdrawals,
+    kept and applied at the next materialize. GDPR asks that a consent and its withdrawal can be shown; the
+    push log alone kept no source and is deleted by an erasure."""
+    refused, redirected, pending = set(refused), redirected or {}, set(pending)
     entries = []
     for update in updates:
         customer = update.get("customer_id")
         changes = {field.removeprefix("latest_").removesuffix("_consent"): "granted" if float(value) == 1 else "withdrawn"
                    for field, value in update.items()
                    if field.startswith("latest_") and field.endswith("_consent") and value is not None}
-        if changes and customer is not None and customer not in refused:
-            entries.append({"time": time, "event": "consent", "subject": pseudonym(redirected.get(customer, customer)),
-                            "changes": changes, "via": via})
+        if customer in pending:
+            changes = {channel: change for channel, change in changes.items() if change == "withdrawn"}
+        if changes and customer is not None and (customer not in refused or customer in pending):
+            entry = {"time": time, "event": "consent", "subject": pseudonym(redirected.get(customer, customer)),
+                     "changes": changes, "via": via}
+            entries.append(entry | ({"applied": "at the next materialize"} if customer in pending else {}))
     return entries
 
 
 def record_consent_changes(workspace: Workspace, privacy: PrivacySettings, updates: Sequence[dict], via: str,
-                           refused: Iterable[str] = (), redirected: dict[str, str] | None = None) -> None:
+                           refused: Iterable[str] = (), redirected: dict[str, str] | None = None,
+                           pending: Iterable[str] = ()) -> None:
     """The service's and `cdp push`'s call after a push; a failure to write is logged, not raised (the
     consent took effect, and the push log holds it)."""
     try:
         audit = audit_log_for(workspace, privacy, requests=True)
-        audit.append(consent_entries(updates, via, audit.pseudonym, now_iso(), refused, redirected))
+        audit.append(consent_entries(updates, via, audit.pseudonym, now_iso(), refused, redirected, pending))
     except OSError as error:
         log.error("audit log %s could not be written: %s", privacy.requests_log, error)
 

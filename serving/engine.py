@@ -231,6 +231,9 @@ class PushedEvents:
     """Id retired by a merge, as sent -> the customer whose online row its events updated."""
     dropped_fields: list[tuple[str, str, str]]
     """(id as sent, field, why) for each field left out of a push."""
+    pending: list[str] = field(default_factory=list)
+    """Ids as sent, refused as not in the online store yet, whose consent withdrawals were kept all the same
+    (the push log): they take effect at the next materialize."""
 
 
 @dataclass
@@ -608,6 +611,7 @@ class RecommendationEngine:
             accepted=sum(applied), seconds=seconds,
             refused={sent: refused[held] if sent == held else f"merged into {held}, refused: {refused[held]}"
                      for sent, held in targets.items() if held in refused},
+            pending=[sent for sent, held in targets.items() if held in store_refused],
             redirected={event["customer_id"]: targets[event["customer_id"]]
                         for done, event in zip(applied, events, strict=True)
                         if done and event["customer_id"] != targets[event["customer_id"]]},
@@ -625,8 +629,8 @@ class RecommendationEngine:
         # refused here; its grants only once the store took them (docs/serving.md).
         with self._store_failures_as_not_ready():
             pushed = push_realtime_signals(self.store, events, absent="skip")
-        return pushed.seconds, {c: "not in the online store yet (run `cdp features materialize`)"
-                                for c in pushed.not_in_store}
+        return pushed.seconds, {c: "not in the online store yet (run `cdp features materialize`); a consent withdrawal "
+                                   "in it is kept and takes effect at the next materialize" for c in pushed.not_in_store}
 
     @contextmanager
     def _store_failures_as_not_ready(self):

@@ -693,7 +693,7 @@ class RecommendationService:
         # --- audit (serving/audit.py, docs/privacy.md): each consent change applied, pseudonymous ---
         from serving.audit import record_consent_changes
         record_consent_changes(engine.workspace, engine.settings.privacy, updates, "POST /events",
-                               refused=pushed.refused, redirected=pushed.redirected)
+                               refused=pushed.refused, redirected=pushed.redirected, pending=pushed.pending)
         # --- end audit ---
         return EventsResponse(
             accepted=pushed.accepted, milliseconds=round(pushed.seconds * 1000, 1),

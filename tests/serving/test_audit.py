@@ -81,7 +81,6 @@ def test_the_audited_campaign_is_the_one_the_policy_hashes_the_holdout_with(cont
     assert audited_campaign(context, "default") == recorded
 
 
-@pytest.mark.slow
 @functools.cache
 def _app():
     """One ASGI app per process: BentoML registers its metrics once (a second app: duplicated timeseries)."""
@@ -99,6 +98,7 @@ def _service_workspace(served, tmp_path, monkeypatch) -> Workspace:
     return workspace
 
 
+@pytest.mark.slow
 def test_a_recommend_call_writes_one_audit_line_per_answer(served, tmp_path, monkeypatch):
     # Given the service on a copy of the served workspace
     workspace = _service_workspace(served, tmp_path, monkeypatch)
@@ -134,15 +134,18 @@ def test_consent_entries_say_what_changed_through_what_and_for_whom_only_by_pseu
                {"customer_id": "C2", "latest_sms_consent": 1, "last_visit_epoch_seconds": 1},
                {"customer_id": "C3", "last_order_epoch_seconds": 1},
                {"customer_id": "C4", "latest_push_consent": 0},
-               {"customer_id": "C5", "latest_push_consent": 1}]
-    # When written as audit entries
-    entries = consent_entries(updates, "POST /events", lambda c: f"p:{c}", "t", refused={"C4"},
-                              redirected={"C5": "C9"})
+               {"customer_id": "C5", "latest_push_consent": 1},
+               {"customer_id": "C6", "latest_email_consent": 0, "latest_sms_consent": 1}]
+    # When written as audit entries, C4 refused, C6 refused as not in the online store yet (its withdrawal kept)
+    entries = consent_entries(updates, "POST /events", lambda c: f"p:{c}", "t", refused={"C4", "C6"},
+                              redirected={"C5": "C9"}, pending={"C6"})
     # Then one per consent change applied, under the customer it was applied to, with the door it came through
     assert entries == [
         {"time": "t", "event": "consent", "subject": "p:C1", "changes": {"email": "withdrawn"}, "via": "POST /events"},
         {"time": "t", "event": "consent", "subject": "p:C2", "changes": {"sms": "granted"}, "via": "POST /events"},
         {"time": "t", "event": "consent", "subject": "p:C9", "changes": {"push": "granted"}, "via": "POST /events"},
+        {"time": "t", "event": "consent", "subject": "p:C6", "changes": {"email": "withdrawn"}, "via": "POST /events",
+         "applied": "at the next materialize"},
     ]
 
 
