@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 from functools import cache
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import bentoml
@@ -332,7 +333,16 @@ would otherwise be one more log line with it and one more label series in /metri
 
 
 def is_served_path(path: str) -> bool:
-    return path in OPEN_PATHS or path in API_METHODS or path == "/schema.json" or path.startswith(OPEN_PREFIXES)
+    return path in OPEN_PATHS or path in API_METHODS or path == "/schema.json" or path in _static_files()
+
+
+@cache
+def _static_files() -> frozenset[str]:
+    """The Swagger page's files BentoML serves under /static_content/ (any other path there is unknown)."""
+    from bentoml._internal import server
+
+    assets = Path(server.__file__).parent / "static_content"
+    return frozenset(f"{OPEN_PREFIXES[0]}{f.relative_to(assets).as_posix()}" for f in assets.rglob("*") if f.is_file())
 
 
 def _masking_unknown_paths(call):
@@ -348,13 +358,14 @@ def _masking_unknown_paths(call):
 
 
 def mask_unknown_paths_in_logs_and_metrics() -> None:
-    """Wrap BentoML's metrics and access-log middlewares (the outer ones, before ours answers 404) so
-    that an unknown path reaches them, and everything inside them, as UNKNOWN_PATH. Once per process;
+    """Wrap BentoML's metrics, tracing and access-log middlewares (the outer ones, before ours answers 404)
+    so that an unknown path reaches each of them, whichever are enabled, as UNKNOWN_PATH. Once per process;
     BentoML has no setting for it (1.4)."""
     from bentoml._internal.server.http.access import AccessLogMiddleware
     from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-    for middleware in (RunnerTrafficMetricsMiddleware, AccessLogMiddleware):
+    for middleware in (RunnerTrafficMetricsMiddleware, OpenTelemetryMiddleware, AccessLogMiddleware):
         if not getattr(middleware.__call__, "masks_unknown_paths", False):
             middleware.__call__ = _masking_unknown_paths(middleware.__call__)
 
