@@ -739,9 +739,9 @@ def forget(workspace: Workspace, settings: Settings, query: SubjectQuery,
 
 
 def _features_match_lake(workspace: Workspace) -> bool:
-    from features.feature_tables import _tables_match_inputs
+    from features.feature_tables import tables_match_inputs
 
-    return _tables_match_inputs(workspace)
+    return tables_match_inputs(workspace)
 
 
 def _record_features_current(workspace: Workspace) -> None:

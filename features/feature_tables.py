@@ -174,7 +174,7 @@ def register_snapshots(connection: duckdb.DuckDBPyConnection, as_of: Sequence[dt
 def build_feature_tables(workspace: Workspace, as_of: Sequence[dt.datetime]) -> dict[str, int]:
     """Compute every family for the as-of times and merge them into the feature tables."""
     connection, custom = open_lake(workspace, with_pushes=True)
-    if not _tables_match_inputs(workspace):
+    if not tables_match_inputs(workspace):
         # Snapshots built from an earlier lake would mix two versions of the data: start over.
         for path in (workspace.data / "features").glob("*.parquet"):
             log.info("%s: the lake or identity map changed since it was built; rebuilding", path.name)
@@ -213,7 +213,8 @@ def _fingerprint_path(workspace: Workspace) -> Path:
     return workspace.data / "features" / "inputs.json"
 
 
-def _tables_match_inputs(workspace: Workspace) -> bool:
+def tables_match_inputs(workspace: Workspace) -> bool:
+    """Whether the feature tables were built from the lake and identity map as they are now."""
     record = _fingerprint_path(workspace)
     return record.exists() and json.loads(record.read_text()) == _inputs_fingerprint(workspace)
 
@@ -224,7 +225,7 @@ def ensure_feature_snapshots(workspace: Workspace, as_of: Sequence[dt.datetime])
     mix two versions of the data). Returns the times built."""
     table = feature_table_path(workspace, "purchase_history")
     wanted = list(as_of)
-    if _tables_match_inputs(workspace) and table.exists():
+    if tables_match_inputs(workspace) and table.exists():
         present = set(pd.to_datetime(pq.read_table(table, columns=["event_timestamp"]).column(0).to_pandas(), utc=True))
         wanted = [t for t in as_of if pd.Timestamp(t).tz_convert("UTC") not in present]
     if wanted:

@@ -280,9 +280,11 @@ def read_scores(path: Path, names: Iterable[str]) -> pd.DataFrame:
     names, and nothing else: at a million customers the conversion columns are most of the file."""
     if not path.exists():
         raise SegmentError(f"no scores yet: {path} not found; run `cdp score --as-of DATE` first")
-    if path.suffix != ".parquet":
-        raise SegmentError(f"{path}: segments read Parquet scores (`cdp score` without --format csv)")
-    available = pq.ParquetDataset(path).schema.names  # a file, or the directory of part files Spark writes
+    try:  # a file, or the directory of part files Spark writes (whatever its name)
+        available = pq.ParquetDataset(path).schema.names
+    except (pa.ArrowInvalid, OSError) as error:
+        raise SegmentError(f"{path}: segments read Parquet scores (`cdp score` without --format csv); "
+                           f"this is not Parquet ({type(error).__name__})") from None
     wanted = {"customer_id", "as_of", *ACTION_COLUMNS, *names}
     wanted |= {DERIVED_COLUMNS[n] for n in names if n in DERIVED_COLUMNS}
     columns = [c for c in available if c.lower() in {w.lower() for w in wanted} or c.startswith(ELIGIBLE_PREFIX)]
@@ -361,10 +363,20 @@ def read_features_as_of(workspace: Workspace, as_of: pd.Timestamp, names: Iterab
 
 
 def build_feature_snapshot(workspace: Workspace, as_of: pd.Timestamp) -> None:
-    """Build the feature snapshot at `as_of` the way scoring does (`ensure_feature_snapshots`: when the
-    lake or identity map changed since the tables were written, they start over with this snapshot)."""
-    from features.feature_tables import FeatureInputError, ensure_feature_snapshots
+    """Add the feature snapshot at `as_of` to the tables (`ensure_feature_snapshots`), only while they describe
+    the lake and identity map as they are: otherwise the tables would start over, dropping the training
+    snapshots under a `cdp train` or `cdp score` running meanwhile, and the snapshot would describe other
+    data than the scores did."""
+    from features.feature_tables import (
+        FeatureInputError,
+        ensure_feature_snapshots,
+        tables_match_inputs,
+    )
 
+    if not tables_match_inputs(workspace):
+        raise SegmentError(f"the feature tables lack the scores' snapshot as of {as_of.isoformat()}, and the lake or "
+                           "identity map changed since they were built, so it cannot be rebuilt as the scores saw it: "
+                           f"run `cdp score --as-of {as_of.date().isoformat()}` again, then export")
     log.info("the feature tables lack the scores' snapshot as of %s; building it", as_of.isoformat())
     try:
         ensure_feature_snapshots(workspace, [as_of.to_pydatetime()])

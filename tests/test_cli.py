@@ -539,7 +539,7 @@ def test_an_erasure_waiting_for_an_ingest_does_not_call_features_of_the_older_la
 
     from cdp.config import load_settings
     from features import erasure
-    from features.feature_tables import _fingerprint_path, _inputs_fingerprint, _tables_match_inputs
+    from features.feature_tables import _fingerprint_path, _inputs_fingerprint, tables_match_inputs
     from features.ingest.pipeline import lake_lock
 
     # Given features recorded as built from the current lake, and an ingest holding the lake
@@ -569,7 +569,7 @@ def test_an_erasure_waiting_for_an_ingest_does_not_call_features_of_the_older_la
     erasure.forget(workspace, load_settings(), erasure.SubjectQuery(email="jo@example.org"))
     # Then the erasure waited for it, and the features are not recorded as built from the lake it left
     assert done.is_set()
-    assert not _tables_match_inputs(workspace)
+    assert not tables_match_inputs(workspace)
 
 
 def test_explain_of_a_customer_with_many_records_prints_the_first_and_counts_the_rest(tmp_path):
