@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cdp.config import ConfigError, Settings, find_config_file, load_settings
+from cdp.config import ConfigError, Settings, campaign_id_problem, find_config_file, load_settings
 from cdp.console import answer_console, configure_logging, console, step_progress
 from cdp.workspace import Workspace
 
@@ -487,8 +487,8 @@ def report_lift(
     from training.datasets import read_activity
 
     campaign = campaign.strip()  # as `cdp score --campaign`, the service and the lake's touches have it
-    if not campaign:
-        raise _fail("--campaign must not be empty", code=2)
+    if not campaign or campaign_id_problem(campaign):
+        raise _fail(f"--campaign: {campaign_id_problem(campaign) or 'must not be empty'}", code=2)
     space, settings = _context(workspace, config)
     scores_path = scores_file or space.latest_scores
     if not scores_path.exists():
@@ -926,6 +926,8 @@ def score(
         raise _fail("--campaign must not be empty: it salts the holdout, and the service refuses an empty "
                     "campaign_id (leave the option out for policy.default_campaign_id)", code=2)
     campaign = None if campaign is None else campaign.strip()  # as the service trims it: the same holdout
+    if campaign is not None and campaign_id_problem(campaign):
+        raise _fail(f"--campaign: {campaign_id_problem(campaign)}", code=2)
     moment = _one_time(as_of)
     if engine == "spark" and out is not None and "://" not in out and Path(out).exists():
         raise _fail(f"{out} already exists: Spark writes a directory of part files there and would delete what it "

@@ -318,6 +318,17 @@ BUILT_IN_SEGMENTS: dict[str, SegmentDefinition] = {
 DEFAULT_SEGMENT_PARAMETERS: dict[str, float] = {"high_clv_percentile": 0.8, "at_risk_churn_probability": 0.5}
 
 
+EMAIL_SHAPED = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def campaign_id_problem(campaign_id: str) -> str | None:
+    """Why a campaign id is refused, or None. It is written as given into the audit log, score summaries and
+    report file names, so it must not be a person's e-mail address (a campaign tool's mix-up)."""
+    if EMAIL_SHAPED.search(campaign_id):
+        return "campaign_id looks like an e-mail address; campaign ids are logged as given: use the campaign's name"
+    return None
+
+
 SEGMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 """A segment's name is also its export's file name: letters, digits, `_` and `-`, no path."""
 

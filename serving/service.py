@@ -96,6 +96,15 @@ def _trimmed(text: str) -> str:
     return text.strip(BLANKS)
 
 
+def _campaign_id(text: str) -> str:
+    from cdp.config import campaign_id_problem
+
+    problem = campaign_id_problem(text)
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
 BLANKS = " \t\n\r\f\v"
 Trimmed = Annotated[str, Field(pattern=f"[^{BLANKS.encode('unicode_escape').decode()}]"), AfterValidator(_trimmed)]
 """Text as the lake stores it (docs/data-contract.md): surrounding spaces trimmed, for /recommend and /events
@@ -125,7 +134,7 @@ class CustomerReference(BaseModel):
 
 class RecommendContext(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    campaign_id: Trimmed | None = Field(None, min_length=1, max_length=128, description=(
+    campaign_id: Annotated[Trimmed, AfterValidator(_campaign_id)] | None = Field(None, min_length=1, max_length=128, description=(
         "Holdout assignment is per (customer, campaign), the id compared exactly (case counts) once surrounding "
         "spaces are trimmed, as `cdp score --campaign` does; absent or null: `policy.default_campaign_id`."))
     campaign_type: str | None = Field(None, max_length=64, description=(

@@ -453,6 +453,17 @@ def test_an_empty_campaign_id_is_refused(client):
     assert [issue["loc"] for issue in response.json()["detail"]] == [["context", "campaign_id"]]
 
 
+def test_a_campaign_id_that_is_an_e_mail_address_is_refused(client):
+    # Given a campaign tool sending a person's address as the campaign id (ids are logged as given)
+    response = recommend(client, [{"customer_id": "C000000001"}], {"campaign_id": "jane.doe@example.org"})
+    # Then it is refused, naming the field, and so is it by the batch job
+    assert response.status_code == 400, response.text
+    assert [issue["loc"] for issue in response.json()["detail"]] == [["context", "campaign_id"]]
+    from cdp.config import campaign_id_problem
+
+    assert campaign_id_problem("jane.doe@example.org") and not campaign_id_problem("promo-2026-07@web")
+
+
 def test_a_campaign_id_is_trimmed_as_the_batch_job_trims_it(client, known):
     # Given the same customers asked for with a campaign id as typed, with stray spaces, and as meant
     customers = [{"customer_id": c} for c in known["customer_ids"][:400]]
