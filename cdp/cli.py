@@ -1120,9 +1120,9 @@ def forget(
 
     The person is found through the identity map: an e-mail reaches all of their records. Exit code 1
     and nothing changed when nobody matches. See docs/privacy.md."""
-    from features.erasure import ErasureError, SubjectNotFoundError
+    from features.erasure import ErasureError, SubjectNotFoundError, audit_pseudonym
     from features.erasure import forget as forget_subject
-    from serving.audit import record_request
+    from serving.audit import audit_log_for, now_iso, record_request
     from serving.batch import recount_score_summary
 
     query = _subject_query(email, customer_id, source, source_id)
@@ -1131,20 +1131,28 @@ def forget(
         _preview_erasure(space, settings, query)
         return
 
-    started: dict[str, str] = {}  # the "started" line's person and request id, for the line that ends it
+    started: dict = {}  # the "started" line's person and request id, for the line that ends it
+
+    def record(subject, details: dict) -> None:
+        """An erasure line, naming a customer by the pseudonym of their id, a person held outside the
+        identity map by that of their record or e-mail (`audit_pseudonym`), and nobody when none was found."""
+        if subject is not None and subject.customer_id is None:
+            audit_log_for(space, settings.privacy, requests=True).append([{
+                "time": now_iso(), "event": "erasure", "subject": audit_pseudonym(space, settings, subject),
+                "unresolved": True, **details}])
+        else:
+            record_request(space, settings.privacy, "erasure", subject.customer_id if subject else None, details)
 
     def record_start(subject, request_id: str) -> None:  # on record before anything changes
-        record_request(space, settings.privacy, "erasure", subject.customer_id,
-                       {"request_id": request_id, "outcome": "started", "records": len(subject.records)})
-        started.update(customer_id=subject.customer_id, request_id=request_id)
+        record(subject, {"request_id": request_id, "outcome": "started", "records": len(subject.records)})
+        started.update(subject=subject, request_id=request_id)
 
     def record_end(outcome: str, why: str) -> None:
         """A failed or interrupted erasure, tied to its "started" line (same request id and pseudonym; none
         when it stopped before starting). A log that cannot be written does not hide why it stopped."""
         try:
-            record_request(space, settings.privacy, "erasure", started.get("customer_id"),
-                           {**({"request_id": started["request_id"]} if started else {}),
-                            "outcome": outcome, "why": why})
+            record(started.get("subject"), {**({"request_id": started["request_id"]} if started else {}),
+                                            "outcome": outcome, "why": why})
         except OSError as error:
             log.error("audit log %s could not be written: %s", settings.privacy.requests_log, error)
 
@@ -1166,12 +1174,11 @@ def forget(
     except Exception as error:  # on record too, then as it came (the traceback says where)
         record_end("failed", type(error).__name__)
         raise
-    record_request(space, settings.privacy, "erasure", subject.customer_id,
-                   {"request_id": report.request_id, "outcome": "done", "records": report.records,
-                    "rows_removed": sum(report.rows_removed.values()),
-                    "values_blanked": sum(report.values_blanked.values()),
-                    "suppression_entries_added": report.suppression_entries_added,
-                    "abandoned_files_removed": report.abandoned_files_removed})
+    record(subject, {"request_id": report.request_id, "outcome": "done", "records": report.records,
+                     "rows_removed": sum(report.rows_removed.values()),
+                     "values_blanked": sum(report.values_blanked.values()),
+                     "suppression_entries_added": report.suppression_entries_added,
+                     "abandoned_files_removed": report.abandoned_files_removed})
     for name, count in report.rows_removed.items():  # the scoring summaries count what the files hold
         try:
             if count:
@@ -1179,7 +1186,7 @@ def forget(
         except Exception as error:  # the erasure is done and audited: a stale count is only reported
             log.warning("%s: its summary's counts could not be updated (%s); `cdp score` writes them again",
                         name, type(error).__name__)
-    _print_row_counts(f"Erased customer {subject.customer_id} ({report.records} record"
+    _print_row_counts(f"Erased {subject.described} ({report.records} record"
                       f"{'' if report.records == 1 else 's'})", "store",
                       {name: count for name, count in report.rows_removed.items() if count})
     if any(report.values_blanked.values()):  # their e-mail or phone in another customer's custom column
@@ -1205,6 +1212,17 @@ def _preview_erasure(space, settings, query) -> None:
         subject = find_subject(space, settings, query)
     except SubjectNotFoundError as error:
         raise _fail(str(error)) from error
+    if subject.customer_id is None:  # held only in quarantine (and activity under their records)
+        from features.erasure import preview_held_erasure
+
+        answer_console.print(f"Would erase a person who is not a customer (held outside the identity map): "
+                             f"{len(subject.records)} record(s), {len(subject.order_ids):,} order(s); would suppress "
+                             f"{len(subject.emails)} e-mail(s) and {len(subject.phones)} phone(s) (shared with "
+                             f"others, kept: {subject.shared_identifiers}). Rows that would be removed:")
+        for name, count in preview_held_erasure(space, settings, subject).items():
+            answer_console.print(f"  {escape(name)}: {count:,}", emoji=False)
+        answer_console.print("Nothing was changed (--dry-run).")
+        return
     paths = identity_paths(space)
     identity_map = pd.read_parquet(paths["identity_map"])
     records = identity_map[identity_map["customer_id"] == subject.customer_id]
@@ -1239,7 +1257,13 @@ def export_subject_command(
     """Everything held about a person as JSON (access request): profile, source records, identity
     links with match reasons, latest features, scores and the recommendations served."""
     from features.erasure import SubjectNotFoundError, export_subject, write_json
-    from serving.audit import read_entries, record_request, subject_pseudonym
+    from serving.audit import (
+        audit_log_for,
+        now_iso,
+        read_entries,
+        record_request,
+        subject_pseudonym,
+    )
 
     query = _subject_query(email, customer_id, source, source_id)
     space, settings = _context(workspace, config)
@@ -1249,17 +1273,23 @@ def export_subject_command(
         return list(read_entries(space, settings.privacy, pseudonym)) if pseudonym else []
 
     try:
-        document = export_subject(space, settings, query, served)
+        document = export_subject(space, settings, query, served,
+                                  lambda pseudonym: list(read_entries(space, settings.privacy, pseudonym)))
     except SubjectNotFoundError as error:
         record_request(space, settings.privacy, "access", None, {"outcome": "refused", "why": error.outcome})
         raise _fail(str(error)) from error
-    record_request(space, settings.privacy, "access", document["customer_id"],
-                   {"outcome": "done", "records": len(document["identity"].get("records", []))})
+    if document["customer_id"] is None:  # held outside the identity map: named by their record's pseudonym
+        audit_log_for(space, settings.privacy, requests=True).append([{
+            "time": now_iso(), "event": "access", "subject": document["audit_subject"], "unresolved": True,
+            "outcome": "done", "records": sum(len(rows) for rows in document["quarantined_records"].values())}])
+    else:
+        record_request(space, settings.privacy, "access", document["customer_id"],
+                       {"outcome": "done", "records": len(document["identity"].get("records", []))})
     if out is None:
         print(json.dumps(document, indent=2, default=str, ensure_ascii=False))
     else:
         write_json(out, document, mode=0o600)  # a whole profile: readable by its owner only
-        console.print(f"Wrote everything held about {document['customer_id']} to {out}")
+        console.print(f"Wrote everything held about {document['customer_id'] or 'the person'} to {out}")
 
 
 @app.command()

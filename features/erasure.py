@@ -20,7 +20,7 @@ import logging
 import os
 import secrets
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -108,9 +108,11 @@ class SubjectQuery:
 
 @dataclass
 class Subject:
-    """Everything that identifies one customer, found through the identity map."""
+    """Everything that identifies one customer, found through the identity map; or a person held outside
+    it (`customer_id` None): only in quarantine, and in lake rows of activity under their quarantined
+    records (`find_held_person`)."""
 
-    customer_id: str
+    customer_id: str | None
     records: list[tuple[str, str]]
     emails: list[str]
     phones: list[str]
@@ -127,7 +129,21 @@ class Subject:
 
     @property
     def customer_ids(self) -> list[str]:
-        return [self.customer_id, *self.former_ids]
+        return [self.customer_id, *self.former_ids] if self.customer_id is not None else []
+
+    @property
+    def audit_identity(self) -> tuple[str, str]:
+        """The (kind, value) whose keyed hash names the person in the audit log, as their suppression entry:
+        the customer id; for a person held outside the identity map, their first record (sorted), else
+        their e-mail."""
+        if self.customer_id is not None:
+            return "customer", self.customer_id
+        return ("record", sorted(self.record_keys)[0]) if self.records else ("email", sorted(self.emails)[0])
+
+    @property
+    def described(self) -> str:
+        return (f"customer {self.customer_id}" if self.customer_id is not None
+                else "the person held outside the identity map")
 
     def identifiers(self) -> dict[str, list[str]]:
         return {"customer": self.customer_ids, "record": self.record_keys, "email": self.emails,
@@ -252,9 +268,18 @@ def find_subject(workspace: Workspace, settings: Settings, query: SubjectQuery) 
             raise SubjectNotFoundError(f"{error}: that {query.kind} was erased on {erased_at:%Y-%m-%d %H:%M} UTC "
                                        "(cdp forget); its suppression entry keeps it out", "already erased") from error
         if error.outcome == "no such customer":
-            held = held_outside_identity(workspace, query, standardization)
+            named = ({standardize_email_leniently(query.email, standardization.email_rules)} - {None}
+                     if query.email is not None else set())
+            record = _record_key(query.source, query.source_id) if query.source is not None else None
+            held = held_outside_identity(workspace, named, {record} - {None}, standardization)
             if held:
                 raise SubjectNotFoundError(f"{error}, but {held}", "held but not resolved") from error
+            try:
+                person = find_held_person(workspace, query, standardization, identity_map, profiles)
+            except SubjectNotFoundError as refused:
+                raise SubjectNotFoundError(f"{error}; {refused}", refused.outcome) from error
+            if person is not None:
+                return person
         raise
     records = identity_map.loc[identity_map["customer_id"] == customer_id, ["source", "source_id"]]
     record_list = [(str(s), str(i)) for s, i in zip(records["source"], records["source_id"], strict=True)]
@@ -271,48 +296,167 @@ def find_subject(workspace: Workspace, settings: Settings, query: SubjectQuery) 
                    _order_ids(workspace, set(record_list)), shared, former)
 
 
-def held_outside_identity(workspace: Workspace, query: SubjectQuery, standardization: Standardization) -> str | None:
-    """Where the person a request names is held though no customer has them (None: nowhere): rows of the
-    lake's customers table not resolved yet, and quarantined customers records; said with what to do."""
+def _record_key(source, source_id) -> str | None:
+    """`source:source_id` as the suppression list keys a record (source lower-cased, both trimmed); None
+    when either is missing."""
+    if source is None or source_id is None or (isinstance(source, float) and np.isnan(source)) or (
+            isinstance(source_id, float) and np.isnan(source_id)):
+        return None
+    source, source_id = str(source).strip().lower(), str(source_id).strip()
+    return f"{source}:{source_id}" if source and source_id else None
+
+
+def _column_values(frame: pd.DataFrame, column: str) -> list:
+    return frame[column].tolist() if column in frame else [None] * len(frame)
+
+
+def _contacts(frame: pd.DataFrame, standardization: Standardization) -> tuple[list, list, list]:
+    """Per row of a customers frame (lake rows, or quarantined records as columns): its record key, its
+    e-mail and phone standardized leniently (None where missing or unreadable)."""
+    keys = [_record_key(s, i) for s, i in zip(_column_values(frame, "source"), _column_values(frame, "source_id"),
+                                               strict=True)]
+    emails = [standardize_email_leniently(v, standardization.email_rules) if isinstance(v, str) else None
+              for v in _column_values(frame, "email")]
+    phones = [standardize_phone(v, standardization.phone_region) if isinstance(v, str) and v.strip() else None
+              for v in _column_values(frame, "phone")]
+    return keys, emails, phones
+
+
+def _matcher(identifiers: dict[str, Iterable[str]], standardization: Standardization) -> SuppressionList:
+    """A throw-away suppression list of these identifiers (random salt)."""
+    salt = secrets.token_bytes(32)
+    return SuppressionList(salt, frozenset(identifier_hashes(salt, identifiers)), standardization)
+
+
+def held_outside_identity(workspace: Workspace, emails: Iterable[str], records: Iterable[str],
+                          standardization: Standardization) -> str | None:
+    """Where the lake's customers table holds rows with one of these e-mails (standardized) or record keys
+    not resolved into a customer yet (None: nowhere), said with what to do: `cdp resolve` first, which may
+    join them to more of the person's records, so that the erasure reaches all of them."""
+    emails, records = set(emails), set(records)
+    lake_file = workspace.lake_table("customers")
+    if not lake_file.exists() or not (emails or records):
+        return None
+    columns = [c for c in ("source", "source_id", "email") if c in pq.ParquetFile(lake_file).schema_arrow.names]
+    keys, found, _ = _contacts(pd.read_parquet(lake_file, columns=columns), standardization)
+    rows = sum(1 for key, email in zip(keys, found, strict=True) if key in records or email in emails)
+    if not rows:
+        return None
+    return (f"{rows} row(s) of the lake's customers table ({_relative(workspace, lake_file)}) hold it, not resolved "
+            "into a customer yet: run `cdp resolve`, then this command again (resolving may join more of the "
+            "person's records, which the erasure must reach too)")
+
+
+def find_held_person(workspace: Workspace, query: SubjectQuery, standardization: Standardization,
+                     identity_map: pd.DataFrame, profiles: pd.DataFrame) -> Subject | None:
+    """The person a request names who is no customer but held in quarantine (their customers records,
+    rejected: they never reach the identity map) or in activity rows under such a record; None when
+    nothing holds them. Their records and e-mails are gathered through the quarantined customers records
+    that share one (as identity resolution would join them by e-mail); their phones, unless another row or
+    customer has them too (a household's landline: kept, counted as shared); the ids of their orders, in
+    the lake or quarantined. Refused (SubjectNotFoundError, "held but not resolved") when one of those
+    records or e-mails is a customer's, or in a lake customers row not resolved yet: erase the customer,
+    or run `cdp resolve` first, so that the erasure reaches all of the person's records."""
     if query.customer_id is not None:
         return None
+    emails: set[str] = set()
+    records: set[str] = set()
     if query.email is not None:
         wanted = standardize_email_leniently(query.email, standardization.email_rules)
         if wanted is None:
             return None
-
-        def hit(frame: pd.DataFrame) -> np.ndarray:
-            if "email" not in frame:
-                return np.zeros(len(frame), dtype=bool)
-            values = frame["email"].astype(object).where(frame["email"].notna(), None)
-            return np.array([isinstance(v, str) and standardize_email_leniently(v, standardization.email_rules)
-                             == wanted for v in values], dtype=bool)
+        emails.add(wanted)
     else:
-        source, source_id = query.source.strip().lower(), query.source_id.strip()
+        records.add(_record_key(query.source, query.source_id))
+    quarantine_file = workspace.quarantine / "customers.parquet"
+    frame = pd.read_parquet(quarantine_file) if quarantine_file.exists() else pd.DataFrame(columns=["record"])
+    quarantined = _quarantined_records(frame)
+    keys, found_emails, found_phones = _contacts(quarantined, standardization)
+    theirs = np.zeros(len(frame), dtype=bool)
+    while True:  # records and e-mails of the records found, until no more records are found
+        more = theirs | _record_rows(quarantined, "customers", _matcher({"email": emails, "record": records},
+                                                                       standardization))
+        emails |= {e for e, mine in zip(found_emails, more, strict=True) if mine and e}
+        records |= {k for k, mine in zip(keys, more, strict=True) if mine and k}
+        if (more == theirs).all():
+            break
+        theirs = more
+    customers = dict(zip((_record_key(s, i) for s, i in zip(identity_map["source"], identity_map["source_id"],
+                                                              strict=True)), identity_map["customer_id"], strict=True))
+    listed_emails = _listed(profiles, "emails")
+    owned = {str(k): customers[k] for k in records if k in customers}
+    owned.update({e: str(c) for e, c in zip(listed_emails["value"], listed_emails["customer_id"], strict=True)
+                  if e in emails})
+    if owned:
+        raise SubjectNotFoundError(
+            f"the quarantined records the request names share a record or e-mail with customer(s) "
+            f"{', '.join(sorted(set(owned.values())))}: erase the customer (`cdp forget --customer-id …`), which "
+            "removes these records with them", "held but not resolved")
+    unresolved = held_outside_identity(workspace, emails, records, standardization)
+    located = set(zip(frame["file"].astype(str), frame["row"].astype(int), strict=True)) if len(frame) else set()
+    loaded = _loaded_rows_with_nulled_emails(workspace, emails, located, standardization)
+    if unresolved or loaded:
+        raise SubjectNotFoundError(f"the person is also held in {unresolved or loaded}", "held but not resolved")
+    phones = {p for p, mine in zip(found_phones, theirs, strict=True) if mine and p}
+    shared = phones & _phones_of_others(workspace, profiles, [p for p, mine in zip(found_phones, theirs, strict=True)
+                                                              if not mine], standardization)
+    record_pairs = sorted(tuple(key.split(":", 1)) for key in records)
+    subject = Subject(None, record_pairs, sorted(emails), sorted(phones - shared),
+                      _held_order_ids(workspace, records), len(shared))
+    if not theirs.any() and not any(len(rows) for *_, rows in rows_of_subject(workspace, subject, standardization)):
+        return None
+    return subject
 
-        def hit(frame: pd.DataFrame) -> np.ndarray:
-            if "source" not in frame or "source_id" not in frame:
-                return np.zeros(len(frame), dtype=bool)
-            return ((frame["source"].astype(str).str.strip().str.lower() == source)
-                    & (frame["source_id"].astype(str).str.strip() == source_id)).to_numpy(dtype=bool)
 
-    places = []
+def _loaded_rows_with_nulled_emails(workspace: Workspace, emails: set[str], quarantined: set[tuple[str, int]],
+                                    standardization: Standardization) -> str | None:
+    """Lake customers rows whose e-mail validation nulled on the way in is one of these (their
+    `customers.nulled.parquet` entry points at a loaded row, not a quarantined one): said as a place."""
+    nulled_file, lake_file = workspace.quarantine / "customers.nulled.parquet", workspace.lake_table("customers")
+    if not emails or not nulled_file.exists() or not lake_file.exists() or not _has_lineage(lake_file):
+        return None
+    nulled = pd.read_parquet(nulled_file, columns=["file", "row", "column", "original_value"])
+    places = {(str(f), int(r)) for f, r, c, v in zip(nulled["file"], nulled["row"], nulled["column"],
+                                                     nulled["original_value"], strict=True)
+              if c == "email" and isinstance(v, str)
+              and standardize_email_leniently(v, standardization.email_rules) in emails} - quarantined
+    if not places:
+        return None
+    lake = pd.read_parquet(lake_file, columns=list(LINEAGE_COLUMNS))
+    rows = sum(1 for place in zip(lake["_source_file"].astype(str), lake["_source_row"].astype(int), strict=True)
+               if place in places)
+    return (f"{rows} row(s) of the lake's customers table whose e-mail was nulled on the way in "
+            f"({_relative(workspace, nulled_file)}): name their record with --source/--source-id, after "
+            "`cdp resolve` if it is not resolved yet") if rows else None
+
+
+def _phones_of_others(workspace: Workspace, profiles: pd.DataFrame, quarantined_phones: list,
+                      standardization: Standardization) -> set[str]:
+    """Phones customers, lake customers rows and other quarantined records have."""
+    phones = {p for p in quarantined_phones if p} | set(_listed(profiles, "phones")["value"].astype(str))
     lake_file = workspace.lake_table("customers")
+    if lake_file.exists() and "phone" in pq.ParquetFile(lake_file).schema_arrow.names:
+        lake = pd.read_parquet(lake_file, columns=["phone"])["phone"].dropna().unique()
+        phones |= {p for v in lake if isinstance(v, str) and (p := standardize_phone(v, standardization.phone_region))}
+    return phones
+
+
+def _held_order_ids(workspace: Workspace, records: set[str]) -> list[str]:
+    """Ids of the orders under these records, loaded or quarantined."""
+    found = set()
+    lake_file = workspace.lake_table("orders")
     if lake_file.exists():
-        columns = [c for c in ("source", "source_id", "email") if c in pq.ParquetFile(lake_file).schema_arrow.names]
-        rows = int(hit(pd.read_parquet(lake_file, columns=columns)).sum())
-        if rows:
-            places.append(f"{rows} row(s) of the lake's customers table ({_relative(workspace, lake_file)}) hold it, "
-                          "not resolved into a customer yet: run `cdp resolve`, then this command again")
-    quarantined = workspace.quarantine / "customers.parquet"
-    if quarantined.exists():
-        rows = int(hit(_quarantined_records(pd.read_parquet(quarantined, columns=["record"]))).sum())
-        if rows:
-            places.append(f"{rows} quarantined record(s) ({_relative(workspace, quarantined)}) hold it: quarantined "
-                          "records never become customers, so cdp cannot erase or export them by this request yet; "
-                          "delete those rows from the quarantine file (and the source files) by hand and say so "
-                          "to the person, or fix and re-ingest them, `cdp resolve`, then this command again")
-    return "; ".join(places) or None
+        orders = pd.read_parquet(lake_file, columns=["order_id", "source", "source_id"])
+        found |= {str(o) for o, s, i in zip(orders["order_id"], orders["source"], orders["source_id"], strict=True)
+                  if _record_key(s, i) in records}
+    quarantine_file = workspace.quarantine / "orders.parquet"
+    if quarantine_file.exists():
+        rejected = _quarantined_records(pd.read_parquet(quarantine_file, columns=["record"]))
+        found |= {str(o).strip() for o, s, i in zip(_column_values(rejected, "order_id"),
+                                                    _column_values(rejected, "source"),
+                                                    _column_values(rejected, "source_id"), strict=True)
+                  if _record_key(s, i) in records and isinstance(o, str | int) and str(o).strip()}
+    return sorted(found)
 
 
 def _erased_at(workspace: Workspace, settings: Settings, query: SubjectQuery,
@@ -466,6 +610,26 @@ def _quarantined_records(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([json.loads(r) if isinstance(r, str) else {} for r in frame["record"]], index=frame.index)
 
 
+def _record_rows(records: pd.DataFrame, table: str, suppression: SuppressionList) -> np.ndarray:
+    """Quarantined records (as columns) that name a person of the list: `suppressed_rows`, and in customers
+    an e-mail or phone that standardizes to theirs leniently (`Name <addr>`, `mailto:`, `tel:`), as
+    ingestion drops such a record (`suppressed_contacts` in features/ingest/pipeline.py)."""
+    from features.ingest.pipeline import suppressed_contacts
+
+    mask = suppressed_rows(records, table, suppression)
+    if table == "customers" and not suppression.empty:
+        for column in ("email", "phone"):
+            if column in records:
+                values = records[column].astype(object).where(records[column].notna(), None)
+                mask |= suppressed_contacts(pd.Series([column] * len(records)), values, suppression)
+    return mask
+
+
+def _quarantine_rows(frame: pd.DataFrame, table: str, suppression: SuppressionList) -> np.ndarray:
+    """Rows of a quarantine file whose raw record names a person of the list (`_record_rows`)."""
+    return _record_rows(_quarantined_records(frame), table, suppression)
+
+
 def _nulled_contact_rows(frame: pd.DataFrame, subject: Subject, standardization: Standardization) -> np.ndarray:
     """Nulled e-mail or phone values that standardize to one of the person's (leniently: the address out of
     `Name <addr>` or `mailto:`; `tel:` and other ways of writing a number, as `standardize_phone` reads them).
@@ -515,7 +679,7 @@ def erase_from_lake(workspace: Workspace, suppression: SuppressionList, subject:
         rejected_file = workspace.quarantine / f"{table}.parquet"
         if rejected_file.exists():
             rewritten = rewrite_parquet(
-                rejected_file, lambda frame, t=table: suppressed_rows(_quarantined_records(frame), t, suppression),
+                rejected_file, lambda frame, t=table: _quarantine_rows(frame, t, suppression),
                 lambda frame: remember(frame, "file", "row"),
                 lambda batch, t=table: _blank_quarantined_records(batch, t, suppression))
             _count(workspace, rejected_file, rewritten, removed, blanked)
@@ -682,7 +846,9 @@ def forget(workspace: Workspace, settings: Settings, query: SubjectQuery,
     from features.ingest.pipeline import lake_lock
 
     subject = find_subject(workspace, settings, query)
-    require_configured_online_store(workspace, settings)
+    customer = subject.customer_id is not None  # else held only in quarantine (and activity under its records)
+    if customer:
+        require_configured_online_store(workspace, settings)
     standardization = _standardization(settings)
     request_id = uuid.uuid4().hex
     if on_start is not None:
@@ -719,8 +885,9 @@ def forget(workspace: Workspace, settings: Settings, query: SubjectQuery,
                                              identity_files, blank)
         report.rows_removed.update(removed)
         report.values_blanked.update(blanked)
-        report.rows_removed.update(erase_from_online_stores(workspace, settings, subject.customer_ids))
-        report.rows_removed.update(erase_from_push_log(workspace, subject))
+        if customer:  # a person held outside the identity map has no features online, no pushes
+            report.rows_removed.update(erase_from_online_stores(workspace, settings, subject.customer_ids))
+            report.rows_removed.update(erase_from_push_log(workspace, subject))
         report.files_scrubbed = scrub_reports(workspace, subject, identity_files | {paths["state"]})
         # Last: while the identity map still holds the person, an interrupted erasure can be run again.
         for path in (paths["edges"], paths["profiles"], paths["identity_map"]):
@@ -734,7 +901,7 @@ def forget(workspace: Workspace, settings: Settings, query: SubjectQuery,
             report.rows_removed[_relative(workspace, paths["state"])] = retired
         if features_were_current:
             _record_features_current(workspace)
-    warn_about_raw_files(report.raw_files_kept, f"customer {subject.customer_id} erased")
+    warn_about_raw_files(report.raw_files_kept, f"{subject.described} erased")
     return subject, report
 
 
@@ -788,41 +955,54 @@ def _matching_rows(path: Path, drop: Callable[[pd.DataFrame], np.ndarray]) -> pd
     return pd.concat(found, ignore_index=True) if found else pd.DataFrame()
 
 
+def rows_of_subject(workspace: Workspace, subject: Subject,
+                    standardization: Standardization) -> Iterator[tuple[str, str, Path, pd.DataFrame]]:
+    """(table, store, file, rows) of the person's rows, store by store: "lake" (each lake table that
+    exists), "quarantine" and "nulled" (each quarantine file that exists): what an erasure removes from
+    them, shown (erasure matches with the whole suppression list, this with the person's identifiers)."""
+    matcher = subject_matcher(subject, standardization)
+    for table in CONTRACTS:
+        locations: set[tuple[str, int]] = set()
+        lake_file = workspace.lake_table(table)
+        if lake_file.exists():
+            rows = _matching_rows(lake_file, lambda frame, t=table: suppressed_rows(frame, t, matcher))
+            if set(LINEAGE_COLUMNS) <= set(rows.columns):
+                locations.update(zip(rows["_source_file"].astype(str), rows["_source_row"].astype(int), strict=True))
+            yield table, "lake", lake_file, rows
+        rejected = workspace.quarantine / f"{table}.parquet"
+        if rejected.exists():
+            rows = _matching_rows(rejected, lambda frame, t=table: _quarantine_rows(frame, t, matcher))
+            if len(rows):
+                locations.update(zip(rows["file"].astype(str), rows["row"].astype(int), strict=True))
+            yield table, "quarantine", rejected, rows
+        nulled_file = workspace.quarantine / f"{table}.nulled.parquet"
+        if nulled_file.exists():
+            yield table, "nulled", nulled_file, _matching_rows(
+                nulled_file, lambda frame, places=locations: nulled_rows(frame, places, subject, standardization))
+
+
+def preview_held_erasure(workspace: Workspace, settings: Settings, subject: Subject) -> dict[str, int]:
+    """`cdp forget --dry-run` for a person held outside the identity map: rows that would be removed, per
+    file below the workspace (changes nothing)."""
+    found = rows_of_subject(workspace, subject, _standardization(settings))
+    return {_relative(workspace, path): len(rows) for _, _, path, rows in found if len(rows)}
+
+
 def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery,
-                   served: Callable[[str], list[dict]] | None = None) -> dict:
+                   served: Callable[[str], list[dict]] | None = None,
+                   logged: Callable[[str], list[dict]] | None = None) -> dict:
     """Everything held about one person, as a JSON-ready dict: profile, source records of every lake
     table (and quarantine, and the invalid values nulled on the way in), identity links with their evidence, latest features, scores, and the
     recommendations served (from the audit log, through `served(customer_id)`)."""
     subject = find_subject(workspace, settings, query)
     standardization = _standardization(settings)
-    matcher = subject_matcher(subject, standardization)
+    if subject.customer_id is None:
+        return _export_held(workspace, settings, subject, logged)
     identity_map, profiles = _read_identity(workspace)
     paths = identity_paths(workspace)
     edges = pd.read_parquet(paths["edges"]) if paths["edges"].exists() else None
     ids, records = set(subject.customer_ids), set(subject.record_keys)
-    source_records, quarantined, nulled = {}, {}, {}
-    source_files: set[str] = set()
-    for table in CONTRACTS:
-        locations: set[tuple[str, int]] = set()
-        if workspace.lake_table(table).exists():
-            rows = _matching_rows(workspace.lake_table(table), lambda frame, t=table: suppressed_rows(frame, t, matcher))
-            if set(LINEAGE_COLUMNS) <= set(rows.columns):
-                locations.update(zip(rows["_source_file"].astype(str), rows["_source_row"].astype(int), strict=True))
-            source_records[table] = _rows(rows)
-        rejected = workspace.quarantine / f"{table}.parquet"
-        if rejected.exists():
-            rows = _matching_rows(rejected, lambda frame, t=table: suppressed_rows(
-                _quarantined_records(frame), t, matcher))
-            if len(rows):
-                locations.update(zip(rows["file"].astype(str), rows["row"].astype(int), strict=True))
-                quarantined[table] = _rows(rows)
-        source_files.update(file for file, _ in locations)
-        nulled_file = workspace.quarantine / f"{table}.nulled.parquet"
-        if nulled_file.exists():
-            rows = _matching_rows(nulled_file, lambda frame, places=locations: nulled_rows(
-                frame, places, subject, standardization))
-            if len(rows):
-                nulled[table] = _rows(rows)
+    source_records, quarantined, nulled, source_files = _held_rows(workspace, subject, standardization)
     features = {}
     for path in sorted((workspace.data / "features").glob("*.parquet")):
         rows = _matching_rows(path, lambda frame: customer_rows(frame, ids, records))
@@ -865,6 +1045,60 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
         # not read into this export: input files cdp does not rewrite (their owner's to delete or re-export)
         "raw_files_in_workspace": raw_files,
     }
+
+
+def _held_rows(workspace: Workspace, subject: Subject,
+               standardization: Standardization) -> tuple[dict, dict, dict, set[str]]:
+    """The person's lake rows (every lake table, empty ones too), quarantined records and nulled values
+    (tables holding some), as JSON-ready rows; and the input files those rows came from."""
+    source_records, quarantined, nulled, source_files = {}, {}, {}, set()
+    for table, store, _, rows in rows_of_subject(workspace, subject, standardization):
+        if store == "lake":
+            source_records[table] = _rows(rows)
+            if "_source_file" in rows:
+                source_files.update(rows["_source_file"].astype(str))
+        elif len(rows):
+            (quarantined if store == "quarantine" else nulled)[table] = _rows(rows)
+            if store == "quarantine":
+                source_files.update(rows["file"].astype(str))
+    return source_records, quarantined, nulled, source_files
+
+
+def _export_held(workspace: Workspace, settings: Settings, subject: Subject,
+                 logged: Callable[[str], list[dict]] | None) -> dict:
+    """The access export of a person held outside the identity map: no profile, identity, features or
+    scores (they are no customer), their quarantined records, nulled values and lake rows (activity under
+    their records), and their earlier requests (`logged(pseudonym)`)."""
+    source_records, quarantined, nulled, source_files = _held_rows(workspace, subject, _standardization(settings))
+    raw_files = raw_files_in_workspace(workspace, source_files)
+    warn_about_raw_files(raw_files, "access export of the person held outside the identity map")
+    pseudonym = audit_pseudonym(workspace, settings, subject)
+    return {
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "customer_id": None,
+        "held_outside_identity": "not a customer: held only in quarantine (records rejected on the way in, which "
+                                 "never reach identity resolution) and in lake rows under those records",
+        "audit_subject": pseudonym,
+        "profile": None,
+        "identity": {},
+        "source_records": {table: rows for table, rows in source_records.items() if rows},
+        "quarantined_records": quarantined,
+        "nulled_values": nulled,
+        "features": {},
+        "scores": [],
+        "other_outputs": {},
+        "former_customer_ids": [],
+        "recommendations_served": [],
+        "consents_and_requests": logged(pseudonym) if logged is not None else [],
+        "pushed_signals": [],
+        "raw_files_in_workspace": raw_files,
+    }
+
+
+def audit_pseudonym(workspace: Workspace, settings: Settings, subject: Subject) -> str:
+    """How the audit log names the person: the keyed hash of `Subject.audit_identity` (for a customer, the
+    pseudonym `serving.audit` gives their id); the salt is created if this is the first entry ever."""
+    return keyed_hash(load_or_create_salt(workspace, settings.privacy), *subject.audit_identity)
 
 
 def _pushed_by_subject(workspace: Workspace, subject: Subject, maybe_theirs: bool = False) -> Callable[[dict], bool]:

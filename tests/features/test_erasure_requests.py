@@ -70,7 +70,7 @@ def test_raw_export_files_inside_the_workspace_are_listed_and_warned_about(tmp_p
     assert "data/raw/orders.csv" in caplog.text and "delete them or have their owner re-export them" in caplog.text
 
 
-def test_a_person_held_only_unresolved_or_in_quarantine_is_not_called_unknown(tmp_path):
+def test_a_person_held_unresolved_is_refused_and_one_only_in_quarantine_is_found(tmp_path):
     import json
 
     from cdp.config import load_settings
@@ -90,10 +90,11 @@ def test_a_person_held_only_unresolved_or_in_quarantine_is_not_called_unknown(tm
                   "reason": ["bad date"], "record": [json.dumps(record)]}).to_parquet(
         workspace.quarantine / "customers.parquet")
     settings = load_settings()
-    # When each is named, then the refusal says where they are held and what to do, not "nothing held"
-    with pytest.raises(SubjectNotFoundError, match=r"1 quarantined record\(s\)") as refused:
-        find_subject(workspace, settings, SubjectQuery(email="Quentin <quentin.q@example.com>"))
-    assert refused.value.outcome == "held but not resolved" and "quentin" not in refused.value.outcome
+    # When each is named, then Quentin is found as a person who is no customer, with his record and e-mail
+    quentin = find_subject(workspace, settings, SubjectQuery(email="Quentin <quentin.q@example.com>"))
+    assert (quentin.customer_id, quentin.records, quentin.emails) == (None, [("crm", "Q1")], ["quentin.q@example.com"])
+    assert quentin.audit_identity == ("record", "crm:Q1")
+    # ...and for Ann the refusal says where she is held and what to do, not "nothing held"
     with pytest.raises(SubjectNotFoundError, match=r"lake's customers table .* run `cdp resolve`, then"):
         find_subject(workspace, settings, SubjectQuery(email="ann@example.org"))
     with pytest.raises(SubjectNotFoundError, match="run `cdp resolve`"):
