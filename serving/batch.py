@@ -104,7 +104,12 @@ def decide(features: pd.DataFrame, scores: pd.DataFrame, settings: Settings, mod
     the churn model's top reasons (why the risk is high, or low) and, for those the policy would contact,
     the propensity model's for its action (`contact_reasons`)."""
     from serving.policy import NO_CONTACT, explained_touches, recommend
-    from serving.reasons import reason_phrases, unscored_churn_phrases
+    from serving.reasons import (
+        own_channel_contributions,
+        phrases_from_contributions,
+        reason_phrases,
+        unscored_churn_phrases,
+    )
 
     if reasons not in REASONS_MODES:
         raise ValueError(f"reasons must be one of {', '.join(REASONS_MODES)}, not {reasons!r}")
@@ -140,7 +145,11 @@ def decide(features: pd.DataFrame, scores: pd.DataFrame, settings: Settings, mod
         rows = np.flatnonzero(contacted)
         channels, offers = explained_touches(result["policy_action"].to_numpy()[rows])
         touched = features.reset_index(drop=True).iloc[rows].assign(channel=channels, offer=offers)
-        contact_phrases[rows] = ["; ".join(p) for p in reason_phrases(*models["propensity"].explain(touched))]
+        contributions, encoded = models["propensity"].explain(touched)
+        names = [c for c in contributions.columns if c != "bias"]
+        own = own_channel_contributions(names, contributions[names].to_numpy(dtype=float, na_value=0.0), channels,
+                                        settings.policy.channels)
+        contact_phrases[rows] = ["; ".join(p) for p in phrases_from_contributions(names, own, encoded)]
     result["contact_reasons"] = contact_phrases.to_numpy()
     return result
 

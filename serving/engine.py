@@ -511,7 +511,7 @@ class RecommendationEngine:
         Numpy columns all the way (online read, scores, policy, reasons): for a few customers pandas'
         per-call overhead cost more than the models."""
         from serving.policy import decide, explained_touches
-        from serving.reasons import phrases_from_contributions
+        from serving.reasons import own_channel_contributions, phrases_from_contributions
 
         context = context or {}
         models = self._models
@@ -547,9 +547,11 @@ class RecommendationEngine:
             alternatives=True, now=now,
         )
         if "propensity" in models.models:  # why the contact chosen would work (a plain e-mail for none)
+            propensity = models.models["propensity"]
             channels, offers = explained_touches(decisions["policy_action"])
-            explained["propensity"] = models.models["propensity"].explain_columns(
-                {**features, "channel": channels, "offer": offers})
+            values, encoded = propensity.explain_columns({**features, "channel": channels, "offer": offers})
+            explained["propensity"] = (own_channel_contributions(propensity.encoding.columns, values, channels,
+                                                                 self.settings.policy.channels), encoded)
         reasons = {task: phrases_from_contributions(models.models[task].encoding.columns, values, encoded,
                                                     direction="net" if task == "churn" else "up")
                    for task, (values, encoded) in explained.items()}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -545,6 +545,30 @@ def reason_phrases(
     names = [c for c in contributions.columns if c != "bias"]
     return phrases_from_contributions(names, contributions[names].to_numpy(dtype=float, na_value=0.0) if names
                                       else np.zeros((len(contributions), 0)), features, top, direction)
+
+
+CHANNEL_FEATURES = {"has_email": "email", "has_phone": "sms", "app_installed": "push", "latest_app_installed": "push"}
+"""Reachability features of one channel whose name does not start with it."""
+
+
+def channel_of_feature(feature: str, channels: Sequence[str]) -> str | None:
+    """The channel a feature is about (`sms_sends_90d`, `latest_push_consent`, `has_email`), or None."""
+    if feature in CHANNEL_FEATURES:
+        return CHANNEL_FEATURES[feature]
+    return next((c for c in channels if feature.startswith((f"{c}_", f"latest_{c}_"))), None)
+
+
+def own_channel_contributions(names: Sequence[str], values: np.ndarray, row_channels: Sequence[str],
+                              channels: Sequence[str]) -> np.ndarray:
+    """The contributions with those of other channels' features set to 0, per row: why an SMS would work
+    is said in SMS facts (it read "0 e-mails sent in the last 90 days" for a customer without e-mail consent)."""
+    values = np.array(values, dtype=float, copy=True)
+    row_channels = np.asarray(row_channels, dtype=object)
+    for column, name in enumerate(names[: values.shape[1]]):
+        owner = channel_of_feature(name, channels)
+        if owner is not None:
+            values[:, column] = np.where(row_channels == owner, values[:, column], 0.0)
+    return values
 
 
 def phrases_from_contributions(

@@ -389,3 +389,20 @@ def test_unscored_churn_phrases_tell_an_order_after_the_features_from_no_order()
         "no churn score: no order in the last 365 days (the churn model covers customers who did)",
     ]
     assert unscored_churn_phrases(stored, 365) == unscored_churn_phrases(stored, 365, np.full(4, np.nan))
+
+
+def test_a_contacts_reasons_speak_of_its_own_channel():
+    from serving.reasons import own_channel_contributions, phrases_from_contributions
+
+    # Given two customers scored for an SMS and for an e-mail, whose strongest drivers include other
+    # channels' facts
+    names = ["email_sends_90d", "sms_sends_90d", "has_email", "latest_push_consent", "orders_365d"]
+    values = np.array([[0.9, 0.5, 0.8, 0.7, 0.1], [0.9, 0.5, 0.8, 0.7, 0.1]])
+    features = pd.DataFrame({"email_sends_90d": [0, 0], "sms_sends_90d": [0, 0], "has_email": [1, 1],
+                             "latest_push_consent": [1, 1], "orders_365d": [4, 4]})
+    # When their contributions keep only their own channel's features
+    own = own_channel_contributions(names, values, ["sms", "email"], ["email", "push", "sms"])
+    sms, email = phrases_from_contributions(names, own, features)
+    # Then the SMS is explained by SMS facts and channel-free ones, the e-mail by e-mail facts
+    assert sms == ["0 text messages sent in the last 90 days", "4 orders in the last year"]
+    assert email == ["0 e-mails sent in the last 90 days", "e-mail address on file", "4 orders in the last year"]

@@ -486,6 +486,10 @@ def test_propensity_reasons_name_the_scored_channel_not_touched(client, known):
     # Then the propensity model's touched_* inputs read as the scored channel's (e-mail: docs/policy.md)
     assert not [text for text in phrases if "touch" in text or "_" in text], phrases
     assert any("e-mail" in text for text in phrases), phrases
+    # ...and a contact by SMS or push is never explained by e-mail facts (it was: "0 e-mails sent ...")
+    others = [text for answer in answers if answer["found"] and answer["next_best_channel"] in ("sms", "push")
+              for text in answer["reasons"].get("propensity", [])]
+    assert others and not [text for text in others if "e-mail" in text], others
 
 
 def test_the_docs_hint_leads_to_the_swagger_ui_which_reads_the_versioned_document(client):
