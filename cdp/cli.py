@@ -538,9 +538,6 @@ def export_command(
         summary = export_segment(space, settings, segment, chosen_format, out, scores)
     except SegmentError as error:
         raise _fail(str(error)) from error
-    if summary.feature_snapshot_built:
-        console.print(f"[yellow]the feature tables had lost the snapshot as of {summary.as_of} the segment filters on "
-                      "(a later run started them over): rebuilt it[/yellow]")
     if summary.customers_without_features:
         console.print(f"[yellow]{summary.customers_without_features:,} scored customer(s) have no features as of the "
                       "scores' as_of and were not selected (the lake or identity map changed since: run `cdp score` "

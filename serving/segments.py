@@ -4,7 +4,7 @@ action.
 
 A segment is a DuckDB boolean expression over the latest scores (data/outputs/scores.parquet, written
 by `cdp score`, or the file `--scores` names) joined with the scoring features as of the scores' `as_of`
-(that snapshot is rebuilt when later runs dropped it from the tables); built-in and user-defined segments
+(an export refuses when later runs dropped that snapshot from the tables); built-in and user-defined segments
 are the same kind of object (`segments` in cdp/config.py). Contact segments never hold a holdout customer
 (the control group gets no contact, whatever the expression says) nor a customer with no eligible channel
 (no consent, unreachable, capped or in a quiet period on every channel), and carry the e-mail address
@@ -85,8 +85,6 @@ class ExportSummary:
     """Those customers by the policy's reason (`no_contact_reason` up to its details)."""
     email_not_eligible: int = 0
     """Customers in a contact list whose e-mail is not eligible: their `email` is left empty."""
-    feature_snapshot_built: bool = False
-    """The expression names features and the tables had lost the scores' snapshot: it was rebuilt."""
     customers_without_features: int = 0
     """Scored customers with no row in that snapshot: never selected by an expression over features."""
 
@@ -357,32 +355,9 @@ def read_features_as_of(workspace: Workspace, as_of: pd.Timestamp, names: Iterab
             raise MissingFeatureSnapshotError(
                 f"{path} holds no feature snapshot as of {day}, the scores' as_of (a later `cdp score` or `cdp "
                 f"features build` for another date started the tables over): the segment's features would all "
-                f"read empty; run `cdp features build --as-of {day}` (`cdp export` builds it itself)")
+                f"read empty; run `cdp score --as-of {as_of.date().isoformat()}` again")
         result = frame if result is None else result.merge(frame, on="customer_id", how="outer")
     return result if result is not None else pd.DataFrame({"customer_id": pd.Series(dtype=object)})
-
-
-def build_feature_snapshot(workspace: Workspace, as_of: pd.Timestamp) -> None:
-    """Add the feature snapshot at `as_of` to the tables (`ensure_feature_snapshots`), only while they describe
-    the lake and identity map as they are: otherwise the tables would start over, dropping the training
-    snapshots under a `cdp train` or `cdp score` running meanwhile, and the snapshot would describe other
-    data than the scores did."""
-    from features.feature_tables import (
-        FeatureInputError,
-        ensure_feature_snapshots,
-        tables_match_inputs,
-    )
-
-    if not tables_match_inputs(workspace):
-        raise SegmentError(f"the feature tables lack the scores' snapshot as of {as_of.isoformat()}, and the lake or "
-                           "identity map changed since they were built, so it cannot be rebuilt as the scores saw it: "
-                           f"run `cdp score --as-of {as_of.date().isoformat()}` again, then export")
-    log.info("the feature tables lack the scores' snapshot as of %s; building it", as_of.isoformat())
-    try:
-        ensure_feature_snapshots(workspace, [as_of.to_pydatetime()])
-    except FeatureInputError as error:
-        raise SegmentError(f"cannot build the feature snapshot as of {as_of.isoformat()} the segment needs: "
-                           f"{error}") from error
 
 
 def read_identity(workspace: Workspace, customer_ids: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -439,13 +414,12 @@ def export_segment(workspace: Workspace, settings: Settings, name: str, output_f
     scores, withdrawn = honour_later_withdrawals(scores, consents_withdrawn_since(pushed_consents(workspace), as_of))
     lost = set(scores.loc[before & ~contactable(scores), "customer_id"])
     skip = [*scores.columns, *DERIVED_COLUMNS]
-    built = False
     try:
         features = read_features_as_of(workspace, as_of, names, skip)
-    except MissingFeatureSnapshotError:
-        build_feature_snapshot(workspace, as_of)
-        built = True
-        features = read_features_as_of(workspace, as_of, names, skip)
+    except MissingFeatureSnapshotError:  # rebuilt now, it could describe other data than the scores did
+        raise SegmentError(f"the feature tables no longer hold the scores' snapshot as of {as_of.isoformat()} (a later "
+                           "`cdp score` or `cdp features build` started them over): run `cdp score --as-of "
+                           f"{as_of.date().isoformat()}` again, then export") from None
     without_features = int((~scores["customer_id"].isin(features["customer_id"])).sum()) if features.shape[1] > 1 else 0
     everyone = select_segment(scores, features, definition.model_copy(update={"contact": False}),
                               settings.segments.parameters, name)
@@ -463,7 +437,7 @@ def export_segment(workspace: Workspace, settings: Settings, name: str, output_f
                             withdrawn_since_scores=withdrawn, scores=str(source), campaign_id=campaign,
                             no_channel_excluded=len(no_channel), no_channel_reasons=no_channel_reasons(no_channel, lost),
                             email_not_eligible=int((~email_allowed).sum()) if definition.contact else 0,
-                            feature_snapshot_built=built, customers_without_features=without_features)
+                            customers_without_features=without_features)
     path.with_suffix(".json").write_text(json.dumps(asdict(summary), indent=2))
     log.info("segment %s: %d customers, %d rows -> %s", name, summary.customers, summary.rows, path)
     return summary

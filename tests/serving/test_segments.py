@@ -184,7 +184,7 @@ def test_features_are_read_from_the_scores_snapshot_and_a_missing_snapshot_is_an
     # When the features at the scores' as_of are read: an error naming the date and what to run,
     # never the older snapshot's values nor empty ones
     with pytest.raises(MissingFeatureSnapshotError, match=r"no feature snapshot as of 2026-07-01T00:00:00\+00:00.*"
-                                                          r"cdp features build --as-of 2026-07-01"):
+                                                          r"cdp score --as-of 2026-07-01"):
         read_features_as_of(workspace, as_of, ["orders_365d"])
     # ...and with the snapshot there, its values (not the later snapshot's)
     pd.concat([table, table.iloc[:2].assign(event_timestamp=as_of, orders_365d=[7, 8])]).to_parquet(path)
@@ -411,29 +411,26 @@ def test_scores_written_by_spark_as_a_directory_of_parts_are_read_as_one_table(t
     assert sorted(scores["customer_id"]) == ["C1", "C2", "C3"] and "unused" not in scores.columns
 
 
-def test_export_rebuilds_the_feature_snapshot_a_later_run_dropped(served, scored, tmp_path):
+def test_export_refuses_when_a_later_run_dropped_the_scores_feature_snapshot(served, scored, tmp_path):
     workspace, scores = scored
-    features = workspace.data / "features"
-    at_scoring = pd.read_parquet(features / "purchase_history.parquet", columns=["customer_id", "event_timestamp",
-                                                                                  "orders_365d"])
-    at_scoring = at_scoring[pd.to_datetime(at_scoring["event_timestamp"], utc=True) == pd.Timestamp(AS_OF)]
     # Given a copy of the scored workspace whose feature tables lost the scores' snapshot (as when a
     # later `cdp score --as-of` for another day started the tables over)
     copy = Workspace.at(tmp_path / "ws")
     shutil.copytree(workspace.root, copy.root, ignore=shutil.ignore_patterns("mlruns", "feast"))
-    for table in (copy.data / "features").glob("*.parquet"):
+    tables = sorted((copy.data / "features").glob("*.parquet"))
+    for table in tables:
         frame = pd.read_parquet(table)
         frame[pd.to_datetime(frame["event_timestamp"], utc=True) != pd.Timestamp(AS_OF)].to_parquet(table, index=False)
+    before = {table: table.stat().st_mtime_ns for table in tables}
     settings = load_settings(training=served.settings.training.model_dump(), segments={"definitions": {
         "no_recent_orders": {"where": "orders_365d = 0 OR orders_365d IS NULL", "contact": False}}})
-    # When a segment over a feature is exported
-    summary = export_segment(copy, settings, "no_recent_orders", "parquet", out=tmp_path / "none.parquet")
-    # Then the snapshot was built again and the list is the customers whose features at scoring say so,
-    # not every customer (every feature reading NULL)
-    wanted = set(scores["customer_id"]) & set(at_scoring.loc[at_scoring["orders_365d"].fillna(0) == 0, "customer_id"])
-    assert set(pd.read_parquet(summary.path)["customer_id"]) == wanted
-    assert 0 < len(wanted) < len(scores)
-    assert summary.feature_snapshot_built and summary.customers_without_features == 0
+    # When a segment over a feature is exported: refused, saying to score again, with no table rewritten and
+    # no list written (every feature reading NULL listed everyone; a snapshot rebuilt now could describe
+    # other data than the scores did, the verification test showed)
+    with pytest.raises(SegmentError, match="cdp score --as-of 2026-07-01"):
+        export_segment(copy, settings, "no_recent_orders", "parquet", out=tmp_path / "none.parquet")
+    assert {table: table.stat().st_mtime_ns for table in tables} == before
+    assert not (tmp_path / "none.parquet").exists()
 
 
 @pytest.mark.parametrize("output_format", ["csv", "parquet"])
