@@ -21,7 +21,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cdp.config import ConfigError, Settings, campaign_id_problem, find_config_file, load_settings
+from cdp.config import (
+    TEXT_BLANKS,
+    ConfigError,
+    Settings,
+    campaign_id_problem,
+    find_config_file,
+    load_settings,
+)
 from cdp.console import answer_console, configure_logging, console, step_progress
 from cdp.workspace import Workspace
 
@@ -486,7 +493,7 @@ def report_lift(
     from serving.lift import campaign_groups, lift_report_path, measure_lift
     from training.datasets import read_activity
 
-    campaign = campaign.strip()  # as `cdp score --campaign`, the service and the lake's touches have it
+    campaign = campaign.strip(TEXT_BLANKS)  # as `cdp score --campaign` and the service trim it
     if not campaign or campaign_id_problem(campaign):
         raise _fail(f"--campaign: {campaign_id_problem(campaign) or 'must not be empty'}", code=2)
     space, settings = _context(workspace, config)
@@ -919,10 +926,10 @@ def score(
         raise _fail(f"--reasons must be all, segments or none, not {reasons!r}", code=2)
     if engine not in ("local", "spark"):
         raise _fail(f"--engine must be local or spark, not {engine!r}", code=2)
-    if campaign is not None and not campaign.strip():
+    if campaign is not None and not campaign.strip(TEXT_BLANKS):
         raise _fail("--campaign must not be empty: it salts the holdout, and the service refuses an empty "
                     "campaign_id (leave the option out for policy.default_campaign_id)", code=2)
-    campaign = None if campaign is None else campaign.strip()  # as the service trims it: the same holdout
+    campaign = None if campaign is None else campaign.strip(TEXT_BLANKS)  # as the service trims it: the same holdout
     if campaign is not None and campaign_id_problem(campaign):
         raise _fail(f"--campaign: {campaign_id_problem(campaign)}", code=2)
     moment = _one_time(as_of)

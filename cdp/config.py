@@ -318,6 +318,11 @@ BUILT_IN_SEGMENTS: dict[str, SegmentDefinition] = {
 DEFAULT_SEGMENT_PARAMETERS: dict[str, float] = {"high_clv_percentile": 0.8, "at_risk_churn_probability": 0.5}
 
 
+TEXT_BLANKS = " \t\n\r\f\v"
+"""What ids and names are trimmed of, by the service and the command line alike (a campaign id trimmed of a
+no-break space by one and not the other drew two holdouts)."""
+
+
 EMAIL_SHAPED = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 

@@ -36,6 +36,7 @@ from pydantic import (
 from starlette.responses import JSONResponse
 
 from cdp import package_version
+from cdp.config import TEXT_BLANKS
 
 log = logging.getLogger("cdp.serving")
 WORKSPACE_VARIABLE = "CDP_WORKSPACE"
@@ -105,7 +106,7 @@ def _campaign_id(text: str) -> str:
     return text
 
 
-BLANKS = " \t\n\r\f\v"
+BLANKS = TEXT_BLANKS
 Trimmed = Annotated[str, Field(pattern=f"[^{BLANKS.encode('unicode_escape').decode()}]"), AfterValidator(_trimmed)]
 """Text as the lake stores it (docs/data-contract.md): surrounding spaces trimmed, for /recommend and /events
 alike. The lengths are checked as sent; the pattern (a character that is not a space, the same in every
@@ -426,15 +427,16 @@ class BearerTokenMiddleware:
         self.app = app
         self._digest: bytes | None = None
 
-    def _expected_digest(self) -> bytes:
-        """SHA-256 of the configured token (empty when none is set), read once."""
+    def _expected_digest(self) -> bytes | str:
+        """SHA-256 of the configured token (empty when none is set), read once; the configuration's error
+        when it cannot be read (the service is not ready and says why at /readyz; nobody gets in)."""
         if self._digest is None:
             from cdp.config import ConfigError
 
             try:
                 token = _settings().serving.api_token
-            except ConfigError:  # the service is not ready and says why at /readyz; nobody gets in meanwhile
-                return b""
+            except ConfigError as error:
+                return str(error)
             self._digest = hashlib.sha256(token.encode()).digest() if token else b""
         return self._digest
 
@@ -448,6 +450,8 @@ class BearerTokenMiddleware:
             if sum(name == b"authorization" for name, _ in scope.get("headers") or []) > 1:
                 return await _reply_header_problem(send, "authorization", "send one Authorization header, not several")
             expected = self._expected_digest()
+            if isinstance(expected, str):  # not "no token configured": the configuration is what is wrong
+                return await _reply(send, 503, f"not ready: {expected}")
             if not expected:
                 return await _reply(send, 401, "no API token configured: set serving.api_token (CDP_SERVING__API_TOKEN)",
                                     UNAUTHORIZED_HEADERS)

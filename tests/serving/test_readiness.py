@@ -72,6 +72,9 @@ def test_an_invalid_configuration_is_a_503_naming_it_without_its_values(served, 
     assert status == 503 and alive == 200
     assert any("policy.consent_mode" in p for p in body["problems"]), body
     assert "S3cretPassw0rd" not in caplog.text and "S3cretPassw0rd" not in json.dumps(body)
+    # ...and an API call with the token gets the same 503, not "no API token configured" (a 401 misled)
+    recommend = _calls(served.workspace, monkeypatch)["recommend"]
+    assert recommend.status_code == 503 and "policy.consent_mode" in recommend.text, recommend.text
 
 
 def test_a_missing_champion_alias_names_the_model_and_the_command(served, tmp_path, monkeypatch):
