@@ -423,6 +423,10 @@ PERSONAL_NAME_WORDS = frozenset({"email", "mail", "phone", "mobile", "tel", "tel
                                  "firstname", "lastname", "fullname", "forename", "passport", "iban", "ssn",
                                  "nickname", "maiden", "maidenname", "nick"})
 """Words of a custom column's name that say personal data (whole words: not `automobile`, `adobe`)."""
+PERSON_NAME_WORDS = frozenset({"surname", "firstname", "lastname", "fullname", "forename", "nickname", "maiden",
+                               "maidenname", "nick"})
+"""Words that say a person's name: such a column is left out however few values it has (eight surnames
+passed as a small category)."""
 NAME_QUALIFIERS = frozenset({"first", "last", "full", "sur", "given", "family", "middle", "user", "nick",
                              "customer", "contact", "preferred", "name"})
 """A `name` column is a person's when every word of its name is one of these (`store_name` is not)."""
@@ -479,8 +483,10 @@ def personal_attribute_reason(name: str, values: pd.Series) -> str | None:
             and long_numbers.nunique() > 0.5 * len(long_numbers):
         return "it holds long numbers nearly one per record (card or national numbers): an identifier"
     name_words = set(_name_words(name))
-    personal = name_words & PERSONAL_NAME_WORDS or ("name" in name_words and name_words <= NAME_QUALIFIERS)
-    if personal and distinct_all > CATEGORY_MAX_LEVELS:
+    a_persons_name = name_words & PERSON_NAME_WORDS or ("name" in name_words and name_words <= NAME_QUALIFIERS)
+    if a_persons_name:  # names, however few: a flag like `email_opt_in` has no such word
+        return "its name says it holds people's names"
+    if name_words & PERSONAL_NAME_WORDS and distinct_all > CATEGORY_MAX_LEVELS:
         return "its name says it holds personal data"
     return None
 

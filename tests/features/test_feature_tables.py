@@ -124,6 +124,6 @@ def test_custom_attributes_holding_personal_data_never_become_features(caplog):
                            ("member_ref", "it is nearly one value per record (400 distinct of 400)"),
                            ("loyalty_card_number", "it holds long numbers nearly one per record"),
                            ("born_on", "it holds dates"), ("secondaryEmail", "its name says it holds personal data"),
-                           ("contact_name", "its name says it holds personal data")]:
+                           ("contact_name", "its name says it holds people's names")]:
         assert f"'{column}' is not used as a feature: {reason}" in caplog.text, column
     assert "person0@" not in caplog.text

@@ -53,3 +53,16 @@ def test_a_number_that_would_be_a_date_after_today_is_not_a_date_of_birth():
     values = pd.Series([f"21{i % 100:02d}{1 + i % 12:02d}{13 + i % 15:02d}" for i in range(400)])
     # When asked, then they are numbers, not dates
     assert personal_attribute_reason("order_batch", values) is None
+
+
+@pytest.mark.parametrize("column", ["maiden_name", "surname", "nickname", "first_name", "partner_firstname"])
+def test_a_column_of_peoples_names_is_refused_however_few_its_values(column):
+    # Given a few names shared by many customers (a small category by count: it passed before)
+    values = pd.Series(["Williams", "Smith", "Jones", "Brown", "Taylor", "Davies", "Evans", "Thomas"] * 50)
+    # Then its name says it holds people's names
+    assert personal_attribute_reason(column, values) == "its name says it holds people's names"
+
+
+def test_a_contact_flag_stays_a_category():
+    # Given a yes/no column whose name holds a contact word
+    assert personal_attribute_reason("email_opt_in", pd.Series(["yes", "no"] * 100)) is None
