@@ -174,11 +174,13 @@ def register_snapshots(connection: duckdb.DuckDBPyConnection, as_of: Sequence[dt
 def build_feature_tables(workspace: Workspace, as_of: Sequence[dt.datetime]) -> dict[str, int]:
     """Compute every family for the as-of times and merge them into the feature tables."""
     connection, custom = open_lake(workspace, with_pushes=True)
-    if not tables_match_inputs(workspace):
-        # Snapshots built from an earlier lake would mix two versions of the data: start over.
+    # Snapshots built from an earlier lake would mix two versions of the data: start over, each table
+    # replaced only once its new rows are computed (a run killed meanwhile leaves the old tables, which the
+    # unchanged fingerprint still marks as not matching the lake: the next build starts over again).
+    start_over = not tables_match_inputs(workspace)
+    if start_over:
         for path in (workspace.data / "features").glob("*.parquet"):
             log.info("%s: the lake or identity map changed since it was built; rebuilding", path.name)
-            path.unlink()
     try:
         snapshots = register_snapshots(connection, as_of)
         if snapshots == 0:
@@ -191,7 +193,8 @@ def build_feature_tables(workspace: Workspace, as_of: Sequence[dt.datetime]) -> 
         # DuckDB's parallel sums differ in the last bits between runs; rounding keeps rebuilds identical.
         decimals = frame.select_dtypes("float").columns
         frame[decimals] = frame[decimals].round(9)
-        write_feature_table(feature_table_path(workspace, family), frame.assign(created_timestamp=created))
+        write_feature_table(feature_table_path(workspace, family), frame.assign(created_timestamp=created),
+                            keep_other_snapshots=not start_over)
     _fingerprint_path(workspace).write_text(json.dumps(_inputs_fingerprint(workspace)))
     return {family: len(frame) for family, frame in tables.items()}
 
@@ -233,10 +236,11 @@ def ensure_feature_snapshots(workspace: Workspace, as_of: Sequence[dt.datetime])
     return wanted
 
 
-def write_feature_table(path: Path, frame: pd.DataFrame) -> None:
-    """Replace the rows of the same snapshots, keep the others (an idempotent merge)."""
+def write_feature_table(path: Path, frame: pd.DataFrame, keep_other_snapshots: bool = True) -> None:
+    """Replace the rows of the same snapshots, keep the others (an idempotent merge), or with
+    `keep_other_snapshots=False` replace the whole table."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
+    if path.exists() and keep_other_snapshots:
         existing = pq.read_table(path).to_pandas()
         if list(existing.columns) != list(frame.columns):
             log.warning("%s: feature definitions changed; earlier snapshots are dropped (rebuild them with "

@@ -65,6 +65,37 @@ def test_tables_are_kept_when_only_file_times_change_and_rebuilt_when_the_lake_d
         build_feature_tables(workspace, AS_OF)
 
 
+def test_a_rebuild_stopped_halfway_keeps_the_old_tables_and_starts_over_next_time(built, monkeypatch):
+    from features import feature_tables
+
+    workspace, counts = built
+    build_feature_tables(workspace, AS_OF)
+    orders_file = workspace.lake_table("orders")
+    original = orders_file.read_bytes()
+    try:
+        # Given a changed lake, and a rebuild stopped while it computes (SIGTERM, Ctrl-C)
+        pd.read_parquet(orders_file).iloc[1:].to_parquet(orders_file, index=False)
+
+        def stopped(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(feature_tables, "build_customer_features", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            build_feature_tables(workspace, AS_OF[-1:])
+        # Then every table is still there, with all its snapshots (they were deleted before the computing),
+        # and still marked as not matching the lake, so the next build starts over
+        for family in FEATURE_TABLES:
+            assert len(pd.read_parquet(feature_table_path(workspace, family))) == counts[family], family
+        assert not feature_tables.tables_match_inputs(workspace)
+        monkeypatch.undo()
+        build_feature_tables(workspace, AS_OF[-1:])
+        stamps = set(pd.read_parquet(feature_table_path(workspace, "purchase_history"))["event_timestamp"])
+        assert stamps == {pd.Timestamp(AS_OF[-1])}
+    finally:  # the module's other tests read the original lake
+        orders_file.write_bytes(original)
+        build_feature_tables(workspace, AS_OF)
+
+
 def test_no_feature_holds_pii(built, simulated):
     # Given every PII value the sources hold
     _, workspace = simulated
