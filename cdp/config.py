@@ -391,7 +391,13 @@ class DriftSettings(_Section):
 
 class ServingSettings(_Section):
     api_token: str | None = Field(None, pattern=r"^\S+$")
-    """The bearer token every API call must send; no spaces (a token of spaces was accepted)."""
+    """The bearer token every API call must send; no spaces (a token of spaces was accepted). Empty: none
+    set (`CDP_SERVING__API_TOKEN=`), so every API call is refused."""
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def empty_token_is_none(cls, token: object) -> object:
+        return None if token == "" else token
     workers: int = Field(2, ge=1, le=64)
     """Worker processes of `cdp serve`, each with its own engine (models, identity map, online store
     connection): one per core. BentoML restarts a worker that dies; the others keep answering."""
