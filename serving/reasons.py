@@ -564,11 +564,22 @@ def own_channel_contributions(names: Sequence[str], values: np.ndarray, row_chan
     is said in SMS facts (it read "0 e-mails sent in the last 90 days" for a customer without e-mail consent)."""
     values = np.array(values, dtype=float, copy=True)
     row_channels = np.asarray(row_channels, dtype=object)
-    for column, name in enumerate(names[: values.shape[1]]):
+    for owner, columns in _columns_by_channel(tuple(names[: values.shape[1]]), tuple(channels)).items():
+        others = row_channels != owner
+        if others.any():
+            values[np.ix_(others, columns)] = 0.0
+    return values
+
+
+@functools.cache
+def _columns_by_channel(names: tuple[str, ...], channels: tuple[str, ...]) -> dict[str, list[int]]:
+    """Channel -> positions of its features among `names` (found once per model: this runs per request)."""
+    owners: dict[str, list[int]] = {}
+    for column, name in enumerate(names):
         owner = channel_of_feature(name, channels)
         if owner is not None:
-            values[:, column] = np.where(row_channels == owner, values[:, column], 0.0)
-    return values
+            owners.setdefault(owner, []).append(column)
+    return owners
 
 
 def phrases_from_contributions(
