@@ -478,6 +478,18 @@ report_app = typer.Typer(help="Reports on what the recommendations did.", no_arg
 app.add_typer(report_app, name="report")
 
 
+def _campaign_option(campaign: str) -> str:
+    """`--campaign` as the service reads a campaign_id: trimmed of the same characters (the same holdout),
+    not empty, not an e-mail address."""
+    trimmed = campaign.strip(TEXT_BLANKS)
+    if not trimmed:
+        raise _fail("--campaign must not be empty: it salts the holdout, and the service refuses an empty "
+                    "campaign_id (leave the option out for policy.default_campaign_id)", code=2)
+    if campaign_id_problem(trimmed):
+        raise _fail(f"--campaign: {campaign_id_problem(trimmed)}", code=2)
+    return trimmed
+
+
 @report_app.command("lift")
 def report_lift(
     campaign: Annotated[str, typer.Option("--campaign", help="The campaign id: the holdout salt and the touches' campaign_id.")],
@@ -493,9 +505,7 @@ def report_lift(
     from serving.lift import campaign_groups, lift_report_path, measure_lift
     from training.datasets import read_activity
 
-    campaign = campaign.strip(TEXT_BLANKS)  # as `cdp score --campaign` and the service trim it
-    if not campaign or campaign_id_problem(campaign):
-        raise _fail(f"--campaign: {campaign_id_problem(campaign) or 'must not be empty'}", code=2)
+    campaign = _campaign_option(campaign)
     space, settings = _context(workspace, config)
     scores_path = scores_file or space.latest_scores
     if not scores_path.exists():
@@ -926,12 +936,7 @@ def score(
         raise _fail(f"--reasons must be all, segments or none, not {reasons!r}", code=2)
     if engine not in ("local", "spark"):
         raise _fail(f"--engine must be local or spark, not {engine!r}", code=2)
-    if campaign is not None and not campaign.strip(TEXT_BLANKS):
-        raise _fail("--campaign must not be empty: it salts the holdout, and the service refuses an empty "
-                    "campaign_id (leave the option out for policy.default_campaign_id)", code=2)
-    campaign = None if campaign is None else campaign.strip(TEXT_BLANKS)  # as the service trims it: the same holdout
-    if campaign is not None and campaign_id_problem(campaign):
-        raise _fail(f"--campaign: {campaign_id_problem(campaign)}", code=2)
+    campaign = None if campaign is None else _campaign_option(campaign)
     moment = _one_time(as_of)
     if engine == "spark" and out is not None and "://" not in out and Path(out).exists():
         raise _fail(f"{out} already exists: Spark writes a directory of part files there and would delete what it "

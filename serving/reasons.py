@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from serving.policy import REACHABILITY_FLAGS
 from training.models import MISSING_CATEGORY
 
 Direction = Literal["up", "down", "abs", "net"]
@@ -547,8 +548,8 @@ def reason_phrases(
                                       else np.zeros((len(contributions), 0)), features, top, direction)
 
 
-CHANNEL_FEATURES = {"has_email": "email", "has_phone": "sms", "app_installed": "push", "latest_app_installed": "push"}
-"""Reachability features of one channel whose name does not start with it."""
+CHANNEL_FEATURES = {flag: channel for channel, flags in REACHABILITY_FLAGS.items() for flag in flags if flag}
+"""Reachability features of one channel whose name does not start with it (the policy's flags)."""
 
 
 def channel_of_feature(feature: str, channels: Sequence[str]) -> str | None:
