@@ -1,9 +1,11 @@
 """Erasure (`cdp forget`) and access (`cdp export-subject`) for one person, across every store.
 
 A person is named by an e-mail, a customer id or a source record and found through the identity map,
-so an e-mail reaches the customer and then ALL of their records and identifiers. Erasure adds the
-keyed hashes of those identifiers to the suppression list first (so an interrupted erasure still
-keeps re-ingested files out, and can simply be run again), then rewrites every store without the
+so an e-mail reaches the customer and then ALL of their records and identifiers, their quarantined
+`customers` records too, with the lake rows under those and any customer known only from them
+(`quarantined_records_of`, `Subject.linked_ids`). Erasure adds the keyed hashes of those identifiers
+to the suppression list first (so an interrupted erasure still keeps re-ingested files out, and can
+simply be run again), then rewrites every store without the
 person — lake, quarantine, feature tables, outputs (scores, validation, exports), the online stores,
 reports — and the identity map, profiles and edges last. Every file is rewritten to a temporary
 file and renamed over the old one. E-mails and phones that other customers also have (a household's
@@ -122,6 +124,11 @@ class Subject:
     former_ids: list[str] = field(default_factory=list)
     """Customer ids identity resolution retired by merging them into this one: data may still be kept,
     and campaign tools may still ask, under them."""
+    linked_ids: list[str] = field(default_factory=list)
+    """Customers known only from the person's quarantined `customers` records (`quarantined_records_of`):
+    ingestion rejected the record, but loaded the orders or touches under it, and identity resolution made
+    each such record a customer of its own (no PII, so joined to nobody). Their features, scores and online
+    rows are the person's purchase history under another id: erased with the person."""
 
     @property
     def record_keys(self) -> list[str]:
@@ -129,7 +136,7 @@ class Subject:
 
     @property
     def customer_ids(self) -> list[str]:
-        return [self.customer_id, *self.former_ids] if self.customer_id is not None else []
+        return [self.customer_id, *self.former_ids, *self.linked_ids] if self.customer_id is not None else []
 
     @property
     def audit_identity(self) -> tuple[str, str]:
@@ -142,8 +149,11 @@ class Subject:
 
     @property
     def described(self) -> str:
-        return (f"customer {self.customer_id}" if self.customer_id is not None
-                else "the person held outside the identity map")
+        if self.customer_id is None:
+            return "the person held outside the identity map"
+        linked = (f" (with customer(s) {', '.join(self.linked_ids)}, known only from quarantined records of theirs)"
+                  if self.linked_ids else "")
+        return f"customer {self.customer_id}{linked}"
 
     def identifiers(self) -> dict[str, list[str]]:
         return {"customer": self.customer_ids, "record": self.record_keys, "email": self.emails,
@@ -292,8 +302,73 @@ def find_subject(workspace: Workspace, settings: Settings, query: SubjectQuery) 
         contacts[column] = sorted(own - others)
         shared += len(own & others)
     former = sorted(old for old, new in merged_into.items() if new == customer_id)
+    quarantined = quarantined_records_of(workspace, identity_map, customer_id, contacts["emails"],
+                                         {_record_key(s, i) for s, i in record_list}, standardization)
+    record_list += [tuple(key.split(":", 1)) for key in quarantined.records]
     return Subject(customer_id, record_list, contacts["emails"], contacts["phones"],
-                   _order_ids(workspace, set(record_list)), shared, former)
+                   _order_ids(workspace, set(record_list)), shared, former, quarantined.customers)
+
+
+class QuarantinedRecords(NamedTuple):
+    """A customer's quarantined `customers` records outside the identity map's records of them."""
+
+    records: list[str]
+    """Their record keys (`source:source_id`), erased and suppressed with the customer: lake rows under them
+    (orders, touches loaded while the record itself was rejected) and their order ids too."""
+    customers: list[str]
+    """Customers all of whose records are among them: known only from those records' activity."""
+    kept: list[str]
+    """Customers holding one of them together with other records: maybe someone else, left alone (as are
+    the records they hold)."""
+
+
+def quarantined_records_of(workspace: Workspace, identity_map: pd.DataFrame, customer_id: str,
+                           emails: Iterable[str], records: set[str | None],
+                           standardization: Standardization) -> QuarantinedRecords:
+    """The quarantined `customers` records that give one of the customer's own e-mails or one of their
+    record keys (the rule `find_held_person` follows: e-mail and record, not a phone, which a household
+    shares), beyond the records the identity map already gives them; and the customers of the identity map
+    holding those records (`QuarantinedRecords`). Said in the log, by customer id only."""
+    emails, records = set(emails), records - {None}
+    quarantine_file = workspace.quarantine / "customers.parquet"
+    if not quarantine_file.exists() or not (emails or records):
+        return QuarantinedRecords([], [], [])
+    quarantined = _quarantined_records(pd.read_parquet(quarantine_file, columns=["record"]))
+    keys, _, _ = _contacts(quarantined, standardization)
+    found = {key for key, mine in zip(keys, _naming(quarantined, emails, records, standardization), strict=True)
+             if mine and key} - records
+    if not found:
+        return QuarantinedRecords([], [], [])
+    source_ids = {key.split(":", 1)[1] for key in found}
+    candidates = identity_map[identity_map["source_id"].astype(str).str.strip().isin(source_ids)]
+    owners = {str(c) for s, i, c in zip(candidates["source"], candidates["source_id"], candidates["customer_id"],
+                                        strict=True) if _record_key(s, i) in found} - {customer_id}
+    held = identity_map[identity_map["customer_id"].isin(owners)]
+    held_keys = [_record_key(s, i) for s, i in zip(held["source"], held["source_id"], strict=True)]
+    by_owner: dict[str, set[str | None]] = {}
+    for owner, key in zip(held["customer_id"].astype(str), held_keys, strict=True):
+        by_owner.setdefault(owner, set()).add(key)
+    linked = sorted(owner for owner, theirs in by_owner.items() if theirs <= found)
+    kept = sorted(set(by_owner) - set(linked))
+    left_alone = {key for owner in kept for key in by_owner[owner]}
+    erased = sorted(found - left_alone)
+    if erased:
+        log.info("customer %s: %d quarantined customers record(s) give their e-mail or one of their records: "
+                 "erased with them%s", customer_id, len(erased),
+                 f", and customer(s) {', '.join(linked)}, known only from those records" if linked else "")
+    if kept:
+        log.warning("customer %s: customer(s) %s hold one of their quarantined customers records together with "
+                    "other records, so they may be someone else: left alone, with those records (check with "
+                    "`cdp identity explain`; erase them separately if they are the same person)",
+                    customer_id, ", ".join(kept))
+    return QuarantinedRecords(erased, linked, kept)
+
+
+def _naming(quarantined: pd.DataFrame, emails: set[str], records: set[str],
+            standardization: Standardization) -> np.ndarray:
+    """Quarantined customers records (as columns) that give one of these e-mails (standardized leniently)
+    or record keys."""
+    return _record_rows(quarantined, "customers", _matcher({"email": emails, "record": records}, standardization))
 
 
 def _record_key(source, source_id) -> str | None:
@@ -374,8 +449,7 @@ def find_held_person(workspace: Workspace, query: SubjectQuery, standardization:
     keys, found_emails, found_phones = _contacts(quarantined, standardization)
     theirs = np.zeros(len(frame), dtype=bool)
     while True:  # records and e-mails of the records found, until no more records are found
-        more = theirs | _record_rows(quarantined, "customers", _matcher({"email": emails, "record": records},
-                                                                       standardization))
+        more = theirs | _naming(quarantined, emails, records, standardization)
         emails |= {e for e, mine in zip(found_emails, more, strict=True) if mine and e}
         records |= {k for k, mine in zip(keys, more, strict=True) if mine and k}
         if (more == theirs).all():
@@ -1003,11 +1077,7 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
     edges = pd.read_parquet(paths["edges"]) if paths["edges"].exists() else None
     ids, records = set(subject.customer_ids), set(subject.record_keys)
     source_records, quarantined, nulled, source_files = _held_rows(workspace, subject, standardization)
-    features = {}
-    for path in sorted((workspace.data / "features").glob("*.parquet")):
-        rows = _matching_rows(path, lambda frame: customer_rows(frame, ids, records))
-        if len(rows):
-            features[path.stem] = _rows(rows.sort_values("event_timestamp").tail(1))[0]
+    features = _latest_features(workspace, ids - set(subject.linked_ids))
     scores_path = workspace.outputs / "scores.parquet"
     scores = _rows(_matching_rows(scores_path, lambda frame: customer_rows(frame, ids, records))) \
         if scores_path.exists() else []
@@ -1038,6 +1108,13 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
         "scores": scores,
         "other_outputs": outputs,
         "former_customer_ids": subject.former_ids,
+        # customers known only from their quarantined records' activity (`Subject.linked_ids`): erased with them
+        "linked_customers": [{
+            "customer_id": linked,
+            "profile": next(iter(_rows(profiles[profiles["customer_id"] == linked])), None),
+            "records": _rows(identity_map[identity_map["customer_id"] == linked]),
+            "features": _latest_features(workspace, {linked}),
+        } for linked in subject.linked_ids],
         "recommendations_served": [e for e in audited if e.get("event") == "recommend"],
         # the audit log's other lines about them: consents granted or withdrawn, earlier access requests
         "consents_and_requests": [e for e in audited if e.get("event") != "recommend"],
@@ -1045,6 +1122,16 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
         # not read into this export: input files cdp does not rewrite (their owner's to delete or re-export)
         "raw_files_in_workspace": raw_files,
     }
+
+
+def _latest_features(workspace: Workspace, ids: set[str]) -> dict[str, dict]:
+    """The latest row of each feature table among these customers' rows (tables holding some)."""
+    features = {}
+    for path in sorted((workspace.data / "features").glob("*.parquet")):
+        rows = _matching_rows(path, lambda frame: customer_rows(frame, ids, set()))
+        if len(rows):
+            features[path.stem] = _rows(rows.sort_values("event_timestamp").tail(1))[0]
+    return features
 
 
 def _held_rows(workspace: Workspace, subject: Subject,
@@ -1088,6 +1175,7 @@ def _export_held(workspace: Workspace, settings: Settings, subject: Subject,
         "scores": [],
         "other_outputs": {},
         "former_customer_ids": [],
+        "linked_customers": [],
         "recommendations_served": [],
         "consents_and_requests": logged(pseudonym) if logged is not None else [],
         "pushed_signals": [],
