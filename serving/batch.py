@@ -26,12 +26,13 @@ from cdp.files import temporary_beside
 from cdp.moments import utc_timestamp
 from cdp.workspace import Workspace
 from serving.engine import POLICY_SERVICE
+from serving.policy import WIN_BACK_TIMING
 from training.scoring import load_champions, outside_churn_population, score_features
 
 log = logging.getLogger(__name__)
 
 POLICY_COLUMNS = ("next_best_action", "next_best_channel", "expected_value", "win_back", "win_back_action",
-                  "win_back_value", "win_back_reason", "policy_win_back_action", "holdout", "policy_action",
+                  "win_back_timing", "win_back_value", "win_back_reason", "policy_win_back_action", "holdout", "policy_action",
                   "no_contact_reason")
 ReasonsMode = Literal["all", "segments", "none"]
 REASONS_MODES: tuple[str, ...] = ("all", "segments", "none")
@@ -57,6 +58,9 @@ class ScoreSummary:
     next_best_actions: dict[str, int] = field(default_factory=dict)
     next_best_channels: dict[str, int] = field(default_factory=dict)
     win_back_customers: int = 0
+    win_back_later_customers: int = 0
+    """Of `win_back_customers`, those whose win-back waits for a quiet period to end (`win_back_timing`
+    not `today`)."""
     holdout_customers: int = 0
     total_expected_value: float = 0.0
     mean_churn_probability: float | None = None
@@ -160,10 +164,10 @@ def score_chunk(features: pd.DataFrame, models: dict, settings: Settings, now: p
     """One chunk of customers scored and decided. Conversion probabilities are computed only for
     the channels the policy may use for each customer (the others are NaN); decisions are the same
     as with every action scored."""
-    from serving.policy import channel_eligibility
+    from serving.policy import channels_the_policy_may_use
 
-    eligible, _ = channel_eligibility(features.reset_index(drop=True), settings.policy)
-    scores = score_features(features.reset_index(drop=True), models, eligible_channels=eligible)
+    usable = channels_the_policy_may_use(features.reset_index(drop=True), settings.policy)
+    scores = score_features(features.reset_index(drop=True), models, eligible_channels=usable)
     decided = decide(features, scores, settings, models, now, campaign_id, reasons, withdrawn)
     decided.insert(1, "as_of", now)
     return decided
@@ -173,7 +177,8 @@ class _SummaryTotals:
     """Running totals over the chunks, for the printed and JSON summary."""
 
     def __init__(self):
-        self.customers = self.win_back = self.holdout = self.with_reasons = self.churn_scored = 0
+        self.customers = self.win_back = self.win_back_later = self.holdout = self.with_reasons = 0
+        self.churn_scored = 0
         self.expected_value = self.churn = self.clv = 0.0
         self.actions: Counter = Counter()
         self.channels: Counter = Counter()
@@ -184,7 +189,10 @@ class _SummaryTotals:
         self.columns = list(chunk.columns)
         self.actions.update(chunk["next_best_action"].astype(str).to_numpy())
         self.channels.update(chunk["next_best_channel"].dropna().astype(str).to_numpy())
-        self.win_back += int(chunk["win_back"].fillna(False).astype(bool).sum())
+        win_back = chunk["win_back"].fillna(False).astype(bool)
+        self.win_back += int(win_back.sum())
+        if "win_back_timing" in chunk:  # files scored before a win-back could wait hold only today's
+            self.win_back_later += int((win_back & chunk["win_back_timing"].ne(WIN_BACK_TIMING)).sum())
         self.holdout += int(chunk["holdout"].fillna(False).astype(bool).sum())
         self.with_reasons += int(chunk["reasons"].notna().sum())
         self.expected_value += float(chunk["expected_value"].fillna(0).sum())
@@ -198,7 +206,8 @@ class _SummaryTotals:
         return dict(
             customers=self.customers,
             next_best_actions=dict(self.actions.most_common()), next_best_channels=dict(self.channels.most_common()),
-            win_back_customers=self.win_back, holdout_customers=self.holdout, total_expected_value=self.expected_value,
+            win_back_customers=self.win_back, win_back_later_customers=self.win_back_later,
+            holdout_customers=self.holdout, total_expected_value=self.expected_value,
             mean_churn_probability=self.churn / self.churn_scored if churn and self.churn_scored else None,
             customers_without_churn_score=self.customers - self.churn_scored if churn else 0,
             total_clv=self.clv if clv else None, customers_with_reasons=self.with_reasons,

@@ -253,17 +253,31 @@ def channel_eligibility(
     reason): booleans, and the first failing check as a phrase (None when eligible). Checks in
     order: allowed by the request, consent, reachability, frequency caps, quiet period."""
     read = _Inputs(frame, _policy_columns(settings, []))
-    stages, reasons = _eligibility_stages(read, settings, allowed_channels)
+    stages, reasons, _ = _eligibility_stages(read, settings, allowed_channels)
     eligible = pd.DataFrame(
         {c: stages[c] == _ELIGIBLE for c in settings.channels}, index=frame.index
     )
     return eligible, pd.DataFrame(reasons, index=frame.index)
 
 
+def channels_the_policy_may_use(frame: pd.DataFrame, settings: PolicySettings) -> pd.DataFrame:
+    """Per customer and configured channel: open today, or held only by its quiet period (a win-back
+    waits for it to end). Batch scoring scores conversion only on these: the decisions are the same
+    as with every channel scored."""
+    read = _Inputs(frame, _policy_columns(settings, []))
+    stages, _, _ = _eligibility_stages(read, settings, None)
+    return pd.DataFrame(
+        {c: (stages[c] == _ELIGIBLE) | (stages[c] == _QUIET) for c in settings.channels},
+        index=frame.index,
+    )
+
+
 def _eligibility_stages(
     read: _Inputs, settings: PolicySettings, allowed_channels: Iterable[str] | None
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per channel: the stage at which each customer fails (_ELIGIBLE if none) and its reason."""
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per channel: the stage at which each customer fails (_ELIGIBLE if none), its reason, and the
+    days until the quiet periods that hold the customer end (0 outside them), so that a win-back
+    held only by a quiet period can be scheduled for when it ends."""
     n = read.length
     allowed = None if allowed_channels is None else set(allowed_channels)
     touches_7d = read("touches_7d")  # NaN compares False below: no count, no cap
@@ -274,7 +288,7 @@ def _eligibility_stages(
     ]
     with np.errstate(invalid="ignore"):
         last_any = np.fmin.reduce(recency) if recency else np.full(n, np.nan)
-    stages, reasons = {}, {}
+    stages, reasons, quiet_waits = {}, {}, {}
     for channel in settings.channels:
         consent = _fresh(read, f"{channel}_consent", f"latest_{channel}_consent")
         # opt_in: only a recorded grant counts; opt_out: anything but a withdrawal
@@ -297,6 +311,10 @@ def _eligibility_stages(
             over_all_30d = touches_30d >= settings.max_touches_30d
             in_quiet = last < quiet  # NaN (never contacted) compares False
             in_quiet_any = last_any < settings.quiet_days_any_channel
+            quiet_waits[channel] = np.fmax(
+                np.where(in_quiet, quiet - last, 0.0),
+                np.where(in_quiet_any, settings.quiet_days_any_channel - last_any, 0.0),
+            )
 
         words = CHANNEL_WORDS.get(channel, channel)
         failures = [  # (check failed, stage, reason), in the order the checks run
@@ -338,7 +356,7 @@ def _eligibility_stages(
         reasons[channel] = np.array([reason for _, _, reason in failures] + [None], dtype=object)[
             code
         ]
-    return stages, reasons
+    return stages, reasons, quiet_waits
 
 
 def _count(number: int | None, noun: str) -> str:
@@ -452,7 +470,7 @@ def decide(
     actions = candidate_actions(frame.columns if is_frame else frame.keys(), settings)
     read = _Inputs(frame, _policy_columns(settings, actions))
     values = action_values(read, actions, settings)
-    stages, reasons = _eligibility_stages(read, settings, allowed_channels)
+    stages, reasons, quiet_waits = _eligibility_stages(read, settings, allowed_channels)
     channel_ok = {c: stages[c] == _ELIGIBLE for c in channels}
     action_ok = (
         np.column_stack([channel_ok[a.channel] for a in actions])
@@ -487,7 +505,7 @@ def decide(
     next_offer = np.where(treated & (offers != NO_CONTACT), offers, None).astype(object)
     no_contact_reason = np.where(holdout & contact, HOLDOUT_REASON, no_contact).astype(object)
 
-    win = _win_back(read, settings, actions, values, channel_ok, channels, now)
+    win = _win_back(read, settings, actions, values, stages, quiet_waits, channels, now)
     win_back = win["win_back"] & ~holdout
 
     return {
@@ -504,7 +522,7 @@ def decide(
         "win_back_action": np.where(win_back, win["action"], None).astype(object),
         "win_back_channel": np.where(win_back, win["channel"], None).astype(object),
         "win_back_offer": np.where(win_back, win["offer"], None).astype(object),
-        "win_back_timing": np.where(win_back, WIN_BACK_TIMING, None).astype(object),
+        "win_back_timing": np.where(win_back, win["timing"], None).astype(object),
         "win_back_value": win["value"],
         "win_back_reason": np.where(
             holdout & win["win_back"], HOLDOUT_REASON, win["reason"]
@@ -589,10 +607,13 @@ def _no_contact_reasons(
     return reason
 
 
-def _win_back(read, settings, actions, values, channel_ok, channels, now) -> dict[str, np.ndarray]:
+def _win_back(
+    read, settings, actions, values, stages, quiet_waits, channels, now
+) -> dict[str, np.ndarray]:
     """Win-back decision per row: candidates (customers who have ordered, at high churn risk or lapsed),
-    channel (best eligible by uplift; cheapest without a propensity model), offer tier, value saved
-    against cost."""
+    channel (best eligible by uplift; cheapest without a propensity model), offer tier, timing, value
+    saved against cost. A customer with no channel open today but one held only by a quiet period is
+    won back on it when the period ends: a lapsed customer is worth a wait of days, not a lost offer."""
     n = read.length
     rows = np.arange(n)
     churn = read("churn_probability")
@@ -635,11 +656,19 @@ def _win_back(read, settings, actions, values, channel_ok, channels, now) -> dic
             else np.full(n, np.nan)
         )
         score = np.where(np.isfinite(uplift), uplift, -1e9 - settings.channel_costs[channel])
-        scores.append(np.where(channel_ok[channel], score, -np.inf))
+        scores.append(score)
+    wait = np.zeros(n)
     if usable:
-        matrix = np.column_stack(scores)
+        score_matrix = np.column_stack(scores)
+        open_today = np.column_stack([stages[c] == _ELIGIBLE for c in usable])
+        open_later = np.column_stack([stages[c] == _QUIET for c in usable])
+        today = np.where(open_today, score_matrix, -np.inf)
+        later = np.where(open_later, score_matrix, -np.inf)
+        matrix = np.where(open_today.any(axis=1)[:, None], today, later)
         pick = matrix.argmax(axis=1)
         has_channel = np.isfinite(matrix[rows, pick])
+        waits = np.column_stack([quiet_waits[c] for c in usable])
+        wait = np.where(has_channel & ~open_today[rows, pick], waits[rows, pick], 0.0)
     else:
         pick, has_channel = np.zeros(n, dtype=int), np.zeros(n, dtype=bool)
 
@@ -697,7 +726,18 @@ def _win_back(read, settings, actions, values, channel_ok, channels, now) -> dic
         "offer": offer_out,
         "value": np.where(has_channel & candidate, saved - cost, np.nan),
         "reason": reason,
+        "timing": _timing(wait),
     }
+
+
+def _timing(wait_days: np.ndarray) -> np.ndarray:
+    """`today`, or `in N days` (whole days, rounded up) when a quiet period must end first."""
+    days = np.ceil(np.where(np.isfinite(wait_days), wait_days, 0.0)).astype(int)
+    out = np.full(len(days), WIN_BACK_TIMING, dtype=object)
+    later = days > 0
+    if later.any():
+        out[later] = [f"in {d} day" + ("" if d == 1 else "s") for d in days[later].tolist()]
+    return out
 
 
 def _alternatives(actions, values, action_ok, reasons, settings) -> np.ndarray:

@@ -39,6 +39,7 @@ from serving.batch import (
     score_chunk,
     summary_path,
 )
+from serving.policy import WIN_BACK_TIMING
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -186,11 +187,15 @@ def summarize_scores(scores: DataFrame) -> dict:
     """The figures of the summary, aggregated by Spark (only they reach the driver)."""
     from pyspark.sql import functions
 
-    def count_true(column: str):
-        return functions.sum(functions.coalesce(functions.col(column), functions.lit(False)).cast("long"))
+    def count_true(column):
+        return functions.sum(functions.coalesce(
+            functions.col(column) if isinstance(column, str) else column, functions.lit(False)).cast("long"))
 
     aggregates = [functions.count(functions.lit(1)).alias("customers"),
                   count_true("win_back").alias("win_back_customers"),
+                  count_true(functions.col("win_back")
+                             & (functions.col("win_back_timing") != functions.lit(WIN_BACK_TIMING)))
+                  .alias("win_back_later_customers"),
                   count_true("holdout").alias("holdout_customers"),
                   functions.sum(functions.coalesce("expected_value", functions.lit(0.0))).alias("total_expected_value"),
                   functions.count("reasons").alias("customers_with_reasons")]

@@ -61,7 +61,7 @@ def time_bare_predict(workspace: Path, as_of: str) -> dict:
     from features.feature_store import apply_feature_definitions, open_feature_store
     from features.feature_tables import feature_table_path
     from serving.engine import POLICY_SERVICE
-    from serving.policy import channel_eligibility
+    from serving.policy import channels_the_policy_may_use
     from training.models import touch_features
     from training.scoring import action_rows, candidate_actions, load_champions
 
@@ -77,7 +77,7 @@ def time_bare_predict(workspace: Path, as_of: str) -> dict:
                                                   chunk_rows=settings.scoring.chunk_rows):
         for name, model in models.items():
             if name == "propensity":
-                eligible, _ = channel_eligibility(features, settings.policy)
+                eligible = channels_the_policy_may_use(features, settings.policy)  # as cdp score does
                 actions = candidate_actions(model)
                 chosen, positions = action_rows(actions, len(features), eligible)
                 stacked = features.iloc[chosen].assign(channel=[actions[p][0] for p in positions],

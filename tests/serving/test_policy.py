@@ -384,6 +384,36 @@ def test_lapsed_customers_are_won_back_with_the_best_value_offer():
     assert answer["win_back_reason"] == "lapsed and high churn risk"
 
 
+def test_a_win_back_held_only_by_a_quiet_period_is_scheduled_for_when_it_ends():
+    # Given: a lapsed customer reachable only by e-mail, last e-mailed 0.5 days ago (quiet: 2 days)
+    only_email = {"push_consent": 0, "sms_consent": 0, "email_days_since_last_touch": 0.5}
+    # When: the policy decides today
+    answer = one(lapsed_customer(**only_email))
+    # Then: no contact today, but the win-back on e-mail once the quiet period is over
+    assert answer["next_best_action"] == "none"
+    assert answer["no_contact_reason"].startswith("quiet period")
+    assert answer["win_back"] and answer["win_back_action"] == "email:20pct"
+    assert answer["win_back_timing"] == "in 2 days"
+    # and a quiet period of any channel counts: e-mail was quiet 1.2 days, a push 0.25 days ago
+    both = one(lapsed_customer(push_consent=0, sms_consent=0, email_days_since_last_touch=1.2,
+                               push_days_since_last_touch=0.25))
+    assert both["win_back_timing"] == "in 1 day"
+
+
+def test_a_channel_open_today_wins_over_waiting_and_other_blocks_are_not_waited_out():
+    # Given: e-mail in its quiet period (1.5 days ago; any channel's 1-day period is over), push open
+    answer = one(lapsed_customer(sms_consent=0, email_days_since_last_touch=1.5,
+                                 conversion_push=0.03))
+    # Then: win back today on push
+    assert answer["win_back"] and answer["win_back_channel"] == "push"
+    assert answer["win_back_timing"] == "today"
+    # Given: e-mail quiet but also over its 30-day cap (when a cap ends is not known): no win-back
+    capped = one(lapsed_customer(push_consent=0, sms_consent=0, email_days_since_last_touch=0.5,
+                                 email_sends_30d=99))
+    assert not capped["win_back"] and capped["win_back_reason"] == "no eligible channel"
+    assert capped["win_back_timing"] is None
+
+
 def test_the_best_value_offer_is_chosen_by_value_not_by_depth():
     answer = one(
         lapsed_customer(conversion_email_20pct=0.056)
