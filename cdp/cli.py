@@ -575,6 +575,8 @@ def export_command(
         console.print(f"  left out: {summary.no_channel_excluded:,} customer(s) with no eligible channel ({reasons})")
     if summary.email_not_eligible:
         console.print(f"  e-mail left empty for {summary.email_not_eligible:,} customer(s) e-mail is not eligible for")
+    if summary.phone_not_eligible:
+        console.print(f"  phone left empty for {summary.phone_not_eligible:,} customer(s) SMS is not eligible for")
     console.print(f"Written to {summary.path} (summary: {Path(summary.path).with_suffix('.json')})")
 
 
@@ -913,6 +915,12 @@ def _train(space: Workspace, settings: Settings, model: str, as_of: dt.datetime,
     return reports
 
 
+def _win_back_counts(total: int, later: int) -> str:
+    """`win-back today: 1,571`, with `(and 1,612 once a quiet period ends)` when some must wait."""
+    text = f"win-back today: {total - later:,}"
+    return text + (f" (and {later:,} once a quiet period ends)" if later else "")
+
+
 @app.command()
 def score(
     as_of: Annotated[list[str], typer.Option("--as-of", metavar="DATE", help="Score with what is known before this date.")] = ...,  # noqa: B008
@@ -1001,7 +1009,8 @@ def _print_score_summary(summary) -> None:
     channels = getattr(summary, "next_best_channels", None)
     if channels:
         console.print("  customers per next-best channel: " + ", ".join(f"{k} {v:,}" for k, v in channels.items()))
-    console.print(f"  win-back today: {summary.win_back_customers:,}; holdout: {summary.holdout_customers:,}; "
+    console.print(f"  {_win_back_counts(summary.win_back_customers, summary.win_back_later_customers)}; "
+                  f"holdout: {summary.holdout_customers:,}; "
                   f"total expected incremental value {summary.total_expected_value:,.0f}")
     output = Path(summary.output)
     console.print(f"Written to {output} (summary: {output.with_suffix('.json')})")
@@ -1246,6 +1255,13 @@ def _preview_erasure(space, settings, query) -> None:
     for record in records.itertuples():
         answer_console.print(f"  {escape(record.source)}:{escape(str(record.source_id))}  {escape(record.matched_by)} "
                              f"(p={record.match_probability:.4f})", emoji=False)
+    mapped = set(zip(records["source"].astype(str), records["source_id"].astype(str), strict=True))
+    for source, source_id in sorted(set(subject.records) - mapped):
+        answer_console.print(f"  {escape(source)}:{escape(source_id)}  quarantined record naming their e-mail or a "
+                             "record of theirs", emoji=False)
+    if subject.linked_ids:
+        answer_console.print(f"With customer(s) {', '.join(subject.linked_ids)}, known only from those quarantined "
+                             "records (their activity): erased with them.")
     if len(weakest) and weakest.iloc[0] < 1.0:
         answer_console.print(f"Records joined by a probabilistic match (weakest link p={weakest.iloc[0]:.4f}): check "
                              f"they are one person (`cdp identity explain {subject.customer_id}`) before erasing; "
@@ -1361,8 +1377,9 @@ def status(workspace: WorkspaceOption = None, config: ConfigOption = None) -> No
     summary = space.outputs / "scores.json"
     if summary.exists():
         scored = json_module.loads(summary.read_text())
-        console.print(f"last scoring: {scored['customers']:,} customers as of {scored['as_of']}; win-back today "
-                      f"{scored['win_back_customers']:,}; holdout {scored['holdout_customers']:,}; "
+        win_back = _win_back_counts(scored["win_back_customers"], scored.get("win_back_later_customers", 0))
+        console.print(f"last scoring: {scored['customers']:,} customers as of {scored['as_of']}; {win_back}; "
+                      f"holdout {scored['holdout_customers']:,}; "
                       f"total expected incremental value {scored['total_expected_value']:,.0f}")
         console.print("  next best action: " + ", ".join(f"{k} {v:,}" for k, v in scored["next_best_actions"].items()))
     else:

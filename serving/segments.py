@@ -39,13 +39,17 @@ ExportFormat = Literal["csv", "parquet"]
 DERIVED_COLUMNS = {"clv_percentile": "clv"}
 """Columns computed over the whole scored base for segment expressions -> the score they need.
 clv_percentile: the share of customers with a lower predicted CLV (0 lowest, 1 highest)."""
-ACTION_COLUMNS = ("next_best_action", "next_best_channel", "expected_value", "win_back_action", "reasons",
+ACTION_COLUMNS = ("next_best_action", "next_best_channel", "expected_value", "win_back_action",
+                  "win_back_timing", "reasons",
                   "holdout", "no_contact_reason")
 """What the policy recommends (serving/batch.py's columns), copied to every exported row."""
 ELIGIBLE_PREFIX = "eligible_"
 """Scores' `eligible_<channel>`: the channel may be used today (consent, reach, caps, quiet periods)."""
-EXPORT_COLUMNS = ("customer_id", "source", "source_id", "email", *ACTION_COLUMNS, "eligible_channels", "segment",
-                  "campaign_id", "as_of")
+CONTACT_COLUMNS = {"email": "email", "phone": "sms"}
+"""The profile's primary contact points an export carries -> the channel that may use them: a contact list
+gives one only where its channel is eligible (`eligible_<channel>`); a suppression list keeps them all."""
+EXPORT_COLUMNS = ("customer_id", "source", "source_id", *CONTACT_COLUMNS, *ACTION_COLUMNS, "eligible_channels",
+                  "segment", "campaign_id", "as_of")
 FEATURE_KEYS = ("customer_id", "event_timestamp", "created_timestamp")
 WITHDRAWN_SINCE_REASON = "consent withdrawn since the scores' as_of"
 NO_ELIGIBLE_CHANNEL_REASON = "no eligible channel"
@@ -85,6 +89,8 @@ class ExportSummary:
     """Those customers by the policy's reason (`no_contact_reason` up to its details)."""
     email_not_eligible: int = 0
     """Customers in a contact list whose e-mail is not eligible: their `email` is left empty."""
+    phone_not_eligible: int = 0
+    """Customers in a contact list whose SMS is not eligible: their `phone` is left empty."""
     customers_without_features: int = 0
     """Scored customers with no row in that snapshot: never selected by an expression over features."""
 
@@ -167,6 +173,9 @@ def select_segment(scores: pd.DataFrame, features: pd.DataFrame, definition: Seg
         featured = features[["customer_id", *extra]].drop_duplicates("customer_id").assign(_has_features=True)
         scored = scored.merge(featured, on="customer_id", how="left")
         known = "coalesce(_has_features, false)"
+    if "win_back" in scored.columns and "win_back_timing" not in scored.columns:
+        # scores written before a win-back could wait for a quiet period: every win-back was for today
+        scored["win_back_timing"] = np.where(scored["win_back"].fillna(False).astype(bool), "today", None)
     if "clv" in scored.columns:
         scored["clv_percentile"] = scored["clv"].rank(method="min", pct=False).sub(1).div(max(len(scored) - 1, 1))
     connection = duckdb.connect()
@@ -224,26 +233,29 @@ def describe_expression_error(name: str, where: str, error: Exception) -> str:
 def build_export(selected: pd.DataFrame, identity_map: pd.DataFrame, profiles: pd.DataFrame,
                  segment: str, contact: bool = True, campaign_id: str | None = None) -> pd.DataFrame:
     """One row per source record of each selected customer: the customer's id in that system, their
-    primary e-mail, the channels eligible for them and the recommended action (EXPORT_COLUMNS). A
-    customer without any source record keeps one row with empty source and source_id. In a `contact`
-    list the e-mail is given only where e-mail is eligible (`eligible_email`); a suppression list keeps
-    it, to match the customers it suppresses."""
+    primary e-mail and phone, the channels eligible for them and the recommended action
+    (EXPORT_COLUMNS). A customer without any source record keeps one row with empty source and
+    source_id. In a `contact` list a contact point is given only where its channel is eligible
+    (CONTACT_COLUMNS: the e-mail where `eligible_email`, the phone where `eligible_sms`); a suppression
+    list keeps them, to match the customers it suppresses."""
     columns = channel_columns(selected)
     eligible = selected[columns].fillna(False).astype(bool).to_numpy() if columns else np.zeros((len(selected), 0), bool)
     channels = [c.removeprefix(ELIGIBLE_PREFIX) for c in columns]
+    allowed = {f"_{contact_point}_allowed": eligible[:, channels.index(channel)] if channel in channels else False
+               for contact_point, channel in CONTACT_COLUMNS.items()}
     actions = selected.reindex(columns=["customer_id", *ACTION_COLUMNS, "as_of"]).assign(
         eligible_channels=pd.Series([",".join(c for c, ok in zip(channels, row, strict=True) if ok) or None
-                                     for row in eligible], index=selected.index, dtype=object),
-        _email_allowed=eligible[:, channels.index("email")] if "email" in channels else False)
+                                     for row in eligible], index=selected.index, dtype=object), **allowed)
     records = identity_map[["customer_id", "source", "source_id"]]
-    emails = profiles.reindex(columns=["customer_id", "email"]).drop_duplicates("customer_id")
+    contact_points = profiles.reindex(columns=["customer_id", *CONTACT_COLUMNS]).drop_duplicates("customer_id")
     export = (actions.merge(records, on="customer_id", how="left")
-              .merge(emails, on="customer_id", how="left")
+              .merge(contact_points, on="customer_id", how="left")
               .assign(segment=segment, campaign_id=campaign_id))
     if contact:
-        export["email"] = export["email"].where(export["_email_allowed"].astype(bool), None)
+        for contact_point in CONTACT_COLUMNS:
+            export[contact_point] = export[contact_point].where(export[f"_{contact_point}_allowed"].astype(bool), None)
     export["holdout"] = export["holdout"].astype("boolean")
-    for column in ("source", "source_id", "email"):
+    for column in ("source", "source_id", *CONTACT_COLUMNS):
         export[column] = export[column].astype(object).where(export[column].notna(), None)
     export = export.sort_values(["customer_id", "source", "source_id"], kind="stable", na_position="last")
     return export[list(EXPORT_COLUMNS)].reset_index(drop=True)
@@ -371,7 +383,7 @@ def read_identity(workspace: Workspace, customer_ids: pd.Series) -> tuple[pd.Dat
     wanted = pa.array(customer_ids.astype(str).unique(), type=pa.string())  # typed: an empty list is not null
     records = pq.read_table(paths["identity_map"], columns=["customer_id", "source", "source_id"])
     records = records.filter(pc.is_in(records["customer_id"], value_set=wanted)).to_pandas()
-    profile_columns = [c for c in ("customer_id", "email") if c in pq.read_schema(paths["profiles"]).names]
+    profile_columns = [c for c in ("customer_id", *CONTACT_COLUMNS) if c in pq.read_schema(paths["profiles"]).names]
     profiles = pq.read_table(paths["profiles"], columns=profile_columns)
     profiles = profiles.filter(pc.is_in(profiles["customer_id"], value_set=wanted)).to_pandas()
     return records, profiles
@@ -430,13 +442,15 @@ def export_segment(workspace: Workspace, settings: Settings, name: str, output_f
     records, profiles = read_identity(workspace, selected["customer_id"])
     export = build_export(selected, records, profiles, name, definition.contact, campaign)
     write_export(export, path, output_format)
-    email_allowed = selected.get("eligible_email", pd.Series(False, index=selected.index)).fillna(False).astype(bool)
+    not_eligible = {contact_point: int((~selected.get(f"{ELIGIBLE_PREFIX}{channel}", pd.Series(False, index=selected.index))
+                                        .fillna(False).astype(bool)).sum()) if definition.contact else 0
+                    for contact_point, channel in CONTACT_COLUMNS.items()}
     summary = ExportSummary(segment=name, customers=len(selected), rows=len(export), path=str(path),
                             output_format=output_format, as_of=as_of.isoformat(), where=definition.where,
                             contact=definition.contact, holdout_excluded=int(in_holdout.sum()),
                             withdrawn_since_scores=withdrawn, scores=str(source), campaign_id=campaign,
                             no_channel_excluded=len(no_channel), no_channel_reasons=no_channel_reasons(no_channel, lost),
-                            email_not_eligible=int((~email_allowed).sum()) if definition.contact else 0,
+                            email_not_eligible=not_eligible["email"], phone_not_eligible=not_eligible["phone"],
                             customers_without_features=without_features)
     path.with_suffix(".json").write_text(json.dumps(asdict(summary), indent=2))
     log.info("segment %s: %d customers, %d rows -> %s", name, summary.customers, summary.rows, path)

@@ -145,7 +145,11 @@ def test_reingesting_the_same_export_brings_neither_the_order_nor_that_customer_
 
 def test_the_dry_run_and_the_access_export_list_the_quarantined_record_its_order_and_customer(erased):
     # Then the preview counted the order under her quarantined record
-    assert "2 order(s)" in " ".join(erased["preview"].split())
+    preview = " ".join(erased["preview"].split())
+    assert "2 order(s)" in preview
+    # ...listed the quarantined record and the customer made of it
+    assert "crm:C9 quarantined record naming their e-mail or a record of theirs" in preview
+    assert f"With customer(s) {erased['linked']}, known only from those quarantined records" in preview
     # ...and the access export showed that order, the quarantined record and the customer made of it
     document = erased["export"]
     assert sorted(r["order_id"] for r in document["source_records"]["orders"]) == ["O1", "O9"]

@@ -144,20 +144,23 @@ def test_a_contact_segment_lists_only_customers_with_an_eligible_channel_and_say
         select_segment(scores.drop(columns=["eligible_email", "eligible_push"]), features, everyone, name="all")
 
 
-def test_a_contact_list_gives_the_email_only_of_customers_email_is_eligible_for():
-    # Given C1 (e-mail eligible) and C3 (push only), both with an address on file
-    selected = _scores().iloc[[0, 2]]
+def test_a_contact_list_gives_each_contact_point_only_where_its_channel_is_eligible():
+    # Given C1 (e-mail eligible) and C3 (push and SMS), both with an address and a phone on file
+    selected = _scores().iloc[[0, 2]].assign(eligible_sms=[False, True])
     identity_map = pd.DataFrame({"customer_id": ["C1", "C3"], "source": ["web", "crm"], "source_id": ["W1", "K3"]})
-    profiles = pd.DataFrame({"customer_id": ["C1", "C3"], "email": ["one@example.com", "three@example.com"]})
+    profiles = pd.DataFrame({"customer_id": ["C1", "C3"], "email": ["one@example.com", "three@example.com"],
+                             "phone": ["+447700900001", "+447700900003"]})
     # When exported as a contact list, and as a suppression list
     contact = build_export(selected, identity_map, profiles, "test", contact=True, campaign_id="spring")
     suppression = build_export(selected, identity_map, profiles, "test", contact=False)
-    # Then the contact list holds C3's address nowhere, and says which channels each customer may get
+    # Then the contact list holds C3's address and C1's phone nowhere, and says which channels each may get
     assert contact["email"].tolist() == ["one@example.com", None]
-    assert contact["eligible_channels"].tolist() == ["email", "push"]
+    assert contact["phone"].tolist() == [None, "+447700900003"]
+    assert contact["eligible_channels"].tolist() == ["email", "push,sms"]
     assert (contact["campaign_id"] == "spring").all()
-    # ...and a suppression list keeps every address, to match the customers it suppresses
+    # ...and a suppression list keeps every address and phone, to match the customers it suppresses
     assert suppression["email"].tolist() == ["one@example.com", "three@example.com"]
+    assert suppression["phone"].tolist() == ["+447700900001", "+447700900003"]
 
 
 def test_customers_without_a_feature_row_never_match_an_expression_over_features():
@@ -279,12 +282,14 @@ def test_built_in_segments_export_every_record_of_their_customers(served, scored
         zip(expected["source"], expected["source_id"], strict=True))
     by_customer = scores.set_index("customer_id")
     first = export.drop_duplicates("customer_id").set_index("customer_id")
-    on_file = profiles.loc[first.index, "email"]
-    if segment == "do_not_contact":  # a suppression list keeps every address, to match whom it suppresses
-        pd.testing.assert_series_equal(first["email"], on_file, check_names=False)
-    else:  # a contact list only the addresses e-mail may be sent to
-        allowed = by_customer.loc[first.index, "eligible_email"]
-        pd.testing.assert_series_equal(first["email"], on_file.where(allowed.to_numpy(), None), check_names=False)
+    for contact_point, channel in (("email", "email"), ("phone", "sms")):
+        on_file = profiles.loc[first.index, contact_point]
+        if segment == "do_not_contact":  # a suppression list keeps every one, to match whom it suppresses
+            pd.testing.assert_series_equal(first[contact_point], on_file, check_names=False)
+        else:  # a contact list only those its channel may use
+            allowed = by_customer.loc[first.index, f"eligible_{channel}"]
+            pd.testing.assert_series_equal(first[contact_point], on_file.where(allowed.to_numpy(), None),
+                                           check_names=False)
     # and the action is the one batch scoring recommended, for the campaign the scores were made for
     assert (first["next_best_action"] == by_customer.loc[first.index, "next_best_action"]).all()
     assert summary.campaign_id == "default" and (export["campaign_id"] == "default").all()
@@ -301,7 +306,8 @@ def test_built_in_segments_export_every_record_of_their_customers(served, scored
         assert customers <= reachable
         assert first["eligible_channels"].notna().all()
     if segment == "win_back_today":
-        assert customers == set(scores.loc[scores["win_back"], "customer_id"]) and customers
+        today = scores["win_back"] & scores["win_back_timing"].eq("today")
+        assert customers == set(scores.loc[today, "customer_id"]) and customers
     if segment == "push_reachable":
         assert customers == set(scores.loc[scores["eligible_push"] & ~scores["holdout"], "customer_id"])
 
