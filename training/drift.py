@@ -285,7 +285,10 @@ def rebuild_training_rows(workspace: Workspace, settings: Settings, champion: Ch
     snapshots = [utc_timestamp(t) for t in lineage["snapshots"]]
     horizon = int(lineage["horizon_days"])
     if champion.task == "churn":
-        return label_churn(activity["orders"], snapshots, horizon, settings.training.churn_active_days)
+        # the model's own population, not today's setting: a champion trained with another
+        # `churn_active_days` was trained on other customers (and scores only those)
+        days = getattr(champion.model, "population_days", None) or settings.training.churn_active_days
+        return label_churn(activity["orders"], snapshots, horizon, days)
     if champion.task == "clv":
         from features.feature_tables import feature_table_path
 

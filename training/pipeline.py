@@ -88,8 +88,15 @@ class ModelReport:
     run_id: str | None = None
 
     def beats_baselines(self) -> bool:
+        return not self.baselines_not_beaten()
+
+    def baselines_not_beaten(self) -> dict[str, float]:
+        """Baseline name -> its primary metric, for those the model does not beat (a baseline with no
+        score, e.g. one class in the test rows, is left out; a model with none beats nothing)."""
         key = PRIMARY_METRIC[self.task]
-        return all(self.metrics.get(key, np.nan) > scores.get(key, np.nan) for scores in self.baselines.values())
+        mine = self.metrics.get(key, np.nan)
+        scored = {name: float(scores.get(key, np.nan)) for name, scores in self.baselines.items()}
+        return {name: score for name, score in scored.items() if np.isfinite(score) and not mine > score}
 
 
 def training_parameters(settings: TrainingSettings) -> TrainingParameters:
@@ -347,6 +354,14 @@ def _train_task(workspace: Workspace, settings: Settings, plan: TaskPlan, as_of:
         mlflow.set_tags({"registered_version": version, "promoted": str(decision.promoted), "promotion": decision.reason})
         report.version, report.promoted = version, decision.promoted
         report.message = f"version {version}: {'champion' if decision.promoted else 'challenger'} ({decision.reason})"
+        below = report.baselines_not_beaten()
+        mlflow.set_tag("beats_baselines", str(not below).lower())
+        if below:  # the first model of a workspace is champion whatever it scores: say so rather than hide it
+            key = PRIMARY_METRIC[task]
+            said = (f"{key} {report.metrics[key]:.4f} does not beat its baseline(s) on the same test rows: "
+                    + ", ".join(f"{name} {score:.4f}" for name, score in below.items()))
+            log.warning("%s version %s: %s", task, version, said)
+            report.message += f"; WARNING: {said}"
         # logged last, so that it says which version the run registered and whether it was promoted
         mlflow.log_text(json.dumps({"report": dataclasses.asdict(report)}, default=str, indent=2), "report.json")
     return report

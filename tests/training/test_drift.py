@@ -110,6 +110,27 @@ def _report(features: list[dict]) -> dict:
                                  "features": features}}}
 
 
+def test_a_churn_champions_training_rows_are_rebuilt_with_its_own_population_not_todays_setting():
+    from types import SimpleNamespace
+
+    from cdp.config import load_settings
+    from training.drift import Champion, rebuild_training_rows
+
+    # Given orders 30 and 200 days before a snapshot, and a churn champion trained on a 60-day population
+    # while the configuration now says 365 days
+    snapshot = pd.Timestamp("2026-01-01", tz="UTC")
+    orders = pd.DataFrame({"customer_id": ["recent", "lapsed"], "order_id": ["O1", "O2"],
+                           "ordered_at": [snapshot - pd.Timedelta(days=30), snapshot - pd.Timedelta(days=200)],
+                           "amount": [10.0, 10.0]})
+    champion = Champion("churn", "churn", "3", "run", {"snapshots": [snapshot.isoformat()], "horizon_days": 90},
+                        SimpleNamespace(population_days=60))
+    settings = load_settings(training={"churn_active_days": 365})
+    # When its training rows are rebuilt for the drift report
+    rows = rebuild_training_rows(Workspace.at("/nonexistent"), settings, champion, {"orders": orders})
+    # Then only the customer in the model's 60-day population is there, as in training and scoring
+    assert rows["customer_id"].tolist() == ["recent"]
+
+
 def test_html_highlights_flagged_rows_and_escapes_names():
     row = {"kind": "numeric", "largest_shift_bin": "(1, 2]", "largest_shift_reference_share": 0.1,
            "largest_shift_current_share": 0.4, "reference_missing": 0.0, "current_missing": 0.0,
