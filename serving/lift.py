@@ -116,10 +116,14 @@ def measure_lift(groups: pd.DataFrame, orders: pd.DataFrame, start: pd.Timestamp
     if holdout["sent"]:
         _join(result, f"{holdout['sent']} of {holdout['customers']} holdout customers were sent the campaign anyway: "
                       "the holdout is contaminated and the lift understated; keep holdout customers out of the sends")
+    holdout_share = holdout["sent"] / holdout["customers"] if holdout["customers"] else 0.0
     if sent_share is not None and sent_share < MIN_SENT_SHARE:
+        scaling = ("per_customer_sent scales it to those sent" if sent_share > holdout_share else
+                   f"it cannot be scaled to those sent (no per_customer_sent), as the holdout was sent as large a share "
+                   f"({holdout_share:.1%})")
         _join(result, f"only {treated['sent']:,} of the {treated['customers']:,} treated customers ({sent_share:.1%}) were "
                       "sent the campaign: the lift is that of the whole audience (intention to treat), diluted by "
-                      "those not sent; per_customer_sent scales it to those sent")
+                      f"those not sent; {scaling}")
     for key, note in (("sent_outside_audience", "customer(s) outside the holdout sent the campaign are not in the "
                                                 "audience compared (the policy did not choose them for it) and are left out"),
                       ("merged_since_decision", "scored customers were merged into one another since the decision and are "
@@ -149,7 +153,7 @@ def measure_lift(groups: pd.DataFrame, orders: pd.DataFrame, start: pd.Timestamp
                                              "ci95": [low, high]}
     result["incremental_revenue_per_customer"] = _revenue_difference(parts["treated"]["revenue"].to_numpy(),
                                                                      parts["holdout"]["revenue"].to_numpy())
-    reached = sent_share - holdout["sent"] / holdout["customers"]
+    reached = sent_share - holdout_share
     if sent_share < 1 and reached > 0:
         # Wald (Bloom) estimator: a customer not sent is not changed by the campaign, so the lift per
         # customer sent is the audience's divided by the share sent; the share is taken as known.

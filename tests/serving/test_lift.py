@@ -75,6 +75,11 @@ def test_a_control_assignment_is_not_a_send_and_a_contacted_holdout_is_flagged()
                                                                  "D": "holdout"}
     assert groups.set_index("customer_id")["sent"].to_dict() == {"A": True, "B": False, "C": True, "D": False}
     assert lift["holdout"]["sent"] == 1 and "1 of 2 holdout customers were sent the campaign" in lift["warning"]
+    # ...and with the holdout sent as large a share as the treated (50%), no per-customer-sent figure is
+    # given, and the warning does not point to one
+    assert "per_customer_sent" not in lift
+    assert "cannot be scaled to those sent (no per_customer_sent)" in lift["warning"]
+    assert "per_customer_sent scales it" not in lift["warning"]
 
 
 def test_customers_merged_since_the_decision_are_read_as_their_survivor_and_one_person_in_both_groups_left_out():
