@@ -114,7 +114,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def simulate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the raw tables and truth/ into.", file_okay=False)],
     customers: Annotated[int | None, typer.Option(help="Number of people. Default: simulation.customers (20,000).", min=1)] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed; the same seed gives the same files. Default: simulation.seed (42).")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Random seed (0 or more); the same seed gives the same files. Default: simulation.seed (42).")] = None,
     start: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="First simulated day.")] = None,
     end: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last simulated day (inclusive).")] = None,
     file_format: Annotated[str | None, typer.Option("--format", help="parquet or csv.")] = None,

@@ -41,7 +41,7 @@ class SimulationSettings(_Section):
     """Defaults of `cdp simulate`; the command line overrides them."""
 
     customers: int = Field(20_000, ge=1)
-    seed: int = 42
+    seed: int = Field(42, ge=0)
     start: dt.date = dt.date(2024, 7, 1)
     end: dt.date = dt.date(2026, 6, 30)
     format: Literal["parquet", "csv"] = "parquet"
@@ -189,7 +189,7 @@ class TrainingSettings(_Section):
     max_rounds: int = Field(600, ge=10)
     early_stopping_rounds: int = Field(50, ge=5)
     min_data_in_leaf: int = Field(50, ge=1)
-    seed: int = 42
+    seed: int = Field(42, ge=0)
     threads: int = Field(0, ge=0)
     """LightGBM threads; 0 = all cores."""
 

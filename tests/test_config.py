@@ -141,3 +141,12 @@ def test_what_only_resembles_a_setting_is_warned_about_and_other_cdp_variables_a
     assert "CDP_API_TOKEN is not read" in warned[0] and "CDP_SERVING__API_TOKEN" in warned[0]
     assert "CDP_INGEST_BATCHROWS is not read" in warned[1] and "CDP_INGEST__<KEY> (keys: batch_rows" in warned[1]
     assert "secret" not in caplog.text
+
+
+def test_a_negative_random_seed_is_refused_by_name(monkeypatch):
+    # numpy refuses negative seeds deep inside the simulator and LightGBM's split; the setting says it first
+    for variable, name in (("CDP_SIMULATION__SEED", "simulation.seed"), ("CDP_TRAINING__SEED", "training.seed")):
+        monkeypatch.setenv(variable, "-3")
+        with pytest.raises(ConfigError, match=f"{name}: Input should be greater than or equal to 0"):
+            load_settings()
+        monkeypatch.delenv(variable)
