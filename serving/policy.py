@@ -52,6 +52,7 @@ QUIET_REASON = "quiet period"
 NO_SCORE_REASON = "no conversion score for this customer"
 NOT_WORTH_REASON = "contact not worth its cost"
 NOT_AT_RISK_REASON = "not at risk: churn probability below the threshold and not lapsed"
+NO_RISK_KNOWN_REASON = "not lapsed, and no churn probability to judge the risk by"
 NEVER_ORDERED_REASON = "never ordered: nothing to win back"
 NOT_SAVED_REASON = "value saved does not cover the cost"
 
@@ -707,9 +708,11 @@ def _win_back(
             cost[take] = settings.channel_costs[channel] + depth * order_value[take] * probability
     win = candidate & has_channel & (saved > cost)
     reason = np.select(
-        [~np.isfinite(since_order), ~candidate, ~has_channel, ~win, lapsed & at_risk, lapsed],
+        [~np.isfinite(since_order), ~candidate & np.isnan(churn), ~candidate, ~has_channel, ~win,
+         lapsed & at_risk, lapsed],
         [
             NEVER_ORDERED_REASON,
+            NO_RISK_KNOWN_REASON,
             NOT_AT_RISK_REASON,
             "no eligible channel",
             NOT_SAVED_REASON,

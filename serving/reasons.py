@@ -637,7 +637,8 @@ def unscored_churn_phrases(days_since_last_order: np.ndarray, population_days: i
         if not _missing(since):
             when = "today" if since < 1 else f"{_days(since)} ago"
             phrases.append(f"no churn score yet: the order {when} came after the stored features the churn "
-                           "model reads (scored from the next `cdp features materialize`)")
+                           "model reads (scored once the order is ingested and the features are rebuilt and materialized: the "
+                           "nightly `cdp run`)")
         elif _missing(days):
             phrases.append(f"no churn score: never ordered ({covered})")
         else:

@@ -434,6 +434,10 @@ def test_high_churn_risk_alone_makes_a_candidate_and_recent_buyers_at_low_risk_a
     safe = one(customer(churn_probability=0.2, clv=300.0))
     assert not safe["win_back"] and safe["win_back_action"] is None
     assert safe["win_back_reason"].startswith("not at risk")
+    # a recent buyer with no churn probability (outside the model's population) is not said to be below it
+    unknown = one(customer(churn_probability=None, clv=300.0))
+    assert not unknown["win_back"]
+    assert unknown["win_back_reason"] == "not lapsed, and no churn probability to judge the risk by"
 
 
 def test_customers_who_never_ordered_are_not_won_back_whatever_their_churn_score():

@@ -383,9 +383,9 @@ def test_unscored_churn_phrases_tell_an_order_after_the_features_from_no_order()
     assert unscored_churn_phrases(stored, 365, later) == [
         "no churn score: never ordered (the churn model covers customers who ordered in the last 365 days)",
         "no churn score yet: the order 2 days ago came after the stored features the churn model reads "
-        "(scored from the next `cdp features materialize`)",
+        "(scored once the order is ingested and the features are rebuilt and materialized: the nightly `cdp run`)",
         "no churn score yet: the order today came after the stored features the churn model reads "
-        "(scored from the next `cdp features materialize`)",
+        "(scored once the order is ingested and the features are rebuilt and materialized: the nightly `cdp run`)",
         "no churn score: no order in the last 365 days (the churn model covers customers who did)",
     ]
     assert unscored_churn_phrases(stored, 365) == unscored_churn_phrases(stored, 365, np.full(4, np.nan))

@@ -146,7 +146,9 @@ def test_an_order_pushed_since_the_features_is_named_not_denied(client, served):
     assert answer["scores"]["churn_probability"] is None
     assert answer["reasons"]["churn"] == [
         "no churn score yet: the order today came after the stored features the churn model reads "
-        "(scored from the next `cdp features materialize`)"]
+        "(scored once the order is ingested and the features are rebuilt and materialized: the nightly `cdp run`)"]
+    # ...and the win-back decision does not claim a churn probability it does not have
+    assert answer["win_back"]["reason"] == "not lapsed, and no churn probability to judge the risk by"
 
 
 def test_source_ids_and_emails_resolve_through_the_identity_map(client, known):
