@@ -22,7 +22,7 @@ from features.customer_features import (
     build_customer_features,
     personal_attribute_reason,
 )
-from features.identity.store import identity_paths
+from features.identity.store import REFERENCING_TABLES, identity_paths
 
 SQL_TYPES = {"string": "VARCHAR", "timestamp": "TIMESTAMPTZ", "date": "DATE", "float": "DOUBLE", "int": "BIGINT"}
 log = logging.getLogger("cdp.features")
@@ -92,6 +92,17 @@ def open_lake(workspace: Workspace, memory_limit: str = "4GB",
     custom_columns = connection.sql("SELECT * FROM customers LIMIT 0").columns
     custom = tuple(c for c in custom_columns if c not in known and not c.startswith("_"))
     return connection, custom
+
+
+def count_unresolved_records(connection: duckdb.DuckDBPyConnection) -> int:
+    """Source records (customers rows and customer references of the other tables) the identity map
+    lacks: ingested after the last resolution, they belong to no customer, so features leave them out
+    without a word unless this says so."""
+    records = " UNION ".join(f"SELECT source, CAST(source_id AS VARCHAR) AS source_id FROM {table}"
+                             for table in ("customers", *REFERENCING_TABLES))
+    return connection.execute(
+        f"SELECT count(*) FROM ({records}) r WHERE NOT EXISTS (SELECT 1 FROM identity_map m "
+        "WHERE m.source = r.source AND CAST(m.source_id AS VARCHAR) = r.source_id)").fetchone()[0]
 
 
 ATTRIBUTE_SAMPLE_ROWS = 100_000
@@ -182,6 +193,10 @@ def build_feature_tables(workspace: Workspace, as_of: Sequence[dt.datetime]) -> 
         for path in (workspace.data / "features").glob("*.parquet"):
             log.info("%s: the lake or identity map changed since it was built; rebuilding", path.name)
     try:
+        unresolved = count_unresolved_records(connection)
+        if unresolved:
+            log.warning("%d source record(s) in the lake are not in the identity map (ingested since the last "
+                        "`cdp resolve`): they are in no feature, model or score until `cdp resolve` runs", unresolved)
         snapshots = register_snapshots(connection, as_of)
         if snapshots == 0:
             raise FeatureInputError(f"no customer has any activity before {min(as_of)}")

@@ -65,6 +65,30 @@ def test_tables_are_kept_when_only_file_times_change_and_rebuilt_when_the_lake_d
         build_feature_tables(workspace, AS_OF)
 
 
+def test_records_ingested_since_the_last_resolution_are_said_to_be_left_out(built, caplog):
+    workspace, _ = built
+    orders_file = workspace.lake_table("orders")
+    original = orders_file.read_bytes()
+    try:
+        # Given two orders of a web account the identity map has never seen (ingested after `cdp resolve`)
+        orders = pd.read_parquet(orders_file)
+        new = orders.head(2).assign(source="web", source_id="W-NEW-1", order_id=["N1", "N2"])
+        pd.concat([orders, new]).to_parquet(orders_file, index=False)
+        # When the features are built
+        with caplog.at_level("WARNING", logger="cdp.features"):
+            build_feature_tables(workspace, AS_OF[-1:])
+        # Then the build says one record is left out and what to run
+        assert "1 source record(s) in the lake are not in the identity map" in caplog.text
+        assert "`cdp resolve`" in caplog.text
+    finally:  # the module's other tests read the original lake
+        orders_file.write_bytes(original)
+        build_feature_tables(workspace, AS_OF)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="cdp.features"):
+        build_feature_tables(workspace, AS_OF[-1:])
+    assert "not in the identity map" not in caplog.text
+
+
 def test_a_rebuild_stopped_halfway_keeps_the_old_tables_and_starts_over_next_time(built, monkeypatch):
     from features import feature_tables
 
