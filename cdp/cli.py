@@ -1024,11 +1024,13 @@ def run(
     clv_horizon_days: HorizonOption = None,
     conversion_window_days: HorizonOption = None,
     force: Annotated[bool, typer.Option("--force", help="Promote the new models even if they do not beat the champions.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 3 when a model was not trained (the scores then use the champions trained before), for schedulers that must tell such a run from a good one.")] = False,
     workspace: WorkspaceOption = None,
     config: ConfigOption = None,
 ) -> None:
     """The main job: ingest, resolve, features (build, apply, materialize), train, score. Fails (exit 1)
-    when nothing is scored, e.g. no model could be trained and none was before."""
+    when a step fails, saying which steps did not run, and when nothing is scored, e.g. no model could be
+    trained and none was before; with --strict, exit 3 when a model was not trained."""
     space, settings = _context(workspace, config, creates=True)
     moment = _one_time(as_of)
     settings = _training_settings(settings, churn_horizon_days, clv_horizon_days, conversion_window_days)
@@ -1040,22 +1042,60 @@ def run(
         if problem:
             raise _fail(f"the online store (redis) does not answer ({problem}); nothing was changed: bring it back, "
                         "then run again")
-    console.rule("1/6 ingest")
-    ingest(raw=raw, workspace=space.root, config=config)
-    console.rule("2/6 resolve identities")
-    resolve(workspace=space.root, config=config)
-    console.rule("3/6 features")
-    features_build(as_of=[moment.isoformat()], workspace=space.root, config=config)
-    features_apply(workspace=space.root, config=config)
-    console.rule("4/6 online store")
-    features_materialize(end=moment, workspace=space.root, config=config)
-    console.rule("5/6 train")
-    reports = _train(space, settings, "all", moment, force)
-    console.rule("6/6 score")
-    if not any(r.status == "trained" for r in reports) and not (space.mlruns / "mlflow.db").exists():
-        # a failure, as for `cdp train` and `cdp score`: a scheduled run must not pass with no scores
-        raise _fail("no model could be trained, so nothing is scored (the reasons are above)")
-    _score(space, settings, moment)
+    steps = ["ingest", "resolve identities", "features", "online store", "train", "score"]
+    current = [0]  # the step running
+
+    def step(name: str) -> None:
+        current[0] = steps.index(name)
+        console.rule(f"{current[0] + 1}/{len(steps)} {name}")
+
+    reports: list = []
+    try:
+        step("ingest")
+        ingest(raw=raw, workspace=space.root, config=config)
+        step("resolve identities")
+        resolve(workspace=space.root, config=config)
+        step("features")
+        features_build(as_of=[moment.isoformat()], workspace=space.root, config=config)
+        features_apply(workspace=space.root, config=config)
+        step("online store")
+        features_materialize(end=moment, workspace=space.root, config=config)
+        step("train")
+        reports = _train(space, settings, "all", moment, force)
+        step("score")
+        if not any(r.status == "trained" for r in reports) and not (space.mlruns / "mlflow.db").exists():
+            # a failure, as for `cdp train` and `cdp score`: a scheduled run must not pass with no scores
+            raise _fail("no model could be trained, so nothing is scored (the reasons are above)")
+        _score(space, settings, moment)
+    except (typer.Exit, Exception, KeyboardInterrupt) as error:
+        if not isinstance(error, typer.Exit) or error.exit_code:
+            _say_where_the_run_stopped(space, steps, current[0])
+        raise
+    skipped = [r.task for r in reports if r.status != "trained"]
+    if skipped:
+        message = (f"cdp run finished, but {', '.join(skipped)} {'was' if len(skipped) == 1 else 'were'} not trained "
+                   "(the reasons are above): the scores use the champion(s) trained before")
+        if strict:
+            raise _fail(f"{message} (--strict)", 3)
+        console.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
+
+
+def _say_where_the_run_stopped(space, steps: list[str], failed_step: int) -> None:
+    """One line for a scheduler's log: the step that failed, those that did not run, and the scores
+    still in place (whose as-of they hold)."""
+    import json as json_module
+
+    failed, not_run = steps[failed_step], steps[failed_step + 1:]
+    summary = space.outputs / "scores.json"
+    try:
+        scored = json_module.loads(summary.read_text()) if summary.exists() else None
+    except (OSError, ValueError):
+        scored = None
+    kept = (f"the last scores ({scored.get('output', 'data/outputs/scores.parquet')}, as of {scored.get('as_of')}) "
+            "are unchanged" if scored else "there are no scores yet")
+    console.print(f"[red]cdp run stopped at step {failed_step + 1}/{len(steps)} ({failed})[/red]"
+                  + (f"; not run: {', '.join(not_run)}" if not_run else "") + f"; {escape(kept)}",
+                  emoji=False, soft_wrap=True)
 
 
 @app.command()

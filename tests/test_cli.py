@@ -208,6 +208,7 @@ def test_run_on_orders_only_with_a_short_history_says_what_it_skipped(tmp_path, 
     assert "propensity: no touches in the lake" in output
     assert "clv: history too short" in output
     assert "nothing is scored" in output
+    assert "cdp run stopped at step 6/6 (score); there are no scores yet" in output
     # and `cdp train` alone, with nothing it can train, exits non-zero so a scheduled job notices
     alone = runner.invoke(app, ["train", "--as-of", "2026-07-01", "--workspace", str(tmp_path / "w")])
     assert alone.exit_code == 1 and "no model was trained" in " ".join(alone.output.split())
@@ -482,6 +483,41 @@ def test_scoring_a_workspace_never_resolved_says_to_resolve_first(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_run_that_fails_says_which_steps_did_not_run_and_which_scores_stand(tmp_path):
+    # Given a workspace scored before, and tonight's export folder empty
+    outputs = tmp_path / "w" / "data" / "outputs"
+    outputs.mkdir(parents=True)
+    (outputs / "scores.json").write_text(json.dumps({"output": str(outputs / "scores.parquet"),
+                                                     "as_of": "2026-06-30T00:00:00+00:00"}))
+    (tmp_path / "raw").mkdir()
+    # When the main job runs
+    result = runner.invoke(app, ["run", "--raw", str(tmp_path / "raw"), "--as-of", "2026-07-01",
+                                 "--workspace", str(tmp_path / "w")])
+    # Then it fails at the ingest, and says what did not run and that yesterday's scores stand
+    assert result.exit_code == 1, result.output
+    assert ("cdp run stopped at step 1/6 (ingest); not run: resolve identities, features, online store, train, "
+            f"score; the last scores ({outputs / 'scores.parquet'}, as of 2026-06-30T00:00:00+00:00) are unchanged"
+            in " ".join(result.output.split()))
+
+
+def test_a_run_that_trained_not_every_model_warns_and_with_strict_exits_3(tmp_path, monkeypatch):
+    from cdp import cli
+    from training.pipeline import ModelReport
+
+    # Given the steps succeed but churn was skipped (its champion from before still scores)
+    for name in ("ingest", "resolve", "features_build", "features_apply", "features_materialize", "_score"):
+        monkeypatch.setattr(cli, name, lambda *args, **kwargs: None)
+    monkeypatch.setattr(cli, "_train", lambda *args, **kwargs: [
+        ModelReport("churn", "skipped", "history too short"), ModelReport("clv", "trained")])
+    arguments = ["run", "--raw", str(tmp_path), "--as-of", "2026-07-01", "--workspace", str(tmp_path / "w")]
+    # When run plainly, then a warning and exit 0; with --strict, exit 3 for the scheduler
+    plain = runner.invoke(app, arguments)
+    assert plain.exit_code == 0, plain.output
+    assert "cdp run finished, but churn was not trained" in " ".join(plain.output.split())
+    strict = runner.invoke(app, [*arguments, "--strict"])
+    assert strict.exit_code == 3 and "(--strict)" in strict.output
+
+
 def test_run_that_can_train_no_model_and_scores_nothing_fails(tmp_path):
     # Given customers and three months of their orders (too short a history for any model), no touches
     simulated, raw = tmp_path / "simulated", tmp_path / "raw"
