@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,7 +25,17 @@ class Column:
     minimum: float | None = None
     maximum: float | None = None
     lowercase: bool = False
+    spellings: tuple[tuple[str, str], ...] = ()
+    """For strings: other ways of writing a value, as (`fold_value` of the spelling, the value): `E-mail`
+    is read as `email`. A value matching none is kept lower-cased (and checked against `allowed`)."""
     description: str = ""
+
+    def canonical_value(self, value: str) -> str:
+        """The value as the lake stores it: one of its spellings as the value, else lower-cased or trimmed."""
+        spelled = dict(self.spellings).get(fold_value(value))
+        if spelled is not None:
+            return spelled
+        return value.strip().lower() if self.lowercase else value.strip()
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,24 @@ class TableContract:
         raise KeyError(f"table {self.name!r} has no column {name!r}")
 
 
+VALUE_SEPARATORS = r"[\s_.\-]+"
+"""Left out when a value is compared with the spellings of a column (`E-Mail`, `e_mail`, `e mail` are one)."""
+
+
+def fold_value(value: str) -> str:
+    """A value as compared with a column's spellings: lower-cased, without spaces, `_`, `-` or `.`."""
+    return re.sub(VALUE_SEPARATORS, "", value.lower())
+
+
+HEADER_SEPARATORS = re.compile(r"[\s\-]+")
+
+
+def fold_column_name(name: str) -> str:
+    """A header name as matched to the contract's column names: trimmed, lower-cased, runs of spaces,
+    hyphens and underscores as one `_` (`First Name`, `first-name`, `FIRST_NAME` are all `first_name`)."""
+    return re.sub(r"_+", "_", HEADER_SEPARATORS.sub("_", name.strip().lower()))
+
+
 def _source_columns() -> tuple[Column, ...]:
     return (
         Column("source", "string", required=True, lowercase=True,
@@ -70,6 +99,24 @@ def _source_columns() -> tuple[Column, ...]:
 
 ORDER_CHANNELS = frozenset({"web", "app", "store", "phone"})
 CONSENT_STATUSES = frozenset({"granted", "withdrawn"})
+CONTACT_CHANNELS = frozenset({"email", "push", "sms"})
+"""The channels consent is given for and the policy contacts through (`features.customer_features.CHANNELS`)."""
+CONTROL_CHANNEL = "none"
+"""A touch row for a customer selected but held out as a control."""
+
+
+def _spellings(canonical: dict[str, tuple[str, ...]]) -> tuple[tuple[str, str], ...]:
+    return tuple((fold_value(spelling), value) for value, spellings in canonical.items()
+                 for spelling in (value, *spellings))
+
+
+CHANNEL_SPELLINGS = _spellings({
+    "email": ("e-mail", "e mail"),
+    "sms": ("text", "texts", "text message", "text messages", "sms message", "txt"),
+    "push": ("push notification", "push notifications", "app push", "mobile push", "push message"),
+})
+"""Common spellings of the contact channels. `mail` is not one: it is as likely post (direct mail)."""
+CONTROL_SPELLINGS = _spellings({CONTROL_CHANNEL: ("control", "holdout", "hold out", "held out", "control group")})
 
 CUSTOMERS = TableContract(
     name="customers",
@@ -143,8 +190,9 @@ TOUCHES = TableContract(
         Column("touch_id", "string", required=True),
         *_source_columns(),
         Column("sent_at", "timestamp", required=True),
-        Column("channel", "string", required=True, lowercase=True,
-               description="email, push, sms, ... or none for a control."),
+        Column("channel", "string", required=True, lowercase=True, spellings=CHANNEL_SPELLINGS + CONTROL_SPELLINGS,
+               description="email, push, sms (as for consents: E-mail is email), other channels kept, "
+                           "or none for a control (control, holdout)."),
         Column("offer", "string", lowercase=True),
         Column("campaign_id", "string"),
         Column("campaign_type", "string", lowercase=True),
@@ -161,7 +209,9 @@ CONSENTS = TableContract(
     description="Consent grants and withdrawals per channel, over time.",
     columns=(
         *_source_columns(),
-        Column("channel", "string", required=True, lowercase=True),
+        Column("channel", "string", required=True, lowercase=True, allowed=CONTACT_CHANNELS,
+               spellings=CHANNEL_SPELLINGS,
+               description="email, push or sms; E-mail, text, push notification, ... are read as these."),
         Column("status", "string", required=True, allowed=CONSENT_STATUSES, lowercase=True),
         Column("recorded_at", "timestamp", required=True),
     ),

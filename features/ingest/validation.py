@@ -19,7 +19,7 @@ import pandera.pandas as pandera
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.contract import Column, TableContract
+from features.contract import VALUE_SEPARATORS, Column, TableContract
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -313,14 +313,25 @@ def _parse_column(text: pa.Array, column: Column, zone: str = "UTC") -> tuple[pa
         values = _parse_dates(text)
     else:
         values = pc.utf8_lower(text) if column.lowercase else text
+        if column.spellings:
+            values = _respelled(text, values, column)
     return values, np.zeros(len(text), dtype=bool)
+
+
+def _respelled(text: pa.Array, values: pa.Array, column: Column) -> pa.Array:
+    """Values written as one of the column's spellings (`E-mail`) as the value they spell (`email`)."""
+    spellings = dict(column.spellings)
+    folded = pc.replace_substring_regex(pc.utf8_lower(text), VALUE_SEPARATORS, "")
+    found = pc.index_in(folded, value_set=pa.array(list(spellings), pa.string()))
+    return pc.coalesce(pc.take(pa.array(list(spellings.values()), pa.string()), found), values)
 
 
 def _value_checks(column: Column, rules: ValidationRules) -> list[pandera.Check]:
     checks: list[pandera.Check] = []
     if column.allowed is not None:
         allowed = sorted(column.allowed)
-        checks.append(pandera.Check.isin(allowed, error=f"not one of {', '.join(allowed)}"))
+        spelled = " (nor a spelling of one the contract knows)" if column.spellings else ""
+        checks.append(pandera.Check.isin(allowed, error=f"not one of {', '.join(allowed)}{spelled}"))
     if column.minimum is not None:
         checks.append(pandera.Check.ge(column.minimum, error=f"must be >= {column.minimum:g}"))
     if column.maximum is not None:
