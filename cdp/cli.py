@@ -191,6 +191,10 @@ def ingest(
     for t in report.tables:
         if t.suppressed:
             console.print(f"  {t.table}: {t.suppressed:,} suppressed: rows of erased people (docs/privacy.md)")
+    for t in report.tables:
+        if t.status == "ok" and t.quarantined and t.quarantined == t.read:  # a format problem, rarely bad data
+            console.print(f"[yellow]warning:[/yellow] {t.table}: every one of its {t.read:,} row(s) was quarantined: "
+                          "check the export's format against `cdp contract " + t.table + "`", soft_wrap=True)
     console.print(f"Report: {space.reports / 'ingest.json'}; quarantine: {space.quarantine}")
     if report.failed:
         raise typer.Exit(1)

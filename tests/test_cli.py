@@ -653,3 +653,17 @@ def test_run_with_an_unreachable_redis_changes_nothing(tmp_path, monkeypatch):
     assert result.exit_code == 1, result.output
     assert "does not answer" in " ".join(result.output.split()) and "S3cretPassw0rd" not in result.output
     assert not (tmp_path / "ws" / "data" / "lake").exists()
+
+
+def test_ingest_warns_when_every_row_of_a_table_was_quarantined(tmp_path):
+    # Given an orders export whose dates are all in a format the contract does not take
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "orders.csv").write_text("order_id,source,source_id,ordered_at,amount\nO1,web,W1,30/06/2026,5\n"
+                                    "O2,web,W2,01/07/2026,6\n")
+    # When ingested
+    result = runner.invoke(app, ["ingest", "--raw", str(raw), "--workspace", str(tmp_path / "w")])
+    # Then the rows are kept in quarantine and the summary says the whole table was, pointing to the contract
+    assert result.exit_code == 0, result.output
+    assert "orders: every one of its 2 row(s) was quarantined: check the export's format against `cdp contract orders`" \
+        in " ".join(result.output.split())
