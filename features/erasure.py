@@ -2,8 +2,8 @@
 
 A person is named by an e-mail, a customer id or a source record and found through the identity map,
 so an e-mail reaches the customer and then ALL of their records and identifiers, their quarantined
-`customers` records too, with the lake rows under those and any customer known only from them
-(`quarantined_records_of`, `Subject.linked_ids`). Erasure adds the keyed hashes of those identifiers
+`customers` records too, with the lake rows under those, any customer known only from them and the
+e-mails and phones they give (`quarantined_records_of`, `Subject.linked_ids`). Erasure adds the keyed hashes of those identifiers
 to the suppression list first (so an interrupted erasure still keeps re-ingested files out, and can
 simply be run again), then rewrites every store without the
 person — lake, quarantine, feature tables, outputs (scores, validation, exports), the online stores,
@@ -129,6 +129,9 @@ class Subject:
     ingestion rejected the record, but loaded the orders or touches under it, and identity resolution made
     each such record a customer of its own (no PII, so joined to nobody). Their features, scores and online
     rows are the person's purchase history under another id: erased with the person."""
+    quarantined_contacts: dict[str, list[str]] = field(default_factory=lambda: {"emails": [], "phones": []})
+    """E-mails and phones (standardized) that only the person's quarantined `customers` records give, not
+    their profile (`QuarantinedRecords`): suppressed with them unless another customer has them too."""
 
     @property
     def record_keys(self) -> list[str]:
@@ -302,11 +305,13 @@ def find_subject(workspace: Workspace, settings: Settings, query: SubjectQuery) 
         contacts[column] = sorted(own - others)
         shared += len(own & others)
     former = sorted(old for old, new in merged_into.items() if new == customer_id)
-    quarantined = quarantined_records_of(workspace, identity_map, customer_id, contacts["emails"],
+    quarantined = quarantined_records_of(workspace, identity_map, profiles, customer_id,
                                          {_record_key(s, i) for s, i in record_list}, standardization)
     record_list += [tuple(key.split(":", 1)) for key in quarantined.records]
-    return Subject(customer_id, record_list, contacts["emails"], contacts["phones"],
-                   _order_ids(workspace, set(record_list)), shared, former, quarantined.customers)
+    return Subject(customer_id, record_list, sorted({*contacts["emails"], *quarantined.emails}),
+                   sorted({*contacts["phones"], *quarantined.phones}), _order_ids(workspace, set(record_list)),
+                   shared + quarantined.shared, former, quarantined.customers,
+                   {"emails": quarantined.given_emails, "phones": quarantined.given_phones})
 
 
 class QuarantinedRecords(NamedTuple):
@@ -320,25 +325,51 @@ class QuarantinedRecords(NamedTuple):
     kept: list[str]
     """Customers holding one of them together with other records: maybe someone else, left alone (as are
     the records they hold)."""
+    emails: list[str]
+    """E-mails (standardized leniently) that their quarantined records give (those erased, and those under
+    the customer's own record keys) and no profile has: suppressed with them."""
+    phones: list[str]
+    """Phones those records give that neither their profile nor anyone else has (another customer, a lake
+    customers row, another quarantined record: a household's landline): suppressed with them."""
+    shared: int
+    """E-mails and phones those records give that another customer (or row) has too: kept, not hashed."""
+    given_emails: list[str]
+    """Every e-mail those records give beyond their profile, shared ones too (the access export's)."""
+    given_phones: list[str]
+    """Every phone those records give beyond their profile, shared ones too."""
 
 
-def quarantined_records_of(workspace: Workspace, identity_map: pd.DataFrame, customer_id: str,
-                           emails: Iterable[str], records: set[str | None],
+NO_QUARANTINED_RECORDS = QuarantinedRecords([], [], [], [], [], 0, [], [])
+
+
+def quarantined_records_of(workspace: Workspace, identity_map: pd.DataFrame, profiles: pd.DataFrame,
+                           customer_id: str, records: set[str | None],
                            standardization: Standardization) -> QuarantinedRecords:
     """The quarantined `customers` records that give one of the customer's own e-mails or one of their
-    record keys (the rule `find_held_person` follows: e-mail and record, not a phone, which a household
-    shares), beyond the records the identity map already gives them; and the customers of the identity map
-    holding those records (`QuarantinedRecords`). Said in the log, by customer id only."""
-    emails, records = set(emails), records - {None}
+    record keys, and those that give an e-mail or record of those (the rule `find_held_person` follows:
+    e-mail and record, not a phone, which a household shares; an e-mail other customers have too, or a
+    record of another customer, joins no more), beyond the records the identity map already gives them;
+    the customers of the identity map holding those records; and the e-mails and phones those records and
+    the quarantined records under their own record keys give (`QuarantinedRecords`). Said in the log, by
+    customer id only."""
+    listed = _listed(profiles, "emails")
+    mine = (listed["customer_id"] == customer_id).to_numpy()
+    own_emails, others_emails = set(listed.loc[mine, "value"].astype(str)), set(listed.loc[~mine, "value"].astype(str))
+    emails, records = own_emails - others_emails, records - {None}
     quarantine_file = workspace.quarantine / "customers.parquet"
     if not quarantine_file.exists() or not (emails or records):
-        return QuarantinedRecords([], [], [])
+        return NO_QUARANTINED_RECORDS
     quarantined = _quarantined_records(pd.read_parquet(quarantine_file, columns=["record"]))
-    keys, _, _ = _contacts(quarantined, standardization)
-    found = {key for key, mine in zip(keys, _naming(quarantined, emails, records, standardization), strict=True)
-             if mine and key} - records
-    if not found:
-        return QuarantinedRecords([], [], [])
+    keys, found_emails, found_phones = _contacts(quarantined, standardization)
+    customer_of = dict(zip((_record_key(s, i) for s, i in zip(identity_map["source"], identity_map["source_id"],
+                                                                strict=True)),
+                           identity_map["customer_id"].astype(str), strict=True))
+    joining = np.array([customer_of.get(key, customer_id) == customer_id for key in keys], dtype=bool)
+    theirs, _, _ = _gathered(quarantined, keys, found_emails, emails, records, standardization,
+                             joining=joining, never_joining=others_emails)
+    if not theirs.any():
+        return NO_QUARANTINED_RECORDS
+    found = {key for key, mine in zip(keys, theirs, strict=True) if mine and key} - records
     source_ids = {key.split(":", 1)[1] for key in found}
     candidates = identity_map[identity_map["source_id"].astype(str).str.strip().isin(source_ids)]
     owners = {str(c) for s, i, c in zip(candidates["source"], candidates["source_id"], candidates["customer_id"],
@@ -352,6 +383,9 @@ def quarantined_records_of(workspace: Workspace, identity_map: pd.DataFrame, cus
     kept = sorted(set(by_owner) - set(linked))
     left_alone = {key for owner in kept for key in by_owner[owner]}
     erased = sorted(found - left_alone)
+    given = theirs & np.array([key not in left_alone for key in keys], dtype=bool)
+    contacts = _contacts_given(workspace, profiles, {customer_id, *linked}, records | set(erased),
+                               (found_emails, found_phones), given, standardization)
     if erased:
         log.info("customer %s: %d quarantined customers record(s) give their e-mail or one of their records: "
                  "erased with them%s", customer_id, len(erased),
@@ -361,7 +395,49 @@ def quarantined_records_of(workspace: Workspace, identity_map: pd.DataFrame, cus
                     "other records, so they may be someone else: left alone, with those records (check with "
                     "`cdp identity explain`; erase them separately if they are the same person)",
                     customer_id, ", ".join(kept))
-    return QuarantinedRecords(erased, linked, kept)
+    return QuarantinedRecords(erased, linked, kept, *contacts)
+
+
+def _contacts_given(workspace: Workspace, profiles: pd.DataFrame, customer_ids: set[str], records: set[str],
+                    found: tuple[list, list], given: np.ndarray,
+                    standardization: Standardization) -> tuple[list[str], list[str], int, list[str], list[str]]:
+    """The e-mails and phones (standardized, per quarantined record: `found`) of the records `given` beyond
+    the profiles of `customer_ids` (the person's): to suppress (e-mails no other customer has; phones
+    nobody else has, `_phones_of_others`), how many are kept as shared, and all of them."""
+    theirs = profiles["customer_id"].astype(str).isin(customer_ids).to_numpy() if "customer_id" in profiles \
+        else np.zeros(len(profiles), dtype=bool)
+    own, others = profiles[theirs], profiles[~theirs]
+    found_emails, found_phones = found
+    emails = {e for e, mine in zip(found_emails, given, strict=True) if mine and e} - set(
+        _listed(own, "emails")["value"].astype(str))
+    phones = {p for p, mine in zip(found_phones, given, strict=True) if mine and p} - set(
+        _listed(own, "phones")["value"].astype(str))
+    shared_emails = emails & set(_listed(others, "emails")["value"].astype(str))
+    shared_phones = phones & _phones_of_others(workspace, others, [p for p, mine in zip(found_phones, given,
+                                                                                         strict=True) if not mine],
+                                               standardization, records) if phones else set()
+    return (sorted(emails - shared_emails), sorted(phones - shared_phones), len(shared_emails) + len(shared_phones),
+            sorted(emails), sorted(phones))
+
+
+def _gathered(quarantined: pd.DataFrame, keys: list, found_emails: list, emails: set[str], records: set[str],
+              standardization: Standardization, joining: np.ndarray | None = None,
+              never_joining: set[str] = frozenset()) -> tuple[np.ndarray, set[str], set[str]]:
+    """The quarantined customers records (as columns, with their record keys and e-mails: `_contacts`) that
+    give one of these e-mails or records, and those giving an e-mail or record of the records found, until
+    no more are found (as identity resolution would join them by e-mail); with all the e-mails and records.
+    `joining`: the records whose e-mails and records are followed (default all); `never_joining`: e-mails
+    never followed."""
+    emails, records = set(emails), set(records)
+    theirs = np.zeros(len(quarantined), dtype=bool)
+    while True:
+        more = theirs | _naming(quarantined, emails, records, standardization)
+        followed = more if joining is None else more & joining
+        emails |= {e for e, mine in zip(found_emails, followed, strict=True) if mine and e} - never_joining
+        records |= {k for k, mine in zip(keys, followed, strict=True) if mine and k}
+        if (more == theirs).all():
+            return theirs, emails, records
+        theirs = more
 
 
 def _naming(quarantined: pd.DataFrame, emails: set[str], records: set[str],
@@ -447,14 +523,7 @@ def find_held_person(workspace: Workspace, query: SubjectQuery, standardization:
     frame = pd.read_parquet(quarantine_file) if quarantine_file.exists() else pd.DataFrame(columns=["record"])
     quarantined = _quarantined_records(frame)
     keys, found_emails, found_phones = _contacts(quarantined, standardization)
-    theirs = np.zeros(len(frame), dtype=bool)
-    while True:  # records and e-mails of the records found, until no more records are found
-        more = theirs | _naming(quarantined, emails, records, standardization)
-        emails |= {e for e, mine in zip(found_emails, more, strict=True) if mine and e}
-        records |= {k for k, mine in zip(keys, more, strict=True) if mine and k}
-        if (more == theirs).all():
-            break
-        theirs = more
+    theirs, emails, records = _gathered(quarantined, keys, found_emails, emails, records, standardization)
     customers = dict(zip((_record_key(s, i) for s, i in zip(identity_map["source"], identity_map["source_id"],
                                                               strict=True)), identity_map["customer_id"], strict=True))
     listed_emails = _listed(profiles, "emails")
@@ -505,13 +574,20 @@ def _loaded_rows_with_nulled_emails(workspace: Workspace, emails: set[str], quar
 
 
 def _phones_of_others(workspace: Workspace, profiles: pd.DataFrame, quarantined_phones: list,
-                      standardization: Standardization) -> set[str]:
-    """Phones customers, lake customers rows and other quarantined records have."""
+                      standardization: Standardization, own_records: set[str] = frozenset()) -> set[str]:
+    """Phones customers (`profiles`), lake customers rows (but those under `own_records`, the person's) and
+    other quarantined records (`quarantined_phones`, standardized) have."""
     phones = {p for p in quarantined_phones if p} | set(_listed(profiles, "phones")["value"].astype(str))
     lake_file = workspace.lake_table("customers")
-    if lake_file.exists() and "phone" in pq.ParquetFile(lake_file).schema_arrow.names:
-        lake = pd.read_parquet(lake_file, columns=["phone"])["phone"].dropna().unique()
-        phones |= {p for v in lake if isinstance(v, str) and (p := standardize_phone(v, standardization.phone_region))}
+    names = pq.ParquetFile(lake_file).schema_arrow.names if lake_file.exists() else []
+    if "phone" in names:
+        columns = [c for c in ("source", "source_id", "phone") if c in names]
+        lake = pd.read_parquet(lake_file, columns=columns)
+        if own_records:
+            lake = lake[[_record_key(s, i) not in own_records for s, i in zip(
+                _column_values(lake, "source"), _column_values(lake, "source_id"), strict=True)]]
+        phones |= {p for v in lake["phone"].dropna().unique()
+                   if isinstance(v, str) and (p := standardize_phone(v, standardization.phone_region))}
     return phones
 
 
@@ -1108,6 +1184,8 @@ def export_subject(workspace: Workspace, settings: Settings, query: SubjectQuery
         "scores": scores,
         "other_outputs": outputs,
         "former_customer_ids": subject.former_ids,
+        # e-mails and phones only their quarantined customers records give (not their profile): erased with them
+        "quarantined_contacts": subject.quarantined_contacts,
         # customers known only from their quarantined records' activity (`Subject.linked_ids`): erased with them
         "linked_customers": [{
             "customer_id": linked,
@@ -1175,6 +1253,7 @@ def _export_held(workspace: Workspace, settings: Settings, subject: Subject,
         "scores": [],
         "other_outputs": {},
         "former_customer_ids": [],
+        "quarantined_contacts": {"emails": subject.emails, "phones": subject.phones},
         "linked_customers": [],
         "recommendations_served": [],
         "consents_and_requests": logged(pseudonym) if logged is not None else [],

@@ -188,3 +188,108 @@ def test_a_customer_holding_the_quarantined_record_with_other_records_is_left_al
     assert len(pd.read_parquet(workspace.lake_table("links"))) == 1
     # ...and only the quarantined record naming her e-mail is gone (as before)
     assert pd.read_parquet(workspace.quarantine / "customers.parquet").empty
+
+
+# Jo's only customers record is quarantined (a bad updated_at) while her order under it is loaded: identity
+# resolution makes web:W9 a customer known only from that order, with no e-mail or phone in its profile. Bob
+# is someone else; in the second case he has Jo's phone too (a household's landline).
+JO = "web,W9,Jo,Quarantine,Jo.Quarantine@Example.com,07700900999,1990-01-01,not-a-date\n"
+JO_AGAIN = "app,A9,Jo,Quarantine,Jo.Quarantine@Example.com,07700900999,1990-01-01,2026-01-01\n"
+BOB = "web,W2,Bob,Baker,bob@example.com,{phone},1982-01-01,2026-05-01T00:00:00Z\n"
+JO_ORDERS = ("order_id,source,source_id,ordered_at,amount\n"
+             "O99,web,W9,2026-02-01,20\n"
+             "O2,web,W2,2026-02-03,40\n")
+
+
+def jo_forgotten(tmp_path: Path, bob_phone: str, more_customers: str = "", more_orders: str = "") -> dict:
+    """Given Jo and Bob ingested and resolved; when Jo's customer is previewed, exported and forgotten by
+    customer id, then Jo's row of a later export (another source, now valid) is ingested."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "customers.csv").write_text(HEADER + JO + BOB.format(phone=bob_phone) + more_customers)
+    (raw / "orders.csv").write_text(JO_ORDERS + more_orders)
+    workspace = Workspace.at(tmp_path / "ws")
+    root = str(workspace.root)
+    cdp("ingest", "--raw", str(raw), "--workspace", root)
+    cdp("resolve", "--workspace", root)
+    jo = customer_of(workspace, "web", "W9")
+    profiles = pd.read_parquet(workspace.outputs / "profiles.parquet")
+    assert list(profiles.loc[profiles["customer_id"] == jo, "emails"].iloc[0]) == []
+    preview = " ".join(cdp("forget", "--dry-run", "--customer-id", jo, "--workspace", root).split())
+    subject_file = tmp_path / "subject.json"
+    cdp("export-subject", "--customer-id", jo, "--workspace", root, "--out", str(subject_file))
+    output = cdp("forget", "--customer-id", jo, "--workspace", root)
+    later = tmp_path / "later"
+    later.mkdir()
+    (later / "customers.csv").write_text(HEADER + JO_AGAIN)
+    ingested = " ".join(cdp("ingest", "--raw", str(later), "--workspace", root).split())
+    report = json.loads((workspace.reports / "ingest.json").read_text())
+    return {"workspace": workspace, "jo": jo, "preview": preview, "export": json.loads(subject_file.read_text()),
+            "output": output, "ingested": ingested,
+            "customers": next(t for t in report["tables"] if t["table"] == "customers")}
+
+
+def suppressed_hashes(workspace: Workspace) -> set[str]:
+    from features.suppression import suppression_path
+
+    return set(pd.read_parquet(suppression_path(workspace, load_settings().privacy))["hash"])
+
+
+def test_the_contacts_of_a_customers_own_quarantined_record_are_suppressed_with_them(tmp_path):
+    erasure = jo_forgotten(tmp_path, bob_phone="07700 900222")
+    workspace = erasure["workspace"]
+    # Then the preview counted the e-mail and phone of her quarantined record, to be suppressed
+    assert "would suppress 1 e-mail(s) and 1 phone(s) (shared with other customers, kept: 0)" in erasure["preview"]
+    # ...the access export showed them as hers, with the quarantined record giving them
+    assert erasure["export"]["quarantined_contacts"] == {"emails": ["jo.quarantine@example.com"],
+                                                         "phones": ["+447700900999"]}
+    assert [json.loads(r["record"])["source_id"] for r in erasure["export"]["quarantined_records"]["customers"]] \
+        == ["W9"]
+    # ...both are on the suppression list, as keyed hashes
+    salt = read_salt(workspace, load_settings().privacy)
+    hashes = suppressed_hashes(workspace)
+    assert {keyed_hash(salt, "email", "jo.quarantine@example.com"), keyed_hash(salt, "phone", "+447700900999")} \
+        <= hashes
+    # ...and her row of the later export, under a record never seen, is suppressed: not loaded, not quarantined
+    assert (erasure["customers"]["loaded"], erasure["customers"]["suppressed"],
+            erasure["customers"]["quarantined"]) == (0, 1, 0)
+    assert "customers: 1 suppressed" in erasure["ingested"]
+    assert sorted(pd.read_parquet(workspace.lake_table("customers"))["source_id"]) == ["W2"]
+    assert list(pd.read_parquet(workspace.lake_table("orders"))["order_id"]) == ["O2"]
+
+
+def test_a_phone_of_her_quarantined_record_that_another_customer_has_is_kept(tmp_path):
+    # Given Bob with Jo's phone
+    erasure = jo_forgotten(tmp_path, bob_phone="07700 900999")
+    workspace = erasure["workspace"]
+    # Then her e-mail is to be suppressed and the phone is kept, counted as shared
+    assert "would suppress 1 e-mail(s) and 0 phone(s) (shared with other customers, kept: 1)" in erasure["preview"]
+    assert "identifiers shared with other customers kept for them: 1" in " ".join(erasure["output"].split())
+    salt = read_salt(workspace, load_settings().privacy)
+    hashes = suppressed_hashes(workspace)
+    assert keyed_hash(salt, "email", "jo.quarantine@example.com") in hashes
+    assert keyed_hash(salt, "phone", "+447700900999") not in hashes
+    # ...Bob keeps his row and phone; her later row is still suppressed, by her e-mail
+    assert list(pd.read_parquet(workspace.lake_table("customers"))["source_id"]) == ["W2"]
+    profiles = pd.read_parquet(workspace.outputs / "profiles.parquet")
+    assert [list(p) for p in profiles["phones"]] == [["+447700900999"]]
+    assert (erasure["customers"]["loaded"], erasure["customers"]["suppressed"]) == (0, 1)
+
+
+def test_her_other_quarantined_record_giving_that_e_mail_and_its_customer_are_erased_too(tmp_path):
+    # Given a second quarantined record of Jo's (crm:K9), known to give only the e-mail of her web:W9 record
+    # (not her profile's, which has none), with an order loaded under it: a customer of its own
+    erasure = jo_forgotten(tmp_path, bob_phone="07700 900222",
+                           more_customers="crm,K9,Jo,Q,jo.quarantine@example.com,,1990-01-01,never\n",
+                           more_orders="O98,crm,K9,2026-02-02,25\n")
+    workspace = erasure["workspace"]
+    # Then it is hers, joined by that e-mail as identity resolution would: previewed, erased with its order
+    # and its customer, and suppressed (as are her e-mail and phone)
+    assert "would suppress 1 e-mail(s) and 1 phone(s)" in erasure["preview"]
+    assert "crm:K9 quarantined record naming their e-mail or a record of theirs" in erasure["preview"]
+    assert "2 order(s)" in erasure["preview"]
+    assert set(pd.read_parquet(workspace.outputs / "identity_map.parquet")["source_id"]) == {"W2"}
+    assert list(pd.read_parquet(workspace.lake_table("orders"))["order_id"]) == ["O2"]
+    assert pd.read_parquet(workspace.quarantine / "customers.parquet").empty
+    salt = read_salt(workspace, load_settings().privacy)
+    assert keyed_hash(salt, "record", "crm:K9") in suppressed_hashes(workspace)
