@@ -1046,6 +1046,20 @@ def run(
         if problem:
             raise _fail(f"the online store (redis) does not answer ({problem}); nothing was changed: bring it back, "
                         "then run again")
+    with _one_run_at_a_time(space):
+        _run_steps(space, settings, raw, moment, force, strict, config)
+
+
+def _one_run_at_a_time(space):
+    """Two overlapping `cdp run`s of one workspace (a slow night and the next cron start) would train
+    and register the same models twice and each rebuild what the other reads: the second waits."""
+    from cdp.locks import exclusive_lock
+
+    return exclusive_lock(space.data / ".run.lock", when_waiting=lambda: console.print(
+        "[yellow]another `cdp run` of this workspace is running: waiting for it to finish[/yellow]"))
+
+
+def _run_steps(space, settings, raw, moment, force: bool, strict: bool, config) -> None:
     steps = ["ingest", "resolve identities", "features", "online store", "train", "score"]
     current = [0]  # the step running
 

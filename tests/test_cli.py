@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -667,3 +668,31 @@ def test_ingest_warns_when_every_row_of_a_table_was_quarantined(tmp_path):
     assert result.exit_code == 0, result.output
     assert "orders: every one of its 2 row(s) was quarantined: check the export's format against `cdp contract orders`" \
         in " ".join(result.output.split())
+
+
+def test_a_second_run_of_a_workspace_waits_for_the_first(tmp_path):
+    import fcntl
+    import subprocess
+    import sys
+
+    # Given a `cdp run` of the workspace in progress (its lock held), and an empty export folder
+    lock = tmp_path / "w" / "data" / ".run.lock"
+    lock.parent.mkdir(parents=True)
+    (tmp_path / "raw").mkdir()
+    command = [str(Path(sys.executable).with_name("cdp")), "run", "--raw", str(tmp_path / "raw"), "--as-of",
+               "2026-07-01", "--workspace", str(tmp_path / "w")]
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        # When a second run starts
+        second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
+        said = ""
+        deadline = time.monotonic() + 60
+        while "waiting for it to finish" not in said and time.monotonic() < deadline:
+            said += second.stdout.readline()
+        # Then it says it waits, and does nothing while the first holds the workspace
+        assert "another `cdp run` of this workspace is running" in said, said
+        assert second.poll() is None and not (tmp_path / "w" / "data" / "lake").exists()
+    # ...and goes on once the first is done
+    rest, _ = second.communicate(timeout=120)
+    assert second.returncode == 1 and "cdp run stopped at step 1/6 (ingest)" in " ".join(rest.split())
