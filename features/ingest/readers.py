@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.csv as arrow_csv
 import pyarrow.parquet as pq
 
+from features.contract import CONTRACTS, TableContract, fold_column_name
+
 
 class TableFileError(ValueError):
     """The whole file cannot be ingested; the message names the file and the reason."""
@@ -89,7 +91,64 @@ class _MalformedCollector:
         return parsed_index + 1 + shift
 
 
-def read_csv_header(path: Path) -> list[str]:
+BYTE_ORDER_MARKS = (
+    (b"\x00\x00\xfe\xff", "UTF-32 (big-endian)"),
+    (b"\xff\xfe\x00\x00", "UTF-32 (little-endian)"),
+    (b"\xfe\xff", "UTF-16 (big-endian)"),
+    (b"\xff\xfe", "UTF-16 (little-endian)"),
+)
+
+
+def refuse_other_encodings(path: Path) -> None:
+    """A CSV file must be UTF-8: one starting with a UTF-16 or UTF-32 byte-order mark (Excel's "Unicode
+    Text", many Windows exports), or whose header holds NUL bytes (UTF-16 without a mark), fails with the
+    encoding named instead of reading as a file without its header."""
+    with path.open("rb") as handle:
+        start = handle.read(4096)
+    for mark, encoding in BYTE_ORDER_MARKS:
+        if start.startswith(mark):
+            raise TableFileError(f"{path}: not UTF-8: the file is {encoding} (it starts with that byte-order "
+                                 "mark); re-export it as UTF-8 (CSV UTF-8) and ingest again")
+    first_line = start.split(b"\n", 1)[0]
+    if b"\x00" in first_line:
+        raise TableFileError(f"{path}: not UTF-8: the header row holds NUL bytes, as UTF-16 or UTF-32 text does; "
+                             "re-export it as UTF-8 (CSV UTF-8) and ingest again")
+
+
+def contract_of(path: Path, contract: TableContract | None) -> TableContract | None:
+    """The table a file is read for: given, else the one its name says (`Orders.csv` is orders)."""
+    return contract if contract is not None else CONTRACTS.get(path.stem.lower())
+
+
+def contract_names(path: Path, names: list[str], contract: TableContract | None) -> list[str]:
+    """Header names as ingestion uses them: a name that is a contract column written another way is that
+    column (`EMAIL`, `First Name`, `first-name`: case, and spaces, hyphens and underscores, do not matter);
+    any other keeps its name, trimmed. Two names that would be one column fail the file, naming both
+    (the lake's column names are compared ignoring case: `Notes` beside `notes` is refused too)."""
+    names = [name.strip() for name in names]
+    known = set(contract.column_names) if contract is not None else set()
+    matched = [fold_column_name(name) if fold_column_name(name) in known else name for name in names]
+    seen: dict[str, int] = {}
+    for index, name in enumerate(matched):
+        if not name:
+            continue
+        first = seen.setdefault(name.lower(), index)
+        if first == index:
+            continue
+        written = names[first], names[index]
+        if written[0] == written[1]:
+            raise TableFileError(f"{path}: duplicated column(s) in header: {written[0]}")
+        what = (f"both the contract column {name!r} (header names are matched ignoring case, spaces, hyphens "
+                "and underscores)" if name in known else "the same column (column names are compared ignoring case)")
+        raise TableFileError(f"{path}: header columns {first + 1} ({written[0]}) and {index + 1} ({written[1]}) "
+                             f"are {what}; keep one")
+    return matched
+
+
+def read_csv_header(path: Path, contract: TableContract | None = None) -> list[str]:
+    """The header's names as ingestion uses them (`contract_names`); `contract`: default, the table the
+    file's name says."""
+    refuse_other_encodings(path)
     with path.open("r", encoding="utf-8-sig", errors="replace", newline="") as handle:
         try:
             header = next(csv.reader(handle))
@@ -100,9 +159,7 @@ def read_csv_header(path: Path) -> list[str]:
     names = [name.strip() for name in header]
     if not any(names):
         raise TableFileError(f"{path}: the header row is empty")
-    duplicated = sorted({name for name in names if names.count(name) > 1})
-    if duplicated:
-        raise TableFileError(f"{path}: duplicated column(s) in header: {', '.join(duplicated)}")
+    names = contract_names(path, names, contract_of(path, contract))
     if "" in names:
         raise TableFileError(f"{path}: column {names.index('') + 1} of the header has no name")
     return names
@@ -292,21 +349,27 @@ def _robust_batch(
     return RawBatch(table, np.array(rows, dtype=np.int64), list(malformed), done)
 
 
-def parquet_schema(path: Path) -> pa.Schema:
+def parquet_schema(path: Path, contract: TableContract | None = None) -> pa.Schema:
+    """The file's schema, its column names as ingestion uses them (`contract_names`)."""
     try:
-        return pq.ParquetFile(path).schema_arrow
+        schema = pq.ParquetFile(path).schema_arrow
     except Exception as error:  # pyarrow raises several types for corrupt files
         raise TableFileError(f"{path}: not a readable Parquet file: {error}") from error
+    names = contract_names(path, list(schema.names), contract_of(path, contract))
+    return pa.schema([field.with_name(name) for field, name in zip(schema, names, strict=True)],
+                     metadata=schema.metadata)
 
 
-def stream_parquet(path: Path, batch_rows: int) -> Iterator[RawBatch]:
+def stream_parquet(path: Path, batch_rows: int, contract: TableContract | None = None) -> Iterator[RawBatch]:
+    """The file's rows in batches, columns named as `parquet_schema` names them."""
     try:
         parquet = pq.ParquetFile(path)
+        names = contract_names(path, list(parquet.schema_arrow.names), contract_of(path, contract))
         position = 0
         total = max(parquet.metadata.num_rows, 1)
         size = path.stat().st_size
         for record_batch in parquet.iter_batches(batch_size=batch_rows):
-            table = pa.Table.from_batches([record_batch])
+            table = pa.Table.from_batches([record_batch]).rename_columns(names)
             rows = np.arange(position + 1, position + 1 + table.num_rows, dtype=np.int64)
             position += table.num_rows
             yield RawBatch(table, rows, [], int(size * position / total))
