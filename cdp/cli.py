@@ -581,7 +581,8 @@ def export_command(
         console.print(f"  e-mail left empty for {summary.email_not_eligible:,} customer(s) e-mail is not eligible for")
     if summary.phone_not_eligible:
         console.print(f"  phone left empty for {summary.phone_not_eligible:,} customer(s) SMS is not eligible for")
-    console.print(f"Written to {summary.path} (summary: {Path(summary.path).with_suffix('.json')})")
+    written = Path(summary.path).absolute()  # a relative --out is the current directory's, not the workspace's
+    console.print(f"Written to {written} (summary: {written.with_suffix('.json')})")
 
 
 @report_app.command("drift")
@@ -1016,7 +1017,7 @@ def _print_score_summary(summary) -> None:
     console.print(f"  {_win_back_counts(summary.win_back_customers, summary.win_back_later_customers)}; "
                   f"holdout: {summary.holdout_customers:,}; "
                   f"total expected incremental value {summary.total_expected_value:,.0f}")
-    output = Path(summary.output)
+    output = Path(summary.output) if "://" in summary.output else Path(summary.output).absolute()
     console.print(f"Written to {output} (summary: {output.with_suffix('.json')})")
 
 
