@@ -464,6 +464,8 @@ class BearerTokenMiddleware:
             return await _reply_header_problem(send, "content-length", "the Content-Length header is not a number")
         if int(declared) > MAX_BODY_BYTES:
             return await _reply(send, 413, BODY_TOO_LARGE)
+        if path in OPEN_PATHS and scope.get("method") not in ("GET", "HEAD"):  # BentoML's own 405 is plain text
+            return await _reply(send, 405, f"{path} takes GET", ((b"allow", b"GET, HEAD"),))
         if path == "/docs.json" and scope.get("method") in ("GET", "HEAD"):
             return await _reply_json(send, 200, openapi_document())
         if path == "/docs" and scope.get("method") in ("GET", "HEAD"):

@@ -870,6 +870,11 @@ def test_unknown_paths_and_wrong_methods_get_json_errors_and_every_api_is_known(
     # ...and a GET of a POST endpoint is a JSON 405 saying which method it takes
     wrong = client.get("/recommend", headers=AUTH)
     assert wrong.status_code == 405 and wrong.headers["allow"] == "POST" and "POST" in wrong.json()["error"]
+    # ...and a POST to an open page (a probe, the metrics, the docs) is a JSON 405 too, not BentoML's plain text
+    for page in ("/readyz", "/healthz", "/livez", "/metrics", "/docs.json", "/docs", "/"):
+        posted = client.post(page)
+        assert posted.status_code == 405 and posted.headers["allow"] == "GET, HEAD", page
+        assert posted.json()["error"] == f"{page} takes GET", page
     # ...and without the token, the 401 comes first: nothing about which paths exist
     assert client.get("/jane.doe@example.org").status_code == 401
     # And every API of the service is in the middleware's list, with its method
