@@ -190,13 +190,40 @@ def stream_csv_fast(path: Path, header: list[str], batch_bytes: int) -> Iterator
         rows = collector.positions_of_parsed(parsed, table.num_rows)
         parsed += table.num_rows
         done = min(size, done + batch_bytes)
-        yield RawBatch(table, rows, collector.take_new(), done)
+        table, rows, oversized = _without_oversized_fields(table, rows)
+        yield RawBatch(table, rows, collector.take_new() + oversized, done)
     yield RawBatch(
         pa.table({name: pa.array([], pa.binary()) for name in header}),
         np.array([], dtype=np.int64),
         collector.take_new(),
         size,
     )
+
+
+def _without_oversized_fields(table: pa.Table, rows: np.ndarray) -> tuple[pa.Table, np.ndarray, list[MalformedRecord]]:
+    """Records with a field longer than Python's csv limit (`csv.field_size_limit()`, 128 KiB) taken out as
+    malformed, as the tolerant reader quarantines them: a record is loaded or quarantined whichever
+    reader reads the file. Their text is the record written back as CSV."""
+    import pyarrow.compute as pc
+
+    limit = csv.field_size_limit()
+    too_long = np.zeros(table.num_rows, dtype=bool)
+    for column in table.columns:  # bytes first (cheap); characters, as csv counts, only for those rows
+        longer = np.flatnonzero(np.asarray(pc.fill_null(pc.greater(pc.binary_length(column), limit), False)))
+        for index in longer.tolist():
+            value = column[index].as_py()
+            too_long[index] |= len(value.decode("utf-8", "surrogateescape")) > limit
+    if not too_long.any():
+        return table, rows, []
+    oversized = []
+    for index in np.flatnonzero(too_long).tolist():
+        values = [table.column(name)[index].as_py() or b"" for name in table.column_names]
+        written = io.StringIO()
+        csv.writer(written, lineterminator="").writerow([v.decode("utf-8", "backslashreplace") for v in values])
+        oversized.append(MalformedRecord(int(rows[index]), f"unreadable CSV record: field larger than field limit ({limit})",
+                                         written.getvalue()))
+    keep = pa.array(~too_long)
+    return table.filter(keep), rows[~too_long], oversized
 
 
 def _next_batch(reader, collector: _MalformedCollector) -> pa.RecordBatch | None:

@@ -30,8 +30,11 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 }
 SOURCE_ROW = "_source_row"
 
-ISO_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$"
-ZONE_SUFFIX = r"(Z|[+-]\d{2}:?\d{2})$"
+ISO_TIMESTAMP = (r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+                 r"|^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?[+-]\d{2}$")
+"""ISO 8601: a date, a time to the nanosecond (kept to the microsecond), a zone `Z`, `±HH:MM`, `±HHMM`, or
+`±HH` after a time (PostgreSQL's `2024-07-01 19:08:07+00`)."""
+ZONE_SUFFIX = r"(Z|[+-]\d{2}:?\d{2}|[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?[+-]\d{2})$"
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 DECIMAL = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 EXACT_INTEGER = r"^[+-]?\d{1,18}(\.0*)?$"
@@ -415,10 +418,10 @@ def validate_batch(
         _record(problems, np.flatnonzero(failed), column, PARSE_REASONS[column.kind])
         typed[column.name] = values
 
-    for name in custom_columns:
+    for name in custom_columns:  # invalid UTF-8 nulled, as in a PII column (free text, a Latin-1 note): the row stays
         text, bad_utf8, kept = _read_text(raw.column(name), as_string=True)
         raw_text[name] = kept
-        problems.reject(np.flatnonzero(bad_utf8), name, "invalid UTF-8 text")
+        problems.null(np.flatnonzero(bad_utf8), name, "invalid UTF-8 text")
         typed[name] = _blank_to_null(text)
 
     schema = schema or contract_schema(contract, rules)

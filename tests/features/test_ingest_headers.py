@@ -194,3 +194,119 @@ def test_parquet_columns_are_matched_ignoring_case_too(raw_dir, workspace, inges
     orders = table_report(report, "orders")
     assert orders.loaded == 1 and orders.ignored_columns == []
     assert lake(workspace, "orders")["channel"].tolist() == ["app"]
+
+
+# F11: encodings ----------------------------------------------------------------------------------------
+
+ORDERS = "order_id,source,source_id,ordered_at,amount\nA1,web,1,2024-07-01,10\n"
+
+
+def test_a_utf16_file_fails_naming_its_encoding(raw_dir, workspace, ingest_settings):
+    # Given orders saved as UTF-16 with its byte-order mark (Excel's "Unicode Text")
+    (raw_dir / "orders.csv").write_bytes(ORDERS.encode("utf-16"))
+    # When ingested
+    report = ingest_directory(raw_dir, workspace, ingest_settings)
+    # Then the table fails saying the file is UTF-16, not that its header is missing
+    orders = table_report(report, "orders")
+    assert orders.status == "failed"
+    assert "UTF-16" in orders.error and "re-export it as UTF-8" in orders.error
+    assert "header row missing" not in orders.error
+
+
+def test_a_utf16_file_without_a_byte_order_mark_fails_naming_the_problem(raw_dir, workspace, ingest_settings):
+    # Given orders saved as UTF-16 big-endian without a mark
+    (raw_dir / "orders.csv").write_bytes(ORDERS.encode("utf-16-be"))
+    # When ingested
+    report = ingest_directory(raw_dir, workspace, ingest_settings)
+    # Then the table fails saying it is not UTF-8
+    orders = table_report(report, "orders")
+    assert orders.status == "failed" and "not UTF-8" in orders.error and "UTF-16" in orders.error
+
+
+# F10: invalid UTF-8 in a custom column ------------------------------------------------------------------
+
+
+def test_invalid_utf8_in_a_custom_column_nulls_that_value_and_keeps_the_record(raw_dir, workspace, ingest_settings):
+    # Given customers from a Latin-1 CRM: one byte in a custom column each
+    (raw_dir / "customers.csv").write_bytes(
+        b"source,source_id,first_name,email,loyalty_tier,notes\n"
+        b"web,1,Ann,ann@example.com,Gold\x95,ok\n"
+        b"web,2,Bob,bob@example.com,Silver,caf\xe9\n"
+    )
+    # When ingested
+    report = ingest_directory(raw_dir, workspace, ingest_settings)
+    # Then both records load, only the undecodable values nulled, their bytes kept apart
+    customers = table_report(report, "customers")
+    assert (customers.loaded, customers.quarantined) == (2, 0)
+    assert customers.nulled_values == {"loyalty_tier": 1, "notes": 1}
+    stored = lake(workspace, "customers").set_index("source_id")
+    assert stored.loc["1", "email"] == "ann@example.com" and pd.isna(stored.loc["1", "loyalty_tier"])
+    assert stored.loc["1", "notes"] == "ok" and pd.isna(stored.loc["2", "notes"])
+    nulled = pd.read_parquet(workspace.quarantine / "customers.nulled.parquet").set_index("column")
+    assert nulled.loc["notes", "original_value"] == "caf\\xe9"
+    assert nulled.loc["notes", "reason"] == "invalid UTF-8 text"
+
+
+# F8: timestamps from other databases --------------------------------------------------------------------
+
+
+def test_timestamps_with_an_hour_offset_and_long_fractions_load(raw_dir, workspace, ingest_settings):
+    # Given timestamps as PostgreSQL (`+00`, `+02`), a compact offset and SQL Server's 7 fraction digits write them
+    (raw_dir / "orders.csv").write_text(
+        "order_id,source,source_id,ordered_at,amount\n"
+        "p1,web,1,2024-07-01 19:08:07+00,1\n"
+        "p2,web,1,2024-07-01 19:08:07.123+02,1\n"
+        "p3,web,1,2024-07-01T19:08:07-0530,1\n"
+        "p4,web,1,2024-07-01 19:08:07.1234567,1\n"
+        "p5,web,1,2024-07-01-05,1\n"
+        "d1,web,1,2024-07-01,1\n"
+    )
+    # When ingested
+    report = ingest_directory(raw_dir, workspace, ingest_settings)
+    # Then they load in UTC (fractions kept to the microsecond), and a bare date beside them is still midnight in
+    # the naive zone (its `-01` is its day, not an offset); a date with an hour "offset" is no timestamp
+    orders = table_report(report, "orders")
+    assert (orders.loaded, orders.quarantined) == (5, 1)
+    moments = lake(workspace, "orders").set_index("order_id")["ordered_at"]
+    assert moments["p1"] == pd.Timestamp("2024-07-01 19:08:07", tz="UTC")
+    assert moments["p2"] == pd.Timestamp("2024-07-01 17:08:07.123", tz="UTC")
+    assert moments["p3"] == pd.Timestamp("2024-07-02 00:38:07", tz="UTC")
+    assert moments["p4"] == pd.Timestamp("2024-07-01 19:08:07.123456", tz="UTC")
+    assert moments["d1"] == pd.Timestamp("2024-07-01", tz="UTC")
+    assert quarantine(workspace, "orders")["reason"].tolist() == ["ordered_at: not a real ISO-8601 timestamp"]
+
+
+# F2: a field longer than Python's csv limit ----------------------------------------------------------------
+
+
+def _orders_with_a_long_field(stray_quote: bool) -> str:
+    long = "x" * 200_000
+    rows = ["A1,web,1,2024-07-01,10", f'A7,web,"{long}",2024-07-01,10', "A8,web,1,2024-07-01,10"]
+    if stray_quote:  # makes the fast reader give up: the tolerant reader reads the file
+        rows.append('A9,web,1,2024-07-01,"10\nA10,web,1,2024-07-01,10')
+    return "order_id,source,source_id,ordered_at,amount\n" + "\n".join(rows) + "\n"
+
+
+def test_a_field_longer_than_the_csv_limit_is_quarantined_whichever_reader_reads_the_file(
+    tmp_path, ingest_settings
+):
+    from cdp.workspace import Workspace
+
+    outcomes = {}
+    for stray_quote in (False, True):
+        # Given orders with a 200,000-character source id, with and without a stray quote further down
+        raw = tmp_path / f"raw{stray_quote}"
+        raw.mkdir()
+        (raw / "orders.csv").write_text(_orders_with_a_long_field(stray_quote))
+        workspace = Workspace.at(tmp_path / f"ws{stray_quote}")
+        # When ingested
+        report = table_report(ingest_directory(raw, workspace, ingest_settings), "orders")
+        held = quarantine(workspace, "orders").set_index("row")
+        outcomes[report.reader] = held.loc[2, "reason"]
+        # Then the long record is quarantined with its text, and the records around it load
+        assert {"A1", "A8"} <= set(lake(workspace, "orders")["order_id"])
+        assert "A7" not in set(lake(workspace, "orders")["order_id"])
+        assert json.loads(held.loc[2, "record"])["raw_text"].startswith('A7,web,')
+    # with the same reason from both readers
+    assert set(outcomes) == {"pyarrow", "python-csv"}
+    assert outcomes["pyarrow"] == outcomes["python-csv"] == "unreadable CSV record: field larger than field limit (131072)"
