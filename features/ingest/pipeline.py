@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cdp.config import IngestSettings, PrivacySettings
+from cdp.files import remove_abandoned_temporaries
 from cdp.locks import exclusive_lock
 from cdp.workspace import Workspace
 from features.contract import CONTRACTS, RAW_SUFFIXES, TableContract
@@ -94,6 +95,8 @@ class TableReport:
     when every row is: the lake file and the feature tables built from it stay valid)."""
     unchanged: int = 0
     lake_rows: int = 0
+    """The rows the lake's table holds after this run; for a failed table, the rows it still holds (the
+    lake keeps the table as it was), not 0."""
     ignored_columns: list[str] = field(default_factory=list)
     custom_columns: list[str] = field(default_factory=list)
     reader: str = ""
@@ -172,6 +175,36 @@ def lake_lock(workspace: Workspace) -> Iterator[None]:
         yield
 
 
+def staging_root(workspace: Workspace) -> Path:
+    """Where an ingest stages each table (`<table>-<id>/`: the file's valid, rejected and nulled rows,
+    DuckDB's spill files) before merging it into the lake; removed when the table is done."""
+    return workspace.lake / ".staging"
+
+
+def remove_abandoned_staging(workspace: Workspace) -> int:
+    """Delete what runs killed mid-write left behind (SIGKILL, a cron timeout's SIGTERM, the OOM killer, a
+    reboot): the staging directories of ingests (full copies of a table, personal data and all, that no
+    later ingest or erasure would otherwise look at), and the temporary files (`cdp.files.temporary_beside`)
+    under data/ whose writer is gone. Returns how many staging directories and files were removed.
+
+    Call it holding the lake (`lake_lock`), as `ingest_directory` and `cdp forget` do: only an ingest
+    stages, and an ingest stages only while it holds the lake, so with the lock held no staging directory
+    belongs to a running ingest (the lock is the kernel's: it is released when its holder dies, however).
+    Temporary files are removed only when their writer no longer runs (`remove_abandoned_temporaries`)."""
+    removed = 0
+    root = staging_root(workspace)
+    if root.is_dir():
+        for entry in sorted(root.iterdir()):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+        _remove_if_empty(root)
+    removed += len(remove_abandoned_temporaries(workspace.data))
+    return removed
+
+
 def ingest_directory(
     raw_dir: Path,
     workspace: Workspace,
@@ -191,6 +224,10 @@ def ingest_directory(
             f"{raw_dir}: no contract tables found (expected files like orders.csv or orders.parquet)"
         )
     with lake_lock(workspace):
+        abandoned = remove_abandoned_staging(workspace)
+        if abandoned:
+            log.warning("%s: removed %d staging director(ies) and temporary file(s) left by interrupted runs "
+                        "(killed while writing; they held copies of lake tables)", workspace.data, abandoned)
         suppression = load_suppression(workspace, privacy)
         reports = [ingest_table(path, CONTRACTS[name], workspace, settings, progress, suppression, replace)
                    for name, path in tables.items()]
@@ -216,7 +253,7 @@ def ingest_table(
     started = time.perf_counter()
     path = path.resolve()
     report = TableReport(table=contract.name, file=str(path))
-    staging = workspace.lake / ".staging" / f"{contract.name}-{uuid.uuid4().hex[:8]}"
+    staging = staging_root(workspace) / f"{contract.name}-{uuid.uuid4().hex[:8]}"
     try:
         staging.mkdir(parents=True, exist_ok=True)
         _ingest_into(report, path, contract, workspace, settings, staging, progress, suppression, replace)
@@ -228,6 +265,8 @@ def ingest_table(
         shutil.rmtree(staging, ignore_errors=True)
         _remove_if_empty(staging.parent)
     report.seconds = round(time.perf_counter() - started, 3)
+    if report.status != "ok":  # the lake keeps the table as it was: say how many rows it still holds
+        report.lake_rows = lake_row_count(workspace, contract.name)
     if report.status == "ok" and not report.balanced:
         raise AssertionError(f"{path}: accounting error: {report.loaded} + {report.quarantined} "
                              f"+ {report.suppressed} != {report.read}")
@@ -241,8 +280,14 @@ def ingest_table(
     return report
 
 
+def lake_row_count(workspace: Workspace, table: str) -> int:
+    """The rows the lake's table holds now (0 when there is none yet)."""
+    path = workspace.lake_table(table)
+    return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
+
+
 def _fail(report: TableReport, message: str) -> None:
-    """The table failed as a whole: its report says why, and its counts stay 0."""
+    """The table failed as a whole: its report says why, and its row counts stay 0 (but `lake_rows`)."""
     report.status, report.error = "failed", message
     log.error("%s", message)
 
