@@ -912,3 +912,35 @@ def test_a_compressed_body_gets_415_not_a_json_error(client):
                                                                 "content-encoding": "gzip"})
     # Then it is refused as a media problem (415, saying what to send), not as malformed JSON
     assert response.status_code == 415 and "uncompressed" in response.json()["error"]
+
+
+def test_the_service_and_the_batch_job_decide_alike(client, served, tmp_path):
+    from features.feature_store import push_log_entries
+    from serving.batch import score_to_file
+    from tests.conftest import AS_OF
+
+    # Given the batch job's scores as of the moment the online store holds (to a file of this test's own)
+    summary = score_to_file(served.workspace, served.settings, AS_OF, out=tmp_path / "scores.parquet")
+    scores = pd.read_parquet(summary.output)
+    # ...and customers nobody pushed fresh behaviour for (other tests push to some: the online answer moves)
+    pushed = {entry["customer_id"] for entry in push_log_entries(served.workspace)[0]}
+    scores = scores[~scores["customer_id"].isin(pushed)]
+    waiting = scores["win_back"] & scores["win_back_timing"].ne("today")
+    sample = pd.concat([scores.head(200), scores[scores["win_back"]].head(50), scores[waiting].head(50)])
+    sample = sample.drop_duplicates("customer_id")
+    # When the service is asked for them
+    answers = []
+    for start in range(0, len(sample), 100):
+        chunk = [{"customer_id": c} for c in sample["customer_id"].iloc[start:start + 100]]
+        response = recommend(client, chunk)
+        assert response.status_code == 200, response.text
+        answers += response.json()["recommendations"]
+    # Then both doors give the same decision, the win-back's timing included
+    for (_, row), answer in zip(sample.iterrows(), answers, strict=True):
+        said = (answer["next_best_action"], answer["holdout"], answer["win_back"]["eligible"],
+                answer["win_back"]["action"], answer["win_back"]["timing"])
+        batch = (row["next_best_action"], bool(row["holdout"]), bool(row["win_back"]),
+                 row["win_back_action"], row["win_back_timing"])
+        assert said == batch, (row["customer_id"], said, batch)
+        assert answer["expected_value"] == pytest.approx(row["expected_value"], abs=1e-9)
+    assert sample["win_back"].any() and waiting.any()  # both kinds of win-back are compared
