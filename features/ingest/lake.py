@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,12 +79,16 @@ def merge_into_lake(
     ingested_at: dt.datetime,
     duplicates_out: pq.ParquetWriter,
     respect_versions: bool = True,
+    absent: Sequence[str] = (),
 ) -> MergeResult:
     """Upsert staged rows on the primary key; the other rows of a key repeated in one file are superseded.
 
     A key repeated within one file keeps its latest version (`updated_at`, for a table that has one), else
     its last row; the others go to quarantine. A key already in the lake is replaced by the new row, so
-    re-ingesting a file is a no-op.
+    re-ingesting a file is a no-op. `absent`: the contract's optional columns the file does not have
+    (staged as nulls); the file says nothing about them, nor about a custom column only the lake has, so a
+    row replacing the lake's keeps the lake's values of those columns (a column present with an empty value
+    clears it), and a row equal to the lake's in the columns the file has is unchanged.
     """
     key = ", ".join(_quote(c) for c in contract.primary_key)
     payload = ", ".join(f"{_literal(c)}: s.{_quote(c)}" for c in contract.column_names)
@@ -119,7 +124,7 @@ def merge_into_lake(
     connection.register("superseded_rows", pa.table({"_source_row": pa.array(excluded, pa.int64())}))
     connection.execute(
         f"""
-        CREATE OR REPLACE TEMP VIEW latest AS
+        CREATE OR REPLACE TEMP VIEW arrived AS
         SELECT s.*, {_literal(source_file)} AS _source_file,
                {_literal(ingested_at.isoformat())}::TIMESTAMPTZ AS _ingested_at
         FROM {staged_rows} s ANTI JOIN superseded_rows USING (_source_row)
@@ -133,10 +138,13 @@ def merge_into_lake(
         existing = f"read_parquet({_literal(str(lake_file))}, union_by_name = true)"
         staged_columns = [c for c in pq.read_schema(staged).names if c != "_source_row"]
         lake_columns = set(pq.read_schema(lake_file).names)
-        # a custom column the lake has and this file lacks becomes empty in the rows it replaces
-        dropped = [c for c in lake_columns if c not in staged_columns and not c.startswith("_")]
-        same = " AND ".join([f"n.{_quote(c)} IS NOT DISTINCT FROM e.{_quote(c)}" for c in staged_columns
-                             if c in lake_columns] + [f"e.{_quote(c)} IS NULL" for c in dropped]) or "true"
+        # columns the file does not have (an optional contract column left out, a custom column only the lake
+        # has): a row replacing the lake's keeps the lake's values there, as if the file had sent them
+        kept = [c for c in pq.read_schema(lake_file).names
+                if not c.startswith("_") and (c in absent or c not in staged_columns)]
+        _define_latest(connection, contract, existing, kept, [c for c in kept if c in staged_columns])
+        same = " AND ".join(f"n.{_quote(c)} IS NOT DISTINCT FROM e.{_quote(c)}" for c in staged_columns
+                            if c in lake_columns and c not in kept) or "true"
         # lineage too: the quarantine's entries of a file are replaced by row number, and erasure and
         # subject access match them to lake rows by (file, row), so a row that moved must be rewritten
         placed = "n._source_file = e._source_file AND n._source_row = e._source_row"
@@ -155,7 +163,7 @@ def merge_into_lake(
         """
     else:
         matched = changed = 0
-        query = "SELECT * FROM latest"
+        query = "SELECT * FROM arrived"
     connection.execute(f"COPY ({query}) TO {_literal(str(temporary))} (FORMAT parquet, COMPRESSION zstd)")
     os.replace(temporary, lake_file)
     lake_rows = pq.ParquetFile(lake_file).metadata.num_rows
@@ -165,6 +173,22 @@ def merge_into_lake(
         updated=changed,
         lake_rows=lake_rows,
         unchanged=matched - changed,
+    )
+
+
+def _define_latest(connection: duckdb.DuckDBPyConnection, contract: TableContract, existing: str,
+                   kept: list[str], staged_kept: list[str]) -> None:
+    """`latest`: the rows arrived, with the lake's values in the `kept` columns for a key the lake holds
+    (`staged_kept`: those of them staged, as nulls, because the contract has them)."""
+    if not kept:
+        connection.execute("CREATE OR REPLACE TEMP VIEW latest AS SELECT * FROM arrived")
+        return
+    on_key = " AND ".join(f"n.{_quote(c)} = e.{_quote(c)}" for c in contract.primary_key)
+    replaced = ", ".join(f"e.{_quote(c)} AS {_quote(c)}" for c in staged_kept)
+    added = "".join(f", e.{_quote(c)} AS {_quote(c)}" for c in kept if c not in staged_kept)
+    connection.execute(
+        f"CREATE OR REPLACE TEMP VIEW latest AS SELECT n.*{f' REPLACE ({replaced})' if replaced else ''}{added} "
+        f"FROM arrived n LEFT JOIN {existing} e ON {on_key}"
     )
 
 

@@ -360,6 +360,12 @@ def _ingest_into(
         log.warning("%s: columns not in the contract for %r are ignored: %s",
                     path, contract.name, ", ".join(report.ignored_columns))
 
+    # an optional column left out of the file says nothing about it: rows replacing the lake's keep its values
+    absent = [c.name for c in contract.columns if c.name not in columns]
+    if absent:
+        log.info("%s: no column %s: rows replacing the lake's keep the lake's values there",
+                 path.name, ", ".join(absent))
+
     ingested_at = dt.datetime.now(dt.UTC)
     rules = ValidationRules(
         earliest_timestamp=settings.earliest_timestamp,
@@ -399,7 +405,7 @@ def _ingest_into(
         with pq.ParquetWriter(staging / "rejected-duplicates.parquet", lake.QUARANTINE_SCHEMA) as duplicates:
             merge = lake.merge_into_lake(
                 connection, contract, staging / "valid.parquet", workspace.lake_table(contract.name),
-                str(path), ingested_at, duplicates, respect_versions=not replace,
+                str(path), ingested_at, duplicates, respect_versions=not replace, absent=absent,
             )
         if merge.duplicates:
             restore_raw_records(staging / "rejected-duplicates.parquet", reader(), contract)

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 
 from features.ingest import ingest_directory
@@ -86,3 +87,55 @@ def test_a_failed_table_reports_the_rows_the_lake_still_holds(raw_dir, workspace
     assert table.status == "failed" and table.loaded == 0
     assert table.lake_rows == 3 == pq.read_metadata(workspace.lake_table("orders")).num_rows
     assert json.loads((workspace.reports / "ingest" / "orders.json").read_text())["lake_rows"] == 3
+
+
+def test_an_export_without_optional_columns_keeps_the_lakes_values(raw_dir, workspace, ingest_settings):
+    # Given 3 orders in the lake with channel, items and discount
+    full = "order_id,source,source_id,ordered_at,amount,channel,items,discount"
+    rows = [f"O{i},web,W{i},2026-06-30T10:00:00Z,{i + 5},store,{i + 1},1.5" for i in range(3)]
+    orders_file(raw_dir, full, *rows)
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    before = pd.read_parquet(workspace.lake_table("orders")).set_index("order_id")
+    lake_bytes = workspace.lake_table("orders").read_bytes()
+
+    # When the same orders are re-sent with the required columns only
+    orders_file(raw_dir, "order_id,source,source_id,ordered_at,amount", *(",".join(r.split(",")[:5]) for r in rows))
+    report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+
+    # Then the lake keeps their channel, items and discount, and the rows are reported unchanged
+    # (nothing rewritten)
+    after = pd.read_parquet(workspace.lake_table("orders")).set_index("order_id")
+    assert (report.read, report.loaded, report.inserted, report.updated, report.unchanged) == (3, 3, 0, 0, 3)
+    pd.testing.assert_frame_equal(after[["channel", "items", "discount"]], before[["channel", "items", "discount"]])
+    assert workspace.lake_table("orders").read_bytes() == lake_bytes
+
+    # When one of them comes back with a new amount, and another with the channel column present but empty
+    orders_file(raw_dir, "order_id,source,source_id,ordered_at,amount", "O0,web,W0,2026-06-30T10:00:00Z,99")
+    first = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    orders_file(raw_dir, "order_id,source,source_id,ordered_at,amount,channel", "O1,web,W1,2026-06-30T10:00:00Z,6,")
+    second = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+
+    # Then the new amount is taken and the left-out columns kept; an empty value present in the file clears
+    after = pd.read_parquet(workspace.lake_table("orders")).set_index("order_id")
+    assert (first.updated, second.updated) == (1, 1)
+    assert after.loc["O0", "amount"] == 99 and after.loc["O0", "channel"] == "store" and after.loc["O0", "items"] == 1
+    assert pd.isna(after.loc["O1", "channel"]) and after.loc["O1", "items"] == 2 and after.loc["O1", "discount"] == 1.5
+
+
+def test_a_customers_export_without_contact_or_custom_columns_keeps_them(raw_dir, workspace, ingest_settings):
+    # Given Ann in the lake with her e-mail, last name and a custom loyalty tier
+    (raw_dir / "customers.csv").write_text(
+        "source,source_id,first_name,last_name,email,updated_at,loyalty_tier\n"
+        "web,00001,Ann,Smith-Lee,ann@example.com,2026-06-01 10:00:00,gold\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+
+    # When a later export has her first name and another custom column only
+    (raw_dir / "customers.csv").write_text("source,source_id,first_name,updated_at,vip_flag\n"
+                                           "web,00001,Anne,2026-06-03 10:00:00,N\n")
+    report = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+
+    # Then her row is updated, and her last name, e-mail and tier stay as the lake had them
+    ann = pd.read_parquet(workspace.lake_table("customers")).iloc[0]
+    assert report.updated == 1
+    assert (ann["first_name"], ann["last_name"], ann["email"], ann["loyalty_tier"], ann["vip_flag"]) == (
+        "Anne", "Smith-Lee", "ann@example.com", "gold", "N")
