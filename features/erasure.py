@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cdp.config import Settings
-from cdp.files import remove_abandoned_temporaries, temporary_beside, write_json
+from cdp.files import temporary_beside, write_json
 from cdp.workspace import Workspace
 from features.contract import CONTRACTS
 from features.identity.explain import explain_customer
@@ -993,7 +993,7 @@ def forget(workspace: Workspace, settings: Settings, query: SubjectQuery,
     Raises SubjectNotFoundError (nothing changed) when the request names nobody, and ErasureError
     (nothing changed) when the online store the workspace was last loaded into is not the one this
     configuration reaches."""
-    from features.ingest.pipeline import lake_lock
+    from features.ingest.pipeline import lake_lock, remove_abandoned_staging
 
     subject = find_subject(workspace, settings, query)
     customer = subject.customer_id is not None  # else held only in quarantine (and activity under its records)
@@ -1012,10 +1012,10 @@ def forget(workspace: Workspace, settings: Settings, query: SubjectQuery,
     # back the lake it read, person included, and the features' record of the lake they were built from
     # must be of the lake as erased, not of one an ingest changed since.
     with lake_lock(workspace):
-        # partial copies of tables left by a process killed mid-rewrite (an earlier erasure, an ingest) hold
-        # other people's rows, and this person's, where no rewrite below would look (under the lock: not
-        # those of an ingest running now)
-        report.abandoned_files_removed = len(remove_abandoned_temporaries(workspace.data))
+        # partial copies of tables left by a process killed mid-rewrite (an earlier erasure, an ingest) and an
+        # ingest's staged copy of a whole table hold other people's rows, and this person's, where no rewrite
+        # below would look (under the lock: not those of an ingest running now)
+        report.abandoned_files_removed = remove_abandoned_staging(workspace)
         features_were_current = _features_match_lake(workspace)
         # the lake's custom attributes, as profiles carry them and the profile feature table as attribute_<name>
         custom = custom_attributes(workspace)

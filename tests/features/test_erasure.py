@@ -181,6 +181,10 @@ def erasure(served, redis_server, tmp_path_factory):  # noqa: F811
     # a partial copy of the lake's customers left by a writer killed mid-rewrite, holding them too
     abandoned = workspace.data / "lake" / f".customers.parquet.{finished_process_id()}.tmp"
     abandoned.write_text(f"{person['emails'][0]},{customer_id}\n")
+    # ...and the staged copy of the customers table an ingest killed mid-run (kill -9) left
+    staged = workspace.data / "lake" / ".staging" / "customers-killed" / "valid.parquet"
+    staged.parent.mkdir(parents=True)
+    staged.write_text(f"{person['emails'][0]},{customer_id}\n")
     preview = runner.invoke(app, ["forget", "--dry-run", "--email", person["emails"][0], "--workspace", str(workspace.root)])
     assert preview.exit_code == 0 and abandoned.exists(), preview.output
     subject_file = tmp_path_factory.mktemp("access") / "subject.json"
@@ -194,6 +198,7 @@ def erasure(served, redis_server, tmp_path_factory):  # noqa: F811
     again = runner.invoke(app, ["forget", "--email", person["emails"][0], "--workspace", str(workspace.root)])
     return {"workspace": workspace, "settings": settings, "customer_id": customer_id, "identifiers": identifiers,
             "preview": preview.output, "again": again, "subject_file": subject_file, "abandoned": abandoned,
+            "staged": staged,
             "before": before, "redis": redis_server, "redis_keys_before": redis_keys_before, "raw": served.raw,
             "export": exported, "person": person, "output": result.output, "malformed_line": malformed_line,
             "malformed_file": extra / "orders.csv"}
@@ -305,7 +310,7 @@ def test_erasure_and_access_requests_are_in_the_audit_log_without_raw_ids(erasur
     assert [(e["event"], e.get("outcome")) for e in entries[-4:]] == [
         ("access", "done"), ("erasure", "started"), ("erasure", "done"), ("erasure", "refused")]
     assert entries[-3]["subject"] == entries[-2]["subject"] and entries[-1]["subject"] is None
-    assert entries[-1]["why"] == "already erased" and entries[-2]["abandoned_files_removed"] == 1
+    assert entries[-1]["why"] == "already erased" and entries[-2]["abandoned_files_removed"] == 2
     assert erasure["customer_id"] not in "".join(lines)
     assert not any(word in "".join(lines) for word in erasure["person"]["emails"])
 
@@ -320,6 +325,7 @@ def test_a_dry_run_lists_the_records_and_a_repeated_request_says_when_the_person
 
 def test_a_partial_table_copy_left_by_a_killed_writer_is_deleted_by_the_erasure(erasure):
     assert not erasure["abandoned"].exists()
+    assert not erasure["staged"].exists() and not erasure["staged"].parent.exists()
 
 
 def test_an_unknown_person_is_refused_and_nothing_changes(served, tmp_path):
