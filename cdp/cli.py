@@ -1462,7 +1462,8 @@ def contract(
                 "primary_key": list(c.primary_key),
                 "columns": {
                     col.name: {"type": col.kind, "required": col.required, "pii": col.pii,
-                               **({"allowed": sorted(col.allowed)} if col.allowed else {})}
+                               **({"allowed": sorted(col.allowed)} if col.allowed else {}),
+                               **({"spellings": dict(col.spellings)} if col.spellings else {})}
                     for col in c.columns
                 },
                 "custom_columns": c.allows_custom_columns,
@@ -1479,6 +1480,9 @@ def contract(
             rule = []
             if col.allowed:
                 rule.append("one of " + ", ".join(sorted(col.allowed)))
+            if col.spellings:
+                rule.append(f"{len(col.spellings)} spellings read as a value, ignoring case, spaces, _ - . "
+                            "(e.g. E-Mail as email; `--json` lists them)")
             if col.minimum is not None:
                 rule.append(f">= {col.minimum:g}")
             if col.maximum is not None:

@@ -34,6 +34,8 @@ def test_contract_json_lists_every_table():
     payload = json.loads(result.output)
     assert set(payload) == set(CONTRACTS)
     assert payload["orders"]["columns"]["amount"]["required"] is True
+    # the spellings a channel is read from are documented where the allowed values are
+    assert payload["consents"]["columns"]["channel"]["spellings"]["textmessage"] == "sms"
 
 
 def test_config_shows_environment_overrides(tmp_path, monkeypatch):
