@@ -18,6 +18,7 @@ from cdp.files import temporary_beside
 from cdp.workspace import Workspace
 from features.contract import CONTRACTS
 from features.customer_features import (
+    CHANNELS,
     KEY_COLUMNS,
     build_customer_features,
     personal_attribute_reason,
@@ -103,6 +104,15 @@ def count_unresolved_records(connection: duckdb.DuckDBPyConnection) -> int:
     return connection.execute(
         f"SELECT count(*) FROM ({records}) r WHERE NOT EXISTS (SELECT 1 FROM identity_map m "
         "WHERE m.source = r.source AND CAST(m.source_id AS VARCHAR) = r.source_id)").fetchone()[0]
+
+
+def unread_consent_channels(connection: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Consent rows of a channel the features do not read, by channel: a lake filled before the contract
+    read `E-mail` as `email` holds withdrawals under `e-mail` that nothing would honour."""
+    known = ", ".join(f"'{channel}'" for channel in CHANNELS)
+    return dict(connection.execute(
+        f"SELECT channel, count(*) FROM consents WHERE channel NOT IN ({known}) GROUP BY channel ORDER BY channel"
+    ).fetchall())
 
 
 ATTRIBUTE_SAMPLE_ROWS = 100_000
@@ -197,6 +207,10 @@ def build_feature_tables(workspace: Workspace, as_of: Sequence[dt.datetime]) -> 
         if unresolved:
             log.warning("%d source record(s) in the lake are not in the identity map (ingested since the last "
                         "`cdp resolve`): they are in no feature, model or score until `cdp resolve` runs", unresolved)
+        for channel, rows in unread_consent_channels(connection).items():
+            log.warning("consents: %d row(s) of channel %r, which no feature reads (the contract now reads it as one "
+                        "of %s or quarantines it): loaded before; ingest that export again", rows, channel,
+                        ", ".join(CHANNELS))
         snapshots = register_snapshots(connection, as_of)
         if snapshots == 0:
             raise FeatureInputError(f"no customer has any activity before {min(as_of)}")

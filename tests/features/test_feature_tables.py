@@ -89,6 +89,25 @@ def test_records_ingested_since_the_last_resolution_are_said_to_be_left_out(buil
     assert "not in the identity map" not in caplog.text
 
 
+def test_consents_of_a_channel_no_feature_reads_are_said(built, caplog):
+    workspace, _ = built
+    consents_file = workspace.lake_table("consents")
+    original = consents_file.read_bytes()
+    try:
+        # Given three withdrawals loaded as `e-mail` before the contract read that spelling as `email`
+        consents = pd.read_parquet(consents_file)
+        old = consents.head(3).assign(channel="e-mail", status="withdrawn")
+        pd.concat([consents, old]).to_parquet(consents_file, index=False)
+        # When the features are built, then the build says they are read by nothing, and what to do
+        with caplog.at_level("WARNING", logger="cdp.features"):
+            build_feature_tables(workspace, AS_OF[-1:])
+        assert "consents: 3 row(s) of channel 'e-mail', which no feature reads" in caplog.text
+        assert "ingest that export again" in caplog.text
+    finally:  # the module's other tests read the original lake
+        consents_file.write_bytes(original)
+        build_feature_tables(workspace, AS_OF)
+
+
 def test_a_rebuild_stopped_halfway_keeps_the_old_tables_and_starts_over_next_time(built, monkeypatch):
     from features import feature_tables
 
