@@ -7,16 +7,18 @@ leaves the previous lake table intact.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cdp.files import temporary_beside
+from cdp.files import temporary_beside, write_json
 from features.contract import TableContract
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -54,6 +56,81 @@ class MergeResult:
     """Rows the lake already held as they are (a file ingested again)."""
 
 
+DELIVERIES_FILE = "deliveries.json"
+"""In the quarantine directory: for each path ingested, the content digest of each ingest of it (by its
+`ingested_at`), so that a later file at the same path can tell its own entries from another delivery's."""
+
+
+def file_digest(path: Path) -> str:
+    """The content's digest (BLAKE2b): the same bytes, the same file, wherever and whenever they were read."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "blake2b").hexdigest()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A file as ingested now: its path (what its quarantine entries, nulled values and lake rows are
+    named by: `file`, `_source_file`) and its content's digest, with the digest of every earlier ingest
+    of that path (`history`, by ingested_at).
+
+    A path holds one delivery after another (a nightly export overwritten in place). Entries and lake
+    rows of an earlier content are renamed `<path>@content-<digest[:16]>` when another content arrives
+    at the path, so that they are kept (not replaced as this file's), and so that (file, row), by which
+    erasure and subject access match quarantined and nulled entries to lake rows, never names two
+    records. Those of the same content are replaced (a file ingested again). Entries from before
+    digests were recorded (no `history` entry) are renamed `<path>@ingested-<time>`, but for
+    quarantined and nulled entries the new run reproduces exactly (same row, same values): replaced."""
+
+    file: str
+    digest: str
+    history: dict[dt.datetime, str] = field(default_factory=dict)
+
+    @property
+    def archived(self) -> str:
+        """This content's name once another content has come at its path."""
+        return archived_name(self.file, self.digest)
+
+    def register(self, connection: duckdb.DuckDBPyConnection) -> None:
+        times = list(self.history)
+        connection.register("deliveries", pa.table({
+            "ingested_at": pa.array(times, pa.timestamp("us", tz="UTC")),
+            "digest": pa.array([self.history[t] for t in times], pa.string()),
+        }))
+
+    def name(self, file: str, ingested_at: str) -> str:
+        """SQL: the name a row named `file` and ingested at `ingested_at` keeps, joined with `deliveries h`."""
+        path, stamp = _literal(self.file), "strftime(timezone('UTC', {}), '%Y-%m-%dT%H:%M:%S.%fZ')"
+        return (f"CASE WHEN {file} = {path} THEN CASE WHEN h.digest = {_literal(self.digest)} THEN {path} "
+                f"WHEN h.digest IS NOT NULL THEN {path} || '@content-' || left(h.digest, 16) "
+                f"ELSE {path} || '@ingested-' || coalesce({stamp.format(ingested_at)}, 'unknown') END "
+                f"WHEN {file} = {_literal(self.archived)} THEN {path} ELSE {file} END")
+
+    def same(self, file: str) -> str:
+        """SQL: the row came from this very content (joined with `deliveries h`)."""
+        return (f"(coalesce({file} = {_literal(self.file)} AND h.digest = {_literal(self.digest)}, false) "
+                f"OR {file} = {_literal(self.archived)})")
+
+    def unrecorded(self, file: str) -> str:
+        """SQL: the row came from an ingest of the path before digests were recorded."""
+        return f"({file} = {_literal(self.file)} AND h.digest IS NULL)"
+
+
+def archived_name(path: str, digest: str) -> str:
+    return f"{path}@content-{digest[:16]}"
+
+
+def record_delivery(quarantine: Path, path: str, ingested_at: dt.datetime, digest: str) -> Delivery:
+    """Add this ingest of `path` to the record of deliveries (before anything is written: a run killed
+    midway leaves entries this record can still name), and return it with the path's history."""
+    target = quarantine / DELIVERIES_FILE
+    record = json.loads(target.read_text()) if target.exists() else {}
+    ingests = record.setdefault(path, {})
+    ingests[ingested_at.isoformat()] = digest
+    write_json(target, record)
+    history = {dt.datetime.fromisoformat(when): seen for when, seen in ingests.items()}
+    return Delivery(path, digest, history)
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -80,6 +157,8 @@ def merge_into_lake(
     duplicates_out: pq.ParquetWriter,
     respect_versions: bool = True,
     absent: Sequence[str] = (),
+    delivery: Delivery | None = None,
+    track_replaced: bool = False,
 ) -> MergeResult:
     """Upsert staged rows on the primary key; the other rows of a key repeated in one file are superseded.
 
@@ -88,7 +167,11 @@ def merge_into_lake(
     re-ingesting a file is a no-op. `absent`: the contract's optional columns the file does not have
     (staged as nulls); the file says nothing about them, nor about a custom column only the lake has, so a
     row replacing the lake's keeps the lake's values of those columns (a column present with an empty value
-    clears it), and a row equal to the lake's in the columns the file has is unchanged.
+    clears it), and a row equal to the lake's in the columns the file has is unchanged. `delivery`: the
+    file's content; the lake's rows of another content at its path that it does not replace are renamed
+    as `Delivery` says (their quarantined and nulled entries are renamed alike). `track_replaced`: the
+    (file, row) of the lake rows this file replaces, named as they stay, go to the connection's temporary
+    table `replaced_places` (for `replace_file_entries(drop_replaced=True)`).
     """
     key = ", ".join(_quote(c) for c in contract.primary_key)
     payload = ", ".join(f"{_literal(c)}: s.{_quote(c)}" for c in contract.column_names)
@@ -152,18 +235,41 @@ def merge_into_lake(
             f"SELECT count(*), count(*) FILTER (WHERE NOT ({same})), count(*) FILTER (WHERE NOT ({placed})) "
             f"FROM latest n JOIN {existing} e ON {join}"
         ).fetchone()
-        if matched == incoming and changed == 0 and moved == 0 and lake_columns.issuperset(staged_columns):
+        kept_rows, renamed = existing, 0
+        if delivery is not None and {"_source_file", "_ingested_at"} <= lake_columns:
+            # rows of another content at this path, which this file does not replace, take that content's name
+            delivery.register(connection)
+            name = delivery.name("e._source_file", "e._ingested_at")
+            kept_rows = (f"(SELECT e.* REPLACE ({name} AS _source_file) FROM {existing} e "
+                         f"LEFT JOIN deliveries h ON e._ingested_at = h.ingested_at)")
+            renamed = connection.execute(
+                f"SELECT count(*) FROM {existing} e LEFT JOIN deliveries h ON e._ingested_at = h.ingested_at "
+                f"WHERE e._source_file IN ({_literal(delivery.file)}, {_literal(delivery.archived)}) "
+                f"AND ({name}) <> e._source_file AND NOT EXISTS (SELECT 1 FROM latest n WHERE {join})"
+            ).fetchone()[0]
+        if track_replaced:
+            lineage = {"_source_file", "_source_row"} <= lake_columns
+            connection.execute(
+                "CREATE OR REPLACE TEMP TABLE replaced_places AS " + (
+                    f"SELECT e._source_file AS file, e._source_row AS row FROM {kept_rows} e "
+                    f"WHERE EXISTS (SELECT 1 FROM latest n WHERE {join})" if lineage else
+                    "SELECT NULL::VARCHAR AS file, NULL::BIGINT AS row WHERE false"))
+        if (matched == incoming and changed == 0 and moved == 0 and renamed == 0
+                and lake_columns.issuperset(staged_columns)):
             # Nothing new (a file ingested again): the lake file stays as it is, byte for byte, so the
             # feature tables built from it stay valid (their digest of the lake does not change).
             return MergeResult(duplicates=len(excluded), inserted=0, updated=0, lake_rows=pq.ParquetFile(lake_file)
                                .metadata.num_rows, unchanged=matched)
         query = f"""
-            SELECT * FROM {existing} e WHERE NOT EXISTS (SELECT 1 FROM latest n WHERE {join})
+            SELECT * FROM {kept_rows} e WHERE NOT EXISTS (SELECT 1 FROM latest n WHERE {join})
             UNION ALL BY NAME SELECT * FROM latest
         """
     else:
         matched = changed = 0
         query = "SELECT * FROM arrived"
+        if track_replaced:
+            connection.execute("CREATE OR REPLACE TEMP TABLE replaced_places AS "
+                               "SELECT NULL::VARCHAR AS file, NULL::BIGINT AS row WHERE false")
     connection.execute(f"COPY ({query}) TO {_literal(str(temporary))} (FORMAT parquet, COMPRESSION zstd)")
     os.replace(temporary, lake_file)
     lake_rows = pq.ParquetFile(lake_file).metadata.num_rows
@@ -248,15 +354,31 @@ def _read_all(files: list[Path]) -> str:
 
 
 def replace_file_entries(
-    connection: duckdb.DuckDBPyConnection, staged: list[Path], target: Path, source_file: str
+    connection: duckdb.DuckDBPyConnection, staged: list[Path], target: Path, delivery: Delivery,
+    identity: Sequence[str] = ("row", "reason", "record"), drop_replaced: bool = False,
 ) -> int:
-    """Swap the entries of `source_file` in a quarantine table for the newly staged ones."""
+    """Swap the entries of this file's content in a quarantine table for the newly staged ones; entries of
+    another content at its path are kept, renamed (`Delivery`), so that nothing quarantined is lost when a
+    nightly export is overwritten in place. `identity`: the columns that make an entry the same entry (an
+    entry from before contents were recorded is replaced only when the new run reproduces it).
+    `drop_replaced`: entries of the lake rows this file replaced (`replaced_places`, from `merge_into_lake`)
+    go too: nulled values belong to a loaded row, and one of a version the lake no longer holds could be
+    matched to no row by erasure or subject access (they match nulled values to lake rows by (file, row))."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_beside(target)
     new = _read_all(staged)
     if target.exists():
+        delivery.register(connection)
+        ingested_at = "o.ingested_at" if "ingested_at" in pq.read_schema(target).names else "NULL::TIMESTAMPTZ"
+        reproduced = " AND ".join(f"o.{_quote(c)} IS NOT DISTINCT FROM r.{_quote(c)}" for c in identity)
+        name = delivery.name("o.file", ingested_at)
+        replaced = (f"AND NOT EXISTS (SELECT 1 FROM replaced_places p WHERE p.file = ({name}) AND p.row = o.row) "
+                    if drop_replaced else "")
         query = (
-            f"SELECT * FROM read_parquet({_literal(str(target))}) WHERE file <> {_literal(source_file)} "
+            f"SELECT o.* REPLACE ({name} AS file) "
+            f"FROM read_parquet({_literal(str(target))}) o LEFT JOIN deliveries h ON {ingested_at} = h.ingested_at "
+            f"WHERE NOT {delivery.same('o.file')} AND NOT ({delivery.unrecorded('o.file')} "
+            f"AND EXISTS (SELECT 1 FROM {new} r WHERE {reproduced})) {replaced}"
             f"UNION ALL BY NAME SELECT * FROM {new}"
         )
     else:

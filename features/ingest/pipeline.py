@@ -400,12 +400,16 @@ def _ingest_into(
             log.warning("%s: fast CSV reader stopped (%s); re-reading with the tolerant reader",
                         path.name, describe_arrow_error(error))
 
+    # the content, so that another file at this path later keeps (not replaces) this one's entries
+    delivery = lake.record_delivery(workspace.quarantine, str(path), ingested_at, lake.file_digest(path))
+    nulled_target = workspace.quarantine / f"{contract.name}.nulled.parquet"
     connection = lake.connect(settings.duckdb_memory_limit, staging)
     try:
         with pq.ParquetWriter(staging / "rejected-duplicates.parquet", lake.QUARANTINE_SCHEMA) as duplicates:
             merge = lake.merge_into_lake(
                 connection, contract, staging / "valid.parquet", workspace.lake_table(contract.name),
-                str(path), ingested_at, duplicates, respect_versions=not replace, absent=absent,
+                str(path), ingested_at, duplicates, respect_versions=not replace, absent=absent, delivery=delivery,
+                track_replaced=nulled_target.exists(),
             )
         if merge.duplicates:
             restore_raw_records(staging / "rejected-duplicates.parquet", reader(), contract)
@@ -413,10 +417,10 @@ def _ingest_into(
                 staging / "nulled.parquet", staging / "rejected-duplicates.parquet")
         rejected = [staging / "rejected.parquet", staging / "rejected-duplicates.parquet"]
         quarantine = workspace.quarantine
-        lake.replace_file_entries(connection, rejected, quarantine / f"{contract.name}.parquet", str(path))
-        lake.replace_file_entries(
-            connection, [staging / "nulled.parquet"], quarantine / f"{contract.name}.nulled.parquet", str(path)
-        )
+        lake.replace_file_entries(connection, rejected, quarantine / f"{contract.name}.parquet", delivery)
+        # nulled values belong to loaded rows: those of a lake row this file replaced go with it
+        lake.replace_file_entries(connection, [staging / "nulled.parquet"], nulled_target, delivery,
+                                  identity=("row", "column", "reason", "original_value"), drop_replaced=True)
         by_reason = lake.count_reasons(connection, rejected)
     finally:
         connection.close()

@@ -139,3 +139,107 @@ def test_a_customers_export_without_contact_or_custom_columns_keeps_them(raw_dir
     assert report.updated == 1
     assert (ann["first_name"], ann["last_name"], ann["email"], ann["loyalty_tier"], ann["vip_flag"]) == (
         "Anne", "Smith-Lee", "ann@example.com", "gold", "N")
+
+
+def quarantined(workspace, table: str, nulled: bool = False) -> pd.DataFrame:
+    return pd.read_parquet(workspace.quarantine / f"{table}{'.nulled' if nulled else ''}.parquet")
+
+
+NIGHT_1 = {
+    "orders.csv": "order_id,source,source_id,ordered_at,amount\n"
+                  "D1-1,web,W1,2026-06-30T10:00:00Z,5\n"
+                  "D1-2,web,W1,30/06/2026,5\n"
+                  "D1-3,web,W1,2026-06-30T10:00:00Z,-5\n",
+    "customers.csv": "source,source_id,email,phone\nweb,W1,not-an-email,123\n",
+}
+NIGHT_2 = {
+    "orders.csv": "order_id,source,source_id,ordered_at,amount\n"
+                  "D2-1,web,W1,2026-07-01T10:00:00Z,5\n"
+                  "D2-2,web,W1,2026-07-01T10:00:00Z,abc\n",
+    "customers.csv": "source,source_id,email,phone\nweb,W2,also-not-an-email,07700900123\n",
+}
+
+
+def deliver(directory: Path, files: dict[str, str]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+
+
+def test_a_nightly_export_at_the_same_path_keeps_the_previous_nights_quarantine(raw_dir, workspace, ingest_settings):
+    # Given night 1's export ingested: 1 order loaded, 2 quarantined; W1's e-mail and phone nulled
+    deliver(raw_dir, NIGHT_1)
+    night_1 = {t.table: t for t in ingest_directory(raw_dir, workspace, ingest_settings).tables}
+
+    # When night 2's export overwrites the same files and is ingested
+    deliver(raw_dir, NIGHT_2)
+    night_2 = {t.table: t for t in ingest_directory(raw_dir, workspace, ingest_settings).tables}
+
+    # Then night 1's quarantined orders and nulled originals are still there beside night 2's:
+    # loaded + quarantined = read, summed over the nights
+    orders, rejected = pd.read_parquet(workspace.lake_table("orders")), quarantined(workspace, "orders")
+    assert sorted(orders["order_id"]) == ["D1-1", "D2-1"]
+    assert sorted(json.loads(r)["order_id"] for r in rejected["record"]) == ["D1-2", "D1-3", "D2-2"]
+    read = sum(n["orders"].read for n in (night_1, night_2))
+    assert len(orders) + len(rejected) == read == 5
+    nulled = quarantined(workspace, "customers", nulled=True)
+    assert sorted(nulled["original_value"]) == ["123", "also-not-an-email", "not-an-email"]
+
+    # and (file, row) names one record: night 1's lake rows and entries carry night 1's content name,
+    # night 2's the path (the file there now), as erasure and subject access match them
+    path = str((raw_dir / "orders.csv").resolve())
+    night_1_name = orders.loc[orders["order_id"] == "D1-1", "_source_file"].item()
+    assert night_1_name.startswith(path + "@content-")
+    assert orders.loc[orders["order_id"] == "D2-1", "_source_file"].item() == path
+    by_order = {json.loads(r)["order_id"]: f for r, f in zip(rejected["record"], rejected["file"], strict=True)}
+    assert by_order == {"D1-2": night_1_name, "D1-3": night_1_name, "D2-2": path}
+    customers = pd.read_parquet(workspace.lake_table("customers"))
+    lineage = dict(zip(customers["source_id"], zip(customers["_source_file"], customers["_source_row"], strict=True),
+                       strict=True))
+    places = {value: (f, r) for value, f, r in zip(nulled["original_value"], nulled["file"], nulled["row"], strict=True)}
+    assert places["not-an-email"] == places["123"] == lineage["W1"] != lineage["W2"] == places["also-not-an-email"]
+
+
+def test_reingesting_the_same_file_keeps_one_copy_of_its_entries(raw_dir, workspace, ingest_settings):
+    # Given night 1 and night 2 ingested at the same path
+    deliver(raw_dir, NIGHT_1)
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    deliver(raw_dir, NIGHT_2)
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    entries = (len(quarantined(workspace, "orders")), len(quarantined(workspace, "customers", nulled=True)))
+    lake_bytes = workspace.lake_table("orders").read_bytes()
+
+    # When night 2's file is ingested again: its entries are replaced, not added; the lake is untouched
+    report = ingest_directory(raw_dir, workspace, ingest_settings)
+    assert (len(quarantined(workspace, "orders")), len(quarantined(workspace, "customers", nulled=True))) == entries
+    assert workspace.lake_table("orders").read_bytes() == lake_bytes
+    assert report.tables[1].unchanged == 1
+
+    # When night 1's file is put back and ingested again: its entries are replaced too (one copy each)
+    deliver(raw_dir, NIGHT_1)
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    rejected = quarantined(workspace, "orders")
+    assert sorted(json.loads(r)["order_id"] for r in rejected["record"]) == ["D1-2", "D1-3", "D2-2"]
+    path = str((raw_dir / "orders.csv").resolve())
+    assert set(rejected.loc[rejected["file"] == path, "row"]) == {2, 3}  # night 1's again: the file there now
+    assert len(quarantined(workspace, "customers", nulled=True)) == 3
+
+
+def test_entries_from_before_contents_were_recorded_are_kept_unless_reproduced(raw_dir, workspace, ingest_settings):
+    # Given night 1 ingested by a version that did not record contents (no record of deliveries)
+    deliver(raw_dir, NIGHT_1)
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    (workspace.quarantine / "deliveries.json").unlink()
+
+    # When the same file is ingested again, then night 2's
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    assert len(quarantined(workspace, "orders")) == 2
+    (workspace.quarantine / "deliveries.json").unlink()
+    deliver(raw_dir, NIGHT_2)
+    ingest_directory(raw_dir, workspace, ingest_settings)
+
+    # Then the same entries were not doubled, and night 1's are kept when night 2 comes
+    rejected = quarantined(workspace, "orders")
+    assert sorted(json.loads(r)["order_id"] for r in rejected["record"]) == ["D1-2", "D1-3", "D2-2"]
+    assert rejected.loc[rejected["row"] == 3, "file"].item().split("@")[1].startswith("ingested-")
+    assert len(quarantined(workspace, "customers", nulled=True)) == 3
