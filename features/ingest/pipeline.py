@@ -343,8 +343,8 @@ def _ingest_into(
     replace: bool = False,
 ) -> None:
     is_csv = path.suffix.lower() == ".csv"
-    schema_of_file = None if is_csv else parquet_schema(path)
-    columns = read_csv_header(path) if is_csv else list(schema_of_file.names)
+    schema_of_file = None if is_csv else parquet_schema(path, contract)
+    columns = read_csv_header(path, contract) if is_csv else list(schema_of_file.names)
     missing = [c for c in contract.required_columns if c not in columns]
     if missing:
         raise TableFileError(
@@ -383,7 +383,7 @@ def _ingest_into(
             ("python-csv", lambda: stream_csv_robust(path, columns, settings.batch_rows)),
         ]
     else:
-        attempts = [("parquet", lambda: stream_parquet(path, settings.batch_rows))]
+        attempts = [("parquet", lambda: stream_parquet(path, settings.batch_rows, contract))]
 
     for attempt, (reader_name, open_stream) in enumerate(attempts):
         try:
