@@ -221,13 +221,16 @@ def merge_into_lake(
         existing = f"read_parquet({_literal(str(lake_file))}, union_by_name = true)"
         staged_columns = [c for c in pq.read_schema(staged).names if c != "_source_row"]
         lake_columns = set(pq.read_schema(lake_file).names)
+        # DuckDB's column names ignore case (`loyalty_tier` is the lake's `Loyalty_Tier`): so do these sets
+        staged_folded, lake_folded = {c.lower() for c in staged_columns}, {c.lower() for c in lake_columns}
         # columns the file does not have (an optional contract column left out, a custom column only the lake
         # has): a row replacing the lake's keeps the lake's values there, as if the file had sent them
         kept = [c for c in pq.read_schema(lake_file).names
-                if not c.startswith("_") and (c in absent or c not in staged_columns)]
-        _define_latest(connection, contract, existing, kept, [c for c in kept if c in staged_columns])
+                if not c.startswith("_") and (c in absent or c.lower() not in staged_folded)]
+        kept_folded = {c.lower() for c in kept}
+        _define_latest(connection, contract, existing, kept, [c for c in kept if c.lower() in staged_folded])
         same = " AND ".join(f"n.{_quote(c)} IS NOT DISTINCT FROM e.{_quote(c)}" for c in staged_columns
-                            if c in lake_columns and c not in kept) or "true"
+                            if c.lower() in lake_folded and c.lower() not in kept_folded) or "true"
         # lineage too: the quarantine's entries of a file are replaced by row number, and erasure and
         # subject access match them to lake rows by (file, row), so a row that moved must be rewritten
         placed = "n._source_file = e._source_file AND n._source_row = e._source_row"
@@ -255,7 +258,7 @@ def merge_into_lake(
                     f"WHERE EXISTS (SELECT 1 FROM latest n WHERE {join})" if lineage else
                     "SELECT NULL::VARCHAR AS file, NULL::BIGINT AS row WHERE false"))
         if (matched == incoming and changed == 0 and moved == 0 and renamed == 0
-                and lake_columns.issuperset(staged_columns)):
+                and lake_folded.issuperset(staged_folded)):
             # Nothing new (a file ingested again): the lake file stays as it is, byte for byte, so the
             # feature tables built from it stay valid (their digest of the lake does not change).
             return MergeResult(duplicates=len(excluded), inserted=0, updated=0, lake_rows=pq.ParquetFile(lake_file)

@@ -38,6 +38,7 @@ from features.ingest.readers import (
     FastReaderStopped,
     RawBatch,
     TableFileError,
+    in_lake_spelling,
     parquet_schema,
     read_csv_header,
     stream_csv_fast,
@@ -345,6 +346,12 @@ def _ingest_into(
     is_csv = path.suffix.lower() == ".csv"
     schema_of_file = None if is_csv else parquet_schema(path, contract)
     columns = read_csv_header(path, contract) if is_csv else list(schema_of_file.names)
+    lake_file = workspace.lake_table(contract.name)
+    if lake_file.exists():  # a custom column the lake holds spelled another way is that column
+        columns = in_lake_spelling(columns, pq.read_schema(lake_file).names, contract)
+        if schema_of_file is not None:
+            schema_of_file = pa.schema([f.with_name(name) for f, name in zip(schema_of_file, columns, strict=True)],
+                                       metadata=schema_of_file.metadata)
     missing = [c for c in contract.required_columns if c not in columns]
     if missing:
         raise TableFileError(
@@ -383,7 +390,7 @@ def _ingest_into(
             ("python-csv", lambda: stream_csv_robust(path, columns, settings.batch_rows)),
         ]
     else:
-        attempts = [("parquet", lambda: stream_parquet(path, settings.batch_rows, contract))]
+        attempts = [("parquet", lambda: stream_parquet(path, settings.batch_rows, contract, columns))]
 
     for attempt, (reader_name, open_stream) in enumerate(attempts):
         try:

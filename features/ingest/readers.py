@@ -10,7 +10,7 @@ import csv
 import io
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +143,15 @@ def contract_names(path: Path, names: list[str], contract: TableContract | None)
         raise TableFileError(f"{path}: header columns {first + 1} ({written[0]}) and {index + 1} ({written[1]}) "
                              f"are {what}; keep one")
     return matched
+
+
+def in_lake_spelling(names: list[str], lake_names: Collection[str], contract: TableContract | None) -> list[str]:
+    """Header names with a custom column the lake already holds, spelled another way (`loyalty_tier` for
+    the lake's `Loyalty_Tier`: the lake compares column names ignoring case), in the lake's spelling: one
+    column, whatever each export calls it, as a contract column written another way is that column."""
+    known = set(contract.column_names) if contract is not None else set()
+    spelled = {name.lower(): name for name in lake_names if not name.startswith("_") and name not in known}
+    return [name if name in known else spelled.get(name.lower(), name) for name in names]
 
 
 def read_csv_header(path: Path, contract: TableContract | None = None) -> list[str]:
@@ -387,11 +396,13 @@ def parquet_schema(path: Path, contract: TableContract | None = None) -> pa.Sche
                      metadata=schema.metadata)
 
 
-def stream_parquet(path: Path, batch_rows: int, contract: TableContract | None = None) -> Iterator[RawBatch]:
-    """The file's rows in batches, columns named as `parquet_schema` names them."""
+def stream_parquet(path: Path, batch_rows: int, contract: TableContract | None = None,
+                   names: list[str] | None = None) -> Iterator[RawBatch]:
+    """The file's rows in batches, columns named as `parquet_schema` names them (or `names`, one per column)."""
     try:
         parquet = pq.ParquetFile(path)
-        names = contract_names(path, list(parquet.schema_arrow.names), contract_of(path, contract))
+        if names is None:
+            names = contract_names(path, list(parquet.schema_arrow.names), contract_of(path, contract))
         position = 0
         total = max(parquet.metadata.num_rows, 1)
         size = path.stat().st_size

@@ -310,3 +310,45 @@ def test_a_field_longer_than_the_csv_limit_is_quarantined_whichever_reader_reads
     # with the same reason from both readers
     assert set(outcomes) == {"pyarrow", "python-csv"}
     assert outcomes["pyarrow"] == outcomes["python-csv"] == "unreadable CSV record: field larger than field limit (131072)"
+
+
+# Custom columns spelled another way than the lake's (review F2) -----------------------------------------
+
+
+def test_a_custom_column_whose_case_changes_stays_one_column(raw_dir, workspace, ingest_settings):
+    # Given a custom column `Loyalty_Tier` in the lake
+    (raw_dir / "customers.csv").write_text("source,source_id,Loyalty_Tier\ncrm,1,gold\ncrm,2,silver\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+
+    # When later exports spell it `loyalty_tier` (once with a new value, then the same file twice more)
+    (raw_dir / "customers.csv").write_text("source,source_id,loyalty_tier\ncrm,1,platinum\ncrm,3,bronze\n")
+    first = table_report(ingest_directory(raw_dir, workspace, ingest_settings), "customers")
+    written = workspace.lake_table("customers").read_bytes()
+    second = table_report(ingest_directory(raw_dir, workspace, ingest_settings), "customers")
+    third = table_report(ingest_directory(raw_dir, workspace, ingest_settings), "customers")
+
+    # Then the lake has one column, in the lake's spelling, with the new values
+    customers = lake(workspace, "customers").set_index("source_id")
+    assert [c for c in customers.columns if c.lower().startswith("loyalty")] == ["Loyalty_Tier"]
+    assert customers["Loyalty_Tier"].to_dict() == {"1": "platinum", "2": "silver", "3": "bronze"}
+    assert first.custom_columns == ["Loyalty_Tier"] and (first.inserted, first.updated) == (1, 1)
+    # and the same file again changes nothing: its rows unchanged, the lake file untouched
+    assert (second.inserted, second.updated, second.unchanged) == (0, 0, 2)
+    assert (third.inserted, third.updated, third.unchanged) == (0, 0, 2)
+    assert workspace.lake_table("customers").read_bytes() == written
+
+
+def test_a_custom_column_whose_case_changes_in_parquet_stays_one_column(raw_dir, workspace, ingest_settings):
+    # Given a custom column `Loyalty_Tier` in the lake, from a CSV export
+    (raw_dir / "customers.csv").write_text("source,source_id,Loyalty_Tier\ncrm,1,gold\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    (raw_dir / "customers.csv").unlink()
+    # When a Parquet export spells it `LOYALTY_TIER`
+    pd.DataFrame({"source": ["crm"], "source_id": ["1"], "LOYALTY_TIER": ["platinum"]}).to_parquet(
+        raw_dir / "customers.parquet")
+    report = table_report(ingest_directory(raw_dir, workspace, ingest_settings), "customers")
+    # Then the lake's column takes the new value, and no other column appears
+    customers = lake(workspace, "customers")
+    assert report.updated == 1
+    assert [c for c in customers.columns if c.lower().startswith("loyalty")] == ["Loyalty_Tier"]
+    assert customers["Loyalty_Tier"].tolist() == ["platinum"]
