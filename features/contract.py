@@ -29,6 +29,9 @@ class Column:
     """For strings: other ways of writing a value, as (`fold_value` of the spelling, the value): `E-mail`
     is read as `email`. A value matching none is kept lower-cased (and checked against `allowed`)."""
     description: str = ""
+    aliases: tuple[str, ...] = ()
+    """Other header names of the column, matched as its name is (`header_key`): `Mobile` is `phone`. Never
+    another column's name or alias (checked when the table is defined)."""
 
     def canonical_value(self, value: str) -> str:
         """The value as the lake stores it: one of its spellings as the value, else lower-cased or trimmed."""
@@ -63,6 +66,24 @@ class TableContract:
     def pii_columns(self) -> tuple[str, ...]:
         return tuple(column.name for column in self.columns if column.pii)
 
+    def __post_init__(self) -> None:
+        taken: dict[str, str] = {}
+        for column in self.columns:
+            for name in (column.name, *column.aliases):
+                other = taken.setdefault(header_key(name), column.name)
+                if other != column.name:
+                    raise ValueError(f"table {self.name!r}: header name {name!r} would be both {other!r} "
+                                     f"and {column.name!r}")
+
+    def column_for_header(self, name: str) -> str | None:
+        """The contract column a header name is (`header_key`: case, spaces, hyphens and underscores do not
+        matter; a column's `aliases` are its names too), or None: a custom or unknown column."""
+        key = header_key(name)
+        for column in self.columns:
+            if key == header_key(column.name) or any(key == header_key(alias) for alias in column.aliases):
+                return column.name
+        return None
+
     def column(self, name: str) -> Column:
         for column in self.columns:
             if column.name == name:
@@ -86,6 +107,13 @@ def fold_column_name(name: str) -> str:
     """A header name as matched to the contract's column names: trimmed, lower-cased, runs of spaces,
     hyphens and underscores as one `_` (`First Name`, `first-name`, `FIRST_NAME` are all `first_name`)."""
     return re.sub(r"_+", "_", HEADER_SEPARATORS.sub("_", name.strip().lower()))
+
+
+def header_key(name: str) -> str:
+    """A header name as compared with the contract's column names and aliases: trimmed, lower-cased, without
+    spaces, hyphens or underscores (`First Name`, `first-name`, `FirstName`, `E-mail` are `firstname`,
+    `firstname`, `firstname`, `email`)."""
+    return re.sub(r"[\s\-_]+", "", name.strip().lower())
 
 
 def _source_columns() -> tuple[Column, ...]:
@@ -123,16 +151,20 @@ CUSTOMERS = TableContract(
     description="Identity records, one per (source, source_id). Every PII column is optional.",
     columns=(
         *_source_columns(),
-        Column("first_name", "string", pii=True),
-        Column("last_name", "string", pii=True),
-        Column("email", "string", pii=True, description="Must contain one @ and a dotted domain."),
-        Column("phone", "string", pii=True, description="Digits with optional +, spaces, dashes, dots, brackets."),
+        Column("first_name", "string", pii=True, aliases=("given name", "forename")),
+        Column("last_name", "string", pii=True, aliases=("surname", "family name")),
+        Column("email", "string", pii=True, description="Must contain one @ and a dotted domain.",
+               aliases=("email address",)),
+        Column("phone", "string", pii=True, description="Digits with optional +, spaces, dashes, dots, brackets.",
+               aliases=("phone number", "telephone", "telephone number", "tel", "mobile", "mobile number",
+                        "mobile phone")),
         Column("address_line", "string", pii=True),
         Column("city", "string", pii=True),
-        Column("postcode", "string", pii=True),
+        Column("postcode", "string", pii=True, aliases=("zip", "zip code", "postal code")),
         Column("region", "string"),
         Column("country", "string", description="ISO 3166 alpha-2 preferred."),
-        Column("date_of_birth", "date", pii=True, description="YYYY-MM-DD, not in the future."),
+        Column("date_of_birth", "date", pii=True, description="YYYY-MM-DD, not in the future.",
+               aliases=("dob", "birth date", "birthday")),
         Column("updated_at", "timestamp"),
     ),
     primary_key=("source", "source_id"),

@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,19 @@ NULLED_SCHEMA = pa.schema(
 
 
 @dataclass(frozen=True)
+class LegacyColumn:
+    """A lake column that is a contract column's other spelling (`legacy_columns`), as this merge left it."""
+
+    contract_column: str
+    cleared: int
+    """Rows this file replaced whose value in it went (the file has the contract column)."""
+    left: int
+    """Lake rows still holding a value in it (not replaced by this file, or the file lacks the contract column)."""
+    dropped: bool
+    """No row holds a value any more: the column is gone from the lake."""
+
+
+@dataclass(frozen=True)
 class MergeResult:
     duplicates: int
     inserted: int
@@ -54,6 +68,27 @@ class MergeResult:
     lake_rows: int
     unchanged: int = 0
     """Rows the lake already held as they are (a file ingested again)."""
+    legacy: dict[str, LegacyColumn] = field(default_factory=dict)
+    """The lake's columns that are another spelling of a contract column, by name (`legacy_columns`)."""
+
+
+DUCKDB_SUFFIX = re.compile(r"(?:_\d+)+$")
+"""What DuckDB appends to a column name another column already has, ignoring case (`EMAIL_1` beside `email`)."""
+
+
+def legacy_columns(contract: TableContract, lake_names: Sequence[str]) -> dict[str, str]:
+    """The lake's custom columns whose name is a contract column's (`TableContract.column_for_header`), with
+    or without a DuckDB suffix: written before header names were matched to the contract (an `EMAIL` or
+    `Phone Number` header was a custom column, stored `EMAIL_1`, `Phone Number`). By name, the contract column."""
+    known = {name.lower() for name in contract.column_names}
+    found = {}
+    for name in lake_names:
+        if name.startswith("_") or name.lower() in known:
+            continue
+        column = contract.column_for_header(name) or contract.column_for_header(DUCKDB_SUFFIX.sub("", name))
+        if column is not None:
+            found[name] = column
+    return found
 
 
 DELIVERIES_FILE = "deliveries.json"
@@ -225,8 +260,14 @@ def merge_into_lake(
         staged_folded, lake_folded = {c.lower() for c in staged_columns}, {c.lower() for c in lake_columns}
         # columns the file does not have (an optional contract column left out, a custom column only the lake
         # has): a row replacing the lake's keeps the lake's values there, as if the file had sent them
+        # a contract column's old spelling (a custom column before headers were matched to the contract:
+        # personal data outside the PII checks) goes from the rows a file with that contract column replaces
+        legacy = legacy_columns(contract, [c for c in lake_columns if c.lower() not in staged_folded]
+                                ) if contract.allows_custom_columns else {}
+        cleared_columns = [c for c, column in legacy.items() if column not in absent]
         kept = [c for c in pq.read_schema(lake_file).names
-                if not c.startswith("_") and (c in absent or c.lower() not in staged_folded)]
+                if not c.startswith("_") and (c in absent or c.lower() not in staged_folded)
+                and c not in cleared_columns]
         kept_folded = {c.lower() for c in kept}
         _define_latest(connection, contract, existing, kept, [c for c in kept if c.lower() in staged_folded])
         same = " AND ".join(f"n.{_quote(c)} IS NOT DISTINCT FROM e.{_quote(c)}" for c in staged_columns
@@ -257,18 +298,26 @@ def merge_into_lake(
                     f"SELECT e._source_file AS file, e._source_row AS row FROM {kept_rows} e "
                     f"WHERE EXISTS (SELECT 1 FROM latest n WHERE {join})" if lineage else
                     "SELECT NULL::VARCHAR AS file, NULL::BIGINT AS row WHERE false"))
+        legacy_left = _legacy_counts(connection, existing, join, legacy, cleared_columns)
+        dropped = [c for c in cleared_columns if legacy_left[c][1] == 0]
+        legacy_result = {c: LegacyColumn(column, legacy_left[c][0], legacy_left[c][1], c in dropped)
+                         for c, column in legacy.items()}
         if (matched == incoming and changed == 0 and moved == 0 and renamed == 0
-                and lake_folded.issuperset(staged_folded)):
+                and lake_folded.issuperset(staged_folded)
+                and not dropped and not any(result.cleared for result in legacy_result.values())):
             # Nothing new (a file ingested again): the lake file stays as it is, byte for byte, so the
             # feature tables built from it stay valid (their digest of the lake does not change).
             return MergeResult(duplicates=len(excluded), inserted=0, updated=0, lake_rows=pq.ParquetFile(lake_file)
-                               .metadata.num_rows, unchanged=matched)
+                               .metadata.num_rows, unchanged=matched, legacy=legacy_result)
         query = f"""
             SELECT * FROM {kept_rows} e WHERE NOT EXISTS (SELECT 1 FROM latest n WHERE {join})
             UNION ALL BY NAME SELECT * FROM latest
         """
+        if dropped:
+            query = f"SELECT * EXCLUDE ({', '.join(_quote(c) for c in dropped)}) FROM ({query})"
     else:
         matched = changed = 0
+        legacy_result = {}
         query = "SELECT * FROM arrived"
         if track_replaced:
             connection.execute("CREATE OR REPLACE TEMP TABLE replaced_places AS "
@@ -282,7 +331,26 @@ def merge_into_lake(
         updated=changed,
         lake_rows=lake_rows,
         unchanged=matched - changed,
+        legacy=legacy_result,
     )
+
+
+def _legacy_counts(connection: duckdb.DuckDBPyConnection, existing: str, join: str, legacy: dict[str, str],
+                   cleared_columns: list[str]) -> dict[str, tuple[int, int]]:
+    """For each legacy column: (lake rows replaced by `latest` that held a value in it, when it is cleared;
+    lake rows holding a value in it afterwards)."""
+    if not legacy:
+        return {}
+    names = list(legacy)
+    replaced = f"EXISTS (SELECT 1 FROM latest n WHERE {join})"
+    counts = connection.execute("SELECT " + ", ".join(
+        f"count({_quote(c)}) FILTER (WHERE {replaced}), count({_quote(c)}) FILTER (WHERE NOT {replaced})"
+        for c in names) + f" FROM {existing} e").fetchone()
+    result = {}
+    for index, c in enumerate(names):
+        in_replaced, in_others = counts[2 * index], counts[2 * index + 1]
+        result[c] = (in_replaced, in_others) if c in cleared_columns else (0, in_replaced + in_others)
+    return result
 
 
 def _define_latest(connection: duckdb.DuckDBPyConnection, contract: TableContract, existing: str,

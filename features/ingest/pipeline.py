@@ -440,6 +440,50 @@ def _ingest_into(
     report.nulled_values = dict(counts["nulled_by_column"])
     report.inserted, report.updated, report.lake_rows = merge.inserted, merge.updated, merge.lake_rows
     report.unchanged = merge.unchanged
+    _warn_of_legacy_columns(path, merge.legacy)
+    if custom:
+        _warn_of_contacts_in_custom_columns(path, staging / "valid.parquet", custom)
+
+
+CONTACT_SAMPLE_ROWS = 1000
+
+
+def _warn_of_contacts_in_custom_columns(path: Path, valid: Path, custom: list[str]) -> None:
+    """A WARNING per custom column whose values, in the file's first loaded rows, look like e-mails or phone
+    numbers (`personal_attribute_reason`, as feature builds judge custom attributes): contact data the PII
+    checks do not see, likely under a header the contract does not know. Names only."""
+    from features.customer_features import personal_attribute_reason
+
+    batch = next(pq.ParquetFile(valid).iter_batches(batch_size=CONTACT_SAMPLE_ROWS, columns=custom), None)
+    if batch is None:
+        return
+    sample = batch.to_pandas()
+    for name in custom:
+        reason = personal_attribute_reason(name, sample[name])
+        if reason is not None and reason.startswith(("it holds e-mail", "it holds phone")):
+            log.warning("%s: custom column %r looks like contact data (%s): it is kept as a custom attribute, "
+                        "outside the PII checks; if it is an e-mail or phone column, name it as the contract does "
+                        "(docs/data-contract.md)", path.name, name, reason)
+
+
+def _warn_of_legacy_columns(path: Path, legacy: dict[str, lake.LegacyColumn]) -> None:
+    """A WARNING per lake column that is a contract column's old spelling: personal data kept outside the PII
+    checks until the rows holding it are sent again with the contract column. Names and counts only."""
+    for name, column in legacy.items():
+        what = (f"lake column {name!r} is an old spelling of the contract column {column.contract_column!r} (a custom "
+                "column from before header names were matched to the contract): its values are outside the PII "
+                "checks")
+        if column.dropped:
+            done = f"cleared in the {column.cleared} row(s) this file replaced; no row holds it any more: dropped"
+        elif column.left and column.cleared:
+            done = (f"cleared in the {column.cleared} row(s) this file replaced; {column.left} other lake row(s) "
+                    f"still hold it, until they are sent again with a {column.contract_column} column")
+        elif column.left:
+            done = (f"{column.left} lake row(s) hold it, until they are sent again with a "
+                    f"{column.contract_column} column")
+        else:
+            continue
+        log.warning("%s: %s; %s", path.name, what, done)
 
 
 def refuse_unreadable_columns(path: Path, schema: pa.Schema, contract: TableContract, custom: list[str]) -> None:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as arrow_csv
 import pyarrow.parquet as pq
 
-from features.contract import CONTRACTS, TableContract, fold_column_name
+from features.contract import CONTRACTS, TableContract
 
 
 class TableFileError(ValueError):
@@ -122,12 +122,13 @@ def contract_of(path: Path, contract: TableContract | None) -> TableContract | N
 
 def contract_names(path: Path, names: list[str], contract: TableContract | None) -> list[str]:
     """Header names as ingestion uses them: a name that is a contract column written another way is that
-    column (`EMAIL`, `First Name`, `first-name`: case, and spaces, hyphens and underscores, do not matter);
+    column (`EMAIL`, `First Name`, `FirstName`, `E-mail`: case, and spaces, hyphens and underscores, do not
+    matter), and so is one of the column's aliases (`Mobile`, `Phone Number` are `phone`: `Column.aliases`);
     any other keeps its name, trimmed. Two names that would be one column fail the file, naming both
     (the lake's column names are compared ignoring case: `Notes` beside `notes` is refused too)."""
     names = [name.strip() for name in names]
     known = set(contract.column_names) if contract is not None else set()
-    matched = [fold_column_name(name) if fold_column_name(name) in known else name for name in names]
+    matched = [(contract.column_for_header(name) if contract is not None else None) or name for name in names]
     seen: dict[str, int] = {}
     for index, name in enumerate(matched):
         if not name:
@@ -138,8 +139,13 @@ def contract_names(path: Path, names: list[str], contract: TableContract | None)
         written = names[first], names[index]
         if written[0] == written[1]:
             raise TableFileError(f"{path}: duplicated column(s) in header: {written[0]}")
-        what = (f"both the contract column {name!r} (header names are matched ignoring case, spaces, hyphens "
-                "and underscores)" if name in known else "the same column (column names are compared ignoring case)")
+        if name in known:
+            aliases = contract.column(name).aliases
+            other_names = f", and {', '.join(aliases)} are other names of it" if aliases else ""
+            what = (f"both the contract column {name!r} (header names are matched ignoring case, spaces, hyphens "
+                    f"and underscores{other_names})")
+        else:
+            what = "the same column (column names are compared ignoring case)"
         raise TableFileError(f"{path}: header columns {first + 1} ({written[0]}) and {index + 1} ({written[1]}) "
                              f"are {what}; keep one")
     return matched

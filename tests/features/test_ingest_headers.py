@@ -352,3 +352,82 @@ def test_a_custom_column_whose_case_changes_in_parquet_stays_one_column(raw_dir,
     assert report.updated == 1
     assert [c for c in customers.columns if c.lower().startswith("loyalty")] == ["Loyalty_Tier"]
     assert customers["Loyalty_Tier"].tolist() == ["platinum"]
+
+
+# Common other names of PII columns (review F5) ----------------------------------------------------------
+
+
+def test_the_common_spellings_of_pii_headers_are_the_contract_columns(raw_dir, workspace, ingest_settings):
+    # Given an export whose PII headers are written as people write them, and a flag named after a channel
+    (raw_dir / "customers.csv").write_text(
+        "source,source_id,FirstName,Surname,E-mail,Phone Number,ZIP Code,DOB,mobile_app_user\n"
+        "crm,1,Ann,Lee,ann@example.com,+447700900001,SW1A 1AA,1980-02-03,yes\n")
+    # When ingested
+    report = table_report(ingest_directory(raw_dir, workspace, ingest_settings), "customers")
+    # Then each is its contract column, checked as PII; only the flag is a custom column
+    row = lake(workspace, "customers").iloc[0]
+    assert report.custom_columns == ["mobile_app_user"]
+    assert (row["first_name"], row["last_name"], row["email"], row["phone"], row["postcode"]) == (
+        "Ann", "Lee", "ann@example.com", "+447700900001", "SW1A 1AA")
+    assert str(row["date_of_birth"])[:10] == "1980-02-03"
+    assert not {"E-mail", "Phone Number", "ZIP Code", "DOB"} & set(lake(workspace, "customers").columns)
+
+
+def test_an_invalid_value_under_an_alias_header_is_nulled_as_pii(raw_dir, workspace, ingest_settings):
+    # Given an invalid e-mail under `Email Address` and an invalid phone under `Mobile`
+    (raw_dir / "customers.csv").write_text("source,source_id,Email Address,Mobile\ncrm,1,not-an-email,call me\n")
+    # When ingested
+    report = table_report(ingest_directory(raw_dir, workspace, ingest_settings), "customers")
+    # Then both are nulled as the PII they are (kept apart), not loaded as custom attributes
+    assert report.nulled_values == {"email": 1, "phone": 1} and report.custom_columns == []
+
+
+def test_a_header_and_an_alias_of_one_column_fail_the_table_naming_both(raw_dir, workspace, ingest_settings):
+    # Given customers with both `Phone` and `Mobile` (which is phone too)
+    (raw_dir / "customers.csv").write_text("source,source_id,Phone,Mobile\ncrm,1,07700900001,07700900002\n")
+    # When ingested
+    report = table_report(ingest_directory(raw_dir, workspace, ingest_settings), "customers")
+    # Then the table fails naming both headers, the column, and its other names
+    assert report.status == "failed"
+    assert "3 (Phone) and 4 (Mobile)" in report.error and "'phone'" in report.error and "mobile" in report.error
+
+
+def test_an_alias_can_never_be_another_columns_name():
+    # Given a table whose column's alias is another column's name, written another way
+    from features.contract import Column, TableContract
+
+    # When it is defined, then it is refused naming both columns
+    try:
+        TableContract("t", (Column("a_b", "string"), Column("c", "string", aliases=("A-B",))), ("c",), "")
+    except ValueError as error:
+        assert "'a_b' and 'c'" in str(error)
+    else:
+        raise AssertionError("a colliding alias was accepted")
+
+
+def test_every_alias_is_documented():
+    from cdp.workspace import REPOSITORY_ROOT
+    from features.contract import CONTRACTS
+
+    doc = (REPOSITORY_ROOT / "docs" / "data-contract.md").read_text()
+    for contract in CONTRACTS.values():
+        for column in contract.columns:
+            for alias in column.aliases:
+                assert f"`{alias}`" in doc, f"{contract.name}.{column.name} alias {alias!r} not documented"
+
+
+def test_a_custom_column_holding_contacts_is_warned_of_by_name(raw_dir, workspace, ingest_settings, caplog):
+    # Given customers whose e-mails and phones are under headers no contract name or alias matches
+    (raw_dir / "customers.csv").write_text(
+        "source,source_id,Contact,Whatsapp,tier\ncrm,1,ann@example.com,+447700900001,gold\n"
+        "crm,2,bob@example.com,+447700900002,silver\n")
+    # When ingested
+    caplog.set_level("WARNING", logger="cdp.ingest")
+    report = table_report(ingest_directory(raw_dir, workspace, ingest_settings), "customers")
+    # Then they load as custom attributes, and the log warns of each by name, never quoting a value
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert report.custom_columns == ["Contact", "Whatsapp", "tier"]
+    assert any("'Contact'" in m and "e-mail" in m for m in warnings)
+    assert any("'Whatsapp'" in m and "phone" in m for m in warnings)
+    assert not any("'tier'" in m for m in warnings)
+    assert not any("example.com" in m or "7700" in m for m in warnings)

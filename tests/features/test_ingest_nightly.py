@@ -243,3 +243,69 @@ def test_entries_from_before_contents_were_recorded_are_kept_unless_reproduced(r
     assert sorted(json.loads(r)["order_id"] for r in rejected["record"]) == ["D1-2", "D1-3", "D2-2"]
     assert rejected.loc[rejected["row"] == 3, "file"].item().split("@")[1].startswith("ingested-")
     assert len(quarantined(workspace, "customers", nulled=True)) == 3
+
+
+def with_legacy_columns(workspace, values: dict[str, dict[str, str]]) -> None:
+    """The customers lake as an ingest from before header matching left it: `EMAIL` and `Phone Number`
+    headers were custom columns (stored `EMAIL_1`, `Phone Number`). `values`: by column, by source_id."""
+    import duckdb
+
+    target = workspace.lake_table("customers")
+    added = "".join(
+        ", CASE source_id " + "".join(f"WHEN '{k}' THEN '{v}' " for k, v in by_id.items())
+        + f"END AS \"{name}\"" for name, by_id in values.items())
+    duckdb.sql(f"COPY (SELECT *{added} FROM read_parquet('{target}')) TO '{target}.new' (FORMAT parquet)")
+    Path(f"{target}.new").replace(target)
+
+
+def test_an_old_spelling_of_a_pii_column_goes_from_the_rows_a_file_replaces(
+        raw_dir, workspace, ingest_settings, caplog):
+    # Given a lake whose e-mails and phones are in the custom columns an older ingest made of `EMAIL` and
+    # `Phone Number` headers, for customers 1 and 2
+    (raw_dir / "customers.csv").write_text("source,source_id,first_name\ncrm,1,Ann\ncrm,2,Bob\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    with_legacy_columns(workspace, {"EMAIL_1": {"1": "ann@example.com", "2": "bob@example.com"},
+                                    "Phone Number": {"1": "+447700900001"}})
+
+    # When customer 1 is sent again with the same headers, now read as email and phone
+    (raw_dir / "customers.csv").write_text("source,source_id,EMAIL,Phone Number\ncrm,1,ann@example.com,+447700900001\n")
+    caplog.set_level("WARNING", logger="cdp.ingest")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+
+    # Then her e-mail and phone are in the contract columns only; customer 2's old column stays until
+    # sent again, and the emptied `Phone Number` is gone from the lake
+    customers = pd.read_parquet(workspace.lake_table("customers")).set_index("source_id")
+    assert (customers.loc["1", "email"], customers.loc["1", "phone"]) == ("ann@example.com", "+447700900001")
+    assert pd.isna(customers.loc["1", "EMAIL_1"]) and customers.loc["2", "EMAIL_1"] == "bob@example.com"
+    assert "Phone Number" not in customers.columns
+    # and the log warns naming the columns and counts, never a value
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("'EMAIL_1'" in m and "'email'" in m and "1 other lake row(s) still hold it" in m for m in warnings)
+    assert any("'Phone Number'" in m and "dropped" in m for m in warnings)
+    assert not any("example.com" in m or "7700" in m for m in warnings)
+
+    # When customer 2 is sent again too, then the old column is gone, and a third ingest changes nothing
+    (raw_dir / "customers.csv").write_text("source,source_id,email\ncrm,1,ann@example.com\ncrm,2,bob@example.com\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    written = workspace.lake_table("customers").read_bytes()
+    again = ingest_directory(raw_dir, workspace, ingest_settings).tables[0]
+    customers = pd.read_parquet(workspace.lake_table("customers"))
+    assert "EMAIL_1" not in customers.columns and sorted(customers["email"]) == ["ann@example.com", "bob@example.com"]
+    assert again.unchanged == 2 and workspace.lake_table("customers").read_bytes() == written
+
+
+def test_an_old_spelling_is_kept_while_files_lack_its_column_and_the_log_says_so(
+        raw_dir, workspace, ingest_settings, caplog):
+    # Given a lake with an old `EMAIL_1` column for customer 1
+    (raw_dir / "customers.csv").write_text("source,source_id,first_name\ncrm,1,Ann\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    with_legacy_columns(workspace, {"EMAIL_1": {"1": "ann@example.com"}})
+    # When a file without any e-mail column replaces her row
+    (raw_dir / "customers.csv").write_text("source,source_id,first_name\ncrm,1,Anne\n")
+    caplog.set_level("WARNING", logger="cdp.ingest")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    # Then the file says nothing about her e-mail: the old column keeps it, and the log warns
+    customers = pd.read_parquet(workspace.lake_table("customers"))
+    assert customers["EMAIL_1"].tolist() == ["ann@example.com"] and customers["first_name"].tolist() == ["Anne"]
+    assert any("'EMAIL_1'" in r.getMessage() and "1 lake row(s) hold it" in r.getMessage()
+               for r in caplog.records if r.levelname == "WARNING")
