@@ -920,10 +920,9 @@ def _train(space: Workspace, settings: Settings, model: str, as_of: dt.datetime,
     return reports
 
 
-def _win_back_counts(total: int, later: int) -> str:
+def _win_back_counts(today: int, later: int) -> str:
     """`win-back today: 1,571`, with `(and 1,612 once a quiet period ends)` when some must wait."""
-    text = f"win-back today: {total - later:,}"
-    return text + (f" (and {later:,} once a quiet period ends)" if later else "")
+    return f"win-back today: {today:,}" + (f" (and {later:,} once a quiet period ends)" if later else "")
 
 
 @app.command()

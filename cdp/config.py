@@ -301,7 +301,7 @@ class SegmentDefinition(_Section):
 
 BUILT_IN_SEGMENTS: dict[str, SegmentDefinition] = {
     "win_back_today": SegmentDefinition(
-        where="win_back AND win_back_timing = 'today'",
+        where="win_back",
         description="The policy's win-back list for today: lapsed or at-risk customers worth an offer, on a channel "
                     "open today (those waiting for a quiet period to end join it on the day it ends)."),
     "high_clv_at_risk": SegmentDefinition(
@@ -311,7 +311,7 @@ BUILT_IN_SEGMENTS: dict[str, SegmentDefinition] = {
         where="eligible_push",
         description="Customers the policy may push today: consent, an installed app, under caps and quiet periods."),
     "do_not_contact": SegmentDefinition(
-        where="holdout OR (next_best_action = 'none' AND NOT coalesce(win_back AND win_back_timing = 'today', false))",
+        where="holdout OR (next_best_action = 'none' AND NOT coalesce(win_back, false))",
         description="Suppression list: the holdout (control group) and everyone the policy does not contact today.",
         contact=False),
 }

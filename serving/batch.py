@@ -59,8 +59,8 @@ class ScoreSummary:
     next_best_channels: dict[str, int] = field(default_factory=dict)
     win_back_customers: int = 0
     win_back_later_customers: int = 0
-    """Of `win_back_customers`, those whose win-back waits for a quiet period to end (`win_back_timing`
-    not `today`)."""
+    """Customers whose win-back waits for a quiet period to end (`win_back` false, `win_back_timing`
+    `in N days`): not in `win_back_customers`, today's."""
     holdout_customers: int = 0
     total_expected_value: float = 0.0
     mean_churn_probability: float | None = None
@@ -191,8 +191,9 @@ class _SummaryTotals:
         self.channels.update(chunk["next_best_channel"].dropna().astype(str).to_numpy())
         win_back = chunk["win_back"].fillna(False).astype(bool)
         self.win_back += int(win_back.sum())
-        if "win_back_timing" in chunk:  # files scored before a win-back could wait hold only today's
-            self.win_back_later += int((win_back & chunk["win_back_timing"].ne(WIN_BACK_TIMING)).sum())
+        if "win_back_timing" in chunk:  # files scored before a win-back could wait have none waiting
+            timing = chunk["win_back_timing"]
+            self.win_back_later += int((timing.notna() & timing.ne(WIN_BACK_TIMING)).sum())
         self.holdout += int(chunk["holdout"].fillna(False).astype(bool).sum())
         self.with_reasons += int(chunk["reasons"].notna().sum())
         self.expected_value += float(chunk["expected_value"].fillna(0).sum())

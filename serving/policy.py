@@ -523,10 +523,10 @@ def decide(
         "win_back_action": np.where(win_back, win["action"], None).astype(object),
         "win_back_channel": np.where(win_back, win["channel"], None).astype(object),
         "win_back_offer": np.where(win_back, win["offer"], None).astype(object),
-        "win_back_timing": np.where(win_back, win["timing"], None).astype(object),
+        "win_back_timing": np.where(win_back | (win["waiting"] & ~holdout), win["timing"], None).astype(object),
         "win_back_value": win["value"],
         "win_back_reason": np.where(
-            holdout & win["win_back"], HOLDOUT_REASON, win["reason"]
+            holdout & (win["win_back"] | win["waiting"]), HOLDOUT_REASON, win["reason"]
         ).astype(object),
         "policy_win_back_action": np.where(win["win_back"], win["action"], None).astype(object),
         "alternatives": (
@@ -614,7 +614,8 @@ def _win_back(
     """Win-back decision per row: candidates (customers who have ordered, at high churn risk or lapsed),
     channel (best eligible by uplift; cheapest without a propensity model), offer tier, timing, value
     saved against cost. A customer with no channel open today but one held only by a quiet period is
-    won back on it when the period ends: a lapsed customer is worth a wait of days, not a lost offer."""
+    not a win-back today (`win_back` false: nothing may go out) but `waiting`, with the timing and a
+    reason naming the action for when the period ends, when the nightly scoring makes it today's."""
     n = read.length
     rows = np.arange(n)
     churn = read("churn_probability")
@@ -662,14 +663,16 @@ def _win_back(
     if usable:
         score_matrix = np.column_stack(scores)
         open_today = np.column_stack([stages[c] == _ELIGIBLE for c in usable])
-        open_later = np.column_stack([stages[c] == _QUIET for c in usable])
-        today = np.where(open_today, score_matrix, -np.inf)
-        later = np.where(open_later, score_matrix, -np.inf)
-        matrix = np.where(open_today.any(axis=1)[:, None], today, later)
+        matrix = np.where(open_today, score_matrix, -np.inf)
+        none_today = ~open_today.any(axis=1)
+        if none_today.any():  # those with no channel today: one held only by its quiet period, if any
+            open_later = np.column_stack([stages[c] == _QUIET for c in usable])
+            matrix[none_today] = np.where(open_later, score_matrix, -np.inf)[none_today]
         pick = matrix.argmax(axis=1)
         has_channel = np.isfinite(matrix[rows, pick])
-        waits = np.column_stack([quiet_waits[c] for c in usable])
-        wait = np.where(has_channel & ~open_today[rows, pick], waits[rows, pick], 0.0)
+        if none_today.any():
+            waits = np.column_stack([quiet_waits[c] for c in usable])
+            wait = np.where(has_channel & none_today, waits[rows, pick], 0.0)
     else:
         pick, has_channel = np.zeros(n, dtype=int), np.zeros(n, dtype=bool)
 
@@ -722,14 +725,21 @@ def _win_back(
         default="high churn risk",
     ).astype(object)
     offer_out = np.where(offer_out == NO_CONTACT, None, offer_out).astype(object)
+    waiting = win & (wait > 0)
+    timing = _timing(np.where(waiting, wait, 0.0))
+    if waiting.any():  # not a win-back today: the reason says what goes out when
+        reason[waiting] = [f"{why}; win back with {action} {when}, once its quiet period ends"
+                           for why, action, when in zip(reason[waiting], action_out[waiting], timing[waiting],
+                                                        strict=True)]
     return {
-        "win_back": win,
+        "win_back": win & ~waiting,
+        "waiting": waiting,
         "action": action_out,
         "channel": channel_out,
         "offer": offer_out,
         "value": np.where(has_channel & candidate, saved - cost, np.nan),
         "reason": reason,
-        "timing": _timing(wait),
+        "timing": timing,
     }
 
 

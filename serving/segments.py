@@ -166,16 +166,13 @@ def select_segment(scores: pd.DataFrame, features: pd.DataFrame, definition: Seg
     if definition.contact and not channel_columns(scores):
         raise SegmentError(f"segment {name!r}: the scores have no eligible_<channel> columns, so who may be contacted "
                            "is unknown; run `cdp score` again")
-    scored = scores.reset_index(drop=True).assign(_position=np.arange(len(scores)))
+    scored = with_win_back_timing(scores).reset_index(drop=True).assign(_position=np.arange(len(scores)))
     extra = [c for c in features.columns if c != "customer_id" and c not in scored.columns]
     known = "true"
     if extra:
         featured = features[["customer_id", *extra]].drop_duplicates("customer_id").assign(_has_features=True)
         scored = scored.merge(featured, on="customer_id", how="left")
         known = "coalesce(_has_features, false)"
-    if "win_back" in scored.columns and "win_back_timing" not in scored.columns:
-        # scores written before a win-back could wait for a quiet period: every win-back was for today
-        scored["win_back_timing"] = np.where(scored["win_back"].fillna(False).astype(bool), "today", None)
     if "clv" in scored.columns:
         scored["clv_percentile"] = scored["clv"].rank(method="min", pct=False).sub(1).div(max(len(scored) - 1, 1))
     connection = duckdb.connect()
@@ -230,6 +227,13 @@ def describe_expression_error(name: str, where: str, error: Exception) -> str:
     return f"segment {name!r}: invalid where expression ({first_line}) (where: {where})"
 
 
+def with_win_back_timing(scores: pd.DataFrame) -> pd.DataFrame:
+    """Scores written before win-back timing was a column: every win-back was for today."""
+    if "win_back" not in scores.columns or "win_back_timing" in scores.columns:
+        return scores
+    return scores.assign(win_back_timing=np.where(scores["win_back"].fillna(False).astype(bool), "today", None))
+
+
 def build_export(selected: pd.DataFrame, identity_map: pd.DataFrame, profiles: pd.DataFrame,
                  segment: str, contact: bool = True, campaign_id: str | None = None) -> pd.DataFrame:
     """One row per source record of each selected customer: the customer's id in that system, their
@@ -238,6 +242,7 @@ def build_export(selected: pd.DataFrame, identity_map: pd.DataFrame, profiles: p
     source_id. In a `contact` list a contact point is given only where its channel is eligible
     (CONTACT_COLUMNS: the e-mail where `eligible_email`, the phone where `eligible_sms`); a suppression
     list keeps them, to match the customers it suppresses."""
+    selected = with_win_back_timing(selected)
     columns = channel_columns(selected)
     eligible = selected[columns].fillna(False).astype(bool).to_numpy() if columns else np.zeros((len(selected), 0), bool)
     channels = [c.removeprefix(ELIGIBLE_PREFIX) for c in columns]

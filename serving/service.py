@@ -202,8 +202,9 @@ class WinBack(BaseModel):
     eligible: bool
     action: str | None
     offer: str | None = Field(None, description="The action's offer (None: no discount).")
-    timing: str | None = Field(None, description="`today`, or `in N days` when the channel is held by its quiet "
-                                                  "period until then (docs/policy.md).")
+    timing: str | None = Field(None, description="`today` for a win-back to send now; `in N days` (with "
+                                                  "`eligible` false and no action) when one waits for a channel's "
+                                                  "quiet period, the reason naming it (docs/policy.md).")
     value: float | None = Field(None, description="Value saved minus the action's cost (None when not a candidate).")
     reason: str | None = Field(None, description="Why a win-back, or why not (never ordered, not at risk, ...).")
 

@@ -193,7 +193,7 @@ def summarize_scores(scores: DataFrame) -> dict:
 
     aggregates = [functions.count(functions.lit(1)).alias("customers"),
                   count_true("win_back").alias("win_back_customers"),
-                  count_true(functions.col("win_back")
+                  count_true(functions.col("win_back_timing").isNotNull()
                              & (functions.col("win_back_timing") != functions.lit(WIN_BACK_TIMING)))
                   .alias("win_back_later_customers"),
                   count_true("holdout").alias("holdout_customers"),

@@ -485,7 +485,6 @@ def test_scoring_a_workspace_never_resolved_says_to_resolve_first(tmp_path):
     assert not (workspace / "mlruns").exists()
 
 
-@pytest.mark.slow
 def test_a_run_that_fails_says_which_steps_did_not_run_and_which_scores_stand(tmp_path):
     # Given a workspace scored before, and tonight's export folder empty
     outputs = tmp_path / "w" / "data" / "outputs"
@@ -521,6 +520,7 @@ def test_a_run_that_trained_not_every_model_warns_and_with_strict_exits_3(tmp_pa
     assert strict.exit_code == 3 and "(--strict)" in strict.output
 
 
+@pytest.mark.slow
 def test_run_that_can_train_no_model_and_scores_nothing_fails(tmp_path):
     # Given customers and three months of their orders (too short a history for any model), no touches
     simulated, raw = tmp_path / "simulated", tmp_path / "raw"

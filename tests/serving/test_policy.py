@@ -389,15 +389,22 @@ def test_a_win_back_held_only_by_a_quiet_period_is_scheduled_for_when_it_ends():
     only_email = {"push_consent": 0, "sms_consent": 0, "email_days_since_last_touch": 0.5}
     # When: the policy decides today
     answer = one(lapsed_customer(**only_email))
-    # Then: no contact today, but the win-back on e-mail once the quiet period is over
+    # Then: nothing goes out today (no win-back, no action a tool could send), but the timing and the
+    # reason say which win-back comes once the quiet period is over
     assert answer["next_best_action"] == "none"
     assert answer["no_contact_reason"].startswith("quiet period")
-    assert answer["win_back"] and answer["win_back_action"] == "email:20pct"
+    assert not answer["win_back"] and answer["win_back_action"] is None and answer["policy_win_back_action"] is None
     assert answer["win_back_timing"] == "in 2 days"
+    assert answer["win_back_reason"] == ("lapsed and high churn risk; win back with email:20pct in 2 days, once its "
+                                         "quiet period ends")
+    assert answer["win_back_value"] == pytest.approx(24 - 0.002 - 0.2 * 100 * 0.065)
     # and a quiet period of any channel counts: e-mail was quiet 1.2 days, a push 0.25 days ago
     both = one(lapsed_customer(push_consent=0, sms_consent=0, email_days_since_last_touch=1.2,
                                push_days_since_last_touch=0.25))
     assert both["win_back_timing"] == "in 1 day"
+    # and a held-out customer's waiting win-back is not announced either
+    held = one(lapsed_customer(**only_email), PolicySettings(holdout_share=0.99))  # C1 is held out at 99%
+    assert held["win_back_timing"] is None and held["win_back_reason"] == "holdout (control group)"
 
 
 def test_a_channel_open_today_wins_over_waiting_and_other_blocks_are_not_waited_out():

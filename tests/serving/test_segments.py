@@ -157,6 +157,8 @@ def test_a_contact_list_gives_each_contact_point_only_where_its_channel_is_eligi
     assert contact["email"].tolist() == ["one@example.com", None]
     assert contact["phone"].tolist() == [None, "+447700900003"]
     assert contact["eligible_channels"].tolist() == ["email", "push,sms"]
+    # ...and scores written before win-back timing was a column export C1's win-back as today's
+    assert contact["win_back_timing"].tolist() == ["today", None]
     assert (contact["campaign_id"] == "spring").all()
     # ...and a suppression list keeps every address and phone, to match the customers it suppresses
     assert suppression["email"].tolist() == ["one@example.com", "three@example.com"]
@@ -306,8 +308,8 @@ def test_built_in_segments_export_every_record_of_their_customers(served, scored
         assert customers <= reachable
         assert first["eligible_channels"].notna().all()
     if segment == "win_back_today":
-        today = scores["win_back"] & scores["win_back_timing"].eq("today")
-        assert customers == set(scores.loc[today, "customer_id"]) and customers
+        assert customers == set(scores.loc[scores["win_back"], "customer_id"]) and customers
+        assert (first["win_back_timing"] == "today").all()  # a win-back to send, not one waiting
     if segment == "push_reachable":
         assert customers == set(scores.loc[scores["eligible_push"] & ~scores["holdout"], "customer_id"])
 

@@ -925,7 +925,7 @@ def test_the_service_and_the_batch_job_decide_alike(client, served, tmp_path):
     # ...and customers nobody pushed fresh behaviour for (other tests push to some: the online answer moves)
     pushed = {entry["customer_id"] for entry in push_log_entries(served.workspace)[0]}
     scores = scores[~scores["customer_id"].isin(pushed)]
-    waiting = scores["win_back"] & scores["win_back_timing"].ne("today")
+    waiting = scores["win_back_timing"].notna() & scores["win_back_timing"].ne("today")
     sample = pd.concat([scores.head(200), scores[scores["win_back"]].head(50), scores[waiting].head(50)])
     sample = sample.drop_duplicates("customer_id")
     # When the service is asked for them
