@@ -1462,7 +1462,8 @@ def contract(
                 "columns": {
                     col.name: {"type": col.kind, "required": col.required, "pii": col.pii,
                                **({"allowed": sorted(col.allowed)} if col.allowed else {}),
-                               **({"spellings": dict(col.spellings)} if col.spellings else {})}
+                               **({"spellings": dict(col.spellings)} if col.spellings else {}),
+                               **({"header_aliases": list(col.aliases)} if col.aliases else {})}
                     for col in c.columns
                 },
                 "custom_columns": c.allows_custom_columns,
@@ -1482,6 +1483,8 @@ def contract(
             if col.spellings:
                 rule.append(f"{len(col.spellings)} spellings read as a value, ignoring case, spaces, _ - . "
                             "(e.g. E-Mail as email; `--json` lists them)")
+            if col.aliases:
+                rule.append("header also read from: " + ", ".join(col.aliases))
             if col.minimum is not None:
                 rule.append(f">= {col.minimum:g}")
             if col.maximum is not None:

@@ -36,6 +36,7 @@ def test_contract_json_lists_every_table():
     assert payload["orders"]["columns"]["amount"]["required"] is True
     # the spellings a channel is read from are documented where the allowed values are
     assert payload["consents"]["columns"]["channel"]["spellings"]["textmessage"] == "sms"
+    assert "mobile" in payload["customers"]["columns"]["phone"]["header_aliases"]
 
 
 def test_config_shows_environment_overrides(tmp_path, monkeypatch):
