@@ -30,8 +30,10 @@ class Column:
     is read as `email`. A value matching none is kept lower-cased (and checked against `allowed`)."""
     description: str = ""
     aliases: tuple[str, ...] = ()
-    """Other header names of the column, matched as its name is (`header_key`): `Mobile` is `phone`. Never
-    another column's name or alias (checked when the table is defined)."""
+    """Other header names of the column, matched as its name is (`header_key`): `Mobile` is `phone`, unless
+    the file also has the column under its own name (`Phone`): then `Mobile` is a custom column
+    (`features.ingest.readers.contract_names`). Never another column's name or alias (checked when the table
+    is defined)."""
 
     def canonical_value(self, value: str) -> str:
         """The value as the lake stores it: one of its spellings as the value, else lower-cased or trimmed."""

@@ -38,6 +38,7 @@ from features.ingest.readers import (
     FastReaderStopped,
     RawBatch,
     TableFileError,
+    aliases_set_aside,
     in_lake_spelling,
     parquet_schema,
     read_csv_header,
@@ -362,6 +363,11 @@ def _ingest_into(
     if schema_of_file is not None:
         refuse_unreadable_columns(path, schema_of_file, contract, custom)
     report.custom_columns = custom
+    for column, aside in aliases_set_aside(contract, columns).items():
+        log.warning("%s: column(s) %s are other names of the contract column %r but were not used as it, because "
+                    "the file also has a %r column: kept as custom column(s) under their own names, outside the "
+                    "PII checks (docs/data-contract.md)",
+                    path.name, ", ".join(repr(name) for name in aside), column, column)
     report.ignored_columns = [c for c in columns if c not in contract.column_names and c not in custom]
     if report.ignored_columns:
         log.warning("%s: columns not in the contract for %r are ignored: %s",

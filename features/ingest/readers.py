@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as arrow_csv
 import pyarrow.parquet as pq
 
-from features.contract import CONTRACTS, TableContract
+from features.contract import CONTRACTS, TableContract, header_key
 
 
 class TableFileError(ValueError):
@@ -124,31 +124,74 @@ def contract_names(path: Path, names: list[str], contract: TableContract | None)
     """Header names as ingestion uses them: a name that is a contract column written another way is that
     column (`EMAIL`, `First Name`, `FirstName`, `E-mail`: case, and spaces, hyphens and underscores, do not
     matter), and so is one of the column's aliases (`Mobile`, `Phone Number` are `phone`: `Column.aliases`);
-    any other keeps its name, trimmed. Two names that would be one column fail the file, naming both
-    (the lake's column names are compared ignoring case: `Notes` beside `notes` is refused too)."""
+    any other keeps its name, trimmed (a reserved `_` name is never a contract column).
+
+    Several names for one contract column: two written alike (`email` and `EMAIL`, `Mobile` and `mobile`)
+    fail the file, naming both. Else the one that is the column's own name (`Phone`) is the column, and its
+    aliases (`Mobile`, a second number) keep their names as custom columns (`aliases_set_aside`). Two
+    aliases and no own name (`Mobile` and `Tel`) fail the file naming both: which is the column is not
+    guessed from column order. Custom names are compared ignoring case as the lake does (`Notes` beside
+    `notes` is refused too)."""
     names = [name.strip() for name in names]
-    known = set(contract.column_names) if contract is not None else set()
-    matched = [(contract.column_for_header(name) if contract is not None else None) or name for name in names]
+    target = [contract.column_for_header(name) if contract is not None and not name.startswith("_") else None
+              for name in names]
     seen: dict[str, int] = {}
-    for index, name in enumerate(matched):
+    for index, name in enumerate(names):  # written alike: one column twice, whatever the rule below
         if not name:
             continue
-        first = seen.setdefault(name.lower(), index)
-        if first == index:
-            continue
-        written = names[first], names[index]
-        if written[0] == written[1]:
-            raise TableFileError(f"{path}: duplicated column(s) in header: {written[0]}")
-        if name in known:
-            aliases = contract.column(name).aliases
-            other_names = f", and {', '.join(aliases)} are other names of it" if aliases else ""
-            what = (f"both the contract column {name!r} (header names are matched ignoring case, spaces, hyphens "
-                    f"and underscores{other_names})")
-        else:
-            what = "the same column (column names are compared ignoring case)"
-        raise TableFileError(f"{path}: header columns {first + 1} ({written[0]}) and {index + 1} ({written[1]}) "
-                             f"are {what}; keep one")
+        first = seen.setdefault(header_key(name) if target[index] else name.lower(), index)
+        if first != index:
+            _refuse_twice(path, names, first, index, target[index], contract)
+    for column in dict.fromkeys(t for t in target if t):
+        written = [index for index, t in enumerate(target) if t == column]
+        own = [index for index in written if header_key(names[index]) == header_key(column)]
+        if len(written) > 1 and not own:
+            first, second = written[:2]
+            raise TableFileError(
+                f"{path}: header columns {first + 1} ({names[first]}) and {second + 1} ({names[second]}) are both "
+                f"other names of the contract column {column!r}, and no column is named {column}: which one is "
+                f"{column} is not guessed; rename that one {column} (the other then loads as a custom column "
+                "under its own name)")
+        for index in written:
+            if not own or index in own:
+                target[index] = column
+            else:
+                target[index] = None  # an alias beside the column itself: a custom column, its name kept
+    matched = [t or name for t, name in zip(target, names, strict=True)]
+    seen = {}
+    for index, name in enumerate(matched):  # what is left: custom names the lake could not tell apart
+        if name:
+            first = seen.setdefault(name.lower(), index)
+            if first != index:
+                _refuse_twice(path, names, first, index, None, contract)
     return matched
+
+
+def aliases_set_aside(contract: TableContract, columns: list[str]) -> dict[str, list[str]]:
+    """The custom columns (as `contract_names` names them) that are a contract column's alias, kept under
+    their own names because the file also has that column (`Mobile` beside `Phone`), by contract column."""
+    aside: dict[str, list[str]] = {}
+    for name in columns:
+        column = None if name.startswith("_") or name in contract.column_names else contract.column_for_header(name)
+        if column is not None and column in columns:
+            aside.setdefault(column, []).append(name)
+    return aside
+
+
+def _refuse_twice(path: Path, names: list[str], first: int, index: int, column: str | None,
+                  contract: TableContract | None) -> None:
+    written = names[first], names[index]
+    if written[0] == written[1]:
+        raise TableFileError(f"{path}: duplicated column(s) in header: {written[0]}")
+    if column is not None and contract is not None:
+        aliases = contract.column(column).aliases
+        other_names = f", and {', '.join(aliases)} are other names of it" if aliases else ""
+        what = (f"both the contract column {column!r} (header names are matched ignoring case, spaces, hyphens "
+                f"and underscores{other_names})")
+    else:
+        what = "the same column (column names are compared ignoring case)"
+    raise TableFileError(f"{path}: header columns {first + 1} ({written[0]}) and {index + 1} ({written[1]}) "
+                         f"are {what}; keep one")
 
 
 def in_lake_spelling(names: list[str], lake_names: Collection[str], contract: TableContract | None) -> list[str]:

@@ -382,14 +382,81 @@ def test_an_invalid_value_under_an_alias_header_is_nulled_as_pii(raw_dir, worksp
     assert report.nulled_values == {"email": 1, "phone": 1} and report.custom_columns == []
 
 
-def test_a_header_and_an_alias_of_one_column_fail_the_table_naming_both(raw_dir, workspace, ingest_settings):
-    # Given customers with both `Phone` and `Mobile` (which is phone too)
-    (raw_dir / "customers.csv").write_text("source,source_id,Phone,Mobile\ncrm,1,07700900001,07700900002\n")
+def test_a_file_with_phone_and_mobile_loads_phone_as_phone_and_mobile_as_a_custom_column(
+        raw_dir, workspace, ingest_settings, caplog):
+    # Given a CRM export with a landline under `Phone` and a mobile under `Mobile` (an other name of phone)
+    (raw_dir / "customers.csv").write_text(
+        "source,source_id,Phone,Mobile\ncrm,1,+441632960001,+447700900002\ncrm,2,+441632960003,\n")
+    caplog.set_level("WARNING", logger="cdp.ingest")
     # When ingested
     report = table_report(ingest_directory(raw_dir, workspace, ingest_settings), "customers")
-    # Then the table fails naming both headers, the column, and its other names
+    # Then the table loads: phone is the `Phone` column's value, `Mobile` is a custom column under its own name
+    customers = lake(workspace, "customers").set_index("source_id")
+    assert report.status != "failed" and report.loaded == 2 and report.custom_columns == ["Mobile"]
+    assert customers.loc["1", "phone"] == "+441632960001" and customers.loc["1", "Mobile"] == "+447700900002"
+    assert customers.loc["2", "phone"] == "+441632960003" and pd.isna(customers.loc["2", "Mobile"])
+    # and the log names `Mobile` as not used as phone because the file has phone, and as custom contact data,
+    # never quoting a value
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("'Mobile'" in m and "not used as it" in m and "'phone'" in m for m in warnings)
+    assert any("custom column 'Mobile' looks like contact data" in m for m in warnings)
+    assert not any("7700" in m or "1632" in m for m in warnings)
+
+    # When the same file is ingested again, then nothing changes (`Mobile` is not taken for an old spelling)
+    written = workspace.lake_table("customers").read_bytes()
+    again = table_report(ingest_directory(raw_dir, workspace, ingest_settings), "customers")
+    assert again.unchanged == 2 and workspace.lake_table("customers").read_bytes() == written
+
+
+def test_the_column_named_as_the_contract_wins_whatever_its_case_position_or_format(
+        raw_dir, workspace, ingest_settings):
+    # Given a Parquet export whose aliases `Tel` and `Mobile Number` come before `PHONE`
+    pd.DataFrame({"source": ["crm"], "source_id": ["1"], "Tel": ["+441632960001"],
+                  "Mobile Number": ["+447700900002"], "PHONE": ["+441632960009"]}).to_parquet(
+        raw_dir / "customers.parquet")
+    # When ingested
+    report = table_report(ingest_directory(raw_dir, workspace, ingest_settings), "customers")
+    # Then phone is PHONE's value; both aliases are custom columns under their own names
+    row = lake(workspace, "customers").iloc[0]
+    assert report.custom_columns == ["Tel", "Mobile Number"]
+    assert (row["phone"], row["Tel"], row["Mobile Number"]) == ("+441632960009", "+441632960001", "+447700900002")
+
+
+def test_two_aliases_without_the_column_itself_fail_the_table_naming_both(raw_dir, workspace, ingest_settings):
+    # Given a lake with customer 1's phone, then an export with `Mobile` and `Tel` but no `Phone`
+    (raw_dir / "customers.csv").write_text("source,source_id,phone\ncrm,1,+441632960001\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    written = workspace.lake_table("customers").read_bytes()
+    (raw_dir / "customers.csv").write_text("source,source_id,Mobile,Tel\ncrm,1,+447700900002,+441632960003\n")
+    # When ingested
+    report = table_report(ingest_directory(raw_dir, workspace, ingest_settings), "customers")
+    # Then the table fails naming both headers and the column, saying which to rename; the lake is untouched
     assert report.status == "failed"
-    assert "3 (Phone) and 4 (Mobile)" in report.error and "'phone'" in report.error and "mobile" in report.error
+    assert "3 (Mobile) and 4 (Tel)" in report.error and "'phone'" in report.error
+    assert "rename that one phone" in report.error
+    assert workspace.lake_table("customers").read_bytes() == written
+
+
+def test_two_headers_written_alike_still_fail_naming_both(raw_dir, workspace, ingest_settings):
+    # Given exports with `Phone` and `PHONE`, and with `Phone`, `Mobile` and `mobile`
+    for header, named in (("Phone,PHONE", "3 (Phone) and 4 (PHONE)"), ("Phone,Mobile,mobile", "4 (Mobile) and 5 (mobile)")):
+        (raw_dir / "customers.csv").write_text(f"source,source_id,{header}\ncrm,1,{',' * header.count(',')}\n")
+        # When ingested
+        report = table_report(ingest_directory(raw_dir, workspace, ingest_settings), "customers")
+        # Then the table fails naming both
+        assert report.status == "failed" and named in report.error and "keep one" in report.error
+
+
+def test_a_reserved_header_is_never_a_contract_column():
+    # Given a header `_phone` (reserved: names starting with `_` are ignored) beside `Mobile`
+    from pathlib import Path
+
+    from features.contract import CUSTOMERS
+    from features.ingest.readers import contract_names
+
+    # When matched to the contract, then `Mobile` is phone and `_phone` keeps its name
+    assert contract_names(Path("c.csv"), ["source", "source_id", "_phone", "Mobile"], CUSTOMERS) == [
+        "source", "source_id", "_phone", "phone"]
 
 
 def test_an_alias_can_never_be_another_columns_name():
