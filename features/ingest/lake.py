@@ -266,10 +266,13 @@ def merge_into_lake(
                                 ) if contract.allows_custom_columns else {}
         cleared_columns = [c for c, column in legacy.items() if column not in absent]
         kept = [c for c in pq.read_schema(lake_file).names
-                if not c.startswith("_") and (c in absent or c.lower() not in staged_folded)
-                and c not in cleared_columns]
+                if not c.startswith("_") and (c in absent or c.lower() not in staged_folded)]
         kept_folded = {c.lower() for c in kept}
-        _define_latest(connection, contract, existing, kept, [c for c in kept if c.lower() in staged_folded])
+        # an old spelling held the contract column's value only where the lake's contract column is empty;
+        # beside a value there it is another datum (a CRM's Mobile beside its Phone), kept like any other
+        cleared_where = {c: f"e.{_quote(legacy[c])} IS NULL" for c in cleared_columns}
+        _define_latest(connection, contract, existing, kept, [c for c in kept if c.lower() in staged_folded],
+                       cleared_where)
         same = " AND ".join(f"n.{_quote(c)} IS NOT DISTINCT FROM e.{_quote(c)}" for c in staged_columns
                             if c.lower() in lake_folded and c.lower() not in kept_folded) or "true"
         # lineage too: the quarantine's entries of a file are replaced by row number, and erasure and
@@ -298,7 +301,7 @@ def merge_into_lake(
                     f"SELECT e._source_file AS file, e._source_row AS row FROM {kept_rows} e "
                     f"WHERE EXISTS (SELECT 1 FROM latest n WHERE {join})" if lineage else
                     "SELECT NULL::VARCHAR AS file, NULL::BIGINT AS row WHERE false"))
-        legacy_left = _legacy_counts(connection, existing, join, legacy, cleared_columns)
+        legacy_left = _legacy_counts(connection, existing, join, legacy, cleared_where)
         dropped = [c for c in cleared_columns if legacy_left[c][1] == 0]
         legacy_result = {c: LegacyColumn(column, legacy_left[c][0], legacy_left[c][1], c in dropped)
                          for c, column in legacy.items()}
@@ -336,33 +339,34 @@ def merge_into_lake(
 
 
 def _legacy_counts(connection: duckdb.DuckDBPyConnection, existing: str, join: str, legacy: dict[str, str],
-                   cleared_columns: list[str]) -> dict[str, tuple[int, int]]:
-    """For each legacy column: (lake rows replaced by `latest` that held a value in it, when it is cleared;
-    lake rows holding a value in it afterwards)."""
+                   cleared_where: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """For each legacy column: (lake rows replaced by `latest` whose value in it is cleared, those where
+    `cleared_where` holds; lake rows holding a value in it afterwards)."""
     if not legacy:
         return {}
     names = list(legacy)
     replaced = f"EXISTS (SELECT 1 FROM latest n WHERE {join})"
+    cleared = {c: f"{replaced} AND {cleared_where[c]}" if c in cleared_where else "false" for c in names}
     counts = connection.execute("SELECT " + ", ".join(
-        f"count({_quote(c)}) FILTER (WHERE {replaced}), count({_quote(c)}) FILTER (WHERE NOT {replaced})"
+        f"count({_quote(c)}) FILTER (WHERE {cleared[c]}), count({_quote(c)}) FILTER (WHERE NOT ({cleared[c]}))"
         for c in names) + f" FROM {existing} e").fetchone()
-    result = {}
-    for index, c in enumerate(names):
-        in_replaced, in_others = counts[2 * index], counts[2 * index + 1]
-        result[c] = (in_replaced, in_others) if c in cleared_columns else (0, in_replaced + in_others)
-    return result
+    return {c: (counts[2 * index], counts[2 * index + 1]) for index, c in enumerate(names)}
 
 
 def _define_latest(connection: duckdb.DuckDBPyConnection, contract: TableContract, existing: str,
-                   kept: list[str], staged_kept: list[str]) -> None:
+                   kept: list[str], staged_kept: list[str], cleared_where: dict[str, str] | None = None) -> None:
     """`latest`: the rows arrived, with the lake's values in the `kept` columns for a key the lake holds
-    (`staged_kept`: those of them staged, as nulls, because the contract has them)."""
+    (`staged_kept`: those of them staged, as nulls, because the contract has them), but none in a column
+    of `cleared_where` where its condition on the lake's row (`e`) holds."""
+    cleared_where = cleared_where or {}
     if not kept:
         connection.execute("CREATE OR REPLACE TEMP VIEW latest AS SELECT * FROM arrived")
         return
     on_key = " AND ".join(f"n.{_quote(c)} = e.{_quote(c)}" for c in contract.primary_key)
     replaced = ", ".join(f"e.{_quote(c)} AS {_quote(c)}" for c in staged_kept)
-    added = "".join(f", e.{_quote(c)} AS {_quote(c)}" for c in kept if c not in staged_kept)
+    added = "".join(
+        f", CASE WHEN {cleared_where[c]} THEN NULL ELSE e.{_quote(c)} END AS {_quote(c)}" if c in cleared_where
+        else f", e.{_quote(c)} AS {_quote(c)}" for c in kept if c not in staged_kept)
     connection.execute(
         f"CREATE OR REPLACE TEMP VIEW latest AS SELECT n.*{f' REPLACE ({replaced})' if replaced else ''}{added} "
         f"FROM arrived n LEFT JOIN {existing} e ON {on_key}"

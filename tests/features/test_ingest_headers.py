@@ -407,6 +407,13 @@ def test_a_file_with_phone_and_mobile_loads_phone_as_phone_and_mobile_as_a_custo
     again = table_report(ingest_directory(raw_dir, workspace, ingest_settings), "customers")
     assert again.unchanged == 2 and workspace.lake_table("customers").read_bytes() == written
 
+    # When a later export has the phone but not the mobile, then the mobile numbers are kept (a column a file
+    # leaves out says nothing about it): beside a phone in the lake, `Mobile` is a datum, not an old spelling
+    (raw_dir / "customers.csv").write_text("source,source_id,Phone\ncrm,1,+441632960001\ncrm,2,+441632960003\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    kept = lake(workspace, "customers").set_index("source_id")
+    assert kept.loc["1", "Mobile"] == "+447700900002" and kept.loc["1", "phone"] == "+441632960001"
+
 
 def test_the_column_named_as_the_contract_wins_whatever_its_case_position_or_format(
         raw_dir, workspace, ingest_settings):
