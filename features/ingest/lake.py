@@ -77,17 +77,20 @@ DUCKDB_SUFFIX = re.compile(r"(?:_\d+)+$")
 
 
 def legacy_columns(contract: TableContract, lake_names: Sequence[str]) -> dict[str, str]:
-    """The lake's custom columns whose name is a contract column's (`TableContract.column_for_header`), with
-    or without a DuckDB suffix: written before header names were matched to the contract (an `EMAIL` or
-    `Phone Number` header was a custom column, stored `EMAIL_1`, `Phone Number`). By name, the contract column."""
-    known = {name.lower() for name in contract.column_names}
+    """The lake's custom columns that are a contract column's name in another case, with or without a
+    DuckDB suffix (`EMAIL`, `EMAIL_1`, `First_Name`): written before header names were matched to the
+    contract, since today such a header is the contract column. By name, the contract column. Not other
+    names (`Mobile`, `Phone Number`: today a custom column set aside beside the column's own header, or a
+    flag of the same name), nor the exact name with a suffix (`address_line_2`, `email_2`: columns of their
+    own)."""
+    known = {name.lower(): name for name in contract.column_names}
     found = {}
     for name in lake_names:
         if name.startswith("_") or name.lower() in known:
             continue
-        column = contract.column_for_header(name) or contract.column_for_header(DUCKDB_SUFFIX.sub("", name))
-        if column is not None:
-            found[name] = column
+        base = DUCKDB_SUFFIX.sub("", name)
+        if base.lower() in known and base != known[base.lower()]:
+            found[name] = known[base.lower()]
     return found
 
 

@@ -246,8 +246,8 @@ def test_entries_from_before_contents_were_recorded_are_kept_unless_reproduced(r
 
 
 def with_legacy_columns(workspace, values: dict[str, dict[str, str]]) -> None:
-    """The customers lake as an ingest from before header matching left it: `EMAIL` and `Phone Number`
-    headers were custom columns (stored `EMAIL_1`, `Phone Number`). `values`: by column, by source_id."""
+    """The customers lake as an ingest from before header matching left it: `EMAIL` and `PHONE` headers
+    were custom columns (stored `EMAIL_1`, `PHONE_1`). `values`: by column, by source_id."""
     import duckdb
 
     target = workspace.lake_table("customers")
@@ -261,11 +261,11 @@ def with_legacy_columns(workspace, values: dict[str, dict[str, str]]) -> None:
 def test_an_old_spelling_of_a_pii_column_goes_from_the_rows_a_file_replaces(
         raw_dir, workspace, ingest_settings, caplog):
     # Given a lake whose e-mails and phones are in the custom columns an older ingest made of `EMAIL` and
-    # `Phone Number` headers, for customers 1 and 2
+    # `PHONE` headers, for customers 1 and 2
     (raw_dir / "customers.csv").write_text("source,source_id,first_name\ncrm,1,Ann\ncrm,2,Bob\n")
     ingest_directory(raw_dir, workspace, ingest_settings)
     with_legacy_columns(workspace, {"EMAIL_1": {"1": "ann@example.com", "2": "bob@example.com"},
-                                    "Phone Number": {"1": "+447700900001"}})
+                                    "PHONE_1": {"1": "+447700900001"}})
 
     # When customer 1 is sent again with the same headers, now read as email and phone
     (raw_dir / "customers.csv").write_text("source,source_id,EMAIL,Phone Number\ncrm,1,ann@example.com,+447700900001\n")
@@ -273,15 +273,15 @@ def test_an_old_spelling_of_a_pii_column_goes_from_the_rows_a_file_replaces(
     ingest_directory(raw_dir, workspace, ingest_settings)
 
     # Then her e-mail and phone are in the contract columns only; customer 2's old column stays until
-    # sent again, and the emptied `Phone Number` is gone from the lake
+    # sent again, and the emptied `PHONE_1` is gone from the lake
     customers = pd.read_parquet(workspace.lake_table("customers")).set_index("source_id")
     assert (customers.loc["1", "email"], customers.loc["1", "phone"]) == ("ann@example.com", "+447700900001")
     assert pd.isna(customers.loc["1", "EMAIL_1"]) and customers.loc["2", "EMAIL_1"] == "bob@example.com"
-    assert "Phone Number" not in customers.columns
+    assert "PHONE_1" not in customers.columns
     # and the log warns naming the columns and counts, never a value
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("'EMAIL_1'" in m and "'email'" in m and "1 other lake row(s) still hold it" in m for m in warnings)
-    assert any("'Phone Number'" in m and "dropped" in m for m in warnings)
+    assert any("'PHONE_1'" in m and "dropped" in m for m in warnings)
     assert not any("example.com" in m or "7700" in m for m in warnings)
 
     # When customer 2 is sent again too, then the old column is gone, and a third ingest changes nothing
@@ -309,3 +309,19 @@ def test_an_old_spelling_is_kept_while_files_lack_its_column_and_the_log_says_so
     assert customers["EMAIL_1"].tolist() == ["ann@example.com"] and customers["first_name"].tolist() == ["Anne"]
     assert any("'EMAIL_1'" in r.getMessage() and "1 lake row(s) hold it" in r.getMessage()
                for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_other_names_and_numbered_columns_are_never_taken_for_old_spellings(raw_dir, workspace, ingest_settings):
+    # Given a CRM export whose second customer has only a mobile (no phone), and an address_line_2
+    (raw_dir / "customers.csv").write_text("source,source_id,Phone,Mobile,address_line,address_line_2\n"
+                                           "crm,1,+441632960001,+447700900002,1 High St,\n"
+                                           "crm,2,,+447700900004,,Flat 3\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    # When a later export re-sends both with the phone and address columns only
+    (raw_dir / "customers.csv").write_text("source,source_id,Phone,address_line\ncrm,1,+441632960001,1 High St\n"
+                                           "crm,2,,\n")
+    ingest_directory(raw_dir, workspace, ingest_settings)
+    # Then the mobile and the second address line are kept (a column a file leaves out says nothing about it)
+    customers = pd.read_parquet(workspace.lake_table("customers")).set_index("source_id")
+    assert customers.loc["2", "Mobile"] == "+447700900004" and customers.loc["2", "address_line_2"] == "Flat 3"
+    assert customers.loc["1", "Mobile"] == "+447700900002"
