@@ -447,6 +447,11 @@ def _ingest_into(
     report.inserted, report.updated, report.lake_rows = merge.inserted, merge.updated, merge.lake_rows
     report.unchanged = merge.unchanged
     _warn_of_legacy_columns(path, merge.legacy)
+    for column, nulled in report.nulled_values.items():
+        if report.read and nulled * 2 > report.read:  # a format problem, or a header read as the wrong column
+            log.warning("%s: %d of %d value(s) of %r were not valid and were nulled (kept in %s.nulled.parquet): is "
+                        "the file's column read as %r the right one? (its header names: `cdp contract %s`)",
+                        path.name, nulled, report.read, column, contract.name, column, contract.name)
     if custom:
         _warn_of_contacts_in_custom_columns(path, staging / "valid.parquet", custom)
 

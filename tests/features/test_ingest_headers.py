@@ -505,3 +505,16 @@ def test_a_custom_column_holding_contacts_is_warned_of_by_name(raw_dir, workspac
     assert any("'Whatsapp'" in m and "phone" in m for m in warnings)
     assert not any("'tier'" in m for m in warnings)
     assert not any("example.com" in m or "7700" in m for m in warnings)
+
+
+def test_a_header_read_as_a_contract_column_whose_values_mostly_fail_is_warned_of(
+        raw_dir, workspace, ingest_settings, caplog):
+    # Given a customers file whose `Mobile` column is an app-user flag, not a phone (`Mobile` is read as phone)
+    (raw_dir / "customers.csv").write_text("source,source_id,Mobile\ncrm,1,Y\ncrm,2,N\n")
+    caplog.set_level("WARNING", logger="cdp.ingest")
+    # When ingested
+    report = table_report(ingest_directory(raw_dir, workspace, ingest_settings), "customers")
+    # Then the values are nulled (and kept), and the log asks whether the column read as phone is the right one
+    assert report.loaded == 2 and report.nulled_values == {"phone": 2}
+    assert any("2 of 2 value(s) of 'phone' were not valid" in r.getMessage() and "cdp contract customers" in r.getMessage()
+               for r in caplog.records if r.levelname == "WARNING")
