@@ -65,24 +65,32 @@ def test_tables_are_kept_when_only_file_times_change_and_rebuilt_when_the_lake_d
         build_feature_tables(workspace, AS_OF)
 
 
-def test_records_ingested_since_the_last_resolution_are_said_to_be_left_out(built, caplog):
-    workspace, _ = built
-    orders_file = workspace.lake_table("orders")
-    original = orders_file.read_bytes()
+def warnings_of_a_build_with_extra_lake_rows(workspace, table: str, make_rows, caplog) -> str:
+    """The WARNING text of a feature build over the lake with `make_rows(lake table)` appended to `table`;
+    the lake and the tables are put back after (the module's other tests read them)."""
+    path = workspace.lake_table(table)
+    original = path.read_bytes()
     try:
-        # Given two orders of a web account the identity map has never seen (ingested after `cdp resolve`)
-        orders = pd.read_parquet(orders_file)
-        new = orders.head(2).assign(source="web", source_id="W-NEW-1", order_id=["N1", "N2"])
-        pd.concat([orders, new]).to_parquet(orders_file, index=False)
-        # When the features are built
+        rows = pd.read_parquet(path)
+        pd.concat([rows, make_rows(rows)]).to_parquet(path, index=False)
+        caplog.clear()
         with caplog.at_level("WARNING", logger="cdp.features"):
             build_feature_tables(workspace, AS_OF[-1:])
-        # Then the build says one record is left out and what to run
-        assert "1 source record(s) in the lake are not in the identity map" in caplog.text
-        assert "`cdp resolve`" in caplog.text
-    finally:  # the module's other tests read the original lake
-        orders_file.write_bytes(original)
+        return caplog.text
+    finally:
+        path.write_bytes(original)
         build_feature_tables(workspace, AS_OF)
+
+
+def test_records_ingested_since_the_last_resolution_are_said_to_be_left_out(built, caplog):
+    workspace, _ = built
+    # Given two orders of a web account the identity map has never seen (ingested after `cdp resolve`),
+    # when the features are built
+    said = warnings_of_a_build_with_extra_lake_rows(
+        workspace, "orders", lambda orders: orders.head(2).assign(source="web", source_id="W-NEW-1",
+                                                                  order_id=["N1", "N2"]), caplog)
+    # Then the build says one record is left out and what to run; and nothing when every record is resolved
+    assert "1 source record(s) in the lake are not in the identity map" in said and "`cdp resolve`" in said
     caplog.clear()
     with caplog.at_level("WARNING", logger="cdp.features"):
         build_feature_tables(workspace, AS_OF[-1:])
@@ -91,21 +99,14 @@ def test_records_ingested_since_the_last_resolution_are_said_to_be_left_out(buil
 
 def test_consents_of_a_channel_no_feature_reads_are_said(built, caplog):
     workspace, _ = built
-    consents_file = workspace.lake_table("consents")
-    original = consents_file.read_bytes()
-    try:
-        # Given three withdrawals loaded as `e-mail` before the contract read that spelling as `email`
-        consents = pd.read_parquet(consents_file)
-        old = consents.head(3).assign(channel="e-mail", status="withdrawn")
-        pd.concat([consents, old]).to_parquet(consents_file, index=False)
-        # When the features are built, then the build says they are read by nothing, and what to do
-        with caplog.at_level("WARNING", logger="cdp.features"):
-            build_feature_tables(workspace, AS_OF[-1:])
-        assert "consents: 3 row(s) of channel 'e-mail', which no feature reads" in caplog.text
-        assert "ingest that export again" in caplog.text
-    finally:  # the module's other tests read the original lake
-        consents_file.write_bytes(original)
-        build_feature_tables(workspace, AS_OF)
+    # Given three withdrawals loaded as `e-mail` before the contract read that spelling as `email`, when the
+    # features are built
+    said = warnings_of_a_build_with_extra_lake_rows(
+        workspace, "consents", lambda consents: consents.head(3).assign(channel="e-mail", status="withdrawn"),
+        caplog)
+    # Then the build says they are read by nothing, and what to do
+    assert "consents: 3 row(s) of channel 'e-mail', which no feature reads" in said
+    assert "ingest that export again" in said
 
 
 def test_a_rebuild_stopped_halfway_keeps_the_old_tables_and_starts_over_next_time(built, monkeypatch):
