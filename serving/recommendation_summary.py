@@ -175,13 +175,18 @@ def read_scores(workspace: Workspace) -> pd.DataFrame:
 def segment_sizes(workspace: Workspace, settings: Settings) -> pd.DataFrame:
     """Customers in each exportable segment (built-in and configured; `cdp export --segment NAME`
     writes the list itself), with those a contact segment leaves out: held out, or with no eligible
-    channel (the export also drops consents withdrawn since the scores, which this does not read)."""
+    channel (consents withdrawn since the scores included, as the export counts them)."""
+    from features.feature_tables import pushed_consents
     from serving import segments
 
     rows = []
+    withdrawn = None
     for name, definition in settings.segments.definitions.items():
         names = segments.referenced_names(definition.where)
         scores = segments.read_scores(segments.default_scores_path(workspace), names)
+        if withdrawn is None:  # the push log, read once
+            withdrawn = segments.consents_withdrawn_since(pushed_consents(workspace), segments.scores_as_of(scores))
+        scores, _ = segments.honour_later_withdrawals(scores, withdrawn)
         features = segments.read_features_as_of(workspace, segments.scores_as_of(scores), names,
                                                 skip=[*scores.columns, *segments.DERIVED_COLUMNS])
         matched = segments.select_segment(scores, features, definition.model_copy(update={"contact": False}),

@@ -137,6 +137,15 @@ def test_segment_sizes_follow_the_segment_definitions(workspace, scores):
     everyone = summary.segment_sizes(workspace, load_settings(segments={"definitions": {"everyone": {"where": "true"}}}))
     row = everyone.set_index("segment").loc["everyone"]
     assert (row["customers"], row["holdout_left_out"], row["no_channel_left_out"]) == (4, 1, 1)
+    # ...and a consent withdrawn after the scores (a push through /events) counts as the export counts it
+    from features.feature_store import append_push_log
+
+    workspace.feast.mkdir(parents=True)
+    pushed_for = scores.loc[scores["eligible_push"].astype(bool) & ~scores["holdout"], "customer_id"].iloc[0]
+    append_push_log(workspace.feast, pd.DataFrame({"customer_id": [pushed_for], "latest_push_consent": [0]}),
+                    pd.Timestamp("2026-07-02", tz="UTC"))
+    after = summary.segment_sizes(workspace, load_settings()).set_index("segment")
+    assert after.loc["push_reachable", "customers"] == 2
 
 
 def test_missing_inputs_say_what_to_run(workspace, tmp_path):
