@@ -1109,8 +1109,9 @@ def _say_where_the_run_stopped(space, steps: list[str], failed_step: int) -> Non
         scored = json_module.loads(summary.read_text()) if summary.exists() else None
     except (OSError, ValueError):
         scored = None
-    kept = (f"the last scores ({scored.get('output', 'data/outputs/scores.parquet')}, as of {scored.get('as_of')}) "
-            "are unchanged" if scored else "there are no scores yet")
+    # this workspace's file, not the path the summary was written with (a copied workspace names the original)
+    kept = (f"the last scores ({space.latest_scores}, as of {scored.get('as_of')}) are unchanged" if scored
+            else "there are no scores yet")
     console.print(f"[red]cdp run stopped at step {failed_step + 1}/{len(steps)} ({failed})[/red]"
                   + (f"; not run: {', '.join(not_run)}" if not_run else "") + f"; {escape(kept)}",
                   emoji=False, soft_wrap=True)

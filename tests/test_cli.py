@@ -490,7 +490,8 @@ def test_a_run_that_fails_says_which_steps_did_not_run_and_which_scores_stand(tm
     # Given a workspace scored before, and tonight's export folder empty
     outputs = tmp_path / "w" / "data" / "outputs"
     outputs.mkdir(parents=True)
-    (outputs / "scores.json").write_text(json.dumps({"output": str(outputs / "scores.parquet"),
+    # (its summary written where the workspace was before being copied here)
+    (outputs / "scores.json").write_text(json.dumps({"output": "/elsewhere/data/outputs/scores.parquet",
                                                      "as_of": "2026-06-30T00:00:00+00:00"}))
     (tmp_path / "raw").mkdir()
     # When the main job runs
