@@ -489,8 +489,9 @@ def _campaign_option(campaign: str) -> str:
     if not trimmed:
         raise _fail("--campaign must not be empty: it salts the holdout, and the service refuses an empty "
                     "campaign_id (leave the option out for policy.default_campaign_id)", code=2)
-    if campaign_id_problem(trimmed):
-        raise _fail(f"--campaign: {campaign_id_problem(trimmed)}", code=2)
+    problem = campaign_id_problem(trimmed)
+    if problem:
+        raise _fail(f"--campaign: {problem}", code=2)
     return trimmed
 
 

@@ -102,15 +102,6 @@ def fold_value(value: str) -> str:
     return re.sub(VALUE_SEPARATORS, "", value.lower())
 
 
-HEADER_SEPARATORS = re.compile(r"[\s\-]+")
-
-
-def fold_column_name(name: str) -> str:
-    """A header name as matched to the contract's column names: trimmed, lower-cased, runs of spaces,
-    hyphens and underscores as one `_` (`First Name`, `first-name`, `FIRST_NAME` are all `first_name`)."""
-    return re.sub(r"_+", "_", HEADER_SEPARATORS.sub("_", name.strip().lower()))
-
-
 def header_key(name: str) -> str:
     """A header name as compared with the contract's column names and aliases: trimmed, lower-cased, without
     spaces, hyphens or underscores (`First Name`, `first-name`, `FirstName`, `E-mail` are `firstname`,

@@ -247,20 +247,6 @@ def effective_consent(frame: pd.DataFrame, channel: str) -> np.ndarray:
     )
 
 
-def channel_eligibility(
-    frame: pd.DataFrame, settings: PolicySettings, allowed_channels: Iterable[str] | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per customer and configured channel: may we contact them on it today? Returns (eligible,
-    reason): booleans, and the first failing check as a phrase (None when eligible). Checks in
-    order: allowed by the request, consent, reachability, frequency caps, quiet period."""
-    read = _Inputs(frame, _policy_columns(settings, []))
-    stages, reasons, _ = _eligibility_stages(read, settings, allowed_channels)
-    eligible = pd.DataFrame(
-        {c: stages[c] == _ELIGIBLE for c in settings.channels}, index=frame.index
-    )
-    return eligible, pd.DataFrame(reasons, index=frame.index)
-
-
 def channels_the_policy_may_use(frame: pd.DataFrame, settings: PolicySettings) -> pd.DataFrame:
     """Per customer and configured channel: open today, or held only by its quiet period (a win-back
     waits for it to end). Batch scoring scores conversion only on these: the decisions are the same

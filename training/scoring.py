@@ -46,8 +46,8 @@ def score_features(features: pd.DataFrame, models: dict[str, CustomerModel],
                    eligible_channels: pd.DataFrame | None = None) -> pd.DataFrame:
     """Scores for a frame holding every model's input features (one row per customer).
 
-    With `eligible_channels` (customer x channel booleans, the policy's `channel_eligibility`), the
-    conversion probability of a contact is computed only where its channel is eligible and left
+    With `eligible_channels` (customer x channel booleans, the policy's `channels_the_policy_may_use`), the
+    conversion probability of a contact is computed only where the policy may use its channel and left
     NaN elsewhere: the policy never picks those actions, and most customers of a whole base have
     no consented, reachable channel, so batch scoring skips most of the propensity model's rows."""
     return pd.DataFrame(score_columns(features, models, eligible_channels))
